@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Regenerate src/ebee/uapi.py from the kernel's own definitions.
+
+The enums (commands, map/program/attach/link types, helper ids, flags) are read
+from the running kernel's BTF, dumped as C by bpftool:
+
+    bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h
+    python3 tools/gen_uapi.py vmlinux.h > src/ebee/uapi.py
+
+The instruction-encoding macros of bpf_common.h / bpf.h are #defines, which BTF
+does not carry; they live in DEFINES below and tests/test_uapi.py checks them
+against /usr/include/linux/bpf.h where that header exists.
+"""
+from __future__ import annotations
+
+import re
+import sys
+
+# Named uapi enums we export, as (C enum name, Python class name, prefix to strip).
+NAMED = [
+    ("bpf_cmd", "Cmd", "BPF_"),
+    ("bpf_map_type", "MapType", "BPF_MAP_TYPE_"),
+    ("bpf_prog_type", "ProgType", "BPF_PROG_TYPE_"),
+    ("bpf_attach_type", "AttachType", "BPF_"),
+    ("bpf_link_type", "LinkType", "BPF_LINK_TYPE_"),
+    ("bpf_func_id", "FuncId", "BPF_FUNC_"),
+    ("bpf_stats_type", "StatsType", "BPF_STATS_"),
+    ("xdp_action", "XdpAction", "XDP_"),
+    ("sk_action", "SkAction", "SK_"),
+    ("bpf_ret_code", "RetCode", "BPF_"),
+    ("bpf_adj_room_mode", "AdjRoomMode", "BPF_ADJ_ROOM_"),
+    ("bpf_hdr_start_off", "HdrStartOff", "BPF_HDR_START_"),
+    ("bpf_lwt_encap_mode", "LwtEncapMode", "BPF_LWT_ENCAP_"),
+    ("bpf_task_fd_type", "TaskFdType", "BPF_FD_TYPE_"),
+    ("bpf_perf_event_type", "PerfEventType", "BPF_PERF_EVENT_"),
+    ("bpf_addr_space_cast", "AddrSpaceCast", "BPF_ADDR_SPACE_"),
+    ("bpf_cond_pseudo_jmp", "CondPseudoJmp", "BPF_"),
+]
+
+# Anonymous enums whose members are kernel-internal, not uapi.
+SKIP_ANON = {"BPF_MAX_TRAMP_LINKS", "BPF_SKEL_KERNEL", "BPF_STREAM_MAX_CAPACITY",
+             "TCP_BPF_IPV4", "TCP_BPF_BASE"}
+
+DEFINES = '''\
+# --- instruction encoding (include/uapi/linux/bpf_common.h, bpf.h) ---
+# instruction classes
+BPF_LD = 0x00
+BPF_LDX = 0x01
+BPF_ST = 0x02
+BPF_STX = 0x03
+BPF_ALU = 0x04
+BPF_JMP = 0x05
+BPF_JMP32 = 0x06
+BPF_ALU64 = 0x07
+# load/store sizes
+BPF_W = 0x00
+BPF_H = 0x08
+BPF_B = 0x10
+BPF_DW = 0x18
+# load/store modes
+BPF_IMM = 0x00
+BPF_ABS = 0x20
+BPF_IND = 0x40
+BPF_MEM = 0x60
+BPF_MEMSX = 0x80
+BPF_ATOMIC = 0xc0
+# ALU operations
+BPF_ADD = 0x00
+BPF_SUB = 0x10
+BPF_MUL = 0x20
+BPF_DIV = 0x30
+BPF_OR = 0x40
+BPF_AND = 0x50
+BPF_LSH = 0x60
+BPF_RSH = 0x70
+BPF_NEG = 0x80
+BPF_MOD = 0x90
+BPF_XOR = 0xa0
+BPF_MOV = 0xb0
+BPF_ARSH = 0xc0
+BPF_END = 0xd0
+# operand source
+BPF_K = 0x00
+BPF_X = 0x08
+BPF_TO_LE = 0x00
+BPF_TO_BE = 0x08
+# jump operations
+BPF_JA = 0x00
+BPF_JEQ = 0x10
+BPF_JGT = 0x20
+BPF_JGE = 0x30
+BPF_JSET = 0x40
+BPF_JNE = 0x50
+BPF_JSGT = 0x60
+BPF_JSGE = 0x70
+BPF_CALL = 0x80
+BPF_EXIT = 0x90
+BPF_JLT = 0xa0
+BPF_JLE = 0xb0
+BPF_JSLT = 0xc0
+BPF_JSLE = 0xd0
+BPF_JCOND = 0xe0
+# atomic operations (in imm)
+BPF_FETCH = 0x01
+BPF_XCHG = 0xe0 | BPF_FETCH
+BPF_CMPXCHG = 0xf0 | BPF_FETCH
+BPF_LOAD_ACQ = 0x100
+BPF_STORE_REL = 0x110
+# src_reg of BPF_LD | BPF_IMM | BPF_DW
+BPF_PSEUDO_MAP_FD = 1
+BPF_PSEUDO_MAP_VALUE = 2
+BPF_PSEUDO_BTF_ID = 3
+BPF_PSEUDO_FUNC = 4
+BPF_PSEUDO_MAP_IDX = 5
+BPF_PSEUDO_MAP_IDX_VALUE = 6
+# src_reg of BPF_JMP | BPF_CALL
+BPF_PSEUDO_CALL = 1
+BPF_PSEUDO_KFUNC_CALL = 2
+# --- limits ---
+BPF_MAXINSNS = 4096                  # unprivileged program size
+BPF_COMPLEXITY_LIMIT_INSNS = 1000000 # privileged size / processed insns
+MAX_BPF_STACK = 512
+MAX_CALL_FRAMES = 8
+MAX_TAIL_CALL_CNT = 33
+MAX_BPF_REG = 11
+BPF_OBJ_NAME_LEN = 16
+BPF_TAG_SIZE = 8
+BPF_BUILD_ID_SIZE = 20
+# --- BPF_PROG_LOAD prog_flags ---
+BPF_F_STRICT_ALIGNMENT = 1 << 0
+BPF_F_ANY_ALIGNMENT = 1 << 1
+BPF_F_TEST_RND_HI32 = 1 << 2
+BPF_F_TEST_STATE_FREQ = 1 << 3
+BPF_F_SLEEPABLE = 1 << 4
+BPF_F_XDP_HAS_FRAGS = 1 << 5
+BPF_F_XDP_DEV_BOUND_ONLY = 1 << 6
+BPF_F_TEST_REG_INVARIANTS = 1 << 7
+BPF_F_TOKEN_FD = 1 << 16
+# --- BPF_PROG_ATTACH flags ---
+BPF_F_ALLOW_OVERRIDE = 1 << 0
+BPF_F_ALLOW_MULTI = 1 << 1
+BPF_F_REPLACE = 1 << 2
+BPF_F_BEFORE = 1 << 3
+BPF_F_AFTER = 1 << 4
+BPF_F_ID = 1 << 5
+BPF_F_LINK = 1 << 13
+# --- BPF_PROG_TEST_RUN flags ---
+BPF_F_TEST_RUN_ON_CPU = 1 << 0
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+BPF_F_TEST_SKB_CHECKSUM_COMPLETE = 1 << 2
+BPF_F_QUERY_EFFECTIVE = 1 << 0
+'''
+
+
+def parse_enums(text: str):
+    named = {}
+    for m in re.finditer(r"^enum (\w+) \{\n(.*?)\n\};", text, re.S | re.M):
+        named[m.group(1)] = re.findall(r"^\t(\w+) = (-?\d+)U?L?L?,", m.group(2), re.M)
+    anon = []
+    for m in re.finditer(r"^enum \{\n(.*?)\n\};", text, re.S | re.M):
+        members = re.findall(r"^\t(\w+) = (-?\d+)U?L?L?,", m.group(1), re.M)
+        names = [n for n, _ in members]
+        if names and all(n.startswith(("BPF_", "XDP_", "TCP_BPF")) for n in names):
+            if not SKIP_ANON.intersection(names):
+                anon.append(members)
+    return named, anon
+
+
+def main(path: str) -> None:
+    named, anon = parse_enums(open(path).read())
+    out = ['"""Linux BPF uapi constants, identical to include/uapi/linux/bpf.h.',
+           "",
+           "Generated by tools/gen_uapi.py from the kernel's BTF (enums) and the",
+           "uapi headers (#defines); do not edit by hand. Every other module takes",
+           'its constants from here."""',
+           "from __future__ import annotations",
+           "",
+           "from enum import IntEnum",
+           "",
+           DEFINES]
+    for cname, pyname, prefix in NAMED:
+        members = named[cname]
+        out.append(f"\nclass {pyname}(IntEnum):")
+        out.append(f'    """enum {cname}"""')
+        seen = set()
+        for name, value in members:
+            if name.startswith("__") or name.startswith("MAX_"):
+                continue
+            short = name[len(prefix):] if name.startswith(prefix) else name
+            if short[0].isdigit():
+                short = "_" + short
+            if short in seen:
+                continue
+            seen.add(short)
+            out.append(f"    {short} = {value}")
+    out.append("\n\n# --- flag enums (anonymous in bpf.h) ---")
+    for members in anon:
+        for name, value in members:
+            out.append(f"{name} = {int(value):#x}" if int(value) > 255 else f"{name} = {value}")
+        out.append("")
+    sys.stdout.write("\n".join(out).rstrip() + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
