@@ -1,0 +1,67 @@
+"""Helpers every program type may call: time, randomness, CPU identity."""
+from __future__ import annotations
+
+import time
+
+from ..uapi import FuncId
+from .proto import Ret
+from .registry import helper
+
+_HZ = 250          # CONFIG_HZ of common distribution kernels
+_INITIAL_JIFFIES = (-300 * _HZ) & 0xFFFFFFFF   # Linux starts jiffies 5 minutes before wrap
+
+
+@helper(FuncId.ktime_get_ns, Ret.INTEGER)
+def ktime_get_ns(m, *_):
+    return m.clock.monotonic_ns()
+
+
+@helper(FuncId.ktime_get_boot_ns, Ret.INTEGER)
+def ktime_get_boot_ns(m, *_):
+    return m.clock.boottime_ns()
+
+
+@helper(FuncId.ktime_get_coarse_ns, Ret.INTEGER)
+def ktime_get_coarse_ns(m, *_):
+    return m.clock.coarse_ns()
+
+
+@helper(FuncId.ktime_get_tai_ns, Ret.INTEGER)
+def ktime_get_tai_ns(m, *_):
+    return m.clock.tai_ns()
+
+
+@helper(FuncId.jiffies64, Ret.INTEGER)
+def jiffies64(m, *_):
+    return (_INITIAL_JIFFIES + m.clock.boottime_ns() * _HZ // 1_000_000_000) & ((1 << 64) - 1)
+
+
+@helper(FuncId.get_prandom_u32, Ret.INTEGER)
+def get_prandom_u32(m, *_):
+    return m.random.getrandbits(32)
+
+
+@helper(FuncId.get_smp_processor_id, Ret.INTEGER)
+def get_smp_processor_id(m, *_):
+    return m.cpu
+
+
+@helper(FuncId.get_numa_node_id, Ret.INTEGER)
+def get_numa_node_id(m, *_):
+    return m.numa_node
+
+
+class Clock:
+    """Time as programs see it; tests may replace it with a virtual clock."""
+
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns()
+
+    def boottime_ns(self) -> int:
+        return time.clock_gettime_ns(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
+
+    def coarse_ns(self) -> int:
+        return time.clock_gettime_ns(getattr(time, "CLOCK_MONOTONIC_COARSE", time.CLOCK_MONOTONIC))
+
+    def tai_ns(self) -> int:
+        return time.clock_gettime_ns(getattr(time, "CLOCK_TAI", time.CLOCK_REALTIME))

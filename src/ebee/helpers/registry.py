@@ -1,0 +1,66 @@
+"""The helper registry: one entry per Linux helper id.
+
+Each entry carries the helper's uapi id and name, its prototype (the
+verifier's view), the program types that may call it (None: any), and the
+implementation the engines call as ``impl(machine, r1, r2, r3, r4, r5) -> int``.
+Modules in this package register implementations with :func:`helper`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from ..uapi import FuncId, ProgType
+from .proto import Arg, Ret
+
+Impl = Callable[..., int]
+
+
+@dataclass(frozen=True, slots=True)
+class Helper:
+    id: FuncId
+    ret: Ret
+    args: tuple[Arg, ...]
+    impl: Impl
+    prog_types: frozenset[ProgType] | None = None
+    gpl_only: bool = False
+
+    @property
+    def name(self) -> str:
+        return helper_name(self.id)
+
+
+REGISTRY: dict[int, Helper] = {}
+
+
+def helper(fid: FuncId, ret: Ret, args: Iterable[Arg] = (), *,
+           prog_types: Iterable[ProgType] | None = None, gpl_only: bool = False):
+    """Register the decorated function as the implementation of helper ``fid``."""
+    def deco(fn: Impl) -> Impl:
+        if fid in REGISTRY:
+            raise RuntimeError(f"helper {fid.name} registered twice")
+        REGISTRY[fid] = Helper(fid, ret, tuple(args), fn,
+                               frozenset(prog_types) if prog_types is not None else None, gpl_only)
+        return fn
+    return deco
+
+
+def helper_name(fid: int) -> str:
+    """Linux's name for a helper id (``bpf_map_lookup_elem``), or ``unknown``."""
+    try:
+        return "bpf_" + FuncId(fid).name
+    except ValueError:
+        return "unknown"
+
+
+def helper_id(name: str) -> int | None:
+    """The id of a helper by name, with or without the ``bpf_`` prefix."""
+    key = name[4:] if name.startswith("bpf_") else name
+    try:
+        return int(FuncId[key])
+    except KeyError:
+        return None
+
+
+def get(fid: int) -> Helper | None:
+    return REGISTRY.get(fid)

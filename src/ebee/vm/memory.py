@@ -1,0 +1,113 @@
+"""Real memory with checked access.
+
+Every byte a program can touch lives in a :class:`Region`: a ``bytearray``
+pinned by a ctypes view, so its address is a real, stable host address.
+Pointers in registers are those addresses; the interpreter, helpers and a
+native JIT all see the same bytes.  :class:`Memory` is the set of live
+regions; the interpreter asks it which region (if any) contains an access.
+"""
+from __future__ import annotations
+
+import bisect
+import ctypes
+from typing import Iterator
+
+
+class Region:
+    """A span of real memory a program may access."""
+
+    __slots__ = ("name", "buf", "start", "size", "end", "writable", "_pin", "__weakref__")
+
+    def __init__(self, size_or_data: int | bytes | bytearray, name: str = "", *, writable: bool = True):
+        if isinstance(size_or_data, int):
+            buf = bytearray(size_or_data)
+        elif isinstance(size_or_data, bytearray):
+            buf = size_or_data
+        else:
+            buf = bytearray(size_or_data)
+        self.name = name
+        self.buf = buf
+        self.size = len(buf)
+        # The ctypes view exports the buffer, which forbids resizing it, so the
+        # address stays valid for the region's lifetime.
+        self._pin = (ctypes.c_char * max(self.size, 1)).from_buffer(buf) if self.size else None
+        self.start = ctypes.addressof(self._pin) if self._pin is not None else _null_address()
+        self.end = self.start + self.size
+        self.writable = writable
+
+    def addr(self, offset: int = 0) -> int:
+        return self.start + offset
+
+    def contains(self, addr: int, size: int = 1) -> bool:
+        return self.start <= addr and addr + size <= self.end
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        rw = "rw" if self.writable else "ro"
+        return f"<Region {self.name or '?'} {self.start:#x}+{self.size} {rw}>"
+
+
+_NULL_PIN = ctypes.create_string_buffer(1)
+
+
+def _null_address() -> int:
+    # Empty regions still need a unique-looking, non-zero address.
+    return ctypes.addressof(_NULL_PIN)
+
+
+class Memory:
+    """The set of live regions, searchable by address."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._regions: list[Region] = []
+
+    def add(self, region: Region) -> Region:
+        if region.size == 0:
+            return region
+        i = bisect.bisect_right(self._starts, region.start)
+        self._starts.insert(i, region.start)
+        self._regions.insert(i, region)
+        return region
+
+    def remove(self, region: Region) -> None:
+        if region.size == 0:
+            return
+        i = bisect.bisect_left(self._starts, region.start)
+        while i < len(self._regions) and self._starts[i] == region.start:
+            if self._regions[i] is region:
+                del self._starts[i]
+                del self._regions[i]
+                return
+            i += 1
+
+    def find(self, addr: int, size: int = 1) -> Region | None:
+        """The live region holding all of ``[addr, addr+size)``, or None."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0:
+            r = self._regions[i]
+            if addr + size <= r.end:
+                return r
+        return None
+
+    def read(self, addr: int, size: int) -> bytes:
+        r = self.find(addr, size)
+        if r is None:
+            raise ValueError(f"no live region holds {size} bytes at {addr:#x}")
+        off = addr - r.start
+        return bytes(r.buf[off:off + size])
+
+    def write(self, addr: int, data: bytes) -> None:
+        r = self.find(addr, len(data))
+        if r is None or not r.writable:
+            raise ValueError(f"no writable region holds {len(data)} bytes at {addr:#x}")
+        off = addr - r.start
+        r.buf[off:off + len(data)] = data
+
+    def __iter__(self) -> Iterator[Region]:
+        return iter(list(self._regions))
+
+    def __len__(self) -> int:
+        return len(self._regions)
