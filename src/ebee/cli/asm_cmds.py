@@ -1,0 +1,95 @@
+"""``ebee asm``, ``ebee disasm``, ``ebee run`` (raw programs) and ``ebee conformance``."""
+from __future__ import annotations
+
+import sys
+
+from ..asm import disassemble
+from ..isa import encode
+from ..vm import DEFAULT_BUDGET, run
+from .common import UsageError, load_program, parse_hex, print_json, read_bytes, write_atomic
+
+
+def register(sub) -> None:
+    p = sub.add_parser("asm", help="assemble a program to raw instructions")
+    p.add_argument("file", help="assembly source (kernel/LLVM or conformance syntax)")
+    p.add_argument("-o", "--output", help="output file (default: stdout, if not a terminal)")
+    p.add_argument("--dialect", choices=("kernel", "conformance"), help="syntax (default: detect)")
+    p.set_defaults(func=cmd_asm)
+
+    p = sub.add_parser("disasm", help="disassemble raw instructions")
+    p.add_argument("file", help="raw instructions (.bin), or assembly to show its encoding")
+    p.add_argument("--format", choices=("xlated", "llvm", "conformance"), default="xlated",
+                   help="bpftool's xlated form (default), llvm-objdump's, or the conformance dialect")
+    p.set_defaults(func=cmd_disasm)
+
+    p = sub.add_parser("run", help="run a program and print r0")
+    p.add_argument("file", help="raw instructions (.bin) or assembly")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--mem", metavar="HEX", help="memory passed in r1 (length in r2), as hex")
+    g.add_argument("--mem-file", metavar="F", help="memory passed in r1 (length in r2), from a file")
+    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                   help=f"maximum instructions to execute (default {DEFAULT_BUDGET})")
+    p.add_argument("--json", action="store_true", help="print {\"retval\": N, \"insns\": N}")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("conformance", help="run the BPF conformance suite")
+    p.add_argument("paths", nargs="+", metavar="DIR", help="directories of .data files, or files")
+    p.add_argument("-q", "--quiet", action="store_true", help="print failures and the total only")
+    p.set_defaults(func=cmd_conformance)
+
+
+def cmd_asm(args) -> int:
+    insns = load_program(args.file, args.dialect)
+    data = encode(insns)
+    if args.output:
+        write_atomic(args.output, data)
+    elif sys.stdout.isatty():
+        raise UsageError("error: refusing to write binary instructions to a terminal; use -o FILE")
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_disasm(args) -> int:
+    insns = load_program(args.file)
+    sys.stdout.write(disassemble(insns, args.format))
+    return 0
+
+
+def cmd_run(args) -> int:
+    insns = load_program(args.file)
+    mem = None
+    if args.mem is not None:
+        mem = parse_hex(args.mem, "--mem")
+    elif args.mem_file is not None:
+        mem = read_bytes(args.mem_file)
+    if args.budget <= 0:
+        raise UsageError("error: --budget must be positive")
+    res = run(insns, mem, budget=args.budget)
+    if args.json:
+        print_json({"retval": res.retval, "insns": res.insns})
+    else:
+        print(f"retval: {res.retval} ({res.retval:#x})")
+        print(f"insns: {res.insns}")
+    return 0
+
+
+def cmd_conformance(args) -> int:
+    from ..conformance import collect, run_paths
+
+    files = list(collect(args.paths))
+    missing = [p for p in args.paths if not files and True]
+    if not files:
+        raise UsageError(f"error: no .data files in {', '.join(missing)}")
+    passed = failed = 0
+    for out in run_paths(files):
+        if out.passed:
+            passed += 1
+            if not args.quiet:
+                print(f"PASS {out.name}")
+        else:
+            failed += 1
+            print(f"FAIL {out.name}: {out.detail}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0

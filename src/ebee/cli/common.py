@@ -1,0 +1,100 @@
+"""What every subcommand shares: reading programs, reporting errors, output files."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ..asm import Dialect, assemble
+from ..errors import DecodeError, SourceError
+from ..isa import Instruction, decode
+
+
+class UsageError(Exception):
+    """Bad input from the user: one line on stderr, exit code 2."""
+
+
+ELF_MAGIC = b"\x7fELF"
+TEXT_SUFFIXES = (".s", ".S", ".asm", ".data", ".txt")
+
+
+def read_bytes(path: str) -> bytes:
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: error: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: error: is a directory") from None
+    except OSError as e:
+        raise UsageError(f"{path}: error: {e.strerror}") from None
+
+
+def _looks_like_text(data: bytes) -> bool:
+    if not data:
+        return True
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+def load_program(path: str, dialect: str | None = None) -> list[Instruction]:
+    """Instructions from a raw .bin, an assembly file or a conformance .data file."""
+    data = read_bytes(path)
+    if data.startswith(ELF_MAGIC):
+        raise UsageError(f"{path}: error: ELF objects are loaded with the object commands, "
+                         f"not as raw instructions")
+    if path.endswith(TEXT_SUFFIXES) or (len(data) % 8 != 0 and _looks_like_text(data)) \
+            or (_looks_like_text(data) and data.strip() and not path.endswith(".bin")):
+        text = data.decode("utf-8", errors="replace")
+        try:
+            if path.endswith(".data") or text.lstrip().startswith("-- "):
+                from ..conformance import parse
+                return parse(path, text).program()
+            return assemble(text, Dialect(dialect) if dialect else None, file=path)
+        except SourceError as e:
+            raise UsageError(str(e) if e.file else f"{path}: {e}") from None
+    if not data:
+        raise UsageError(f"{path}: error: empty program")
+    try:
+        return decode(data)
+    except DecodeError as e:
+        where = f"{path}:insn {e.pc}" if e.pc is not None else path
+        reason = e.reason.split(": ", 1)[1] if e.reason.startswith("insn ") else e.reason
+        raise UsageError(f"{where}: error: {reason}") from None
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write all of ``data`` or nothing: a temp file renamed into place."""
+    d = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".ebee-")
+    except OSError as e:
+        raise UsageError(f"{path}: error: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj))
+
+
+def parse_hex(text: str, what: str) -> bytes:
+    t = "".join(text.split()).removeprefix("0x")
+    try:
+        return bytes.fromhex(t)
+    except ValueError:
+        raise UsageError(f"error: {what} is not valid hex: {text!r}") from None
