@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+CONFORMANCE = CORPUS / "conformance"
+
+settings.register_profile("default", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("default")
+
+SLOW = os.environ.get("EBEE_SLOW") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    if SLOW:
+        return
+    skip = pytest.mark.skip(reason="long differential run; set EBEE_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def conformance_dir() -> Path:
+    d = CONFORMANCE / "tests"
+    if not d.is_dir():
+        pytest.skip(f"conformance corpus not found at {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def negative_dir() -> Path:
+    d = CONFORMANCE / "negative"
+    if not d.is_dir():
+        pytest.skip(f"conformance corpus not found at {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def kernel():
+    """Skips the test, with the reason, where bpf() cannot load programs."""
+    from ebee.kernel import bpf_available
+    why = bpf_available()
+    if why:
+        pytest.skip(why)
+    return True
+
+
+@pytest.fixture(scope="session")
+def llvm_objdump() -> str:
+    for name in ("llvm-objdump-19", "llvm-objdump"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("llvm-objdump not installed")
