@@ -21,7 +21,7 @@ _ALIASES = {f"bswap{b}": f"swap{b}" for b in (16, 32, 64)}
 
 _REG = re.compile(r"^%r(\d+)$")
 _MEM = re.compile(r"^\[%r(\d+)\s*(?:([-+])\s*(" + UNUM_RE + r"))?\]$")
-_PSEUDO = re.compile(r"^map\[(fd|idx):(\d+)\](?:\[0\])?(?:\+(\d+))?$|^btf_id\[(\d+)\](?:\+(\d+))?$")
+_PSEUDO = re.compile(r"^map\[(fd|id|idx):(\d+)\](?:\[0\])?(?:\+(\d+))?$|^btf_id\[(\d+)\](?:\+(\d+))?$")
 
 
 def _split(line: str) -> tuple[str, list[str]]:
@@ -202,9 +202,10 @@ class _Parser:
                 p.imm, p.imm_hi = int(m.group(4)), int(m.group(5) or 0)
             else:
                 value = "[0]" in text or m.group(3) is not None
+                kind = "idx" if m.group(1) == "idx" else "fd"
                 src = {("fd", False): U.BPF_PSEUDO_MAP_FD, ("fd", True): U.BPF_PSEUDO_MAP_VALUE,
                        ("idx", False): U.BPF_PSEUDO_MAP_IDX,
-                       ("idx", True): U.BPF_PSEUDO_MAP_IDX_VALUE}[(m.group(1), value)]
+                       ("idx", True): U.BPF_PSEUDO_MAP_IDX_VALUE}[(kind, value)]
                 p.spec = by_src[src]
                 p.imm, p.imm_hi = int(m.group(2)), int(m.group(3) or 0)
             for v in (p.imm, p.imm_hi):

@@ -35,12 +35,14 @@ def _u32(v: int) -> int:
 
 def pseudo_imm(i: Instruction) -> str:
     """bpftool's spelling of a pseudo ld_imm64 (maps, functions), extended so
-    that every src value has one."""
+    that every src value has one.  In ebee's runtime a map's id is also the
+    number instructions carry in place of a file descriptor, so ``map[id:N]``
+    is exact; the assemblers accept ``map[fd:N]`` as a synonym."""
     s = i.src
     if s == U.BPF_PSEUDO_MAP_FD:
-        return f"map[fd:{_u32(i.imm)}]"
+        return f"map[id:{_u32(i.imm)}]"
     if s == U.BPF_PSEUDO_MAP_VALUE:
-        return f"map[fd:{_u32(i.imm)}][0]+{_u32(i.imm_hi)}"
+        return f"map[id:{_u32(i.imm)}][0]+{_u32(i.imm_hi)}"
     if s == U.BPF_PSEUDO_MAP_IDX:
         return f"map[idx:{_u32(i.imm)}]"
     if s == U.BPF_PSEUDO_MAP_IDX_VALUE:

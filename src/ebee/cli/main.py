@@ -14,15 +14,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+# Subcommand modules, each with register(subparsers).  Add yours here.
+COMMAND_MODULES = ["asm_cmds"]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from . import asm_cmds
+    import importlib
 
     p = _Parser(prog="ebee", description="eBPF, written in Python: assemble, verify, run and "
                                           "inspect eBPF programs without a kernel.")
     p.add_argument("--version", action="version", version=f"ebee {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    asm_cmds.register(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{name}").register(sub)
     return p
 
 

@@ -21,7 +21,7 @@ from ..helpers import REGISTRY, helper_name
 from ..helpers.base import Clock
 from ..isa import Instruction, encode
 from .codegen import M32, M64, translate
-from .memory import Memory, Region
+from .memory import SHARED, Memory, Region
 
 DEFAULT_BUDGET = 10_000_000
 
@@ -240,7 +240,7 @@ class Machine:
     def __init__(self, memory: Memory | None = None, *, cpu: int = 0, numa_node: int = 0,
                  clock: Clock | None = None, seed: int | None = None,
                  budget: int = DEFAULT_BUDGET):
-        self.memory = memory if memory is not None else Memory()
+        self.memory = memory if memory is not None else SHARED
         self.cpu = cpu
         self.numa_node = numa_node
         self.clock = clock or Clock()
@@ -249,6 +249,22 @@ class Machine:
         self.stack = self.memory.add(Region(U.MAX_CALL_FRAMES * U.MAX_BPF_STACK, "stack"))
         self.tail_call_count = 0
         self._bound: dict[int, Interpreter] = {}
+
+    def close(self) -> None:
+        """Release the machine's stack from the address space."""
+        self.memory.remove(self.stack)
+
+    def __enter__(self) -> "Machine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
     # -- programs ----------------------------------------------------------------
 
@@ -303,6 +319,7 @@ class Machine:
 def run(insns: list[Instruction], mem: bytes | None = None, *, budget: int = DEFAULT_BUDGET,
         machine: Machine | None = None) -> Execution:
     """Run raw instructions the way the conformance suite does: r1 = mem, r2 = len(mem)."""
+    own = machine is None
     m = machine or Machine(budget=budget)
     region = None
     if mem is not None:
@@ -313,3 +330,5 @@ def run(insns: list[Instruction], mem: bytes | None = None, *, budget: int = DEF
     finally:
         if region is not None:
             m.memory.remove(region)
+        if own:
+            m.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import threading
 from typing import Iterator
 
 
@@ -58,36 +59,52 @@ def _null_address() -> int:
 
 
 class Memory:
-    """The set of live regions, searchable by address."""
+    """The set of live regions, searchable by address.
+
+    Like a kernel, ebee has one address space: :data:`SHARED` holds every
+    region that more than one program or CPU can reach (map values, global
+    data, ring buffers), and each :class:`~ebee.vm.Machine` uses it unless it
+    is given a private one.  Mutations take a lock so that threads running
+    programs concurrently see a consistent set; lookups copy nothing.
+    """
 
     def __init__(self) -> None:
         self._starts: list[int] = []
         self._regions: list[Region] = []
+        self._lock = threading.Lock()
 
     def add(self, region: Region) -> Region:
         if region.size == 0:
             return region
-        i = bisect.bisect_right(self._starts, region.start)
-        self._starts.insert(i, region.start)
-        self._regions.insert(i, region)
+        with self._lock:
+            i = bisect.bisect_right(self._starts, region.start)
+            starts, regions = list(self._starts), list(self._regions)
+            starts.insert(i, region.start)
+            regions.insert(i, region)
+            # publish both lists at once: a concurrent find() sees old or new, never a mix
+            self._starts, self._regions = starts, regions
         return region
 
     def remove(self, region: Region) -> None:
         if region.size == 0:
             return
-        i = bisect.bisect_left(self._starts, region.start)
-        while i < len(self._regions) and self._starts[i] == region.start:
-            if self._regions[i] is region:
-                del self._starts[i]
-                del self._regions[i]
-                return
-            i += 1
+        with self._lock:
+            i = bisect.bisect_left(self._starts, region.start)
+            while i < len(self._regions) and self._starts[i] == region.start:
+                if self._regions[i] is region:
+                    starts, regions = list(self._starts), list(self._regions)
+                    del starts[i]
+                    del regions[i]
+                    self._starts, self._regions = starts, regions
+                    return
+                i += 1
 
     def find(self, addr: int, size: int = 1) -> Region | None:
         """The live region holding all of ``[addr, addr+size)``, or None."""
-        i = bisect.bisect_right(self._starts, addr) - 1
+        starts, regions = self._starts, self._regions
+        i = bisect.bisect_right(starts, addr) - 1
         if i >= 0:
-            r = self._regions[i]
+            r = regions[i]
             if addr + size <= r.end:
                 return r
         return None
@@ -111,3 +128,7 @@ class Memory:
 
     def __len__(self) -> int:
         return len(self._regions)
+
+
+SHARED = Memory()
+"""The process-wide address space (see :class:`Memory`)."""
