@@ -35,6 +35,15 @@ NAMED = [
     ("bpf_perf_event_type", "PerfEventType", "BPF_PERF_EVENT_"),
     ("bpf_addr_space_cast", "AddrSpaceCast", "BPF_ADDR_SPACE_"),
     ("bpf_cond_pseudo_jmp", "CondPseudoJmp", "BPF_"),
+    ("btf_func_linkage", "BtfFuncLinkage", "BTF_FUNC_"),
+    ("bpf_core_relo_kind", "CoreReloKind", "BPF_CORE_"),
+]
+
+# Anonymous uapi enums exported as classes, as (first member, Python class name, prefix to
+# strip); members outside the prefix (NR_BTF_KINDS) are left out.
+ANON_NAMED = [
+    ("BTF_KIND_UNKN", "BtfKind", "BTF_KIND_"),
+    ("BTF_VAR_STATIC", "BtfVarLinkage", "BTF_VAR_"),
 ]
 
 # Anonymous enums whose members are kernel-internal, not uapi.
@@ -149,6 +158,12 @@ BPF_F_TEST_RUN_ON_CPU = 1 << 0
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 BPF_F_TEST_SKB_CHECKSUM_COMPLETE = 1 << 2
 BPF_F_QUERY_EFFECTIVE = 1 << 0
+# --- BTF (include/uapi/linux/btf.h) ---
+BTF_MAGIC = 0xeB9F
+BTF_VERSION = 1
+BTF_INT_SIGNED = 1 << 0
+BTF_INT_CHAR = 1 << 1
+BTF_INT_BOOL = 1 << 2
 '''
 
 
@@ -160,6 +175,10 @@ def parse_enums(text: str):
     for m in re.finditer(r"^enum \{\n(.*?)\n\};", text, re.S | re.M):
         members = re.findall(r"^\t(\w+) = (-?\d+)U?L?L?,", m.group(1), re.M)
         names = [n for n, _ in members]
+        for first, pyname, prefix in ANON_NAMED:
+            if names and names[0] == first:
+                named[pyname] = [(n, v) for n, v in members if n.startswith(prefix)
+                                 and n != prefix + "MAX"]
         if names and all(n.startswith(("BPF_", "XDP_", "TCP_BPF")) for n in names):
             if not SKIP_ANON.intersection(names):
                 anon.append(members)
@@ -178,10 +197,11 @@ def main(path: str) -> None:
            "from enum import IntEnum",
            "",
            DEFINES]
-    for cname, pyname, prefix in NAMED:
+    for cname, pyname, prefix in NAMED + [(py, py, pre) for _, py, pre in ANON_NAMED]:
         members = named[cname]
         out.append(f"\nclass {pyname}(IntEnum):")
-        out.append(f'    """enum {cname}"""')
+        out.append(f'    """enum {cname}"""' if cname != pyname else
+                   f'    """anonymous enum of {prefix}* values"""')
         seen = set()
         for name, value in members:
             if name.startswith("__") or name.startswith("MAX_"):

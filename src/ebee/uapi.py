@@ -114,6 +114,12 @@ BPF_F_TEST_RUN_ON_CPU = 1 << 0
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 BPF_F_TEST_SKB_CHECKSUM_COMPLETE = 1 << 2
 BPF_F_QUERY_EFFECTIVE = 1 << 0
+# --- BTF (include/uapi/linux/btf.h) ---
+BTF_MAGIC = 0xeB9F
+BTF_VERSION = 1
+BTF_INT_SIGNED = 1 << 0
+BTF_INT_CHAR = 1 << 1
+BTF_INT_BOOL = 1 << 2
 
 
 class Cmd(IntEnum):
@@ -594,6 +600,57 @@ class AddrSpaceCast(IntEnum):
 class CondPseudoJmp(IntEnum):
     """enum bpf_cond_pseudo_jmp"""
     MAY_GOTO = 0
+
+class BtfFuncLinkage(IntEnum):
+    """enum btf_func_linkage"""
+    STATIC = 0
+    GLOBAL = 1
+    EXTERN = 2
+
+class CoreReloKind(IntEnum):
+    """enum bpf_core_relo_kind"""
+    FIELD_BYTE_OFFSET = 0
+    FIELD_BYTE_SIZE = 1
+    FIELD_EXISTS = 2
+    FIELD_SIGNED = 3
+    FIELD_LSHIFT_U64 = 4
+    FIELD_RSHIFT_U64 = 5
+    TYPE_ID_LOCAL = 6
+    TYPE_ID_TARGET = 7
+    TYPE_EXISTS = 8
+    TYPE_SIZE = 9
+    ENUMVAL_EXISTS = 10
+    ENUMVAL_VALUE = 11
+    TYPE_MATCHES = 12
+
+class BtfKind(IntEnum):
+    """anonymous enum of BTF_KIND_* values"""
+    UNKN = 0
+    INT = 1
+    PTR = 2
+    ARRAY = 3
+    STRUCT = 4
+    UNION = 5
+    ENUM = 6
+    FWD = 7
+    TYPEDEF = 8
+    VOLATILE = 9
+    CONST = 10
+    RESTRICT = 11
+    FUNC = 12
+    FUNC_PROTO = 13
+    VAR = 14
+    DATASEC = 15
+    FLOAT = 16
+    DECL_TAG = 17
+    TYPE_TAG = 18
+    ENUM64 = 19
+
+class BtfVarLinkage(IntEnum):
+    """anonymous enum of BTF_VAR_* values"""
+    STATIC = 0
+    GLOBAL_ALLOCATED = 1
+    GLOBAL_EXTERN = 2
 
 
 # --- flag enums (anonymous in bpf.h) ---
