@@ -37,6 +37,11 @@ NAMED = [
     ("bpf_cond_pseudo_jmp", "CondPseudoJmp", "BPF_"),
     ("btf_func_linkage", "BtfFuncLinkage", "BTF_FUNC_"),
     ("bpf_core_relo_kind", "CoreReloKind", "BPF_CORE_"),
+    ("perf_type_id", "PerfType", "PERF_TYPE_"),
+    ("perf_sw_ids", "PerfSwId", "PERF_COUNT_SW_"),
+    ("perf_hw_id", "PerfHwId", "PERF_COUNT_HW_"),
+    ("perf_event_sample_format", "PerfSample", "PERF_SAMPLE_"),
+    ("perf_event_type", "PerfRecord", "PERF_RECORD_"),
 ]
 
 # Anonymous uapi enums exported as classes, as (first member, Python class name, prefix to
@@ -164,6 +169,76 @@ BTF_VERSION = 1
 BTF_INT_SIGNED = 1 << 0
 BTF_INT_CHAR = 1 << 1
 BTF_INT_BOOL = 1 << 2
+# --- perf_event_open(2) (include/uapi/linux/perf_event.h) ---
+PERF_FLAG_FD_CLOEXEC = 1 << 3
+PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_EVENT_IOC_DISABLE = 0x2401
+PERF_EVENT_IOC_SET_BPF = 0x40042408
+PERF_EVENT_IOC_QUERY_BPF = 0xc008240a
+# --- sockets (include/uapi/asm-generic/socket.h, linux/if_ether.h) ---
+SO_ATTACH_BPF = 50
+SO_DETACH_BPF = 27
+ETH_P_ALL = 0x0003
+# --- netlink (include/uapi/linux/netlink.h, rtnetlink.h) ---
+NETLINK_ROUTE = 0
+SOL_NETLINK = 270
+NETLINK_EXT_ACK = 11
+NLM_F_REQUEST = 0x01
+NLM_F_MULTI = 0x02
+NLM_F_ACK = 0x04
+NLM_F_DUMP = 0x300
+NLM_F_REPLACE = 0x100
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+NLM_F_ACK_TLVS = 0x200
+NLMSG_NOOP = 1
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLMSGERR_ATTR_MSG = 1
+RTM_NEWLINK = 16
+RTM_GETLINK = 18
+RTM_NEWQDISC = 36
+RTM_DELQDISC = 37
+RTM_NEWTFILTER = 44
+RTM_DELTFILTER = 45
+RTM_GETTFILTER = 46
+# --- XDP on a device (include/uapi/linux/if_link.h) ---
+IFLA_IFNAME = 3
+IFLA_XDP = 43
+IFLA_XDP_FD = 1
+IFLA_XDP_ATTACHED = 2
+IFLA_XDP_FLAGS = 3
+IFLA_XDP_PROG_ID = 4
+IFLA_XDP_DRV_PROG_ID = 5
+IFLA_XDP_SKB_PROG_ID = 6
+IFLA_XDP_HW_PROG_ID = 7
+IFLA_XDP_EXPECTED_FD = 8
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_HW_MODE = 1 << 3
+XDP_FLAGS_REPLACE = 1 << 4
+XDP_ATTACHED_NONE = 0
+XDP_ATTACHED_DRV = 1
+XDP_ATTACHED_SKB = 2
+XDP_ATTACHED_HW = 3
+XDP_ATTACHED_MULTI = 4
+# --- tc (include/uapi/linux/rtnetlink.h, pkt_sched.h, pkt_cls.h) ---
+TCA_KIND = 1
+TCA_OPTIONS = 2
+TCA_BPF_FD = 6
+TCA_BPF_NAME = 7
+TCA_BPF_FLAGS = 8
+TCA_BPF_TAG = 10
+TCA_BPF_ID = 11
+TCA_BPF_FLAG_ACT_DIRECT = 1 << 0
+TC_H_ROOT = 0xFFFFFFFF
+TC_H_INGRESS = 0xFFFFFFF1
+TC_H_CLSACT = TC_H_INGRESS
+TC_H_MIN_INGRESS = 0xFFF2
+TC_H_MIN_EGRESS = 0xFFF3
+TC_H_MAJ_MASK = 0xFFFF0000
+TC_H_MIN_MASK = 0x0000FFFF
 '''
 
 
@@ -207,6 +282,8 @@ def main(path: str) -> None:
             if name.startswith("__") or name.startswith("MAX_"):
                 continue
             short = name[len(prefix):] if name.startswith(prefix) else name
+            if short == "MAX":   # perf enums' counts (PERF_TYPE_MAX ...), not values
+                continue
             if short[0].isdigit():
                 short = "_" + short
             if short in seen:

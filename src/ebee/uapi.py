@@ -120,6 +120,76 @@ BTF_VERSION = 1
 BTF_INT_SIGNED = 1 << 0
 BTF_INT_CHAR = 1 << 1
 BTF_INT_BOOL = 1 << 2
+# --- perf_event_open(2) (include/uapi/linux/perf_event.h) ---
+PERF_FLAG_FD_CLOEXEC = 1 << 3
+PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_EVENT_IOC_DISABLE = 0x2401
+PERF_EVENT_IOC_SET_BPF = 0x40042408
+PERF_EVENT_IOC_QUERY_BPF = 0xc008240a
+# --- sockets (include/uapi/asm-generic/socket.h, linux/if_ether.h) ---
+SO_ATTACH_BPF = 50
+SO_DETACH_BPF = 27
+ETH_P_ALL = 0x0003
+# --- netlink (include/uapi/linux/netlink.h, rtnetlink.h) ---
+NETLINK_ROUTE = 0
+SOL_NETLINK = 270
+NETLINK_EXT_ACK = 11
+NLM_F_REQUEST = 0x01
+NLM_F_MULTI = 0x02
+NLM_F_ACK = 0x04
+NLM_F_DUMP = 0x300
+NLM_F_REPLACE = 0x100
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+NLM_F_ACK_TLVS = 0x200
+NLMSG_NOOP = 1
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLMSGERR_ATTR_MSG = 1
+RTM_NEWLINK = 16
+RTM_GETLINK = 18
+RTM_NEWQDISC = 36
+RTM_DELQDISC = 37
+RTM_NEWTFILTER = 44
+RTM_DELTFILTER = 45
+RTM_GETTFILTER = 46
+# --- XDP on a device (include/uapi/linux/if_link.h) ---
+IFLA_IFNAME = 3
+IFLA_XDP = 43
+IFLA_XDP_FD = 1
+IFLA_XDP_ATTACHED = 2
+IFLA_XDP_FLAGS = 3
+IFLA_XDP_PROG_ID = 4
+IFLA_XDP_DRV_PROG_ID = 5
+IFLA_XDP_SKB_PROG_ID = 6
+IFLA_XDP_HW_PROG_ID = 7
+IFLA_XDP_EXPECTED_FD = 8
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_HW_MODE = 1 << 3
+XDP_FLAGS_REPLACE = 1 << 4
+XDP_ATTACHED_NONE = 0
+XDP_ATTACHED_DRV = 1
+XDP_ATTACHED_SKB = 2
+XDP_ATTACHED_HW = 3
+XDP_ATTACHED_MULTI = 4
+# --- tc (include/uapi/linux/rtnetlink.h, pkt_sched.h, pkt_cls.h) ---
+TCA_KIND = 1
+TCA_OPTIONS = 2
+TCA_BPF_FD = 6
+TCA_BPF_NAME = 7
+TCA_BPF_FLAGS = 8
+TCA_BPF_TAG = 10
+TCA_BPF_ID = 11
+TCA_BPF_FLAG_ACT_DIRECT = 1 << 0
+TC_H_ROOT = 0xFFFFFFFF
+TC_H_INGRESS = 0xFFFFFFF1
+TC_H_CLSACT = TC_H_INGRESS
+TC_H_MIN_INGRESS = 0xFFF2
+TC_H_MIN_EGRESS = 0xFFF3
+TC_H_MAJ_MASK = 0xFFFF0000
+TC_H_MIN_MASK = 0x0000FFFF
 
 
 class Cmd(IntEnum):
@@ -622,6 +692,95 @@ class CoreReloKind(IntEnum):
     ENUMVAL_EXISTS = 10
     ENUMVAL_VALUE = 11
     TYPE_MATCHES = 12
+
+class PerfType(IntEnum):
+    """enum perf_type_id"""
+    HARDWARE = 0
+    SOFTWARE = 1
+    TRACEPOINT = 2
+    HW_CACHE = 3
+    RAW = 4
+    BREAKPOINT = 5
+
+class PerfSwId(IntEnum):
+    """enum perf_sw_ids"""
+    CPU_CLOCK = 0
+    TASK_CLOCK = 1
+    PAGE_FAULTS = 2
+    CONTEXT_SWITCHES = 3
+    CPU_MIGRATIONS = 4
+    PAGE_FAULTS_MIN = 5
+    PAGE_FAULTS_MAJ = 6
+    ALIGNMENT_FAULTS = 7
+    EMULATION_FAULTS = 8
+    DUMMY = 9
+    BPF_OUTPUT = 10
+    CGROUP_SWITCHES = 11
+
+class PerfHwId(IntEnum):
+    """enum perf_hw_id"""
+    CPU_CYCLES = 0
+    INSTRUCTIONS = 1
+    CACHE_REFERENCES = 2
+    CACHE_MISSES = 3
+    BRANCH_INSTRUCTIONS = 4
+    BRANCH_MISSES = 5
+    BUS_CYCLES = 6
+    STALLED_CYCLES_FRONTEND = 7
+    STALLED_CYCLES_BACKEND = 8
+    REF_CPU_CYCLES = 9
+
+class PerfSample(IntEnum):
+    """enum perf_event_sample_format"""
+    IP = 1
+    TID = 2
+    TIME = 4
+    ADDR = 8
+    READ = 16
+    CALLCHAIN = 32
+    ID = 64
+    CPU = 128
+    PERIOD = 256
+    STREAM_ID = 512
+    RAW = 1024
+    BRANCH_STACK = 2048
+    REGS_USER = 4096
+    STACK_USER = 8192
+    WEIGHT = 16384
+    DATA_SRC = 32768
+    IDENTIFIER = 65536
+    TRANSACTION = 131072
+    REGS_INTR = 262144
+    PHYS_ADDR = 524288
+    AUX = 1048576
+    CGROUP = 2097152
+    DATA_PAGE_SIZE = 4194304
+    CODE_PAGE_SIZE = 8388608
+    WEIGHT_STRUCT = 16777216
+
+class PerfRecord(IntEnum):
+    """enum perf_event_type"""
+    MMAP = 1
+    LOST = 2
+    COMM = 3
+    EXIT = 4
+    THROTTLE = 5
+    UNTHROTTLE = 6
+    FORK = 7
+    READ = 8
+    SAMPLE = 9
+    MMAP2 = 10
+    AUX = 11
+    ITRACE_START = 12
+    LOST_SAMPLES = 13
+    SWITCH = 14
+    SWITCH_CPU_WIDE = 15
+    NAMESPACES = 16
+    KSYMBOL = 17
+    BPF_EVENT = 18
+    CGROUP = 19
+    TEXT_POKE = 20
+    AUX_OUTPUT_HW_ID = 21
 
 class BtfKind(IntEnum):
     """anonymous enum of BTF_KIND_* values"""
