@@ -1,84 +1,165 @@
 """The bpf(2) system call through ctypes: no libbpf, no C toolchain.
 
-Each command's part of ``union bpf_attr`` is a ctypes structure laid out as in
-include/uapi/linux/bpf.h.  Older kernels accept the newer, longer layouts as
-long as the fields they do not know are zero, which is how the kernel's
-``bpf_check_uarg_tail_zero`` is meant to be used.
+``bpf(cmd, attr)`` issues one command with its part of ``union bpf_attr``
+(the layouts are in :mod:`ebee.kernel.attrs`).  Failures are ``OSError`` with
+the kernel's errno; a permission failure says which capabilities are missing.
+:class:`FdObject` is the base of every handle that owns a kernel file
+descriptor (programs, maps, BTF, links, perf events): ``close()``, ``with``,
+and closing when garbage-collected.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import platform
 
 from ..uapi import Cmd
-
-c_u32, c_u64, c_s32 = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32
+from .attrs import (  # noqa: F401  (the historical home of these layouts)
+    MapBatchAttr, MapCreateAttr, MapElemAttr, ProgLoadAttr, TestRunAttr, c_s32, c_u32, c_u64,
+)
 
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "arm64": 280, "riscv64": 280, "ppc64le": 361,
             "s390x": 351, "i686": 357, "armv7l": 386, "loongarch64": 280}
+_SYS_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "arm64": 241, "riscv64": 241,
+                        "ppc64le": 319, "s390x": 331, "i686": 336, "armv7l": 364,
+                        "loongarch64": 241}
+
+PRIVILEGE_HINT = "needs CAP_BPF and CAP_PERFMON, or root"
+
+# capability numbers (include/uapi/linux/capability.h)
+_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF, _CAP_NET_ADMIN = 21, 38, 39, 12
 
 _libc = None
 
 
-def _syscall():
+def libc():
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         _libc.syscall.restype = ctypes.c_long
-    return _libc.syscall
+        _libc.ioctl.restype = ctypes.c_int
+        _libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+        _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
+        _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+    return _libc
 
 
-class ProgLoadAttr(ctypes.Structure):
-    _fields_ = [
-        ("prog_type", c_u32), ("insn_cnt", c_u32), ("insns", c_u64), ("license", c_u64),
-        ("log_level", c_u32), ("log_size", c_u32), ("log_buf", c_u64), ("kern_version", c_u32),
-        ("prog_flags", c_u32), ("prog_name", ctypes.c_char * 16), ("prog_ifindex", c_u32),
-        ("expected_attach_type", c_u32), ("prog_btf_fd", c_u32), ("func_info_rec_size", c_u32),
-        ("func_info", c_u64), ("func_info_cnt", c_u32), ("line_info_rec_size", c_u32),
-        ("line_info", c_u64), ("line_info_cnt", c_u32), ("attach_btf_id", c_u32),
-        ("attach_prog_fd", c_u32), ("core_relo_cnt", c_u32), ("fd_array", c_u64),
-        ("core_relos", c_u64), ("core_relo_rec_size", c_u32), ("log_true_size", c_u32),
-    ]
+def effective_caps() -> int:
+    """This process's effective capability mask (0 where /proc is unavailable)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
 
 
-class TestRunAttr(ctypes.Structure):
-    _fields_ = [
-        ("prog_fd", c_u32), ("retval", c_u32), ("data_size_in", c_u32), ("data_size_out", c_u32),
-        ("data_in", c_u64), ("data_out", c_u64), ("repeat", c_u32), ("duration", c_u32),
-        ("ctx_size_in", c_u32), ("ctx_size_out", c_u32), ("ctx_in", c_u64), ("ctx_out", c_u64),
-        ("flags", c_u32), ("cpu", c_u32), ("batch_size", c_u32),
-    ]
+def privileged() -> bool:
+    """Whether this process holds what loading and attaching programs needs."""
+    caps = effective_caps()
+    return bool(caps & (1 << _CAP_SYS_ADMIN)) or \
+        (bool(caps & (1 << _CAP_BPF)) and bool(caps & (1 << _CAP_PERFMON)))
 
 
-class MapCreateAttr(ctypes.Structure):
-    _fields_ = [
-        ("map_type", c_u32), ("key_size", c_u32), ("value_size", c_u32), ("max_entries", c_u32),
-        ("map_flags", c_u32), ("inner_map_fd", c_u32), ("numa_node", c_u32),
-        ("map_name", ctypes.c_char * 16), ("map_ifindex", c_u32), ("btf_fd", c_u32),
-        ("btf_key_type_id", c_u32), ("btf_value_type_id", c_u32),
-        ("btf_vmlinux_value_type_id", c_u32), ("map_extra", c_u64),
-    ]
+def _error(err: int, what: str) -> OSError:
+    msg = f"{what}: {os.strerror(err)}"
+    if err == errno.EPERM and not privileged():
+        msg += f" ({PRIVILEGE_HINT})"
+    return OSError(err, msg)
 
 
-class MapElemAttr(ctypes.Structure):
-    _fields_ = [("map_fd", c_u32), ("key", c_u64), ("value", c_u64), ("flags", c_u64)]
-
-
-def bpf(cmd: Cmd | int, attr: ctypes.Structure) -> int:
-    """Issue one bpf() command; returns its non-negative result or raises OSError."""
-    nr = _SYS_BPF.get(platform.machine())
+def syscall_nr(table: dict[str, int], name: str) -> int:
+    nr = table.get(platform.machine())
     if nr is None:
-        raise OSError(38, f"bpf(): unknown syscall number on {platform.machine()}")
-    ret = _syscall()(ctypes.c_long(nr), ctypes.c_int(int(cmd)), ctypes.byref(attr),
-                     ctypes.c_uint(ctypes.sizeof(attr)))
+        raise OSError(errno.ENOSYS, f"{name}(): unknown syscall number on {platform.machine()}")
+    return nr
+
+
+def bpf(cmd: Cmd | int, attr: ctypes.Structure, size: int | None = None) -> int:
+    """Issue one bpf() command; returns its non-negative result or raises OSError."""
+    nr = syscall_nr(_SYS_BPF, "bpf")
+    ret = libc().syscall(ctypes.c_long(nr), ctypes.c_int(int(cmd)), ctypes.byref(attr),
+                         ctypes.c_uint(ctypes.sizeof(attr) if size is None else size))
     if ret < 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"bpf({Cmd(int(cmd)).name}): {os.strerror(err)}")
+        raise _error(err, f"bpf({Cmd(int(cmd)).name})")
+    return ret
+
+
+def perf_event_open(attr: ctypes.Structure, pid: int, cpu: int, group_fd: int = -1,
+                    flags: int = 0) -> int:
+    nr = syscall_nr(_SYS_PERF_EVENT_OPEN, "perf_event_open")
+    ret = libc().syscall(ctypes.c_long(nr), ctypes.byref(attr), ctypes.c_int(pid),
+                         ctypes.c_int(cpu), ctypes.c_int(group_fd), ctypes.c_ulong(flags))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise _error(err, "perf_event_open")
+    return ret
+
+
+def ioctl(fd: int, request: int, arg: int | ctypes.Structure | None = 0) -> int:
+    if isinstance(arg, ctypes.Structure):
+        ret = libc().ioctl(fd, request, ctypes.cast(ctypes.byref(arg), ctypes.c_void_p))
+    else:
+        ret = libc().ioctl(fd, request, ctypes.c_void_p(arg or 0))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise _error(err, f"ioctl({request:#x})")
     return ret
 
 
 def addr(buf) -> int:
     """Address of a ctypes object or buffer, as the u64 the kernel expects."""
     return ctypes.addressof(buf) if buf is not None else 0
+
+
+def cbuf(data: bytes | bytearray | None):
+    """A ctypes buffer holding ``data`` (None for empty), kept alive by the caller."""
+    if not data:
+        return None
+    return ctypes.create_string_buffer(bytes(data), len(data))
+
+
+class FdObject:
+    """Something the kernel holds for us through a file descriptor.
+
+    ``close()`` releases it (idempotent); so do ``with`` and garbage collection.
+    """
+    kind = "object"
+    fd: int = -1
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def fileno(self) -> int:
+        if self.fd < 0:
+            raise ValueError(f"{self.kind} is closed")
+        return self.fd
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd is not None and fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
