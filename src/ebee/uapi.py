@@ -190,6 +190,20 @@ TC_H_MIN_INGRESS = 0xFFF2
 TC_H_MIN_EGRESS = 0xFFF3
 TC_H_MAJ_MASK = 0xFFFF0000
 TC_H_MIN_MASK = 0x0000FFFF
+# --- maps and helpers: kernel-internal limits user space observes (kernel/bpf/*.c) ---
+ENOTSUPP = 524                      # include/linux/errno.h; returned by bpf() for unsupported ops
+PCPU_MIN_UNIT_SIZE = 32 << 10       # bound on a per-CPU value
+KMALLOC_MAX_SIZE = 1 << 22          # x86-64: 1 << (MAX_PAGE_ORDER + PAGE_SHIFT)
+LPM_DATA_SIZE_MAX = 256
+LPM_DATA_SIZE_MIN = 1
+PERF_MAX_STACK_DEPTH = 127
+TASK_COMM_LEN = 16
+MAX_TRACE_PRINTK_VARARGS = 3
+MAX_BPRINTF_VARARGS = 12
+MAX_BPRINTF_BUF = 1024
+BPF_LRU_LOCAL_FREE_TARGET = 128     # LOCAL_FREE_TARGET in bpf_lru_list.c
+BPF_LRU_PERCPU_FREE_TARGET = 4      # PERCPU_FREE_TARGET in bpf_lru_list.c
+BLOOM_DEFAULT_NR_HASH_FUNCS = 5
 
 
 class Cmd(IntEnum):
