@@ -61,6 +61,21 @@ class BudgetExceeded(VMError):
     """The program ran more instructions than its budget allows."""
 
 
+class LoadError(EbeeError, ValueError):
+    """An object file (ELF, BTF, map or program definition) cannot be loaded.
+
+    The message names the file and the problem, in one line.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None):
+        self.message = message
+        self.file = file
+        super().__init__(f"{file}: {message}" if file else message)
+
+    def with_file(self, file: str) -> "LoadError":
+        return self if self.file else LoadError(self.message, file=file)
+
+
 class BpfOSError(OSError):
     """A map or syscall-shaped operation failed with a kernel errno."""
 

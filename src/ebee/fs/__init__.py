@@ -1,0 +1,42 @@
+"""Pinning: a bpffs equivalent whose objects outlive the process (see :mod:`.store`).
+
+``ebee.pin(path, map_or_program)``, ``ebee.get_pinned(path)``, ``ebee.unpin(path)``
+use the default store (``$EBEE_PIN_STORE`` or a per-user file under
+``$XDG_STATE_HOME/ebee``); :class:`PinStore` opens any other.
+"""
+from __future__ import annotations
+
+from .store import (ENV_VAR, PinError, PinStore, default_location, default_store, normpath,
+                    prog_tag, reuse_mismatch, sync_all)
+
+
+def pin(path: str, obj, *, store: PinStore | None = None) -> None:
+    """Pin a live map or program at ``path`` (``bpf_obj_pin``)."""
+    st = store or default_store()
+    if hasattr(obj, "insns"):
+        st.pin_program(path, obj)
+    else:
+        st.pin_map(path, obj)
+
+
+def get_pinned(path: str, *, store: PinStore | None = None):
+    """The map or program pinned at ``path`` (``bpf_obj_get``); PinError(ENOENT) if none."""
+    return (store or default_store()).get(path)
+
+
+def unpin(path: str, *, store: PinStore | None = None) -> None:
+    """Remove the pin at ``path`` (``unlink`` in bpffs)."""
+    (store or default_store()).unpin(path)
+
+
+def sync(*, store: PinStore | None = None) -> None:
+    """Write program-side changes of pinned maps to the store now."""
+    if store is not None:
+        store.sync()
+    else:
+        sync_all()
+
+
+__all__ = ["ENV_VAR", "PinError", "PinStore", "default_location", "default_store",
+           "get_pinned", "normpath", "pin", "prog_tag", "reuse_mismatch", "sync", "sync_all",
+           "unpin"]

@@ -1,0 +1,454 @@
+"""The pin store: a bpffs equivalent that outlives processes, kept in SQLite.
+
+Linux keeps pinned maps and programs alive in bpffs (``/sys/fs/bpf``) after
+the process that made them exits.  ebee has no kernel to keep them, so a
+pinned object is written to an SQLite database (WAL mode, synchronous=FULL):
+a crash or SIGKILL at any moment leaves either the state before a write or
+the state after it, never a torn one.
+
+Paths are bpffs paths (``/sys/fs/bpf/my_map``); they name rows, not files.
+
+The database lives at ``$EBEE_PIN_STORE`` if set (a file path), else
+``$XDG_STATE_HOME/ebee/bpffs.sqlite3``, else ``~/.local/state/ebee/bpffs.sqlite3``.
+
+When a pinned map's contents reach the store
+-------------------------------------------
+* pinning writes the map's metadata and all its elements (one transaction);
+* user-space writes through the Python API of a pinned map -- ``update``,
+  ``delete``, ``clear``, the batch operations -- are written through in the
+  same call (one transaction each);
+* writes by programs reach the store when the program run returns
+  (``Program.run`` syncs), on :func:`sync_all` / :meth:`PinStore.sync`, and
+  when the process exits normally (``atexit``);
+* a sync writes only the elements that changed since the last sync, in one
+  transaction, so two processes updating different keys of the same pinned
+  map both see their writes; for the same key the later sync wins.
+
+Opening a pin (:meth:`PinStore.get`) in a process that did not create it
+builds a live map with the stored attributes and elements.  Within one
+process a path always gives the same live object, as an fd from
+``BPF_OBJ_GET`` names the same kernel map.
+
+Contents that are references to other live objects -- programs in a prog
+array, maps in a map-in-map, perf-event and ring-buffer records, sockets --
+are not persisted; their maps pin with their attributes only.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from .. import uapi as U
+
+ENV_VAR = "EBEE_PIN_STORE"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pins (
+    path    TEXT PRIMARY KEY,
+    kind    TEXT NOT NULL,          -- 'map' | 'prog'
+    meta    TEXT NOT NULL,          -- JSON attributes
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS map_elems (
+    path  TEXT NOT NULL,
+    key   BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (path, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS prog_objects (
+    path   TEXT PRIMARY KEY,
+    object BLOB NOT NULL
+);
+"""
+
+#: map types whose elements are references to live objects (not persisted)
+_REFERENCE_TYPES = frozenset({
+    U.MapType.PROG_ARRAY, U.MapType.PERF_EVENT_ARRAY, U.MapType.ARRAY_OF_MAPS,
+    U.MapType.HASH_OF_MAPS, U.MapType.CGROUP_ARRAY, U.MapType.DEVMAP, U.MapType.DEVMAP_HASH,
+    U.MapType.SOCKMAP, U.MapType.SOCKHASH, U.MapType.CPUMAP, U.MapType.XSKMAP,
+    U.MapType.REUSEPORT_SOCKARRAY, U.MapType.RINGBUF, U.MapType.USER_RINGBUF,
+    U.MapType.STACK_TRACE, U.MapType.SK_STORAGE, U.MapType.INODE_STORAGE,
+    U.MapType.TASK_STORAGE, U.MapType.CGRP_STORAGE, U.MapType.STRUCT_OPS, U.MapType.ARENA,
+    U.MapType.QUEUE, U.MapType.STACK, U.MapType.BLOOM_FILTER,
+    U.MapType.CGROUP_STORAGE, U.MapType.PERCPU_CGROUP_STORAGE,
+})
+
+
+class PinError(OSError):
+    """A pin-store operation failed; carries the errno bpffs would give."""
+
+
+def default_location() -> Path:
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                            ".local", "state")
+    return Path(base) / "ebee" / "bpffs.sqlite3"
+
+
+def normpath(path: str) -> str:
+    p = os.path.normpath("/" + path.strip()) if not path.startswith("/") else os.path.normpath(path)
+    if p in ("/", "."):
+        raise PinError(22, f"invalid pin path {path!r}")
+    return p
+
+
+def _meta_of(m) -> dict:
+    return {"type": int(m.type), "key_size": m.key_size, "value_size": m.value_size,
+            "max_entries": m.max_entries, "flags": m.flags, "map_extra": m.map_extra,
+            "name": m.name, "numa_node": getattr(m, "numa_node", 0), "frozen": bool(m.frozen)}
+
+
+def reuse_mismatch(live, spec) -> str:
+    """Why a pinned map can't stand in for ``spec`` (libbpf's map_is_reuse_compat), or ''."""
+    for attr, want in (("type", spec.type), ("key_size", spec.key_size),
+                       ("value_size", spec.value_size), ("max_entries", spec.max_entries),
+                       ("flags", spec.flags), ("map_extra", spec.map_extra)):
+        have = getattr(live, attr)
+        if int(have) != int(want):
+            return f"{attr} {int(have)} != {int(want)}"
+    return ""
+
+
+class PinStore:
+    """One pin store (a SQLite database) and the live objects this process opened from it."""
+
+    def __init__(self, location: str | os.PathLike | None = None):
+        self.location = Path(location) if location is not None else default_location()
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        self._live: dict[str, Any] = {}                 # path -> live map / program
+        self._synced: dict[str, dict[bytes, bytes]] = {}  # path -> elements at last sync
+
+    # -- the database ----------------------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self.location.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(str(self.location), timeout=30, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.executescript(_SCHEMA)
+            except (sqlite3.Error, OSError) as e:
+                raise PinError(5, f"pin store {self.location}: {e}") from None
+            self._db = db
+        return self._db
+
+    def _tx(self):
+        return _Tx(self)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self.sync()
+                self._db.close()
+                self._db = None
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def exists(self, path: str) -> bool:
+        return self.db.execute("SELECT 1 FROM pins WHERE path=?", (normpath(path),)).fetchone() \
+            is not None
+
+    def list(self, prefix: str = "/") -> list[tuple[str, str, dict]]:
+        pfx = normpath(prefix) if prefix not in ("", "/") else ""
+        rows = self.db.execute("SELECT path, kind, meta FROM pins ORDER BY path").fetchall()
+        return [(p, k, json.loads(m)) for p, k, m in rows
+                if not pfx or p == pfx or p.startswith(pfx + "/")]
+
+    def info(self, path: str) -> tuple[str, dict] | None:
+        row = self.db.execute("SELECT kind, meta FROM pins WHERE path=?",
+                              (normpath(path),)).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    # -- maps -----------------------------------------------------------------------------
+
+    def pin_map(self, path: str, m) -> None:
+        """Pin live map ``m`` at ``path`` (EEXIST if the path is taken)."""
+        p = normpath(path)
+        with self._lock, self._tx() as db:
+            if db.execute("SELECT 1 FROM pins WHERE path=?", (p,)).fetchone():
+                raise PinError(17, f"{p}: File exists")
+            db.execute("INSERT INTO pins VALUES (?, 'map', ?, ?)",
+                       (p, json.dumps(_meta_of(m)), time.time()))
+            elems = dict(_elements(m))
+            db.executemany("INSERT INTO map_elems VALUES (?, ?, ?)",
+                           [(p, k, v) for k, v in elems.items()])
+        self._synced[p] = elems
+        self._adopt(p, m)
+
+    def get_map_if_exists(self, path: str):
+        p = normpath(path)
+        if p in self._live:
+            return self._live[p]
+        info = self.info(p)
+        if info is None:
+            return None
+        if info[0] != "map":
+            raise PinError(22, f"{p}: pinned object is a program, not a map")
+        return self._open_map(p, info[1])
+
+    def _open_map(self, p: str, meta: dict):
+        from ..object import _map_class
+        m = _map_class()(U.MapType(meta["type"]), meta["key_size"], meta["value_size"],
+                meta["max_entries"], meta["flags"], map_extra=meta.get("map_extra", 0),
+                name=meta.get("name", ""), numa_node=meta.get("numa_node", 0))
+        elems = {bytes(k): bytes(v) for k, v in self.db.execute(
+            "SELECT key, value FROM map_elems WHERE path=?", (p,))}
+        for k, v in elems.items():
+            _put(m, k, v)
+        if meta.get("frozen"):
+            m.freeze()
+        self._synced[p] = elems
+        self._adopt(p, m)
+        return m
+
+    def _adopt(self, p: str, m) -> None:
+        """Track ``m`` as the live object of ``p`` and write its user-space updates through."""
+        self._live[p] = m
+        _STORES.add(self)
+        if getattr(m, "_ebee_pins", None) is None:
+            try:
+                m._ebee_pins = []
+            except AttributeError:
+                return
+            _write_through(m)
+        m._ebee_pins.append((weakref.ref(self), p))
+
+    def sync(self, path: str | None = None) -> None:
+        """Write what changed in live pinned maps since the last sync (one transaction each)."""
+        with self._lock:
+            paths = [normpath(path)] if path else list(self._live)
+            for p in paths:
+                m = self._live.get(p)
+                if m is None or _kind(m) != "map" or getattr(m, "_closed_by_store", False):
+                    continue
+                try:
+                    now = dict(_elements(m))
+                except Exception:
+                    continue     # a closed map: nothing left to write
+                old = self._synced.get(p, {})
+                if now == old:
+                    continue
+                with self._tx() as db:
+                    if not db.execute("SELECT 1 FROM pins WHERE path=?", (p,)).fetchone():
+                        continue    # unpinned meanwhile
+                    gone = [(p, k) for k in old if k not in now]
+                    changed = [(p, k, v) for k, v in now.items() if old.get(k) != v]
+                    db.executemany("DELETE FROM map_elems WHERE path=? AND key=?", gone)
+                    db.executemany("INSERT OR REPLACE INTO map_elems VALUES (?, ?, ?)", changed)
+                    db.execute("UPDATE pins SET meta=? WHERE path=?",
+                               (json.dumps(_meta_of(m)), p))
+                self._synced[p] = now
+
+    def _write_key(self, p: str, m, key: bytes | None) -> None:
+        """Write one element (or its absence) through to the store."""
+        if key is None or p not in self._live:
+            self.sync(p)
+            return
+        raw = _raw_lookup(m, key)
+        with self._lock, self._tx() as db:
+            if raw is None:
+                db.execute("DELETE FROM map_elems WHERE path=? AND key=?", (p, key))
+                self._synced.setdefault(p, {}).pop(key, None)
+            else:
+                db.execute("INSERT OR REPLACE INTO map_elems VALUES (?, ?, ?)", (p, key, raw))
+                self._synced.setdefault(p, {})[key] = raw
+
+    # -- programs ---------------------------------------------------------------------------
+
+    def pin_program(self, path: str, prog) -> None:
+        p = normpath(path)
+        obj = prog.object
+        meta = {"name": prog.name, "section": prog.section, "type": int(prog.type),
+                "object_path": obj.path, "insns": len(prog.insns), "tag": prog_tag(prog),
+                "maps": sorted(obj.maps), "license": prog.license}
+        with self._lock, self._tx() as db:
+            if db.execute("SELECT 1 FROM pins WHERE path=?", (p,)).fetchone():
+                raise PinError(17, f"{p}: File exists")
+            db.execute("INSERT INTO pins VALUES (?, 'prog', ?, ?)",
+                       (p, json.dumps(meta), time.time()))
+            db.execute("INSERT INTO prog_objects VALUES (?, ?)", (p, obj.spec.data))
+        self._live[p] = prog
+
+    def _open_program(self, p: str, meta: dict):
+        from ..object import load
+        row = self.db.execute("SELECT object FROM prog_objects WHERE path=?", (p,)).fetchone()
+        if row is None:
+            raise PinError(2, f"{p}: pinned program has no object")
+        obj = load(bytes(row[0]), store=self)
+        prog = obj.programs.get(meta["name"])
+        if prog is None:
+            raise PinError(2, f"{p}: program {meta['name']!r} not in its object")
+        if prog.type is U.ProgType.UNSPEC:
+            prog.type = U.ProgType(meta["type"])
+        obj.path = meta.get("object_path", obj.path)
+        self._live[p] = prog
+        return prog
+
+    # -- generic --------------------------------------------------------------------------------
+
+    def get(self, path: str):
+        """The live map or program pinned at ``path`` (ENOENT if none)."""
+        p = normpath(path)
+        with self._lock:
+            if p in self._live:
+                return self._live[p]
+            info = self.info(p)
+            if info is None:
+                raise PinError(2, f"{p}: No such file or directory")
+            kind, meta = info
+            return self._open_map(p, meta) if kind == "map" else self._open_program(p, meta)
+
+    def unpin(self, path: str) -> None:
+        p = normpath(path)
+        with self._lock, self._tx() as db:
+            if not db.execute("SELECT 1 FROM pins WHERE path=?", (p,)).fetchone():
+                raise PinError(2, f"{p}: No such file or directory")
+            db.execute("DELETE FROM pins WHERE path=?", (p,))
+            db.execute("DELETE FROM map_elems WHERE path=?", (p,))
+            db.execute("DELETE FROM prog_objects WHERE path=?", (p,))
+        self._live.pop(p, None)
+        self._synced.pop(p, None)
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, store: PinStore):
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db = self.store.db
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, et, ev, tb) -> None:
+        if et is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+
+
+def _kind(o) -> str:
+    return "prog" if hasattr(o, "insns") else "map"
+
+
+def _elements(m):
+    """(raw key, raw value) of every element a pinned map persists."""
+    if m.type in _REFERENCE_TYPES:
+        return
+    for k in list(m.keys()):
+        kb = m.key_conv.pack(k) if not isinstance(k, bytes) else k
+        raw = _raw_lookup(m, kb)
+        if raw is not None:
+            yield kb, raw
+
+
+def _raw_lookup(m, key: bytes) -> bytes | None:
+    from ..maps.errors import MapError
+    try:
+        v = m.lookup(key)
+    except (MapError, KeyError):
+        return None
+    if isinstance(v, list):
+        return b"".join(x if isinstance(x, bytes) else m.value_conv.pack(x) for x in v)
+    return v if isinstance(v, bytes) else m.value_conv.pack(v)
+
+
+def _put(m, key: bytes, raw: bytes) -> None:
+    if m.percpu:
+        vs = m.value_size
+        m.update(key, [raw[i * vs:(i + 1) * vs] for i in range(len(raw) // vs)][:m.ncpus]
+                 if len(raw) // vs >= m.ncpus else raw[:vs])
+    else:
+        m.update(key, raw)
+
+
+def _write_through(m) -> None:
+    """Wrap a pinned map's user-space writers so each one reaches the store in the same call."""
+    def each_store(key_of):
+        def wrap(fn):
+            def call(*a, **kw):
+                out = fn(*a, **kw)
+                key = key_of(a, kw)
+                for ref, p in list(m._ebee_pins):
+                    st = ref()
+                    if st is not None and st._live.get(p) is m:
+                        st._write_key(p, m, key)
+                return out
+            call.__wrapped__ = fn
+            return call
+        return wrap
+
+    def first_key(a, kw):
+        k = a[0] if a else kw.get("key")
+        try:
+            return m.key_conv.pack(k) if k is not None else None
+        except Exception:
+            return None
+
+    whole = lambda a, kw: None   # noqa: E731 - a batch: sync the whole map
+    for name, key_of in (("update", first_key), ("delete", first_key),
+                         ("lookup_and_delete", first_key), ("update_batch", whole),
+                         ("delete_batch", whole), ("clear", whole)):
+        fn = getattr(m, name, None)
+        if fn is not None:
+            setattr(m, name, each_store(key_of)(fn))
+
+
+# ---------------------------------------------------------------------------
+# the process's stores
+
+_STORES: "weakref.WeakSet[PinStore]" = weakref.WeakSet()
+_DEFAULT: dict[str, PinStore] = {}
+
+
+def default_store() -> PinStore:
+    """The store at :func:`default_location` (re-read from the environment each call)."""
+    loc = str(default_location())
+    st = _DEFAULT.get(loc)
+    if st is None:
+        st = _DEFAULT[loc] = PinStore(loc)
+    return st
+
+
+def sync_all() -> None:
+    """Flush program-side writes of every pinned map this process holds."""
+    for st in list(_STORES):
+        try:
+            st.sync()
+        except (sqlite3.Error, PinError):
+            pass
+
+
+atexit.register(sync_all)
+
+
+def prog_tag(prog) -> str:
+    """The kernel's program tag: the first 8 bytes of SHA-1 over the instructions with
+    map fds and addresses blanked (``bpf_prog_calc_tag``)."""
+    import hashlib
+    from ..isa import encode
+    raw = bytearray(encode(prog.insns))
+    i = 0
+    while i < len(raw):
+        code, regs = raw[i], raw[i + 1]
+        if code == (U.BPF_LD | U.BPF_IMM | U.BPF_DW):
+            if (regs >> 4) in (U.BPF_PSEUDO_MAP_FD, U.BPF_PSEUDO_MAP_VALUE):
+                raw[i + 4:i + 8] = b"\0\0\0\0"
+                raw[i + 12:i + 16] = b"\0\0\0\0"
+            i += 16
+            continue
+        i += 8
+    return hashlib.sha1(bytes(raw)).hexdigest()[:16]

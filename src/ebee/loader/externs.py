@@ -1,0 +1,247 @@
+"""Extern symbols: ``.kconfig`` values and ``__ksym`` kernel symbols and kfuncs.
+
+As libbpf's ``bpf_object__collect_externs``/``bpf_object__resolve_externs``:
+
+* ``extern T CONFIG_X __kconfig`` (DATASEC ``.kconfig``) -- a value from the
+  kernel configuration, laid out in a read-only ``.kconfig`` array map.  Values
+  come from the ``kconfig`` argument (``"CONFIG_X=y\\n..."`` or a dict), else the
+  host's ``/proc/config.gz`` or ``/boot/config-$(uname -r)``; ``LINUX_KERNEL_VERSION``,
+  ``LINUX_HAS_BPF_COOKIE`` and ``LINUX_HAS_SYSCALL_WRAPPER`` are libbpf's own.
+  A ``__weak`` extern without a value is zero; a strong one is an error.
+* ``extern T sym __ksym`` (DATASEC ``.ksyms``) -- a kernel variable (typed:
+  ``ld_imm64`` with ``BPF_PSEUDO_BTF_ID`` of the vmlinux VAR) or an address
+  (``void`` type: from ``/proc/kallsyms``), or a kfunc (``FUNC``): calls get the
+  id ``ebee.helpers.kfuncs.kfunc_id(name)`` gives the user-space runtime.
+"""
+from __future__ import annotations
+
+import gzip
+import platform
+import re
+from dataclasses import dataclass
+
+from ..errors import LoadError
+
+KCONFIG_SEC, KSYMS_SEC = ".kconfig", ".ksyms"
+
+
+@dataclass
+class Extern:
+    name: str
+    kind: str                  # "kcfg" | "ksym_var" | "ksym_addr" | "kfunc"
+    weak: bool
+    btf_id: int                # the VAR/FUNC in the object's BTF
+    type_id: int = 0           # its type
+    size: int = 0              # kcfg: value size
+    align: int = 1
+    data_off: int = 0          # kcfg: offset in the .kconfig map value
+    resolved: bool = False
+    value: int = 0             # ksym_addr address / ksym_var vmlinux BTF id / kfunc id
+
+
+def collect(btf, elf) -> dict[str, Extern]:
+    """Externs the object declares, by symbol name, typed from its BTF."""
+    from ..btf import Kind
+    from .elf import STB_WEAK
+    syms = {s.name: s for s in elf.symbols if s.is_extern}
+    if not syms or btf is None:
+        return {}
+    out: dict[str, Extern] = {}
+    for sec_name in (KCONFIG_SEC, KSYMS_SEC):
+        try:
+            ds = btf.find(sec_name, Kind.DATASEC)
+        except KeyError:
+            continue
+        for vi in ds.vars:
+            t = btf[vi.type_id]
+            sym = syms.get(t.name)
+            if sym is None:
+                continue
+            weak = sym.bind == STB_WEAK
+            if t.kind is Kind.FUNC:
+                if sec_name != KSYMS_SEC:
+                    raise LoadError(f"extern function '{t.name}' is not in {KSYMS_SEC}")
+                out[t.name] = Extern(t.name, "kfunc", weak, t.id, t.type_id)
+                continue
+            if t.kind is not Kind.VAR:
+                continue
+            if sec_name == KCONFIG_SEC:
+                size = btf.sizeof(t.type_id)
+                out[t.name] = Extern(t.name, "kcfg", weak, t.id, t.type_id, size,
+                                     max(1, btf.alignof(t.type_id)))
+            else:
+                inner = btf.resolve(t.type_id)
+                kind = "ksym_addr" if inner.kind is Kind.UNKN or inner.id == 0 else "ksym_var"
+                out[t.name] = Extern(t.name, kind, weak, t.id, t.type_id)
+    return out
+
+
+def layout_kconfig(externs: dict[str, Extern]) -> int:
+    """Assign offsets in the .kconfig map (libbpf: by alignment, then name); return its size."""
+    kc = sorted((e for e in externs.values() if e.kind == "kcfg"), key=lambda e: (-e.align, e.name))
+    off = 0
+    for e in kc:
+        off = (off + e.align - 1) // e.align * e.align
+        e.data_off = off
+        off += e.size
+    return off
+
+
+def host_kconfig() -> dict[str, str]:
+    """The running kernel's configuration, if it can be read."""
+    rel = platform.release()
+    for path, opener in (("/proc/config.gz", gzip.open), (f"/boot/config-{rel}", open)):
+        try:
+            with opener(path, "rt") as f:
+                return parse_kconfig(f.read())
+        except (OSError, EOFError, ValueError):
+            continue
+    return {}
+
+
+def parse_kconfig(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        m = re.match(r"^(CONFIG_\w+)=(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+        else:
+            m = re.match(r"^# (CONFIG_\w+) is not set$", line)
+            if m:
+                out[m.group(1)] = "n"
+    return out
+
+
+def kernel_version() -> int:
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", platform.release())
+    if not m:
+        return 0
+    a, b, c = (int(x or 0) for x in m.groups())
+    return (a << 16) | (b << 8) | min(c, 255)
+
+
+def kconfig_values(btf, externs: dict[str, Extern], kconfig, size: int) -> bytes:
+    """The initial contents of the .kconfig map."""
+    from ..btf import Kind
+    kc = [e for e in externs.values() if e.kind == "kcfg"]
+    if isinstance(kconfig, str):
+        cfg = parse_kconfig(kconfig)
+    elif isinstance(kconfig, dict):
+        cfg = {k: (v if isinstance(v, str) else ("y" if v is True else "n" if v is False else str(v)))
+               for k, v in kconfig.items()}
+    else:
+        cfg = host_kconfig() if any(e.name.startswith("CONFIG_") for e in kc) else {}
+    buf = bytearray(size)
+    for e in kc:
+        t = btf.resolve(e.type_id)
+        if e.name == "LINUX_KERNEL_VERSION":
+            val: int | bytes | None = kernel_version()
+        elif e.name in ("LINUX_HAS_BPF_COOKIE", "LINUX_HAS_SYSCALL_WRAPPER"):
+            val = 1
+        elif e.name.startswith("CONFIG_") and e.name in cfg:
+            val = _kcfg_value(e, t, cfg[e.name], Kind)
+        elif e.name.startswith("CONFIG_") or e.name.startswith("LINUX_"):
+            if not e.weak:
+                raise LoadError(f"extern (kcfg) '{e.name}': value not found in the kernel "
+                                f"config; pass it with kconfig= or declare it __weak")
+            val = None
+        else:
+            raise LoadError(f"extern (kcfg) '{e.name}': unrecognized extern name")
+        if val is None:
+            continue
+        e.resolved = True
+        if isinstance(val, bytes):
+            buf[e.data_off:e.data_off + len(val)] = val
+        else:
+            signed = getattr(t, "signed", False) and val < 0
+            buf[e.data_off:e.data_off + e.size] = val.to_bytes(e.size, "little", signed=signed) \
+                if e.size else b""
+    return bytes(buf)
+
+
+def _kcfg_value(e: Extern, t, raw: str, Kind) -> int | bytes:
+    raw = raw.strip()
+    is_enum = t.kind in (Kind.ENUM, Kind.ENUM64)
+    is_bool = t.kind is Kind.INT and t.is_bool
+    is_char_arr = t.kind is Kind.ARRAY
+    if raw in ("y", "n", "m"):
+        if is_char_arr:
+            raise LoadError(f"extern (kcfg) '{e.name}': value '{raw}' for a string")
+        if is_bool and raw == "m":
+            raise LoadError(f"extern (kcfg) '{e.name}': value 'm' for a bool")
+        return {"n": 0, "y": 1, "m": 2}[raw] if (is_enum or is_bool or t.kind is Kind.INT) else 0
+    if raw.startswith('"'):
+        if not is_char_arr:
+            raise LoadError(f"extern (kcfg) '{e.name}': string value for a non-string type")
+        s = raw[1:-1].encode() if raw.endswith('"') else raw[1:].encode()
+        s = s[:e.size - 1] if e.size else b""
+        return s + b"\0" * (e.size - len(s))
+    try:
+        v = int(raw, 0)
+    except ValueError:
+        raise LoadError(f"extern (kcfg) '{e.name}': invalid value {raw!r}") from None
+    if t.kind is not Kind.INT and not is_enum:
+        raise LoadError(f"extern (kcfg) '{e.name}': integer value for a non-integer type")
+    bits = 8 * e.size
+    lo = -(1 << (bits - 1)) if getattr(t, "signed", False) else 0
+    hi = (1 << bits) - 1 if not getattr(t, "signed", False) else (1 << (bits - 1)) - 1
+    if not lo <= v <= hi:
+        raise LoadError(f"extern (kcfg) '{e.name}': value {v} does not fit in {e.size} bytes")
+    return v
+
+
+def kallsyms_address(name: str) -> int | None:
+    try:
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == name:
+                    addr = int(parts[0], 16)
+                    return addr or None
+    except OSError:
+        return None
+    return None
+
+
+def resolve_ksyms(externs: dict[str, Extern]) -> None:
+    """Kernel variables (vmlinux BTF ids, addresses) and kfunc ids."""
+    from ..btf import BTF, Kind
+    vmlinux = None
+    for e in externs.values():
+        if e.kind == "ksym_var":
+            if vmlinux is None:
+                try:
+                    vmlinux = BTF.load_vmlinux()
+                except Exception:
+                    vmlinux = False
+            ids = [t.id for t in vmlinux.find_all(e.name, Kind.VAR)] if vmlinux else []
+            if ids:
+                e.value, e.resolved = ids[0], True
+            elif not e.weak:
+                raise LoadError(f"extern (var ksym) '{e.name}': not found in kernel BTF")
+        elif e.kind == "ksym_addr":
+            addr = kallsyms_address(e.name)
+            if addr is not None:
+                e.value, e.resolved = addr, True
+            elif not e.weak:
+                raise LoadError(f"extern (ksym) '{e.name}': failed to find kernel symbol "
+                                f"address (needs /proc/kallsyms)")
+        elif e.kind == "kfunc":
+            kid = _kfunc_id(e.name)
+            if kid is not None:
+                e.value, e.resolved = kid, True
+            elif not e.weak:
+                raise LoadError(f"extern (func ksym) '{e.name}': not found in kernel or "
+                                f"module BTFs")
+
+
+def _kfunc_id(name: str) -> int | None:
+    try:
+        from ..helpers.kfuncs import kfunc_id
+    except ImportError:
+        return None
+    try:
+        return kfunc_id(name)
+    except (KeyError, LookupError):
+        return None

@@ -1,0 +1,565 @@
+"""Loaded objects and programs: what ``ebee.load("prog.o")`` returns.
+
+:func:`load` is libbpf's ``bpf_object__open`` + ``bpf_object__load`` without a
+kernel: the object's maps are created (or reused from pins), CO-RE
+relocations are applied against a target BTF, every entry program is linked
+with the subprograms it calls and its map, global-data, extern and kfunc
+references are rewritten to the live runtime (``lddw rX, map[id:N]``,
+``map[id:N][0]+off``, kfunc ids).  The result is an :class:`Object` whose
+:class:`Program` s are ready to verify and run.
+
+Global data is reachable like a libbpf skeleton: ``obj.maps[".rodata"]`` is the
+map and ``obj.rodata.my_var`` the variable (through the BTF DATASEC).  Like
+libbpf, ``.rodata`` and ``.kconfig`` are read-only to programs and frozen
+when the object is first used -- a program run, verified or loaded into the
+kernel -- so user space sets them between :func:`load` and first use.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
+
+from . import uapi as U
+from .errors import LoadError
+from .isa import Instruction, decode
+from .loader.externs import Extern, kconfig_values, resolve_ksyms
+from .loader.link import BPF_LD_IMM64, Linked, ProgSpec, RelKind, encode_slots, link
+from .loader.mapdefs import MapKind, MapSpec, Pinning
+from .loader.spec import ObjectSpec, internal_map_name, open_object, read_source
+from .progtypes.sections import SectionDef
+
+DEFAULT_PIN_ROOT = "/sys/fs/bpf"
+#: libbpf poisons instructions whose CO-RE relocation failed with this helper id
+CORE_POISON_IMM = 0xBAD2310
+#: ... and calls of unresolved __weak kfuncs with this one (POISON_CALL_KFUNC_BASE)
+KFUNC_POISON_IMM = 2002000000
+
+
+@dataclass(frozen=True)
+class LineRecord:
+    """A line_info record of a linked program (``insn`` is the slot index)."""
+    insn: int
+    file_name: str
+    line: int
+    col: int
+    line_text: str
+
+
+class Program:
+    """One entry program of an object, linked and relocated."""
+
+    def __init__(self, obj: "Object", spec: ProgSpec, insns: list[Instruction],
+                 func_info: list, line_info: list, layout: list[tuple[str, int]]):
+        sd: SectionDef = spec.sec_def
+        self.object = obj
+        self.name = spec.name
+        self.section = spec.section.name
+        self.sec_def = sd
+        self.type: U.ProgType = sd.prog_type
+        self.expected_attach_type: U.AttachType | None = sd.expected_attach_type
+        self.attach_target: str | None = sd.attach_target
+        self.prog_flags = sd.prog_flags
+        self.insns = insns
+        self.license = obj.license
+        self.kern_version = obj.kern_version
+        self.btf = obj.btf
+        self.func_info = func_info        # btf.ext.FuncInfo, insn_off program-relative (bytes)
+        self.line_info = line_info        # btf.ext.LineInfo, insn_off program-relative (bytes)
+        self.functions = layout           # (function name, first slot) in the linked program
+
+    @property
+    def kernel_name(self) -> str:
+        """The name the kernel keeps (BPF_OBJ_NAME_LEN - 1 characters)."""
+        return self.name[:15]
+
+    @property
+    def gpl_compatible(self) -> bool:
+        return self.license in ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
+                                "Dual MIT/GPL", "Dual MPL/GPL")
+
+    @property
+    def maps(self) -> list:
+        """Maps the program references (``lddw`` map pseudo-sources), in first-use order."""
+        from .maps.base import by_id
+        seen: dict[int, Any] = {}
+        for i in self.insns:
+            if i.spec.wide and i.src in (U.BPF_PSEUDO_MAP_FD, U.BPF_PSEUDO_MAP_VALUE):
+                mid = i.imm & 0xFFFFFFFF
+                if mid not in seen:
+                    try:
+                        seen[mid] = by_id(mid)
+                    except Exception:
+                        continue
+        return list(seen.values())
+
+    def lines(self) -> list[LineRecord]:
+        return [LineRecord(li.insn, li.file_name, li.line, li.col, li.line_text)
+                for li in self.line_info]
+
+    def run(self, **kw):
+        """Run the program (``ebee.progtypes`` builds its context); see ``RunResult``."""
+        from . import progtypes
+        self.object._first_use()
+        try:
+            return progtypes.run(self, **kw)
+        finally:
+            from .fs import sync_all
+            sync_all()
+
+    def verify(self, **kw):
+        """Verify the program (``ebee.verifier``); returns a ``VerifierResult``."""
+        from . import verifier
+        self.object._first_use()
+        return verifier.verify(self, **kw)
+
+    def pin(self, path: str, *, store=None) -> None:
+        """Pin the program: its object's bytes and name go to the pin store."""
+        from . import fs
+        (store or fs.default_store()).pin_program(path, self)
+
+    def __repr__(self) -> str:
+        return (f"<Program {self.name!r} section={self.section!r} type={self.type.name} "
+                f"insns={len(self.insns)}>")
+
+
+class DataSection:
+    """Skeleton-style access to a global-data map's variables by name (BTF DATASEC)."""
+
+    def __init__(self, obj: "Object", sec: str, layout: list[tuple[str, int, int, int]]):
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_sec", sec)
+        object.__setattr__(self, "_vars", {n: (off, size, tid) for n, off, size, tid in layout})
+
+    @property
+    def map(self):
+        return self._obj.maps[self._sec]
+
+    def _raw(self) -> bytes:
+        return bytes(self.map.lookup(0))
+
+    def _conv(self, tid: int, raw: bytes) -> Any:
+        from .btf import Kind
+        btf = self._obj.btf
+        t = btf.resolve(tid)
+        if t.kind is Kind.INT and t.size <= 8 and not t.is_char or t.kind in (Kind.ENUM, Kind.ENUM64):
+            v = int.from_bytes(raw, "little", signed=bool(getattr(t, "signed", False)))
+            return bool(v) if t.kind is Kind.INT and t.is_bool else v
+        if t.kind is Kind.INT and t.is_char and t.size == 1:
+            return raw
+        if t.kind is Kind.PTR:
+            return int.from_bytes(raw, "little")
+        if t.kind is Kind.ARRAY:
+            el = btf.resolve(t.type_id)
+            if el.kind is Kind.INT and el.size == 1:
+                return raw.split(b"\0", 1)[0] if el.is_char else raw
+        return raw
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            off, size, tid = self._vars[name]
+        except KeyError:
+            raise AttributeError(f"{self._sec} has no variable {name!r} "
+                                 f"(has: {', '.join(self._vars) or 'none'})") from None
+        return self._conv(tid, self._raw()[off:off + size])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            off, size, tid = self._vars[name]
+        except KeyError:
+            raise AttributeError(f"{self._sec} has no variable {name!r}") from None
+        m = self.map
+        if m.frozen:
+            raise PermissionError(f"{self._sec} is frozen: set read-only data before the "
+                                  f"object's first run (as libbpf: before load)")
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, int):
+            t = self._obj.btf.resolve(tid)
+            signed = bool(getattr(t, "signed", False)) or value < 0
+            try:
+                raw = value.to_bytes(size, "little", signed=signed)
+            except OverflowError:
+                raise ValueError(f"{name}: {value} does not fit in {size} bytes") from None
+        elif isinstance(value, str):
+            raw = value.encode()
+        else:
+            raw = bytes(value)
+        if len(raw) > size:
+            raise ValueError(f"{name}: {len(raw)} bytes do not fit in {size}")
+        raw = raw + bytes(size - len(raw))
+        cur = bytearray(self._raw())
+        cur[off:off + size] = raw
+        m.update(0, bytes(cur))
+
+    def __dir__(self) -> list[str]:
+        return list(self._vars)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._vars)
+
+    def __repr__(self) -> str:
+        return f"<DataSection {self._sec} vars={list(self._vars)}>"
+
+
+class Object:
+    """A loaded BPF object: programs, maps and BTF.  Closing it closes its maps."""
+
+    def __init__(self, spec: ObjectSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.path = spec.path
+        self.license = spec.license
+        self.kern_version = spec.kern_version
+        self.btf = spec.btf
+        self.btf_ext = spec.btf_ext
+        self.maps: dict[str, Any] = {}
+        self.programs: dict[str, Program] = {}
+        self.pinned: dict[str, str] = {}     # map name -> pin path
+        self._used = False
+        self._closed = False
+        self._kconfig_arg = None
+        self.warnings: list[str] = list(spec.warnings)
+        self._reused: set[str] = set()   # maps taken over from an existing pin
+
+    # -- skeleton-like global data ------------------------------------------------------
+
+    def data_section(self, sec: str) -> DataSection:
+        if sec not in self.maps or self.spec.maps[sec].kind is MapKind.USER:
+            raise KeyError(f"object '{self.name}' has no global data section {sec!r}")
+        return DataSection(self, sec, self.spec.datasecs.get(sec, []))
+
+    @property
+    def rodata(self) -> DataSection:
+        return self.data_section(".rodata")
+
+    @property
+    def data(self) -> DataSection:
+        return self.data_section(".data")
+
+    @property
+    def bss(self) -> DataSection:
+        return self.data_section(".bss")
+
+    @property
+    def kconfig(self) -> DataSection:
+        return DataSection(self, ".kconfig", [(e.name, e.data_off, e.size, e.btf_id and
+                                               self.btf[e.btf_id].type_id)
+                                              for e in self.spec.externs.values() if e.kind == "kcfg"])
+
+    def _first_use(self) -> None:
+        """libbpf freezes read-only data at load; ebee at first use (see module doc)."""
+        if self._used:
+            return
+        self._used = True
+        for name, m in self.maps.items():
+            spec = self.spec.maps.get(name)
+            if spec is not None and spec.kind in (MapKind.RODATA, MapKind.KCONFIG) and not m.frozen:
+                m.freeze()
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        from .fs import sync_all
+        sync_all()
+        for name, m in self.maps.items():
+            if name not in self.pinned:
+                m.close()
+
+    def __enter__(self) -> "Object":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<Object {self.name!r} programs={list(self.programs)} "
+                f"maps={list(self.maps)}>")
+
+    # -- pinning ---------------------------------------------------------------------------
+
+    def pin_maps(self, directory: str, *, store=None) -> None:
+        """Pin every user map under ``directory`` (``bpftool prog loadall --pinmaps``)."""
+        from . import fs
+        st = store or fs.default_store()
+        for name, m in self.maps.items():
+            st.pin_map(f"{directory.rstrip('/')}/{name}", m)
+
+    def load_kernel(self, **kw):
+        """Load this object into the running kernel (``ebee.kernel``)."""
+        from .kernel import load_object
+        self._first_use()
+        return load_object(self, **kw)
+
+
+def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
+         pin_root: str | None = None, prog_type: U.ProgType | None = None,
+         store=None) -> Object:
+    """Load a clang-compiled BPF object the way libbpf does (open + load, no kernel).
+
+    ``btf_custom_path``: BTF used as the CO-RE target instead of the host's
+    ``/sys/kernel/btf/vmlinux``; ``kconfig``: values for ``__kconfig`` externs
+    (``"CONFIG_X=y\\n..."`` or a dict) instead of the host's config;
+    ``pin_root``: where ``LIBBPF_PIN_BY_NAME`` maps live (default
+    ``/sys/fs/bpf``, inside the ebee pin store); ``prog_type``: the type of
+    programs in sections libbpf does not know (tc's and ip's loaders take it
+    from the command line); ``store``: an :class:`ebee.fs.PinStore`.
+    """
+    data, path = read_source(path_or_bytes)
+    spec = open_object(data, path)
+    try:
+        return _load(spec, btf_custom_path=btf_custom_path, kconfig=kconfig,
+                     pin_root=pin_root or DEFAULT_PIN_ROOT, prog_type=prog_type, store=store)
+    except LoadError as e:
+        raise e.with_file(path) from None
+    except RecursionError:
+        raise LoadError("object structure is nested too deeply", file=path) from None
+
+
+def _load(spec: ObjectSpec, *, btf_custom_path, kconfig, pin_root, prog_type, store) -> Object:
+    obj = Object(spec)
+    obj._kconfig_arg = kconfig
+    ok = False
+    try:
+        _resolve_externs(spec, kconfig)
+        _create_maps(obj, spec, pin_root, store)
+        target = _core_target(spec, btf_custom_path)
+        _apply_core(spec, target)
+        for p in spec.entry_programs:
+            obj.programs[p.name] = _build_program(obj, spec, p)
+            if prog_type is not None and obj.programs[p.name].type is U.ProgType.UNSPEC:
+                obj.programs[p.name].type = U.ProgType(prog_type)
+        _init_slots(obj, spec)
+        ok = True
+        return obj
+    finally:
+        if not ok:
+            for name, m in obj.maps.items():
+                if name not in obj.pinned:
+                    try:
+                        m.close()
+                    except Exception:
+                        pass
+
+
+# ---------------------------------------------------------------------------
+# maps
+
+def _kernel_map_name(spec: ObjectSpec, m: MapSpec) -> str:
+    if m.is_internal:
+        return internal_map_name(spec.name, m.name)
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in m.name)[:15]
+
+
+def _map_class():
+    try:
+        from .maps import Map          # the package registers every map type
+    except ImportError:
+        from .maps.base import Map
+    return Map
+
+
+def _new_map(spec: ObjectSpec, m: MapSpec):
+    from .maps.errors import MapError
+    Map = _map_class()
+    inner = _new_map(spec, m.inner) if m.inner is not None else None
+    btf = spec.btf if (m.btf_key_type_id or m.btf_value_type_id) else None
+    try:
+        return Map(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
+                   map_extra=m.map_extra, inner_map=inner, name=_kernel_map_name(spec, m),
+                   numa_node=m.numa_node, btf=btf, btf_key_type_id=m.btf_key_type_id,
+                   btf_value_type_id=m.btf_value_type_id)
+    except MapError as e:
+        raise LoadError(f"map '{m.name}': failed to create: {e.strerror or e} "
+                        f"({-e.errno if e.errno else 0})") from None
+    finally:
+        if inner is not None:
+            inner.close()   # the kernel drops the template after creating the outer map
+
+
+def pin_path(spec: ObjectSpec, m: MapSpec, pin_root: str) -> str | None:
+    root = pin_root.rstrip("/") or "/"
+    if m.pinning in (Pinning.BY_NAME, Pinning.REPLACE):
+        return f"{root}/{m.name}"
+    if m.pinning is Pinning.GLOBAL_NS:
+        return f"{root}/tc/globals/{m.name}"
+    if m.pinning is Pinning.OBJECT_NS:
+        return f"{root}/tc/{hashlib.sha1(spec.data).hexdigest()}/{m.name}"
+    return None
+
+
+def _create_maps(obj: Object, spec: ObjectSpec, pin_root: str, store) -> None:
+    from . import fs
+    for name, m in spec.maps.items():
+        path = pin_path(spec, m, pin_root)
+        if path is not None:
+            st = store or fs.default_store()
+            existing = st.get_map_if_exists(path)
+            if existing is not None:
+                problem = fs.reuse_mismatch(existing, m)
+                if problem and m.pinning is Pinning.REPLACE:
+                    st.unpin(path)
+                    existing = None
+            if existing is not None:
+                if problem:
+                    if m.pinning is Pinning.BY_NAME:
+                        raise LoadError(f"couldn't reuse pinned map at '{path}': parameter "
+                                        f"mismatch ({problem})")
+                    raise LoadError(f"map '{name}': Map specs from pinned file differ! "
+                                    f"({path}: {problem})")
+                obj.maps[name] = existing
+                obj.pinned[name] = path
+                obj._reused.add(name)
+                continue
+        live = _new_map(spec, m)
+        obj.maps[name] = live
+        if m.data is not None and m.value_size:
+            live.update(0, m.data)
+        elif m.kind is MapKind.KCONFIG:
+            live.update(0, kconfig_values(spec.btf, spec.externs, obj._kconfig_arg, m.value_size))
+        if path is not None:
+            (store or fs.default_store()).pin_map(path, live)
+            obj.pinned[name] = path
+
+
+def _init_slots(obj: Object, spec: ObjectSpec) -> None:
+    """Initial contents: map-in-map slots and prog-array slots (libbpf's `values`)."""
+    for name, m in spec.maps.items():
+        if not m.init_slots or name in obj._reused:
+            continue
+        live = obj.maps[name]
+        for slot, target in sorted(m.init_slots.items()):
+            if m.type is U.MapType.PROG_ARRAY:
+                prog = obj.programs.get(target)
+                if prog is None:
+                    raise LoadError(f"map '{name}': slot [{slot}]: no program '{target}'")
+                live.update(slot, prog)
+            else:
+                inner = obj.maps.get(target)
+                if inner is None:
+                    raise LoadError(f"map '{name}': slot [{slot}]: no map '{target}'")
+                live.update(slot, inner)
+
+
+# ---------------------------------------------------------------------------
+# externs and CO-RE
+
+def _resolve_externs(spec: ObjectSpec, kconfig) -> None:
+    resolve_ksyms(spec.externs)
+
+
+def _core_target(spec: ObjectSpec, btf_custom_path: str | None):
+    if spec.btf_ext is None or not any(spec.btf_ext.core_relos.values()):
+        return None
+    from .btf import BTF
+    from .btf.errors import BTFError
+    try:
+        if btf_custom_path:
+            return BTF.from_file(btf_custom_path)
+        return BTF.load_vmlinux()
+    except (BTFError, OSError) as e:
+        where = btf_custom_path or "/sys/kernel/btf/vmlinux"
+        raise LoadError(f"CO-RE target BTF {where}: {getattr(e, 'strerror', None) or e}; "
+                        f"pass btf_custom_path= to name one") from None
+
+
+def _apply_core(spec: ObjectSpec, target) -> None:
+    if target is None:
+        return
+    from .btf import core
+    for p in spec.programs:
+        relos = spec.btf_ext.core_relos.get(p.section.name, ())
+        lo, hi = p.sec_insn_off * 8, (p.sec_insn_off + len(p.slots)) * 8
+        mine = [r for r in relos if lo <= r.insn_off < hi]
+        if mine:
+            core.apply_to_slots(p.slots, mine, spec.btf, target, base_off=lo, prog_name=p.name)
+
+
+# ---------------------------------------------------------------------------
+# programs
+
+def _build_program(obj: Object, spec: ObjectSpec, p: ProgSpec) -> Program:
+    linked = link(p, spec.programs, spec.text_idx)
+    _patch(obj, spec, p, linked)
+    raw = encode_slots(linked.slots)
+    from .errors import DecodeError
+    try:
+        insns = decode(raw)
+    except DecodeError as e:
+        raise LoadError(f"program '{p.name}' (section '{p.section.name}'): {e}") from None
+    fi, li = _ext_info(spec, linked)
+    return Program(obj, p, insns, fi, li, [(f.name, off) for f, off in linked.layout])
+
+
+def _patch(obj: Object, spec: ObjectSpec, p: ProgSpec, linked: Linked) -> None:
+    slots = linked.slots
+    for i, r in sorted(linked.relos.items()):
+        s = slots[i]
+        dst = s[1] & 0x0F
+        if r.kind is RelKind.LD64:
+            s[1] = (U.BPF_PSEUDO_MAP_FD << 4) | dst
+            s[3] = obj.maps[r.map].id
+            slots[i + 1][3] = 0
+        elif r.kind is RelKind.DATA:
+            off = (s[3] + r.sym_off) & 0xFFFFFFFF
+            s[1] = (U.BPF_PSEUDO_MAP_VALUE << 4) | dst
+            s[3] = obj.maps[r.map].id
+            slots[i + 1][3] = off
+        elif r.kind is RelKind.EXTERN_LD64:
+            e: Extern = spec.externs[r.extern]
+            if e.kind == "kcfg":
+                s[1] = (U.BPF_PSEUDO_MAP_VALUE << 4) | dst
+                s[3] = obj.maps[".kconfig"].id
+                slots[i + 1][3] = e.data_off
+            elif e.kind == "ksym_var" and e.resolved:
+                s[1] = (U.BPF_PSEUDO_BTF_ID << 4) | dst
+                s[3] = e.value
+                slots[i + 1][3] = 0
+            else:   # typeless ksym: its address (0 for an unresolved weak one)
+                s[1] = dst
+                s[3] = e.value & 0xFFFFFFFF
+                slots[i + 1][3] = e.value >> 32
+        elif r.kind is RelKind.EXTERN_CALL:
+            e = spec.externs.get(r.extern)
+            if e is not None and e.kind != "kfunc":
+                raise LoadError(f"prog '{p.name}': call of extern '{e.name}', which is not a "
+                                f"function")
+            if e is None:
+                # libbpf refuses the object; ebee poisons the call so that the verifier
+                # reports it if it is reachable, and loads the rest
+                obj.warnings.append(f"prog '{p.name}': insn #{i}: call to '{r.extern}', which "
+                                    f"is neither defined nor a kfunc; poisoned")
+                s[1], s[2], s[3] = 0, 0, KFUNC_POISON_IMM
+            elif e.resolved:
+                s[1] = (U.BPF_PSEUDO_KFUNC_CALL << 4)
+                s[3] = e.value
+                s[2] = 0
+            else:   # libbpf poisons calls of unresolved __weak kfuncs
+                s[1] = 0
+                s[2] = 0
+                s[3] = KFUNC_POISON_IMM
+    return None
+
+
+def _ext_info(spec: ObjectSpec, linked: Linked) -> tuple[list, list]:
+    """func_info/line_info of the linked program, rebased like libbpf's adjust_prog_btf_ext_info."""
+    ext = spec.btf_ext
+    if ext is None:
+        return [], []
+    fi_out, li_out = [], []
+    for f, base in linked.layout:
+        lo, hi = f.sec_insn_off * 8, (f.sec_insn_off + len(f.slots)) * 8
+        shift = base * 8 - lo
+        for r in ext.func_info.get(f.section.name, ()):
+            if lo <= r.insn_off < hi:
+                fi_out.append(replace(r, insn_off=r.insn_off + shift))
+        for r in ext.line_info.get(f.section.name, ()):
+            if lo <= r.insn_off < hi:
+                li_out.append(replace(r, insn_off=r.insn_off + shift))
+    fi_out.sort(key=lambda r: r.insn_off)
+    li_out.sort(key=lambda r: r.insn_off)
+    return fi_out, li_out
