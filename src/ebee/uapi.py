@@ -130,6 +130,8 @@ PERF_EVENT_IOC_QUERY_BPF = 0xc008240a
 SO_ATTACH_BPF = 50
 SO_DETACH_BPF = 27
 ETH_P_ALL = 0x0003
+# --- namespaces (include/uapi/linux/sched.h) ---
+CLONE_NEWNET = 0x40000000
 # --- netlink (include/uapi/linux/netlink.h, rtnetlink.h) ---
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
