@@ -1,0 +1,12 @@
+"""Program types: contexts, their access rules and rewrites, helpers, return values, test runs.
+
+``get(prog_type, expected_attach_type)`` is the registry lookup (see
+:mod:`.registry`); ``run(...)`` runs a program with BPF_PROG_TEST_RUN
+semantics (see :mod:`.testrun`).
+"""
+from .ctx import Access, CtxAccessError, CtxRules, CtxStruct, Field, RegType
+from .registry import ProgTypeInfo, RetRange, all_types, by_name, get
+from .rewrite import find_ctx_accesses, rewrite
+
+__all__ = ["Access", "CtxAccessError", "CtxRules", "CtxStruct", "Field", "ProgTypeInfo",
+           "RegType", "RetRange", "all_types", "by_name", "find_ctx_accesses", "get", "rewrite"]
