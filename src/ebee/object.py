@@ -328,9 +328,9 @@ def _load(spec: ObjectSpec, *, btf_custom_path, kconfig, pin_root, prog_type, st
         _resolve_externs(spec, kconfig)
         _create_maps(obj, spec, pin_root, store)
         target = _core_target(spec, btf_custom_path)
-        _apply_core(spec, target)
+        poisoned = _apply_core(spec, target)
         for p in spec.entry_programs:
-            obj.programs[p.name] = _build_program(obj, spec, p)
+            obj.programs[p.name] = _build_program(obj, spec, p, poisoned)
             if prog_type is not None and obj.programs[p.name].type is U.ProgType.UNSPEC:
                 obj.programs[p.name].type = U.ProgType(prog_type)
         _init_slots(obj, spec)
@@ -462,27 +462,51 @@ def _core_target(spec: ObjectSpec, btf_custom_path: str | None):
             return BTF.from_file(btf_custom_path)
         return BTF.load_vmlinux()
     except (BTFError, OSError) as e:
-        where = btf_custom_path or "/sys/kernel/btf/vmlinux"
-        raise LoadError(f"CO-RE target BTF {where}: {getattr(e, 'strerror', None) or e}; "
-                        f"pass btf_custom_path= to name one") from None
+        if btf_custom_path:
+            raise LoadError(f"CO-RE target BTF {btf_custom_path}: "
+                            f"{getattr(e, 'strerror', None) or e}") from None
+        return None     # relocations that need a target will say so
 
 
-def _apply_core(spec: ObjectSpec, target) -> None:
-    if target is None:
-        return
-    from .btf import core
+def _apply_core(spec: ObjectSpec, target) -> dict[tuple[int, int], str]:
+    """Relocate every function's instructions in place (libbpf's bpf_object__relocate_core).
+
+    Returns the poisoned instructions: (section index, slot in section) -> why.
+    """
+    if spec.btf_ext is None or not any(spec.btf_ext.core_relos.values()):
+        return {}
+    from .btf.core import CoreError, CoreRelocator, patch_slots
+    relocator = CoreRelocator(spec.btf, target)
+    poisoned: dict[tuple[int, int], str] = {}
+    by_sec: dict[str, list[ProgSpec]] = {}
     for p in spec.programs:
-        relos = spec.btf_ext.core_relos.get(p.section.name, ())
-        lo, hi = p.sec_insn_off * 8, (p.sec_insn_off + len(p.slots)) * 8
-        mine = [r for r in relos if lo <= r.insn_off < hi]
-        if mine:
-            core.apply_to_slots(p.slots, mine, spec.btf, target, base_off=lo, prog_name=p.name)
+        by_sec.setdefault(p.section.name, []).append(p)
+    for sec, relos in spec.btf_ext.core_relos.items():
+        funcs = by_sec.get(sec)
+        if not funcs:
+            raise LoadError(f".BTF.ext: CO-RE relocations for section '{sec}', which holds no "
+                            f"program")
+        for idx, relo in enumerate(relos):
+            f = next((q for q in funcs if q.sec_insn_off <= relo.insn < q.sec_insn_off +
+                      len(q.slots)), None)
+            if f is None or relo.insn_off % 8:
+                raise LoadError(f"sec '{sec}': CO-RE relo #{idx}: insn_off {relo.insn_off} is "
+                                f"not an instruction of any program")
+            try:
+                res = relocator.resolve(relo, idx)
+                msg = patch_slots(f.slots, relo.insn - f.sec_insn_off, res)
+            except CoreError as e:
+                raise LoadError(f"prog '{f.name}': {e}") from None
+            if msg is not None:
+                poisoned[(f.section.index, relo.insn)] = f"CO-RE relocation #{idx} failed: {msg}"
+    return poisoned
 
 
 # ---------------------------------------------------------------------------
 # programs
 
-def _build_program(obj: Object, spec: ObjectSpec, p: ProgSpec) -> Program:
+def _build_program(obj: Object, spec: ObjectSpec, p: ProgSpec,
+                   poisoned: dict[tuple[int, int], str]) -> Program:
     linked = link(p, spec.programs, spec.text_idx)
     _patch(obj, spec, p, linked)
     raw = encode_slots(linked.slots)
@@ -492,6 +516,12 @@ def _build_program(obj: Object, spec: ObjectSpec, p: ProgSpec) -> Program:
     except DecodeError as e:
         raise LoadError(f"program '{p.name}' (section '{p.section.name}'): {e}") from None
     fi, li = _ext_info(spec, linked)
+    failures = {base + (insn - f.sec_insn_off): msg
+                for f, base in linked.layout for (sidx, insn), msg in poisoned.items()
+                if sidx == f.section.index and f.contains(sidx, insn)}
+    if failures:
+        from .btf.core import register_poisoned
+        register_poisoned(insns, failures)
     return Program(obj, p, insns, fi, li, [(f.name, off) for f, off in linked.layout])
 
 
