@@ -47,6 +47,7 @@ for _k, _v in _EXTRA.items():
     _EXTRA_BY_INT[int(_k)] = _v
 
 _NATIVE = sys.byteorder
+_SWAPPED_MAGIC = (BTF_MAGIC & 0xFF) << 8 | BTF_MAGIC >> 8
 _INT_SIZES = (1, 2, 4, 8, 16)
 _ENUM_SIZES = (1, 2, 4, 8)
 _FLOAT_SIZES = (2, 4, 8, 12, 16)
@@ -94,13 +95,13 @@ class BTF:
     def _init(self, data: bytes, base: "BTF | None", pointer_size: int | None) -> None:
         self.data = data
         self.base = base
-        if len(data) < HEADER_SIZE:
+        magic = struct.unpack_from("<H", data)[0] if len(data) >= 2 else None
+        if len(data) < HEADER_SIZE and magic in (BTF_MAGIC, _SWAPPED_MAGIC, None):
             raise BTFError(f"BTF header truncated: {len(data)} bytes, need at least {HEADER_SIZE}")
-        magic = struct.unpack_from("<H", data)[0]
         if magic == BTF_MAGIC:
             self.byteorder = "little"
             hdr = struct.Struct("<" + HEADER.format)
-        elif magic == ((BTF_MAGIC & 0xFF) << 8 | BTF_MAGIC >> 8):
+        elif magic == _SWAPPED_MAGIC:
             self.byteorder = "big"
             hdr = struct.Struct(">" + HEADER.format)
         else:
@@ -640,12 +641,15 @@ class BTF:
             a = 1
             for m in t.members:
                 ma = self.alignof(m.type_id)
-                # a member not at a multiple of its own alignment means the
-                # struct was packed: then the struct itself is byte-aligned
+                # a member not at a multiple of its own alignment, or a size
+                # that is not a multiple of the alignment, means the struct
+                # was packed: then the struct itself is byte-aligned
                 if not m.bitfield_size and m.bits_offset % (8 * ma):
-                    a = 1
+                    a = 0
                     break
                 a = max(a, ma)
+            if a == 0 or t.size % a:
+                a = 1
             cache[t.id] = a
         return a
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .. import uapi as U
+from ..btf.core import POISON_HELPER_ID as CORE_POISON_HELPER_ID
+from ..btf.core import poisoned_reason as core_poisoned_reason
 from ..errors import BudgetExceeded, MemoryFault, VMError
 from ..helpers import REGISTRY, helper_name
 from ..helpers.base import Clock
@@ -161,6 +163,10 @@ class _Env:
             name = helper_name(fid)
             why = f"unknown helper id {fid}" if name == "unknown" else \
                 f"helper {name}#{fid} is not implemented by ebee"
+            if fid == CORE_POISON_HELPER_ID:    # libbpf's marker for a failed CO-RE relocation
+                def poisoned(a, b, c, d, e, pc):
+                    raise VMError(core_poisoned_reason(prog.image, pc), pc=pc, insn=prog.text(pc))
+                return poisoned
 
             def missing(a, b, c, d, e, pc):
                 raise VMError(why, pc=pc, insn=prog.text(pc))
