@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("file", help="raw instructions (.bin), or assembly to show its encoding")
     p.add_argument("--format", choices=("xlated", "llvm", "conformance"), default="xlated",
                    help="bpftool's xlated form (default), llvm-objdump's, or the conformance dialect")
+    p.add_argument("--prog", metavar="NAME", help="ELF objects: only this program")
+    p.add_argument("--linum", action="store_true", help="ELF objects: source file, line and "
+                                                        "column with each source line")
     p.set_defaults(func=cmd_disasm)
 
     p = sub.add_parser("run", help="run a program and print r0")
@@ -52,6 +55,9 @@ def cmd_asm(args) -> int:
 
 
 def cmd_disasm(args) -> int:
+    if args.file != "-" and read_bytes(args.file)[:4] == b"\x7fELF":
+        from .prog_cmds import disasm_object   # an object: every program, linked and relocated
+        return disasm_object(args.file, args.prog, linum=args.linum, fmt=args.format)
     insns = load_program(args.file)
     sys.stdout.write(disassemble(insns, args.format))
     return 0

@@ -271,7 +271,7 @@ class PinStore:
         p = normpath(path)
         obj = prog.object
         meta = {"name": prog.name, "section": prog.section, "type": int(prog.type),
-                "object_path": obj.path, "insns": len(prog.insns), "tag": prog_tag(prog),
+                "object_path": obj.path, "insns": sum(i.slots for i in prog.insns), "tag": prog_tag(prog),
                 "maps": sorted(obj.maps), "license": prog.license}
         with self._lock, self._tx() as db:
             if db.execute("SELECT 1 FROM pins WHERE path=?", (p,)).fetchone():

@@ -1,0 +1,227 @@
+"""``ebee map``: show, dump, look up, update, delete and pin maps like ``bpftool map``.
+
+Maps are named by their pin path in the ebee pin store (``ebee map dump
+/sys/fs/bpf/counts``); ``ebee map pin OBJ NAME PATH`` pins a map of an object.
+Keys and values are bytes, as bpftool takes them: ``key 0x0a 0 0 1`` or
+``key hex 0a 00 00 01``.  Updates are written through to the store at once.
+"""
+from __future__ import annotations
+
+from .common import UsageError, print_json
+from .prog_cmds import _fs_call, load_object, store_of
+
+
+def register(sub) -> None:
+    p = sub.add_parser("map", help="show, dump, update and pin maps (like bpftool map)")
+    ps = p.add_subparsers(dest="map_cmd", metavar="CMD")
+    ps.required = True
+
+    def common(q, json_=True):
+        q.add_argument("--store", metavar="DB", help="pin store (default: $EBEE_PIN_STORE or "
+                                                      "~/.local/state/ebee/bpffs.sqlite3)")
+        if json_:
+            q.add_argument("-j", "--json", action="store_true", help="JSON output")
+
+    q = ps.add_parser("show", help="list pinned maps")
+    q.add_argument("path", nargs="?", help="one pinned map, or a directory of pins")
+    common(q)
+    q.set_defaults(func=cmd_show)
+
+    q = ps.add_parser("dump", help="print every element of a pinned map")
+    q.add_argument("path")
+    common(q)
+    q.set_defaults(func=cmd_dump)
+
+    q = ps.add_parser("lookup", help="print one element: lookup PATH key BYTES...")
+    q.add_argument("path")
+    q.add_argument("spec", nargs="+", metavar="key BYTES")
+    common(q)
+    q.set_defaults(func=cmd_lookup)
+
+    q = ps.add_parser("update", help="update PATH key BYTES... value BYTES... [any|exist|noexist]")
+    q.add_argument("path")
+    q.add_argument("spec", nargs="+", metavar="key BYTES value BYTES")
+    common(q, json_=False)
+    q.set_defaults(func=cmd_update)
+
+    q = ps.add_parser("delete", help="delete one element: delete PATH key BYTES...")
+    q.add_argument("path")
+    q.add_argument("spec", nargs="+", metavar="key BYTES")
+    common(q, json_=False)
+    q.set_defaults(func=cmd_delete)
+
+    q = ps.add_parser("pin", help="pin map NAME of object OBJ at PATH")
+    q.add_argument("obj")
+    q.add_argument("name")
+    q.add_argument("path")
+    common(q, json_=False)
+    q.set_defaults(func=cmd_pin)
+
+
+# ---------------------------------------------------------------------------------- parsing
+
+def parse_bytes(tokens: list[str], what: str) -> bytes:
+    """bpftool's byte syntax: ``0x0a 0 0 1`` (each token one byte) or ``hex 0a 00 00 01``."""
+    if not tokens:
+        raise UsageError(f"error: {what}: no bytes given")
+    if tokens[0] == "hex":
+        try:
+            return bytes.fromhex("".join(tokens[1:]))
+        except ValueError:
+            raise UsageError(f"error: {what}: invalid hex bytes {' '.join(tokens[1:])!r}") from None
+    out = bytearray()
+    for t in tokens:
+        try:
+            v = int(t, 0)
+        except ValueError:
+            raise UsageError(f"error: {what}: invalid byte {t!r}") from None
+        if not 0 <= v <= 255:
+            raise UsageError(f"error: {what}: byte {t!r} is out of range")
+        out.append(v)
+    return bytes(out)
+
+
+def split_spec(spec: list[str], want_value: bool) -> tuple[bytes, bytes | None, int]:
+    from .. import uapi as U
+    if not spec or spec[0] != "key":
+        raise UsageError("error: expected 'key' followed by bytes")
+    rest = spec[1:]
+    value = None
+    flags = U.BPF_ANY
+    if rest and rest[-1] in ("any", "exist", "noexist"):
+        flags = {"any": U.BPF_ANY, "exist": U.BPF_EXIST, "noexist": U.BPF_NOEXIST}[rest.pop()]
+    if "value" in rest:
+        i = rest.index("value")
+        key, value = parse_bytes(rest[:i], "key"), parse_bytes(rest[i + 1:], "value")
+    else:
+        key = parse_bytes(rest, "key")
+    if want_value and value is None:
+        raise UsageError("error: expected 'value' followed by bytes")
+    if not want_value and value is not None:
+        raise UsageError("error: unexpected 'value'")
+    return key, value, flags
+
+
+def _hex(b: bytes) -> str:
+    return " ".join(f"{x:02x}" for x in b)
+
+
+def _json_bytes(b: bytes) -> list[str]:
+    return [f"0x{x:02x}" for x in b]
+
+
+def _open_map(args):
+    st = store_of(args)
+    m = _fs_call(st.get, args.path)
+    if hasattr(m, "insns"):
+        raise UsageError(f"error: {args.path}: pinned object is a program, not a map")
+    return st, m
+
+
+def _raw_value(m, v) -> bytes:
+    if isinstance(v, list):
+        return b"".join(x if isinstance(x, bytes) else m.value_conv.pack(x) for x in v)
+    return v if isinstance(v, bytes) else m.value_conv.pack(v)
+
+
+def print_entry(m, key: bytes, value: bytes) -> None:
+    """bpftool's plain element format."""
+    vs = m.value_size
+    break_names = m.key_size > 16 or vs > 16
+    single = m.key_size + vs <= 24 and not break_names
+    if getattr(m, "percpu", False):
+        print(f"key:\n{_hex(key)}")
+        for cpu in range(len(value) // vs if vs else 0):
+            print(f"value (CPU {cpu:02d}): {_hex(value[cpu * vs:(cpu + 1) * vs])}")
+        return
+    if single:
+        print(f"key: {_hex(key)}  value: {_hex(value)}")
+    else:
+        print(f"key:\n{_hex(key)}\nvalue:\n{_hex(value)}")
+
+
+# ---------------------------------------------------------------------------------- commands
+
+def cmd_show(args) -> int:
+    from ..uapi import MapType
+    st = store_of(args)
+    rows = [(i, p, m) for i, (p, k, m) in enumerate(_fs_call(st.list, args.path or "/"), 1)
+            if k == "map"]
+    if args.path and not rows:
+        raise UsageError(f"error: {args.path}: no pinned map")
+    if args.json:
+        print_json([{"id": i, "type": MapType(m["type"]).name.lower(), "name": m["name"],
+                     "flags": m["flags"], "bytes_key": m["key_size"],
+                     "bytes_value": m["value_size"], "max_entries": m["max_entries"],
+                     "frozen": int(m.get("frozen", False)), "pinned": [p]} for i, p, m in rows])
+        return 0
+    for i, p, m in rows:
+        name = f"  name {m['name']}" if m["name"] else ""
+        print(f"{i}: {MapType(m['type']).name.lower()}{name}  flags {m['flags']:#x}")
+        print(f"\tkey {m['key_size']}B  value {m['value_size']}B  max_entries {m['max_entries']}"
+              + ("  frozen" if m.get("frozen") else ""))
+        print(f"\tpinned {p}")
+    return 0
+
+
+def cmd_dump(args) -> int:
+    from ..fs.store import _elements
+    st, m = _open_map(args)
+    elems = list(_fs_call(lambda: list(_elements(m))))
+    if args.json:
+        print_json([{"key": _json_bytes(k), "value": _json_bytes(v)} for k, v in elems])
+        return 0
+    for k, v in elems:
+        print_entry(m, k, v)
+    print(f"Found {len(elems)} element{'s' if len(elems) != 1 else ''}")
+    return 0
+
+
+def cmd_lookup(args) -> int:
+    from ..maps.errors import MapError
+    st, m = _open_map(args)
+    key, _, _ = split_spec(args.spec, False)
+    try:
+        v = _raw_value(m, m.lookup(key))
+    except (MapError, KeyError, ValueError) as e:
+        raise UsageError(f"error: lookup failed: {getattr(e, 'strerror', None) or e}") from None
+    if args.json:
+        print_json({"key": _json_bytes(key), "value": _json_bytes(v)})
+    else:
+        print_entry(m, key, v)
+    return 0
+
+
+def cmd_update(args) -> int:
+    from ..maps.errors import MapError
+    st, m = _open_map(args)
+    key, value, flags = split_spec(args.spec, True)
+    try:
+        m.update(key, value, flags)
+    except (MapError, ValueError, TypeError) as e:
+        raise UsageError(f"error: update failed: {getattr(e, 'strerror', None) or e}") from None
+    st.sync(args.path)
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from ..maps.errors import MapError
+    st, m = _open_map(args)
+    key, _, _ = split_spec(args.spec, False)
+    try:
+        m.delete(key)
+    except (MapError, ValueError, KeyError) as e:
+        raise UsageError(f"error: delete failed: {getattr(e, 'strerror', None) or e}") from None
+    st.sync(args.path)
+    return 0
+
+
+def cmd_pin(args) -> int:
+    st = store_of(args)
+    obj = load_object(args.obj, store=st)
+    m = obj.maps.get(args.name)
+    if m is None:
+        raise UsageError(f"error: {args.obj}: no map named {args.name!r} "
+                         f"(has: {', '.join(obj.maps) or 'none'})")
+    _fs_call(st.pin_map, args.path, m)
+    return 0

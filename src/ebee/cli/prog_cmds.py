@@ -1,0 +1,304 @@
+"""``ebee prog``: load objects, pin programs, show and dump them like ``bpftool prog``."""
+from __future__ import annotations
+
+import os
+import sys
+
+from .common import UsageError, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("prog", help="load, pin, show and dump programs (like bpftool prog)")
+    ps = p.add_subparsers(dest="prog_cmd", metavar="CMD")
+    ps.required = True
+
+    def common(q, json_=True):
+        q.add_argument("--store", metavar="DB", help="pin store (default: $EBEE_PIN_STORE or "
+                                                      "~/.local/state/ebee/bpffs.sqlite3)")
+        if json_:
+            q.add_argument("-j", "--json", action="store_true", help="JSON output")
+
+    q = ps.add_parser("load", help="load OBJ and pin its first program at PATH")
+    q.add_argument("obj")
+    q.add_argument("path")
+    q.add_argument("--type", help="program type for sections libbpf does not know (e.g. xdp)")
+    q.add_argument("--pinmaps", metavar="DIR", help="also pin the object's maps under DIR")
+    common(q, json_=False)
+    q.set_defaults(func=cmd_load)
+
+    q = ps.add_parser("loadall", help="load OBJ and pin every program under DIR")
+    q.add_argument("obj")
+    q.add_argument("dir")
+    q.add_argument("--type", help="program type for sections libbpf does not know")
+    q.add_argument("--pinmaps", metavar="DIR", help="also pin the object's maps under DIR")
+    common(q, json_=False)
+    q.set_defaults(func=cmd_loadall)
+
+    q = ps.add_parser("show", help="list pinned programs")
+    q.add_argument("path", nargs="?", help="one pinned program, or a directory of pins")
+    common(q)
+    q.set_defaults(func=cmd_show)
+
+    q = ps.add_parser("dump", help="dump a program's instructions")
+    q.add_argument("what", choices=("xlated",), help="xlated: the instructions as loaded")
+    q.add_argument("target", help="a pinned program's path, or an object file (.o)")
+    q.add_argument("--prog", metavar="NAME", help="only this program of an object")
+    q.add_argument("--linum", action="store_true", help="with file, line and column of each "
+                                                        "source line")
+    q.add_argument("--opcodes", action="store_true", help="with the raw bytes of each insn")
+    common(q)
+    q.set_defaults(func=cmd_dump)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+def store_of(args):
+    from ..fs import PinStore, default_store
+    return PinStore(args.store) if getattr(args, "store", None) else default_store()
+
+
+def load_object(path: str, *, prog_type: str | None = None, store=None):
+    """ebee.load with CLI error handling: one line, exit code 2."""
+    from ..errors import LoadError
+    from ..object import load
+    pt = parse_prog_type(prog_type) if prog_type else None
+    try:
+        return load(path, prog_type=pt, store=store)
+    except LoadError as e:
+        raise UsageError(f"error: {e}") from None
+
+
+def parse_prog_type(name: str):
+    from ..uapi import ProgType
+    key = name.upper().replace("-", "_")
+    aliases = {"TC": "SCHED_CLS", "CLASSIFIER": "SCHED_CLS", "ACTION": "SCHED_ACT",
+               "SOCKET": "SOCKET_FILTER", "TRACEPOINT": "TRACEPOINT", "KPROBE": "KPROBE"}
+    key = aliases.get(key, key)
+    try:
+        return ProgType[key]
+    except KeyError:
+        raise UsageError(f"error: unknown program type {name!r}") from None
+
+
+def _fs_call(fn, *a):
+    from ..fs import PinError
+    from ..maps.errors import MapError
+    try:
+        return fn(*a)
+    except PinError as e:
+        raise UsageError(f"error: {e.strerror or e}") from None
+    except MapError as e:
+        raise UsageError(f"error: {e}") from None
+
+
+def _first_program(obj):
+    if not obj.programs:
+        raise UsageError(f"error: {obj.path}: object has no programs")
+    return next(iter(obj.programs.values()))
+
+
+def cmd_load(args) -> int:
+    st = store_of(args)
+    obj = load_object(args.obj, prog_type=args.type, store=st)
+    _fs_call(st.pin_program, args.path, _first_program(obj))
+    if args.pinmaps:
+        _pin_maps(obj, args.pinmaps, st)
+    return 0
+
+
+def _pin_maps(obj, directory: str, st) -> None:
+    for name, m in obj.maps.items():
+        if name in obj.pinned:
+            continue
+        _fs_call(st.pin_map, f"{directory.rstrip('/')}/{name}", m)
+
+
+def cmd_loadall(args) -> int:
+    st = store_of(args)
+    obj = load_object(args.obj, prog_type=args.type, store=st)
+    for name, prog in obj.programs.items():
+        _fs_call(st.pin_program, f"{args.dir.rstrip('/')}/{name}", prog)
+    if args.pinmaps:
+        _pin_maps(obj, args.pinmaps, st)
+    return 0
+
+
+def _prog_type_name(t) -> str:
+    return t.name.lower() if t.value else "unspec"
+
+
+def cmd_show(args) -> int:
+    st = store_of(args)
+    rows = _fs_call(st.list, args.path or "/")
+    rows = [(i, p, m) for i, (p, k, m) in enumerate(rows, 1) if k == "prog"]
+    if args.path and not rows:
+        raise UsageError(f"error: {args.path}: no pinned program")
+    if args.json:
+        print_json([{"id": i, "type": _prog_type_name(_ptype(m)), "name": m["name"][:15],
+                     "tag": m["tag"], "gpl_compatible": _gpl(m["license"]),
+                     "bytes_xlated": 8 * m["insns"], "pinned": [p], "section": m["section"],
+                     "object": m["object_path"]} for i, p, m in rows])
+        return 0
+    for i, p, m in rows:
+        gpl = "  gpl" if _gpl(m["license"]) else ""
+        print(f"{i}: {_prog_type_name(_ptype(m))}  name {m['name'][:15]}  tag {m['tag']}{gpl}")
+        print(f"\txlated {8 * m['insns']}B  section {m['section']}")
+        print(f"\tpinned {p}")
+    return 0
+
+
+def _ptype(meta):
+    from ..uapi import ProgType
+    return ProgType(meta["type"])
+
+
+def _gpl(license: str) -> bool:
+    return license in ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
+                       "Dual MIT/GPL", "Dual MPL/GPL")
+
+
+def programs_of(target: str, store, only: str | None = None, *, prog_type: str | None = None):
+    """Programs named by a pin path or an object file."""
+    from ..fs import PinError
+    if os.path.exists(target) and not store.exists(target):
+        with open(target, "rb") as f:
+            magic = f.read(4)
+        if magic != b"\x7fELF":
+            raise UsageError(f"error: {target}: not an ELF object or a pinned program")
+        obj = load_object(target, prog_type=prog_type, store=store)
+        progs = list(obj.programs.values())
+        if only is not None:
+            progs = [p for p in progs if p.name == only]
+            if not progs:
+                raise UsageError(f"error: {target}: no program named {only!r} "
+                                 f"(has: {', '.join(obj.programs) or 'none'})")
+        return progs
+    try:
+        got = store.get(target)
+    except PinError as e:
+        raise UsageError(f"error: {target}: {e.strerror or e}") from None
+    if not hasattr(got, "insns"):
+        raise UsageError(f"error: {target}: pinned object is a map, not a program")
+    return [got]
+
+
+def func_signature(btf, func_type_id: int) -> str:
+    """bpftool's one-line function header: ``int name(struct __sk_buff * skb)``."""
+    from ..btf import Kind
+    f = btf[func_type_id]
+    proto = btf[f.type_id]
+    args = ", ".join(f"{_type_str(btf, p.type_id)} {p.name}".rstrip() for p in proto.params)
+    return f"{_type_str(btf, proto.return_type_id)} {f.name}({args or 'void'})" \
+        if proto.kind is Kind.FUNC_PROTO else f.name
+
+
+def _type_str(btf, tid: int, depth: int = 0) -> str:
+    from ..btf import Kind
+    if tid == 0:
+        return "void"
+    if depth > 16:
+        return "..."
+    t = btf[tid]
+    k = t.kind
+    if k is Kind.PTR:
+        return f"{_type_str(btf, t.type_id, depth + 1)} *"
+    if k in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
+        return f"{k.name.lower()} {_type_str(btf, t.type_id, depth + 1)}"
+    if k is Kind.TYPE_TAG:
+        return _type_str(btf, t.type_id, depth + 1)
+    if k in (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64):
+        kw = {Kind.STRUCT: "struct", Kind.UNION: "union"}.get(k, "enum")
+        return f"{kw} {t.name}" if t.name else f"{kw} {{...}}"
+    if k is Kind.FWD:
+        return f"{'union' if t.is_union else 'struct'} {t.name}"
+    if k is Kind.ARRAY:
+        return f"{_type_str(btf, t.type_id, depth + 1)}[{t.nelems}]"
+    if k is Kind.FUNC_PROTO:
+        return "(*)()"
+    return t.name or k.name.lower()
+
+
+def format_linfo(li, linum: bool) -> str:
+    """bpftool's source line: ``; text`` or ``; text [file:F line_num:N line_col:C]``."""
+    text = li.line_text.lstrip()
+    if linum:
+        return f"; {text} [file:{li.file_name} line_num:{li.line} line_col:{li.col}]"
+    return f"; {text}"
+
+
+def xlated_lines(prog, *, linum: bool = False, opcodes: bool = False) -> list[str]:
+    """The program as ``bpftool prog dump xlated`` prints it, with BTF source lines."""
+    from ..asm.disasm import format_xlated
+    body = format_xlated(prog.insns, opcodes=opcodes)
+    # body lines start with "%4d: " per instruction; opcodes add continuation lines
+    funcs = {fi.insn: fi for fi in prog.func_info} if prog.btf is not None else {}
+    lines_at: dict[int, list] = {}
+    for li in prog.line_info:
+        lines_at.setdefault(li.insn, []).append(li)
+    out: list[str] = []
+    last = None
+    for line in body:
+        head = line.split(":", 1)[0].strip()
+        pc = int(head) if head.isdigit() else None
+        if pc is not None:
+            fi = funcs.get(pc)
+            if fi is not None:
+                try:
+                    out.append(f"{func_signature(prog.btf, fi.type_id)}:")
+                except Exception:
+                    pass
+            for li in lines_at.get(pc, ()):
+                text = format_linfo(li, linum)
+                if text != last:
+                    out.append(text)
+                    last = text
+        out.append(line)
+    return out
+
+
+def cmd_dump(args) -> int:
+    st = store_of(args)
+    progs = programs_of(args.target, st, args.prog)
+    if args.json:
+        from ..isa import encode
+        res = []
+        for p in progs:
+            ins = []
+            for i in p.insns:
+                d = {"pc": i.pc, "disasm": str(i)}
+                if args.opcodes:
+                    d["opcodes"] = {"code": f"0x{i.spec.opcode:02x}",
+                                    "bytes": [f"0x{b:02x}" for b in encode([i])]}
+                ins.append(d)
+            res.append({"name": p.name, "section": p.section, "insns": ins})
+        print_json(res if len(res) != 1 else res[0]["insns"])
+        return 0
+    for n, p in enumerate(progs):
+        if len(progs) > 1:
+            if n:
+                print()
+            print(f"{p.name}:  (section {p.section})")
+        sys.stdout.write("\n".join(xlated_lines(p, linum=args.linum, opcodes=args.opcodes)) + "\n")
+    return 0
+
+
+def disasm_object(path: str, only: str | None, *, linum: bool, fmt: str) -> int:
+    """``ebee disasm prog.o``: each program of an object, as loaded (maps relocated)."""
+    from ..asm import disassemble
+    from ..fs import default_store
+    obj_progs = programs_of(path, default_store(), only) if os.path.exists(path) else []
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: error: no such file")
+    for n, p in enumerate(obj_progs):
+        if len(obj_progs) > 1:
+            if n:
+                print()
+            print(f"{p.name}:  (section {p.section})")
+        if fmt == "xlated":
+            sys.stdout.write("\n".join(xlated_lines(p, linum=linum)) + "\n")
+        else:
+            sys.stdout.write(disassemble(p.insns, fmt))
+    return 0
+
+
+__all__ = ["disasm_object", "register", "xlated_lines", "programs_of", "load_object", "format_linfo"]
