@@ -16,10 +16,7 @@ from dataclasses import dataclass, field
 from ..progtypes.layouts import NET_DEVICE, SOCK
 from ..vm.memory import SHARED, Memory, Region
 
-AF_INET = 2
-AF_INET6 = 10
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
+from ..uapi import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP  # noqa: F401
 
 
 def _mac(value: str | bytes) -> bytes:
@@ -41,6 +38,8 @@ class NetDevice:
         self.ifindex = ifindex
         self.name = name
         self.mac = _mac(mac)
+        # the loopback device's broadcast address is all zeroes (loopback_setup())
+        self.broadcast = b"\0" * 6 if ifindex == 1 else b"\xff" * 6
         self.mtu = mtu
         self.rx_queues = rx_queues
         self._memory = memory

@@ -17,23 +17,15 @@ from ..progtypes.layouts import (BPF_SKB_DATA_END, PKT_TYPE_MAX, QDISC_SKB_CB, S
                                  SKB_SHARED_INFO)
 from ..vm.memory import SHARED, Memory, Region
 
-ETH_HLEN = 14
-ETH_ALEN = 6
+from ..uapi import (ETH_ALEN, ETH_HLEN, ETH_P_802_2, ETH_P_802_3, ETH_P_802_3_MIN,  # noqa: F401
+                    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, PACKET_BROADCAST,
+                    PACKET_HOST, PACKET_MULTICAST, PACKET_OTHERHOST, SKF_LL_OFF, SKF_NET_OFF)
+
 NET_SKB_PAD = 64
 NET_IP_ALIGN = 0          # x86_64
 SMP_CACHE_BYTES = 64
 SHINFO_SIZE = (SKB_SHARED_INFO.size + SMP_CACHE_BYTES - 1) & ~(SMP_CACHE_BYTES - 1)
-ETH_P_802_3_MIN = 0x0600
-ETH_P_802_3 = 0x0001
-ETH_P_802_2 = 0x0004
-ETH_P_IP = 0x0800
-ETH_P_IPV6 = 0x86DD
-ETH_P_8021Q = 0x8100
-ETH_P_8021AD = 0x88A8
-PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
 HEADER_UNSET = 0xFFFF
-SKF_NET_OFF = -0x100000
-SKF_LL_OFF = -0x200000
 
 _KMALLOC = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
 
@@ -355,7 +347,7 @@ class SkBuff:
         self.mac_len = ETH_HLEN
         dest = eth[:6]
         if dest[0] & 1:
-            self.pkt_type = PACKET_BROADCAST if dest == b"\xff" * 6 else PACKET_MULTICAST
+            self.pkt_type = PACKET_BROADCAST if dest == self.dev.broadcast else PACKET_MULTICAST
         elif dest != self.dev.mac:
             self.pkt_type = PACKET_OTHERHOST
         proto = struct.unpack_from(">H", eth, 12)[0]

@@ -16,7 +16,7 @@ from ..progtypes.layouts import XDP_BUFF, XDP_RXQ_INFO, XDP_TXQ_INFO
 from ..vm.memory import SHARED, Memory, Region
 from .skbuff import SHINFO_SIZE
 
-XDP_PACKET_HEADROOM = 256
+from ..uapi import XDP_PACKET_HEADROOM  # noqa: E402
 XDP_FRAME_SIZE = 4096
 XDP_METADATA_MAX = 32
 XDP_FLAGS_HAS_FRAGS = 1 << 0
