@@ -450,7 +450,7 @@ class Map:
             n, err = self._update_batch(ks, vs, elem_flags)
         if err:
             exc = map_error(err)
-            exc.count = n
+            exc.count = n or 0
             raise exc
         return n
 
@@ -462,7 +462,7 @@ class Map:
             n, err = self._delete_batch(ks, elem_flags)
         if err:
             exc = map_error(err)
-            exc.count = n
+            exc.count = n or 0
             raise exc
         return n
 
@@ -509,10 +509,11 @@ class Map:
         return keys, values, (keys[-1] if keys else None), err
 
     def generic_update_batch(self, keys, values, elem_flags):
+        # (None, errno): refused before touching anything (Linux leaves count as it was)
         if "update" not in self.batch_ops:
-            return 0, U.ENOTSUPP
-        if elem_flags & U.BPF_F_LOCK and self.spin_lock_off < 0:
-            return 0, E.EINVAL
+            return None, U.ENOTSUPP
+        if elem_flags & ~U.BPF_F_LOCK or (elem_flags & U.BPF_F_LOCK and self.spin_lock_off < 0):
+            return None, E.EINVAL
         n = 0
         for k, v in zip(keys, values):
             try:
@@ -524,9 +525,9 @@ class Map:
 
     def generic_delete_batch(self, keys, elem_flags):
         if "delete" not in self.batch_ops:
-            return 0, U.ENOTSUPP
+            return None, U.ENOTSUPP
         if elem_flags & ~U.BPF_F_LOCK:
-            return 0, E.EINVAL
+            return None, E.EINVAL
         n = 0
         for k in keys:
             try:
