@@ -6,6 +6,9 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 
+extern u32 LINUX_KERNEL_VERSION __kconfig;
+extern bool CONFIG_BPF_JIT __kconfig __weak;
+
 struct task_info {
 	__u32 pid;
 	__u32 tgid;
@@ -13,6 +16,8 @@ struct task_info {
 	__u32 flags;
 	__u64 start_time;
 	int has_loginuid;
+	__u32 kernel_version;
+	__u8 jit;
 	char comm[16];
 };
 
@@ -34,6 +39,8 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	info.flags = BPF_CORE_READ(child, flags);
 	info.start_time = BPF_CORE_READ(child, start_time);
 	info.has_loginuid = bpf_core_field_exists(child->loginuid);
+	info.kernel_version = LINUX_KERNEL_VERSION;
+	info.jit = CONFIG_BPF_JIT;
 	BPF_CORE_READ_STR_INTO(&info.comm, child, comm);
 	bpf_map_update_elem(&tasks, &info.pid, &info, BPF_ANY);
 	return 0;

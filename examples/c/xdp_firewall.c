@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* XDP firewall: drop IPv4 packets whose source address is in a block list.
- * User space fills `blocklist` (key: source address, network byte order);
+ * User space fills `blocklist` (key: source address, network byte order),
+ * pinned by name so that every loaded copy shares one list;
  * `stats` counts packets passed and dropped. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -13,6 +14,7 @@ struct {
 	__uint(max_entries, 1024);
 	__type(key, __u32);		/* IPv4 source address */
 	__type(value, __u64);		/* packets dropped from it */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } blocklist SEC(".maps");
 
 enum { STAT_PASS, STAT_DROP, STAT_MAX };

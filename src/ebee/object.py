@@ -139,21 +139,29 @@ class DataSection:
     def _raw(self) -> bytes:
         return bytes(self.map.lookup(0))
 
+    def _type(self, tid: int):
+        """The resolved type of a variable (``tid`` is its VAR, or already its type)."""
+        from .btf import Kind
+        btf = self._obj.btf
+        t = btf[tid]
+        return btf.resolve(t.type_id if t.kind is Kind.VAR else tid)
+
     def _conv(self, tid: int, raw: bytes) -> Any:
         from .btf import Kind
         btf = self._obj.btf
-        t = btf.resolve(tid)
-        if t.kind is Kind.INT and t.size <= 8 and not t.is_char or t.kind in (Kind.ENUM, Kind.ENUM64):
+        t = self._type(tid)
+        if t.kind is Kind.INT and t.size <= 8 and t.name != "char" or t.kind in (Kind.ENUM, Kind.ENUM64):
             v = int.from_bytes(raw, "little", signed=bool(getattr(t, "signed", False)))
             return bool(v) if t.kind is Kind.INT and t.is_bool else v
-        if t.kind is Kind.INT and t.is_char and t.size == 1:
+        if t.kind is Kind.INT and t.size == 1:
             return raw
         if t.kind is Kind.PTR:
             return int.from_bytes(raw, "little")
         if t.kind is Kind.ARRAY:
             el = btf.resolve(t.type_id)
             if el.kind is Kind.INT and el.size == 1:
-                return raw.split(b"\0", 1)[0] if el.is_char else raw
+                is_char = el.is_char or el.name in ("char", "signed char", "unsigned char")
+                return raw.split(b"\0", 1)[0] if is_char else raw
         return raw
 
     def __getattr__(self, name: str) -> Any:
@@ -176,7 +184,7 @@ class DataSection:
         if isinstance(value, bool):
             value = int(value)
         if isinstance(value, int):
-            t = self._obj.btf.resolve(tid)
+            t = self._type(tid)
             signed = bool(getattr(t, "signed", False)) or value < 0
             try:
                 raw = value.to_bytes(size, "little", signed=signed)

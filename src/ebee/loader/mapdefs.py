@@ -166,7 +166,12 @@ def _legacy_spec(name: str, sec: Section, off: int, r: tuple[int, ...], layout: 
         extra = ()
     if any(extra):
         _err(f"maps section '{sec.name}': map '{name}' has unrecognized, non-zero options")
+    if spec.type in _MIM and spec.value_size == 0:
+        spec.value_size = 4    # bpf_create_map_in_map() sets it: the value is a map fd
     return spec
+
+
+_MIM = (U.MapType.ARRAY_OF_MAPS, U.MapType.HASH_OF_MAPS)
 
 
 def resolve_legacy_inner(specs: list[MapSpec]) -> None:
