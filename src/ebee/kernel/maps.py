@@ -59,6 +59,19 @@ class KernelMap:
         self.flags = map_flags
         self.percpu = self.type in _PERCPU
 
+    @classmethod
+    def from_fd(cls, fd: int) -> "KernelMap":
+        """Adopt the fd of an existing map (opened by id or from a pin); closes it when done."""
+        from .info import map_info
+        info = map_info(fd)
+        self = cls.__new__(cls)
+        self.fd = fd
+        self.type = MapType(int(info.type))
+        self.key_size, self.value_size = info.key_size, info.value_size
+        self.max_entries, self.flags = info.max_entries, info.map_flags
+        self.percpu = self.type in _PERCPU
+        return self
+
     @property
     def value_buf_size(self) -> int:
         if self.percpu:
