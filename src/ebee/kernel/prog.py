@@ -30,12 +30,18 @@ class KernelLoadError(OSError):
         super().__init__(errno_, f"{what}: {msg}" if what else msg)
 
 
+DATA_OUT_SLACK = 4096 + 256   # room for a program to grow its packet (XDP tail + headroom)
+CTX_OUT_MAX = 256             # larger than any test-run context (__sk_buff is 192 bytes)
+
+
 @dataclass
 class TestRun:
+    __test__ = False
     retval: int
     duration_ns: int
     data_out: bytes
     ctx_out: bytes
+    data_size_out: int = 0
 
 
 def kernel_name(name: str) -> str:
@@ -136,6 +142,7 @@ class KernelProgram(FdObject):
             attach_btf_id=attach_btf_id,
             attach_prog_fd=_fd(attach_prog_fd) or _fd(attach_btf_obj_fd),
             fd_array=addr(fda))
+        self.section = self.attach_target = self.sec_def = self.object = None
         self.fd, self.log = prog_load(attr, what=name, log_level=log_level, log_size=log_size)
         self._keep = None
         self.type = ProgType(int(prog_type))
@@ -152,6 +159,7 @@ class KernelProgram(FdObject):
         FdObject.__init__(self, fd)
         info = prog_info(fd, map_ids=False)
         self.type, self.log, self.insn_cnt = info.type, "", info.xlated_prog_len // 8
+        self.section = self.attach_target = self.sec_def = self.object = None
         self.name = name or info.name
         self.expected_attach_type = 0
         return self
@@ -211,7 +219,54 @@ class KernelProgram(FdObject):
         bpf(Cmd.PROG_TEST_RUN, attr)
         return TestRun(attr.retval, attr.duration,
                        dout.raw[:attr.data_size_out] if dout is not None else b"",
-                       cout.raw[:attr.ctx_size_out] if cout is not None else b"")
+                       cout.raw[:attr.ctx_size_out] if cout is not None else b"",
+                       attr.data_size_out)
+
+    # --- the API user-space programs have ------------------------------------------------------
+    def run(self, data: bytes | None = None, *, ctx: bytes | None = None, repeat: int = 0,
+            flags: int = 0, cpu: int = 0, batch_size: int = 0, data_size_out: int | None = None,
+            ctx_size_out: int | None = None, ctx_out: bool = False, engine: str | None = None):
+        """BPF_PROG_TEST_RUN with ``ebee.Program.run``'s arguments; returns the same
+        ``RunResult`` and raises the same ``TestRunError`` (with the kernel's errno)."""
+        from ..progtypes.testrun import RunResult, TestRunError
+        if engine not in (None, "kernel"):
+            raise ValueError(f"engine {engine!r}: a kernel program runs in the kernel")
+        data = bytes(data or b"")
+        want_ctx = ctx is not None or ctx_out
+        csize = ctx_size_out if ctx_size_out is not None else \
+            (max(len(ctx or b""), CTX_OUT_MAX) if want_ctx else 0)
+        try:
+            r = self.test_run(data, ctx=ctx, repeat=repeat, flags=flags, cpu=cpu,
+                              batch_size=batch_size,
+                              data_out_size=data_size_out if data_size_out is not None else
+                              (len(data) + DATA_OUT_SLACK if data else 0),
+                              ctx_out_size=csize)
+        except OSError as e:
+            raise TestRunError(e.errno, f"BPF_PROG_TEST_RUN: {os.strerror(e.errno)}") from None
+        return RunResult(r.retval, r.data_out, r.ctx_out if want_ctx else None, r.duration_ns,
+                         None, [], r.data_size_out, 0, self.type)
+
+    def attach(self, target=None, **kw):
+        """Attach where the program's section says, or to ``target`` (an interface, cgroup,
+        socket...); see :func:`ebee.kernel.attach.attach`.  Detached by ``detach()`` on
+        the result, by closing the program, or at exit."""
+        from .attach import attach
+        a = attach(self, target, section=getattr(self, "section", None), **kw)
+        self.attachments.append(a)
+        return a
+
+    def close(self) -> None:
+        for a in self.__dict__.get("attachments", ()):
+            try:
+                a.detach()
+            except Exception:
+                pass
+        self.__dict__["attachments"] = []
+        FdObject.close(self)
+
+    @property
+    def attachments(self) -> list:
+        return self.__dict__.setdefault("attachments", [])
 
     def __repr__(self) -> str:
         state = f"fd={self.fd}" if self.fd >= 0 else "closed"

@@ -1,0 +1,339 @@
+"""``Object.load_kernel()``: the very object ebee loaded, put into the running kernel.
+
+What libbpf's ``bpf_object__load`` does, starting from an :class:`ebee.Object`
+whose CO-RE relocations were applied against the host's BTF:
+
+1. the object's BTF is finalized (:mod:`.btf_fixup`) and loaded (BTF_LOAD);
+   if the kernel refuses it, maps and programs load without BTF (as libbpf
+   falls back), with a warning;
+2. maps are created (map-in-maps from their inner template), or reused from
+   their bpffs pin (``LIBBPF_PIN_BY_NAME``); global data gets the object's
+   current contents — what user space set through ``obj.rodata`` included —
+   and ``.rodata``/``.kconfig`` are frozen;
+3. each program's instructions are rewritten for the kernel: ``map[id:N]``
+   (ebee's map ids) become the new maps' fds, kfunc calls get the BTF id of
+   the kfunc in vmlinux or a module (module BTF fds go in ``fd_array``);
+   fentry/fexit/fmod_ret/lsm/tp_btf/iter targets are looked up in kernel BTF;
+   func_info and line_info come along;
+4. prog arrays and map-in-maps get their initial slots (libbpf's ``values``).
+
+The result, :class:`KernelObject`, has ``programs`` and ``maps`` with the same
+Python API as the user-space ones: ``prog.run(...)`` (BPF_PROG_TEST_RUN) and
+dict-like maps.  Everything created is released by ``close()`` (or ``with``);
+attachments made with ``prog.attach(...)`` are detached then too.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import warnings
+from typing import Any
+
+from .. import uapi as U
+from ..isa import encode
+from ..loader.mapdefs import MapKind
+from ..uapi import AttachType, MapType, ProgType
+from .btf import KernelBTF, find_kernel_type
+from .btf_fixup import fixup
+from .map_handle import KernelMapHandle
+from .maps import KernelMap
+from .prog import KernelLoadError, KernelProgram
+
+_LDDW = 0x18
+_CALL = 0x85
+
+
+class KernelObject:
+    """An object loaded into the kernel: ``programs`` and ``maps`` by name."""
+
+    def __init__(self, source, programs: dict[str, KernelProgram],
+                 maps: dict[str, KernelMapHandle], btf: KernelBTF | None,
+                 pinned: dict[str, str], warnings_: list[str]):
+        self.source = source
+        self.name = source.name
+        self.programs = programs
+        self.maps = maps
+        self.btf = btf
+        self.pinned = pinned          # map name -> bpffs path (left in place on close)
+        self.warnings = warnings_
+        self.attachments: list = []
+
+    def attach(self, program: str, target=None, **kw):
+        """Attach one program (see :func:`ebee.kernel.attach.attach`); detached on close."""
+        a = self.programs[program].attach(target, **kw)
+        self.attachments.append(a)
+        return a
+
+    def close(self) -> None:
+        for a in self.attachments:
+            a.detach()
+        self.attachments = []
+        for p in self.programs.values():
+            for a in list(getattr(p, "attachments", [])):
+                a.detach()
+            p.close()
+        for m in self.maps.values():
+            m.close()
+        if self.btf is not None:
+            self.btf.close()
+
+    def __enter__(self) -> "KernelObject":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<KernelObject {self.name!r} programs={list(self.programs)} "
+                f"maps={list(self.maps)}>")
+
+
+# ---------------------------------------------------------------------------------------------
+
+def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
+                btf: bool = True) -> KernelObject:
+    """Load ``obj`` (an :class:`ebee.Object`) into the kernel; see the module doc."""
+    spec = obj.spec
+    warn: list[str] = []
+    made: list[Any] = []          # closed again if anything fails
+    try:
+        kbtf = _load_btf(spec, warn) if btf and spec.btf is not None else None
+        if kbtf is not None:
+            made.append(kbtf)
+        maps, pinned, reused = _create_maps(obj, spec, kbtf, pin_root or "/sys/fs/bpf", warn,
+                                            made)
+        programs: dict[str, KernelProgram] = {}
+        for name, prog in obj.programs.items():
+            kp = _load_program(obj, prog, maps, kbtf, log_level)
+            made.append(kp)
+            programs[name] = kp
+        _init_slots(spec, maps, programs, reused)
+    except BaseException:
+        for m in reversed(made):
+            try:
+                m.close()
+            except Exception:
+                pass
+        raise
+    for w in warn:
+        warnings.warn(w, stacklevel=3)
+    return KernelObject(obj, programs, maps, kbtf, pinned, warn)
+
+
+def _load_btf(spec, warn: list[str]) -> KernelBTF | None:
+    elf = spec.elf
+    syms = {s.name: s for s in elf.symbols if s.name and s.shndx}
+
+    def section_size(name):
+        s = elf.get(name)
+        return s.size if s is not None else None
+
+    def symbol(name):
+        s = syms.get(name)
+        return (s.value, s.visibility) if s is not None else None
+    kc = {e.name: e.data_off for e in spec.externs.values() if e.kind == "kcfg"}
+    kcs = spec.maps[".kconfig"].value_size if ".kconfig" in spec.maps else 0
+    try:
+        blob = fixup(spec.btf.data, section_size=section_size, symbol=symbol,
+                     kconfig_offsets=kc, kconfig_size=kcs)
+        return KernelBTF(blob)
+    except OSError as e:
+        warn.append(f"{spec.name}: the kernel refused the object's BTF ({e.strerror}); "
+                    f"loading without it")
+        return None
+
+
+# --- maps ----------------------------------------------------------------------------------------
+
+def _create_maps(obj, spec, kbtf, pin_root, warn, made):
+    from ..object import pin_path
+    maps: dict[str, KernelMapHandle] = {}
+    pinned: dict[str, str] = {}
+    reused: set[str] = set()
+    for name, m in spec.maps.items():
+        user = obj.maps.get(name)
+        kname = getattr(user, "name", "") or name[:15]
+        path = pin_path(spec, m, pin_root)
+        if path is not None and os.path.exists(path):
+            h = KernelMapHandle.from_pinned(path)
+            problem = _mismatch(h, m)
+            if problem:
+                h.close()
+                raise OSError(errno.EINVAL, f"map '{name}': couldn't reuse pinned map at "
+                                            f"'{path}': parameter mismatch ({problem})")
+            made.append(h)
+            maps[name], pinned[name] = h, path
+            reused.add(name)
+            continue
+        h = _new_map(m, kname, kbtf, warn)
+        made.append(h)
+        maps[name] = h
+        if m.is_internal and user is not None and m.value_size:
+            h.update(0, _raw_value0(user))
+        if m.kind in (MapKind.RODATA, MapKind.KCONFIG):
+            h.freeze()      # as libbpf: read-only data cannot change once programs use it
+        if path is not None:
+            from .fs import ensure_bpffs
+            ensure_bpffs(os.path.dirname(path))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            h.pin(path)
+            pinned[name] = path
+    return maps, pinned, reused
+
+
+def _raw_value0(user_map) -> bytes:
+    """Value 0 of a user-space global-data map as raw bytes (whatever its value_type)."""
+    return user_map._sys_lookup((0).to_bytes(4, "little"), 0)[:user_map.value_size]
+
+
+def _mismatch(h: KernelMapHandle, m) -> str:
+    for what, a, b in (("type", h.type, m.type), ("key_size", h.key_size, m.key_size),
+                       ("value_size", h.value_size, m.value_size),
+                       ("max_entries", h.max_entries, m.max_entries),
+                       ("map_flags", h.flags, m.flags)):
+        if int(a) != int(b):
+            return f"{what} {int(a)} != {int(b)}"
+    return ""
+
+
+def _new_map(m, kname: str, kbtf, warn) -> KernelMapHandle:
+    inner = None
+    if m.inner is not None:
+        inner = _new_map(m.inner, m.inner.name[:15] if m.inner.name else "", kbtf, warn)
+    use_btf = kbtf is not None and (m.btf_key_type_id or m.btf_value_type_id)
+    kw = dict(inner_map_fd=inner.fd if inner is not None else 0, map_extra=m.map_extra,
+              name=_sanitize(kname), numa_node=m.numa_node)
+    try:
+        try:
+            km = KernelMap(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
+                           btf_fd=kbtf.fd if use_btf else 0,
+                           btf_key_type_id=m.btf_key_type_id if use_btf else 0,
+                           btf_value_type_id=m.btf_value_type_id if use_btf else 0, **kw)
+        except OSError as e:
+            if not use_btf:
+                raise
+            # libbpf retries without BTF (older kernels, or types the kernel won't take)
+            warn.append(f"map '{m.name}': created without BTF ({e.strerror})")
+            km = KernelMap(m.type, m.key_size, m.value_size, m.max_entries, m.flags, **kw)
+    except OSError as e:
+        raise OSError(e.errno, f"map '{m.name}': failed to create: {e.strerror}") from None
+    finally:
+        if inner is not None:
+            inner.close()       # the outer map keeps what it needs of the template
+    return KernelMapHandle(km, name=kname, btf=kbtf.parse() if use_btf else None,
+                           btf_key_type_id=m.btf_key_type_id if use_btf else 0,
+                           btf_value_type_id=m.btf_value_type_id if use_btf else 0,
+                           map_extra=m.map_extra)
+
+
+def _sanitize(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in name)[:15]
+
+
+def _init_slots(spec, maps, programs, reused) -> None:
+    for name, m in spec.maps.items():
+        if not m.init_slots or name in reused:     # a reused pin keeps its contents
+            continue
+        h = maps[name]
+        for slot, target in sorted(m.init_slots.items()):
+            if m.type == MapType.PROG_ARRAY:
+                h.update(slot, programs[target])
+            else:
+                h.update(slot, maps[target])
+
+
+# --- programs ------------------------------------------------------------------------------------
+
+def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) -> KernelProgram:
+    spec = obj.spec
+    by_id = {m.id: name for name, m in obj.maps.items()}
+    kfuncs = {e.value: e.name for e in spec.externs.values() if e.kind == "kfunc" and e.resolved}
+    image = bytearray(encode(prog.insns))
+    fd_array: list[int] = [0]
+    module_btfs: dict[str, KernelBTF] = {}
+    keep: list = []
+    try:
+        i = 0
+        n = len(image) // 8
+        while i < n:
+            op, regs = image[8 * i], image[8 * i + 1]
+            src = regs >> 4
+            if op == _LDDW and src in (U.BPF_PSEUDO_MAP_FD, U.BPF_PSEUDO_MAP_VALUE):
+                mid = struct.unpack_from("<I", image, 8 * i + 4)[0]
+                name = by_id.get(mid)
+                if name is None:
+                    raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}': insn {i} "
+                                          f"refers to map id {mid}, which is not in the object")
+                struct.pack_into("<i", image, 8 * i + 4, maps[name].fd)
+            elif op == _CALL and src == U.BPF_PSEUDO_KFUNC_CALL:
+                kid = struct.unpack_from("<i", image, 8 * i + 4)[0]
+                fname = kfuncs.get(kid)
+                if fname is None:
+                    raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}': insn {i} "
+                                          f"calls kfunc id {kid}, which no extern names")
+                kt = find_kernel_type(fname, "func")
+                idx = 0
+                if kt.module is not None:
+                    if kt.module not in module_btfs:
+                        module_btfs[kt.module] = kt.open_btf()
+                        fd_array.append(module_btfs[kt.module].fd)
+                    idx = fd_array.index(module_btfs[kt.module].fd)
+                struct.pack_into("<hi", image, 8 * i + 2, idx, kt.type_id)
+            i += 2 if op == _LDDW else 1
+        attach_btf_id, attach_obj = _attach_target(prog)
+        if attach_obj is not None:
+            keep.append(attach_obj)
+        kw = {}
+        if kbtf is not None and prog.func_info:
+            kw.update(btf=kbtf,
+                      func_info=[(f.insn_off // 8, f.type_id) for f in prog.func_info],
+                      line_info=[(li.insn_off // 8, li.file_name_off, li.line_off,
+                                  (li.line << 10) | (li.col & 0x3FF)) for li in prog.line_info]
+                      or None)
+        kp = KernelProgram(
+            bytes(image), prog.type, license=prog.license or "", log_level=log_level,
+            name=prog.name, expected_attach_type=int(prog.expected_attach_type or 0),
+            prog_flags=prog.prog_flags, attach_btf_id=attach_btf_id,
+            attach_btf_obj_fd=attach_obj.fd if attach_obj is not None else 0,
+            fd_array=fd_array if len(fd_array) > 1 else None,
+            kern_version=prog.kern_version or 0, **kw)
+    except KernelLoadError as e:
+        raise KernelLoadError(e.errno, e.log, f"prog '{prog.name}'") from None
+    finally:
+        for b in list(module_btfs.values()) + keep:
+            b.close()
+    kp.section, kp.attach_target, kp.sec_def = prog.section, prog.attach_target, prog.sec_def
+    kp.object = obj
+    return kp
+
+
+_BTF_PREFIX = {AttachType.TRACE_RAW_TP: ("btf_trace_", "typedef"),
+               AttachType.TRACE_ITER: ("bpf_iter_", "func"),
+               AttachType.LSM_MAC: ("bpf_lsm_", "func"),
+               AttachType.LSM_CGROUP: ("bpf_lsm_", "func"),
+               AttachType.TRACE_FENTRY: ("", "func"), AttachType.TRACE_FEXIT: ("", "func"),
+               AttachType.MODIFY_RETURN: ("", "func")}
+
+
+def _attach_target(prog) -> tuple[int, Any]:
+    """attach_btf_id (and the module BTF holding it) for BTF-attached programs."""
+    if prog.type not in (ProgType.TRACING, ProgType.LSM):
+        return 0, None
+    at = prog.expected_attach_type
+    if at is None or AttachType(int(at)) not in _BTF_PREFIX or not prog.attach_target:
+        return 0, None
+    prefix, kind = _BTF_PREFIX[AttachType(int(at))]
+    target = prog.attach_target
+    module = None
+    if ":" in target:           # fentry/module:func
+        module, _, target = target.partition(":")
+    try:
+        kt = find_kernel_type(prefix + target, kind)
+    except OSError:
+        raise KernelLoadError(errno.ESRCH, "", f"prog '{prog.name}': attach target "
+                              f"'{prefix + target}' not found in kernel BTF") from None
+    if module is not None and kt.module not in (None, module):
+        raise KernelLoadError(errno.ESRCH, "", f"prog '{prog.name}': '{target}' is not in "
+                              f"module {module}")
+    return kt.type_id, kt.open_btf()
