@@ -1,0 +1,338 @@
+"""Packet helpers that reach beyond the packet: redirects, FIB lookups, tunnels, sockets.
+
+Redirects are recorded in the run's context (``machine.progctx``) as Linux
+records them in ``bpf_redirect_info``; the test run reports them as
+``RunResult.redirect``.  FIB lookups, tunnel metadata and socket lookups use
+the :class:`ebee.packet.Network` the run was given.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import struct
+
+from ..uapi import (AF_INET, AF_INET6, BPF_F_BROADCAST, BPF_F_INGRESS, BPF_F_TUNINFO_IPV6,
+                    BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED,
+                    BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED,
+                    BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_UNREACHABLE,
+                    BPF_FIB_LOOKUP_DIRECT, BPF_FIB_LOOKUP_MARK, BPF_FIB_LOOKUP_OUTPUT,
+                    BPF_FIB_LOOKUP_SKIP_NEIGH, BPF_FIB_LOOKUP_SRC, BPF_FIB_LOOKUP_TBID,
+                    BPF_SK_LOOKUP_F_NO_REUSEPORT, BPF_SK_LOOKUP_F_REPLACE, IPPROTO_TCP,
+                    IPPROTO_UDP, TC_ACT_REDIRECT, TC_ACT_SHOT, FuncId as F, MapType,
+                    ProgType as P, XdpAction)
+from .proto import Arg, Ret
+from .registry import helper
+
+CTX, ANY = Arg.PTR_TO_CTX, Arg.ANYTHING
+M64 = (1 << 64) - 1
+BPF_F_EXCLUDE_INGRESS = 1 << 4
+XDP_ACTION_MASK = 3
+ENOTSUPP = 524
+ESOCKTNOSUPPORT = 94
+FIB_LOOKUP_SIZE = 64
+TUNNEL_KEY_SIZE = 44
+BPF_F_ZERO_CSUM_TX = 1 << 1
+BPF_F_DONT_FRAGMENT = 1 << 2
+BPF_F_SEQ_NUMBER = 1 << 3
+BPF_F_NO_TUNNEL_KEY = 1 << 4
+
+
+def neg(e: int) -> int:
+    return -e & M64
+
+
+def _rc(m):
+    rc = getattr(m, "progctx", None)
+    if rc is None:
+        from ..errors import VMError
+        raise VMError("this helper needs a program run (a packet and its network)")
+    return rc
+
+
+def _is_xdp(m) -> bool:
+    rc = getattr(m, "progctx", None)
+    return rc is not None and rc.prog_type is P.XDP
+
+
+# -- redirects --------------------------------------------------------------------------
+
+@helper(F.redirect, Ret.INTEGER, (ANY, ANY))
+def redirect(m, ifindex, flags, *_):
+    from ..progtypes.testrun import Redirect
+    rc = _rc(m)
+    if rc.prog_type is P.XDP:
+        if flags:
+            return int(XdpAction.ABORTED)
+        rc.redirect = Redirect("ifindex", ifindex=ifindex & 0xFFFFFFFF)
+        return int(XdpAction.REDIRECT)
+    if flags & ~BPF_F_INGRESS:
+        return TC_ACT_SHOT
+    rc.redirect = Redirect("ifindex", ifindex=ifindex & 0xFFFFFFFF, flags=flags,
+                           ingress=bool(flags & BPF_F_INGRESS))
+    return TC_ACT_REDIRECT
+
+
+@helper(F.redirect_peer, Ret.INTEGER, (ANY, ANY))
+def redirect_peer(m, ifindex, flags, *_):
+    from ..progtypes.testrun import Redirect
+    rc = _rc(m)
+    if flags:
+        return TC_ACT_SHOT
+    rc.redirect = Redirect("peer", ifindex=ifindex & 0xFFFFFFFF)
+    return TC_ACT_REDIRECT
+
+
+@helper(F.redirect_neigh, Ret.INTEGER, (ANY, Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO, ANY))
+def redirect_neigh(m, ifindex, params, plen, flags, *_):
+    from ..progtypes.testrun import Redirect
+    rc = _rc(m)
+    if (plen and plen < 20) or flags:
+        return TC_ACT_SHOT
+    rc.redirect = Redirect("neigh", ifindex=ifindex & 0xFFFFFFFF)
+    return TC_ACT_REDIRECT
+
+
+@helper(F.redirect_map, Ret.INTEGER, (Arg.CONST_MAP_PTR, ANY, ANY))
+def redirect_map(m, map_ptr, key, flags, *_):
+    from ..maps import by_addr
+    from ..progtypes.testrun import Redirect
+    rc = _rc(m)
+    mp = by_addr(map_ptr)
+    devmap = mp is not None and mp.type in (MapType.DEVMAP, MapType.DEVMAP_HASH)
+    flag_mask = (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) if devmap else 0
+    if flags & ~(XDP_ACTION_MASK | flag_mask):
+        return int(XdpAction.ABORTED)
+    key &= 0xFFFFFFFF
+    target = mp.target(key) if mp is not None and hasattr(mp, "target") else None
+    if target is None and not flags & BPF_F_BROADCAST:
+        return flags & XDP_ACTION_MASK
+    ifindex = None
+    if devmap and isinstance(target, (bytes, bytearray)) and len(target) >= 4:
+        ifindex = struct.unpack_from("<I", target)[0]
+    rc.redirect = Redirect("map", ifindex=ifindex, map_id=mp.id, map_name=mp.name,
+                           key=None if flags & BPF_F_BROADCAST else key, flags=flags)
+    return int(XdpAction.REDIRECT)
+
+
+@helper(F.clone_redirect, Ret.INTEGER, (CTX, ANY, ANY))
+def clone_redirect(m, ctx, ifindex, flags, *_):
+    from ..progtypes.testrun import Redirect
+    rc = _rc(m)
+    if flags & ~BPF_F_INGRESS:
+        return neg(errno.EINVAL)
+    if (ifindex & 0xFFFFFFFF) not in rc.net.devices:
+        return neg(errno.EINVAL)
+    rc.clones.append(Redirect("clone", ifindex=ifindex & 0xFFFFFFFF, flags=flags,
+                              ingress=bool(flags & BPF_F_INGRESS)))
+    return 0
+
+
+# -- FIB lookups ---------------------------------------------------------------------------
+
+@helper(F.fib_lookup, Ret.INTEGER, (CTX, Arg.PTR_TO_MEM, Arg.CONST_SIZE, ANY))
+def fib_lookup(m, ctx, params, plen, flags, *_):
+    rc = _rc(m)
+    if plen < FIB_LOOKUP_SIZE:
+        return neg(errno.EINVAL)
+    if flags & ~(BPF_FIB_LOOKUP_DIRECT | BPF_FIB_LOOKUP_OUTPUT | BPF_FIB_LOOKUP_SKIP_NEIGH |
+                 BPF_FIB_LOOKUP_TBID | BPF_FIB_LOOKUP_SRC | BPF_FIB_LOOKUP_MARK):
+        return neg(errno.EINVAL)
+    p = bytearray(m.read(params, FIB_LOOKUP_SIZE))
+    family = p[0]
+    ifindex = struct.unpack_from("<I", p, 8)[0]
+    net = rc.net
+    if ifindex not in net.devices:
+        return neg(errno.ENODEV)
+    if family == AF_INET:
+        dst = ipaddress.IPv4Address(bytes(p[32:36]))
+    elif family == AF_INET6:
+        dst = ipaddress.IPv6Address(bytes(p[32:48]))
+    else:
+        return neg(errno.EAFNOSUPPORT)
+    route = net.route(dst)
+    if route is None:
+        return BPF_FIB_LKUP_RET_NOT_FWDED
+    if route.blackhole:
+        return BPF_FIB_LKUP_RET_BLACKHOLE
+    if route.unreachable:
+        return BPF_FIB_LKUP_RET_UNREACHABLE
+    if route.prohibit:
+        return BPF_FIB_LKUP_RET_PROHIBIT
+    dev = net.devices[route.ifindex]
+    struct.pack_into("<I", p, 8, dev.ifindex)
+    nexthop = route.gateway or dst
+    if route.gateway is not None:
+        if family == AF_INET:
+            p[32:36] = route.gateway.packed
+        else:
+            p[32:48] = route.gateway.packed
+    tot_len = struct.unpack_from("<H", p, 6)[0]
+    if tot_len and tot_len > dev.mtu:
+        struct.pack_into("<H", p, 6, dev.mtu)
+        m.write(params, bytes(p))
+        return BPF_FIB_LKUP_RET_FRAG_NEEDED
+    ret = 0
+    if not flags & BPF_FIB_LOOKUP_SKIP_NEIGH:
+        neigh = net.neighbour(nexthop, dev.ifindex)
+        if neigh is None:
+            ret = BPF_FIB_LKUP_RET_NO_NEIGH
+        else:
+            p[52:58] = dev.mac
+            p[58:64] = neigh.mac
+    if ret == 0:
+        struct.pack_into("<HH", p, 48, 0, 0)       # h_vlan_proto, h_vlan_TCI
+        struct.pack_into("<H", p, 6, dev.mtu)      # mtu_result
+    m.write(params, bytes(p))
+    return ret
+
+
+# -- tunnels ---------------------------------------------------------------------------------
+
+def _tunnel_of(m, ctx):
+    from ..packet.skbuff import from_ctx
+    skb = from_ctx(ctx)
+    return skb, (skb.tunnel if skb.tunnel is not None else _rc(m).net.tunnel)
+
+
+@helper(F.skb_get_tunnel_key, Ret.INTEGER, (CTX, Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE, ANY))
+def skb_get_tunnel_key(m, ctx, to, size, flags, *_):
+    from ..uapi import BPF_F_TUNINFO_FLAGS
+    skb, info = _tunnel_of(m, ctx)
+    ipv6 = bool(flags & BPF_F_TUNINFO_IPV6)
+    err = None
+    if info is None or flags & ~(BPF_F_TUNINFO_IPV6 | BPF_F_TUNINFO_FLAGS):
+        err = errno.EINVAL
+    elif info.ipv6 != ipv6:
+        err = errno.EPROTO
+    elif size != TUNNEL_KEY_SIZE and size not in (28, 24, 22):
+        err = errno.EINVAL
+    if err is not None:
+        m.write(to, bytes(size))
+        return neg(err)
+    k = bytearray(TUNNEL_KEY_SIZE)
+    struct.pack_into("<I", k, 0, info.tunnel_id & 0xFFFFFFFF)
+    k[20] = info.tunnel_tos & 0xFF
+    k[21] = info.tunnel_ttl & 0xFF
+    if ipv6:
+        k[4:20] = info.remote_ipv6
+        k[28:44] = info.local_ipv6
+        struct.pack_into("<I", k, 24, info.tunnel_label)
+    else:
+        struct.pack_into("<I", k, 4, info.remote_ipv4)
+        struct.pack_into("<I", k, 28, info.local_ipv4)
+    m.write(to, bytes(k[:size]))
+    return 0
+
+
+@helper(F.skb_set_tunnel_key, Ret.INTEGER, (CTX, Arg.PTR_TO_MEM, Arg.CONST_SIZE, ANY))
+def skb_set_tunnel_key(m, ctx, frm, size, flags, *_):
+    from ..packet.net import TunnelKey
+    from ..packet.skbuff import from_ctx
+    skb = from_ctx(ctx)
+    if flags & ~(BPF_F_TUNINFO_IPV6 | BPF_F_ZERO_CSUM_TX | BPF_F_DONT_FRAGMENT |
+                 BPF_F_SEQ_NUMBER | BPF_F_NO_TUNNEL_KEY):
+        return neg(errno.EINVAL)
+    if size != TUNNEL_KEY_SIZE and size not in (28, 24, 22, 8):
+        return neg(errno.EINVAL)
+    k = bytearray(m.read(frm, size)) + bytearray(TUNNEL_KEY_SIZE - size)
+    ipv6 = bool(flags & BPF_F_TUNINFO_IPV6)
+    label = struct.unpack_from("<I", k, 24)[0]
+    ext = struct.unpack_from("<H", k, 22)[0]
+    if (not ipv6 and label) or ext:
+        return neg(errno.EINVAL)
+    skb.tunnel = TunnelKey(tunnel_id=struct.unpack_from("<I", k, 0)[0],
+                           remote_ipv4=0 if ipv6 else struct.unpack_from("<I", k, 4)[0],
+                           remote_ipv6=bytes(k[4:20]) if ipv6 else bytes(16),
+                           tunnel_tos=k[20], tunnel_ttl=k[21], tunnel_label=label,
+                           local_ipv4=0 if ipv6 else struct.unpack_from("<I", k, 28)[0],
+                           local_ipv6=bytes(k[28:44]) if ipv6 else bytes(16), ipv6=ipv6)
+    return 0
+
+
+# -- sockets ---------------------------------------------------------------------------------
+
+def _tuple(m, tup: int, length: int):
+    if length == 12:
+        raw = m.read(tup, 12)
+        return (AF_INET, ipaddress.IPv4Address(raw[0:4]), ipaddress.IPv4Address(raw[4:8]),
+                struct.unpack_from(">H", raw, 8)[0], struct.unpack_from(">H", raw, 10)[0])
+    if length == 36:
+        raw = m.read(tup, 36)
+        return (AF_INET6, ipaddress.IPv6Address(raw[0:16]), ipaddress.IPv6Address(raw[16:32]),
+                struct.unpack_from(">H", raw, 32)[0], struct.unpack_from(">H", raw, 34)[0])
+    return None
+
+
+def _lookup(m, tup, length, netns, flags, proto) -> int:
+    rc = _rc(m)
+    t = _tuple(m, tup, length)
+    netns_id = netns & 0xFFFFFFFF
+    if t is None or flags or not (netns_id == 0xFFFFFFFF or netns_id <= 0x7FFFFFFF):
+        return 0
+    family, saddr, daddr, sport, dport = t
+    listener = None
+    for s in rc.net.sockets:
+        if s.family != family or s.protocol != proto or s.local[1] != dport:
+            continue
+        if s.local[0] != daddr and not s.local[0].is_unspecified:
+            continue
+        if s.remote is not None:
+            if s.remote == (saddr, sport):
+                return s.addr
+            continue
+        if listener is None:
+            listener = s
+    return listener.addr if listener is not None else 0
+
+
+_SOCK_ARGS = (CTX, Arg.PTR_TO_MEM, Arg.CONST_SIZE, ANY, ANY)
+
+
+@helper(F.sk_lookup_tcp, Ret.PTR_TO_SOCKET_OR_NULL, _SOCK_ARGS)
+def sk_lookup_tcp(m, ctx, tup, length, netns, flags):
+    return _lookup(m, tup, length, netns, flags, IPPROTO_TCP)
+
+
+@helper(F.sk_lookup_udp, Ret.PTR_TO_SOCKET_OR_NULL, _SOCK_ARGS)
+def sk_lookup_udp(m, ctx, tup, length, netns, flags):
+    return _lookup(m, tup, length, netns, flags, IPPROTO_UDP)
+
+
+@helper(F.skc_lookup_tcp, Ret.PTR_TO_SOCK_COMMON_OR_NULL, _SOCK_ARGS)
+def skc_lookup_tcp(m, ctx, tup, length, netns, flags):
+    return _lookup(m, tup, length, netns, flags, IPPROTO_TCP)
+
+
+@helper(F.sk_release, Ret.INTEGER, (Arg.PTR_TO_BTF_ID_SOCK_COMMON,))
+def sk_release(m, sk, *_):
+    return 0
+
+
+@helper(F.sk_assign, Ret.INTEGER, (CTX, Arg.PTR_TO_SOCKET_OR_NULL, ANY))
+def sk_assign(m, ctx, sk, flags, *_):
+    rc = _rc(m)
+    if rc.prog_type is not P.SK_LOOKUP:
+        # tc's bpf_sk_assign: steer the packet to a local socket
+        if flags:
+            return neg(errno.EINVAL)
+        return 0 if sk else neg(errno.ENOENT)
+    from ..progtypes.layouts import BPF_SK_LOOKUP_KERN as L
+    kern = rc.ctx_obj
+    if flags & ~(BPF_SK_LOOKUP_F_REPLACE | BPF_SK_LOOKUP_F_NO_REUSEPORT):
+        return neg(errno.EINVAL)
+    selected = struct.unpack_from("<Q", kern.buf, L.off("selected_sk"))[0]
+    if selected and not flags & BPF_SK_LOOKUP_F_REPLACE:
+        return neg(errno.EEXIST)
+    sock = next((s for s in rc.net.sockets if s.addr == sk), None) if sk else None
+    if sock is not None:
+        if sock.protocol == IPPROTO_TCP and sock.remote is not None:
+            return neg(ESOCKTNOSUPPORT)       # only RCU-freed sockets (listeners, UDP)
+        proto = struct.unpack_from("<H", kern.buf, L.off("protocol"))[0]
+        family = struct.unpack_from("<H", kern.buf, L.off("family"))[0]
+        if sock.protocol != proto:
+            return neg(errno.EPROTOTYPE)
+        if sock.family != family and sock.family == AF_INET:
+            return neg(errno.EAFNOSUPPORT)
+    struct.pack_into("<Q", kern.buf, L.off("selected_sk"), sk if sock is not None else 0)
+    kern.buf[L.off("no_reuseport")] = 1 if flags & BPF_SK_LOOKUP_F_NO_REUSEPORT else 0
+    return 0

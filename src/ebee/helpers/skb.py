@@ -1,0 +1,401 @@
+"""Socket-buffer helpers (net/core/filter.c): bytes, checksums, geometry, VLANs, hashes.
+
+Each works on the :class:`ebee.packet.SkBuff` behind the program's ctx pointer
+and follows Linux's checks and return codes; after any change to the packet's
+geometry the data pointers programs read (data, data_end, data_meta) are
+recomputed, and packet regions that moved are released so stale pointers fault.
+"""
+from __future__ import annotations
+
+import errno
+import struct
+
+from ..uapi import (BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_HDR_FIELD_MASK, BPF_F_INVALIDATE_HASH,
+                    BPF_F_RECOMPUTE_CSUM, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP,
+                    ETH_P_IPV6, AdjRoomMode, FuncId as F, HdrStartOff)
+from .proto import Arg, Ret
+from .registry import helper
+
+CTX, ANY = Arg.PTR_TO_CTX, Arg.ANYTHING
+M64 = (1 << 64) - 1
+INT_MAX = 0x7FFFFFFF
+PACKET_OTHERHOST = 3
+SKB_MAX_ALLOC = 4 * 4096 - 320          # SKB_WITH_OVERHEAD(PAGE_SIZE << 2): BPF_SKB_MAX_LEN
+CSUM_MANGLED_0 = 0xFFFF
+BPF_F_PSEUDO_HDR = 1 << 4
+BPF_F_MARK_MANGLED_0 = 1 << 5
+BPF_F_MARK_ENFORCE = 1 << 6
+BPF_F_IPV6 = 1 << 7
+BPF_F_ADJ_ROOM_MASK = 0x3FF             # every BPF_F_ADJ_ROOM_* flag this kernel knows
+BPF_F_ADJ_ROOM_NO_CSUM_RESET = 1 << 5
+
+
+def neg(e: int) -> int:
+    return -e & M64
+
+
+def skb_of(m, ctx: int):
+    from ..packet.skbuff import from_ctx
+    return from_ctx(ctx)
+
+
+def _done(skb) -> None:
+    skb.compute_data_pointers()
+
+
+@helper(F.skb_load_bytes, Ret.INTEGER, (CTX, ANY, Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE))
+def skb_load_bytes(m, ctx, offset, to, length, _r5):
+    skb = skb_of(m, ctx)
+    offset &= 0xFFFFFFFF
+    if offset > INT_MAX or offset + length > skb.len:
+        m.write(to, bytes(length))
+        return neg(errno.EFAULT)
+    m.write(to, skb.read(offset, length))
+    return 0
+
+
+@helper(F.skb_load_bytes_relative, Ret.INTEGER,
+        (CTX, ANY, Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE, ANY))
+def skb_load_bytes_relative(m, ctx, offset, to, length, start_header):
+    from ..packet.skbuff import HEADER_UNSET
+    skb = skb_of(m, ctx)
+    offset &= 0xFFFFFFFF
+    start = None
+    if offset <= 0xFFFF:
+        if start_header == HdrStartOff.MAC and skb.mac_header != HEADER_UNSET:
+            start = skb.mac_header
+        elif start_header == HdrStartOff.NET:
+            start = skb.network_header
+    if start is None or start + offset + length > skb.tail:
+        m.write(to, bytes(length))
+        return neg(errno.EFAULT)
+    m.write(to, bytes(skb.headbuf.buf[start + offset:start + offset + length]))
+    return 0
+
+
+def _make_writable(skb, write_len: int) -> bool:
+    """bpf_try_make_writable(): the first write_len bytes must be in the linear data."""
+    ok = write_len <= skb.headlen()
+    skb.compute_data_pointers()
+    return ok
+
+
+@helper(F.skb_store_bytes, Ret.INTEGER, (CTX, ANY, Arg.PTR_TO_MEM, Arg.CONST_SIZE, ANY))
+def skb_store_bytes(m, ctx, offset, frm, length, flags):
+    skb = skb_of(m, ctx)
+    if flags & ~(BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH):
+        return neg(errno.EINVAL)
+    offset &= 0xFFFFFFFF
+    if offset > INT_MAX or not _make_writable(skb, offset + length):
+        return neg(errno.EFAULT)
+    skb.write(offset, m.read(frm, length))
+    if flags & BPF_F_INVALIDATE_HASH:
+        skb.clear_hash()
+    return 0
+
+
+def _sum16(skb, offset: int) -> int:
+    return struct.unpack_from("<H", skb.headbuf.buf, skb.data_off + offset)[0]
+
+
+def _put16(skb, offset: int, v: int) -> None:
+    struct.pack_into("<H", skb.headbuf.buf, skb.data_off + offset, v & 0xFFFF)
+
+
+@helper(F.l3_csum_replace, Ret.INTEGER, (CTX, ANY, ANY, ANY, ANY))
+def l3_csum_replace(m, ctx, offset, frm, to, flags):
+    from ..packet import csum
+    skb = skb_of(m, ctx)
+    if flags & ~BPF_F_HDR_FIELD_MASK:
+        return neg(errno.EINVAL)
+    offset &= 0xFFFFFFFF
+    if offset > 0xFFFF or offset & 1 or not _make_writable(skb, offset + 2):
+        return neg(errno.EFAULT)
+    s = _sum16(skb, offset)
+    kind = flags & BPF_F_HDR_FIELD_MASK
+    if kind == 0:
+        if frm:
+            return neg(errno.EINVAL)
+        s = csum.csum_replace_by_diff(s, to)
+    elif kind == 2:
+        s = csum.csum_replace2(s, frm & 0xFFFF, to & 0xFFFF)
+    elif kind == 4:
+        s = csum.csum_replace4(s, frm & 0xFFFFFFFF, to & 0xFFFFFFFF)
+    else:
+        return neg(errno.EINVAL)
+    _put16(skb, offset, s)
+    return 0
+
+
+@helper(F.l4_csum_replace, Ret.INTEGER, (CTX, ANY, ANY, ANY, ANY))
+def l4_csum_replace(m, ctx, offset, frm, to, flags):
+    from ..packet import csum
+    skb = skb_of(m, ctx)
+    mmzero = bool(flags & BPF_F_MARK_MANGLED_0)
+    mforce = bool(flags & BPF_F_MARK_ENFORCE)
+    if flags & ~(BPF_F_MARK_MANGLED_0 | BPF_F_MARK_ENFORCE | BPF_F_PSEUDO_HDR |
+                 BPF_F_HDR_FIELD_MASK | BPF_F_IPV6):
+        return neg(errno.EINVAL)
+    offset &= 0xFFFFFFFF
+    if offset > 0xFFFF or offset & 1 or not _make_writable(skb, offset + 2):
+        return neg(errno.EFAULT)
+    s = _sum16(skb, offset)
+    if mmzero and not mforce and not s:
+        return 0
+    # test-run packets are CHECKSUM_NONE: the pseudo-header flag changes nothing here
+    kind = flags & BPF_F_HDR_FIELD_MASK
+    if kind == 0:
+        if frm:
+            return neg(errno.EINVAL)
+        s = csum.csum_replace_by_diff(s, to)
+    elif kind == 2:
+        s = csum.csum_replace2(s, frm & 0xFFFF, to & 0xFFFF)
+    elif kind == 4:
+        s = csum.csum_replace4(s, frm & 0xFFFFFFFF, to & 0xFFFFFFFF)
+    else:
+        return neg(errno.EINVAL)
+    if mmzero and not s:
+        s = CSUM_MANGLED_0
+    _put16(skb, offset, s)
+    return 0
+
+
+@helper(F.skb_pull_data, Ret.INTEGER, (CTX, ANY))
+def skb_pull_data(m, ctx, length, *_):
+    skb = skb_of(m, ctx)
+    if not _make_writable(skb, length or skb.headlen()):
+        return neg(errno.ENOMEM)
+    return 0
+
+
+@helper(F.skb_change_head, Ret.INTEGER, (CTX, ANY, ANY))
+def skb_change_head(m, ctx, head_room, flags, *_):
+    skb = skb_of(m, ctx)
+    head_room &= 0xFFFFFFFF
+    new_len = skb.len + head_room
+    if flags or new_len > SKB_MAX_ALLOC or new_len < skb.len:
+        return neg(errno.EINVAL)
+    skb.ensure_headroom(head_room)
+    skb.push(head_room)
+    skb.write(0, bytes(head_room))
+    skb.reset_mac_header()
+    skb.mac_len = (skb.network_header - skb.mac_header) & 0xFFFF
+    _done(skb)
+    return 0
+
+
+def _min_len(skb) -> int:
+    from ..packet.skbuff import HEADER_UNSET
+    if skb.transport_header != HEADER_UNSET:
+        return skb.transport_header - skb.data_off
+    return skb.network_header - skb.data_off
+
+
+def _change_tail(skb, new_len: int) -> None:
+    if new_len > skb.len:
+        grow = new_len - skb.len
+        skb.ensure_tailroom(grow)
+        skb.put(grow)
+    else:
+        skb.trim(new_len)
+
+
+@helper(F.skb_change_tail, Ret.INTEGER, (CTX, ANY, ANY))
+def skb_change_tail(m, ctx, new_len, flags, *_):
+    from ..uapi import ProgType
+    skb = skb_of(m, ctx)
+    new_len &= 0xFFFFFFFF
+    pc = getattr(m, "progctx", None)
+    min_len = 0 if pc is not None and pc.prog_type is ProgType.SK_SKB else _min_len(skb)
+    if flags or new_len > SKB_MAX_ALLOC or new_len < min_len:
+        return neg(errno.EINVAL)
+    _change_tail(skb, new_len)
+    _done(skb)
+    return 0
+
+
+@helper(F.skb_change_type, Ret.INTEGER, (CTX, ANY))
+def skb_change_type(m, ctx, pkt_type, *_):
+    skb = skb_of(m, ctx)
+    if skb.pkt_type > PACKET_OTHERHOST or (pkt_type & 0xFFFFFFFF) > PACKET_OTHERHOST:
+        return neg(errno.EINVAL)
+    skb.pkt_type = pkt_type
+    return 0
+
+
+def _generic_push(skb, off: int, length: int) -> None:
+    """bpf_skb_generic_push(): open ``length`` zero bytes at ``off`` from data."""
+    trans_same = skb.transport_header == skb.network_header
+    skb.ensure_headroom(length)
+    head = skb.read(0, off)
+    skb.push(length)
+    skb.write(0, head)
+    skb.write(off, bytes(length))
+    skb.mac_header = (skb.mac_header - length) & 0xFFFF
+    skb.network_header = (skb.network_header - length) & 0xFFFF
+    if trans_same:
+        skb.transport_header = skb.network_header
+
+
+def _generic_pop(skb, off: int, length: int) -> bool:
+    """bpf_skb_generic_pop(): remove ``length`` bytes at ``off`` from data."""
+    if off + length > skb.headlen():
+        return False
+    head = skb.read(0, off)
+    skb.write(length, head)
+    skb.pull(length)
+    skb.mac_header = (skb.mac_header + length) & 0xFFFF
+    skb.network_header = (skb.network_header + length) & 0xFFFF
+    return True
+
+
+def _mac_header_len(skb) -> int:
+    return skb.network_header - skb.mac_header
+
+
+@helper(F.skb_change_proto, Ret.INTEGER, (CTX, ANY, ANY))
+def skb_change_proto(m, ctx, proto, flags, *_):
+    skb = skb_of(m, ctx)
+    if flags:
+        return neg(errno.EINVAL)
+    to = ((proto & 0xFF) << 8) | ((proto >> 8) & 0xFF)     # __be16 argument
+    frm = skb.protocol
+    off = _mac_header_len(skb)
+    if frm == ETH_P_IP and to == ETH_P_IPV6:
+        _generic_push(skb, off, 20)     # ipv6hdr - iphdr
+        skb.protocol = ETH_P_IPV6
+    elif frm == ETH_P_IPV6 and to == ETH_P_IP:
+        if not _generic_pop(skb, off, 20):
+            return neg(errno.ENOMEM)
+        skb.protocol = ETH_P_IP
+    else:
+        return neg(524)     # ENOTSUPP
+    _done(skb)
+    return 0
+
+
+@helper(F.skb_adjust_room, Ret.INTEGER, (CTX, ANY, ANY, ANY))
+def skb_adjust_room(m, ctx, len_diff, mode, flags):
+    skb = skb_of(m, ctx)
+    diff = len_diff - (1 << 64) if len_diff & (1 << 63) else len_diff
+    diff = (diff & 0xFFFFFFFF) - (1 << 32) if diff & 0x80000000 else diff & 0xFFFFFFFF
+    shrink = diff < 0
+    n = abs(diff)
+    proto = skb.protocol
+    if n > 0xFFF:
+        return neg(errno.EFAULT)
+    if proto not in (ETH_P_IP, ETH_P_IPV6):
+        return neg(524)
+    if flags & ~BPF_F_ADJ_ROOM_MASK:
+        return neg(errno.EINVAL)
+    if mode == AdjRoomMode.NET:
+        off = _mac_header_len(skb)
+    elif mode == AdjRoomMode.MAC:
+        off = 0
+    else:
+        return neg(524)
+    if shrink and flags & ~(BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET | 0x300):
+        return neg(errno.EINVAL)
+    len_min = 20 if proto == ETH_P_IP else 40
+    len_cur = skb.len - (skb.network_header - skb.data_off)
+    if (shrink and (n >= len_cur or len_cur - n < len_min)) or \
+            (not shrink and skb.len + n > SKB_MAX_ALLOC):
+        return neg(524)
+    if shrink:
+        if not _generic_pop(skb, off, n):
+            return neg(errno.ENOMEM)
+    else:
+        _generic_push(skb, off, n)
+    _done(skb)
+    return 0
+
+
+def _vlan_insert(skb, proto: int, tci: int) -> None:
+    """__vlan_insert_tag(): a 4-byte 802.1Q header after the MAC addresses."""
+    mac_off = skb.mac_header - skb.data_off
+    skb.ensure_headroom(4)
+    skb.push(4)
+    addrs = skb.read(4 + mac_off, 12)
+    skb.write(mac_off, addrs + struct.pack(">HH", proto, tci))
+    skb.mac_header = (skb.mac_header - 4) & 0xFFFF
+
+
+@helper(F.skb_vlan_push, Ret.INTEGER, (CTX, ANY, ANY))
+def skb_vlan_push(m, ctx, vlan_proto, vlan_tci, *_):
+    skb = skb_of(m, ctx)
+    proto = ((vlan_proto & 0xFF) << 8) | ((vlan_proto >> 8) & 0xFF)
+    if proto not in (ETH_P_8021Q, ETH_P_8021AD):
+        proto = ETH_P_8021Q
+    if skb.vlan_all:
+        # the tag already offloaded moves into the packet (skb_vlan_push)
+        mac_len = skb.network_header - skb.mac_header
+        if skb.mac_header == 0xFFFF or mac_len < ETH_HLEN - 2:
+            return neg(errno.EINVAL)
+        old_proto = ((skb.vlan_proto & 0xFF) << 8) | (skb.vlan_proto >> 8)
+        _vlan_insert(skb, old_proto, skb.vlan_tci)
+        skb.protocol = old_proto
+        skb.mac_len = (skb.mac_len + 4) & 0xFFFF
+    skb.vlan_proto = ((proto & 0xFF) << 8) | (proto >> 8)
+    skb.vlan_tci = vlan_tci & 0xFFFF
+    _done(skb)
+    return 0
+
+
+def _vlan_pop_payload(skb) -> tuple[int, int] | None:
+    mac_off = skb.mac_header - skb.data_off
+    if skb.headlen() < mac_off + ETH_HLEN + 4:
+        return None
+    hdr = skb.read(mac_off, 18)
+    tpid, tci, inner = struct.unpack(">HHH", hdr[12:18])
+    addrs = hdr[:12]
+    skb.write(mac_off + 4, addrs)
+    skb.pull(4)
+    skb.mac_header = (skb.mac_header + 4) & 0xFFFF
+    skb.protocol = inner
+    return tpid, tci
+
+
+@helper(F.skb_vlan_pop, Ret.INTEGER, (CTX,))
+def skb_vlan_pop(m, ctx, *_):
+    skb = skb_of(m, ctx)
+    vlan = (ETH_P_8021Q, ETH_P_8021AD)
+    if skb.vlan_all:
+        skb.vlan_all = 0
+    else:
+        if skb.protocol not in vlan:
+            _done(skb)
+            return 0
+        if _vlan_pop_payload(skb) is None:
+            return neg(errno.ENOMEM)
+    if skb.protocol in vlan:
+        popped = _vlan_pop_payload(skb)
+        if popped is None:
+            return neg(errno.ENOMEM)
+        tpid, tci = popped
+        skb.vlan_proto = ((tpid & 0xFF) << 8) | (tpid >> 8)
+        skb.vlan_tci = tci
+    _done(skb)
+    return 0
+
+
+@helper(F.get_hash_recalc, Ret.INTEGER, (CTX,))
+def get_hash_recalc(m, ctx, *_):
+    from ..packet.flowhash import skb_flow_hash
+    skb = skb_of(m, ctx)
+    if skb.hash and (skb._flags2 & 0x6):
+        return skb.hash
+    h, l4 = skb_flow_hash(skb)
+    skb.set_hash(h, l4=l4)
+    return h
+
+
+@helper(F.set_hash, Ret.INTEGER, (CTX, ANY))
+def set_hash(m, ctx, h, *_):
+    skb_of(m, ctx).set_hash(h & 0xFFFFFFFF, l4=True, sw=True)
+    return 0
+
+
+@helper(F.set_hash_invalid, Ret.VOID, (CTX,))
+def set_hash_invalid(m, ctx, *_):
+    skb_of(m, ctx).clear_hash()
+    return 0
