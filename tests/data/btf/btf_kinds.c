@@ -102,7 +102,13 @@ struct value {
 	int arr[3];
 	void *ptr;
 	char label[6];
-	float ratio;
+	__s8 small_signed;
+	_Bool ok;
+	__int128 huge;
+	enum wide wide;
+	enum temp temp;
+	const char *name;
+	union { __u32 word; __u8 bytes[4]; } raw;   /* no float: bpftool 7.1 cannot print those */
 };
 
 struct {
@@ -129,6 +135,8 @@ static __attribute__((noinline)) int helper_fn(int a __tag("param_tag"), int *re
 
 __attribute__((noinline)) int global_fn(struct nested *n) __tag("func_tag")
 {
+	if (!n)
+		return 0;
 	return n->kind + n->matrix[1][2];
 }
 
