@@ -326,6 +326,18 @@ MAX_BPRINTF_BUF = 1024
 BPF_LRU_LOCAL_FREE_TARGET = 128     # LOCAL_FREE_TARGET in bpf_lru_list.c
 BPF_LRU_PERCPU_FREE_TARGET = 4      # PERCPU_FREE_TARGET in bpf_lru_list.c
 BLOOM_DEFAULT_NR_HASH_FUNCS = 5
+# --- kfunc flags (include/linux/btf.h) ---
+KF_ACQUIRE = 1 << 0
+KF_RELEASE = 1 << 1
+KF_RET_NULL = 1 << 2
+KF_TRUSTED_ARGS = 1 << 4
+KF_SLEEPABLE = 1 << 5
+KF_DESTRUCTIVE = 1 << 6
+KF_RCU = 1 << 7
+KF_ITER_NEW = 1 << 8
+KF_ITER_NEXT = 1 << 9
+KF_ITER_DESTROY = 1 << 10
+KF_RCU_PROTECTED = 1 << 11
 '''
 
 

@@ -307,15 +307,30 @@ class Machine:
 
     # -- hooks the runtime layers provide (maps, program types) ---------------------
 
+    # The maps/helpers packages implement these in ebee.helpers.runtime; the imports
+    # are local because those packages import this module.
+
     def resolve_ld_imm64(self, insn: Instruction) -> int:
-        raise VMError(f"lddw with src_reg {insn.src} needs a map or BTF object; "
-                      f"this machine has none", pc=insn.pc)
+        """Value of ``lddw`` with a pseudo source: map pointers (src 1) and
+        direct map-value addresses (src 2); see ebee.helpers.runtime."""
+        from ..helpers.runtime import resolve_ld_imm64
+        return resolve_ld_imm64(self, insn)
 
     def tail_call_target(self, map_ptr: int, index: int, pc: int):
-        raise VMError("bpf_tail_call needs a program array map; this machine has none", pc=pc)
+        """The program in slot ``index`` of a PROG_ARRAY (None: fall through)."""
+        from ..helpers.runtime import tail_call_target
+        return tail_call_target(self, map_ptr, index, pc)
 
     def kfunc_impl(self, btf_id: int, btf_off: int):
-        return None
+        from ..helpers.runtime import kfunc_impl
+        return kfunc_impl(self, btf_id, btf_off)
+
+    def call_function(self, addr: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0,
+                      r5: int = 0) -> int:
+        """Run the bound program function at code address ``addr`` (a callback:
+        bpf_loop, for_each_map_elem, timers, rbtree ``less``) and return its r0."""
+        from ..helpers.calls import call_function
+        return call_function(self, addr, r1, r2, r3, r4, r5)
 
     def ld_abs(self, ctx: int, offset: int, size: int, pc: int) -> int | None:
         raise VMError("LD_ABS/LD_IND need a socket-buffer context (a socket filter or tc program)",

@@ -1,0 +1,194 @@
+"""Ring buffer, dynptr and perf event output helpers.
+
+``struct bpf_dynptr`` (16 bytes in the program's memory) is laid out as the
+kernel's ``bpf_dynptr_kern``: ``u64 data``, ``u32 size`` (low 24 bits the
+size, bits 28-30 the type, bit 31 read-only), ``u32 offset``.
+"""
+from __future__ import annotations
+
+import errno as E
+import struct
+
+from .. import uapi as U
+from ..errors import VMError
+from ..uapi import FuncId
+from .maps import map_of
+from .proto import Arg, Ret
+from .registry import helper
+
+M64 = (1 << 64) - 1
+DYNPTR = struct.Struct("<QII")
+DYNPTR_SIZE_MASK = 0xFFFFFF
+DYNPTR_MAX_SIZE = DYNPTR_SIZE_MASK
+DYNPTR_RDONLY_BIT = 1 << 31
+DYNPTR_TYPE_SHIFT = 28
+DYNPTR_TYPE_LOCAL, DYNPTR_TYPE_RINGBUF = 1, 2
+
+
+def _ringbuf(mp):
+    from ..maps.ringbuf import RingBuf
+    rb = map_of(mp)
+    if not isinstance(rb, RingBuf):
+        raise VMError(f"map {rb.id} is a {rb.type.name}, not a RINGBUF")
+    return rb
+
+
+def _ring_of(addr: int):
+    from ..maps.base import live_maps
+    from ..maps.ringbuf import RingBuf
+    for mp in live_maps():
+        if isinstance(mp, RingBuf) and mp.owns(addr):
+            return mp
+    raise VMError(f"{addr:#x} is not a ring buffer record")
+
+
+@helper(FuncId.ringbuf_output, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MEM,
+                                            Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING))
+def ringbuf_output(m, mp, data, size, flags, _):
+    return _ringbuf(mp).output(m.read(data, size), flags)
+
+
+@helper(FuncId.ringbuf_reserve, Ret.PTR_TO_RINGBUF_MEM_OR_NULL,
+        (Arg.CONST_MAP_PTR, Arg.CONST_ALLOC_SIZE_OR_ZERO, Arg.ANYTHING))
+def ringbuf_reserve(m, mp, size, flags, *_):
+    if flags:
+        return 0
+    return _ringbuf(mp).reserve(size)
+
+
+@helper(FuncId.ringbuf_submit, Ret.VOID, (Arg.PTR_TO_ALLOC_MEM, Arg.ANYTHING))
+def ringbuf_submit(m, data, flags, *_):
+    _ring_of(data).commit(data, flags, False)
+    return 0
+
+
+@helper(FuncId.ringbuf_discard, Ret.VOID, (Arg.PTR_TO_ALLOC_MEM, Arg.ANYTHING))
+def ringbuf_discard(m, data, flags, *_):
+    _ring_of(data).commit(data, flags, True)
+    return 0
+
+
+@helper(FuncId.ringbuf_query, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.ANYTHING))
+def ringbuf_query(m, mp, flags, *_):
+    return _ringbuf(mp).query(flags)
+
+
+# -- dynptrs ----------------------------------------------------------------------------
+
+def _dyn_get(m, ptr: int) -> tuple[int, int, int, int, bool]:
+    data, size, off = DYNPTR.unpack(m.read(ptr, 16))
+    return data, size & DYNPTR_SIZE_MASK, off, (size >> DYNPTR_TYPE_SHIFT) & 7, bool(size & DYNPTR_RDONLY_BIT)
+
+
+def _dyn_set(m, ptr: int, data: int, size: int, typ: int, off: int = 0, rdonly: bool = False) -> None:
+    m.write(ptr, DYNPTR.pack(data, size | (typ << DYNPTR_TYPE_SHIFT) |
+                             (DYNPTR_RDONLY_BIT if rdonly else 0), off))
+
+
+def _dyn_null(m, ptr: int) -> None:
+    m.write(ptr, bytes(16))
+
+
+def _check_off_len(size: int, offset: int, length: int) -> int:
+    if length > size or offset > size - length:
+        return -E.E2BIG
+    return 0
+
+
+@helper(FuncId.dynptr_from_mem, Ret.INTEGER, (Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE_OR_ZERO,
+                                             Arg.ANYTHING, Arg.PTR_TO_DYNPTR))
+def dynptr_from_mem(m, data, size, flags, ptr, _):
+    if flags:
+        _dyn_null(m, ptr)
+        return -E.EINVAL
+    if size > DYNPTR_MAX_SIZE:
+        _dyn_null(m, ptr)
+        return -E.E2BIG
+    _dyn_set(m, ptr, data, size, DYNPTR_TYPE_LOCAL)
+    return 0
+
+
+@helper(FuncId.ringbuf_reserve_dynptr, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.ANYTHING,
+                                                    Arg.ANYTHING, Arg.PTR_TO_DYNPTR))
+def ringbuf_reserve_dynptr(m, mp, size, flags, ptr, _):
+    if flags:
+        _dyn_null(m, ptr)
+        return -E.EINVAL
+    if size > DYNPTR_MAX_SIZE:
+        _dyn_null(m, ptr)
+        return -E.E2BIG
+    addr = _ringbuf(mp).reserve(size)
+    if not addr:
+        _dyn_null(m, ptr)
+        return -E.EINVAL
+    _dyn_set(m, ptr, addr, size, DYNPTR_TYPE_RINGBUF)
+    return 0
+
+
+def _commit_dynptr(m, ptr, flags, discard: bool) -> int:
+    data, *_ = _dyn_get(m, ptr)
+    if not data:
+        return 0
+    _ring_of(data).commit(data, flags, discard)
+    _dyn_null(m, ptr)
+    return 0
+
+
+@helper(FuncId.ringbuf_submit_dynptr, Ret.VOID, (Arg.PTR_TO_DYNPTR, Arg.ANYTHING))
+def ringbuf_submit_dynptr(m, ptr, flags, *_):
+    return _commit_dynptr(m, ptr, flags, False)
+
+
+@helper(FuncId.ringbuf_discard_dynptr, Ret.VOID, (Arg.PTR_TO_DYNPTR, Arg.ANYTHING))
+def ringbuf_discard_dynptr(m, ptr, flags, *_):
+    return _commit_dynptr(m, ptr, flags, True)
+
+
+@helper(FuncId.dynptr_read, Ret.INTEGER, (Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE_OR_ZERO,
+                                         Arg.PTR_TO_DYNPTR, Arg.ANYTHING, Arg.ANYTHING))
+def dynptr_read(m, dst, length, src, offset, flags):
+    data, size, off, typ, _ = _dyn_get(m, src)
+    if not data or flags:
+        return -E.EINVAL
+    err = _check_off_len(size, offset, length)
+    if err:
+        return err
+    m.write(dst, m.read(data + off + offset, length))
+    return 0
+
+
+@helper(FuncId.dynptr_write, Ret.INTEGER, (Arg.PTR_TO_DYNPTR, Arg.ANYTHING, Arg.PTR_TO_MEM,
+                                          Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING))
+def dynptr_write(m, dst, offset, src, length, flags):
+    data, size, off, typ, rdonly = _dyn_get(m, dst)
+    if not data or rdonly:
+        return -E.EINVAL
+    err = _check_off_len(size, offset, length)
+    if err:
+        return err
+    if flags:
+        return -E.EINVAL
+    m.write(data + off + offset, m.read(src, length))
+    return 0
+
+
+@helper(FuncId.dynptr_data, Ret.PTR_TO_DYNPTR_MEM_OR_NULL, (Arg.PTR_TO_DYNPTR, Arg.ANYTHING,
+                                                           Arg.CONST_ALLOC_SIZE_OR_ZERO))
+def dynptr_data(m, ptr, offset, length, *_):
+    data, size, off, typ, rdonly = _dyn_get(m, ptr)
+    if not data or _check_off_len(size, offset, length) or rdonly:
+        return 0
+    return data + off + offset
+
+
+# -- perf event output ---------------------------------------------------------------------
+
+@helper(FuncId.perf_event_output, Ret.INTEGER, (Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING,
+                                               Arg.PTR_TO_MEM, Arg.CONST_SIZE_OR_ZERO),
+        gpl_only=True)
+def perf_event_output(m, ctx, mp, flags, data, size):
+    from ..maps.perf import PerfEventArray
+    pe = map_of(mp)
+    if not isinstance(pe, PerfEventArray):
+        raise VMError(f"map {pe.id} is a {pe.type.name}, not a PERF_EVENT_ARRAY")
+    return pe.output(flags, m.read(data, size), m.cpu)

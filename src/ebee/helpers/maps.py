@@ -1,0 +1,152 @@
+"""Map helpers: lookup/update/delete, queues, per-CPU lookups, local storage, stack traces.
+
+A map argument is the map pointer a program got from ``lddw rX, map[id:N]``:
+the address of the map's handle, which :func:`ebee.maps.by_addr` maps back.
+"""
+from __future__ import annotations
+
+import errno as E
+
+from .. import uapi as U
+from ..errors import VMError
+from ..uapi import FuncId
+from .proto import Arg, Ret
+from .registry import helper
+
+
+def map_of(ptr: int):
+    from ..maps import by_addr
+    mp = by_addr(ptr)
+    if mp is None:
+        raise VMError(f"{ptr:#x} is not a map pointer (no live map has its handle there)")
+    return mp
+
+
+def _rdonly_prog(mp) -> None:
+    if mp.flags & U.BPF_F_RDONLY_PROG:
+        raise VMError(f"map {mp.id} is read-only for programs (BPF_F_RDONLY_PROG): the "
+                      f"verifier rejects this write")
+
+
+@helper(FuncId.map_lookup_elem, Ret.PTR_TO_MAP_VALUE_OR_NULL, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY))
+def map_lookup_elem(m, mp, key, *_):
+    mp = map_of(mp)
+    return mp.prog_lookup(m.read(key, mp.key_size), m.cpu)
+
+
+@helper(FuncId.map_update_elem, Ret.INTEGER,
+        (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE, Arg.ANYTHING))
+def map_update_elem(m, mp, key, value, flags, _):
+    mp = map_of(mp)
+    _rdonly_prog(mp)
+    return mp.prog_update(m.read(key, mp.key_size), m.read(value, mp.value_size), flags, m.cpu)
+
+
+@helper(FuncId.map_delete_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY))
+def map_delete_elem(m, mp, key, *_):
+    mp = map_of(mp)
+    _rdonly_prog(mp)
+    return mp.prog_delete(m.read(key, mp.key_size), m.cpu)
+
+
+@helper(FuncId.map_push_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_VALUE, Arg.ANYTHING))
+def map_push_elem(m, mp, value, flags, *_):
+    mp = map_of(mp)
+    return mp.prog_push(m.read(value, mp.value_size), flags, m.cpu)
+
+
+def _pop_or_peek(m, mp, value, pop: bool) -> int:
+    mp = map_of(mp)
+    if mp.type is U.MapType.BLOOM_FILTER:
+        return -E.EOPNOTSUPP if pop else mp.prog_peek(m.cpu, m.read(value, mp.value_size))
+    got = mp.prog_pop(m.cpu) if pop else mp.prog_peek(m.cpu)
+    if isinstance(got, int):
+        return got
+    m.write(value, got)
+    return 0
+
+
+@helper(FuncId.map_pop_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_UNINIT_MAP_VALUE))
+def map_pop_elem(m, mp, value, *_):
+    return _pop_or_peek(m, mp, value, True)
+
+
+@helper(FuncId.map_peek_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_UNINIT_MAP_VALUE))
+def map_peek_elem(m, mp, value, *_):
+    return _pop_or_peek(m, mp, value, False)
+
+
+@helper(FuncId.map_lookup_percpu_elem, Ret.PTR_TO_MAP_VALUE_OR_NULL,
+        (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY, Arg.ANYTHING))
+def map_lookup_percpu_elem(m, mp, key, cpu, *_):
+    mp = map_of(mp)
+    return mp.prog_lookup_percpu(m.read(key, mp.key_size), cpu & 0xFFFFFFFF)
+
+
+@helper(FuncId.tail_call, Ret.INTEGER, (Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING))
+def tail_call(m, ctx, mp, index, *_):
+    # Engines turn this call into a jump (see Machine.tail_call_target); reaching the
+    # implementation means a helper table was used where the call instruction should be.
+    raise VMError("bpf_tail_call is executed by the engine, not called as a function")
+
+
+# -- local storage -------------------------------------------------------------------
+
+def _storage(kind: U.MapType):
+    def get(m, mp, owner, value, flags, _):
+        mp = map_of(mp)
+        if mp.type is not kind:
+            raise VMError(f"map {mp.id} is a {mp.type.name}, not {kind.name}")
+        if not owner:
+            return 0
+        init = m.read(value, mp.value_size) if value else None
+        return mp.storage_get(owner, init, flags)
+
+    def delete(m, mp, owner, *_):
+        mp = map_of(mp)
+        if not owner:
+            return -E.EINVAL
+        return mp.storage_delete(owner)
+    return get, delete
+
+
+for _kind, _get, _del in (
+        (U.MapType.TASK_STORAGE, FuncId.task_storage_get, FuncId.task_storage_delete),
+        (U.MapType.INODE_STORAGE, FuncId.inode_storage_get, FuncId.inode_storage_delete),
+        (U.MapType.SK_STORAGE, FuncId.sk_storage_get, FuncId.sk_storage_delete),
+        (U.MapType.CGRP_STORAGE, FuncId.cgrp_storage_get, FuncId.cgrp_storage_delete)):
+    _g, _d = _storage(_kind)
+    helper(_get, Ret.PTR_TO_MAP_VALUE_OR_NULL,
+           (Arg.CONST_MAP_PTR, Arg.PTR_TO_BTF_ID_OR_NULL, Arg.PTR_TO_MAP_VALUE_OR_NULL, Arg.ANYTHING),
+           gpl_only=_kind is not U.MapType.SK_STORAGE)(_g)
+    helper(_del, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_BTF_ID),
+           gpl_only=_kind is not U.MapType.SK_STORAGE)(_d)
+
+
+# -- stack traces (from the simulated task) ------------------------------------------------
+
+def _stack(m, flags: int) -> list[int]:
+    from .task import current_task
+    t = current_task(m)
+    ips = t.user_stack if flags & U.BPF_F_USER_STACK else t.kernel_stack
+    return list(ips[flags & U.BPF_F_SKIP_FIELD_MASK:])
+
+
+@helper(FuncId.get_stackid, Ret.INTEGER, (Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING),
+        gpl_only=True)
+def get_stackid(m, ctx, mp, flags, *_):
+    mp = map_of(mp)
+    return mp.get_stackid(_stack(m, flags), flags)
+
+
+@helper(FuncId.get_stack, Ret.INTEGER, (Arg.PTR_TO_CTX, Arg.PTR_TO_UNINIT_MEM,
+                                       Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING), gpl_only=True)
+def get_stack(m, ctx, buf, size, flags, _):
+    if flags & ~(U.BPF_F_SKIP_FIELD_MASK | U.BPF_F_USER_STACK | U.BPF_F_USER_BUILD_ID) or \
+            flags & U.BPF_F_USER_BUILD_ID or size % 8:
+        m.write(buf, bytes(size))
+        return -E.EINVAL
+    ips = _stack(m, flags)[:size // 8]
+    data = b"".join(ip.to_bytes(8, "little") for ip in ips)
+    m.write(buf, data + bytes(size - len(data)))
+    return len(data)

@@ -1,0 +1,194 @@
+"""Memory and string helpers: probe_read*, strncmp, strtol/strtoul, csum_diff, kptr_xchg,
+spin locks.
+
+``probe_read*`` read "kernel" or "user" memory: in ebee both are the live
+regions of the machine's address space (stack, context, packet, map values,
+the simulated task); an address outside them is a fault, reported as -EFAULT
+with the destination zeroed, exactly as the kernel's nofault copies report.
+"""
+from __future__ import annotations
+
+import errno as E
+import time
+
+from ..errors import VMError
+from ..uapi import FuncId
+from .proto import Arg, Ret
+from .registry import helper
+
+M64 = (1 << 64) - 1
+SPIN_TIMEOUT = 1.0
+
+
+def _try_read(m, addr: int, size: int) -> bytes | None:
+    if size == 0:
+        return b""
+    r = m.memory.find(addr, size) if 0 < addr <= M64 else None
+    if r is None:
+        return None
+    off = addr - r.start
+    return bytes(r.buf[off:off + size])
+
+
+def _probe_read(m, dst, size, src, *_):
+    data = _try_read(m, src, size)
+    if data is None:
+        m.write(dst, bytes(size))
+        return -E.EFAULT
+    m.write(dst, data)
+    return 0
+
+
+def _probe_read_str(m, dst, size, src, *_):
+    if size == 0:
+        return 0
+    r = m.memory.find(src, 1) if src else None
+    if r is None:
+        m.write(dst, bytes(size))
+        return -E.EFAULT
+    off = src - r.start
+    chunk = bytes(r.buf[off:off + size - 1])
+    nul = chunk.find(b"\0")
+    if nul >= 0:
+        chunk = chunk[:nul]
+    elif len(chunk) < size - 1:      # the string runs off the readable memory
+        m.write(dst, bytes(size))
+        return -E.EFAULT
+    m.write(dst, chunk + b"\0")
+    return len(chunk) + 1
+
+
+_READ_ARGS = (Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING)
+for _fid in (FuncId.probe_read, FuncId.probe_read_kernel, FuncId.probe_read_user):
+    helper(_fid, Ret.INTEGER, _READ_ARGS, gpl_only=True)(_probe_read)
+for _fid in (FuncId.probe_read_str, FuncId.probe_read_kernel_str, FuncId.probe_read_user_str):
+    helper(_fid, Ret.INTEGER, _READ_ARGS, gpl_only=True)(_probe_read_str)
+
+
+@helper(FuncId.strncmp, Ret.INTEGER, (Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.PTR_TO_CONST_STR))
+def strncmp(m, s1, s1_sz, s2, *_):
+    a = m.read(s1, s1_sz)
+    from .printk import read_cstr
+    b = read_cstr(m, s2, s1_sz + 1) or b""
+    for i in range(s1_sz):
+        c1 = a[i]
+        c2 = b[i] if i < len(b) else 0
+        if c1 != c2:
+            return -1 & M64 if c1 < c2 else 1
+        if not c1:
+            break
+    return 0
+
+
+def _strtoull(text: bytes, flags: int) -> tuple[int, int, bool] | int:
+    """__bpf_strtoull(): (consumed, value, negative) or a negative errno."""
+    base = flags & 0x1F
+    if not text or base not in (0, 8, 10, 16) or flags & ~0x1F:
+        return -E.EINVAL
+    i = 0
+    while i < len(text) and chr(text[i]) in " \t\n\v\f\r":
+        i += 1
+    neg = i < len(text) and text[i] == 0x2D
+    if neg:
+        i += 1
+    if i == len(text):
+        return -E.EINVAL
+    s = text[i:i + 63].split(b"\0")[0] + b"\0"
+    j = 0
+    if base == 0:
+        if s[0] == 0x30:
+            base = 16 if s[1] in b"xX" and chr(s[2]) in "0123456789abcdefABCDEF" else 8
+        else:
+            base = 10
+    if base == 16 and s[0] == 0x30 and s[1] in b"xX":
+        j = 2
+    val, start, overflow = 0, j, False
+    while True:
+        c = chr(s[j]).lower()
+        d = ord(c) - 48 if "0" <= c <= "9" else ord(c) - 87 if "a" <= c <= "f" else 99
+        if d >= base:
+            break
+        val = val * base + d
+        if val > M64:
+            overflow = True
+            val &= M64
+        j += 1
+    if overflow:
+        return -E.ERANGE
+    if j == start:
+        return -E.EINVAL
+    return i + j, val, neg
+
+
+@helper(FuncId.strtol, Ret.INTEGER, (Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.ANYTHING, Arg.PTR_TO_LONG))
+def strtol(m, buf, buf_len, flags, res, _):
+    r = _strtoull(m.read(buf, buf_len), flags)
+    if isinstance(r, int):
+        return r & M64
+    n, v, neg = r
+    if neg:
+        if v and v <= 1 << 63:
+            v = -v
+        elif v:
+            return -E.ERANGE & M64
+    elif v >= 1 << 63:
+        return -E.ERANGE & M64
+    m.write(res, (v & M64).to_bytes(8, "little"))
+    return n
+
+
+@helper(FuncId.strtoul, Ret.INTEGER, (Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.ANYTHING, Arg.PTR_TO_LONG))
+def strtoul(m, buf, buf_len, flags, res, _):
+    r = _strtoull(m.read(buf, buf_len), flags)
+    if isinstance(r, int):
+        return r & M64
+    n, v, neg = r
+    if neg:
+        return -E.EINVAL & M64
+    m.write(res, v.to_bytes(8, "little"))
+    return n
+
+
+@helper(FuncId.csum_diff, Ret.INTEGER, (Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO,
+                                       Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING))
+def csum_diff(m, frm, from_size, to, to_size, seed):
+    """x86-64 csum_partial over ~from followed by to: a 32-bit ones' complement sum."""
+    if (from_size | to_size) & 3 or from_size + to_size > 512:
+        return -E.EINVAL & M64
+    s = seed & 0xFFFFFFFF
+    a = m.read(frm, from_size) if from_size else b""
+    b = m.read(to, to_size) if to_size else b""
+    for k in range(0, from_size, 4):
+        s += ~int.from_bytes(a[k:k + 4], "little") & 0xFFFFFFFF
+    for k in range(0, to_size, 4):
+        s += int.from_bytes(b[k:k + 4], "little")
+    while s >> 32:
+        s = (s & 0xFFFFFFFF) + (s >> 32)
+    return s
+
+
+@helper(FuncId.kptr_xchg, Ret.PTR_TO_BTF_ID_OR_NULL, (Arg.PTR_TO_KPTR, Arg.PTR_TO_BTF_ID_OR_NULL))
+def kptr_xchg(m, dst, ptr, *_):
+    old = int.from_bytes(m.read(dst, 8), "little")
+    m.write(dst, (ptr & M64).to_bytes(8, "little"))
+    return old
+
+
+@helper(FuncId.spin_lock, Ret.VOID, (Arg.PTR_TO_SPIN_LOCK,))
+def spin_lock(m, lock, *_):
+    deadline = None
+    while True:
+        if m.read(lock, 4) == b"\0\0\0\0":
+            m.write(lock, b"\1\0\0\0")
+            return 0
+        if deadline is None:
+            deadline = time.monotonic() + SPIN_TIMEOUT
+        elif time.monotonic() > deadline:
+            raise VMError(f"bpf_spin_lock at {lock:#x} is held and never released (deadlock)")
+        time.sleep(0)
+
+
+@helper(FuncId.spin_unlock, Ret.VOID, (Arg.PTR_TO_SPIN_LOCK,))
+def spin_unlock(m, lock, *_):
+    m.write(lock, b"\0\0\0\0")
+    return 0

@@ -1,0 +1,62 @@
+"""The Machine hooks the maps/helpers layer provides: lddw pseudo sources, tail calls, kfuncs."""
+from __future__ import annotations
+
+from .. import uapi as U
+from ..errors import VMError
+
+
+def resolve_ld_imm64(m, insn) -> int:
+    from ..maps import by_id
+    from ..maps.errors import MapError
+    src = insn.src
+    if src in (U.BPF_PSEUDO_MAP_FD, U.BPF_PSEUDO_MAP_VALUE):
+        mid = insn.imm & 0xFFFFFFFF
+        try:
+            mp = by_id(mid)
+        except MapError:
+            raise VMError(f"lddw refers to map id {mid}, but no live map has that id",
+                          pc=insn.pc) from None
+        if src == U.BPF_PSEUDO_MAP_FD:
+            return mp.addr
+        try:
+            base = mp.value_addr_of_first()
+        except OSError as e:
+            raise VMError(f"map[id:{mid}][0]: {e.strerror}", pc=insn.pc) from None
+        off = insn.imm_hi & 0xFFFFFFFF
+        if off >= mp.value_size:
+            raise VMError(f"map[id:{mid}][0]+{off}: offset beyond the {mp.value_size}-byte value",
+                          pc=insn.pc)
+        return base + off
+    if src in (U.BPF_PSEUDO_MAP_IDX, U.BPF_PSEUDO_MAP_IDX_VALUE):
+        raise VMError(f"lddw with src_reg {src} (map index into fd_array) must be resolved by "
+                      f"the loader before the program runs", pc=insn.pc)
+    if src == U.BPF_PSEUDO_BTF_ID:
+        raise VMError("lddw of a kernel variable (BPF_PSEUDO_BTF_ID ksym) has no user-space "
+                      "equivalent in ebee", pc=insn.pc)
+    raise VMError(f"lddw with unknown src_reg {src}", pc=insn.pc)
+
+
+def tail_call_target(m, map_ptr: int, index: int, pc: int):
+    """Linux's order: out-of-range index falls through without counting; otherwise the
+    call counts against MAX_TAIL_CALL_CNT before the slot is read, so a tail call
+    into an empty slot still uses up one of the 33 (the engine checks the limit)."""
+    from ..maps import by_addr
+    from ..maps.array import ProgArrayMap
+    mp = by_addr(map_ptr)
+    if not isinstance(mp, ProgArrayMap):
+        raise VMError(f"bpf_tail_call: {map_ptr:#x} is not a program array", pc=pc)
+    if index >= mp.max_entries:
+        return None
+    prog = mp.slots[index]
+    if prog is None:
+        m.tail_call_count += 1
+        return None
+    return list(prog.insns) if hasattr(prog, "insns") else prog
+
+
+def kfunc_impl(m, btf_id: int, btf_off: int):
+    from .kfuncs import by_id
+    if btf_off:
+        return None      # kfuncs from module BTFs: not modelled
+    k = by_id(btf_id)
+    return k.impl if k is not None else None
