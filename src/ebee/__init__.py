@@ -12,10 +12,10 @@ __version__ = "0.1.0"
 __all__ = ["AsmError", "BudgetExceeded", "DecodeError", "EbeeError", "Execution", "Instruction",
            "Machine", "MemoryFault", "VMError", "assemble", "decode", "disassemble", "encode", "run",
            "uapi", "__version__"]
-__all__ += ["LoadError", "Object", "Program", "get_pinned", "load", "pin", "unpin"]
+__all__ += ["LoadError", "Object", "Program", "get_pinned", "load", "open_object", "pin", "unpin"]
 
 # The loader pulls in pyelftools and BTF: imported on first use.
-_LAZY = {"load": ("object", "load"), "Object": ("object", "Object"),
+_LAZY = {"load": ("object", "load"), "open_object": ("object", "open_file"), "Object": ("object", "Object"),
          "Program": ("object", "Program"), "pin": ("fs", "pin"),
          "get_pinned": ("fs", "get_pinned"), "unpin": ("fs", "unpin")}
 

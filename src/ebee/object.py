@@ -105,8 +105,8 @@ class Program:
         try:
             return progtypes.run(self, **kw)
         finally:
-            from .fs import sync_all
-            sync_all()
+            from .fs import sync_maps
+            sync_maps(self.maps)     # program-side writes reach pinned maps' store
 
     def verify(self, **kw):
         """Verify the program (``ebee.verifier``); returns a ``VerifierResult``."""
@@ -272,8 +272,8 @@ class Object:
         if self._closed:
             return
         self._closed = True
-        from .fs import sync_all
-        sync_all()
+        from .fs import sync_maps
+        sync_maps(self.maps.values())
         for name, m in self.maps.items():
             if name not in self.pinned:
                 m.close()
@@ -304,6 +304,16 @@ class Object:
         return load_object(self, **kw)
 
 
+def open_file(path_or_bytes) -> ObjectSpec:
+    """Parse an object without creating anything (libbpf's ``bpf_object__open``).
+
+    Change its map specs -- ``spec.maps["m"].max_entries = 4096`` -- then pass
+    it to :func:`load`, as a libbpf user does between open and load.
+    """
+    data, path = read_source(path_or_bytes)
+    return open_object(data, path)
+
+
 def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
          pin_root: str | None = None, prog_type: U.ProgType | None = None,
          store=None) -> Object:
@@ -317,8 +327,11 @@ def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
     programs in sections libbpf does not know (tc's and ip's loaders take it
     from the command line); ``store``: an :class:`ebee.fs.PinStore`.
     """
-    data, path = read_source(path_or_bytes)
-    spec = open_object(data, path)
+    if isinstance(path_or_bytes, ObjectSpec):
+        spec, path = path_or_bytes, path_or_bytes.path
+    else:
+        data, path = read_source(path_or_bytes)
+        spec = open_object(data, path)
     try:
         return _load(spec, btf_custom_path=btf_custom_path, kconfig=kconfig,
                      pin_root=pin_root or DEFAULT_PIN_ROOT, prog_type=prog_type, store=store)
@@ -371,9 +384,44 @@ def _map_class():
     return Map
 
 
+def _fixup(m: MapSpec) -> MapSpec:
+    """What libbpf (and cilium/ebpf) adjust before BPF_MAP_CREATE."""
+    from .maps import cpus
+    T = U.MapType
+    if m.type is T.PERF_EVENT_ARRAY:
+        # __type(value, struct event) only documents the records (bpf2go); the map holds fds
+        m.key_size = 4 if m.key_size in (0,) or m.btf_key_type_id else m.key_size
+        m.value_size = 4 if m.value_size in (0,) or m.btf_value_type_id else m.value_size
+        m.btf_key_type_id = m.btf_value_type_id = 0
+        if m.max_entries == 0:
+            m.max_entries = cpus.num_cpus()
+    elif m.type in (T.RINGBUF, T.USER_RINGBUF):
+        if m.btf_value_type_id or m.btf_key_type_id:
+            m.key_size = m.value_size = 0
+            m.btf_key_type_id = m.btf_value_type_id = 0
+        m.max_entries = _ringbuf_size(m.max_entries)
+    elif m.type in (T.CGROUP_ARRAY, T.STACK_TRACE, T.ARRAY_OF_MAPS, T.HASH_OF_MAPS, T.DEVMAP,
+                    T.DEVMAP_HASH, T.CPUMAP, T.XSKMAP, T.SOCKMAP, T.SOCKHASH, T.QUEUE, T.STACK,
+                    T.ARENA, T.PROG_ARRAY):
+        m.btf_key_type_id = m.btf_value_type_id = 0     # libbpf drops BTF for these types
+    return m
+
+
+def _ringbuf_size(n: int) -> int:
+    """libbpf's adjust_ringbuf_sz: a power of two, at least a page."""
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    if n == 0:
+        return n
+    size = page
+    while size < n:
+        size <<= 1
+    return size
+
+
 def _new_map(spec: ObjectSpec, m: MapSpec):
     from .maps.errors import MapError
     Map = _map_class()
+    m = _fixup(m)
     inner = _new_map(spec, m.inner) if m.inner is not None else None
     btf = spec.btf if (m.btf_key_type_id or m.btf_value_type_id) else None
     try:
@@ -425,13 +473,21 @@ def _create_maps(obj: Object, spec: ObjectSpec, pin_root: str, store) -> None:
                 continue
         live = _new_map(spec, m)
         obj.maps[name] = live
+        filled = True
         if m.data is not None and m.value_size:
             live.update(0, m.data)
         elif m.kind is MapKind.KCONFIG:
             live.update(0, kconfig_values(spec.btf, spec.externs, obj._kconfig_arg, m.value_size))
+        else:
+            filled = False
         if path is not None:
-            (store or fs.default_store()).pin_map(path, live)
+            (store or fs.default_store()).pin_map(path, live, empty=not filled and
+                                                  m.type not in _PREFILLED)
             obj.pinned[name] = path
+
+
+#: map types whose elements exist from creation (arrays): their "empty" has elements
+_PREFILLED = (U.MapType.ARRAY, U.MapType.PERCPU_ARRAY)
 
 
 def _init_slots(obj: Object, spec: ObjectSpec) -> None:

@@ -7,7 +7,7 @@ use the default store (``$EBEE_PIN_STORE`` or a per-user file under
 from __future__ import annotations
 
 from .store import (ENV_VAR, PinError, PinStore, default_location, default_store, normpath,
-                    prog_tag, reuse_mismatch, sync_all)
+                    prog_tag, reuse_mismatch, sync_all, sync_maps)
 
 
 def pin(path: str, obj, *, store: PinStore | None = None) -> None:
@@ -38,5 +38,5 @@ def sync(*, store: PinStore | None = None) -> None:
 
 
 __all__ = ["ENV_VAR", "PinError", "PinStore", "default_location", "default_store",
-           "get_pinned", "normpath", "pin", "prog_tag", "reuse_mismatch", "sync", "sync_all",
+           "get_pinned", "normpath", "pin", "prog_tag", "reuse_mismatch", "sync", "sync_all", "sync_maps",
            "unpin"]

@@ -173,15 +173,18 @@ class PinStore:
 
     # -- maps -----------------------------------------------------------------------------
 
-    def pin_map(self, path: str, m) -> None:
-        """Pin live map ``m`` at ``path`` (EEXIST if the path is taken)."""
+    def pin_map(self, path: str, m, *, empty: bool = False) -> None:
+        """Pin live map ``m`` at ``path`` (EEXIST if the path is taken).
+
+        ``empty``: the caller just created ``m`` and knows it holds nothing (saves a scan).
+        """
         p = normpath(path)
         with self._lock, self._tx() as db:
             if db.execute("SELECT 1 FROM pins WHERE path=?", (p,)).fetchone():
                 raise PinError(17, f"{p}: File exists")
             db.execute("INSERT INTO pins VALUES (?, 'map', ?, ?)",
                        (p, json.dumps(_meta_of(m)), time.time()))
-            elems = dict(_elements(m))
+            elems = {} if empty else dict(_elements(m))
             db.executemany("INSERT INTO map_elems VALUES (?, ?, ?)",
                            [(p, k, v) for k, v in elems.items()])
         self._synced[p] = elems
@@ -421,6 +424,18 @@ def default_store() -> PinStore:
     if st is None:
         st = _DEFAULT[loc] = PinStore(loc)
     return st
+
+
+def sync_maps(maps) -> None:
+    """Flush the given live maps to every store they are pinned in."""
+    for m in maps:
+        for ref, p in list(getattr(m, "_ebee_pins", None) or ()):
+            st = ref()
+            if st is not None and st._live.get(p) is m:
+                try:
+                    st.sync(p)
+                except (sqlite3.Error, PinError):
+                    pass
 
 
 def sync_all() -> None:
