@@ -1,12 +1,11 @@
-"""``ebee asm``, ``ebee disasm``, ``ebee run`` (raw programs) and ``ebee conformance``."""
+"""``ebee asm``, ``ebee disasm`` and ``ebee conformance`` (``ebee run`` is in run_cmds)."""
 from __future__ import annotations
 
 import sys
 
 from ..asm import disassemble
 from ..isa import encode
-from ..vm import DEFAULT_BUDGET, run
-from .common import UsageError, load_program, parse_hex, print_json, read_bytes, write_atomic
+from .common import UsageError, load_program, read_bytes, write_atomic
 
 
 def register(sub) -> None:
@@ -24,16 +23,6 @@ def register(sub) -> None:
     p.add_argument("--linum", action="store_true", help="ELF objects: source file, line and "
                                                         "column with each source line")
     p.set_defaults(func=cmd_disasm)
-
-    p = sub.add_parser("run", help="run a program and print r0")
-    p.add_argument("file", help="raw instructions (.bin) or assembly")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--mem", metavar="HEX", help="memory passed in r1 (length in r2), as hex")
-    g.add_argument("--mem-file", metavar="F", help="memory passed in r1 (length in r2), from a file")
-    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
-                   help=f"maximum instructions to execute (default {DEFAULT_BUDGET})")
-    p.add_argument("--json", action="store_true", help="print {\"retval\": N, \"insns\": N}")
-    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("conformance", help="run the BPF conformance suite")
     p.add_argument("paths", nargs="+", metavar="DIR", help="directories of .data files, or files")
@@ -60,24 +49,6 @@ def cmd_disasm(args) -> int:
         return disasm_object(args.file, args.prog, linum=args.linum, fmt=args.format)
     insns = load_program(args.file)
     sys.stdout.write(disassemble(insns, args.format))
-    return 0
-
-
-def cmd_run(args) -> int:
-    insns = load_program(args.file)
-    mem = None
-    if args.mem is not None:
-        mem = parse_hex(args.mem, "--mem")
-    elif args.mem_file is not None:
-        mem = read_bytes(args.mem_file)
-    if args.budget <= 0:
-        raise UsageError("error: --budget must be positive")
-    res = run(insns, mem, budget=args.budget)
-    if args.json:
-        print_json({"retval": res.retval, "insns": res.insns})
-    else:
-        print(f"retval: {res.retval} ({res.retval:#x})")
-        print(f"insns: {res.insns}")
     return 0
 
 

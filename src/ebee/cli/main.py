@@ -15,7 +15,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # Subcommand modules, each with register(subparsers).  Add yours here.
-COMMAND_MODULES = ["asm_cmds", "btf_cmds", "prog_cmds", "map_cmds"]
+COMMAND_MODULES = ["asm_cmds", "btf_cmds", "prog_cmds", "map_cmds", "run_cmds"]
 
 
 def build_parser() -> argparse.ArgumentParser:

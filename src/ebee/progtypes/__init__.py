@@ -7,6 +7,10 @@ semantics (see :mod:`.testrun`).
 from .ctx import Access, CtxAccessError, CtxRules, CtxStruct, Field, RegType
 from .registry import ProgTypeInfo, RetRange, all_types, by_name, get
 from .rewrite import find_ctx_accesses, rewrite
+from .testrun import Redirect, RunResult, Runner, TestRunError, prepare, run, run_event
+from .tracing import pt_regs, tracepoint_format, u64_args
 
 __all__ = ["Access", "CtxAccessError", "CtxRules", "CtxStruct", "Field", "ProgTypeInfo",
-           "RegType", "RetRange", "all_types", "by_name", "find_ctx_accesses", "get", "rewrite"]
+           "RegType", "RetRange", "Redirect", "RunResult", "Runner", "TestRunError", "all_types",
+           "by_name", "find_ctx_accesses", "get", "prepare", "pt_regs", "rewrite", "run",
+           "run_event", "tracepoint_format", "u64_args"]

@@ -309,8 +309,13 @@ def _sock_for(net: Network, skb: SkBuff) -> Region:
 
 def run_skb(p: Prepared, machine: "RunMachine", bound, data: bytes, ctx_in, repeat: int,
             flags: int, cpu: int, batch_size: int, data_size_out, ctx_size_out,
-            want_ctx_out: bool, net: Network) -> RunResult:
-    """bpf_prog_test_run_skb()."""
+            want_ctx_out: bool, net: Network, link_layer: bool = False) -> RunResult:
+    """bpf_prog_test_run_skb().
+
+    ``link_layer`` runs a socket filter as a packet (AF_PACKET) socket sees the
+    frame -- data at the MAC header, as tcpdump's filters expect -- instead of
+    the test run's network-layer view.
+    """
     if flags or cpu or batch_size:
         raise TestRunError(errno.EINVAL, "flags, cpu and batch_size must be 0 for this "
                                          "program type")
@@ -318,8 +323,8 @@ def run_skb(p: Prepared, machine: "RunMachine", bound, data: bytes, ctx_in, repe
     _test_init(data, size, NET_SKB_PAD + NET_IP_ALIGN, SKB_TAILROOM)
     ctx = _ctx_init(ctx_in, want_ctx_out, SKB_SIZEOF)
     pt = p.info.prog_type
-    is_l2 = pt in (P.SCHED_CLS, P.SCHED_ACT)
-    direct = is_l2 or pt in (P.LWT_IN, P.LWT_OUT, P.LWT_XMIT)
+    is_l2 = pt in (P.SCHED_CLS, P.SCHED_ACT) or link_layer
+    direct = pt in (P.SCHED_CLS, P.SCHED_ACT) or pt in (P.LWT_IN, P.LWT_OUT, P.LWT_XMIT)
     dev = net.loopback
     if ctx is not None and _u32(ctx, 40) > 1:
         try:
@@ -701,8 +706,9 @@ class Runner:
 
     def __init__(self, prog, *, prog_type=None, expected_attach_type=None,
                  engine: str | None = None, net: Network | None = None,
-                 machine: Machine | None = None):
+                 machine: Machine | None = None, link_layer: bool = False):
         self.prepared = prepare(prog, prog_type, expected_attach_type)
+        self.link_layer = link_layer
         self.machine = machine or RunMachine()
         self.own_machine = machine is None
         self.bound = _bind(self.machine, self.prepared.insns, engine)
@@ -716,9 +722,10 @@ class Runner:
         if ctx_size_out is None and ctx is not None:
             ctx_size_out = len(ctx) if self.prepared.info.test_run not in ("skb", "xdp") \
                 else None
+        extra = {"link_layer": True} if self.link_layer and self.impl is run_skb else {}
         return self.impl(self.prepared, self.machine, self.bound, bytes(data or b""),
                          bytes(ctx) if ctx is not None else None, repeat, flags, cpu, batch_size,
-                         data_size_out, ctx_size_out, want_ctx_out, self.net)
+                         data_size_out, ctx_size_out, want_ctx_out, self.net, **extra)
 
     def close(self) -> None:
         if self.own_machine:

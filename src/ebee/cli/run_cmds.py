@@ -1,0 +1,268 @@
+"""``ebee run``: run a program -- raw, from an object, classic BPF -- once or over a capture.
+
+    ebee run prog.bin --mem 0a000000                 raw program: r1 = memory, r2 = its length
+    ebee run prog.bin --type xdp --data-hex ...       raw program as a program type (test run)
+    ebee run obj.o [--prog NAME] --data pkt.bin       an object's program (test run)
+    ebee run obj.o --pcap in.pcap [--pcap-out out.pcapng]
+    ebee run --cbpf filter.txt --pcap in.pcap         classic BPF (tcpdump -dd) as a socket filter
+"""
+from __future__ import annotations
+
+import errno
+import sys
+
+from ..vm import DEFAULT_BUDGET
+from .common import (ELF_MAGIC, UsageError, load_program, parse_hex, print_json, read_bytes,
+                     write_atomic)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a program: raw, from an object, classic BPF; once or "
+                                   "over a pcap")
+    p.add_argument("file", nargs="?", help="object (.o), raw instructions (.bin) or assembly")
+    p.add_argument("--prog", metavar="NAME", help="program of the object to run")
+    p.add_argument("--type", metavar="TYPE", help="program type of a raw program (xdp, tc, "
+                                                  "socket_filter, cgroup_skb, ...)")
+    p.add_argument("--cbpf", metavar="FILE", help="classic BPF (tcpdump -dd/-ddd output or "
+                                                  "sock_filter binary), run as a socket filter")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--data-hex", metavar="HEX", help="packet / data_in, as hex")
+    g.add_argument("--data", metavar="FILE", help="packet / data_in, from a file")
+    g.add_argument("--mem", metavar="HEX", help="raw programs: memory passed in r1 (length in "
+                                                "r2), as hex")
+    g.add_argument("--mem-file", metavar="F", help="raw programs: memory from a file")
+    g.add_argument("--pcap", metavar="IN", help="run over every packet of a pcap/pcapng file")
+    p.add_argument("--pcap-out", metavar="OUT", help="write the resulting packets (pcap, or "
+                                                     "pcapng with XDP_TX/redirect comments)")
+    p.add_argument("--ctx", metavar="FILE", help="ctx_in, from a file (binary struct)")
+    p.add_argument("--ctx-hex", metavar="HEX", help="ctx_in, as hex")
+    p.add_argument("--repeat", type=int, default=0, metavar="N", help="run N times (duration is "
+                                                                       "the average)")
+    p.add_argument("--engine", choices=("interp", "jit", "auto"), default=None,
+                   help="execution engine (default: the interpreter)")
+    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                   help=f"raw programs: maximum instructions to execute (default {DEFAULT_BUDGET})")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_run)
+
+
+def _read_data(args) -> bytes | None:
+    if args.data_hex is not None:
+        return parse_hex(args.data_hex, "--data-hex")
+    if args.data is not None:
+        return read_bytes(args.data)
+    return None
+
+
+def _read_ctx(args) -> bytes | None:
+    if args.ctx_hex is not None:
+        return parse_hex(args.ctx_hex, "--ctx-hex")
+    if args.ctx is not None:
+        return read_bytes(args.ctx)
+    return None
+
+
+def cmd_run(args) -> int:
+    if args.repeat < 0:
+        raise UsageError("error: --repeat must not be negative")
+    if args.budget <= 0:
+        raise UsageError("error: --budget must be positive")
+    if args.pcap_out and not args.pcap:
+        raise UsageError("error: --pcap-out needs --pcap")
+    if args.cbpf:
+        if args.file:
+            raise UsageError("error: give either a program file or --cbpf, not both")
+        prog, label = _cbpf_program(args.cbpf), "cbpf"
+        return _run_typed(args, prog, label, link_layer=True)
+    if not args.file:
+        raise UsageError("error: a program file (or --cbpf FILE) is required")
+    head = read_bytes(args.file)[:4]
+    if head == ELF_MAGIC:
+        prog = _object_program(args)
+        return _run_typed(args, prog, prog.name)
+    if args.type is None and args.pcap is None and _read_data(args) is None and _read_ctx(args) is None:
+        return _run_raw(args)
+    if args.mem is not None or args.mem_file is not None:
+        raise UsageError("error: --mem/--mem-file run a raw program without a type; use "
+                         "--data-hex/--data with --type")
+    if args.type is None:
+        raise UsageError("error: a raw program needs --type to run on packets or a context")
+    from ..progtypes import by_name
+    try:
+        pt = by_name(args.type)
+    except ValueError as e:
+        raise UsageError(f"error: --type: {e}") from None
+    return _run_typed(args, _RawProgram(load_program(args.file), pt, args.file), args.file)
+
+
+class _RawProgram:
+    def __init__(self, insns, prog_type, name: str):
+        self.insns = insns
+        self.type = prog_type
+        self.expected_attach_type = None
+        self.attach_target = None
+        self.name = name
+
+
+def _cbpf_program(path: str):
+    from ..progtypes import cbpf
+    from ..uapi import ProgType
+    data = read_bytes(path)
+    try:
+        classic = cbpf.parse(data, source=path)
+        insns = cbpf.convert(classic)
+    except cbpf.CbpfError as e:
+        raise UsageError(f"{path}: error: {e.strerror}") from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return _RawProgram(insns, ProgType.SOCKET_FILTER, path)
+
+
+def _object_program(args):
+    import ebee
+    try:
+        obj = ebee.load(args.file)
+    except ebee.LoadError as e:
+        raise UsageError(str(e)) from None
+    progs = obj.programs
+    if args.prog:
+        if args.prog not in progs:
+            raise UsageError(f"{args.file}: error: no program {args.prog!r} (programs: "
+                             f"{', '.join(progs) or 'none'})")
+        return progs[args.prog]
+    if len(progs) != 1:
+        raise UsageError(f"{args.file}: error: {len(progs)} programs; choose one with --prog "
+                         f"({', '.join(progs)})")
+    return next(iter(progs.values()))
+
+
+def _run_raw(args) -> int:
+    from ..vm import run
+    insns = load_program(args.file)
+    mem = None
+    if args.mem is not None:
+        mem = parse_hex(args.mem, "--mem")
+    elif args.mem_file is not None:
+        mem = read_bytes(args.mem_file)
+    res = run(insns, mem, budget=args.budget)
+    if args.json:
+        print_json({"retval": res.retval, "insns": res.insns})
+    else:
+        print(f"retval: {res.retval} ({res.retval:#x})")
+        print(f"insns: {res.insns}")
+    return 0
+
+
+def _runner(prog, args, link_layer: bool = False):
+    from ..progtypes import Runner
+    from ..progtypes.ctx import CtxAccessError
+    try:
+        return Runner(prog, engine=args.engine, link_layer=link_layer)
+    except CtxAccessError as e:
+        raise UsageError(f"{getattr(prog, 'name', '?')}: error: the kernel would reject this "
+                         f"program: {e.strerror}") from None
+
+
+def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
+    if args.mem is not None or args.mem_file is not None:
+        raise UsageError("error: --mem/--mem-file are for raw programs; use --data-hex/--data")
+    if args.pcap:
+        return _run_pcap(args, prog, label, link_layer)
+    from ..progtypes import TestRunError
+    data = _read_data(args)
+    ctx = _read_ctx(args)
+    with _runner(prog, args, link_layer) as r:
+        try:
+            res = r.run(data, ctx=ctx, repeat=args.repeat)
+        except TestRunError as e:
+            name = errno.errorcode.get(e.errno, str(e.errno))
+            if args.json:
+                print_json({"error": name, "errno": e.errno, "message": e.reason})
+            else:
+                print(f"error: BPF_PROG_TEST_RUN: {name}: {e.reason}", file=sys.stderr)
+            return 1
+    if args.json:
+        out = {"retval": res.retval, "duration_ns": res.duration_ns,
+               "data_out_hex": res.data_out.hex()}
+        if res.ctx_out is not None:
+            out["ctx_out_hex"] = res.ctx_out.hex()
+        if res.redirect is not None:
+            out["redirect"] = res.redirect.describe()
+        if res.trace_output:
+            out["trace_output"] = res.trace_output
+        print_json(out)
+        return 0
+    print(f"retval: {res.retval} ({res.verdict})")
+    print(f"duration: {res.duration_ns} ns")
+    if res.redirect is not None:
+        print(f"redirect: {res.redirect.describe()}")
+    for c in res.clones:
+        print(f"clone: {c.describe()}")
+    if res.data_out:
+        print(f"data_out: {res.data_out.hex()}")
+    if res.ctx_out is not None:
+        print(f"ctx_out: {res.ctx_out.hex()}")
+    for line in res.trace_output:
+        print(f"trace: {line}")
+    return 0
+
+
+def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
+    from ..packet import pcap
+    from ..packet.replay import REPLAY_TYPES, ProgressBar, format_summary, replay
+    with _runner(prog, args, link_layer) as r:
+        pt = r.prepared.info.prog_type
+        if pt not in REPLAY_TYPES:
+            raise UsageError(f"{label}: error: --pcap runs XDP, tc, socket filter and cgroup_skb "
+                             f"programs, not {pt.name.lower()}")
+        try:
+            total = pcap.count(args.pcap)
+            frames = pcap.read(args.pcap)
+            writer = pcap.Writer(args.pcap_out) if args.pcap_out else None
+        except pcap.PcapError as e:
+            raise UsageError(str(e)) from None
+        bar = ProgressBar(total) if total >= 20000 and not args.json else None
+        ts = {}
+
+        def frames_with_ts():
+            for fr in frames:
+                if fr.linktype != pcap.DLT_EN10MB:
+                    raise pcap.PcapError(f"{args.pcap}: error: link type {fr.linktype} is not "
+                                         f"Ethernet (DLT_EN10MB)")
+                ts[fr.index] = fr.ts
+                yield fr
+
+        def on_packet(out):
+            t = ts.pop(out.index, 0.0)
+            if writer is not None and out.data_out is not None:
+                writer.write(out.data_out, t, out.mark)
+
+        try:
+            summary = replay(r, frames_with_ts(), on_packet=on_packet, progress=bar)
+        except pcap.PcapError as e:
+            if writer is not None:
+                writer.abort()
+            raise UsageError(str(e)) from None
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if writer is not None:
+            writer.close()
+    summary.program = label
+    if args.json:
+        out = summary.to_json()
+        if args.pcap_out:
+            out["pcap_out"] = args.pcap_out
+        print_json(out)
+    else:
+        print(format_summary(summary))
+        if args.pcap_out:
+            print(f"\nwrote {summary.written:,} packets to {args.pcap_out}")
+    return 0
+
+
+__all__ = ["register", "write_atomic"]

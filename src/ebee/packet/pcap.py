@@ -1,0 +1,191 @@
+"""Reading and writing captures: pcap (µs or ns) and pcapng, through dpkt.
+
+Classic pcap is read here directly, because dpkt hands back a truncated last
+record without a word and bad input must be reported with its location; pcapng
+is read with dpkt and checked the same way.  Writers are dpkt's; a capture is
+written to a temporary file and renamed into place when complete, so an error
+never leaves half a file behind.  In pcapng output each packet may carry a
+comment (ebee marks XDP_TX and redirected packets that way).
+"""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+DLT_EN10MB = 1
+_PCAP_MAGICS = {0xA1B2C3D4: ("<", 1e-6), 0xA1B23C4D: ("<", 1e-9),
+                0xD4C3B2A1: (">", 1e-6), 0x4D3CB2A1: (">", 1e-9)}
+_PCAPNG_MAGIC = 0x0A0D0D0A
+
+
+class PcapError(ValueError):
+    """A capture file that is not what it should be: FILE: error: WHAT (at WHERE)."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured packet."""
+    index: int          # 0-based position in the capture
+    ts: float           # seconds since the epoch
+    data: bytes
+    orig_len: int       # length on the wire (may exceed len(data) if the capture was cut)
+    linktype: int = DLT_EN10MB
+
+
+def _open(path: str) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise PcapError(f"{path}: error: no such file") from None
+    except IsADirectoryError:
+        raise PcapError(f"{path}: error: is a directory") from None
+    except OSError as e:
+        raise PcapError(f"{path}: error: {e.strerror}") from None
+
+
+def read(path: str) -> Iterator[Frame]:
+    """The frames of a pcap or pcapng file, in order; PcapError on bad input."""
+    f = _open(path)
+    with f:
+        head = f.read(4)
+        if len(head) < 4:
+            raise PcapError(f"{path}: error: not a capture file (only {len(head)} bytes)")
+        magic_le = struct.unpack("<I", head)[0]
+        if magic_le == _PCAPNG_MAGIC:
+            f.seek(0)
+            yield from _read_pcapng(path, f)
+            return
+        if magic_le not in _PCAP_MAGICS:
+            raise PcapError(f"{path}: error: not a pcap or pcapng file (magic "
+                            f"{head.hex()}; expected a1b2c3d4, a1b23c4d or 0a0d0d0a)")
+        yield from _read_pcap(path, f, *_PCAP_MAGICS[magic_le])
+
+
+def _read_pcap(path: str, f: BinaryIO, endian: str, unit: float) -> Iterator[Frame]:
+    rest = f.read(20)
+    if len(rest) < 20:
+        raise PcapError(f"{path}: error: truncated pcap file header")
+    _vmaj, _vmin, _zone, _sig, snaplen, linktype = struct.unpack(endian + "HHiIII", rest)
+    linktype &= 0x0FFFFFFF
+    rec = struct.Struct(endian + "IIII")
+    index = 0
+    offset = 24
+    while True:
+        h = f.read(16)
+        if not h:
+            return
+        if len(h) < 16:
+            raise PcapError(f"{path}: error: truncated record header of packet {index + 1} "
+                            f"at byte {offset}")
+        sec, frac, caplen, wirelen = rec.unpack(h)
+        if caplen > max(snaplen, 262144):
+            raise PcapError(f"{path}: error: packet {index + 1} at byte {offset} claims "
+                            f"{caplen} bytes (snaplen {snaplen})")
+        data = f.read(caplen)
+        if len(data) < caplen:
+            raise PcapError(f"{path}: error: packet {index + 1} at byte {offset} is truncated "
+                            f"({len(data)} of {caplen} bytes)")
+        yield Frame(index, sec + frac * unit, data, wirelen, linktype)
+        index += 1
+        offset += 16 + caplen
+
+
+def _read_pcapng(path: str, f: BinaryIO) -> Iterator[Frame]:
+    import dpkt
+    from dpkt import pcapng
+    try:
+        r = pcapng.Reader(f)
+    except (ValueError, dpkt.NeedData, dpkt.UnpackError) as e:
+        raise PcapError(f"{path}: error: bad pcapng section header: {e}") from None
+    linktype = r.datalink()
+    index = 0
+    it = iter(r)
+    while True:
+        try:
+            ts, data = next(it)
+        except StopIteration:
+            break
+        except (ValueError, dpkt.NeedData, dpkt.UnpackError, struct.error) as e:
+            raise PcapError(f"{path}: error: bad pcapng block after packet {index}: {e}") \
+                from None
+        yield Frame(index, float(ts), bytes(data), len(data), linktype)
+        index += 1
+    tail = f.read(1)
+    if tail:
+        raise PcapError(f"{path}: error: trailing data after packet {index} is not a "
+                        f"pcapng block")
+
+
+def count(path: str) -> int:
+    """How many packets a capture holds (reads the record headers only for pcap)."""
+    n = 0
+    for _ in read(path):
+        n += 1
+    return n
+
+
+class Writer:
+    """Write frames to ``path`` (pcap, or pcapng if the name ends in .pcapng or ``ng``)."""
+
+    def __init__(self, path: str, *, pcapng: bool | None = None, linktype: int = DLT_EN10MB,
+                 nano: bool = True):
+        import dpkt
+        from dpkt import pcapng as ng
+        self.path = path
+        self.pcapng = path.endswith(".pcapng") if pcapng is None else pcapng
+        d = os.path.dirname(os.path.abspath(path))
+        try:
+            fd, self._tmp = tempfile.mkstemp(dir=d, prefix=".ebee-", suffix=".pcap")
+        except OSError as e:
+            raise PcapError(f"{path}: error: {e.strerror}") from None
+        self._f = os.fdopen(fd, "wb")
+        if self.pcapng:
+            self._ng = ng
+            self._w = ng.Writer(self._f, snaplen=262144, linktype=linktype)
+        else:
+            self._w = dpkt.pcap.Writer(self._f, snaplen=262144, linktype=linktype, nano=nano)
+        self.written = 0
+
+    def write(self, data: bytes, ts: float, comment: str | None = None) -> None:
+        if self.pcapng:
+            ng = self._ng
+            opts = []
+            if comment:
+                opts = [ng.PcapngOptionLE(code=ng.PCAPNG_OPT_COMMENT, text=comment.encode()),
+                        ng.PcapngOptionLE(code=ng.PCAPNG_OPT_ENDOFOPT)]
+            epb = ng.EnhancedPacketBlockLE(pkt_data=bytes(data), pkt_len=len(data),
+                                           caplen=len(data), opts=opts)
+            self._w.writepkt(epb, ts=ts)
+        else:
+            self._w.writepkt(bytes(data), ts=ts)
+        self.written += 1
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        if self._f is None:
+            return
+        self._f.close()
+        self._f = None
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the partial file."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
