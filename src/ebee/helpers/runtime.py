@@ -44,7 +44,7 @@ def tail_call_target(m, map_ptr: int, index: int, pc: int):
     from ..maps.array import ProgArrayMap
     mp = by_addr(map_ptr)
     if not isinstance(mp, ProgArrayMap):
-        raise VMError(f"bpf_tail_call: {map_ptr:#x} is not a program array", pc=pc)
+        raise VMError(f"bpf_tail_call needs a program array map; {map_ptr:#x} is not one", pc=pc)
     if index >= mp.max_entries:
         return None
     prog = mp.slots[index]

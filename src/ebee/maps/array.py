@@ -67,10 +67,10 @@ class ArrayMap(_ArrayBase):
         if total > MAX_MAP_BYTES:
             raise map_error(E.ENOMEM, f"{total} bytes of values")
         self.stride = stride
-        self.values = self._add_region(total, "values",
+        self.value_region = self._add_region(total, "values",
                                        writable=not self.flags & U.BPF_F_RDONLY_PROG)
-        self.buf = self.values.buf
-        self._write_handle(self.values.start)
+        self.buf = self.value_region.buf
+        self._write_handle(self.value_region.start)
 
     # -- syscall side -----------------------------------------------------------------
 
@@ -132,7 +132,7 @@ class ArrayMap(_ArrayBase):
         if idx >= self.max_entries:
             return 0
         off = idx * self.stride + (cpu * self.elem_size if self.percpu else 0)
-        return self.values.start + off
+        return self.value_region.start + off
 
     def prog_lookup_percpu(self, key: bytes, cpu: int) -> int:
         if not self.percpu:
@@ -161,12 +161,12 @@ class ArrayMap(_ArrayBase):
     def for_each(self, cpu: int) -> Iterator[tuple[bytes, int]]:
         for i in range(self.max_entries):
             off = i * self.stride + (cpu * self.elem_size if self.percpu else 0)
-            yield _U32.pack(i), self.values.start + off
+            yield _U32.pack(i), self.value_region.start + off
 
     def value_addr_of_first(self) -> int:
         if self.percpu:
             return super().value_addr_of_first()
-        return self.values.start
+        return self.value_region.start
 
     def mmap(self, writable: bool = True) -> MappedValues:
         """The values as one writable ``memoryview`` (BPF_F_MMAPABLE arrays only)."""

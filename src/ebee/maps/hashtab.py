@@ -96,10 +96,10 @@ class HashMap(Map):
         if ctl_size + nslots * self.stride > 1 << 34:
             raise map_error(E.ENOMEM)
         self.ctl = self._add_region(ctl_size, "table", shared=False)
-        self.values = self._add_region(nslots * self.stride, "values",
+        self.value_region = self._add_region(nslots * self.stride, "values",
                                        writable=not self.flags & U.BPF_F_RDONLY_PROG)
         self.c = self.ctl.buf
-        self.vbuf = self.values.buf
+        self.vbuf = self.value_region.buf
         self.hash_kind = HASH_JHASH if self.flags & U.BPF_F_ZERO_SEED else HASH_CRC32
         self.count = 0
         # free list: chained through the entries' next fields, first slot first
@@ -116,12 +116,12 @@ class HashMap(Map):
             self.lru_lists = Lru(self.max_entries, self.ncpus, self.percpu_lru, self._lru_del_node,
                                  self._is_ref, self._clear_ref)
         self._sync_header()
-        self._write_handle(self.values.start, self.ctl.start)
+        self._write_handle(self.value_region.start, self.ctl.start)
 
     def _sync_header(self) -> None:
         HEADER.pack_into(self.c, 0, 0, self.count, self.n_buckets, self.nslots, self.key_size,
                          self.esize, self.stride, self.free_head, self.hash_kind, 0,
-                         self.ctl.start + self.boff, self.ctl.start + self.eoff, self.values.start)
+                         self.ctl.start + self.boff, self.ctl.start + self.eoff, self.value_region.start)
 
     # -- the table ---------------------------------------------------------------------------
 
@@ -498,7 +498,7 @@ class HashMap(Map):
             return 0
         if self.lru:
             self._set_ref(slot)
-        return self.values.start + slot * self.stride + (cpu * self.elem_size if self.percpu else 0)
+        return self.value_region.start + slot * self.stride + (cpu * self.elem_size if self.percpu else 0)
 
     def prog_lookup_percpu(self, key: bytes, cpu: int) -> int:
         if not self.percpu or cpu >= self.ncpus:
@@ -520,7 +520,7 @@ class HashMap(Map):
     def for_each(self, cpu: int) -> Iterator[tuple[bytes, int]]:
         for b in range(self.n_buckets):
             for slot in self._chain(b):
-                yield self._key_of(slot), self.values.start + slot * self.stride + \
+                yield self._key_of(slot), self.value_region.start + slot * self.stride + \
                     (cpu * self.elem_size if self.percpu else 0)
 
 

@@ -56,10 +56,10 @@ class LpmTrie(Map):
         self.stride = round_up(self.value_size, 8)
         # one spare slot: a replacing node is allocated before the old one is freed
         nslots = self.max_entries + 1
-        self.values = self._add_region(nslots * self.stride, "values",
+        self.value_region = self._add_region(nslots * self.stride, "values",
                                        writable=not self.flags & U.BPF_F_RDONLY_PROG)
         self.free = list(range(nslots - 1, -1, -1))
-        self._write_handle(self.values.start)
+        self._write_handle(self.value_region.start)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -86,7 +86,7 @@ class LpmTrie(Map):
             return _Node(plen, data, True, -1)
         slot = self.free.pop()
         off = slot * self.stride
-        self.values.buf[off:off + self.value_size] = value[:self.value_size]
+        self.value_region.buf[off:off + self.value_size] = value[:self.value_size]
         return _Node(plen, data, False, slot)
 
     def _free_node(self, node: _Node) -> None:
@@ -267,7 +267,7 @@ class LpmTrie(Map):
         if n is None:
             raise map_error(E.ENOENT)
         off = n.slot * self.stride
-        return bytes(self.values.buf[off:off + self.value_size])
+        return bytes(self.value_region.buf[off:off + self.value_size])
 
     def _sys_update(self, key: bytes, value: bytes, flags: int) -> None:
         err = self._update(key, value, flags)
@@ -287,7 +287,7 @@ class LpmTrie(Map):
 
     def prog_lookup(self, key: bytes, cpu: int) -> int:
         n = self._lookup_node(key)
-        return 0 if n is None else self.values.start + n.slot * self.stride
+        return 0 if n is None else self.value_region.start + n.slot * self.stride
 
     def prog_update(self, key: bytes, value: bytes, flags: int, cpu: int) -> int:
         with self.lock:

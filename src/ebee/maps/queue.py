@@ -28,9 +28,9 @@ class QueueMap(Map):
 
     def alloc(self) -> None:
         self.size = self.max_entries + 1
-        self.values = self._add_region(self.size * self.value_size, "values")
+        self.value_region = self._add_region(self.size * self.value_size, "values")
         self.head = self.tail = 0
-        self._write_handle(self.values.start)
+        self._write_handle(self.value_region.start)
 
     def _full(self) -> bool:
         h = self.head + 1
@@ -46,7 +46,7 @@ class QueueMap(Map):
             if self.tail >= self.size:
                 self.tail = 0
         vs = self.value_size
-        self.values.buf[self.head * vs:(self.head + 1) * vs] = value[:vs]
+        self.value_region.buf[self.head * vs:(self.head + 1) * vs] = value[:vs]
         self.head += 1
         if self.head >= self.size:
             self.head = 0
@@ -64,7 +64,7 @@ class QueueMap(Map):
             idx = self.tail
             if delete:
                 self.tail = idx + 1 if idx + 1 < self.size else 0
-        return bytes(self.values.buf[idx * vs:(idx + 1) * vs])
+        return bytes(self.value_region.buf[idx * vs:(idx + 1) * vs])
 
     # -- syscall side ----------------------------------------------------------------------
 

@@ -37,8 +37,8 @@ class _SlotMap(Map):
 
     def alloc(self) -> None:
         self.slots: dict[int, Any] = {}
-        self.values = self._add_region(self.max_entries * self.value_size, "values", writable=False)
-        self._write_handle(self.values.start)
+        self.value_region = self._add_region(self.max_entries * self.value_size, "values", writable=False)
+        self._write_handle(self.value_region.start)
 
     def _idx(self, key: bytes) -> int:
         return _U32.unpack(key)[0]
@@ -47,7 +47,7 @@ class _SlotMap(Map):
         self.slots[idx] = value
         if isinstance(value, (bytes, bytearray)) and idx < self.max_entries:
             off = idx * self.value_size
-            self.values.buf[off:off + self.value_size] = value
+            self.value_region.buf[off:off + self.value_size] = value
 
     def _sys_lookup(self, key: bytes, flags: int) -> Any:
         v = self.slots.get(self._idx(key))
@@ -74,7 +74,7 @@ class _SlotMap(Map):
             raise map_error(E.EINVAL)
         self.slots.pop(idx, None)
         off = idx * self.value_size
-        self.values.buf[off:off + self.value_size] = bytes(self.value_size)
+        self.value_region.buf[off:off + self.value_size] = bytes(self.value_size)
 
     def _get_next_key(self, key: bytes | None) -> bytes:
         idx = self._idx(key) if key is not None else self.max_entries
@@ -92,7 +92,7 @@ class _SlotMap(Map):
         idx = self._idx(key)
         if idx not in self.slots or idx >= self.max_entries:
             return 0
-        return self.values.start + idx * self.value_size
+        return self.value_region.start + idx * self.value_size
 
     def prog_update(self, key, value, flags, cpu) -> int:
         return -E.EINVAL

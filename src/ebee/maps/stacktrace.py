@@ -37,8 +37,8 @@ class StackTraceMap(Map):
     def alloc(self) -> None:
         self.n_buckets = roundup_pow_of_two(self.max_entries)
         self.buckets: list[tuple[int, ...] | None] = [None] * self.n_buckets
-        self.values = self._add_region(self.n_buckets * self.value_size, "stacks", writable=False)
-        self._write_handle(self.values.start)
+        self.value_region = self._add_region(self.n_buckets * self.value_size, "stacks", writable=False)
+        self._write_handle(self.value_region.start)
 
     def get_stackid(self, ips: list[int], flags: int) -> int:
         """bpf_get_stackid() body: the id for ``ips`` (already skipped/trimmed), or -errno."""
@@ -62,7 +62,7 @@ class StackTraceMap(Map):
             self.buckets[bid] = ips
             data = b"".join(struct.pack("<Q", ip) for ip in ips)
             off = bid * self.value_size
-            self.values.buf[off:off + self.value_size] = data + bytes(self.value_size - len(data))
+            self.value_region.buf[off:off + self.value_size] = data + bytes(self.value_size - len(data))
         return bid
 
     def _sys_lookup(self, key: bytes, flags: int) -> bytes:
@@ -70,7 +70,7 @@ class StackTraceMap(Map):
         if sid >= self.n_buckets or self.buckets[sid] is None:
             raise map_error(E.ENOENT)
         off = sid * self.value_size
-        return bytes(self.values.buf[off:off + self.value_size])
+        return bytes(self.value_region.buf[off:off + self.value_size])
 
     def _sys_update(self, key, value, flags) -> None:
         raise map_error(E.EINVAL, "stack traces are only added by bpf_get_stackid")
