@@ -165,3 +165,33 @@ def test_core_poisons_what_the_target_lacks(tmp_path):
     from ebee.isa import encode
     reason = poisoned_reason(encode(insns), poisoned[0].pc)
     assert "CO-RE relocation" in reason
+
+
+def _packet(src: str, dst: str, proto: int = 6) -> bytes:
+    import socket
+    eth = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x00"
+    ip = bytes([0x45, 0, 0, 40, 0, 0, 0, 0, 64, proto, 0, 0]) + socket.inet_aton(src) + \
+        socket.inet_aton(dst)
+    return eth + ip + bytes(20)
+
+
+def test_examples_run_end_to_end(tmp_path):
+    """Loaded objects run through ebee.progtypes: maps, globals and tail calls take effect."""
+    import socket
+    pkt = _packet("10.0.0.1", "10.0.0.2")
+    fw = ebee.load(EX / "xdp_firewall.o", store=ebee.fs.PinStore(tmp_path / "a.db"))
+    prog = fw.programs["xdp_firewall"]
+    assert prog.run(pkt).retval == 2                                  # XDP_PASS
+    fw.maps["blocklist"].update(socket.inet_aton("10.0.0.1"), 0)
+    assert prog.run(pkt).retval == 1                                  # XDP_DROP
+    assert fw.maps["blocklist"].lookup(socket.inet_aton("10.0.0.1")) == (1).to_bytes(8, "little")
+
+    g = ebee.load(EX / "globals.o", store=ebee.fs.PinStore(tmp_path / "b.db"))
+    g.rodata.drop_port_min, g.rodata.drop_port_max = 30, 100
+    assert g.programs["globals"].run(pkt).retval == 1                 # len 54 is in range
+    assert (g.bss.packets_seen, g.bss.last_len) == (1, len(pkt))
+    assert g.maps[".rodata"].frozen
+
+    t = ebee.load(EX / "tail_calls.o", store=ebee.fs.PinStore(tmp_path / "c.db"))
+    assert t.programs["dispatcher"].run(_packet("1.1.1.1", "2.2.2.2", 1)).retval == 1  # icmp
+    assert t.maps["handled"].lookup(1) == (1).to_bytes(8, "little")

@@ -98,12 +98,13 @@ class Program:
         return [LineRecord(li.insn, li.file_name, li.line, li.col, li.line_text)
                 for li in self.line_info]
 
-    def run(self, **kw):
-        """Run the program (``ebee.progtypes`` builds its context); see ``RunResult``."""
+    def run(self, data: bytes | None = None, **kw):
+        """Run the program once with BPF_PROG_TEST_RUN semantics (``ebee.progtypes.run``:
+        ``ctx=``, ``repeat=``, ``engine=`` ...); returns a ``RunResult``."""
         from . import progtypes
         self.object._first_use()
         try:
-            return progtypes.run(self, **kw)
+            return progtypes.run(self, data, **kw)
         finally:
             from .fs import sync_maps
             sync_maps(self.maps)     # program-side writes reach pinned maps' store
