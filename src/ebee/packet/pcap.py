@@ -169,6 +169,9 @@ class Writer:
             return
         self._f.close()
         self._f = None
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)     # mkstemp made it 0600
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:

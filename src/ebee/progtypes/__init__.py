@@ -7,8 +7,19 @@ semantics (see :mod:`.testrun`).
 from .ctx import Access, CtxAccessError, CtxRules, CtxStruct, Field, RegType
 from .registry import ProgTypeInfo, RetRange, all_types, by_name, get
 from .rewrite import find_ctx_accesses, rewrite
-from .testrun import Redirect, RunResult, Runner, TestRunError, prepare, run, run_event
-from .tracing import pt_regs, tracepoint_format, u64_args
+
+# The test-run machinery needs ebee.packet, which needs .layouts: imported on first use.
+_LAZY = {name: "testrun" for name in ("Redirect", "RunResult", "Runner", "TestRunError",
+                                      "prepare", "run", "run_event")}
+_LAZY.update({name: "tracing" for name in ("pt_regs", "tracepoint_format", "u64_args")})
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'ebee.progtypes' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(f".{mod}", __name__), name)
 
 __all__ = ["Access", "CtxAccessError", "CtxRules", "CtxStruct", "Field", "ProgTypeInfo",
            "RegType", "RetRange", "Redirect", "RunResult", "Runner", "TestRunError", "all_types",

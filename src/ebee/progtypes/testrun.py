@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..isa import Instruction
-from ..packet.net import AF_INET, AF_INET6, Network
+from ..packet.net import Network
 from ..packet.skbuff import ETH_HLEN, ETH_P_IP, ETH_P_IPV6, NET_IP_ALIGN, NET_SKB_PAD, SkBuff
 from ..packet.xdpbuff import XDP_PACKET_HEADROOM, XdpBuff
-from ..uapi import (BPF_F_TEST_RUN_ON_CPU, BPF_F_TEST_XDP_LIVE_FRAMES, AttachType as A,
+from ..uapi import (AF_INET, AF_INET6, BPF_F_TEST_RUN_ON_CPU, BPF_F_TEST_XDP_LIVE_FRAMES, AttachType as A,
                     ProgType as P)
 from ..vm.machine import Machine
 from ..vm.memory import SHARED, Region
