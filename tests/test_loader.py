@@ -263,3 +263,47 @@ def test_map_definition_errors_use_libbpf_words(tmp_path):
     data[i:i + 6] = b".mapz\0"
     with pytest.raises(ebee.LoadError, match="DATASEC '.maps' not found"):
         ebee.load(bytes(data))
+
+
+KFUNC_SRC = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+extern void *bpf_obj_new_impl(__u64 local_type_id, void *meta) __ksym;
+extern void bpf_obj_drop_impl(void *kptr, void *meta) __ksym;
+extern int bpf_no_such_kfunc(int x) __ksym __weak;
+extern const void bpf_prog_active __ksym __weak;
+struct node { __u64 v; };
+SEC("tc")
+int kf(struct __sk_buff *skb)
+{
+	struct node *n = bpf_obj_new_impl(bpf_core_type_id_local(struct node), 0);
+	if (n)
+		bpf_obj_drop_impl(n, 0);
+	if (bpf_no_such_kfunc)
+		return bpf_no_such_kfunc(1);
+	return &bpf_prog_active != 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_kfunc_and_ksym_externs(tmp_path, store):
+    import shutil
+    import subprocess
+    clang = shutil.which("clang-19")
+    if clang is None or not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        pytest.skip("needs clang-19 and libbpf headers")
+    src = tmp_path / "kf.c"
+    src.write_text(KFUNC_SRC.replace("bpf_core_type_id_local(struct node)",
+                                     "__builtin_btf_type_id(*(struct node *)0, 0)"))
+    r = subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
+                        "-c", str(src), "-o", str(tmp_path / "kf.o")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    obj = ebee.load(tmp_path / "kf.o", store=store)
+    from ebee.helpers.kfuncs import kfunc_id
+    calls = [i for i in obj.programs["kf"].insns if i.kind is Kind.CALL_KFUNC]
+    assert {i.imm for i in calls} == {kfunc_id("bpf_obj_new_impl"), kfunc_id("bpf_obj_drop_impl")}
+    # the unknown __weak kfunc is poisoned as libbpf does
+    assert any(i.kind is Kind.CALL and i.imm == 2002000000 for i in obj.programs["kf"].insns)
+    assert obj.spec.externs["bpf_no_such_kfunc"].resolved is False

@@ -610,10 +610,14 @@ def _patch(obj: Object, spec: ObjectSpec, p: ProgSpec, linked: Linked) -> None:
                 s[1] = (U.BPF_PSEUDO_MAP_VALUE << 4) | dst
                 s[3] = obj.maps[".kconfig"].id
                 slots[i + 1][3] = e.data_off
-            elif e.kind == "ksym_var" and e.resolved:
+            elif e.kind in ("ksym_var", "kfunc") and e.resolved:
+                # a typed kernel variable, or a kfunc's address (`if (bpf_kfunc)` tests)
                 s[1] = (U.BPF_PSEUDO_BTF_ID << 4) | dst
                 s[3] = e.value
                 slots[i + 1][3] = 0
+            elif e.kind == "kfunc":    # unresolved __weak kfunc: its address is NULL
+                s[1] = dst
+                s[3] = slots[i + 1][3] = 0
             else:   # typeless ksym: its address (0 for an unresolved weak one)
                 s[1] = dst
                 s[3] = e.value & 0xFFFFFFFF
