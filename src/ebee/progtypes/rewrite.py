@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 _MEM = (Kind.LDX, Kind.STX, Kind.ST, Kind.ATOMIC, Kind.LOAD_ACQ, Kind.STORE_REL)
 
 
+def _jt(i: Instruction) -> int | None:
+    t = i.jump_target
+    return t() if callable(t) else t
+
+
 def _base(i: Instruction) -> int:
     return i.src if i.kind in (Kind.LDX, Kind.LOAD_ACQ) else i.dst
 
@@ -36,13 +41,13 @@ def _targets(insns: list[Instruction], by_pc: dict[int, int]) -> dict[int, list[
         if i.kind is Kind.EXIT:
             pass
         elif i.kind is Kind.JA:
-            t = i.jump_target
+            t = _jt(i)
             if t in by_pc:
                 out.append(by_pc[t])
         elif i.kind in (Kind.JCC, Kind.JCOND):
             if nxt is not None:
                 out.append(nxt)
-            t = i.jump_target
+            t = _jt(i)
             if t in by_pc:
                 out.append(by_pc[t])
         elif nxt is not None:
@@ -86,11 +91,11 @@ def find_ctx_accesses(insns: list[Instruction]) -> dict[int, bool]:
         i = insns[k]
         out = _transfer(i, states[k])
         nexts = list(succ[k])
-        if i.kind is Kind.CALL_LOCAL and i.jump_target in by_pc:
+        if i.kind is Kind.CALL_LOCAL and _jt(i) in by_pc:
             # the callee starts with the caller's ctx-ness of r1-r5
             args = _State(frozenset(r for r in states[k].must if 1 <= r <= 5),
                           frozenset(r for r in states[k].may if 1 <= r <= 5))
-            t = by_pc[i.jump_target]
+            t = by_pc[_jt(i)]
             prev = states.get(t)
             new = args if prev is None else prev.join(args)
             if prev is None or new != prev:
@@ -204,7 +209,7 @@ def _relink(insns: list[Instruction], pieces: list[list[Instruction]]) -> list[I
 def _retarget(i: Instruction, here: int, new_pc: dict[int, int]) -> Instruction:
     k = i.kind
     if k in (Kind.JA, Kind.JCC, Kind.JCOND):
-        t = i.jump_target
+        t = _jt(i)
         if t in new_pc:
             delta = new_pc[t] - (here + 1)
             if k is Kind.JA and i.spec.is64 is False:     # gotol: offset in imm
