@@ -149,22 +149,42 @@ def strtoul(m, buf, buf_len, flags, res, _):
     return n
 
 
-@helper(FuncId.csum_diff, Ret.INTEGER, (Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO,
-                                       Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING))
-def csum_diff(m, frm, from_size, to, to_size, seed):
-    """x86-64 csum_partial over ~from followed by to: a 32-bit ones' complement sum."""
-    if (from_size | to_size) & 3 or from_size + to_size > 512:
-        return -E.EINVAL & M64
+def csum_partial(data: bytes, seed: int) -> int:
+    """x86-64 csum_partial(): 32-bit ones' complement sum of little-endian words."""
     s = seed & 0xFFFFFFFF
-    a = m.read(frm, from_size) if from_size else b""
-    b = m.read(to, to_size) if to_size else b""
-    for k in range(0, from_size, 4):
-        s += ~int.from_bytes(a[k:k + 4], "little") & 0xFFFFFFFF
-    for k in range(0, to_size, 4):
-        s += int.from_bytes(b[k:k + 4], "little")
+    for k in range(0, len(data) - 3, 4):
+        s += int.from_bytes(data[k:k + 4], "little")
     while s >> 32:
         s = (s & 0xFFFFFFFF) + (s >> 32)
     return s
+
+
+def _csum_add(a: int, b: int) -> int:
+    s = a + b
+    return (s & 0xFFFFFFFF) + (s >> 32)
+
+
+def _from32to16(x: int) -> int:
+    x = (x & 0xFFFF) + (x >> 16)
+    return (x & 0xFFFF) + (x >> 16)
+
+
+@helper(FuncId.csum_diff, Ret.INTEGER, (Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO,
+                                       Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING))
+def csum_diff(m, frm, from_size, to, to_size, seed):
+    """Linux 6.12+: the same 16-bit folded result on every architecture."""
+    if (from_size | to_size) & 3:
+        return -E.EINVAL & M64
+    a = m.read(frm, from_size) if from_size else b""
+    b = m.read(to, to_size) if to_size else b""
+    seed &= 0xFFFFFFFF
+    if not from_size:
+        ret = csum_partial(b, seed)
+    elif not to_size:
+        ret = ~csum_partial(a, ~seed & 0xFFFFFFFF) & 0xFFFFFFFF
+    else:
+        ret = _csum_add(csum_partial(b, seed), ~csum_partial(a, 0) & 0xFFFFFFFF)
+    return _from32to16(ret)
 
 
 @helper(FuncId.kptr_xchg, Ret.PTR_TO_BTF_ID_OR_NULL, (Arg.PTR_TO_KPTR, Arg.PTR_TO_BTF_ID_OR_NULL))

@@ -37,9 +37,9 @@ def resolve_ld_imm64(m, insn) -> int:
 
 
 def tail_call_target(m, map_ptr: int, index: int, pc: int):
-    """Linux's order: out-of-range index falls through without counting; otherwise the
-    call counts against MAX_TAIL_CALL_CNT before the slot is read, so a tail call
-    into an empty slot still uses up one of the 33 (the engine checks the limit)."""
+    """An out-of-range index or an empty slot falls through; only a tail call that
+    happens counts against MAX_TAIL_CALL_CNT (Linux 6.x: the interpreter and the x86
+    JIT increment the count only when the slot holds a program)."""
     from ..maps import by_addr
     from ..maps.array import ProgArrayMap
     mp = by_addr(map_ptr)
@@ -49,7 +49,6 @@ def tail_call_target(m, map_ptr: int, index: int, pc: int):
         return None
     prog = mp.slots[index]
     if prog is None:
-        m.tail_call_count += 1
         return None
     return list(prog.insns) if hasattr(prog, "insns") else prog
 
