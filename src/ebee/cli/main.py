@@ -14,11 +14,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+# With --kernel, these command groups work on the running kernel: cli/kernel_cmds.py
+# registers kernel versions of them instead (register_kernel).
+KERNEL_REPLACES = {"prog_cmds", "map_cmds", "btf_cmds"}
+
 # Subcommand modules, each with register(subparsers).  Add yours here.
-COMMAND_MODULES = ["asm_cmds", "btf_cmds", "prog_cmds", "map_cmds", "run_cmds"]
+COMMAND_MODULES = ["asm_cmds", "btf_cmds", "prog_cmds", "map_cmds", "run_cmds", "kernel_cmds"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _wants_kernel(argv: list[str] | None) -> bool:
+    """``--kernel`` given before the command name."""
+    for a in (sys.argv[1:] if argv is None else argv):
+        if a == "--kernel":
+            return True
+        if not a.startswith("-"):
+            return False
+    return False
+
+
+def build_parser(kernel: bool = False) -> argparse.ArgumentParser:
     import importlib
 
     p = _Parser(prog="ebee", description="eBPF, written in Python: assemble, verify, run and "
@@ -26,13 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"ebee {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    p.add_argument("--kernel", action="store_true",
+                   help="prog, map and btf work on the running kernel through bpf(2), "
+                        "like bpftool (needs CAP_BPF and CAP_PERFMON, or root)")
     for name in COMMAND_MODULES:
+        if kernel and name in KERNEL_REPLACES:
+            continue
         importlib.import_module(f"{__package__}.{name}").register(sub)
+    if kernel:
+        importlib.import_module(f"{__package__}.kernel_cmds").register_kernel(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(kernel=_wants_kernel(argv))
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
