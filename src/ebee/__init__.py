@@ -6,12 +6,14 @@ from .asm import assemble, disassemble
 from .errors import AsmError, BudgetExceeded, DecodeError, EbeeError, LoadError, MemoryFault, VMError
 from .isa import Instruction, decode, encode
 from .vm import Execution, Machine, run
+from .maps import Map, MapError, MapKeyError
 
 __version__ = "0.1.0"
 
 __all__ = ["AsmError", "BudgetExceeded", "DecodeError", "EbeeError", "Execution", "Instruction",
            "Machine", "MemoryFault", "VMError", "assemble", "decode", "disassemble", "encode", "run",
            "uapi", "__version__"]
+__all__ += ["Map", "MapError", "MapKeyError"]
 __all__ += ["LoadError", "Object", "Program", "get_pinned", "load", "open_object", "pin", "unpin"]
 
 # The loader pulls in pyelftools and BTF: imported on first use.
