@@ -60,3 +60,28 @@ def llvm_objdump() -> str:
         if path:
             return path
     pytest.skip("llvm-objdump not installed")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernel_leftovers(tmp_path_factory):
+    """Session check: nothing the suite attached or pinned in the kernel is left behind.
+
+    Links and pins made through ebee.kernel -- in this process or in the CLI
+    subprocesses tests start -- are recorded in a ledger (EBEE_KERNEL_LEDGER);
+    at the end every one of them must be gone, whatever else the machine runs.
+    """
+    from ebee.kernel.ledger import LEDGER_ENV
+    path = tmp_path_factory.mktemp("kernel-ledger") / "ledger.jsonl"
+    old = os.environ.get(LEDGER_ENV)
+    os.environ[LEDGER_ENV] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop(LEDGER_ENV, None)
+    else:
+        os.environ[LEDGER_ENV] = old
+    import gc
+    gc.collect()
+    from ebee.kernel.ledger import leftovers
+    from ebee.kernel.links import live_attachments
+    left = [f"{a!r} is still attached" for a in live_attachments()] + leftovers(str(path))
+    assert not left, "the test suite left kernel objects behind: " + "; ".join(left)

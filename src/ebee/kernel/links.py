@@ -78,6 +78,7 @@ class Link(Attachment, FdObject):
         self.owned = owned
         if owned:
             Attachment.__init__(self, program, target)
+            _record_link(fd, target)
         else:   # opened by id or pin: detached only when asked, never at exit or by GC
             self.program, self.target, self.attached = program, target, True
             self._pid = os.getpid()
@@ -199,6 +200,16 @@ class CallbackAttachment(Attachment):
         undo, self._undo = self._undo, None
         if undo is not None:
             undo()
+
+
+def _record_link(fd: int, target: str) -> None:
+    from . import ledger
+    if os.environ.get(ledger.LEDGER_ENV):
+        from .info import link_info
+        try:
+            ledger.record("link", id=link_info(fd).id, target=target)
+        except OSError:
+            pass
 
 
 # --- the registry of live attachments, and the exit hooks ---------------------------------

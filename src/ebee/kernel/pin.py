@@ -21,6 +21,8 @@ def obj_pin(fd: int, path: str | os.PathLike, *, mount: bool | None = None) -> P
         bpf(Cmd.OBJ_PIN, ObjAttr(pathname=addr(name), bpf_fd=fd))
     except OSError as e:
         raise OSError(e.errno, f"pin {path}: {os.strerror(e.errno)}") from None
+    from .ledger import record
+    record("pin", path=str(path))
     return path
 
 
