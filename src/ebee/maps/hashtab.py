@@ -404,6 +404,7 @@ class HashMap(Map):
 
     def _sync_count(self) -> None:
         _U32.pack_into(self.c, 4, self.count)
+        _U32.pack_into(self.c, 28, self.free_head)
 
     def _sys_delete(self, key: bytes) -> None:
         err = self._delete(key)
