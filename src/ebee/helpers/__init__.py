@@ -6,5 +6,8 @@ from . import base  # noqa: F401  (registers implementations)
 from . import calls, events, maps, mem, printk, task  # noqa: F401  (maps, helpers, kfuncs: issue 3)
 from . import kfuncs  # noqa: F401
 from . import packet, skb, xdp  # noqa: F401  (packet helpers: issue 5)
+from .registry import derive_prog_types
+
+derive_prog_types()
 
 __all__ = ["Arg", "Ret", "REGISTRY", "Helper", "get", "helper", "helper_id", "helper_name"]

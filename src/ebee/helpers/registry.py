@@ -64,3 +64,21 @@ def helper_id(name: str) -> int | None:
 
 def get(fid: int) -> Helper | None:
     return REGISTRY.get(fid)
+
+
+def derive_prog_types() -> None:
+    """Fill in ``prog_types`` of helpers that left it open from Linux's own answer:
+    the per-program-type helper sets generated from the running kernel
+    (``ebee.progtypes.func_protos``, see tools/gen_func_protos.py)."""
+    import dataclasses
+    try:
+        from ..progtypes.func_protos import FUNC_PROTOS
+    except ImportError:      # pragma: no cover - program types not installed
+        return
+    allowed: dict[int, set[ProgType]] = {}
+    for (pt, _), fids in FUNC_PROTOS.items():
+        for f in fids:
+            allowed.setdefault(int(f), set()).add(pt)
+    for fid, h in list(REGISTRY.items()):
+        if h.prog_types is None and fid in allowed:
+            REGISTRY[fid] = dataclasses.replace(h, prog_types=frozenset(allowed[fid]))
