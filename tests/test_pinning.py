@@ -185,7 +185,7 @@ def test_map_cli_round_trip(db):
     assert run("update", "/sys/fs/bpf/pb", "key", "6", "0", "0", "0", "value", "hex",
                "0a00000000000000").returncode == 0
     r = run("lookup", "/sys/fs/bpf/pb", "key", "6", "0", "0", "0")
-    assert r.stdout == "key: 06 00 00 00  value: 0a 00 00 00 00 00 00 00\n"
+    assert r.stdout == '{\n    "key": 6,\n    "value": 10\n}\n'      # BTF-formatted
     r = run("dump", "/sys/fs/bpf/pb", "--json")
     assert len(json.loads(r.stdout)) == 256          # arrays have every element
     r = run("show", "--json")
@@ -194,3 +194,43 @@ def test_map_cli_round_trip(db):
     assert r.returncode == 2 and r.stderr.startswith("error: update failed")
     r = run("delete", "/sys/fs/bpf/nope", "key", "0")
     assert r.returncode == 2 and "No such file" in r.stderr
+
+
+def test_loadall_pinmaps_refuses_a_second_pin_path(db):
+    env = dict(os.environ, EBEE_PIN_STORE=str(db))
+    r = subprocess.run([sys.executable, "-m", "ebee", "prog", "loadall", str(EX / "xdp_firewall.o"),
+                        "/sys/fs/bpf/fw", "--pinmaps", "/sys/fs/bpf/fw/maps"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr == ("error: map 'blocklist' already has pin path '/sys/fs/bpf/blocklist' "
+                        "different from '/sys/fs/bpf/fw/maps/blocklist'\n")
+
+
+def test_map_dump_matches_bpftool(kernel, db, tmp_path):
+    """The same map, the same update, in the kernel (bpftool) and in ebee: same dump text."""
+    import shutil
+    bpftool = shutil.which("bpftool")
+    if bpftool is None or not os.path.ismount("/sys/fs/bpf"):
+        pytest.skip("needs bpftool and a mounted bpffs")
+    pin = Path("/sys/fs/bpf") / f"ebee_dump_{os.getpid()}"
+    env = dict(os.environ, EBEE_PIN_STORE=str(db))
+    try:
+        r = subprocess.run([bpftool, "prog", "loadall", str(EX / "socket_bytes.o"), str(pin),
+                            "pinmaps", str(pin / "maps")], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"kernel refused socket_bytes.o: {r.stderr[-200:]}")
+        upd = ["key", "6", "0", "0", "0", "value", "0x2a", "0", "0", "0", "0", "0", "0", "0"]
+        subprocess.run([bpftool, "map", "update", "pinned", str(pin / "maps" / "proto_bytes")] +
+                       upd, check=True)
+        theirs = subprocess.run([bpftool, "map", "lookup", "pinned",
+                                 str(pin / "maps" / "proto_bytes"), "key", "6", "0", "0", "0"],
+                                capture_output=True, text=True).stdout
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+    cli = [sys.executable, "-m", "ebee", "map"]
+    subprocess.run(cli + ["pin", str(EX / "socket_bytes.o"), "proto_bytes", "/sys/fs/bpf/pb"],
+                   env=env, check=True)
+    subprocess.run(cli + ["update", "/sys/fs/bpf/pb"] + upd, env=env, check=True)
+    mine = subprocess.run(cli + ["lookup", "/sys/fs/bpf/pb", "key", "6", "0", "0", "0"], env=env,
+                          capture_output=True, text=True).stdout
+    assert mine == theirs and '"value": 42' in mine

@@ -164,12 +164,47 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _formatted(m, k: bytes, v: bytes) -> dict | None:
+    """The element as BTF says (bpftool's "formatted"), or None without BTF."""
+    btf = getattr(m, "btf", None)
+    if btf is None or not m.btf_value_type_id:
+        return None
+    key = btf.format_value(m.btf_key_type_id, k, json=True) if m.btf_key_type_id else \
+        int.from_bytes(k, "little")
+    if getattr(m, "percpu", False):
+        vs = m.value_size
+        val = [{"cpu": c, "value": btf.format_value(m.btf_value_type_id, v[c * vs:(c + 1) * vs],
+                                                    json=True)} for c in range(len(v) // vs)]
+        return {"key": key, "values": val}
+    return {"key": key, "value": btf.format_value(m.btf_value_type_id, v, json=True)}
+
+
+def _btf_plain(items: list[dict]) -> str:
+    """bpftool's plain output for maps with BTF: a pretty JSON list, elements indented."""
+    import json
+    parts = []
+    for it in items:
+        body = json.dumps(it, indent=4).splitlines()
+        parts.append("\n".join([body[0]] + ["    " + x for x in body[1:]]))
+    return "[" + ",".join(parts) + "\n]"
+
+
 def cmd_dump(args) -> int:
     from ..fs.store import _elements
     st, m = _open_map(args)
     elems = list(_fs_call(lambda: list(_elements(m))))
+    fmt = [_formatted(m, k, v) for k, v in elems]
     if args.json:
-        print_json([{"key": _json_bytes(k), "value": _json_bytes(v)} for k, v in elems])
+        out = []
+        for (k, v), f in zip(elems, fmt):
+            d = {"key": _json_bytes(k), "value": _json_bytes(v)}
+            if f is not None:
+                d["formatted"] = f
+            out.append(d)
+        print_json(out)
+        return 0
+    if elems and fmt[0] is not None:
+        print(_btf_plain(fmt))
         return 0
     for k, v in elems:
         print_entry(m, k, v)
@@ -185,8 +220,15 @@ def cmd_lookup(args) -> int:
         v = _raw_value(m, m.lookup(key))
     except (MapError, KeyError, ValueError) as e:
         raise UsageError(f"error: lookup failed: {getattr(e, 'strerror', None) or e}") from None
+    f = _formatted(m, key, v)
     if args.json:
-        print_json({"key": _json_bytes(key), "value": _json_bytes(v)})
+        d = {"key": _json_bytes(key), "value": _json_bytes(v)}
+        if f is not None:
+            d["formatted"] = f
+        print_json(d)
+    elif f is not None:
+        import json
+        print(json.dumps(f, indent=4))
     else:
         print_entry(m, key, v)
     return 0

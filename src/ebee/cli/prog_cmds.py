@@ -107,10 +107,14 @@ def cmd_load(args) -> int:
 
 
 def _pin_maps(obj, directory: str, st) -> None:
+    d = directory.rstrip("/")
+    for name, have in obj.pinned.items():       # libbpf refuses to pin a map twice
+        if have != f"{d}/{name}":
+            raise UsageError(f"error: map '{name}' already has pin path '{have}' different "
+                             f"from '{d}/{name}'")
     for name, m in obj.maps.items():
-        if name in obj.pinned:
-            continue
-        _fs_call(st.pin_map, f"{directory.rstrip('/')}/{name}", m)
+        if name not in obj.pinned:
+            _fs_call(st.pin_map, f"{d}/{name}", m)
 
 
 def cmd_loadall(args) -> int:

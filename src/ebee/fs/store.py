@@ -61,6 +61,12 @@ CREATE TABLE IF NOT EXISTS map_elems (
     value BLOB NOT NULL,
     PRIMARY KEY (path, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS map_btf (
+    path          TEXT PRIMARY KEY,
+    btf           BLOB NOT NULL,    -- the raw BTF the map was created with
+    key_type_id   INTEGER NOT NULL,
+    value_type_id INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS prog_objects (
     path   TEXT PRIMARY KEY,
     object BLOB NOT NULL
@@ -184,6 +190,10 @@ class PinStore:
                 raise PinError(17, f"{p}: File exists")
             db.execute("INSERT INTO pins VALUES (?, 'map', ?, ?)",
                        (p, json.dumps(_meta_of(m)), time.time()))
+            btf = getattr(m, "btf", None)
+            if btf is not None and (m.btf_key_type_id or m.btf_value_type_id):
+                db.execute("INSERT INTO map_btf VALUES (?, ?, ?, ?)",
+                           (p, btf.data, m.btf_key_type_id, m.btf_value_type_id))
             elems = {} if empty else dict(_elements(m))
             db.executemany("INSERT INTO map_elems VALUES (?, ?, ?)",
                            [(p, k, v) for k, v in elems.items()])
@@ -203,9 +213,16 @@ class PinStore:
 
     def _open_map(self, p: str, meta: dict):
         from ..object import _map_class
+        btf_kw = {}
+        row = self.db.execute("SELECT btf, key_type_id, value_type_id FROM map_btf WHERE path=?",
+                              (p,)).fetchone()
+        if row is not None:
+            from ..btf import BTF
+            btf_kw = {"btf": BTF.from_bytes(bytes(row[0])), "btf_key_type_id": row[1],
+                      "btf_value_type_id": row[2]}
         m = _map_class()(U.MapType(meta["type"]), meta["key_size"], meta["value_size"],
-                meta["max_entries"], meta["flags"], map_extra=meta.get("map_extra", 0),
-                name=meta.get("name", ""), numa_node=meta.get("numa_node", 0))
+                         meta["max_entries"], meta["flags"], map_extra=meta.get("map_extra", 0),
+                         name=meta.get("name", ""), numa_node=meta.get("numa_node", 0), **btf_kw)
         elems = {bytes(k): bytes(v) for k, v in self.db.execute(
             "SELECT key, value FROM map_elems WHERE path=?", (p,))}
         for k, v in elems.items():
@@ -320,6 +337,7 @@ class PinStore:
                 raise PinError(2, f"{p}: No such file or directory")
             db.execute("DELETE FROM pins WHERE path=?", (p,))
             db.execute("DELETE FROM map_elems WHERE path=?", (p,))
+            db.execute("DELETE FROM map_btf WHERE path=?", (p,))
             db.execute("DELETE FROM prog_objects WHERE path=?", (p,))
         self._live.pop(p, None)
         self._synced.pop(p, None)
