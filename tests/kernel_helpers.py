@@ -1,0 +1,126 @@
+"""Shared pieces of the kernel-backend tests: packets, a veth pair in a netns, bpffs dirs."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "c"
+SRC_MAC, DST_MAC = b"\x02\x00\x00\x00\x00\x01", b"\x02\x00\x00\x00\x00\x02"
+
+
+def ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
+                       socket.inet_aton(src), socket.inet_aton(dst)) + payload
+
+
+def udp_frame(src="10.0.0.1", dst="10.0.0.2", sport=1234, dport=80, payload=b"x" * 18,
+              proto=socket.IPPROTO_UDP, dst_mac=DST_MAC, src_mac=SRC_MAC) -> bytes:
+    l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return dst_mac + src_mac + b"\x08\x00" + ipv4(src, dst, proto, l4)
+
+
+def need_ip() -> str:
+    ip = shutil.which("ip")
+    if ip is None:
+        pytest.skip("iproute2 (ip) is not installed (.ci/run installs it)")
+    return ip
+
+
+@contextlib.contextmanager
+def veth_netns():
+    """A fresh network namespace holding a veth pair v0 <-> v1, both up; always deleted."""
+    ip = need_ip()
+    ns = f"ebee-t{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    r = subprocess.run([ip, "netns", "add", ns], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot create a network namespace: {r.stderr.strip()}")
+    try:
+        for cmd in (["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+                    ["link", "set", "v0", "up"], ["link", "set", "v1", "up"]):
+            subprocess.run([ip, "-n", ns, *cmd], check=True, capture_output=True)
+        yield ns
+    finally:
+        subprocess.run([ip, "netns", "del", ns], capture_output=True)
+
+
+def send_frames(ns: str, ifname: str, frames: list[bytes]) -> None:
+    """Transmit raw frames on an interface (ENOBUFS, a frame dropped on egress, is fine)."""
+    import errno
+    from ebee.kernel import netns
+    with netns.enter(ns):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        try:
+            s.bind((ifname, 0))
+            for f in frames:
+                try:
+                    s.send(f)
+                except OSError as e:
+                    if e.errno != errno.ENOBUFS:
+                        raise
+        finally:
+            s.close()
+
+
+class Sniffer:
+    """IPv4 frames from SRC_MAC arriving on an interface (after XDP/tc ran on them)."""
+
+    def __init__(self, ns: str, ifname: str):
+        from ebee.kernel import netns
+        with netns.enter(ns):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+            self.sock.bind((ifname, 0))
+        self.sock.setblocking(False)
+
+    def frames(self) -> list[bytes]:
+        import time
+        out = []
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            if data[6:12] == SRC_MAC and addr[2] != socket.PACKET_OUTGOING:
+                out.append(data)
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def bpffs_dir():
+    """A directory of our own on the bpffs, removed with everything pinned in it."""
+    from ebee.kernel.fs import ensure_bpffs
+    try:
+        root = ensure_bpffs("/sys/fs/bpf")
+    except OSError as e:
+        pytest.skip(f"no bpf filesystem: {e.strerror}")
+    d = root / f"ebee-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    d.mkdir()
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run_as_nobody(argv: list[str]) -> subprocess.CompletedProcess:
+    """Run a command without privileges (uid 65534, no capabilities)."""
+    def drop():
+        os.setgid(65534)
+        os.setgroups([])
+        os.setuid(65534)
+    env = dict(os.environ)
+    env.pop("EBEE_KERNEL_LEDGER", None)
+    return subprocess.run(argv, capture_output=True, text=True, preexec_fn=drop, env=env,
+                          timeout=60)
