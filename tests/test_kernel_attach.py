@@ -397,6 +397,7 @@ def test_exit_detaches_netlink_xdp(kernel, how):
                                 stderr=subprocess.PIPE, text=True)
         word, prog_id = proc.stdout.readline().split()
         assert word == "attached" and int(prog_id) != 0
+        if how != "exit":
             proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGTERM)
         proc.wait(timeout=20)
         with netns.enter(ns):
