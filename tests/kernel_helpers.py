@@ -114,13 +114,30 @@ def bpffs_dir():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def run_as_nobody(argv: list[str]) -> subprocess.CompletedProcess:
-    """Run a command without privileges (uid 65534, no capabilities)."""
-    def drop():
-        os.setgid(65534)
-        os.setgroups([])
-        os.setuid(65534)
-    env = dict(os.environ)
-    env.pop("EBEE_KERNEL_LEDGER", None)
-    return subprocess.run(argv, capture_output=True, text=True, preexec_fn=drop, env=env,
-                          timeout=60)
+def run_unprivileged(fn) -> str:
+    """``fn()`` in a forked child running as uid/gid 65534 with no capabilities; returns
+    the string it returns (or the child's exception).  Everything fn needs must already
+    be imported: the child may not be able to read root's Python installation."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # child
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            out = str(fn())
+        except BaseException as e:                 # noqa: BLE001 - reported to the parent
+            out = f"exception: {e!r}"
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    chunks = []
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode()

@@ -12,7 +12,7 @@ from typing import Sequence
 from ..isa import Instruction, encode
 from ..uapi import AttachType, Cmd, ProgType
 from .attrs import ProgLoadAttr, TestRunAttr
-from .syscall import FdObject, addr, bpf, cbuf
+from .syscall import PRIVILEGE_HINT, FdObject, addr, bpf, cbuf, privileged
 
 LOG_SIZE = 1 << 20          # first verifier-log buffer; grown on ENOSPC
 LOG_SIZE_MAX = 1 << 30
@@ -27,6 +27,8 @@ class KernelLoadError(OSError):
         last = next((ln for ln in reversed(log.splitlines()) if ln.strip()
                      and not ln.startswith(("processed ", "verification time", "stack depth"))), "")
         msg = f"{os.strerror(errno_)}: {last}" if last else os.strerror(errno_)
+        if errno_ == errno.EPERM and not privileged():
+            msg += f" ({PRIVILEGE_HINT})"
         super().__init__(errno_, f"{what}: {msg}" if what else msg)
 
 
