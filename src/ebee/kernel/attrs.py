@@ -256,6 +256,10 @@ class _LinkXdp(Attr):
     _fields_ = [("ifindex", c_u32)]
 
 
+class _LinkStructOps(Attr):
+    _fields_ = [("map_id", c_u32)]
+
+
 class _LinkMap(Attr):
     _fields_ = [("map_id", c_u32), ("attach_type", c_u32)]
 
@@ -301,7 +305,7 @@ class _LinkPerfEvent(Attr):
 class _LinkInfoUnion(ctypes.Union):
     _fields_ = [
         ("raw_tracepoint", _LinkRawTp), ("tracing", _LinkTracing), ("cgroup", _LinkCgroup),
-        ("netns", _LinkNetns), ("xdp", _LinkXdp), ("struct_ops", _LinkMap),
+        ("netns", _LinkNetns), ("xdp", _LinkXdp), ("struct_ops", _LinkStructOps),
         ("netfilter", _Netfilter), ("kprobe_multi", _LinkKprobeMulti),
         ("uprobe_multi", _LinkUprobeMulti), ("perf_event", _LinkPerfEvent),
         ("tcx", _LinkIfindex), ("netkit", _LinkIfindex), ("sockmap", _LinkMap),
