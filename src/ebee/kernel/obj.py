@@ -115,6 +115,11 @@ def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
                 m.close()
             except Exception:
                 pass
+        for path in _new_pins(made):     # as libbpf: a failed load unpins what it pinned
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         raise
     for w in warn:
         warnings.warn(w, stacklevel=3)
@@ -178,8 +183,13 @@ def _create_maps(obj, spec, kbtf, pin_root, warn, made):
             ensure_bpffs(os.path.dirname(path))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             h.pin(path)
+            h.new_pin = path
             pinned[name] = path
     return maps, pinned, reused
+
+
+def _new_pins(made) -> list[str]:
+    return [m.new_pin for m in made if getattr(m, "new_pin", None)]
 
 
 def _raw_value0(user_map) -> bytes:
