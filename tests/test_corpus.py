@@ -139,8 +139,11 @@ def test_cli_reports_one_line_exit_2():
 
 # ---------------------------------------------------------------------------------- fuzzing
 
-_SEEDS = [(EXAMPLES / n).read_bytes() for n in ("bpf2bpf.o", "globals.o", "tail_calls.o")
-          if (EXAMPLES / n).exists()]
+_SEEDS = [p.read_bytes() for p in (EXAMPLES / "bpf2bpf.o", EXAMPLES / "globals.o",
+                                    EXAMPLES / "tail_calls.o", EXAMPLES / "core_task.o",
+                                    CORPUS / "linux" / "sockex3_kern.o",
+                                    CORPUS / "linux" / "test_map_in_map_kern.o")
+          if p.exists()]
 
 
 def _load_mutant(data: bytes, tmp_path) -> None:
@@ -154,7 +157,7 @@ def _load_mutant(data: bytes, tmp_path) -> None:
 
 @settings(max_examples=int(os.environ.get("EBEE_FUZZ_EXAMPLES", "150")), deadline=5000,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(seed=st.integers(0, 2), cut=st.integers(0, 1 << 20))
+@given(seed=st.integers(0, 5), cut=st.integers(0, 1 << 20))
 def test_truncated_objects(seed, cut, tmp_path):
     data = _SEEDS[seed % len(_SEEDS)]
     _load_mutant(data[:cut % len(data)], tmp_path)
@@ -162,7 +165,7 @@ def test_truncated_objects(seed, cut, tmp_path):
 
 @settings(max_examples=int(os.environ.get("EBEE_FUZZ_EXAMPLES", "150")), deadline=5000,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(seed=st.integers(0, 2),
+@given(seed=st.integers(0, 5),
        edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1,
                       max_size=8))
 def test_mutated_objects(seed, edits, tmp_path):

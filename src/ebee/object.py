@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
@@ -340,6 +341,9 @@ def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
         raise e.with_file(path) from None
     except RecursionError:
         raise LoadError("object structure is nested too deeply", file=path) from None
+    except (ValueError, KeyError, IndexError, struct.error, OverflowError) as e:
+        # malformed BTF or relocations that slipped past the checks: still one line
+        raise LoadError(f"malformed object: {type(e).__name__}: {e}", file=path) from None
 
 
 def _load(spec: ObjectSpec, *, btf_custom_path, kconfig, pin_root, prog_type, store) -> Object:

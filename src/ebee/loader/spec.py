@@ -85,6 +85,8 @@ def open_object(data: bytes, path: str = "<bytes>") -> ObjectSpec:
         raise e.with_file(path) from None
     except RecursionError:
         raise LoadError("object structure is nested too deeply", file=path) from None
+    except (ValueError, KeyError, IndexError, struct.error, OverflowError) as e:
+        raise LoadError(f"malformed object: {type(e).__name__}: {e}", file=path) from None
 
 
 def _open(data: bytes, path: str) -> ObjectSpec:
