@@ -72,6 +72,8 @@ def register_kernel(sub) -> None:
         q.add_argument("path")
         q.add_argument("--type", help="program type for sections libbpf does not know")
         q.add_argument("--pinmaps", metavar="DIR", help="also pin the object's maps under DIR")
+        q.add_argument("--pin-root", metavar="DIR", help="where maps marked LIBBPF_PIN_BY_NAME "
+                                                         "are pinned (default /sys/fs/bpf)")
         q.add_argument("-d", "--debug", action="store_true", help="print the verifier log")
         q.set_defaults(func=cmd_prog_load, all=name == "loadall")
     q = ps.add_parser("dump", help="dump xlated|jited PROG [opcodes] [linum]")
@@ -364,7 +366,7 @@ def cmd_prog_load(args) -> int:
     obj = load_object(args.obj, prog_type=args.type)
     if not obj.programs:
         raise UsageError(f"error: {args.obj}: object has no programs")
-    kobj = obj.load_kernel(log_level=1 if args.debug else 0)
+    kobj = obj.load_kernel(log_level=1 if args.debug else 0, pin_root=args.pin_root)
     try:
         if args.debug:
             for p in kobj.programs.values():

@@ -29,7 +29,8 @@ _FD_VALUES = {MapType.PROG_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS,
 
 
 def _oserror(e: OSError):
-    return map_error(e.errno, e.strerror.split(": ", 1)[-1] if e.strerror else None)
+    from .syscall import PRIVILEGE_HINT
+    return map_error(e.errno, PRIVILEGE_HINT if PRIVILEGE_HINT in (e.strerror or "") else None)
 
 
 class KernelMapHandle(Map):
