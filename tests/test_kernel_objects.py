@@ -185,3 +185,68 @@ def test_kernel_program_handles(kernel):
         assert r.retval == 2 and r.prog_type == ProgType.XDP and r.verdict == "XDP_PASS"
         with pytest.raises(ValueError):
             prog.run(udp_frame(), engine="jit")
+
+
+MIM_C = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+struct inner { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1);
+               __type(key, __u32); __type(value, __u32); } inner_a SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct inner);
+} outer SEC(".maps") = { .values = { [1] = &inner_a } };
+
+struct foo { int a; int b; };
+extern void *bpf_obj_new_impl(__u64 local_type_id, void *meta) __ksym;
+extern void bpf_obj_drop_impl(void *kptr, void *meta) __ksym;
+
+SEC("xdp")
+int mim(struct xdp_md *ctx)
+{
+	__u32 k = 1, z = 0, *v;
+	void *m = bpf_map_lookup_elem(&outer, &k);
+	struct foo *f;
+	int r;
+
+	if (!m)
+		return 10;
+	v = bpf_map_lookup_elem(m, &z);
+	if (!v)
+		return 11;
+	f = bpf_obj_new_impl(bpf_core_type_id_local(struct foo), NULL);
+	if (!f)
+		return 12;
+	f->a = *v;
+	r = f->a + 100;
+	bpf_obj_drop_impl(f, NULL);
+	return r;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_map_in_map_values_and_kfuncs(kernel, tmp_path):
+    """An outer map whose slot 1 holds inner_a (libbpf's `values`), and kfunc calls
+    (bpf_obj_new/drop) resolved against vmlinux BTF, with a CO-RE local type id."""
+    import shutil as _sh
+    import subprocess as _sp
+    clang = _sh.which("clang-19") or _sh.which("clang")
+    if clang is None or not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        pytest.skip("clang or libbpf's headers (libbpf-dev) are not installed")
+    src, obj_path = tmp_path / "mim.c", tmp_path / "mim.o"
+    src.write_text(MIM_C)
+    multiarch = _sp.run(["gcc", "-print-multiarch"], capture_output=True, text=True).stdout.strip() \
+        if _sh.which("gcc") else "x86_64-linux-gnu"
+    _sp.run([clang, "-O2", "-g", "-target", "bpf", f"-I/usr/include/{multiarch or 'x86_64-linux-gnu'}",
+             "-c", str(src), "-o", str(obj_path)], check=True)
+    with ebee.load(obj_path) as obj, obj.load_kernel() as k:
+        assert k.maps["outer"].type == MapType.ARRAY_OF_MAPS
+        inner_id = k.maps["inner_a"].id
+        assert int.from_bytes(k.maps["outer"][1], "little") == inner_id   # kernel returns ids
+        k.maps["inner_a"][0] = 7
+        assert k.programs["mim"].run(bytes(64)).retval == 107
