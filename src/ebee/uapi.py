@@ -132,6 +132,11 @@ SO_DETACH_BPF = 27
 ETH_P_ALL = 0x0003
 # --- namespaces (include/uapi/linux/sched.h) ---
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+# --- mounts (include/uapi/linux/mount.h, sys/mount.h) ---
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 # --- netlink (include/uapi/linux/netlink.h, rtnetlink.h) ---
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
