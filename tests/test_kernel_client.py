@@ -336,3 +336,54 @@ def test_mmapable_array(kernel):
         with m.mmap() as view:
             view[8:16] = (42).to_bytes(8, "little")
         assert m[1] == (42).to_bytes(8, "little")
+
+
+def test_missing_tracefs_and_bpffs_are_mounted_or_explained(kernel):
+    """In a private mount namespace without tracefs and bpffs: with mounting forbidden the
+    error says what to run; allowed, ebee mounts them (the host's mounts are untouched)."""
+    import ctypes
+    from ebee.kernel import fs
+    from ebee.kernel.syscall import libc
+    from ebee.uapi import CLONE_NEWNS, MNT_DETACH, MS_PRIVATE, MS_REC
+
+    def in_child():
+        c = libc()
+        if c.unshare(CLONE_NEWNS) != 0 or \
+                c.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+            return f"setup failed: {os.strerror(ctypes.get_errno())}"
+        for mnt, typ in fs.mounts():
+            if typ in ("tracefs", "bpf"):
+                c.umount2(mnt.encode(), MNT_DETACH)
+        out = []
+        for what, call in (("trace", lambda m: fs.tracefs(mount=m)),
+                           ("bpf", lambda m: fs.ensure_bpffs("/sys/fs/bpf/x", mount=m))):
+            try:
+                call(False)
+                out.append(f"{what}: no error")
+            except fs.MountError as e:
+                out.append(f"{what}: {e.strerror}")
+            out.append(f"{what}: mounted {call(None)}")
+        out.append("trace_pipe" if (fs.tracefs() / "trace_pipe").exists() else "no trace_pipe")
+        return "\n".join(out)
+
+    pid_r, pid_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            res = in_child()
+        except BaseException as e:      # noqa: BLE001
+            res = f"exception {e!r}"
+        os.write(pid_w, res.encode())
+        os._exit(0)
+    os.close(pid_w)
+    out = os.read(pid_r, 65536).decode()
+    os.close(pid_r)
+    os.waitpid(pid, 0)
+    lines = out.splitlines()
+    assert lines[0] == "trace: tracefs is not mounted; run 'mount -t tracefs tracefs " \
+                       "/sys/kernel/tracing' (or allow ebee to, without EBEE_NO_MOUNT)", out
+    assert lines[1] == "trace: mounted /sys/kernel/tracing"
+    assert lines[2].startswith("bpf: /sys/fs/bpf/x: no bpf filesystem is mounted; run "
+                               "'mount -t bpf bpf /sys/fs/bpf'")
+    assert lines[3] == "bpf: mounted /sys/fs/bpf/x" and lines[4] == "trace_pipe"
+    assert fs.fs_type("/sys/fs/bpf") == "bpf"          # ours are still there

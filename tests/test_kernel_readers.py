@@ -5,6 +5,7 @@ the same ``poll``/``consume``/``read``/iteration API and the same records.
 """
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import time
@@ -154,3 +155,36 @@ def test_trace_line_parsing():
     t = parse_line("          <idle>-0       (-------) [000] ..s2. 7.1: bpf_trace_printk: y")
     assert (t.task, t.pid, t.cpu, t.message) == ("<idle>", 0, 0, "y")
     assert parse_line("garbage").message == "garbage"
+
+
+def _exec_events(reader, expect_pid=None) -> list[tuple[int, bytes]]:
+    """Consumer code written once for both backends: (pid, comm) of each exec event."""
+    out = []
+    for rec in iter(lambda: reader.read(1.0), None):
+        pid = struct.unpack_from("I", rec.data)[0]
+        out.append((pid, rec.data[16:].rstrip(b"\0")))
+        if expect_pid is None or pid == expect_pid:
+            break
+    return out
+
+
+@pytest.mark.parametrize("backend", ["user", "kernel"])
+def test_one_consumer_for_both_backends(kernel, backend):
+    """ringbuf_events.o's events read by the same code from ebee's runtime (a synthetic
+    tracepoint event) and from the kernel (a real exec)."""
+    from ebee.progtypes.testrun import run_event
+    with ebee.load(EXAMPLES / "ringbuf_events.o") as obj:
+        if backend == "user":
+            with obj.maps["events"].reader() as r:
+                assert isinstance(r, EventReader)
+                run_event(obj.programs["on_exec"], bytes(64))
+                events = _exec_events(r)
+            assert len(events) == 1 and events[0][0] == os.getpid()
+            return
+        with obj.load_kernel() as k, k.programs["on_exec"].attach(), \
+                k.maps["events"].reader() as r:
+            assert isinstance(r, EventReader)
+            child = subprocess.Popen(["true"])
+            child.wait()
+            events = _exec_events(r, child.pid)
+        assert (child.pid, b"true") in events
