@@ -497,9 +497,11 @@ def _jited_lines(p, *, opcodes: bool) -> list[str]:
         raise KernelCmdError("no JIT image (the program is interpreted, or "
                              "kernel.kptr_restrict hides it)")
     tag = p.tag
+    names = dict(_kallsyms()[1]) if len(img.ksyms) > 1 else {}
     out = []
     for n, (addr, code) in enumerate(img.functions()):
-        name = f"bpf_prog_{tag}_{p.name}" if n == 0 else f"bpf_prog_{tag}_F"
+        # subprograms have their own kernel symbols (bpf_prog_<tag>_<func>)
+        name = names.get(addr) or (f"bpf_prog_{tag}_{p.name}" if n == 0 else f"bpf_prog_{n}")
         out.append(f"{name}:")
         for off, size, text in _disasm_x86(code, addr):
             out.append(f"{off:4x}:\t{text}")
