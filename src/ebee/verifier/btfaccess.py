@@ -1,0 +1,100 @@
+"""Accesses through PTR_TO_BTF_ID (kernel objects) and CONST_PTR_TO_MAP.
+
+Reading a kernel structure field through a BTF pointer is allowed by field
+(btf_struct_access): the result is a scalar, or another BTF pointer for
+pointer members.  Programs here use it for tracing contexts; the layout
+comes from the kernel's BTF.
+"""
+from __future__ import annotations
+
+from .env import Env
+from .errors import EACCES
+from .types import (MEM_RDONLY, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED, PTR_UNTRUSTED,
+                    SCALAR_VALUE, reg_type_str)
+
+BPF_WRITE = 2
+
+
+def _vmlinux():
+    from ..btf import BTF
+    return BTF.load_vmlinux()
+
+
+def check_ptr_to_btf_access(env: Env, regs, regno: int, off: int, size: int, t: int,
+                            value_regno: int) -> None:
+    reg = regs[regno]
+    btf = reg.btf or _vmlinux()
+    try:
+        struct = btf.resolve(reg.btf_id)
+        tname = struct.name
+    except Exception:
+        raise env.reject(f"R{regno} invalid mem access '{reg_type_str(reg.type)}'") from None
+    if t == BPF_WRITE:
+        raise env.reject(f"only read is supported")
+    if off < 0:
+        raise env.reject(f"R{regno} is ptr_{tname} invalid negative access: off={off}")
+    if reg.bounds.var_off.mask:
+        raise env.reject(f"R{regno} is ptr_{tname} invalid variable offset: off={off}, "
+                         f"var_off={reg.bounds.var_off}")
+    total = off + reg.bounds.var_off.value
+    try:
+        ssize = btf.sizeof(struct)
+    except Exception:
+        ssize = 0
+    if total + size > ssize:
+        raise env.reject(f"access beyond struct {tname} at off {total} size {size}")
+    if value_regno < 0:
+        return
+    dst = regs[value_regno]
+    member = None
+    for m in getattr(struct, "members", ()):
+        moff = m.bits_offset // 8
+        mt = btf.resolve(m.type_id)
+        try:
+            msz = btf.sizeof(mt)
+        except Exception:
+            msz = 0
+        if moff <= total < moff + msz:
+            member = (m, mt, moff, msz)
+            break
+    if member is not None and member[1].kind.name == "PTR" and member[2] == total and size == 8:
+        target = btf.skip_mods(member[1].type_id)
+        dst.mark_unknown()
+        dst.mark_known(0)
+        dst.type = PTR_TO_BTF_ID | (reg.type & (PTR_UNTRUSTED | PTR_TRUSTED)) | PTR_UNTRUSTED \
+            if target.kind.name == "STRUCT" else SCALAR_VALUE
+        if dst.type != SCALAR_VALUE:
+            dst.type = PTR_TO_BTF_ID | PTR_UNTRUSTED
+            dst.btf = btf
+            dst.btf_id = target.id
+        else:
+            env.mark_reg_unknown(regs, value_regno)
+        return
+    env.mark_reg_unknown(regs, value_regno)
+
+
+def check_ptr_to_map_access(env: Env, regs, regno: int, off: int, size: int, t: int,
+                            value_regno: int) -> None:
+    if t == BPF_WRITE:
+        raise env.reject("only read from bpf_array is supported")
+    if off < 0:
+        raise env.reject(f"R{regno} is bpf_map invalid negative access: off={off}")
+    if value_regno >= 0:
+        env.mark_reg_unknown(regs, value_regno)
+
+
+def check_btf_id_arg(env: Env, regno: int, reg, arg_base: int, meta) -> None:
+    return None
+
+
+def helper_ret_btf(env: Env, fn, meta, r0, rb: int, rflag: int) -> None:
+    r0.mark_known(0)
+    r0.type = PTR_TO_BTF_ID | rflag
+    r0.btf = None
+    r0.btf_id = 0
+
+
+def check_map_kptr_access(env: Env, regno: int, value_regno: int, insn_idx: int, kptr) -> None:
+    regs = env.cur_regs()
+    if value_regno >= 0:
+        env.mark_reg_unknown(regs, value_regno)

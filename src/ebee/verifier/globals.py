@@ -1,0 +1,253 @@
+"""Global (non-static) subprograms and the whole-program stack limit.
+
+A global function is verified once, on its own, for any arguments that match
+its BTF prototype (do_check_subprogs, btf_prepare_func_args); call sites
+only check that their arguments match (btf_check_subprog_call).  After all
+paths are verified, the deepest chain of calls must fit the 512-byte stack
+(check_max_stack_depth).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import uapi as U
+from .env import Env
+from .errors import E2BIG, EACCES, EFAULT, EINVAL, VerifierReject
+from .state import RegState
+from .types import (MAX_BPF_STACK, MAX_CALL_FRAMES, PTR_MAYBE_NULL, PTR_TO_CTX, PTR_TO_MEM,
+                    SCALAR_VALUE, reg_type_str)
+
+ARG_ANYTHING, ARG_PTR_TO_CTX, ARG_PTR_TO_MEM = "anything", "ctx", "mem"
+
+
+@dataclass
+class FuncInfoRec:
+    """A subprogram's BTF func_info, resolved: name, linkage and prototype."""
+    insn: int
+    name: str
+    linkage: int
+    proto: object
+    btf: object
+
+
+def func_info_records(prog) -> list[FuncInfoRec]:
+    btf = getattr(prog, "btf", None)
+    out = []
+    for fi in getattr(prog, "func_info", None) or ():
+        try:
+            f = btf[fi.type_id]
+            proto = btf[f.type_id]
+            out.append(FuncInfoRec(fi.insn, f.name, int(f.linkage), proto, btf))
+        except Exception:
+            continue
+    return out
+
+
+_CTX_NAMES = {
+    U.ProgType.SOCKET_FILTER: "__sk_buff", U.ProgType.SCHED_CLS: "__sk_buff",
+    U.ProgType.SCHED_ACT: "__sk_buff", U.ProgType.CGROUP_SKB: "__sk_buff",
+    U.ProgType.LWT_IN: "__sk_buff", U.ProgType.LWT_OUT: "__sk_buff",
+    U.ProgType.LWT_XMIT: "__sk_buff", U.ProgType.LWT_SEG6LOCAL: "__sk_buff",
+    U.ProgType.SK_SKB: "__sk_buff", U.ProgType.XDP: "xdp_md",
+    U.ProgType.CGROUP_SOCK: "bpf_sock", U.ProgType.CGROUP_SOCK_ADDR: "bpf_sock_addr",
+    U.ProgType.SOCK_OPS: "bpf_sock_ops", U.ProgType.SK_MSG: "sk_msg_md",
+    U.ProgType.FLOW_DISSECTOR: "__sk_buff", U.ProgType.KPROBE: "pt_regs",
+    U.ProgType.PERF_EVENT: "bpf_perf_event_data", U.ProgType.SK_REUSEPORT: "sk_reuseport_md",
+    U.ProgType.SK_LOOKUP: "bpf_sk_lookup", U.ProgType.CGROUP_SYSCTL: "bpf_sysctl",
+    U.ProgType.CGROUP_SOCKOPT: "bpf_sockopt", U.ProgType.CGROUP_DEVICE: "bpf_cgroup_dev_ctx",
+}
+
+
+def _prepare_func_args(env: Env, subprog: int) -> list[tuple[str, int, int]]:
+    """btf_prepare_func_args: (kind, flags, mem_size) per argument register."""
+    sp = env.subprogs[subprog]
+    proto = sp.func_proto
+    if proto is None:
+        raise env.reject("Global functions need valid BTF", EINVAL)
+    btf = env.btf
+    params = getattr(proto, "params", ())
+    if len(params) > 5:
+        raise env.reject(f"Function {sp.name} has {len(params)} > 5 args", EINVAL)
+    ret = btf.resolve(proto.return_type_id) if proto.return_type_id else None
+    if ret is None or ret.kind.name not in ("INT", "ENUM", "ENUM64"):
+        raise env.reject(f"Global function {sp.name}() doesn't return scalar. "
+                         f"Only those are supported.", EINVAL)
+    args = []
+    ctx_name = _CTX_NAMES.get(env.prog_type)
+    for i, p in enumerate(params):
+        t = btf.resolve(p.type_id)
+        kname = t.kind.name
+        if kname in ("INT", "ENUM", "ENUM64"):
+            args.append((ARG_ANYTHING, 0, 0))
+            continue
+        if kname == "PTR":
+            target = btf.resolve(t.type_id)
+            if target.name and target.name == ctx_name:
+                args.append((ARG_PTR_TO_CTX, 0, 0))
+                continue
+            try:
+                size = btf.sizeof(target)
+            except Exception:
+                size = 0
+            if not size:
+                raise env.reject(f"arg#{i} reference type('{target.kind.name} {target.name}') "
+                                 f"size cannot be determined: -22", EINVAL)
+            args.append((ARG_PTR_TO_MEM, PTR_MAYBE_NULL, size))
+            continue
+        raise env.reject(f"arg#{i} type is not a scalar, pointer to context or memory",
+                         EINVAL)
+    sp.arg_types = tuple(args)
+    return args
+
+
+def prepare_global_args(env: Env, subprog: int, regs: list[RegState]) -> None:
+    sp = env.subprogs[subprog]
+    if env.log.level:
+        env.log(f"Validating {sp.name}() func#{subprog}...\n")
+    args = _prepare_func_args(env, subprog)
+    for i, (kind, flags, size) in enumerate(args, start=1):
+        reg = regs[i]
+        if kind == ARG_PTR_TO_CTX:
+            reg.mark_known(0)
+            reg.type = PTR_TO_CTX
+        elif kind == ARG_ANYTHING:
+            reg.mark_unknown(not env.bpf_capable)
+        else:
+            reg.mark_known(0)
+            reg.type = PTR_TO_MEM | flags
+            reg.mem_size = size
+            if flags & PTR_MAYBE_NULL:
+                reg.id = env.new_id()
+
+
+def btf_check_subprog_call(env: Env, subprog: int, regs: list[RegState]) -> bool:
+    """Do the caller's registers match the global function's prototype?  True = mismatch."""
+    from .calls import check_mem_region_access
+    try:
+        args = _prepare_func_args(env, subprog)
+    except VerifierReject:
+        return True
+    for i, (kind, flags, size) in enumerate(args, start=1):
+        reg = regs[i]
+        if kind == ARG_ANYTHING:
+            if reg.type != SCALAR_VALUE:
+                env.verbose(f"R{i} is not a scalar\n")
+                return True
+        elif kind == ARG_PTR_TO_CTX:
+            if reg.type != PTR_TO_CTX:
+                env.verbose(f"arg#{i - 1} expects pointer to ctx\n")
+                return True
+        else:
+            if reg.type == SCALAR_VALUE and reg.is_const() and reg.bounds.var_off.value == 0:
+                continue
+            from .calls import check_helper_mem_access
+            try:
+                check_helper_mem_access(env, i, size, 1, False, None)
+            except VerifierReject:
+                return True
+    return False
+
+
+def do_check_subprogs(env: Env) -> None:
+    from .core import do_check_common
+    if not env.func_info:
+        return
+    while True:
+        new = 0
+        for i in range(1, len(env.subprogs)):
+            sp = env.subprogs[i]
+            if not sp.is_global or not sp.visited or getattr(sp, "verified", False):
+                continue
+            env.explored = {}
+            env.scc_visits = {}
+            env.head = []
+            do_check_common(env, i)
+            if env.log.level:
+                env.log(f"Func#{i} ('{sp.name}') is safe for any args that match its prototype\n")
+            sp.verified = True
+            new += 1
+        if not new:
+            break
+
+
+def _round_up_stack_depth(depth: int) -> int:
+    return (depth + 15) // 16 * 16       # JITed programs: 16-byte granularity
+
+
+_PRIV_STACK_TYPES = {U.ProgType.KPROBE, U.ProgType.TRACEPOINT, U.ProgType.PERF_EVENT,
+                     U.ProgType.RAW_TRACEPOINT}
+
+
+def check_max_stack_depth(env: Env) -> None:
+    sps = env.subprogs
+    adaptive = env.prog_type in _PRIV_STACK_TYPES and not any(sp.has_tail_call for sp in sps)
+    priv = [None] * len(sps)
+    for i in range(len(sps) - 1, -1, -1):
+        if i == 0 or sps[i].is_async_cb:
+            _check_subprog_depth(env, i, adaptive and i == 0, priv)
+
+
+def _check_subprog_depth(env: Env, idx: int, priv_ok: bool, priv: list) -> None:
+    sps = env.subprogs
+    insns = env.insns
+    ends = [sp.start for sp in sps] + [env.insn_cnt]
+    depth = 0
+    frame = 0
+    ret_insn = [0] * MAX_CALL_FRAMES
+    ret_prog = [0] * MAX_CALL_FRAMES
+    i = sps[idx].start
+    if not priv_ok:
+        priv[idx] = False
+    while True:
+        # process_func
+        if idx and sps[idx].has_tail_call and depth >= 256:
+            raise env.reject(f"tail_calls are not allowed when call stack of previous frames "
+                             f"is {depth} bytes. Too large", EACCES)
+        sd = _round_up_stack_depth(sps[idx].stack_depth)
+        if priv_ok and priv[idx] is None and sd >= 64:
+            priv[idx] = True
+        if priv[idx]:
+            if sd > MAX_BPF_STACK:
+                raise env.reject(f"stack size of subprog {idx} is {sd}. Too large", EACCES)
+        else:
+            depth += sd
+            if depth > MAX_BPF_STACK:
+                raise env.reject(f"combined stack size of {frame + 1} calls is {depth}. "
+                                 f"Too large", EACCES)
+        # continue_func
+        while True:
+            end = ends[idx + 1]
+            called = False
+            while i < end:
+                insn = insns[i]
+                if insn.is_pseudo_call() or insn.is_pseudo_func():
+                    nxt = i + insn.imm + 1
+                    sidx = env.subprog_by_start(nxt)
+                    if sidx < 0:
+                        raise env.bug(f"callee not found at insn {nxt}")
+                    if sps[sidx].is_async_cb and not insn.is_pseudo_call():
+                        i += 1
+                        continue
+                    if not insn.is_pseudo_call() and not sps[sidx].is_cb:
+                        pass
+                    ret_insn[frame] = i + 1
+                    ret_prog[frame] = idx
+                    i = nxt
+                    idx = sidx
+                    if not priv_ok:
+                        priv[idx] = False
+                    frame += 1
+                    if frame >= MAX_CALL_FRAMES:
+                        raise env.reject(f"the call stack of {frame} frames is too deep !", E2BIG)
+                    called = True
+                    break
+                i += 1
+            if called:
+                break
+            if frame == 0:
+                return
+            if not priv[idx]:
+                depth -= _round_up_stack_depth(sps[idx].stack_depth)
+            frame -= 1
+            i = ret_insn[frame]
+            idx = ret_prog[frame]
