@@ -257,6 +257,10 @@ def _init_slots(spec, maps, programs, reused) -> None:
 
 def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) -> KernelProgram:
     spec = obj.spec
+    if prog.type == ProgType.UNSPEC:
+        raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}'",
+                              f"section '{prog.section}' does not say the program type; load "
+                              f"the object with prog_type=... (--type on the command line)")
     by_id = {m.id: name for name, m in obj.maps.items()}
     kfuncs = {e.value: e.name for e in spec.externs.values() if e.kind == "kfunc" and e.resolved}
     image = bytearray(encode(prog.insns))
@@ -273,15 +277,17 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
                 mid = struct.unpack_from("<I", image, 8 * i + 4)[0]
                 name = by_id.get(mid)
                 if name is None:
-                    raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}': insn {i} "
-                                          f"refers to map id {mid}, which is not in the object")
+                    raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}'",
+                                          f"insn {i} refers to map id {mid}, which is not in "
+                                          f"the object")
                 struct.pack_into("<i", image, 8 * i + 4, maps[name].fd)
             elif op == _CALL and src == U.BPF_PSEUDO_KFUNC_CALL:
                 kid = struct.unpack_from("<i", image, 8 * i + 4)[0]
                 fname = kfuncs.get(kid)
                 if fname is None:
-                    raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}': insn {i} "
-                                          f"calls kfunc id {kid}, which no extern names")
+                    raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}'",
+                                          f"insn {i} calls kfunc id {kid}, which no extern "
+                                          f"names")
                 kt = find_kernel_type(fname, "func")
                 idx = 0
                 if kt.module is not None:
@@ -309,6 +315,8 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
             fd_array=fd_array if len(fd_array) > 1 else None,
             kern_version=prog.kern_version or 0, **kw)
     except KernelLoadError as e:
+        if e.strerror.startswith(f"prog '{prog.name}'"):
+            raise
         raise KernelLoadError(e.errno, e.log, f"prog '{prog.name}'") from None
     finally:
         for b in list(module_btfs.values()) + keep:
@@ -341,9 +349,10 @@ def _attach_target(prog) -> tuple[int, Any]:
     try:
         kt = find_kernel_type(prefix + target, kind)
     except OSError:
-        raise KernelLoadError(errno.ESRCH, "", f"prog '{prog.name}': attach target "
-                              f"'{prefix + target}' not found in kernel BTF") from None
+        raise KernelLoadError(errno.ESRCH, "", f"prog '{prog.name}'",
+                              f"attach target '{prefix + target}' not found in kernel BTF") \
+            from None
     if module is not None and kt.module not in (None, module):
-        raise KernelLoadError(errno.ESRCH, "", f"prog '{prog.name}': '{target}' is not in "
-                              f"module {module}")
+        raise KernelLoadError(errno.ESRCH, "", f"prog '{prog.name}'",
+                              f"'{target}' is not in module {module}")
     return kt.type_id, kt.open_btf()

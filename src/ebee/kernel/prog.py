@@ -22,13 +22,19 @@ _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
 class KernelLoadError(OSError):
     """The kernel refused a program; ``log`` holds the verifier's output."""
 
-    def __init__(self, errno_: int, log: str, what: str = ""):
+    def __init__(self, errno_: int, log: str, what: str = "", detail: str = ""):
         self.log = log
+        if detail:          # the loader's own reason, before any bpf() call
+            super().__init__(errno_, f"{what}: {detail}" if what else detail)
+            return
         last = next((ln for ln in reversed(log.splitlines()) if ln.strip()
                      and not ln.startswith(("processed ", "verification time", "stack depth"))), "")
         msg = f"{os.strerror(errno_)}: {last}" if last else os.strerror(errno_)
         if errno_ == errno.EPERM and not privileged():
             msg += f" ({PRIVILEGE_HINT})"
+        elif errno_ == errno.EPERM and not log.strip():
+            msg += " (refused before verification: this kernel does not allow this program " \
+                   "type or attach target here)"
         super().__init__(errno_, f"{what}: {msg}" if what else msg)
 
 
