@@ -356,3 +356,42 @@ def test_local_storage_by_owner():
     assert s.storage_delete(0x1234) == 0 and s.storage_delete(0x1234) == -errno.ENOENT
     with pytest.raises(MapError):
         Map(T.TASK_STORAGE, 4, 8, 0)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("mt", [T.HASH, T.ARRAY])
+def test_spin_lock_values_and_bpf_f_lock_match_the_kernel(kernel, mt):
+    """A value type with a struct bpf_spin_lock (from BTF): BPF_F_LOCK updates and
+    lookups, the lock reading as zero, and freeze refused (ENOTSUPP), as in Linux."""
+    from ebee.btf.builder import BTFBuilder
+    from ebee.kernel.btf import KernelBTF
+    from ebee.kernel.maps import KernelMap
+    b = BTFBuilder()
+    u32 = b.add_int("unsigned int", 4)
+    lock = b.add_struct("bpf_spin_lock", 4, [("val", u32, 0)])
+    val = b.add_struct("val", 12, [("a", u32, 0), ("lock", lock, 32), ("b", u32, 64)])
+    kb = KernelBTF(b.to_bytes())
+    km = KernelMap(mt, 4, 12, 4, btf_fd=kb.fd, btf_key_type_id=u32, btf_value_type_id=val)
+    em = Map(mt, 4, 12, 4, btf=b.build(), btf_key_type_id=u32, btf_value_type_id=val)
+    assert em.spin_lock_off == 4
+
+    def both(f):
+        out = []
+        for side in (em, km):
+            try:
+                out.append(("ok", f(side)))
+            except OSError as e:
+                out.append(("err", e.errno))
+        return out[0], out[1]
+
+    key, value = U32.pack(1), bytes(range(1, 13))
+    for flags in (4, 0, 4 | BPF_EXIST, 4 | BPF_NOEXIST, 8):
+        a, b_ = both(lambda s: s.update(key, value, flags))
+        assert a == b_, flags
+    for flags in (4, 0, 1):
+        a, b_ = both(lambda s: s.lookup(key, flags))
+        assert a == b_, flags
+    a, b_ = both(lambda s: s.freeze())
+    assert a == b_ == ("err", ENOTSUPP)
+    km.close()
+    kb.close()
