@@ -54,6 +54,11 @@ _FLOAT_SIZES = (2, 4, 8, 12, 16)
 # kinds that embed their target by value (a cycle through them is an infinite type)
 _EMBED_ONE = frozenset(int(k) for k in (Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT,
                                          Kind.TYPE_TAG, Kind.VAR))
+# kinds whose references are followed when looking for cycles without a struct
+_CHAIN_KINDS = frozenset(int(k) for k in (Kind.PTR, Kind.ARRAY, Kind.TYPEDEF, Kind.VOLATILE,
+                                           Kind.CONST, Kind.RESTRICT, Kind.FUNC, Kind.FUNC_PROTO,
+                                           Kind.VAR, Kind.DECL_TAG, Kind.TYPE_TAG))
+_CHAIN_ONE = _CHAIN_KINDS - {int(Kind.ARRAY), int(Kind.FUNC_PROTO)}
 _DECL_TAG_TARGETS = frozenset({Kind.STRUCT, Kind.UNION, Kind.VAR, Kind.FUNC, Kind.TYPEDEF})
 
 
@@ -365,31 +370,52 @@ class BTF:
             return []
         return [t for t in out if t >= start]
 
+    def _chained(self, idx: int) -> list[int]:
+        """Own non-struct type ids that type number ``idx`` refers to (pointers included)."""
+        w = self._words
+        i = self._offs[idx]
+        k = self._kinds[idx]
+        if k in _CHAIN_ONE:
+            out = [w[i + 2]]
+        elif k == 3:
+            out = [w[i + 3]]
+        elif k == 13:
+            out = [w[i + 2]] + [w[i + 4 + 2 * m] for m in range(w[i + 1] & 0xFFFF)]
+        else:
+            return []
+        start, kinds = self.start_id, self._kinds
+        return [t for t in out if t >= start and kinds[t - start] in _CHAIN_KINDS]
+
     def _check_cycles(self) -> None:
-        """No type may contain itself by value (it would have infinite size)."""
+        """Reject reference cycles C cannot express: a type containing itself by value
+        (no pointer on the way), or a chain of pointers, modifiers, typedefs, arrays and
+        function prototypes leading back to itself (no struct or union on the way)."""
         n = len(self._offs)
-        start = self.start_id
-        state = bytearray(n)       # 0 new, 1 on stack, 2 done
         kinds = self._kinds
-        for root in range(n):
-            if state[root] or kinds[root] not in (3, 4, 5, 8, 9, 10, 11, 14, 15, 18):
-                continue
-            stack = [(root, iter(self._embedded(root)))]
-            state[root] = 1
-            while stack:
-                node, it = stack[-1]
-                for t in it:
-                    c = t - start
-                    if state[c] == 1:
-                        raise self._err(t, self._offs[c], "type contains itself (reference "
-                                                          "cycle not broken by a pointer)")
-                    if state[c] == 0:
-                        state[c] = 1
-                        stack.append((c, iter(self._embedded(c))))
-                        break
-                else:
-                    state[node] = 2
-                    stack.pop()
+        for edges, roots, what in (
+                (self._embedded, (3, 4, 5, 8, 9, 10, 11, 14, 15, 18),
+                 "type contains itself (reference cycle not broken by a pointer)"),
+                (self._chained, _CHAIN_KINDS,
+                 "type refers to itself through pointers/modifiers only (no struct or union)")):
+            state = bytearray(n)       # 0 new, 1 on stack, 2 done
+            for root in range(n):
+                if state[root] or kinds[root] not in roots:
+                    continue
+                stack = [(root, iter(edges(root)))]
+                state[root] = 1
+                while stack:
+                    node, it = stack[-1]
+                    for t in it:
+                        c = t - self.start_id
+                        if state[c] == 1:
+                            raise self._err(t, self._offs[c], what)
+                        if state[c] == 0:
+                            state[c] = 1
+                            stack.append((c, iter(edges(c))))
+                            break
+                    else:
+                        state[node] = 2
+                        stack.pop()
 
     def _guess_pointer_size(self) -> int:
         """libbpf's rule: the size of ``long`` if the BTF names it, else the host's."""
@@ -634,12 +660,33 @@ class BTF:
                 raise BTFError(f"type [{t.id}] ({t.kind.name}) has no alignment")
         raise BTFError(f"type [{t.id}]: type chain longer than {MAX_RESOLVE_DEPTH}")
 
+    def _align_target(self, tid: int) -> Type:
+        """The type whose alignment ``tid`` has (through typedefs, modifiers, arrays)."""
+        t = self[tid]
+        for _ in range(MAX_RESOLVE_DEPTH):
+            if t.kind is Kind.TYPEDEF or t.kind in MODIFIERS or t.kind is Kind.ARRAY:
+                t = self[t.type_id]
+            else:
+                return t
+        raise BTFError(f"type [{tid}]: type chain longer than {MAX_RESOLVE_DEPTH}")
+
     def _composite_align(self, t: Composite) -> int:
+        # iterative (structs nest arbitrarily deep); the cycle check guarantees it ends
         cache = self.__dict__.setdefault("_align_cache", {})
-        a = cache.get(t.id)
-        if a is None:
+        stack = [t]
+        while stack:
+            cur = stack[-1]
+            if cur.id in cache:
+                stack.pop()
+                continue
+            inner = [x for m in cur.members
+                     if (x := self._align_target(m.type_id)).kind in (Kind.STRUCT, Kind.UNION)
+                     and x.id not in cache]
+            if inner:
+                stack.extend(inner)
+                continue
             a = 1
-            for m in t.members:
+            for m in cur.members:
                 ma = self.alignof(m.type_id)
                 # a member not at a multiple of its own alignment, or a size
                 # that is not a multiple of the alignment, means the struct
@@ -648,10 +695,43 @@ class BTF:
                     a = 0
                     break
                 a = max(a, ma)
-            if a == 0 or t.size % a:
-                a = 1
-            cache[t.id] = a
-        return a
+            cache[cur.id] = 1 if a == 0 or cur.size % a else a
+            stack.pop()
+        return cache[t.id]
+
+    # ------------------------------------------------------------------ derived BTF
+
+    def with_datasecs(self, layout: "dict[str, tuple[int, dict[str, tuple[int, int]]]]") -> "BTF":
+        """A copy with DATASEC sizes and variable offsets filled in.
+
+        Clang leaves them zero in objects; the loader knows them from the ELF
+        section and symbol table (libbpf's ``btf_fixup_datasec``) and the
+        kernel, map dumps and skeleton-style access need them.  ``layout``
+        maps a section name to (section size, {variable name: (offset, size)}).
+        """
+        words = array(self._words.typecode, self._words)
+        for idx, k in enumerate(self._kinds):
+            if k != Kind.DATASEC:
+                continue
+            i = self._offs[idx]
+            entry = layout.get(self.string(words[i]))
+            if entry is None:
+                continue
+            size, offsets = entry
+            words[i + 2] = size
+            for m in range(words[i + 1] & 0xFFFF):
+                j = i + 3 + 3 * m
+                var = self[words[j]]
+                if var.name in offsets:
+                    words[j + 1], words[j + 2] = offsets[var.name]
+        if self.byteorder != _NATIVE:
+            words.byteswap()
+        hdr_fmt = ("<" if self.byteorder == "little" else ">") + HEADER.format
+        _, _, _, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(hdr_fmt,
+                                                                                    self.data)
+        start = hdr_len + type_off
+        data = self.data[:start] + words.tobytes() + self.data[start + type_len:]
+        return BTF.from_bytes(data, self.base, pointer_size=self.pointer_size)
 
     # ------------------------------------------------------------------ output
 

@@ -35,6 +35,7 @@ FOOTER = ("#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n#pragma clang attribute pop\n#e
           "#endif /* __VMLINUX_H__ */\n")
 
 _PREFIX_CNT = 13
+_MAX_PAD_BITS = 64 << 16          # at most 65536 `long: 64;` lines for one gap
 NOT_ORDERED, ORDERING, ORDERED = 0, 1, 2
 NOT_EMITTED, EMITTING, EMITTED = 0, 1, 2
 
@@ -59,6 +60,8 @@ def format_c(btf: "BTF", type_ids: Iterable[int] | None = None) -> str:
     try:
         for tid in ids:
             d.dump_type(tid)
+    except RecursionError:
+        raise BTFError("types nest too deeply to print as C") from None
     finally:
         sys.setrecursionlimit(old)
     return HEADER + "".join(d.out) + FOOTER
@@ -267,6 +270,9 @@ class CDumper:
                           in_bitfield: bool, lvl: int) -> None:
         if cur_off >= next_off:
             return
+        if next_off - cur_off > _MAX_PAD_BITS:
+            raise BTFError(f"a {next_off - cur_off}-bit gap between struct members is too large "
+                           f"to print as padding")
         pads = (("long", self.ptr_sz * 8), ("int", 32), ("short", 16), ("char", 8))
         new_off = pad_bits = 0
         pad_type = ""

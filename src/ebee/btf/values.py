@@ -99,6 +99,9 @@ class JsonWriter:
         return "".join(self.out)
 
 
+_MAX_EMPTY_ELEMS = 1 << 16
+
+
 class _Unsupported(Exception):
     """bpftool gave up on this value (it returns an error and stops the walk)."""
 
@@ -121,10 +124,18 @@ class ValueDumper:
     def dump(self, type_id: int, data: bytes) -> bool:
         """Write the value; False if bpftool would have stopped with an error."""
         try:
+            need = self.btf.sizeof(type_id)
+        except BTFError:
+            need = 0
+        if len(data) < need:
+            raise BTFError(f"{len(data)} bytes of data for type [{type_id}] of {need} bytes")
+        try:
             self._do_type(type_id, 0, data, 0)
             return True
         except _Unsupported:
             return False
+        except RecursionError:
+            raise BTFError(f"type [{type_id}] nests too deeply to print") from None
 
     # ---------------------------------------------------------------- kinds
 
@@ -182,8 +193,11 @@ class ValueDumper:
             raise _Unsupported
 
     def _bytes(self, data: bytes, pos: int, n: int) -> bytes:
-        b = data[pos:pos + n]
-        return b + bytes(n - len(b)) if len(b) < n else b
+        if pos + n > len(data):
+            # only types whose members overrun their own size get here
+            raise BTFError(f"value data ends at byte {len(data)}, but the type reads "
+                           f"{pos}+{n}")
+        return data[pos:pos + n]
 
     def _uint(self, data: bytes, pos: int, n: int) -> int:
         return int.from_bytes(self._bytes(data, pos, n), "little" if self.little else "big")
@@ -295,6 +309,11 @@ class ValueDumper:
             esize = self.btf.sizeof(t.type_id)
         except BTFError:
             raise _Unsupported from None
+        if pos + esize * t.nelems > len(data):
+            raise BTFError(f"array [{t.id}] of {t.nelems} elements runs past the end of the "
+                           f"value data ({len(data)} bytes)")
+        if esize == 0 and t.nelems > _MAX_EMPTY_ELEMS:
+            raise BTFError(f"array [{t.id}] of {t.nelems} zero-size elements is too long to print")
         self.jw.start_array()
         try:
             for i in range(t.nelems):
@@ -336,7 +355,7 @@ def value_json(btf: "BTF", type_id: int, data: bytes) -> Any:
     if not ok:
         raise BTFError(f"type [{type_id}] ({btf[type_id].kind.name}) cannot be formatted: "
                        f"{text!r}")
-    return json.loads(text)
+    return json.loads(text, strict=False)     # bpftool does not escape control characters
 
 
 def hex_json(data: bytes) -> list[str]:
@@ -403,6 +422,6 @@ def map_dump_json(btf: "BTF | None", key_type_id: int, value_type_id: int,
             jw = JsonWriter(pretty=False)
             _entry(jw, ValueDumper(btf, jw, plain=False), key_type_id, value_type_id,
                    bytes(key), value)
-            e["formatted"] = json.loads(jw.text())
+            e["formatted"] = json.loads(jw.text(), strict=False)
         out.append(e)
     return out
