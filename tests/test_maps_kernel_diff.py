@@ -299,6 +299,12 @@ MACHINES = [
     _machine("Queue", T.QUEUE, base=KeylessDiff),
     _machine("Stack", T.STACK, base=KeylessDiff),
     _machine("Bloom", T.BLOOM_FILTER, base=BloomDiff),
+    # redirect maps with values the kernel accepts here: ifindex 1 (lo) or 0 (clear);
+    # CPU queue sizes, including 0 (clear) and one over the limit
+    _machine("DevMap", T.DEVMAP, value_size=4, max_entries=4, keys=st.integers(0, 5),
+             values=st.sampled_from([0, 1])),
+    _machine("CpuMap", T.CPUMAP, value_size=4, max_entries=4, keys=st.integers(0, 5),
+             values=st.sampled_from([0, 1, 100, 16384, 16385])),
 ]
 
 

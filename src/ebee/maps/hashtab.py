@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from .. import uapi as U
 from ..uapi import MapType
 from .array import MapInMapMixin, check_inner_template
+from . import cpus
 from .base import ACCESS_MASK, Map, round_up, roundup_pow_of_two
 from .errors import map_error
 from .jhash import htab_hash
@@ -396,8 +397,7 @@ class HashMap(Map):
         return self._read_value(slot)
 
     def _sys_update(self, key: bytes, value: bytes, flags: int) -> None:
-        from .cpus import user_cpu
-        err = self._update(key, value, flags, None, user_cpu())
+        err = self._update(key, value, flags, None, cpus.user_cpu())
         if err:
             raise map_error(err)
         self._sync_count()
