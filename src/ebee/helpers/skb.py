@@ -275,7 +275,7 @@ def skb_change_proto(m, ctx, proto, flags, *_):
 
 
 @helper(F.skb_adjust_room, Ret.INTEGER, (CTX, ANY, ANY, ANY))
-def skb_adjust_room(m, ctx, len_diff, mode, flags):
+def skb_adjust_room(m, ctx, len_diff, mode, flags, _r5):
     skb = skb_of(m, ctx)
     diff = len_diff - (1 << 64) if len_diff & (1 << 63) else len_diff
     diff = (diff & 0xFFFFFFFF) - (1 << 32) if diff & 0x80000000 else diff & 0xFFFFFFFF
@@ -288,15 +288,15 @@ def skb_adjust_room(m, ctx, len_diff, mode, flags):
         return neg(524)
     if flags & ~BPF_F_ADJ_ROOM_MASK:
         return neg(errno.EINVAL)
-    if mode == AdjRoomMode.NET:
+    len_min = 20 if proto == ETH_P_IP else 40       # bpf_skb_net_base_len()
+    if mode == AdjRoomMode.NET:                      # between the L3 and L4 headers
+        off = _mac_header_len(skb) + len_min
+    elif mode == AdjRoomMode.MAC:                    # between the L2 and L3 headers
         off = _mac_header_len(skb)
-    elif mode == AdjRoomMode.MAC:
-        off = 0
     else:
         return neg(524)
     if shrink and flags & ~(BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET | 0x300):
         return neg(errno.EINVAL)
-    len_min = 20 if proto == ETH_P_IP else 40
     len_cur = skb.len - (skb.network_header - skb.data_off)
     if (shrink and (n >= len_cur or len_cur - n < len_min)) or \
             (not shrink and skb.len + n > SKB_MAX_ALLOC):

@@ -10,7 +10,6 @@ from .registry import helper
 CTX, ANY = Arg.PTR_TO_CTX, Arg.ANYTHING
 M64 = (1 << 64) - 1
 XDP_FRAME_SIZE = 40          # sizeof(struct xdp_frame): kept at the start of the headroom
-XDP_METADATA_MAX = 32
 ENOTSUPP = 524
 
 
@@ -55,7 +54,8 @@ def xdp_adjust_meta(m, ctx, offset, *_):
     if meta < x.data_hard_start + XDP_FRAME_SIZE or meta > x.data:
         return neg(errno.EINVAL)
     metalen = x.data - meta
-    if metalen & 3 or metalen > XDP_METADATA_MAX:
+    from ..packet.xdpbuff import XDP_METALEN_MAX
+    if metalen & 3 or metalen > XDP_METALEN_MAX:
         return neg(errno.EACCES)
     x.data_meta = meta
     return 0

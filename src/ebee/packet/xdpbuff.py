@@ -18,7 +18,8 @@ from .skbuff import SHINFO_SIZE
 
 from ..uapi import XDP_PACKET_HEADROOM  # noqa: E402
 XDP_FRAME_SIZE = 4096
-XDP_METADATA_MAX = 32
+# xdp_metalen_invalid(): metadata length is 4-aligned and fits skb_shared_info.meta_len (u8)
+XDP_METALEN_MAX = 255
 XDP_FLAGS_HAS_FRAGS = 1 << 0
 
 _live: "weakref.WeakValueDictionary[int, XdpBuff]" = weakref.WeakValueDictionary()

@@ -22,7 +22,7 @@ from typing import Any
 from ..isa import Instruction
 from ..packet.net import Network
 from ..packet.skbuff import ETH_HLEN, ETH_P_IP, ETH_P_IPV6, NET_IP_ALIGN, NET_SKB_PAD, SkBuff
-from ..packet.xdpbuff import XDP_PACKET_HEADROOM, XdpBuff
+from ..packet.xdpbuff import XDP_METALEN_MAX, XDP_PACKET_HEADROOM, XdpBuff
 from ..uapi import (AF_INET, AF_INET6, BPF_F_TEST_RUN_ON_CPU, BPF_F_TEST_XDP_LIVE_FRAMES, AttachType as A,
                     ProgType as P)
 from ..vm.machine import Machine
@@ -273,12 +273,12 @@ def _convert_skb_to_ctx(skb: SkBuff, ctx: bytearray) -> None:
     struct.pack_into("<Q", ctx, 184, skb.hwtstamp)
 
 
-def _test_init(data: bytes, size: int, headroom: int, tailroom: int, max_size: int | None = None):
-    """bpf_test_init()'s checks."""
+def _test_init(user_size: int, size: int, headroom: int, tailroom: int) -> None:
+    """bpf_test_init()'s checks: the buffer (``size``) and what is copied into it."""
     if size < ETH_HLEN or size > PAGE_SIZE - headroom - tailroom:
         raise TestRunError(errno.EINVAL, f"data_in is {size} bytes; must be {ETH_HLEN}.."
                                          f"{PAGE_SIZE - headroom - tailroom}")
-    if len(data) > size:
+    if user_size > size:
         raise TestRunError(errno.EMSGSIZE, "data_in is larger than the buffer")
 
 
@@ -320,7 +320,7 @@ def run_skb(p: Prepared, machine: "RunMachine", bound, data: bytes, ctx_in, repe
         raise TestRunError(errno.EINVAL, "flags, cpu and batch_size must be 0 for this "
                                          "program type")
     size = len(data)
-    _test_init(data, size, NET_SKB_PAD + NET_IP_ALIGN, SKB_TAILROOM)
+    _test_init(size, size, NET_SKB_PAD + NET_IP_ALIGN, SKB_TAILROOM)
     ctx = _ctx_init(ctx_in, want_ctx_out, SKB_SIZEOF)
     pt = p.info.prog_type
     is_l2 = pt in (P.SCHED_CLS, P.SCHED_ACT) or link_layer
@@ -402,21 +402,29 @@ def run_xdp(p: Prepared, machine: "RunMachine", bound, data: bytes, ctx_in, repe
     size = len(data)
     ctx = _ctx_init(ctx_in, want_ctx_out, XDP_MD_SIZEOF)
     meta_len = 0
+    lin_req = size
     if ctx is not None:
         c_data, c_end, c_meta = _u32(ctx, 0), _u32(ctx, 4), _u32(ctx, 8)
-        if c_meta or c_end != size or c_data > c_end or (c_data & 3) or c_data > 32 or \
-                (live and (data_size_out is not None or want_ctx_out)):
-            raise TestRunError(errno.EINVAL, "ctx_in: xdp_md needs data_meta 0, data_end == "
-                                             "data size, data <= 32 and 4-aligned (metadata)")
+        # 6.18: data_end may be below the data size -- it is then the linear part and the
+        # rest of data_in goes to fragments
+        if c_meta or c_end > size or c_data > c_end or (c_data & 3) or \
+                c_data > XDP_METALEN_MAX or (live and (data_size_out is not None or want_ctx_out)):
+            raise TestRunError(errno.EINVAL, "ctx_in: xdp_md needs data_meta 0, data <= "
+                                             "data_end <= the data size, and data (the metadata "
+                                             "length) 4-aligned and at most 255")
         meta_len = c_data
         headroom -= c_data
+        lin_req = c_end
     max_data = PAGE_SIZE - headroom - tailroom
-    lin = size
-    if size > max_data:
+    lin = lin_req
+    if lin > max_data:
         if live:
             raise TestRunError(errno.EINVAL, "live frames cannot be larger than a page")
         lin = max_data
-    _test_init(data, lin if lin >= ETH_HLEN else size, headroom, tailroom)
+    if size - meta_len < ETH_HLEN:     # 6.18 rejects runt frames before bpf_test_init()
+        raise TestRunError(errno.EINVAL, f"data_in has {size - meta_len} bytes after the "
+                                         f"metadata; less than ETH_HLEN")
+    _test_init(lin, max_data, headroom, tailroom)
     frags = []
     rest = data[lin:]
     while rest:
@@ -479,7 +487,7 @@ def run_flow_dissector(p, machine, bound, data, ctx_in, repeat, flags, cpu, batc
     size = len(data)
     if size < ETH_HLEN:
         raise TestRunError(errno.EINVAL, f"data_in is {size} bytes; less than ETH_HLEN")
-    _test_init(data, size, 0, 0)
+    _test_init(size, size, 0, 0)
     uctx = _ctx_init(ctx_in, want_ctx_out, FLOW_KEYS_SIZEOF)
     fflags = 0
     if uctx is not None:

@@ -71,33 +71,58 @@ class Memory:
     def __init__(self) -> None:
         self._starts: list[int] = []
         self._regions: list[Region] = []
-        self._lock = threading.Lock()
+        # Re-entrant, because the garbage collector may finalize a Machine (which removes
+        # its stack region) in the middle of add()/remove() on the same thread; such a
+        # nested removal is deferred until the outer mutation has published its lists.
+        self._lock = threading.RLock()
+        self._busy = False
+        self._deferred: list[Region] = []
 
     def add(self, region: Region) -> Region:
         if region.size == 0:
             return region
         with self._lock:
-            i = bisect.bisect_right(self._starts, region.start)
-            starts, regions = list(self._starts), list(self._regions)
-            starts.insert(i, region.start)
-            regions.insert(i, region)
-            # publish both lists at once: a concurrent find() sees old or new, never a mix
-            self._starts, self._regions = starts, regions
+            self._busy = True
+            try:
+                i = bisect.bisect_right(self._starts, region.start)
+                starts, regions = list(self._starts), list(self._regions)
+                starts.insert(i, region.start)
+                regions.insert(i, region)
+                # publish both lists at once: a concurrent find() sees old or new, never a mix
+                self._starts, self._regions = starts, regions
+            finally:
+                self._busy = False
+            self._drain()
         return region
+
+    def _drain(self) -> None:
+        while self._deferred:
+            self.remove(self._deferred.pop())
 
     def remove(self, region: Region) -> None:
         if region.size == 0:
             return
         with self._lock:
-            i = bisect.bisect_left(self._starts, region.start)
-            while i < len(self._regions) and self._starts[i] == region.start:
-                if self._regions[i] is region:
-                    starts, regions = list(self._starts), list(self._regions)
-                    del starts[i]
-                    del regions[i]
-                    self._starts, self._regions = starts, regions
-                    return
-                i += 1
+            if self._busy:
+                self._deferred.append(region)
+                return
+            self._busy = True
+            try:
+                self._remove(region)
+            finally:
+                self._busy = False
+            self._drain()
+
+    def _remove(self, region: Region) -> None:
+        i = bisect.bisect_left(self._starts, region.start)
+        while i < len(self._regions) and self._starts[i] == region.start:
+            if self._regions[i] is region:
+                starts, regions = list(self._starts), list(self._regions)
+                del starts[i]
+                del regions[i]
+                self._starts, self._regions = starts, regions
+                return
+            i += 1
 
     def find(self, addr: int, size: int = 1) -> Region | None:
         """The live region holding all of ``[addr, addr+size)``, or None."""
