@@ -37,6 +37,8 @@ def main() -> int:
         res = ebee.run(insns, mem)
         print(f"retval: {res.retval} ({res.retval:#x})   [{res.insns} instructions executed]\n")
 
+    xdp_over_capture()
+
     if CORPUS.is_dir():
         print("$ ebee conformance ../shared/corpus/conformance/tests")
         outcomes = list(run_paths([CORPUS]))
@@ -46,6 +48,34 @@ def main() -> int:
                 print(f"FAIL {o.name}: {o.detail}")
         print(f"{passed} passed, {len(outcomes) - passed} failed")
     return 0
+
+
+def xdp_over_capture() -> None:
+    """The example XDP firewall over the shipped capture, with a verdict table."""
+    import socket
+    import tempfile
+
+    from ebee.packet import pcap
+    from ebee.packet.replay import format_summary, replay
+    from ebee.progtypes import Runner
+
+    obj_path = HERE / "c" / "xdp_firewall.o"
+    capture = HERE / "pcap" / "mixed.pcap"
+    if not obj_path.exists() or not capture.exists():
+        return
+    print("== examples/c/xdp_firewall.o over examples/pcap/mixed.pcap, blocking 10.0.0.1 and "
+          "10.0.0.2")
+    print("$ ebee run examples/c/xdp_firewall.o --pcap examples/pcap/mixed.pcap   "
+          "# with those two addresses in its pinned blocklist")
+    with tempfile.TemporaryDirectory() as pins, ebee.load(str(obj_path), pin_root=pins) as obj:
+        for addr in ("10.0.0.1", "10.0.0.2"):
+            obj.maps["blocklist"].update(socket.inet_aton(addr), bytes(8))
+        with Runner(obj.programs["xdp_firewall"]) as runner:
+            summary = replay(runner, pcap.read(str(capture)))
+        print(format_summary(summary))
+        drops = obj.maps["stats"].lookup(1)
+        print(f"stats[DROP] = {int.from_bytes(bytes(drops), 'little')} "
+              f"(the program's own counter agrees)\n")
 
 
 if __name__ == "__main__":

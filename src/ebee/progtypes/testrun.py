@@ -731,9 +731,13 @@ class Runner:
             ctx_size_out = len(ctx) if self.prepared.info.test_run not in ("skb", "xdp") \
                 else None
         extra = {"link_layer": True} if self.link_layer and self.impl is run_skb else {}
-        return self.impl(self.prepared, self.machine, self.bound, bytes(data or b""),
-                         bytes(ctx) if ctx is not None else None, repeat, flags, cpu, batch_size,
-                         data_size_out, ctx_size_out, want_ctx_out, self.net, **extra)
+        with _capture_trace() as lines:
+            res = self.impl(self.prepared, self.machine, self.bound, bytes(data or b""),
+                            bytes(ctx) if ctx is not None else None, repeat, flags, cpu,
+                            batch_size, data_size_out, ctx_size_out, want_ctx_out, self.net,
+                            **extra)
+        res.trace_output = [ln.message for ln in lines]
+        return res
 
     def close(self) -> None:
         if self.own_machine:
@@ -747,6 +751,12 @@ class Runner:
 
 
 _NET: Network | None = None
+
+
+def _capture_trace():
+    """What bpf_printk printed during the run (the trace pipe, without consuming it)."""
+    from .. import trace
+    return trace.capture()
 
 
 def _default_net() -> Network:
@@ -806,8 +816,10 @@ def run_event(prog, ctx: bytes, *, engine: str | None = None, prog_type=None,
             arg = kern.start
         rc = RunContext(_default_net(), pt)
         m.progctx = rc
-        ex = bound.run(arg)
-        return RunResult(ex.retval, b"", None, 0, None, rc.trace, 0, ex.insns, pt)
+        with _capture_trace() as lines:
+            ex = bound.run(arg)
+        return RunResult(ex.retval, b"", None, 0, None, [ln.message for ln in lines], 0,
+                         ex.insns, pt)
     finally:
         m.progctx = None
         for r in regions:
