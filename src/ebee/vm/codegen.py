@@ -405,7 +405,7 @@ class Translator:
             return
         self.emit(ind, f"r{i.dst} = {val}")
 
-    k_load_acquire = k_ldx
+    k_load_acquire = k_load_acq = k_ldx
 
     def k_st(self, i: Instruction, ind: int) -> None:
         size = i.spec.size
@@ -424,7 +424,7 @@ class Translator:
         val = f"r{i.src}" if size == 8 else f"r{i.src} & {_MASK[size]:#x}"
         self.emit(ind, f"{_STRUCT[(size, False)][1]}({buf}, {off}, {val})")
 
-    k_store_release = k_stx
+    k_store_release = k_store_rel = k_stx
 
     def k_atomic(self, i: Instruction, ind: int) -> None:
         size = i.spec.size

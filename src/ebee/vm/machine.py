@@ -274,7 +274,16 @@ class Machine:
 
     # -- programs ----------------------------------------------------------------
 
-    def bind(self, insns: list[Instruction] | CompiledProgram) -> Interpreter:
+    def bind(self, insns: list[Instruction] | CompiledProgram, *, engine: str = "interp",
+             verified=None) -> Interpreter:
+        """Bind a program to this machine.  ``engine`` "jit" or "auto" may compile it to
+        native code (``ebee.jit``): same ``run(r1..r5) -> Execution``, same memory;
+        ``verified`` (a verifier result) lets the JIT drop its per-access checks."""
+        if engine != "interp":
+            from .. import jit
+            if jit.select_engine(engine, verified=verified) == "jit":
+                return jit.bind(self, insns.insns if isinstance(insns, CompiledProgram) else insns,
+                                verified=verified)
         prog = insns if isinstance(insns, CompiledProgram) else CompiledProgram.get(insns)
         it = self._bound.get(id(prog))
         if it is None or it.program is not prog:
@@ -282,8 +291,8 @@ class Machine:
         return it
 
     def run(self, insns: list[Instruction], r1: int = 0, r2: int = 0, r3: int = 0,
-            r4: int = 0, r5: int = 0) -> Execution:
-        return self.bind(insns).run(r1, r2, r3, r4, r5)
+            r4: int = 0, r5: int = 0, *, engine: str = "interp") -> Execution:
+        return self.bind(insns, engine=engine).run(r1, r2, r3, r4, r5)
 
     # -- memory conveniences for helpers -----------------------------------------
 
@@ -338,7 +347,7 @@ class Machine:
 
 
 def run(insns: list[Instruction], mem: bytes | None = None, *, budget: int = DEFAULT_BUDGET,
-        machine: Machine | None = None) -> Execution:
+        machine: Machine | None = None, engine: str = "interp") -> Execution:
     """Run raw instructions the way the conformance suite does: r1 = mem, r2 = len(mem)."""
     own = machine is None
     m = machine or Machine(budget=budget)
@@ -347,7 +356,7 @@ def run(insns: list[Instruction], mem: bytes | None = None, *, budget: int = DEF
         region = m.memory.add(Region(mem, "mem"))
     try:
         r1 = region.start if region is not None and region.size else 0
-        return m.run(insns, r1, len(mem) if mem is not None else 0)
+        return m.run(insns, r1, len(mem) if mem is not None else 0, engine=engine)
     finally:
         if region is not None:
             m.memory.remove(region)

@@ -1,0 +1,62 @@
+"""The JIT: verified programs compiled to native code through LLVM (llvmlite).
+
+Layers, as in numba/llvmlite: :mod:`.irgen` builds LLVM IR in pure Python,
+:mod:`.codegen` binds it to the host (target machine, O2 pipeline, MCJIT,
+object cache), :mod:`.runtime` binds compiled programs to machines and runs
+them with the interpreter's interface (``bind(machine, insns).run(r1..r5)
+-> Execution``) over the same memory.
+
+llvmlite is optional: :func:`available` says whether the JIT can be used and,
+if not, why; ``engine="auto"`` then falls back to the interpreter.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+ENGINES = ("interp", "jit", "auto")
+
+try:
+    import llvmlite  # noqa: F401
+    _WHY_NOT: str | None = None
+except ImportError as e:  # pragma: no cover - exercised where llvmlite is absent
+    _WHY_NOT = f"llvmlite is not installed ({e})"
+
+
+def available() -> bool:
+    """Whether native compilation can be used in this process."""
+    return _WHY_NOT is None
+
+
+def unavailable_reason() -> str | None:
+    return _WHY_NOT
+
+
+def select_engine(engine: str | None, *, verified: Any = None) -> str:
+    """Resolve ``engine`` ("interp", "jit", "auto" or None) to "interp" or "jit".
+
+    "auto" (the default) is the JIT when llvmlite is available and the program
+    is verified, else the interpreter.  Asking for "jit" where llvmlite is
+    missing is an error, not a silent fallback.
+    """
+    from .codegen import JitError
+    engine = engine or "auto"
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r} (expected one of {', '.join(ENGINES)})")
+    if engine == "auto":
+        from .runtime import is_verified
+        return "jit" if available() and is_verified(verified) else "interp"
+    if engine == "jit" and not available():
+        raise JitError(f"the JIT is unavailable: {_WHY_NOT}")
+    return engine
+
+
+def bind(machine, insns, *, verified: Any = None):
+    """Compile ``insns`` (cached) and bind them to ``machine``; see :func:`runtime.bind`."""
+    if not available():
+        from .codegen import JitError
+        raise JitError(f"the JIT is unavailable: {_WHY_NOT}")
+    from .runtime import bind as _bind
+    return _bind(machine, insns, verified=verified)
+
+
+__all__ = ["ENGINES", "available", "bind", "select_engine", "unavailable_reason"]
