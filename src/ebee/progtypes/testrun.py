@@ -337,6 +337,12 @@ def run_skb(p: Prepared, machine: "RunMachine", bound, data: bytes, ctx_in, repe
     try:
         skb.eth_type_trans()
         skb.reset_network_header()
+        # 6.18 refuses IPv4/IPv6 frames too short for their network header
+        need = {ETH_P_IP: 20, ETH_P_IPV6: 40}.get(skb.protocol, 0)
+        if skb.headlen() < need:
+            raise TestRunError(errno.EINVAL, f"an {'IPv4' if need == 20 else 'IPv6'} frame needs "
+                                             f"{need} bytes after the Ethernet header; it has "
+                                             f"{skb.headlen()}")
         sk = _sock_for(net, skb)
         struct.pack_into("<Q", skb.region.buf, 24, sk.start)
         if is_l2:
