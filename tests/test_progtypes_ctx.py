@@ -149,3 +149,27 @@ def test_invalid_and_ambiguous_ctx_accesses_are_rejected():
     amb = "if r2 == 0 goto +1\nr1 = r10\nr0 = *(u32 *)(r1 -8)\nexit"
     with pytest.raises(CtxAccessError, match="different pointers"):
         progtypes.rewrite(ebee.assemble(amb), rules)
+
+
+@pytest.mark.kernel
+def test_object_xlated_matches_bpftool(kernel, tmp_path):
+    """A whole clang-built tc program: ebee's xlated form is the kernel's, instruction for
+    instruction (this program has no map lookups or helper calls the kernel also patches)."""
+    import os
+    from pathlib import Path
+
+    from ebee.kernel.info import prog_xlated
+    root = Path(__file__).resolve().parent.parent
+    obj = ebee.load(str(root / "examples" / "c" / "tc_classifier.o"), pin_root=str(tmp_path))
+    pins = Path("/sys/fs/bpf") / f"ebee-xlated-{os.getpid()}"
+    pins.mkdir(exist_ok=True)
+    try:
+        ours, moved = progtypes.xlated(obj.programs["tc_classify"])
+        kobj = obj.load_kernel(pin_root=str(pins))
+        theirs = ebee.decode(prog_xlated(kobj.programs["tc_classify"].fd), strict=False)
+        kobj.close()
+    finally:
+        pins.rmdir()
+        obj.close()
+    assert [str(i) for i in ours] == [str(i) for i in theirs]
+    assert moved[0] == 0

@@ -230,15 +230,28 @@ def format_linfo(li, linum: bool) -> str:
     return f"; {text}"
 
 
+def _rewritten(prog):
+    """The instructions with their context accesses rewritten as the kernel rewrites them
+    (ebee.progtypes), and where each original instruction moved; the program as linked if
+    its context accesses are not ones Linux would accept."""
+    from .. import progtypes
+    try:
+        return progtypes.xlated(prog)
+    except (OSError, ValueError):
+        return list(prog.insns), {}
+
+
 def xlated_lines(prog, *, linum: bool = False, opcodes: bool = False) -> list[str]:
     """The program as ``bpftool prog dump xlated`` prints it, with BTF source lines."""
     from ..asm.disasm import format_xlated
-    body = format_xlated(prog.insns, opcodes=opcodes)
+    insns, moved = _rewritten(prog)
+    body = format_xlated(insns, opcodes=opcodes)
     # body lines start with "%4d: " per instruction; opcodes add continuation lines
-    funcs = {fi.insn: fi for fi in prog.func_info} if prog.btf is not None else {}
+    funcs = {moved.get(fi.insn, fi.insn): fi for fi in prog.func_info} \
+        if prog.btf is not None else {}
     lines_at: dict[int, list] = {}
     for li in prog.line_info:
-        lines_at.setdefault(li.insn, []).append(li)
+        lines_at.setdefault(moved.get(li.insn, li.insn), []).append(li)
     out: list[str] = []
     last = None
     for line in body:

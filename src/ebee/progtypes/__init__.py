@@ -6,11 +6,12 @@ semantics (see :mod:`.testrun`).
 """
 from .ctx import Access, CtxAccessError, CtxRules, CtxStruct, Field, RegType
 from .registry import ProgTypeInfo, RetRange, all_types, by_name, get
-from .rewrite import find_ctx_accesses, rewrite
+from .rewrite import find_ctx_accesses, rewrite, rewrite_map
 
 # The test-run machinery needs ebee.packet, which needs .layouts: imported on first use.
 _LAZY = {name: "testrun" for name in ("Redirect", "RunResult", "Runner", "TestRunError",
                                       "prepare", "run", "run_event")}
+_LAZY["xlated"] = "testrun"
 _LAZY.update({name: "tracing" for name in ("pt_regs", "tracepoint_format", "u64_args")})
 
 
@@ -23,5 +24,6 @@ def __getattr__(name: str):
 
 __all__ = ["Access", "CtxAccessError", "CtxRules", "CtxStruct", "Field", "ProgTypeInfo",
            "RegType", "RetRange", "Redirect", "RunResult", "Runner", "TestRunError", "all_types",
-           "by_name", "find_ctx_accesses", "get", "prepare", "pt_regs", "rewrite", "run",
+           "by_name", "find_ctx_accesses", "get", "prepare",
+           "rewrite_map", "xlated", "pt_regs", "rewrite", "run",
            "run_event", "tracepoint_format", "u64_args"]

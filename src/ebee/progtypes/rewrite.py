@@ -159,6 +159,13 @@ def _transfer(i: Instruction, st: _State) -> _State:
 
 def rewrite(insns: list[Instruction], rules: CtxRules,
             ctx_insns: Iterable[int] | None = None) -> list[Instruction]:
+    """See :func:`rewrite_map`; the rewritten program only."""
+    return rewrite_map(insns, rules, ctx_insns)[0]
+
+
+def rewrite_map(insns: list[Instruction], rules: CtxRules,
+                ctx_insns: Iterable[int] | None = None
+                ) -> tuple[list[Instruction], dict[int, int]]:
     """The program with every context access converted for the runtime's layouts.
 
     ``ctx_insns``: indexes of the ctx accesses, if the caller (the verifier)
@@ -168,7 +175,7 @@ def rewrite(insns: list[Instruction], rules: CtxRules,
     """
     which = set(ctx_insns) if ctx_insns is not None else set(find_ctx_accesses(insns))
     if not which:
-        return list(insns)
+        return list(insns), {i.pc: i.pc for i in insns}
     pieces: list[list[Instruction]] = []
     for k, i in enumerate(insns):
         if k not in which:
@@ -183,7 +190,8 @@ def rewrite(insns: list[Instruction], rules: CtxRules,
     return _relink(insns, pieces)
 
 
-def _relink(insns: list[Instruction], pieces: list[list[Instruction]]) -> list[Instruction]:
+def _relink(insns: list[Instruction], pieces: list[list[Instruction]]
+            ) -> tuple[list[Instruction], dict[int, int]]:
     """Lay out the pieces and fix pc-relative offsets that cross them."""
     new_pc: dict[int, int] = {}
     pc = 0
@@ -203,7 +211,7 @@ def _relink(insns: list[Instruction], pieces: list[list[Instruction]]) -> list[I
             for x in piece:
                 out.append(replace(x, pc=here))
                 here += x.slots
-    return out
+    return out, new_pc
 
 
 def _retarget(i: Instruction, here: int, new_pc: dict[int, int]) -> Instruction:

@@ -161,6 +161,16 @@ def prepare(prog, prog_type: P | int | None = None,
     return p
 
 
+def xlated(prog) -> tuple[list[Instruction], dict[int, int]]:
+    """The program as the runtime runs it -- what ``bpftool prog dump xlated`` shows for
+    the kernel -- and the map from original pcs to rewritten ones."""
+    from .rewrite import rewrite_map
+    info = get(prog.type, getattr(prog, "expected_attach_type", None))
+    if info.rules is None or info.ctx_kind != "struct":
+        return list(prog.insns), {i.pc: i.pc for i in prog.insns}
+    return rewrite_map(list(prog.insns), info.rules)
+
+
 def _bind(machine: Machine, insns, engine: str | None):
     if engine in (None, "interp"):
         return machine.bind(insns)
