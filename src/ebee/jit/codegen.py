@@ -71,15 +71,21 @@ class Codegen:
         self.triple = llvm.get_process_triple()
         self.cpu = llvm.get_host_cpu_name()
         self.features = llvm.get_host_cpu_features().flatten()
-        target = llvm.Target.from_triple(self.triple)
-        self.tm = target.create_target_machine(cpu=self.cpu, features=self.features, opt=opt,
-                                               codemodel="jitdefault")
+        self.target = llvm.Target.from_triple(self.triple)
+        self.tm = self._new_tm()       # for passes and data layout; engines get their own
+        target = self.target
         # relocation model "default" for ELF objects handed to pyelftools/capstone
         self.tm_obj = target.create_target_machine(cpu=self.cpu, features=self.features, opt=opt,
                                                    reloc="pic")
         self.data_layout = str(self.tm.target_data)
         env = os.environ.get("EBEE_JIT_CACHE")
         self.cache_dir: Path | None = Path(env) if env else None
+
+    def _new_tm(self):
+        # An execution engine takes ownership of its target machine (and frees it
+        # with itself), so every engine needs a fresh one.
+        return self.target.create_target_machine(cpu=self.cpu, features=self.features,
+                                                 opt=self.opt, codemodel="jitdefault")
 
     @classmethod
     def get(cls) -> "Codegen":
@@ -124,11 +130,11 @@ class Codegen:
             key = self.key(text)
             obj = self._disk_get(key)
             if obj is not None:
-                engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
+                engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self._new_tm())
                 engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
             else:
                 self._optimize(llmod)
-                engine = llvm.create_mcjit_compiler(llmod, self.tm)
+                engine = llvm.create_mcjit_compiler(llmod, self._new_tm())
                 if self.cache_dir is not None:
                     engine.set_object_cache(lambda _m, buf: self._disk_put(key, buf), lambda _m: None)
                 engine.finalize_object()

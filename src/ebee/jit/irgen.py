@@ -223,6 +223,10 @@ class ModuleGen:
             self.block(blk, back)
         b.position_at_end(self.bail_bb)
         self.ret(c64(0))
+        for bb in fn.blocks:      # code after a static fault is unreachable
+            if not bb.is_terminated:
+                b.position_at_end(bb)
+                b.unreachable()
 
     def entry_alloca(self, ty, name: str = "") -> ir.Value:
         """Stack space in the function's entry block (so LLVM can promote or reuse it)."""

@@ -1,0 +1,415 @@
+"""The JIT against the interpreter: same results, same memory, same errors.
+
+Every comparison runs a program on two fresh machines, one per engine, and
+compares r0, the instruction count, the bytes of the memory region and the
+stack, and -- when the program fails -- the exception type and message
+(addresses are made relative to the region, whose address differs per run).
+``EBEE_JIT_EXAMPLES`` raises the number of hypothesis programs (default a
+bounded sample that keeps this module well under a minute).
+"""
+from __future__ import annotations
+
+import os
+import re
+import struct
+import threading
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ebee import assemble, isa
+from ebee.conformance import parse
+from ebee.errors import BudgetExceeded, MemoryFault, SourceError, VMError
+from ebee.helpers.base import Clock
+from ebee.uapi import FuncId
+from ebee.vm import Machine, Region, SHARED
+
+jit = pytest.importorskip("ebee.jit.runtime", reason="llvmlite is not installed")
+
+from ebee.jit import bind, select_engine  # noqa: E402
+from jit_strategies import MEM_SIZE, memory_programs  # noqa: E402
+from strategies import programs  # noqa: E402
+
+EXAMPLES = int(os.environ.get("EBEE_JIT_EXAMPLES", "40"))
+
+
+class Verified:
+    """Verification evidence for programs that are verifier-safe by construction."""
+    accepted = True
+
+
+def outcome(insns, engine: str, mem: bytes | None = None, *, verified=None, machine_cls=Machine,
+            budget: int = 100_000, args=()):
+    m = machine_cls(budget=budget)
+    reg = m.memory.add(Region(bytes(mem), "mem")) if mem is not None else None
+    try:
+        b = m.bind(insns) if engine == "interp" else bind(m, insns, verified=verified)
+        r1 = reg.start if reg is not None and reg.size else 0
+        try:
+            res = b.run(*(args or (r1, len(mem) if mem is not None else 0)))
+            out = ("ok", res.retval, res.insns)
+        except VMError as e:
+            base = reg.start if reg is not None else 0
+            msg = re.sub(r"0x[0-9a-f]{9,}", lambda mm: f"MEM{int(mm.group(0), 16) - base:+d}", str(e))
+            out = ("err", type(e).__name__, msg)
+        return out, bytes(reg.buf) if reg is not None else None, bytes(m.stack.buf)
+    finally:
+        if reg is not None:
+            m.memory.remove(reg)
+        m.close()
+
+
+def same(insns, mem=None, **kw):
+    a = outcome(insns, "interp", mem, **kw)
+    b = outcome(insns, "jit", mem, **kw)
+    assert a[0] == b[0]
+    assert a[1] == b[1], "memory differs"
+    assert a[2] == b[2], "stack differs"
+    return a[0]
+
+
+# -- the conformance suite ----------------------------------------------------------------
+
+def test_conformance_suite_agrees(conformance_dir):
+    compared = 0
+    for path in sorted(conformance_dir.glob("*.data")):
+        try:
+            tc = parse(path)
+            insns = tc.program()
+        except SourceError:
+            continue
+        mem = tc.mem if tc.has_mem else None
+        assert outcome(insns, "interp", mem) == outcome(insns, "jit", mem), path.name
+        compared += 1
+    assert compared > 250
+
+
+# -- generated programs -------------------------------------------------------------------
+
+@settings(max_examples=EXAMPLES)
+@given(programs())
+def test_alu_and_stack_programs_agree_in_both_modes(insns):
+    ref = same(insns)
+    assert outcome(insns, "jit", verified=Verified())[0] == ref
+
+
+@settings(max_examples=EXAMPLES)
+@given(memory_programs())
+def test_memory_call_and_loop_programs_agree(insns):
+    same(insns, bytes(range(MEM_SIZE)))
+
+
+# -- faults name the same pc, instruction and address --------------------------------------
+
+def K(src: str):
+    return assemble(src, "kernel")
+
+
+@pytest.mark.parametrize("src, exc", [
+    ("r0 = *(u64 *)(r1 + 60)\nexit", MemoryFault),           # crosses the region's end
+    ("*(u32 *)(r1 - 4) = 1\nr0 = 0\nexit", MemoryFault),
+    ("r0 = *(u8 *)(r10 + 0)\nexit", VMError),                 # caught at translation
+    ("r10 = 1\nexit", VMError),
+    ("r0 = 1\nif r0 > 0 goto +5\nexit", VMError),             # jump out of the program
+    ("r0 = 0\nr0 += 1", VMError),                             # falls off the end
+    ("l:\nr0 += 1\ngoto l", BudgetExceeded),
+    ("call 1\nexit", VMError),                                # no map behind r1: helper raises
+    ("call 999999\nexit", VMError),                           # unknown helper
+])
+def test_faults_agree(src, exc):
+    out = same(K(src), bytes(64))
+    assert out[0] == "err" and out[1] == exc.__name__, out
+
+
+def test_write_to_read_only_region_agrees():
+    m = Machine()
+    ro = m.memory.add(Region(bytes(16), "rodata", writable=False))
+    prog = K("*(u64 *)(r1 + 0) = 7\nr0 = 0\nexit")
+    try:
+        msgs = []
+        for b in (m.bind(prog), bind(m, prog)):
+            with pytest.raises(MemoryFault) as e:
+                b.run(ro.start)
+            msgs.append(str(e.value))
+        assert msgs[0] == msgs[1] and "read-only" in msgs[0]
+    finally:
+        m.memory.remove(ro)
+        m.close()
+
+
+def test_recursion_depth_agrees():
+    prog = K("call f\nexit\nf:\ncall f\nexit")
+    out = same(prog)
+    assert out[0] == "err" and "deeper than 8 frames" in out[2]
+
+
+def test_bpf_to_bpf_calls_callx_and_function_pointers():
+    src = """
+        r6 = 5
+        r1 = 7
+        call double
+        r6 += r0
+        r2 = subprog[double] ll
+        r1 = 20
+        callx r2
+        r0 += r6
+        exit
+    double:
+        *(u64 *)(r10 - 8) = r1
+        r0 = *(u64 *)(r10 - 8)
+        r0 *= 2
+        exit
+    """
+    try:
+        prog = K(src)
+    except SourceError:
+        pytest.skip("assembler does not take function references")
+    assert same(prog)[:2] == ("ok", 59)
+
+
+def test_atomics_and_may_goto():
+    # cmpxchg finds 8 and stores 100; r3 fetched 3; the may_goto loop ends with r6 = 0
+    src = """
+        r1 = 0
+        *(u64 *)(r10 - 8) = r1
+        r2 = 3
+        lock *(u64 *)(r10 - 8) += r2
+        r3 = 5
+        r3 = atomic_fetch_add((u64 *)(r10 - 8), r3)
+        r0 = 8
+        r4 = 100
+        r0 = cmpxchg_64(r10 - 8, r0, r4)
+        r5 = *(u64 *)(r10 - 8)
+        r0 += r5
+        r0 += r3
+        r6 = 3
+    l:
+        may_goto +3
+        r6 -= 1
+        if r6 == 0 goto +1
+        goto l
+        r0 += r6
+        exit
+    """
+    out = same(K(src))
+    assert out[:2] == ("ok", 8 + 100 + 3)
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+def test_prandom_draws_the_same_numbers_as_the_interpreter():
+    prog = K("call 7\nr6 = r0\ncall 7\nr6 <<= 32\nr0 |= r6\nexit")
+    m1, m2 = Machine(seed=42), Machine(seed=42)
+    try:
+        a = [m1.bind(prog).run().retval for _ in range(700)]      # crosses a twist (624 words)
+        b = [bind(m2, prog).run().retval for _ in range(700)]
+        assert a == b
+        assert m1.random.getstate() == m2.random.getstate()
+        m1.random.random(), m2.random.random()                   # Python draws in between
+        assert m1.bind(prog).run() == bind(m2, prog).run()
+    finally:
+        m1.close()
+        m2.close()
+
+
+class FakeClock(Clock):
+    def __init__(self):
+        self.t = 1000
+
+    def monotonic_ns(self):
+        self.t += 10
+        return self.t
+
+
+def test_clock_helpers_use_a_virtual_clock_when_there_is_one():
+    prog = K("call 5\nr6 = r0\ncall 5\nr0 -= r6\nexit")
+    m = Machine(clock=FakeClock())
+    try:
+        assert bind(m, prog).run().retval == 10
+    finally:
+        m.close()
+    m = Machine()
+    try:
+        assert 0 <= bind(m, prog).run().retval < 10**9      # the host clock, natively
+    finally:
+        m.close()
+
+
+def test_cpu_id_and_numa_node():
+    prog = K(f"call {int(FuncId.get_smp_processor_id)}\nr6 = r0\n"
+             f"call {int(FuncId.get_numa_node_id)}\nr0 += r6\nexit")
+    m = Machine(cpu=3, numa_node=0)
+    try:
+        assert bind(m, prog).run().retval == m.bind(prog).run().retval == 3
+    finally:
+        m.close()
+
+
+class Hooks(Machine):
+    """A machine with tail-call targets, LD_ABS data and a kfunc, like the runtime layers."""
+    targets: dict = {}
+
+    def tail_call_target(self, map_ptr, index, pc):
+        return self.targets.get(index)
+
+    def ld_abs(self, ctx, offset, size, pc):
+        data = bytes(range(1, 65))
+        if offset < 0 or offset + size > len(data):
+            return None
+        return int.from_bytes(data[offset:offset + size], "big")
+
+    def kfunc_impl(self, btf_id, btf_off):
+        return (lambda m, a, b, c, d, e: a * 1000 + btf_id) if btf_id == 77 else None
+
+
+def test_tail_calls_stop_after_33():
+    # each program in the chain adds 1 and tail-calls index 0 (itself): 33 succeed
+    prog = K("r6 = r1\nr0 = *(u64 *)(r6 + 0)\nr0 += 1\n*(u64 *)(r6 + 0) = r0\n"
+             "r1 = r6\nr2 = 0\nr3 = 0\ncall 12\nr0 = 99\nexit")
+    Hooks.targets = {0: prog}
+    out_i = outcome(prog, "interp", bytes(8), machine_cls=Hooks)
+    out_j = outcome(prog, "jit", bytes(8), machine_cls=Hooks)
+    assert out_i == out_j
+    assert struct.unpack("<Q", out_j[1])[0] == 34 and out_j[0][1] == 99
+    Hooks.targets = {}
+    assert same(prog, bytes(8), machine_cls=Hooks)[1] == 99          # no target: falls through
+
+
+def test_ld_abs_ld_ind_and_kfuncs():
+    prog = K("r6 = r1\nr0 = *(u16 *)skb[4]\nr7 = r0\nr2 = 2\nr0 = *(u32 *)skb[r2 + 3]\n"
+             "r0 += r7\nexit")
+    assert same(prog, bytes(8), machine_cls=Hooks)[:2] == ("ok", 0x0506 + 0x06070809)
+    abort = K("r6 = r1\nr0 = 5\nr0 = *(u32 *)skb[62]\nr0 = 7\nexit")
+    assert same(abort, bytes(8), machine_cls=Hooks)[:2] == ("ok", 0)
+    kf = [isa.make("mov", dst=1, imm=3, use_reg=False),
+          isa.make("call kfunc", imm=77), isa.make("exit")]
+    kf = isa.renumber(kf)
+    assert same(kf, machine_cls=Hooks)[:2] == ("ok", 3077)
+    bad = isa.renumber([isa.make("call kfunc", imm=78), isa.make("exit")])
+    assert same(bad, machine_cls=Hooks)[0] == "err"
+
+
+# -- engines, modes, caching ---------------------------------------------------------------------
+
+def test_engine_selection(monkeypatch):
+    assert select_engine("interp") == "interp"
+    assert select_engine("jit") == "jit"
+    assert select_engine(None) == "interp"                  # unverified: the interpreter
+    assert select_engine("auto", verified=Verified()) == "jit"
+    with pytest.raises(ValueError):
+        select_engine("gcc")
+    import ebee.jit as J
+    monkeypatch.setattr(J, "_WHY_NOT", "llvmlite is not installed (test)")
+    assert select_engine("auto", verified=Verified()) == "interp"
+    with pytest.raises(J.codegen.JitError, match="unavailable"):
+        select_engine("jit")
+
+
+def test_machine_bind_engine_and_compile_cache():
+    prog = K("r0 = 41\nr0 += 1\nexit")
+    m = Machine()
+    try:
+        b = m.bind(prog, engine="jit")
+        assert isinstance(b, jit.JitBinding) and b.program.checked
+        assert b.run().retval == 42
+        assert m.bind(prog, engine="jit") is b
+        assert jit.JitProgram.get(list(prog), checked=True) is b.program
+        u = m.bind(prog, engine="auto", verified=Verified())
+        assert not u.program.checked and u.run().retval == 42
+        assert m.run(prog, engine="jit").retval == 42
+    finally:
+        m.close()
+
+
+def test_unchecked_mode_needs_evidence():
+    class Rejected:
+        accepted = False
+    m = Machine()
+    try:
+        prog = K("r0 = 0\nexit")
+        assert bind(m, prog, verified=Rejected()).program.checked
+        assert bind(m, prog, verified=True).program.checked        # a bare True is no evidence
+    finally:
+        m.close()
+
+
+def test_batch_runs_in_one_native_loop():
+    prog = K("r0 = *(u64 *)(r1 + 0)\nr0 += 1\n*(u64 *)(r1 + 0) = r0\nexit")
+    m = Machine()
+    reg = m.memory.add(Region(bytes(8), "mem"))
+    try:
+        res, ns = bind(m, prog).run_batch(1000, reg.start)
+        assert res.retval == 1000 and struct.unpack("<Q", bytes(reg.buf))[0] == 1000
+        assert ns > 0
+    finally:
+        m.memory.remove(reg)
+        m.close()
+
+
+def test_disk_cache_round_trip(tmp_path):
+    from ebee.jit.codegen import Codegen
+    from ebee.jit.irgen import generate
+    cg = Codegen.get()
+    old = cg.cache_dir
+    cg.cache_dir = tmp_path
+    try:
+        prog = K("r0 = 6\nr0 *= 7\nexit")
+        lib1 = cg.compile(generate(prog, checked=True)[0])
+        assert not lib1.from_disk and list(tmp_path.glob("*.o"))
+        lib2 = cg.compile(generate(prog, checked=True)[0])
+        assert lib2.from_disk and lib2.key == lib1.key
+        from ebee.jit import abi
+        fn = abi.RUN(lib2.address(abi.RUN_SYMBOL))
+        m = Machine()
+        try:
+            st = jit.cpu_state(m)
+            st.refresh_regions()
+            st.ts.limit = 1000
+            pt = (jit.ctypes.c_uint64 * 1)()
+            assert fn(st.ts_addr, jit.ctypes.addressof(pt), 0, 0, 0, 0, 0) == 42
+        finally:
+            m.close()
+    finally:
+        cg.cache_dir = old
+
+
+# -- threads: each its own virtual CPU, atomics shared ----------------------------------------------
+
+def test_parallel_runs_atomic_counter_and_per_cpu_slots():
+    threads, repeat = 4, 20_000
+    shared = SHARED.add(Region(8 + 8 * threads, "counters"))
+    prog = K(f"""
+        r6 = r1
+        r2 = 1
+        lock *(u64 *)(r6 + 0) += r2
+        call {int(FuncId.get_smp_processor_id)}
+        r0 <<= 3
+        r6 += r0
+        r1 = *(u64 *)(r6 + 8)
+        r1 += 1
+        *(u64 *)(r6 + 8) = r1
+        r0 = 0
+        exit
+    """)
+    errors = []
+
+    def work(cpu):
+        m = Machine(cpu=cpu)
+        try:
+            bind(m, prog).run_batch(repeat, shared.start)
+        except Exception as e:   # pragma: no cover - reported below
+            errors.append(e)
+        finally:
+            m.close()
+    try:
+        ts = [threading.Thread(target=work, args=(c,)) for c in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errors
+        vals = struct.unpack(f"<{threads + 1}Q", bytes(shared.buf))
+        assert vals[0] == threads * repeat                 # the atomic counter lost nothing
+        assert list(vals[1:]) == [repeat] * threads        # each CPU's slot is its own
+    finally:
+        SHARED.remove(shared)
