@@ -19,7 +19,8 @@ class _Parser(argparse.ArgumentParser):
 KERNEL_REPLACES = {"prog_cmds", "map_cmds", "btf_cmds"}
 
 # Subcommand modules, each with register(subparsers).  Add yours here.
-COMMAND_MODULES = ["asm_cmds", "btf_cmds", "prog_cmds", "map_cmds", "run_cmds", "kernel_cmds"]
+COMMAND_MODULES = ["asm_cmds", "btf_cmds", "prog_cmds", "map_cmds", "run_cmds", "kernel_cmds",
+                   "verify_cmds"]
 
 
 def _wants_kernel(argv: list[str] | None) -> bool:

@@ -87,8 +87,9 @@ def check_alu_op(env: Env, insn: Insn) -> None:
 
 
 def _bswap(b: Bounds, insn: Insn) -> Bounds:
-    """Byte swaps: the kernel tracks only what is_safe_to_compute_dst_reg_range allows."""
-    return Bounds.unknown()
+    """to_le/to_be/bswap: only to_be (and bswap) swap bytes on a little-endian machine."""
+    swap = insn.cls == U.BPF_ALU64 or insn.srcx   # BPF_TO_BE is the BPF_X bit
+    return b.byte_swap(insn.imm, bool(swap))
 
 
 def _check_mov(env: Env, insn: Insn, regs: list[RegState], alu64: bool) -> None:

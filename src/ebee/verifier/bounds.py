@@ -404,6 +404,23 @@ class Bounds:
         b._sync()
         return b
 
+    def byte_swap(self, bits: int, swap: bool) -> "Bounds":
+        """scalar_byte_swap: BPF_END/bswap; the tnum's bytes are swapped when the
+        instruction swaps on this (little-endian) machine, the ranges re-derived."""
+        b = self.copy()
+        if swap:
+            n = bits // 8
+            m = (1 << bits) - 1
+            v = (b.var_off.value & m).to_bytes(n, "little")
+            k = (b.var_off.mask & m).to_bytes(n, "little")
+            b.var_off = Tnum(int.from_bytes(v, "big"), int.from_bytes(k, "big"))
+            b._mark64_unbounded()
+            b._mark32_unbounded()
+        if bits in (16, 32):
+            return b.truncate(bits // 8)
+        b._sync()
+        return b
+
     def with_umax(self, umax: int) -> "Bounds":
         b = self.copy()
         b.umax_value = min(b.umax_value, umax)

@@ -340,9 +340,9 @@ def successors(env: Env, t: int) -> tuple[int, ...]:
     if op == U.BPF_JA:
         off = insn.off if cls == U.BPF_JMP else insn.imm
         return (t + off + 1,)
-    if t + insn.off + 1 == t + 1:
+    if insn.off == 0:
         return (t + 1,)
-    return (t + 1, t + insn.off + 1)
+    return (t + insn.off + 1, t + 1)
 
 
 ALL_CALLER_SAVED = 0x3F
@@ -489,10 +489,13 @@ def compute_scc(env: Env) -> None:
     counter = [1]
     stk: list[int] = []
     next_scc = 1
+    starts = set()
+    j = 0
+    while j < n:
+        starts.add(j)
+        j += 2 if env.insns[j].code == LDIMM64 else 1
     for root in range(n):
-        if index[root] or env.insns[root] is None:
-            continue
-        if root and env.insns[root - 1].code == LDIMM64 and not _is_insn_start(env, root):
+        if index[root] or root not in starts:
             continue
         work = [(root, iter(successors(env, root)))]
         index[root] = low[root] = counter[0]
@@ -529,7 +532,7 @@ def compute_scc(env: Env) -> None:
                     comp.append(w)
                     if w == v:
                         break
-                if len(comp) > 1 or v in successors(env, v):
+                if len(comp) > 1 or v in successors(env, v) or env.aux[v].calls_callback:
                     for w in comp:
                         env.aux[w].scc = next_scc
                     next_scc += 1

@@ -20,29 +20,50 @@ LOG_LEVEL2 = 2
 LOG_STATS = 4
 
 
-class Log:
-    """An append/rewind character buffer; ``level`` 0 records nothing."""
-    __slots__ = ("level", "buf", "end")
+DEFAULT_LOG_SIZE = 16 << 20
 
-    def __init__(self, level: int = 0):
+
+class Log:
+    """An append/rewind character buffer; ``level`` 0 records nothing.
+
+    Like the kernel's rotating log, at most ``size`` bytes are kept: when a
+    log outgrows it, its beginning is dropped (``truncated`` is set).
+    Positions are absolute byte offsets, as the kernel's ``end_pos``.
+    """
+    __slots__ = ("level", "buf", "end", "start", "size", "truncated")
+
+    def __init__(self, level: int = 0, size: int = DEFAULT_LOG_SIZE):
         self.level = level
         self.buf = bytearray()
+        self.start = 0           # absolute position of buf[0]
         self.end = 0
+        self.size = size
+        self.truncated = False
 
     def __call__(self, text: str) -> None:
         if not self.level:
             return
         b = text.encode()
         n = len(b)
-        self.buf[self.end:self.end + n] = b
+        rel = self.end - self.start
+        self.buf[rel:rel + n] = b
         self.end += n
+        if len(self.buf) > 2 * self.size:
+            cut = len(self.buf) - self.size
+            del self.buf[:cut]
+            self.start += cut
+            self.truncated = True
 
     def reset(self, pos: int) -> None:
         if self.level and pos <= self.end:
-            self.end = pos
+            self.end = max(pos, self.start)
 
     def getvalue(self) -> str:
-        return self.buf[:self.end].decode(errors="replace")
+        data = self.buf[:self.end - self.start]
+        if len(data) > self.size:
+            data = data[len(data) - self.size:]
+            self.truncated = True
+        return data.decode(errors="replace")
 
 
 # ---------------------------------------------------------------------------
