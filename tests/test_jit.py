@@ -413,3 +413,73 @@ def test_parallel_runs_atomic_counter_and_per_cpu_slots():
         assert list(vals[1:]) == [repeat] * threads        # each CPU's slot is its own
     finally:
         SHARED.remove(shared)
+
+
+# -- maps: native lookups on the maps' own memory ----------------------------------------------------
+
+def test_native_map_lookups_agree_with_the_runtime():
+    from ebee import Map
+    from ebee.uapi import BPF_F_ZERO_SEED, MapType, ProgType
+    from ebee.verifier import verify
+    h = Map(MapType.HASH, 4, 8, 64)
+    lru = Map(MapType.LRU_HASH, 12, 8, 64, BPF_F_ZERO_SEED)        # jhash, 12-byte keys
+    pa = Map(MapType.PERCPU_ARRAY, 4, 8, 4)
+    for k in range(0, 40, 3):
+        h[struct.pack("<I", k)] = k * 10
+        lru[struct.pack("<III", k, k + 1, k + 2)] = k * 100
+    prog = K(f"""
+        call bpf_get_prandom_u32
+        r6 = r0
+        r6 &= 63
+        *(u32 *)(r10 - 4) = r6
+        r2 = r10
+        r2 += -4
+        r1 = map[id:{h.id}] ll
+        call bpf_map_lookup_elem
+        r7 = 0
+        if r0 == 0 goto +1
+        r7 = *(u64 *)(r0 + 0)
+        *(u32 *)(r10 - 16) = r6
+        r1 = r6
+        r1 += 1
+        *(u32 *)(r10 - 12) = r1
+        r1 += 1
+        *(u32 *)(r10 - 8) = r1
+        r2 = r10
+        r2 += -16
+        r1 = map[id:{lru.id}] ll
+        call bpf_map_lookup_elem
+        if r0 == 0 goto +2
+        r1 = *(u64 *)(r0 + 0)
+        r7 += r1
+        r6 &= 3
+        *(u32 *)(r10 - 4) = r6
+        r2 = r10
+        r2 += -4
+        r1 = map[id:{pa.id}] ll
+        call bpf_map_lookup_elem
+        if r0 == 0 goto +3
+        r1 = *(u64 *)(r0 + 0)
+        r1 += 1
+        *(u64 *)(r0 + 0) = r1
+        r0 = r7
+        exit
+    """)
+    v = verify(prog, prog_type=ProgType.SOCKET_FILTER)
+    assert v.accepted, v.error
+    m1, m2 = Machine(cpu=1, seed=5), Machine(cpu=1, seed=5)
+    try:
+        native = bind(m2, prog, verified=v)
+        assert not native.program.checked
+        runs = 60
+        got = [(m1.bind(prog).run().retval, native.run().retval) for _ in range(runs)]
+        assert all(a == b for a, b in got) and any(a for a, _ in got)
+        # both engines counted into CPU 1's slots, and only there
+        slots = [struct.unpack("<2Q", b"".join(pa[struct.pack("<I", i)]))
+                 for i in range(4)]
+        assert sum(s[1] for s in slots) == 2 * runs and all(s[0] == 0 for s in slots)
+    finally:
+        m1.close()
+        m2.close()
+        for mp in (h, lru, pa):
+            mp.close()

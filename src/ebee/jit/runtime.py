@@ -30,7 +30,7 @@ from ..vm.machine import Execution, Machine, _Env
 from ..vm.memory import Region
 from . import abi, irgen
 from .codegen import Codegen
-from . import natives  # noqa: F401  (registers the native helper implementations)
+from . import natives, natives_maps  # noqa: F401  (register the native helper implementations)
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
