@@ -84,6 +84,27 @@ class XdpBuff:
         self.flags = XDP_FLAGS_HAS_FRAGS if self.frags else 0
         _live[self.region.start] = self
 
+    def reset(self, payload: bytes, *, dev, queue_index: int = 0,
+              headroom: int = XDP_PACKET_HEADROOM, frags: list[bytes] | None = None) -> None:
+        """Reuse this buffer for another packet (what a driver's page pool does)."""
+        if headroom + len(payload) + SHINFO_SIZE > self.frame_sz:
+            raise ValueError("packet does not fit the XDP frame")
+        if dev is not self.dev:
+            self.dev = dev
+            struct.pack_into("<Q", self.rxq.buf, XDP_RXQ_INFO.off("dev"), dev.addr)
+        struct.pack_into("<I", self.rxq.buf, XDP_RXQ_INFO.off("queue_index"), queue_index)
+        if self.egress_dev is not None:
+            self.egress_dev = None
+            struct.pack_into("<Q", self.region.buf, XDP_BUFF.off("txq"), 0)
+        buf = self.frame.buf
+        buf[:] = bytes(len(buf))
+        buf[headroom:headroom + len(payload)] = payload
+        start = self.frame.start
+        self.data = self.data_meta = start + headroom
+        self.data_end = start + headroom + len(payload)
+        self.frags = [bytearray(f) for f in (frags or [])]
+        self.flags = XDP_FLAGS_HAS_FRAGS if self.frags else 0
+
     @property
     def addr(self) -> int:
         return self.region.start

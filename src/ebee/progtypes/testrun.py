@@ -117,6 +117,14 @@ class RunMachine(Machine):
     """A machine that knows the socket buffer behind LD_ABS/LD_IND."""
 
     progctx: RunContext | None = None
+    keep_buffers = False          # a Runner keeps one XDP frame for all its runs
+    xdp_pool = None
+
+    def close(self) -> None:
+        if self.xdp_pool is not None:
+            self.xdp_pool.close()
+            self.xdp_pool = None
+        super().close()
 
     def ld_abs(self, ctx: int, offset: int, size: int, pc: int) -> int | None:
         from ..packet.skbuff import from_ctx
@@ -171,14 +179,27 @@ def xlated(prog) -> tuple[list[Instruction], dict[int, int]]:
     return rewrite_map(list(prog.insns), info.rules)
 
 
-def _bind(machine: Machine, insns, engine: str | None):
-    if engine in (None, "interp"):
+def _bind(machine: Machine, insns, engine: str | None, prog=None):
+    if engine == "interp":
         return machine.bind(insns)
-    return machine.bind(insns, engine=engine)
+    # engine None/"auto" (issue 8): the JIT when llvmlite is there and the program
+    # verifies (its ctx rewrites are the runtime's, as in Linux), else the interpreter
+    from .. import jit
+    verified = jit.evidence_for(prog) if prog is not None and jit.available() else None
+    return machine.bind(insns, engine=engine or "auto", verified=verified)
 
 
-def _timed(fn, repeat: int) -> tuple[Any, int]:
+def _native_batch(bound, *args):
+    """``repeat`` runs in one native loop (the JIT's run_batch), or None for the interpreter."""
+    batch = getattr(bound, "run_batch", None)
+    return None if batch is None else (lambda n: batch(n, *args))
+
+
+def _timed(fn, repeat: int, batch=None) -> tuple[Any, int]:
     repeat = repeat or 1
+    if batch is not None and repeat > 1:     # no Python call per run (the JIT's batch loop)
+        out, total = batch(repeat)
+        return out, min(total // repeat, U32_MAX)
     t0 = time.perf_counter_ns()
     out = None
     for _ in range(repeat):
@@ -363,7 +384,7 @@ def run_skb(p: Prepared, machine: "RunMachine", bound, data: bytes, ctx_in, repe
             _convert_ctx_to_skb(skb, ctx)
         rc = RunContext(net, pt, skb)
         machine.progctx = rc
-        ex, duration = _timed(lambda: bound.run(skb.addr), repeat)
+        ex, duration = _timed(lambda: bound.run(skb.addr), repeat, _native_batch(bound, skb.addr))
         if not is_l2:
             if skb.headroom() < ETH_HLEN:
                 skb.expand_head((ETH_HLEN - skb.headroom() + 15) & ~15, 0)
@@ -465,13 +486,18 @@ def run_xdp(p: Prepared, machine: "RunMachine", bound, data: bytes, ctx_in, repe
             queue = q
     # xdp_prepare_buff(): data_in lands at the (reduced) headroom; the first ctx.data
     # bytes of it are metadata (xdp_convert_md_to_buff)
-    xdp = XdpBuff(data[:lin], dev=dev, queue_index=queue, headroom=headroom, frags=frags)
+    xdp = getattr(machine, "xdp_pool", None)
+    if xdp is not None:
+        machine.xdp_pool = None
+        xdp.reset(data[:lin], dev=dev, queue_index=queue, headroom=headroom, frags=frags)
+    else:
+        xdp = XdpBuff(data[:lin], dev=dev, queue_index=queue, headroom=headroom, frags=frags)
     try:
         if meta_len:
             xdp.data = xdp.data_meta + meta_len
         rc = RunContext(net, P.XDP, xdp)
         machine.progctx = rc
-        ex, duration = _timed(lambda: bound.run(xdp.addr), repeat)
+        ex, duration = _timed(lambda: bound.run(xdp.addr), repeat, _native_batch(bound, xdp.addr))
         if ctx is not None:
             struct.pack_into("<I", ctx, 0, xdp.data - xdp.data_meta)
             struct.pack_into("<I", ctx, 4, xdp.data_end - xdp.data_meta)
@@ -489,7 +515,10 @@ def run_xdp(p: Prepared, machine: "RunMachine", bound, data: bytes, ctx_in, repe
         return res
     finally:
         machine.progctx = None
-        xdp.close()
+        if isinstance(machine, RunMachine) and machine.keep_buffers:
+            machine.xdp_pool = xdp           # the next run of this Runner reuses the frame
+        else:
+            xdp.close()
 
 
 # -- flow dissector, sk_lookup, raw_tp, syscall, tracing ---------------------------------------
@@ -735,7 +764,9 @@ class Runner:
         self.link_layer = link_layer
         self.machine = machine or RunMachine()
         self.own_machine = machine is None
-        self.bound = _bind(self.machine, self.prepared.insns, engine)
+        if self.own_machine:
+            self.machine.keep_buffers = True
+        self.bound = _bind(self.machine, self.prepared.insns, engine, prog)
         self.net = net or _default_net()
         self.impl = _IMPLS.get(self.prepared.info.test_run or "", run_unsupported)
 
@@ -815,7 +846,7 @@ def run_event(prog, ctx: bytes, *, engine: str | None = None, prog_type=None,
     m = RunMachine()
     regions = []
     try:
-        bound = _bind(m, p.insns, engine)
+        bound = _bind(m, p.insns, engine, prog)
         data = SHARED.add(Region(bytes(ctx) or b"\0", "event", writable=False))
         regions.append(data)
         arg = data.start
