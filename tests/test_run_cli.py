@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -240,3 +241,16 @@ def test_plugin_assertions_fail_readably():
     with pytest.raises(pytest.fail.Exception, match="differs at byte 12"):
         assert_packet(res, udp_packet()[:12] + b"\x86\xdd" + udp_packet()[14:])
 
+
+
+def test_fentry_args_typed_by_btf():
+    import os
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        pytest.skip("no /sys/kernel/btf/vmlinux")
+    args = progtypes.btf_args("bpf_fentry_test2", 2, b=3, ret=5)
+    assert struct.unpack("<3Q", args) == (2, 3, 5)
+    src = "r0 = *(u64 *)(r1 +0)\nr2 = *(u64 *)(r1 +8)\nr0 += r2\nexit"
+    res = progtypes.run_event(ebee.assemble(src), args, prog_type=P.TRACING)
+    assert res.retval == 5
+    with pytest.raises(ValueError, match="no parameter"):
+        progtypes.btf_args("bpf_fentry_test2", zz=1)

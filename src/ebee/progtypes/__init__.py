@@ -12,7 +12,8 @@ from .rewrite import find_ctx_accesses, rewrite, rewrite_map
 _LAZY = {name: "testrun" for name in ("Redirect", "RunResult", "Runner", "TestRunError",
                                       "prepare", "run", "run_event")}
 _LAZY["xlated"] = "testrun"
-_LAZY.update({name: "tracing" for name in ("pt_regs", "tracepoint_format", "u64_args")})
+_LAZY.update({name: "tracing" for name in ("btf_args", "pt_regs", "tracepoint_format",
+                                           "u64_args")})
 
 
 def __getattr__(name: str):
@@ -25,5 +26,5 @@ def __getattr__(name: str):
 __all__ = ["Access", "CtxAccessError", "CtxRules", "CtxStruct", "Field", "ProgTypeInfo",
            "RegType", "RetRange", "Redirect", "RunResult", "Runner", "TestRunError", "all_types",
            "by_name", "find_ctx_accesses", "get", "prepare",
-           "rewrite_map", "xlated", "pt_regs", "rewrite", "run",
+           "rewrite_map", "xlated", "btf_args", "pt_regs", "rewrite", "run",
            "run_event", "tracepoint_format", "u64_args"]

@@ -199,3 +199,41 @@ def tracepoint_format(category: str, name: str) -> TracepointFormat:
 
 def bundled_tracepoints() -> list[str]:
     return sorted(_bundled())
+
+
+def btf_args(func: str, *args: int, ret: int | None = None, btf=None, **named: int) -> bytes:
+    """The u64 argument array an fentry/fexit/fmod_ret/lsm program sees for ``func``.
+
+    Arguments are given positionally or by their BTF parameter names and are laid
+    out as the BPF trampoline saves them: one u64 per parameter (integers narrower
+    than 64 bits sign- or zero-extended by their BTF type), then -- for fexit --
+    the return value.  ``btf`` defaults to the running kernel's vmlinux BTF.
+    """
+    from ..btf import BTF
+    b = btf if btf is not None else BTF.load_vmlinux()
+    try:
+        f = b.find(func, "func")
+    except (KeyError, LookupError):
+        raise KeyError(f"no function {func!r} in the BTF") from None
+    proto = b[f.type_id]
+    params = [p for p in proto.params if p.type_id or p.name]
+    if len(args) > len(params):
+        raise ValueError(f"{func} takes {len(params)} arguments, {len(args)} given")
+    values: list[int] = list(args) + [0] * (len(params) - len(args))
+    for name, v in named.items():
+        idx = next((k for k, p in enumerate(params) if p.name == name), None)
+        if idx is None:
+            raise ValueError(f"{func} has no parameter {name!r} "
+                             f"({', '.join(p.name for p in params)})")
+        values[idx] = v
+    out = []
+    for p, v in zip(params, values):
+        t = b.resolve(p.type_id)
+        bits = min(b.sizeof(t), 8) * 8
+        v &= (1 << bits) - 1
+        if getattr(t, "signed", False) and v >> (bits - 1):
+            v -= 1 << bits
+        out.append(v)
+    if ret is not None:
+        out.append(ret)
+    return u64_args(*out)
