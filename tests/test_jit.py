@@ -483,3 +483,33 @@ def test_native_map_lookups_agree_with_the_runtime():
         m2.close()
         for mp in (h, lru, pa):
             mp.close()
+
+
+def test_bpf_loop_callbacks_run_natively_one_frame_below():
+    # the callback keeps a running sum in the caller's stack (through ctx) and
+    # scribbles in its own frame; the stack bytes must match the interpreter's
+    prog = K(f"""
+        r1 = 0
+        *(u64 *)(r10 - 8) = r1
+        r1 = 10
+        r2 = subprog[cb] ll
+        r3 = r10
+        r3 += -8
+        r4 = 0
+        call {int(FuncId.loop)}
+        r1 = *(u64 *)(r10 - 8)
+        r0 <<= 32
+        r0 += r1
+        exit
+    cb:
+        r3 = *(u64 *)(r2 + 0)
+        r3 += r1
+        *(u64 *)(r2 + 0) = r3
+        *(u64 *)(r10 - 16) = r3
+        r0 = 0
+        if r1 < 6 goto +1
+        r0 = 1
+        exit
+    """)
+    out = same(prog)
+    assert out[:2] == ("ok", (7 << 32) + sum(range(7)))

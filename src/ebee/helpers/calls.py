@@ -42,7 +42,8 @@ def find_function(m, addr: int):
         fn = it._faddr.get(addr)
         if fn is not None:
             return fn
-    return None
+    jit = m.__dict__.get("_jit_state")       # programs ebee.jit bound to this machine
+    return jit.find_function(addr) if jit is not None else None
 
 
 def call_function(m, addr: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0,

@@ -11,6 +11,7 @@ if not, why; ``engine="auto"`` then falls back to the interpreter.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 ENGINES = ("interp", "jit", "auto")
@@ -50,6 +51,34 @@ def select_engine(engine: str | None, *, verified: Any = None) -> str:
     return engine
 
 
+_evidence_cache: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def evidence_for(prog: Any) -> Any:
+    """Verification evidence for a loaded program (``ebee.Program``), cached per program.
+
+    The program is verified once with ``ebee.verifier`` (as loading it into
+    Linux would); the result is evidence only if it was accepted.  Raw
+    instruction lists have none: they run checked (or interpreted).
+    """
+    if not hasattr(prog, "verify"):
+        return None
+    try:
+        return _evidence_cache[prog]
+    except (KeyError, TypeError):
+        pass
+    try:
+        res = prog.verify()
+    except Exception:            # the verifier could not judge it: no evidence
+        res = None
+    ev = res if res is not None and getattr(res, "accepted", False) is True else None
+    try:
+        _evidence_cache[prog] = ev
+    except TypeError:            # not weak-referenceable: verify again next time
+        pass
+    return ev
+
+
 def bind(machine, insns, *, verified: Any = None):
     """Compile ``insns`` (cached) and bind them to ``machine``; see :func:`runtime.bind`."""
     if not available():
@@ -59,4 +88,4 @@ def bind(machine, insns, *, verified: Any = None):
     return _bind(machine, insns, verified=verified)
 
 
-__all__ = ["ENGINES", "available", "bind", "select_engine", "unavailable_reason"]
+__all__ = ["ENGINES", "available", "bind", "evidence_for", "select_engine", "unavailable_reason"]

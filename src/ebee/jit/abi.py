@@ -87,6 +87,8 @@ BATCH = ctypes.CFUNCTYPE(u64, ctypes.c_void_p, ctypes.c_void_p, u64, u64, u64, u
 
 RUN_SYMBOL = "ebee_run"        # i64 (ts, pt, r1..r5): one run from frame 0
 BATCH_SYMBOL = "ebee_batch"    # i64 (ts, pt, r1..r5, repeat): repeat runs, no Python between them
+CALLFN_SYMBOL = "ebee_callfn"  # i64 (ts, pt, entry_pc, r1..r5, fp): one function, as a callback
+CALLFN = ctypes.CFUNCTYPE(u64, ctypes.c_void_p, ctypes.c_void_p, u64, u64, u64, u64, u64, u64, u64)
 MAIN_SYMBOL = "ebee_main"      # the entry function itself, for tail calls from other programs
 
 # Program table slot 0 holds the address of the program's code image (what

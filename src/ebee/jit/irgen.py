@@ -135,6 +135,22 @@ class ModuleGen:
 
     def _entry_points(self) -> None:
         main = self.funcs[0]
+        # ebee_callfn(ts, pt, entry_pc, r1..r5, fp) -> r0: any function of the program,
+        # for helpers that call back into it (bpf_loop, for_each_map_elem, timers)
+        cf = ir.Function(self.module, ir.FunctionType(i64, [PTR, PTR, i64] + [i64] * 5 + [i64]),
+                         abi.CALLFN_SYMBOL)
+        entry = cf.append_basic_block("entry")
+        none = cf.append_basic_block("none")
+        b = ir.IRBuilder(entry)
+        sw = b.switch(cf.args[2], none)
+        for pc, fn in self.funcs.items():
+            case = cf.append_basic_block(f"f{pc}")
+            sw.add_case(c64(pc), case)
+            b.position_at_end(case)
+            res = b.call(fn, [cf.args[0], cf.args[1], *cf.args[3:8], cf.args[8], c64(0)])
+            b.ret(b.extract_value(res, 0))
+        b.position_at_end(none)
+        b.ret(c64(0))
         # ebee_run(ts, pt, r1..r5) -> r0 ; ts->n = instructions
         run = ir.Function(self.module, ir.FunctionType(i64, [PTR, PTR] + [i64] * 5), abi.RUN_SYMBOL)
         b = ir.IRBuilder(run.append_basic_block("entry"))
@@ -478,8 +494,14 @@ class ModuleGen:
                 self.b.store(c64(0), sz)
 
     def callback(self, slot: int, pc: int, x, args) -> ir.Value:
-        """Call PT[slot] (a Python callback or native function) and bail if it failed."""
+        """Call PT[slot] (a Python callback or native function) and bail if it failed.
+
+        Helpers get the caller's frame pointer in ``x``: a helper that calls back
+        into the program (bpf_loop, timers) runs the callback one frame below it.
+        """
         b = self.b
+        if x is None:
+            x = self.get(10)
         fptr = b.inttoptr(self.pt_load(b, slot), CBTY.as_pointer())
         r = b.call(fptr, [c64(pc), x, *args])
         self.check_status()
@@ -497,7 +519,7 @@ class ModuleGen:
             self.layout.natives.add(fid)
             self.set(0, NATIVE_HELPERS[fid](self, i))
         else:
-            self.set(0, self.callback(self.layout.slot("helper", fid), i.pc, c64(0), self.args15()))
+            self.set(0, self.callback(self.layout.slot("helper", fid), i.pc, None, self.args15()))
         self.reset_caches()
 
     def tail_call(self, i: Instruction) -> None:
@@ -546,7 +568,7 @@ class ModuleGen:
         self.local_call(i.pc, self.funcs[t])
 
     def k_call_kfunc(self, i: Instruction) -> None:
-        self.set(0, self.callback(self.layout.slot("kfunc"), i.pc, c64(0), self.args15()))
+        self.set(0, self.callback(self.layout.slot("kfunc"), i.pc, None, self.args15()))
         self.reset_caches()
 
     def k_callx(self, i: Instruction) -> None:

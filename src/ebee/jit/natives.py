@@ -53,7 +53,7 @@ def _clock(fid: FuncId, clock_id: int):
                 fast = b.add(b.mul(sec, c64(1_000_000_000)), nsec)
                 fast_bb = b.block
             with other:
-                slow = g.callback(g.layout.slot("helper", int(fid)), insn.pc, c64(0), g.args15())
+                slow = g.callback(g.layout.slot("helper", int(fid)), insn.pc, None, g.args15())
                 slow_bb = b.block
         phi = b.phi(i64)
         phi.add_incoming(fast, fast_bb)

@@ -318,11 +318,11 @@ def _map_lookup_elem(g: ModuleGen, insn) -> ir.Value:
     b = g.b
     slot = g.layout.slot("helper", int(FuncId.map_lookup_elem))
     if g.checked:      # r1 may be anything: only the runtime can tell a map pointer
-        return g.callback(slot, insn.pc, c64(0), g.args15())
+        return g.callback(slot, insn.pc, None, g.args15())
     fast = b.call(_lookup(g), [g.ts, g.get(1), g.get(2)])
     with b.if_else(b.icmp_unsigned("==", fast, c64(SLOW)), likely=False) as (then, other):
         with then:
-            slow = g.callback(slot, insn.pc, c64(0), g.args15())
+            slow = g.callback(slot, insn.pc, None, g.args15())
             slow_bb = b.block
         with other:
             fast_bb = b.block

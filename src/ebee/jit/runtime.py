@@ -36,6 +36,10 @@ M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
 
 
+class _Abort(Exception):
+    """LD_ABS/LD_IND ended the program inside a callback; the run returns r0 = 0."""
+
+
 def is_verified(evidence: Any) -> bool:
     """Whether ``evidence`` says the program passed a verifier.
 
@@ -67,6 +71,7 @@ class JitProgram:
         self.run_addr = self.library.address(abi.RUN_SYMBOL)
         self.batch_addr = self.library.address(abi.BATCH_SYMBOL)
         self.main_addr = self.library.address(abi.MAIN_SYMBOL)
+        self._callfn = abi.CALLFN(self.library.address(abi.CALLFN_SYMBOL))
         self._run = abi.RUN(self.run_addr)
         self._batch = abi.BATCH(self.batch_addr)
 
@@ -106,6 +111,7 @@ class CpuState:
         self.bindings: dict[tuple[int, bool], JitBinding] = {}
         self.by_pt: dict[int, JitBinding] = {}
         self.exc: BaseException | None = None
+        self.cur_fp = 0          # frame pointer of the program calling a helper (0: none runs)
         self._regions_seen: object = None
         self._table = None
         self._mt_synced: tuple | None = None
@@ -120,6 +126,14 @@ class CpuState:
             b = self.bindings[key] = JitBinding(machine, prog, self)
             self.by_pt[b.pt_addr] = b
         return b
+
+    def find_function(self, addr: int):
+        """The program function at code address ``addr`` among this machine's bindings."""
+        for b in list(self.bindings.values()):
+            fn = b._faddr.get(addr)
+            if fn is not None:
+                return fn
+        return None
 
     def refresh_regions(self) -> None:
         """Give checked code the current set of live regions.
@@ -215,6 +229,8 @@ class JitBinding:
                 self.pt[k] = ctypes.cast(cb, ctypes.c_void_p).value
         # the interpreter's entry, so that an interpreted tail call can land here
         self.entry = self._entry
+        # callbacks (bpf_loop, for_each_map_elem, timers) find functions by code address
+        self._faddr = {self._code.start + pc * 8: self._function(pc) for pc in layout.entries}
 
     # -- callbacks into Python -----------------------------------------------------------
 
@@ -225,6 +241,9 @@ class JitBinding:
         def callback(pc, x, a, b, c, d, e):
             try:
                 v = fn(pc, x, a, b, c, d, e)
+            except _Abort:                     # LD_ABS failed inside a callback: end the run
+                ts.status = abi.Status.ABORT
+                return 0
             except BaseException as exc:       # never let an exception unwind native frames
                 state.exc = exc
                 ts.status = abi.Status.PYEXC
@@ -233,13 +252,50 @@ class JitBinding:
             return v & M64
         return callback
 
+    def _framed(self, fn):
+        """Record the caller's frame (``x``) while ``fn`` runs: callbacks go one below it."""
+        state = self.state
+
+        def call(pc, x, a, b, c, d, e):
+            outer, state.cur_fp = state.cur_fp, x
+            try:
+                return fn(pc, x, a, b, c, d, e)
+            finally:
+                state.cur_fp = outer
+        return call
+
     def _cb_helper(self, fid: int):
         call = self.env.helper(fid)
-        return lambda pc, x, a, b, c, d, e: call(a, b, c, d, e, pc)
+        return self._framed(lambda pc, x, a, b, c, d, e: call(a, b, c, d, e, pc))
 
     def _cb_kfunc(self, _key):
         by_pc, kfunc = self.program.by_pc, self.env.kfunc
-        return lambda pc, x, a, b, c, d, e: kfunc(by_pc[pc].imm, by_pc[pc].off, a, b, c, d, e, pc)
+        return self._framed(lambda pc, x, a, b, c, d, e:
+                            kfunc(by_pc[pc].imm, by_pc[pc].off, a, b, c, d, e, pc))
+
+    def _function(self, pc: int):
+        """``f(r1..r5, depth, n) -> (r0, n)`` running function ``pc`` natively, as the
+        interpreter's functions do for ``helpers.calls.call_function``.  The frame is
+        the one below the helper's caller (``depth`` is the interpreter's view and
+        is ignored); the callback's instructions are not counted, as in the interpreter."""
+        state, ts, prog = self.state, self.state.ts, self.program
+
+        def fn(r1, r2, r3, r4, r5, depth=0, n=0):
+            running = state.cur_fp != 0
+            depth = (state.cur_fp - ts.stack_lo) // U.MAX_BPF_STACK if running else 0
+            if depth >= U.MAX_CALL_FRAMES:
+                raise VMError(f"call stack is deeper than {U.MAX_CALL_FRAMES} frames")
+            if not running:
+                self._enter()
+            fp = ts.stack_lo + (depth + 1) * U.MAX_BPF_STACK
+            r0 = prog._callfn(state.ts_addr, self.pt_addr, pc, r1 & M64, r2 & M64, r3 & M64,
+                              r4 & M64, r5 & M64, fp)
+            if ts.status:
+                if ts.status == abi.Status.ABORT:
+                    raise _Abort()
+                self._failed()
+            return r0, n
+        return fn
 
     def _cb_callx(self, _key):
         callx = self.env.callx_helper
