@@ -31,6 +31,8 @@ EXPECTED = {
     "bpf2bpf": ({"calls": "XDP"}, {"result": "ARRAY"}),
     "globals": ({"globals": "XDP"}, {".rodata": "ARRAY", ".data": "ARRAY", ".bss": "ARRAY"}),
     "core_task": ({"on_fork": "TRACING"}, {"tasks": "HASH", ".kconfig": "ARRAY"}),
+    "xdp_reflect": ({"xdp_reflect": "XDP"}, {"actions": "ARRAY"}),
+    "cgroup_skb_counter": ({"count_ingress": "CGROUP_SKB"}, {"per_proto": "HASH"}),
 }
 
 
