@@ -542,3 +542,67 @@ def test_fib_lookup_against_a_configured_network():
     r = progtypes.run(ebee.assemble(src), UDP, prog_type=P.XDP, net=net)
     assert r.retval >> 16 == 4            # BPF_FIB_LKUP_RET_NOT_FWDED
     net.close()
+
+
+def test_redirect_map_to_a_devmap_slot():
+    from ebee.uapi import MapType
+    dm = ebee.Map(MapType.DEVMAP, 4, 4, 8, name="tx_ports")
+    try:
+        dm.update(struct.pack("<I", 2), struct.pack("<I", 7))
+        src = f"""
+            r1 = map[id:{dm.id}] ll
+            r2 = {{key}}
+            r3 = {{flags}}
+            call 51
+            exit
+        """
+        r = progtypes.run(ebee.assemble(src.format(key=2, flags=0)), UDP, prog_type=P.XDP)
+        assert r.verdict == "XDP_REDIRECT" and r.redirect.describe() == "map tx_ports[2]"
+        assert r.redirect.ifindex == 7
+        # an empty slot falls back to the action in the low bits of flags (XDP_PASS here)
+        r = progtypes.run(ebee.assemble(src.format(key=3, flags=2)), UDP, prog_type=P.XDP)
+        assert r.verdict == "XDP_PASS" and r.redirect is None
+        r = progtypes.run(ebee.assemble(src.format(key=2, flags=0x100)), UDP, prog_type=P.XDP)
+        assert r.verdict == "XDP_ABORTED"
+    finally:
+        dm.close()
+
+
+def test_sk_lookup_assigns_a_socket_from_the_network():
+    from ebee.packet import Network
+    net = Network()
+    listener = net.add_socket(2, 6, ("0.0.0.0", 8080))
+    src = """
+        r6 = r1
+        r1 = *(u32 *)(r6 +60)
+        if r1 != 80 goto +20
+        r1 = 0
+        *(u64 *)(r10 -16) = r1
+        *(u32 *)(r10 -8) = r1
+        r1 = 0x0200000a
+        *(u32 *)(r10 -12) = r1
+        r1 = 0x901f
+        *(u16 *)(r10 -6) = r1
+        r1 = r6
+        r2 = r10
+        r2 += -16
+        r3 = 12
+        r4 = -1
+        r5 = 0
+        call 84
+        if r0 == 0 goto +6
+        r7 = r0
+        r1 = r6
+        r2 = r7
+        r3 = 0
+        call 124
+        r1 = r7
+        call 86
+        r0 = 1
+        exit
+    """
+    r = progtypes.run(ebee.assemble(src), b"", prog_type=P.SK_LOOKUP, net=net,
+                      ctx=sk_lookup_ctx(lport=80))
+    assert r.retval == 1
+    assert struct.unpack_from("<Q", r.ctx_out, 0)[0] == listener.cookie
+    net.close()
