@@ -28,28 +28,30 @@ def _rdonly_prog(mp) -> None:
                       f"verifier rejects this write")
 
 
-@helper(FuncId.map_lookup_elem, Ret.PTR_TO_MAP_VALUE_OR_NULL, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY))
+@helper(FuncId.map_lookup_elem, Ret.PTR_TO_MAP_VALUE_OR_NULL, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY),
+        pkt_access=True)
 def map_lookup_elem(m, mp, key, *_):
     mp = map_of(mp)
     return mp.prog_lookup(m.read(key, mp.key_size), m.cpu)
 
 
 @helper(FuncId.map_update_elem, Ret.INTEGER,
-        (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE, Arg.ANYTHING))
+        (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE, Arg.ANYTHING), pkt_access=True)
 def map_update_elem(m, mp, key, value, flags, _):
     mp = map_of(mp)
     _rdonly_prog(mp)
     return mp.prog_update(m.read(key, mp.key_size), m.read(value, mp.value_size), flags, m.cpu)
 
 
-@helper(FuncId.map_delete_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY))
+@helper(FuncId.map_delete_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY), pkt_access=True)
 def map_delete_elem(m, mp, key, *_):
     mp = map_of(mp)
     _rdonly_prog(mp)
     return mp.prog_delete(m.read(key, mp.key_size), m.cpu)
 
 
-@helper(FuncId.map_push_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_VALUE, Arg.ANYTHING))
+@helper(FuncId.map_push_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_VALUE, Arg.ANYTHING),
+        pkt_access=True)
 def map_push_elem(m, mp, value, flags, *_):
     mp = map_of(mp)
     return mp.prog_push(m.read(value, mp.value_size), flags, m.cpu)
@@ -66,18 +68,20 @@ def _pop_or_peek(m, mp, value, pop: bool) -> int:
     return 0
 
 
-@helper(FuncId.map_pop_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_UNINIT_MAP_VALUE))
+@helper(FuncId.map_pop_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_UNINIT_MAP_VALUE),
+        pkt_access=True)
 def map_pop_elem(m, mp, value, *_):
     return _pop_or_peek(m, mp, value, True)
 
 
-@helper(FuncId.map_peek_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_UNINIT_MAP_VALUE))
+@helper(FuncId.map_peek_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_UNINIT_MAP_VALUE),
+        pkt_access=True)
 def map_peek_elem(m, mp, value, *_):
     return _pop_or_peek(m, mp, value, False)
 
 
 @helper(FuncId.map_lookup_percpu_elem, Ret.PTR_TO_MAP_VALUE_OR_NULL,
-        (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY, Arg.ANYTHING))
+        (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY, Arg.ANYTHING), pkt_access=True)
 def map_lookup_percpu_elem(m, mp, key, cpu, *_):
     mp = map_of(mp)
     return mp.prog_lookup_percpu(m.read(key, mp.key_size), cpu & 0xFFFFFFFF)

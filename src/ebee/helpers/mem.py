@@ -170,7 +170,8 @@ def _from32to16(x: int) -> int:
 
 
 @helper(FuncId.csum_diff, Ret.INTEGER, (Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO,
-                                       Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING))
+                                       Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING),
+        pkt_access=True)
 def csum_diff(m, frm, from_size, to, to_size, seed):
     """Linux 6.12+: the same 16-bit folded result on every architecture."""
     if (from_size | to_size) & 3:

@@ -195,8 +195,7 @@ def emit_trace(m, text: str) -> None:
     PIPE.emit(t.comm, t.pid, m.cpu, m.clock.monotonic_ns(), msg)
 
 
-@helper(FuncId.trace_printk, Ret.INTEGER, (Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.ANYTHING,
-                                          Arg.ANYTHING, Arg.ANYTHING), gpl_only=True)
+@helper(FuncId.trace_printk, Ret.INTEGER, (Arg.PTR_TO_MEM, Arg.CONST_SIZE), gpl_only=True)
 def trace_printk(m, fmt, size, a1, a2, a3):
     try:
         text, n = _render(m, fmt, size, [a1, a2, a3], U.MAX_TRACE_PRINTK_VARARGS)

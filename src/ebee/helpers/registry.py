@@ -24,6 +24,10 @@ class Helper:
     impl: Impl
     prog_types: frozenset[ProgType] | None = None
     gpl_only: bool = False
+    # bpf_func_proto flags the verifier needs: packet pointers may be passed as
+    # memory arguments (pkt_access); the helper may sleep (might_sleep)
+    pkt_access: bool = False
+    might_sleep: bool = False
 
     @property
     def name(self) -> str:
@@ -34,13 +38,15 @@ REGISTRY: dict[int, Helper] = {}
 
 
 def helper(fid: FuncId, ret: Ret, args: Iterable[Arg] = (), *,
-           prog_types: Iterable[ProgType] | None = None, gpl_only: bool = False):
+           prog_types: Iterable[ProgType] | None = None, gpl_only: bool = False,
+           pkt_access: bool = False, might_sleep: bool = False):
     """Register the decorated function as the implementation of helper ``fid``."""
     def deco(fn: Impl) -> Impl:
         if fid in REGISTRY:
             raise RuntimeError(f"helper {fid.name} registered twice")
         REGISTRY[fid] = Helper(fid, ret, tuple(args), fn,
-                               frozenset(prog_types) if prog_types is not None else None, gpl_only)
+                               frozenset(prog_types) if prog_types is not None else None, gpl_only,
+                               pkt_access, might_sleep)
         return fn
     return deco
 
