@@ -82,7 +82,7 @@ def is_branch_taken(r1: RegState, r2: RegState, op: str, is32: bool) -> int:
 def mark_ptr_not_null_reg(reg: RegState) -> None:
     if base_type(reg.type) == PTR_TO_MAP_VALUE:
         m = reg.map
-        inner = getattr(m, "inner_map_meta", None)
+        inner = getattr(m, "inner_map", None)
         mt = int(m.type)
         if inner is not None:
             reg.type = CONST_PTR_TO_MAP

@@ -177,21 +177,32 @@ def check_mem_region_access(env: Env, regno: int, off: int, size: int, mem_size:
         raise env.reject(f"R{regno} max value is outside of the allowed memory range")
 
 
-def map_record(m):
-    """The special fields (spin lock, timer, kptrs...) of a map's value, as
-    ``[(offset, size, kind_name), ...]``: from the map's BTF value type."""
-    rec = getattr(m, "verifier_record", None)
-    if rec is None:
+_FIELD_SIZE: dict[str, int] = {}
+
+
+def _special_size(name: str) -> int:
+    """sizeof(struct bpf_spin_lock) & co, from the kernel's BTF."""
+    n = _FIELD_SIZE.get(name)
+    if n is None:
         try:
-            from .btfrec import record_for_map
-            rec = record_for_map(m)
+            from ..btf import BTF
+            btf = BTF.load_vmlinux()
+            n = btf.sizeof(btf.find(name, "STRUCT"))
         except Exception:
-            rec = ()
-        try:
-            m.verifier_record = rec
-        except Exception:
-            pass
-    return rec
+            n = 4 if name in ("bpf_spin_lock", "bpf_refcount") else 16
+        _FIELD_SIZE[name] = n
+    return n
+
+
+def map_record(m) -> tuple:
+    """The special fields of a map's value (the kernel's ``map->record``) as
+    ``((offset, size, kind), ...)``, from the map's own ``record`` (offsets by
+    kind, computed from its BTF value type when the map was created)."""
+    rec = getattr(m, "record", None)
+    if not rec:
+        return ()
+    return tuple(sorted((off, _special_size(kind), kind) for kind, off in rec.items()
+                        if off is not None and off >= 0))
 
 
 def check_map_access(env: Env, regno: int, off: int, size: int, zero_ok: bool,
