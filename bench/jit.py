@@ -143,7 +143,9 @@ def main() -> int:
             kernel_why = bpf_available()
             if kernel_why is None:
                 kobj = obj.load_kernel()
-                kfw = fw.load_kernel(pin_root=str(tmp / "kpins"))
+                kpins = Path(f"/sys/fs/bpf/ebee-bench-{os.getpid()}")   # pins need a bpffs
+                kpins.mkdir(exist_ok=True)
+                kfw = fw.load_kernel(pin_root=str(kpins))
                 for k in range(100):
                     kfw.maps["blocklist"][struct.pack("!I", 0xC0A80000 + k)] = 0
         except Exception as e:           # report, keep the ebee columns
@@ -180,6 +182,10 @@ def main() -> int:
         for k in (kobj, kfw):
             if k is not None:
                 k.close()
+        if kfw is not None:
+            for pin in kpins.iterdir():
+                pin.unlink()
+            kpins.rmdir()
         fw.close()
         obj.close()
 

@@ -513,3 +513,42 @@ def test_bpf_loop_callbacks_run_natively_one_frame_below():
     """)
     out = same(prog)
     assert out[:2] == ("ok", (7 << 32) + sum(range(7)))
+
+
+# -- ebee prog dump jited --------------------------------------------------------------------------------
+
+def test_prog_dump_jited(capsys, monkeypatch):
+    from pathlib import Path
+    from ebee.cli.main import main
+    obj = Path(__file__).resolve().parent.parent / "examples" / "c" / "xdp_firewall.o"
+    assert main(["prog", "dump", "jited", str(obj)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("xdp_firewall:")
+    marks = [ln for ln in out.splitlines() if ln.startswith("; ")]
+    assert any("bpf_map_lookup_elem" in ln for ln in marks) and len(marks) > 10
+    assert re.search(r"^\s+[0-9a-f]+:\t\S+", out, re.M)          # offset: instruction
+    import ebee.jit.dump as D
+    monkeypatch.setattr(D, "_disassembler", lambda machine: None)  # no capstone: bytes
+    assert main(["prog", "dump", "jited", str(obj)]) == 0
+    raw = capsys.readouterr().out
+    assert re.search(r"^\s+[0-9a-f]+:\t([0-9a-f]{2} )*[0-9a-f]{2}$", raw, re.M)
+
+
+def test_pcap_replay_split_across_threads(tmp_path, capsys):
+    import json
+    from pathlib import Path
+    from ebee.cli.main import main
+    ex = Path(__file__).resolve().parent.parent / "examples"
+    pcap = ex / "pcap" / "mixed.pcap"
+    if not pcap.exists():
+        pytest.skip("example capture missing")
+    outs = []
+    for threads in (1, 3):
+        dest = tmp_path / f"out{threads}.pcap"
+        assert main(["run", str(ex / "c" / "xdp_firewall.o"), "--pcap", str(pcap), "--threads",
+                     str(threads), "--pcap-out", str(dest), "--json"]) == 0
+        res = json.loads(capsys.readouterr().out)
+        res.pop("seconds"), res.pop("packets_per_second"), res.pop("pcap_out")
+        outs.append((res, dest.read_bytes()))
+    assert outs[0] == outs[1]                # same counts, same packets in the same order
+    assert main(["run", str(ex / "c" / "xdp_firewall.o"), "--threads", "2"]) == 2

@@ -40,7 +40,8 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_show)
 
     q = ps.add_parser("dump", help="dump a program's instructions")
-    q.add_argument("what", choices=("xlated",), help="xlated: the instructions as loaded")
+    q.add_argument("what", choices=("xlated", "jited"),
+                   help="xlated: the instructions as loaded; jited: the JIT's machine code")
     q.add_argument("target", help="a pinned program's path, or an object file (.o)")
     q.add_argument("--prog", metavar="NAME", help="only this program of an object")
     q.add_argument("--linum", action="store_true", help="with file, line and column of each "
@@ -276,6 +277,8 @@ def xlated_lines(prog, *, linum: bool = False, opcodes: bool = False) -> list[st
 def cmd_dump(args) -> int:
     st = store_of(args)
     progs = programs_of(args.target, st, args.prog)
+    if args.what == "jited":
+        return dump_jited(progs, args)
     if args.json:
         from ..isa import encode
         res = []
@@ -296,6 +299,39 @@ def cmd_dump(args) -> int:
                 print()
             print(f"{p.name}:  (section {p.section})")
         sys.stdout.write("\n".join(xlated_lines(p, linum=args.linum, opcodes=args.opcodes)) + "\n")
+    return 0
+
+
+def dump_jited(progs, args) -> int:
+    """``prog dump jited``: the JIT's code for each program (ebee.jit.dump), like bpftool's
+    ``dump jited linum`` but annotated with the eBPF instruction of each native range."""
+    from .. import jit
+    if not jit.available():
+        raise UsageError(f"error: no JIT: {jit.unavailable_reason()}")
+    from .. import progtypes
+    from ..jit.dump import jited, jited_lines
+    res = []
+    for n, p in enumerate(progs):
+        try:
+            insns = progtypes.prepare(p).insns
+        except (OSError, ValueError):
+            insns = list(p.insns)
+        checked = jit.evidence_for(p) is None      # unverified programs run checked code
+        if args.json:
+            res.append({"name": p.name, "checked": checked, "functions": [
+                {"name": f.name, "insns": [{"pc": i.pc, "offset": i.offset, "disasm": i.text,
+                                            "bytes": i.data.hex()} for i in f.insns]}
+                for f in jited(insns, checked=checked)
+                if f.name == "ebee_main" or f.name.startswith("ebee_f")]})
+            continue
+        if n:
+            print()
+        if checked:
+            print(f"; {p.name}: not verified, so compiled with run-time checks")
+        sys.stdout.write("\n".join(jited_lines(insns, checked=checked, opcodes=args.opcodes,
+                                               name=p.name)))
+    if args.json:
+        print_json(res if len(res) != 1 else res[0])
     return 0
 
 

@@ -39,7 +39,11 @@ def register(sub) -> None:
     p.add_argument("--repeat", type=int, default=0, metavar="N", help="run N times (duration is "
                                                                        "the average)")
     p.add_argument("--engine", choices=("interp", "jit", "auto"), default=None,
-                   help="execution engine (default: the interpreter)")
+                   help="execution engine (default auto: the JIT for programs that verify, "
+                        "else the interpreter)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="with --pcap: split the capture across N threads, each its own "
+                        "virtual CPU (native code runs without the GIL); counts are merged")
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                    help=f"raw programs: maximum instructions to execute (default {DEFAULT_BUDGET})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -69,6 +73,10 @@ def cmd_run(args) -> int:
         raise UsageError("error: --budget must be positive")
     if args.pcap_out and not args.pcap:
         raise UsageError("error: --pcap-out needs --pcap")
+    if args.threads != 1 and not args.pcap:
+        raise UsageError("error: --threads needs --pcap")
+    if args.threads < 1:
+        raise UsageError("error: --threads must be at least 1")
     if args.cbpf:
         if args.file:
             raise UsageError("error: give either a program file or --cbpf, not both")
@@ -238,7 +246,12 @@ def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
                 writer.write(out.data_out, t, out.mark)
 
         try:
-            summary = replay(r, frames_with_ts(), on_packet=on_packet, progress=bar)
+            if args.threads > 1:    # ebee.jit.parallel: one machine (CPU) per thread
+                from ..jit.parallel import replay_parallel
+                summary = replay_parallel(prog, frames_with_ts(), args.threads, engine=args.engine,
+                                          link_layer=link_layer, on_packet=on_packet)
+            else:
+                summary = replay(r, frames_with_ts(), on_packet=on_packet, progress=bar)
         except pcap.PcapError as e:
             if writer is not None:
                 writer.abort()

@@ -131,6 +131,9 @@ class ModuleGen:
         for f in funcs:
             self.function(f)
         self._entry_points()
+        for fn in self.module.functions:
+            if fn.blocks:       # native code never unwinds: no unwind tables
+                fn.attributes.add("nounwind")
         return self.module, self.layout
 
     def _entry_points(self) -> None:
@@ -819,10 +822,9 @@ class ModuleGen:
 
     def _debug_setup(self) -> None:
         m = self.module
-        m.add_named_metadata("llvm.module.flags", [
-            m.add_metadata([ir.Constant(i32, 2), ir.MetaDataString(m, "Dwarf Version"), ir.Constant(i32, 4)]),
-            m.add_metadata([ir.Constant(i32, 2), ir.MetaDataString(m, "Debug Info Version"),
-                            ir.Constant(i32, 3)])])
+        for flag, value in (("Dwarf Version", 4), ("Debug Info Version", 3)):
+            m.add_named_metadata("llvm.module.flags",
+                                 [ir.Constant(i32, 2), ir.MetaDataString(m, flag), ir.Constant(i32, value)])
         self.di_file = m.add_debug_info("DIFile", {"filename": "program.bpf", "directory": "."})
         self.di_cu = m.add_debug_info("DICompileUnit", {
             "language": ir.DIToken("DW_LANG_C99"), "file": self.di_file, "producer": "ebee",
