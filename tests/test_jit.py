@@ -552,3 +552,14 @@ def test_pcap_replay_split_across_threads(tmp_path, capsys):
         outs.append((res, dest.read_bytes()))
     assert outs[0] == outs[1]                # same counts, same packets in the same order
     assert main(["run", str(ex / "c" / "xdp_firewall.o"), "--threads", "2"]) == 2
+
+
+def test_cli_engines(conformance_dir, capsys, tmp_path):
+    from ebee.cli.main import main
+    assert main(["conformance", "-q", "--engine", "jit", str(conformance_dir)]) == 0
+    assert capsys.readouterr().out.strip().endswith(" passed, 0 failed")
+    src = tmp_path / "p.s"
+    src.write_text("r0 = 7\nr0 *= 6\nexit\n")
+    for engine in ("interp", "jit", "auto"):
+        assert main(["run", str(src), "--engine", engine, "--json"]) == 0
+        assert '"retval": 42' in capsys.readouterr().out

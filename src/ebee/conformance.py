@@ -132,13 +132,15 @@ class Outcome:
     retval: int | None = None
 
 
-def run_case(tc: TestCase, *, budget: int = 1_000_000, machine: Machine | None = None) -> Outcome:
+def run_case(tc: TestCase, *, budget: int = 1_000_000, machine: Machine | None = None,
+             engine: str = "interp") -> Outcome:
     try:
         prog = tc.program()
     except (SourceError, AsmError) as e:
         return Outcome(tc.name, False, f"rejected: {e}")
     try:
-        res = run(prog, tc.mem if tc.has_mem else None, budget=budget, machine=machine)
+        res = run(prog, tc.mem if tc.has_mem else None, budget=budget, machine=machine,
+                  engine=engine)
     except VMError as e:
         if tc.error is not None:
             return Outcome(tc.name, True, f"failed as expected: {e}")
@@ -161,7 +163,7 @@ def collect(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
             yield str(p)
 
 
-def run_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Outcome]:
+def run_paths(paths: Iterable[str | os.PathLike], *, engine: str = "interp") -> Iterator[Outcome]:
     for path in collect(paths):
         try:
             tc = parse(path)
@@ -171,4 +173,4 @@ def run_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Outcome]:
         except OSError as e:
             yield Outcome(os.path.basename(path), False, f"cannot read: {e.strerror}")
             continue
-        yield run_case(tc)
+        yield run_case(tc, engine=engine)

@@ -27,6 +27,8 @@ def register(sub) -> None:
     p = sub.add_parser("conformance", help="run the BPF conformance suite")
     p.add_argument("paths", nargs="+", metavar="DIR", help="directories of .data files, or files")
     p.add_argument("-q", "--quiet", action="store_true", help="print failures and the total only")
+    p.add_argument("--engine", choices=("interp", "jit"), default="interp",
+                   help="interp (default) or jit (native code, checked: the suite is unverified)")
     p.set_defaults(func=cmd_conformance)
 
 
@@ -60,7 +62,7 @@ def cmd_conformance(args) -> int:
     if not files:
         raise UsageError(f"error: no .data files in {', '.join(missing)}")
     passed = failed = 0
-    for out in run_paths(files):
+    for out in run_paths(files, engine=args.engine):
         if out.passed:
             passed += 1
             if not args.quiet:

@@ -152,7 +152,7 @@ def _run_raw(args) -> int:
         mem = parse_hex(args.mem, "--mem")
     elif args.mem_file is not None:
         mem = read_bytes(args.mem_file)
-    res = run(insns, mem, budget=args.budget)
+    res = run(insns, mem, budget=args.budget, engine=args.engine or "auto")
     if args.json:
         print_json({"retval": res.retval, "insns": res.insns})
     else:
