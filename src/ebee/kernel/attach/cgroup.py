@@ -44,7 +44,9 @@ def cgroup(prog, path: str, attach_type: int | None = None, *, link: bool = True
     try:
         if link:
             try:
-                return Link.create(prog.fd, cg, at, program=prog, target=target)
+                made = Link.create(prog.fd, cg, at, program=prog, target=target)
+                os.close(cg)        # the link holds the cgroup itself
+                return made
             except OSError as e:
                 if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
                     raise
