@@ -21,6 +21,7 @@ import ctypes
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from .. import uapi as U
@@ -54,7 +55,10 @@ def is_verified(evidence: Any) -> bool:
 class JitProgram:
     """A program translated to native code once; bound to machines on demand."""
 
-    _cache: dict[tuple[bytes, bool], "JitProgram"] = {}
+    # Each compiled program keeps an execution engine (about 1 MB): keep the most
+    # recently used ones; machines still bound to an evicted program keep it alive.
+    _cache: "OrderedDict[tuple[bytes, bool], JitProgram]" = OrderedDict()
+    CACHE_SIZE = 128
     _lock = threading.Lock()
 
     def __init__(self, insns: list[Instruction], *, checked: bool):
@@ -81,12 +85,13 @@ class JitProgram:
         with cls._lock:
             prog = cls._cache.get(key)
             if prog is not None and prog.insns == list(insns):
+                cls._cache.move_to_end(key)
                 return prog
         prog = JitProgram(insns, checked=checked)
         with cls._lock:
-            if len(cls._cache) > 512:
-                cls._cache.clear()
             cls._cache[key] = prog
+            while len(cls._cache) > cls.CACHE_SIZE:
+                cls._cache.popitem(last=False)
         return prog
 
     def text(self, pc: int) -> str | None:
