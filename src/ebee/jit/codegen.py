@@ -71,6 +71,11 @@ class Codegen:
         self.triple = llvm.get_process_triple()
         self.cpu = llvm.get_host_cpu_name()
         self.features = llvm.get_host_cpu_features().flatten()
+        if self.triple.startswith("x86_64"):
+            # clang emits rotates as shl/shr/or on two registers (it knows the top bits
+            # agree); LLVM would fuse them into SHLD, whose 3-cycle latency lengthens
+            # loop-carried chains (measured: the ALU loop of bench/jit.py, 9% slower)
+            self.features += ",+slow-shld"
         self.target = llvm.Target.from_triple(self.triple)
         self.tm = self._new_tm()       # for passes and data layout; engines get their own
         target = self.target
