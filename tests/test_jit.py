@@ -608,3 +608,64 @@ def test_example_programs_agree_across_engines(tmp_path, name):
     assert all(o[1] != "not verified" for o in results["jit"]), "the verifier rejects an example"
     assert results["interp"] == results["jit"]
     assert contents["interp"] == contents["jit"]
+
+
+def test_parallel_runs_with_per_cpu_and_hash_maps():
+    """Verified code on 2 threads: per-CPU array slots are each thread's own, an atomic
+    add on a hash value (looked up natively) loses nothing."""
+    from ebee import Map
+    from ebee.maps import cpus
+    from ebee.uapi import MapType, ProgType
+    from ebee.verifier import verify
+    from ebee.jit.parallel import run_threads
+    threads, repeat = 2, 50_000
+    old = cpus.num_cpus()
+    cpus.set_num_cpus(max(old, threads))
+    pa = Map(MapType.PERCPU_ARRAY, 4, 8, 1)
+    h = Map(MapType.HASH, 4, 8, 8)
+    cpus.set_num_cpus(old)
+    h[struct.pack("<I", 7)] = 0
+    prog = K(f"""
+        r1 = 0
+        *(u32 *)(r10 - 4) = r1
+        r2 = r10
+        r2 += -4
+        r1 = map[id:{pa.id}] ll
+        call bpf_map_lookup_elem
+        if r0 == 0 goto +3
+        r1 = *(u64 *)(r0 + 0)
+        r1 += 1
+        *(u64 *)(r0 + 0) = r1
+        r1 = 7
+        *(u32 *)(r10 - 4) = r1
+        r2 = r10
+        r2 += -4
+        r1 = map[id:{h.id}] ll
+        call bpf_map_lookup_elem
+        if r0 == 0 goto +2
+        r1 = 1
+        lock *(u64 *)(r0 + 0) += r1
+        r0 = 0
+        exit
+    """)
+    v = verify(prog, prog_type=ProgType.SOCKET_FILTER)
+    assert v.accepted, v.error
+
+    def job(cpu):
+        def run():
+            m = Machine(cpu=cpu)
+            try:
+                b = bind(m, prog, verified=v)
+                assert not b.program.checked
+                return b.run_batch(repeat)[0].retval
+            finally:
+                m.close()
+        return run
+    try:
+        assert run_threads([job(c) for c in range(threads)]) == [0] * threads
+        slots = [struct.unpack("<Q", s)[0] for s in pa[struct.pack("<I", 0)]]
+        assert slots[:threads] == [repeat] * threads
+        assert struct.unpack("<Q", h[struct.pack("<I", 7)])[0] == threads * repeat
+    finally:
+        pa.close()
+        h.close()
