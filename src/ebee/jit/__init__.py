@@ -63,8 +63,11 @@ def evidence_for(prog: Any) -> Any:
     """
     if not hasattr(prog, "verify"):
         return None
+    insns = list(getattr(prog, "insns", ()))
     try:
-        return _evidence_cache[prog]
+        seen, ev = _evidence_cache[prog]
+        if seen == insns:        # element identity first: cheap for an unchanged program
+            return ev
     except (KeyError, TypeError):
         pass
     try:
@@ -73,7 +76,7 @@ def evidence_for(prog: Any) -> Any:
         res = None
     ev = res if res is not None and getattr(res, "accepted", False) is True else None
     try:
-        _evidence_cache[prog] = ev
+        _evidence_cache[prog] = (insns, ev)   # instructions changed since: verify again
     except TypeError:            # not weak-referenceable: verify again next time
         pass
     return ev
