@@ -303,7 +303,7 @@ def test_engine_selection(monkeypatch):
     import ebee.jit as J
     monkeypatch.setattr(J, "_WHY_NOT", "llvmlite is not installed (test)")
     assert select_engine("auto", verified=Verified()) == "interp"
-    with pytest.raises(J.codegen.JitError, match="unavailable"):
+    with pytest.raises(J.JitError, match="unavailable"):
         select_engine("jit")
 
 
@@ -669,3 +669,29 @@ def test_parallel_runs_with_per_cpu_and_hash_maps():
     finally:
         pa.close()
         h.close()
+
+
+def test_without_llvmlite_everything_runs_interpreted(tmp_path):
+    """A Python where llvmlite cannot be imported: auto falls back, "jit" says why."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    code = f"""
+import sys
+sys.modules["llvmlite"] = None           # import llvmlite -> ImportError
+import ebee, ebee.jit
+from ebee.cli.main import main
+assert not ebee.jit.available() and "llvmlite" in ebee.jit.unavailable_reason()
+obj = ebee.load({str(root / "examples/c/xdp_firewall.o")!r}, pin_root={str(tmp_path)!r})
+prog = obj.programs["xdp_firewall"]
+assert prog.run(bytes(64)).retval == prog.run(bytes(64), engine="interp").retval
+try:
+    prog.run(bytes(64), engine="jit")
+except ebee.jit.JitError as e:
+    print("JIT:", e)
+sys.exit(main(["prog", "dump", "jited", {str(root / "examples/c/xdp_firewall.o")!r}]))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert "JIT: the JIT is unavailable: llvmlite is not installed" in r.stdout, r.stderr
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: no JIT:"), r.stderr

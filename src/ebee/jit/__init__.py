@@ -14,13 +14,31 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+from ..errors import EbeeError
+
 ENGINES = ("interp", "jit", "auto")
+
+
+class JitError(EbeeError, RuntimeError):
+    """The JIT cannot compile or run a program (LLVM failed, or llvmlite is missing)."""
+
 
 try:
     import llvmlite  # noqa: F401
     _WHY_NOT: str | None = None
 except ImportError as e:  # pragma: no cover - exercised where llvmlite is absent
     _WHY_NOT = f"llvmlite is not installed ({e})"
+
+
+def is_verified(evidence: Any) -> bool:
+    """Whether ``evidence`` says the program passed a verifier.
+
+    Evidence is a verifier result (``ebee.verifier.VerifierResult``) or
+    anything else with ``accepted`` set -- e.g. the outcome of loading the
+    same instructions into Linux.  Passing it is a promise that these exact
+    instructions were verified: only then does the JIT drop its checks.
+    """
+    return evidence is not None and getattr(evidence, "accepted", False) is True
 
 
 def available() -> bool:
@@ -39,12 +57,10 @@ def select_engine(engine: str | None, *, verified: Any = None) -> str:
     is verified, else the interpreter.  Asking for "jit" where llvmlite is
     missing is an error, not a silent fallback.
     """
-    from .codegen import JitError
     engine = engine or "auto"
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r} (expected one of {', '.join(ENGINES)})")
     if engine == "auto":
-        from .runtime import is_verified
         return "jit" if available() and is_verified(verified) else "interp"
     if engine == "jit" and not available():
         raise JitError(f"the JIT is unavailable: {_WHY_NOT}")
@@ -85,10 +101,9 @@ def evidence_for(prog: Any) -> Any:
 def bind(machine, insns, *, verified: Any = None):
     """Compile ``insns`` (cached) and bind them to ``machine``; see :func:`runtime.bind`."""
     if not available():
-        from .codegen import JitError
         raise JitError(f"the JIT is unavailable: {_WHY_NOT}")
     from .runtime import bind as _bind
     return _bind(machine, insns, verified=verified)
 
 
-__all__ = ["ENGINES", "available", "bind", "evidence_for", "select_engine", "unavailable_reason"]
+__all__ = ["ENGINES", "JitError", "available", "bind", "evidence_for", "select_engine", "unavailable_reason"]

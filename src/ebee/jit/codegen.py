@@ -22,11 +22,7 @@ from pathlib import Path
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from ..errors import EbeeError
-
-
-class JitError(EbeeError, RuntimeError):
-    """The JIT cannot compile or run a program (LLVM failed, or llvmlite is missing)."""
+from . import JitError  # noqa: F401  (defined where importing it needs no llvmlite)
 
 
 class CodeLibrary:

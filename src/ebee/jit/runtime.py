@@ -29,7 +29,7 @@ from ..errors import BudgetExceeded, MemoryFault, VMError
 from ..isa import Instruction, Kind, encode
 from ..vm.machine import Execution, Machine, _Env
 from ..vm.memory import Region
-from . import abi, irgen
+from . import abi, irgen, is_verified
 from .codegen import Codegen
 from . import natives, natives_maps  # noqa: F401  (register the native helper implementations)
 
@@ -39,17 +39,6 @@ M32 = (1 << 32) - 1
 
 class _Abort(Exception):
     """LD_ABS/LD_IND ended the program inside a callback; the run returns r0 = 0."""
-
-
-def is_verified(evidence: Any) -> bool:
-    """Whether ``evidence`` says the program passed a verifier.
-
-    Evidence is a verifier result (``ebee.verifier.VerifierResult``) or
-    anything else with ``accepted`` set -- e.g. the outcome of loading the
-    same instructions into Linux.  Passing it is a promise that these exact
-    instructions were verified: only then does the JIT drop its checks.
-    """
-    return evidence is not None and getattr(evidence, "accepted", False) is True
 
 
 class JitProgram:
