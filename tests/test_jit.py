@@ -695,3 +695,32 @@ sys.exit(main(["prog", "dump", "jited", {str(root / "examples/c/xdp_firewall.o")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert "JIT: the JIT is unavailable: llvmlite is not installed" in r.stdout, r.stderr
     assert r.returncode == 2 and r.stderr.strip().startswith("error: no JIT:"), r.stderr
+
+
+def test_native_runs_release_the_gil():
+    """A program marks that it started, then spins until Python, on another thread, writes
+    a flag into its memory: it can only end normally if the GIL is free while native
+    code runs (else its instruction budget runs out first)."""
+    mem = SHARED.add(Region(16, "flag"))
+    prog = K("r2 = 1\n*(u64 *)(r1 + 8) = r2\nl:\nr0 = *(u64 *)(r1 + 0)\nif r0 == 0 goto l\nexit")
+    m = Machine(budget=2_000_000_000)
+    b = bind(m, prog)
+    result = []
+
+    def spin():
+        try:
+            result.append(b.run(mem.start))
+        except VMError as e:
+            result.append(e)
+    t = threading.Thread(target=spin)
+    try:
+        t.start()
+        while not struct.unpack_from("<Q", mem.buf, 8)[0] and t.is_alive():
+            pass                                     # Python runs while native code spins
+        struct.pack_into("<Q", mem.buf, 0, 5)
+        t.join()
+        assert result and not isinstance(result[0], VMError), result
+        assert result[0].retval == 5
+    finally:
+        SHARED.remove(mem)
+        m.close()
