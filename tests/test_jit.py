@@ -724,3 +724,55 @@ def test_native_runs_release_the_gil():
     finally:
         SHARED.remove(mem)
         m.close()
+
+
+@pytest.mark.parametrize("map_type", ["LRU_HASH", "HASH", "LRU_PERCPU_HASH", "PERCPU_HASH"])
+def test_lookup_or_insert_keeps_the_same_table(map_type):
+    """Native lookups (and the LRU reference bits they set) interleaved with Python-side
+    inserts and evictions leave the same table as the interpreter, key for key."""
+    from ebee import Map
+    from ebee.uapi import MapType, ProgType
+    from ebee.verifier import verify
+    tables = []
+    for engine in ("interp", "jit"):
+        mp = Map(MapType[map_type], 4, 8, 8)
+        prog = K(f"""
+            call bpf_get_prandom_u32
+            r0 &= 15
+            *(u32 *)(r10 - 4) = r0
+            r2 = r10
+            r2 += -4
+            r1 = map[id:{mp.id}] ll
+            call bpf_map_lookup_elem
+            if r0 == 0 goto insert
+            r1 = *(u64 *)(r0 + 0)
+            r1 += 1
+            *(u64 *)(r0 + 0) = r1
+            goto out
+        insert:
+            r1 = 1
+            *(u64 *)(r10 - 16) = r1
+            r2 = r10
+            r2 += -4
+            r3 = r10
+            r3 += -16
+            r1 = map[id:{mp.id}] ll
+            r4 = 0
+            call bpf_map_update_elem
+        out:
+            r0 = 0
+            exit
+        """)
+        v = verify(prog, prog_type=ProgType.SOCKET_FILTER)
+        assert v.accepted, v.error
+        m = Machine(seed=11)
+        try:
+            b = m.bind(prog) if engine == "interp" else bind(m, prog, verified=v)
+            for _ in range(300):
+                b.run()
+            tables.append(sorted((bytes(k), [bytes(x) for x in v] if isinstance(v, list) else bytes(v))
+                                 for k, v in mp.items()))
+        finally:
+            m.close()
+            mp.close()
+    assert tables[0] == tables[1] and tables[0]
