@@ -703,7 +703,7 @@ def test_native_runs_release_the_gil():
     code runs (else its instruction budget runs out first)."""
     mem = SHARED.add(Region(16, "flag"))
     prog = K("r2 = 1\n*(u64 *)(r1 + 8) = r2\nl:\nr0 = *(u64 *)(r1 + 0)\nif r0 == 0 goto l\nexit")
-    m = Machine(budget=2_000_000_000)
+    m = Machine(budget=20_000_000_000)          # seconds of spinning: a GIL holder fails, not hangs
     b = bind(m, prog)
     result = []
 
