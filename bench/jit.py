@@ -172,6 +172,7 @@ def main() -> int:
             out = subprocess.run([str(native), str(repeat)], capture_output=True, text=True, check=True)
             gcc_ns = float(out.stdout.strip())
         scaling = {}
+        load = os.getloadavg()
         for tag, prog in (("a", obj.programs["alu_loop"]), ("b", fw.programs["xdp_firewall"])):
             n = repeat // 10 if tag == "a" else repeat * 5
             one = threads_rate(prog, 1, n)
@@ -196,7 +197,8 @@ def main() -> int:
               f"host {cg.host}"
     if args.json:
         print(json.dumps(dict(machine=machine, repeat=repeat, rows=rows, gcc_alu_ns=gcc_ns,
-                              kernel=kernel_why or "measured", scaling=scaling), indent=2))
+                              kernel=kernel_why or "measured", scaling=scaling,
+                              loadavg=load), indent=2))
         return 0
     print(f"machine: {machine}")
     print(f"repeat: {repeat} runs per measurement (best of 3); kernel: {kernel_why or 'measured in this run'}")
@@ -214,7 +216,8 @@ def main() -> int:
     print("\nratios ebee-JIT/kernel: " + ", ".join(
         f"({r['workload']}) {r['ratio']:.2f}" if r["ratio"] else f"({r['workload']}) -" for r in rows))
     print("targets: (a), (b) <= 1.0; (c), (d) <= 2.0")
-    print("\nthread scaling (JIT, each thread its own virtual CPU, GIL released while native):")
+    print("\nthread scaling (JIT, each thread its own virtual CPU, GIL released while native; "
+          f"load average before: {load[0]:.2f} -- other processes' load caps the speedup):")
     for tag, s in scaling.items():
         print(f"  ({tag}) 1 thread {s['runs_per_s_1'] / 1e6:.2f} M runs/s, {s['threads']} threads "
               f"{s['runs_per_s_n'] / 1e6:.2f} M runs/s: x{s['speedup']:.2f}")
