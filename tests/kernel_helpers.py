@@ -106,6 +106,13 @@ def bpffs_dir():
         root = ensure_bpffs("/sys/fs/bpf")
     except OSError as e:
         pytest.skip(f"no bpf filesystem: {e.strerror}")
+    for stale in root.glob("ebee-test-*-*"):      # left by a test run that was killed
+        try:
+            os.kill(int(stale.name.split("-")[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
     d = root / f"ebee-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     d.mkdir()
     try:
