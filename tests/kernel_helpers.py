@@ -39,6 +39,14 @@ def need_ip() -> str:
 def veth_netns():
     """A fresh network namespace holding a veth pair v0 <-> v1, both up; always deleted."""
     ip = need_ip()
+    listed = subprocess.run([ip, "netns", "list"], capture_output=True, text=True).stdout
+    for name in (ln.split()[0] for ln in listed.splitlines() if ln.startswith("ebee-t")):
+        try:                                   # left by a test run that was killed
+            os.kill(int(name[len("ebee-t"):].split("-")[0]), 0)
+        except ProcessLookupError:
+            subprocess.run([ip, "netns", "del", name], capture_output=True)
+        except (ValueError, PermissionError):
+            pass
     ns = f"ebee-t{os.getpid()}-{uuid.uuid4().hex[:6]}"
     r = subprocess.run([ip, "netns", "add", ns], capture_output=True, text=True)
     if r.returncode:
