@@ -282,6 +282,7 @@ MAX_BPRINTF_BUF = 1024
 BPF_LRU_LOCAL_FREE_TARGET = 128     # LOCAL_FREE_TARGET in bpf_lru_list.c
 BPF_LRU_PERCPU_FREE_TARGET = 4      # PERCPU_FREE_TARGET in bpf_lru_list.c
 BLOOM_DEFAULT_NR_HASH_FUNCS = 5
+BPF_ADDR_PERCPU = -1                # off of the verifier's 'mov rX = percpu address' (filter.h)
 # --- kfunc flags (include/linux/btf.h) ---
 KF_ACQUIRE = 1 << 0
 KF_RELEASE = 1 << 1
