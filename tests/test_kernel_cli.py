@@ -73,6 +73,28 @@ def test_prog_load_show_dump_run_pin(kernel, capsys, tmp_path):
         assert code == 0 and (d / "again").exists()
 
 
+def test_xlated_dumps_match_bpftool(kernel, capsys):
+    """Every example program as bpftool prints it, byte for byte (with linum and opcodes
+    for the objects with subprograms, tail calls and CO-RE)."""
+    if not shutil.which("bpftool"):
+        pytest.skip("bpftool not installed")
+    compared = 0
+    with bpffs_dir() as pins:
+        for path in sorted(EXAMPLES.glob("*.o")):
+            with ebee.load(path) as obj, obj.load_kernel(pin_root=str(pins)) as k:
+                for p in k.programs.values():
+                    full = path.name in ("bpf2bpf.o", "tail_calls.o", "core_task.o")
+                    for extra in ([], ["linum"], ["opcodes"]) if full else ([],):
+                        main(["--kernel", "prog", "dump", "xlated", "id", str(p.id), *extra])
+                        ours = capsys.readouterr().out
+                        theirs = subprocess.run(["bpftool", "prog", "dump", "xlated", "id",
+                                                 str(p.id), *extra], capture_output=True,
+                                                text=True).stdout
+                        assert ours == theirs, (path.name, p.name, extra)
+                        compared += 1
+    assert compared >= 20
+
+
 def test_map_commands(kernel, capsys):
     from ebee.kernel.map_handle import KernelMapHandle
     from ebee.kernel.maps import KernelMap

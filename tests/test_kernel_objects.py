@@ -36,7 +36,7 @@ SETUP = {   # map contents both backends get before running (bytes keys and valu
                                 struct.pack("I4s", 24, socket.inet_aton("172.16.5.0")):
                                 struct.pack("I", 3)}},
 }
-RUNNABLE = {ProgType.XDP, ProgType.SCHED_CLS, ProgType.SOCKET_FILTER}
+RUNNABLE = {ProgType.XDP, ProgType.SCHED_CLS, ProgType.SOCKET_FILTER, ProgType.CGROUP_SKB}
 FD_VALUED = {MapType.PROG_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS}
 EXAMPLE_OBJECTS = sorted(p.name for p in EXAMPLES.glob("*.o"))
 

@@ -390,13 +390,15 @@ def cmd_prog_load(args) -> int:
     return 0
 
 
+@functools.lru_cache(maxsize=1)
 def _kallsyms() -> tuple[int, list[tuple[int, str]]]:
+    """(__bpf_call_base, sorted (address, name) of kernel text): read once per process."""
     base, syms = 0, []
     try:
         with open("/proc/kallsyms") as f:
             for line in f:
                 parts = line.split()
-                if len(parts) < 3:
+                if len(parts) < 3 or (len(parts) > 3 and parts[3] == "[bpf]"):
                     continue
                 a = int(parts[0], 16)
                 if parts[2] == "__bpf_call_base":
@@ -407,6 +409,20 @@ def _kallsyms() -> tuple[int, list[tuple[int, str]]]:
         pass
     syms.sort()
     return base, syms
+
+
+def _bpf_ksyms() -> dict[int, str]:
+    """Address -> name of the BPF programs' symbols now (they come and go: not cached)."""
+    out = {}
+    try:
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                if line.endswith("[bpf]\n"):
+                    parts = line.split()
+                    out[int(parts[0], 16)] = parts[2]
+    except OSError:
+        pass
+    return out
 
 
 def _call_resolver():
@@ -464,30 +480,76 @@ def _prog_btf_info(fd):
     return btf, funcs, lines
 
 
-def _xlated_lines(p, *, opcodes: bool, linum: bool) -> list[str]:
-    from ..asm.disasm import format_xlated
-    from .prog_cmds import format_linfo, func_signature
-    insns = p.xlated()
-    if not insns:
+def _xlated_insns(fd: int) -> list[tuple[int, object, str, bytes]]:
+    """(pc, Instruction or None, suffix, raw bytes) of a loaded program's xlated image.
+
+    The kernel's dump keeps a few encodings of its own: a bpf-to-bpf call of a
+    JITed program carries its relative target in ``off`` and the callee's
+    subprogram index in ``imm`` (bpftool prints ``call pc+N#<callee symbol>``),
+    and the verifier's "address of this CPU's copy" move has ``off`` ==
+    BPF_ADDR_PERCPU.  They are shown as bpftool shows them.
+    """
+    import struct
+
+    from ..isa import DecodeError, decode
+    from ..kernel.info import prog_jited, prog_xlated
+    from ..uapi import BPF_ADDR_PERCPU, BPF_PSEUDO_CALL
+    raw = bytearray(prog_xlated(fd))
+    if not raw:
         raise KernelCmdError("no instructions returned (kernel.kptr_restrict or "
                              "bpf_jit_harden hides them)")
+    ksyms = prog_jited(fd).ksyms
+    names: dict[int, str] | None = None
+    out = []
+    pc, n = 0, len(raw) // 8
+    while pc < n:
+        code, regs, off, imm = struct.unpack_from("<BBhi", raw, 8 * pc)
+        size = 16 if code == 0x18 else 8
+        orig = bytes(raw[8 * pc:8 * pc + size])
+        suffix = ""
+        if code == 0x85 and regs >> 4 == BPF_PSEUDO_CALL and ksyms:
+            if 0 <= imm < len(ksyms):
+                if names is None:
+                    names = _bpf_ksyms()
+                suffix = "#" + names.get(ksyms[imm], f"{ksyms[imm]:#x}")
+            struct.pack_into("<hi", raw, 8 * pc + 2, 0, off)
+        try:
+            insn = decode(bytes(raw[8 * pc:8 * pc + size]))[0]
+            out.append((pc, insn, suffix, orig))
+        except DecodeError:
+            if code == 0xbf and off == BPF_ADDR_PERCPU:
+                text = f"r{regs & 15} = &(void __percpu *)(r{regs >> 4})"
+            else:
+                text = f"<kernel-internal instruction off={off} imm={imm}>"
+            out.append((pc, None, f"({code:02x}) {text}", orig))
+        pc += size // 8
+    return out
+
+
+def _xlated_lines(p, *, opcodes: bool, linum: bool) -> list[str]:
+    """bpftool's ``prog dump xlated``: every line_info record's source line before its
+    instruction (bpftool repeats them), raw bytes as the kernel returned them."""
+    from dataclasses import replace
+
+    from ..asm.disasm import format_xlated
+    from .prog_cmds import format_linfo, func_signature
     btf, funcs, lines = _prog_btf_info(p.fd)
-    out, last = [], None
-    for line in format_xlated(insns, opcodes=opcodes, call=_call_resolver()):
-        head = line.split(":", 1)[0].strip()
-        pc = int(head) if head.isdigit() else None
-        if pc is not None and btf is not None:
+    resolve = _call_resolver()
+    out = []
+    for pc, insn, extra, raw in _xlated_insns(p.fd):
+        if btf is not None:
             if pc in funcs:
                 try:
                     out.append(f"{func_signature(btf, funcs[pc])}:")
                 except Exception:
                     pass
-            for li in lines.get(pc, ()):
-                text = format_linfo(li, linum)
-                if text != last:
-                    out.append(text)
-                    last = text
-        out.append(line)
+            out.extend(format_linfo(li, linum) for li in lines.get(pc, ()))
+        if insn is None:
+            out.append(f"{pc:4d}: {extra}")
+        else:
+            out.append(format_xlated([replace(insn, pc=pc)], call=resolve)[0] + extra)
+        if opcodes:
+            out.append("       " + " ".join(f"{b:02x}" for b in raw))
     return out
 
 
@@ -497,7 +559,7 @@ def _jited_lines(p, *, opcodes: bool) -> list[str]:
         raise KernelCmdError("no JIT image (the program is interpreted, or "
                              "kernel.kptr_restrict hides it)")
     tag = p.tag
-    names = dict(_kallsyms()[1]) if len(img.ksyms) > 1 else {}
+    names = _bpf_ksyms() if len(img.ksyms) > 1 else {}
     out = []
     for n, (addr, code) in enumerate(img.functions()):
         # subprograms have their own kernel symbols (bpf_prog_<tag>_<func>)
