@@ -137,7 +137,7 @@ def test_attach_pin_link_show_detach(kernel, capsys):
         link = json.loads(out)
         assert link["type"] == "perf_event" and link["prog_id"] == int(pid)
         code, out, _ = ebee_cli(capsys, "link", "show", "id", str(link["id"]))
-        assert out.startswith(f"{link['id']}: perf_event  prog {pid}\n")
+        assert out == f"{link['id']}: perf_event  prog {pid}  \n"
         subprocess.run(["true"])
         assert len(k.maps["syscalls"]) > 0           # still counting after the CLI returned
         code, _, err = ebee_cli(capsys, "--kernel", "prog", "detach", "id", pid)

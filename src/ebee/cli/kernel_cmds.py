@@ -1009,12 +1009,22 @@ def _link_json(info) -> dict:
 
 
 def _print_link(d: dict) -> None:
-    print(f"{d['id']}: {d['type']}  prog {d['prog_id']}")
-    extra = {k: v for k, v in d.items() if k not in ("id", "type", "prog_id")}
-    if "tp_name" in extra:
-        print(f"\ttp '{extra.pop('tp_name')}'")
-    if extra:
-        print("\t" + "  ".join(f"{k} {v}" for k, v in extra.items()))
+    """bpftool's plain link format: 'ID: type  prog N  ', then per-type fields."""
+    out = f"{d['id']}: {d['type']}  prog {d['prog_id']}  "
+    t = d["type"]
+    if t == "raw_tracepoint":
+        out += f"\n\ttp '{d.get('tp_name', '')}'  "
+    elif t == "tracing":
+        out += f"\n\tprog_type {d.get('prog_type', '')}  attach_type {d.get('attach_type')}  "
+    elif t == "cgroup":
+        out += f"\n\tcgroup_id {d.get('cgroup_id')}  attach_type {d.get('attach_type')}  "
+    elif t == "netns":
+        out += f"\n\tnetns_ino {d.get('netns_ino')}  attach_type {d.get('attach_type')}  "
+    elif t == "xdp":
+        out += f"\n\tifindex {d.get('ifindex')}  "
+    elif t in ("tcx", "netkit"):
+        out += f"\n\tifindex {d.get('ifindex')}  attach_type {d.get('attach_type')}  "
+    print(out)
 
 
 @_kernel_errors
