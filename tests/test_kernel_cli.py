@@ -250,3 +250,43 @@ def test_without_privileges_the_error_says_what_is_needed(kernel):
     code, msg = out.split(" ", 1)
     assert code == "1" and "needs CAP_BPF and CAP_PERFMON, or root" in msg
     assert msg.count("\n") == 1 and msg.startswith("error: ")
+
+
+def test_attach_until_ctrl_c(kernel):
+    """Without --pin, `prog attach` holds the attachment until Ctrl-C, then detaches."""
+    import signal
+    import time
+    from ebee.kernel.info import Kind, ids, link_info
+    from ebee.kernel.info import fd_by_id
+    with ebee.load(EXAMPLES / "syscall_counter.o") as obj, obj.load_kernel() as k:
+        pid = k.programs["count_syscalls"].id
+        proc = subprocess.Popen([sys.executable, "-m", "ebee", "--kernel", "prog", "attach",
+                                 "id", str(pid), "--section",
+                                 "tracepoint/raw_syscalls/sys_enter"],
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr.readline().startswith("attached count_syscalls -> ")
+
+            def ours():
+                found = []
+                for i in ids(Kind.LINK):
+                    try:
+                        fd = fd_by_id(Kind.LINK, i)
+                    except OSError:
+                        continue
+                    try:
+                        if link_info(fd).prog_id == pid:
+                            found.append(i)
+                    finally:
+                        os.close(fd)
+                return found
+            assert len(ours()) == 1
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=20) == 0
+            assert ours() == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        code = main(["--kernel", "prog", "attach", "id", str(pid), "--section", "raw_tp/x"])
+        assert code == 2                    # a tracepoint program named like a raw_tp one

@@ -170,6 +170,8 @@ def _kernel_errors(fn):
             return 1
         except BrokenPipeError:
             raise
+        except (ValueError, TypeError) as e:     # a target or section that cannot work
+            raise UsageError(f"error: {e}") from None
         except OSError as e:
             print(f"error: {e.strerror or e}", file=sys.stderr)
             return 1

@@ -84,6 +84,9 @@ def attach(prog, target=None, *, section: str | None = None, **kw):
              ProgType.SOCK_OPS):
         if target is None:
             raise ValueError("a cgroup program attaches to a cgroup v2 directory: give its path")
+        if "attach_type" not in kw and not getattr(prog, "expected_attach_type", None) \
+                and sd is not None and sd.expected_attach_type is not None:
+            kw["attach_type"] = sd.expected_attach_type     # a program opened by id
         return cgroup(prog, target, **kw)
     if t == ProgType.SOCKET_FILTER:
         if target is None:
