@@ -200,7 +200,9 @@ class BTF:
 
     def _kind_of(self, tid: int) -> int:
         if tid >= self.start_id:
-            return self._kinds[tid - self.start_id]
+            idx = tid - self.start_id
+            # out of range: only while validating (a reference not checked yet)
+            return self._kinds[idx] if idx < len(self._kinds) else 0xFF
         if tid == 0:
             return 0
         return self.base._kind_of(tid)
@@ -274,7 +276,11 @@ class BTF:
                         if tk in (STRUCT, UNION):
                             limit = self._vlen_of(st)
                         elif tk == FUNC:
-                            limit = self._vlen_of(self._ref_of(st))
+                            proto = self._ref_of(st)
+                            if kind_of(proto) != FUNC_PROTO:
+                                raise self._err(tid, i, f"DECL_TAG target [{st}] is a FUNC "
+                                                        f"without a FUNC_PROTO")
+                            limit = self._vlen_of(proto)
                         else:
                             raise self._err(tid, i, f"DECL_TAG component_idx {cidx} on a {Kind(tk).name}")
                         if cidx >= limit:
@@ -343,11 +349,15 @@ class BTF:
         self._check_cycles()
 
     def _vlen_of(self, tid: int) -> int:
+        if tid == 0:
+            return 0
         if tid >= self.start_id:
             return self._words[self._offs[tid - self.start_id] + 1] & 0xFFFF
         return self.base._vlen_of(tid)
 
     def _ref_of(self, tid: int) -> int:
+        if tid == 0:
+            return 0
         if tid >= self.start_id:
             return self._words[self._offs[tid - self.start_id] + 2]
         return self.base._ref_of(tid)
