@@ -41,6 +41,15 @@ How it works (the same algorithm as kernel/bpf/verifier.c, in small modules):
 
 Entry point: :func:`verify`.
 """
-from .api import Facts, RegFact, VerifierResult, verify
+from .api import Facts, RegFact, VerifierError, VerifierResult, verify, verify_object
 
-__all__ = ["Facts", "RegFact", "VerifierResult", "verify"]
+from . import (alu, api, btfaccess, calls, cfg, core, dynptr, globals, jumps, kfunc_check,
+               kfuncs, liveness, locks, log, memory, precision, prune, sanitize, sock, state)
+
+for _m in (alu, api, btfaccess, calls, cfg, core, dynptr, globals, jumps, kfunc_check, kfuncs,
+           liveness, locks, log, memory, precision, prune, sanitize, sock, state):
+    if hasattr(_m, "_bind"):
+        _m._bind()
+del _m
+
+__all__ = ["Facts", "RegFact", "VerifierError", "VerifierResult", "verify", "verify_object"]

@@ -182,7 +182,6 @@ def assign_scalar_id_before_mov(env: Env, src: RegState) -> None:
 
 
 def adjust_reg_min_max_vals(env: Env, insn: Insn) -> None:
-    from .precision import mark_chain_precision
     regs = env.cur_regs()
     alu32 = insn.cls != U.BPF_ALU64
     op = insn.op
@@ -215,7 +214,6 @@ def adjust_reg_min_max_vals(env: Env, insn: Insn) -> None:
             adjust_ptr_min_max_vals(env, insn, ptr, off)
             return
     if not env.bypass_spec_v1 and op in (U.BPF_ADD, U.BPF_SUB):
-        from .sanitize import sanitize_val_alu
         sanitize_val_alu(env, insn)
     opname = OP_NAME[op]
     dst.bounds = dst.bounds.alu(opname, src_b, alu32)
@@ -323,7 +321,6 @@ def adjust_ptr_min_max_vals(env: Env, insn: Insn, ptr: RegState, offr: RegState)
     check_reg_sane_offset(env, saved, ptype)
     sanitize = not env.bypass_spec_v1 and op in (U.BPF_ADD, U.BPF_SUB)
     if sanitize:
-        from .sanitize import sanitize_ptr_alu
         info = sanitize_ptr_alu(env, insn, saved, offr, dst, None, False, ptr_is_dst)
     nb = Bounds.unknown().copy()
     if op == U.BPF_ADD:
@@ -390,8 +387,14 @@ def adjust_ptr_min_max_vals(env: Env, insn: Insn, ptr: RegState, offr: RegState)
     check_reg_sane_offset(env, dst, ptype)
     dst.bounds = nb.sync()
     if not env.bypass_spec_v1:
-        from .sanitize import sanitize_check_bounds, sanitize_ptr_alu
         if sanitize_check_bounds(env, insn, dst) == -EACCES:
             raise env.last_exc
         if sanitize:
             sanitize_ptr_alu(env, insn, dst, offr, dst, info, True, True)
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global mark_chain_precision, sanitize_check_bounds, sanitize_ptr_alu, sanitize_val_alu
+    from .precision import mark_chain_precision
+    from .sanitize import sanitize_check_bounds, sanitize_ptr_alu, sanitize_val_alu

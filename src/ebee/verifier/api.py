@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from .. import uapi as U
+from ..errors import LoadError
 from ..isa import Instruction
 from .bounds import Bounds
 from .errors import EINVAL, E2BIG, VerifierReject
@@ -70,7 +71,6 @@ class Facts:
                 slot[r] = _join(old, cur)
 
     def __getitem__(self, idx: int) -> dict[int, RegFact]:
-        from .types import RegType, base_type
         out = {}
         for r, (t, off, b) in self._facts.get(idx, {}).items():
             if t is None:
@@ -154,6 +154,7 @@ class VerifierResult:
     max_states_per_insn: int = 0
     stack_depth: tuple[int, ...] = ()
     duration: float = 0.0
+    ctx_insns: tuple[int, ...] = ()
 
     def __bool__(self) -> bool:
         return self.accepted
@@ -184,9 +185,6 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
     (no CAP_BPF/CAP_PERFMON).  Log levels are Linux's (1: the failing path,
     2: everything, +4: statistics).
     """
-    from .core import do_check_common, print_verification_stats
-    from .env import Env, LineInfo
-    from . import cfg
 
     prog = None
     if isinstance(prog_or_insns, (bytes, bytearray, memoryview)):
@@ -216,7 +214,6 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
     if maps is None:
         maps = _default_maps(prog)
     if kfuncs is None:
-        from .kfuncs import default_kfuncs
         kfuncs = default_kfuncs(btf)
     try:
         from ..progtypes import get as pt_get
@@ -247,10 +244,8 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
         cfg.check_cfg(env)
         cfg.compute_scc(env)
         cfg.compute_live_registers(env)
-        from .liveness import StackLiveness
         env.liveness = StackLiveness(env)
         do_check_common(env, 0)
-        from .globals import do_check_subprogs, check_max_stack_depth
         do_check_subprogs(env)
         check_max_stack_depth(env)
     except VerifierReject as e:
@@ -271,7 +266,10 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
                           peak_states=env.peak_states,
                           max_states_per_insn=env.max_states_per_insn,
                           stack_depth=tuple(sp.stack_depth for sp in env.subprogs),
-                          duration=env.verification_time)
+                          duration=env.verification_time,
+                          ctx_insns=tuple(i for i, a in enumerate(env.aux)
+                                          if a.ptr_type is not None and a.ptr_type & 0xFF == 2
+                                          and insns[i].cls in (1, 2, 3)))
 
 
 def _license_is_gpl_compatible(lic: str) -> bool:
@@ -302,7 +300,6 @@ def _default_maps(prog):
 
 
 def _program_line_info(prog):
-    from .env import LineInfo
     out = []
     for li in getattr(prog, "line_info", None) or ():
         try:
@@ -314,5 +311,44 @@ def _program_line_info(prog):
 
 
 def _program_func_info(prog):
-    from .globals import func_info_records
     return func_info_records(prog)
+
+
+class VerifierError(LoadError):
+    """A program the verifier rejected while its object was loaded (libbpf's
+    "-- BEGIN PROG LOAD LOG --" moment); ``result`` holds the verdict and log."""
+
+    def __init__(self, prog_name: str, result: VerifierResult):
+        self.prog_name = prog_name
+        self.result = result
+        self.log = result.log
+        super().__init__(f"program '{prog_name}' rejected by the verifier: {result.error}")
+
+
+def verify_object(obj, **kw) -> dict[str, VerifierResult]:
+    """Verify every program of an object (what loading it does); raises
+    :class:`VerifierError` for the first rejected program.  Each program keeps
+    its result in ``Program.verifier_result``."""
+    out = {}
+    for name, prog in obj.programs.items():
+        r = verify(prog, **kw)
+        try:
+            prog.verifier_result = r
+        except AttributeError:
+            pass
+        out[name] = r
+        if not r.accepted:
+            raise VerifierError(name, r)
+    return out
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global cfg, do_check_common, print_verification_stats, Env, LineInfo, check_max_stack_depth, do_check_subprogs, func_info_records, default_kfuncs, StackLiveness, RegType, base_type
+    from . import cfg
+    from .core import do_check_common, print_verification_stats
+    from .env import Env, LineInfo
+    from .globals import check_max_stack_depth, do_check_subprogs, func_info_records
+    from .kfuncs import default_kfuncs
+    from .liveness import StackLiveness
+    from .types import RegType, base_type

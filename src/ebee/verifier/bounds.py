@@ -73,7 +73,18 @@ class Bounds:
                 self.u32_min_value, self.u32_max_value)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Bounds) and self.key() == other.key()
+        if self is other:
+            return True
+        if not isinstance(other, Bounds):
+            return False
+        a, c = self.var_off, other.var_off
+        return (a.value == c.value and a.mask == c.mask and self.smin_value == other.smin_value
+                and self.smax_value == other.smax_value and self.umin_value == other.umin_value
+                and self.umax_value == other.umax_value
+                and self.s32_min_value == other.s32_min_value
+                and self.s32_max_value == other.s32_max_value
+                and self.u32_min_value == other.u32_min_value
+                and self.u32_max_value == other.u32_max_value)
 
     def __hash__(self) -> int:
         return hash(self.key())
@@ -258,6 +269,177 @@ class Bounds:
         self.var_off = var64.clear_subreg().or_(var32)
 
     def _sync(self) -> None:
+        """reg_bounds_sync: update from tnum, deduce (twice), tnum from ranges, update.
+
+        The same steps as _update/_deduce/_bound_offset, fused over local
+        variables because this is the verifier's hottest function."""
+        vo = self.var_off
+        v, m = vo.value, vo.mask
+        smin, smax = self.smin_value, self.smax_value
+        umin, umax = self.umin_value, self.umax_value
+        s32min, s32max = self.s32_min_value, self.s32_max_value
+        u32min, u32max = self.u32_min_value, self.u32_max_value
+        # __update_reg_bounds
+        v32, m32 = v & U32, m & U32
+        x = v32 | (m32 & 0x80000000)
+        x = x - 0x100000000 if x & 0x80000000 else x
+        if x > s32min:
+            s32min = x
+        x = v32 | (m32 & 0x7FFFFFFF)
+        x = x - 0x100000000 if x & 0x80000000 else x
+        if x < s32max:
+            s32max = x
+        if v32 > u32min:
+            u32min = v32
+        if v32 | m32 < u32max:
+            u32max = v32 | m32
+        x = v | (m & 0x8000000000000000)
+        x = x - 0x10000000000000000 if x >> 63 else x
+        if x > smin:
+            smin = x
+        x = v | (m & 0x7FFFFFFFFFFFFFFF)
+        if x < smax:
+            smax = x
+        if v > umin:
+            umin = v
+        if v | m < umax:
+            umax = v | m
+        for _ in (0, 1):
+            # __reg32_deduce_bounds
+            if (umin >> 32) == (umax >> 32):
+                if umin & U32 > u32min:
+                    u32min = umin & U32
+                if umax & U32 < u32max:
+                    u32max = umax & U32
+                a, c = s32(umin), s32(umax)
+                if a <= c:
+                    if a > s32min:
+                        s32min = a
+                    if c < s32max:
+                        s32max = c
+            if (smin >> 32) == (smax >> 32):
+                a, c = smin & U32, smax & U32
+                if a <= c:
+                    if a > u32min:
+                        u32min = a
+                    if c < u32max:
+                        u32max = c
+                a, c = s32(smin), s32(smax)
+                if a <= c:
+                    if a > s32min:
+                        s32min = a
+                    if c < s32max:
+                        s32max = c
+            if (((umin >> 32) + 1) & U32) == (umax >> 32):
+                a, c = s32(umin), s32(umax)
+                if a < 0 <= c:
+                    if a > s32min:
+                        s32min = a
+                    if c < s32max:
+                        s32max = c
+            if ((((smin >> 32) & U32) + 1) & U32) == ((smax >> 32) & U32):
+                a, c = s32(smin), s32(smax)
+                if a < 0 <= c:
+                    if a > s32min:
+                        s32min = a
+                    if c < s32max:
+                        s32max = c
+            a, c = s32(u32min), s32(u32max)
+            if a <= c:
+                if a > s32min:
+                    s32min = a
+                if c < s32max:
+                    s32max = c
+            a, c = s32min & U32, s32max & U32
+            if a <= c:
+                if a > u32min:
+                    u32min = a
+                if c < u32max:
+                    u32max = c
+            # __reg64_deduce_bounds
+            a, c = s64(umin), s64(umax)
+            if a <= c:
+                if a > smin:
+                    smin = a
+                if c < smax:
+                    smax = c
+            a, c = smin & U64, smax & U64
+            if a <= c:
+                if a > umin:
+                    umin = a
+                if c < umax:
+                    umax = c
+            elif umax < a:
+                smin = s64(umin)
+                if c < umax:
+                    umax = c
+            elif c < umin:
+                smax = s64(umax)
+                if a > umin:
+                    umin = a
+            # __reg_deduce_mixed_bounds
+            nu = (umin & 0xFFFFFFFF00000000) | u32min
+            if nu > umin:
+                umin = nu
+            nu = (umax & 0xFFFFFFFF00000000) | u32max
+            if nu < umax:
+                umax = nu
+            ns = s64((smin & 0xFFFFFFFF00000000) | u32min)
+            if ns > smin:
+                smin = ns
+            ns = s64((smax & 0xFFFFFFFF00000000) | u32max)
+            if ns < smax:
+                smax = ns
+            if s32min >= 0 and smin >= S32_MIN and smax <= S32_MAX:
+                smin, smax = s32min, s32max
+                umin, umax = s32min, s32max
+                t = trange(smin & U64, smax & U64)
+                tm = m & t.mask
+                v, m = (v | t.value) & ~tm, tm
+        # __reg_bound_offset
+        t = trange(umin, umax)
+        tm = m & t.mask
+        v64, m64 = (v | t.value) & ~tm, tm
+        t = trange(u32min, u32max)
+        tm = (m64 & U32) & t.mask
+        v32, m32 = ((v64 & U32) | t.value) & ~tm, tm
+        hi = 0xFFFFFFFF00000000
+        v = (v64 & hi) | v32
+        m = ((m64 & hi) | m32) & ~v
+        # __update_reg_bounds again
+        v32, m32 = v & U32, m & U32
+        x = v32 | (m32 & 0x80000000)
+        x = x - 0x100000000 if x & 0x80000000 else x
+        if x > s32min:
+            s32min = x
+        x = v32 | (m32 & 0x7FFFFFFF)
+        x = x - 0x100000000 if x & 0x80000000 else x
+        if x < s32max:
+            s32max = x
+        if v32 > u32min:
+            u32min = v32
+        if v32 | m32 < u32max:
+            u32max = v32 | m32
+        x = v | (m & 0x8000000000000000)
+        x = x - 0x10000000000000000 if x >> 63 else x
+        if x > smin:
+            smin = x
+        x = v | (m & 0x7FFFFFFFFFFFFFFF)
+        if x < smax:
+            smax = x
+        if v > umin:
+            umin = v
+        if v | m < umax:
+            umax = v | m
+        if v != vo.value or m != vo.mask:
+            self.var_off = Tnum(v, m)
+        self.smin_value, self.smax_value = smin, smax
+        self.umin_value, self.umax_value = umin, umax
+        self.s32_min_value, self.s32_max_value = s32min, s32max
+        self.u32_min_value, self.u32_max_value = u32min, u32max
+
+    def _sync_reference(self) -> None:
+        """The unfused reg_bounds_sync (kept as the specification _sync is tested against)."""
         self._update()
         self._deduce()
         self._deduce()

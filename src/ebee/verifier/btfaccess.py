@@ -16,7 +16,6 @@ BPF_WRITE = 2
 
 
 def _vmlinux():
-    from ..btf import BTF
     return BTF.load_vmlinux()
 
 
@@ -98,3 +97,9 @@ def check_map_kptr_access(env: Env, regno: int, value_regno: int, insn_idx: int,
     regs = env.cur_regs()
     if value_regno >= 0:
         env.mark_reg_unknown(regs, value_regno)
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global BTF
+    from ..btf import BTF

@@ -37,6 +37,7 @@ from .types import (BPF_REG_SIZE, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_
                     base_type, reg_type_str, type_is_pkt_pointer)
 
 MAX_BPF_FUNC_REG_ARGS = 5
+__BPF_FUNC_MAX_ID = max(int(f) for f in F) + 1
 BPF_MAX_VAR_SIZ = 1 << 29
 MAX_ERRNO = 4095
 
@@ -147,7 +148,6 @@ _proto_cache: dict[int, Proto | None] = {}
 
 
 def _registry():
-    from ..helpers import REGISTRY
     return REGISTRY
 
 
@@ -180,7 +180,7 @@ def _make_proto(fid: int) -> Proto | None:
 
 def helper_proto(env: Env, func_id: int) -> Proto | None:
     """get_helper_proto: the prototype if this program type may call the helper."""
-    if func_id < 0 or func_id >= max(int(f) for f in F) + 1:
+    if func_id < 0 or func_id >= __BPF_FUNC_MAX_ID:
         return None
     if func_id not in _proto_cache:
         _proto_cache[func_id] = _make_proto(func_id)
@@ -308,7 +308,6 @@ def check_resource_leak(env: Env, exception_exit: bool, check_lock: bool, prefix
 def reg_may_point_to_spin_lock(reg: RegState) -> bool:
     if base_type(reg.type) != PTR_TO_MAP_VALUE or reg.map is None:
         return False
-    from .memory import map_record
     return any(k in ("bpf_spin_lock", "bpf_res_spin_lock") for (_, _, k) in map_record(reg.map))
 
 
@@ -366,7 +365,6 @@ def check_reg_type(env: Env, regno: int, arg_base: int, arg_flags: int, meta: Ca
         t &= ~(MEM_ALLOC | MEM_PERCPU)
     if t in compatible:
         if base_type(reg.type) == PTR_TO_BTF_ID:
-            from .btfaccess import check_btf_id_arg
             check_btf_id_arg(env, regno, reg, arg_base, meta)
         return
     raise env.reject(f"R{regno} type={reg_type_str(reg.type)} expected=" +
@@ -416,7 +414,6 @@ def check_helper_mem_access(env: Env, regno: int, access_size: int, access_type:
             raise env.reject(f"R{regno} cannot write into {reg_type_str(reg.type)}")
         check_mem_region_access(env, regno, reg.off, access_size, reg.mem_size, zero_ok)
     elif bt == PTR_TO_BUF:
-        from .memory import check_buffer_access
         if reg.type & MEM_RDONLY and access_type == BPF_WRITE:
             raise env.reject(f"R{regno} cannot write into {reg_type_str(reg.type)}")
         check_buffer_access(env, reg, regno, reg.off, access_size)
@@ -424,7 +421,6 @@ def check_helper_mem_access(env: Env, regno: int, access_size: int, access_type:
         check_stack_range_initialized(env, regno, reg.off, access_size, zero_ok, access_type,
                                       meta)
     elif bt == PTR_TO_BTF_ID:
-        from .btfaccess import check_ptr_to_btf_access
         check_ptr_to_btf_access(env, regs, regno, reg.off, access_size, BPF_READ, -1)
     else:
         if zero_ok and access_size == 0 and register_is_null(reg):
@@ -435,7 +431,6 @@ def check_helper_mem_access(env: Env, regno: int, access_size: int, access_type:
 
 def check_mem_size_reg(env: Env, reg: RegState, regno: int, access_type: int, zero_ok: bool,
                        meta: CallArgMeta) -> None:
-    from .precision import mark_chain_precision
     b = reg.bounds
     meta.msize_max_value = b.umax_value
     m = meta if not b.var_off.mask else None
@@ -456,7 +451,6 @@ def _s64(v: int) -> int:
 
 
 def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: int) -> None:
-    from .precision import mark_chain_precision
     if arg >= len(fn.args):
         return
     regno = 1 + arg
@@ -480,7 +474,6 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
         check_func_arg_reg_off(env, reg, regno, base, flags)
     if flags & OBJ_RELEASE:
         if base == ARG_PTR_TO_DYNPTR:
-            from .dynptr import check_release_dynptr
             check_release_dynptr(env, reg, regno)
         elif not reg.ref_obj_id and not register_is_null(reg):
             raise env.reject(f"R{regno} must be referenced when passed to release function",
@@ -519,7 +512,6 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
             raise env.reject(f"Helper has invalid btf_id in R{regno}")
         meta.ret_btf, meta.ret_btf_id = reg.btf, reg.btf_id
     elif base == ARG_PTR_TO_SPIN_LOCK:
-        from .locks import process_spin_lock
         if meta.func_id == F.spin_lock:
             process_spin_lock(env, regno, True)
         elif meta.func_id == F.spin_unlock:
@@ -527,7 +519,6 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
         else:
             raise env.bug("spin lock arg on unexpected helper")
     elif base == ARG_PTR_TO_TIMER:
-        from .locks import process_timer_helper
         process_timer_helper(env, regno, meta)
     elif base == ARG_PTR_TO_FUNC:
         meta.subprogno = reg.subprogno
@@ -544,7 +535,6 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
         check_mem_size_reg(env, reg, regno, BPF_WRITE if prev_flags & MEM_WRITE else BPF_READ,
                            base == ARG_CONST_SIZE_OR_ZERO, meta)
     elif base == ARG_PTR_TO_DYNPTR:
-        from .dynptr import process_dynptr_func
         process_dynptr_func(env, regno, insn_idx, flags, 0)
     elif base == ARG_CONST_ALLOC_SIZE_OR_ZERO:
         if reg.bounds.var_off.mask:
@@ -554,7 +544,6 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
     elif base == ARG_PTR_TO_CONST_STR:
         check_reg_const_str(env, reg, regno)
     elif base == ARG_KPTR_XCHG_DEST:
-        from .locks import process_kptr_func
         process_kptr_func(env, regno, meta)
 
 
@@ -575,7 +564,6 @@ def _can_elide_value_nullness(m) -> bool:
 
 def _get_constant_map_key(env: Env, key: RegState, key_size: int) -> int:
     """The constant array index a stack-resident key holds, or -1 (get_constant_map_key)."""
-    from .types import STACK_SPILL, STACK_ZERO
     if key.type != PTR_TO_STACK or key.bounds.var_off.mask:
         return -1
     frame = env.cur_state.frames[key.frameno]
@@ -610,7 +598,6 @@ def _get_constant_map_key(env: Env, key: RegState, key_size: int) -> int:
     r = s.spilled_ptr
     if r.bounds.var_off.mask:
         return -1
-    from .precision import mark_chain_precision_stack
     mark_chain_precision_stack(env, key.frameno, spi)
     return r.bounds.var_off.value
 
@@ -640,11 +627,9 @@ def check_reg_const_str(env: Env, reg: RegState, regno: int) -> None:
 
 
 def check_helper_call(env: Env, insn: Insn) -> None:
-    from .precision import mark_chain_precision
     func_id = insn.imm
     insn_idx = env.insn_idx
-    max_id = max(int(f) for f in F) + 1
-    if func_id < 0 or func_id >= max_id:
+    if func_id < 0 or func_id >= __BPF_FUNC_MAX_ID:
         raise env.reject(f"invalid func {func_id_name(func_id)}#{func_id}", EINVAL)
     fn = helper_proto(env, func_id)
     if fn is None:
@@ -678,7 +663,6 @@ def check_helper_call(env: Env, insn: Insn) -> None:
         ok = False
         base = fn.args[meta.release_regno - 1][0]
         if base == ARG_PTR_TO_DYNPTR:
-            from .dynptr import unmark_stack_slots_dynptr
             ok = unmark_stack_slots_dynptr(env, regs[meta.release_regno])
         elif func_id == F.kptr_xchg and meta.ref_obj_id:
             ok = release_reference_nomark(env.cur_state, meta.ref_obj_id)
@@ -763,7 +747,6 @@ def check_helper_call(env: Env, insn: Insn) -> None:
         r0.type = PTR_TO_MEM | rflag
         r0.mem_size = meta.mem_size
     elif rb in (RET_PTR_TO_BTF_ID, RET_PTR_TO_MEM_OR_BTF_ID):
-        from .btfaccess import helper_ret_btf
         helper_ret_btf(env, fn, meta, r0, rb, rflag)
     else:
         raise env.reject(f"unknown return type {rb} of func {func_id_name(func_id)}#{func_id}",
@@ -869,7 +852,6 @@ def _check_bpf_snprintf_call(env: Env, regs: list[RegState]) -> None:
     off = fmt.off + fmt.bounds.var_off.value
     s = raw[off:].split(b"\0", 1)[0]
     nargs = data_len.bounds.var_off.value // 8 if data_len.is_const() else 0
-    from .printf import check_format
     err = check_format(s, nargs)
     if err:
         raise env.reject(f"Invalid format string", EINVAL)
@@ -1032,7 +1014,6 @@ def check_func_call(env: Env, insn: Insn) -> None:
     caller = s.frames[s.curframe]
     sp = env.subprogs[subprog]
     if sp.is_global:
-        from .globals import btf_check_subprog_call
         err = btf_check_subprog_call(env, subprog, caller.regs)
         if s.active_locks:
             raise env.reject("global function calls are not allowed while holding a lock,\n"
@@ -1061,8 +1042,6 @@ def check_func_call(env: Env, insn: Insn) -> None:
 
 
 def prepare_func_exit(env: Env) -> None:
-    from .precision import mark_chain_precision
-    from .prune import find_prev_entry, widen_imprecise_scalars
     s = env.cur_state
     if env.liveness is not None:
         env.liveness.update(env)
@@ -1105,20 +1084,17 @@ def _invalid_scalar(env: Env, reg: RegState, rng: tuple[int, int], ctx: str, nam
         parts.append(" unknown scalar value")
     env.verbose(f"{ctx} the register {name} has" + "".join(parts) +
                 f" should have been in [{rng[0]}, {rng[1]}]\n")
-    from .errors import VerifierReject
     last = f"{ctx} the register {name} has" + "".join(parts) + \
         f" should have been in [{rng[0]}, {rng[1]}]"
     return VerifierReject(last, EINVAL)
 
 
 def push_callback_call(env: Env, insn: Insn, insn_idx: int, subprog: int, set_cb) -> None:
-    from .core import push_stack
     s = env.cur_state
     caller = s.frames[s.curframe]
     env.subprogs[subprog].is_cb = True
     if is_async_callback_calling_insn(insn):
         env.subprogs[subprog].is_async_cb = True
-        from .core import push_async_cb
         cb = push_async_cb(env, env.subprogs[subprog].start, insn_idx, subprog)
         callee = cb.frames[0]
         callee.async_entry_cnt = caller.async_entry_cnt + 1
@@ -1203,7 +1179,6 @@ def set_user_ringbuf_callback_state(env: Env, caller: FuncState, callee: FuncSta
 
 
 def check_return_code(env: Env, regno: int, name: str) -> None:
-    from .precision import mark_chain_precision
     s = env.cur_state
     frame = s.frames[0]
     reg = s.regs[regno]
@@ -1242,5 +1217,21 @@ def kfunc_meta(env: Env, insn: Insn, quiet: bool = False):
 
 
 def check_map_kptr_access(env: Env, regno: int, value_regno: int, insn_idx: int, kptr) -> None:
-    from .btfaccess import check_map_kptr_access as impl
     impl(env, regno, value_regno, insn_idx, kptr)
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global REGISTRY, check_btf_id_arg, impl, check_ptr_to_btf_access, helper_ret_btf, push_async_cb, push_stack, check_release_dynptr, process_dynptr_func, unmark_stack_slots_dynptr, VerifierReject, btf_check_subprog_call, process_kptr_func, process_spin_lock, process_timer_helper, check_buffer_access, map_record, mark_chain_precision, mark_chain_precision_stack, check_format, find_prev_entry, widen_imprecise_scalars, STACK_SPILL, STACK_ZERO
+    from ..helpers import REGISTRY
+    from .btfaccess import check_btf_id_arg, check_map_kptr_access as impl, check_ptr_to_btf_access, helper_ret_btf
+    from .core import push_async_cb, push_stack
+    from .dynptr import check_release_dynptr, process_dynptr_func, unmark_stack_slots_dynptr
+    from .errors import VerifierReject
+    from .globals import btf_check_subprog_call
+    from .locks import process_kptr_func, process_spin_lock, process_timer_helper
+    from .memory import check_buffer_access, map_record
+    from .precision import mark_chain_precision, mark_chain_precision_stack
+    from .printf import check_format
+    from .prune import find_prev_entry, widen_imprecise_scalars
+    from .types import STACK_SPILL, STACK_ZERO

@@ -260,7 +260,6 @@ def check_cfg(env: Env) -> None:
             ret = push(t, w, BRANCH)
         return ret
 
-    from .calls import is_sync_callback_calling_insn, is_async_callback_calling_insn
 
     def visit(t: int) -> int:
         insn = insns[t]
@@ -282,7 +281,6 @@ def check_cfg(env: Env) -> None:
                 aux[t].prune_point = True
                 aux[t].jmp_point = True
             if insn.is_helper_call():
-                from .calls import helper_changes_pkt_data
                 if helper_changes_pkt_data(insn.imm):
                     env.subprogs[env.subprog_of(t)].changes_pkt_data = True
             return visit_call(t, insn.src == U.BPF_PSEUDO_CALL)
@@ -405,7 +403,6 @@ def insn_use_def(env: Env, insn: Insn) -> tuple[int, int]:
 
 
 def call_num_params(env: Env, insn: Insn) -> int | None:
-    from .calls import helper_proto, kfunc_meta
     if insn.is_helper_call():
         fn = helper_proto(env, insn.imm)
         if fn is None:
@@ -467,7 +464,6 @@ def compute_live_registers(env: Env) -> None:
     for i in range(n):
         env.aux[i].live_regs_before = live_in[i]
     if env.log.level & 2:
-        from .log import format_insn
         env.log("Live regs before insn:\n")
         i = 0
         while i < n:
@@ -543,3 +539,10 @@ def _is_insn_start(env: Env, i: int) -> bool:
     while j < i:
         j += 2 if env.insns[j].code == LDIMM64 else 1
     return j == i
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global helper_changes_pkt_data, helper_proto, is_async_callback_calling_insn, is_sync_callback_calling_insn, kfunc_meta, format_insn
+    from .calls import helper_changes_pkt_data, helper_proto, is_async_callback_calling_insn, is_sync_callback_calling_insn, kfunc_meta
+    from .log import format_insn

@@ -36,7 +36,6 @@ def push_stack(env: Env, insn_idx: int, prev_insn_idx: int, speculative: bool) -
 
 def push_async_cb(env: Env, insn_idx: int, prev_insn_idx: int, subprog: int) -> VerifierState:
     """A new verification root for an async callback (timer), explored later."""
-    from .calls import init_func_state
     st = VerifierState()
     st.branches = 1
     st.insn_idx = insn_idx
@@ -63,7 +62,6 @@ def pop_stack(env: Env, pop_log: bool) -> tuple[int, int] | None:
 
 
 def update_branch_counts(env: Env, st: VerifierState | None) -> None:
-    from .prune import maybe_exit_scc
     while st is not None:
         st.branches -= 1
         if st.branches:
@@ -74,7 +72,6 @@ def update_branch_counts(env: Env, st: VerifierState | None) -> None:
 
 
 def init_state(env: Env, subprog: int) -> VerifierState:
-    from .calls import init_func_state
     st = VerifierState()
     st.branches = 1
     f = FuncState()
@@ -86,9 +83,6 @@ def init_state(env: Env, subprog: int) -> VerifierState:
 
 
 def do_check(env: Env) -> None:
-    from . import alu, calls, jumps, memory
-    from .prune import is_state_visited
-    from .precision import push_jmp_history
     pop_log = not (env.log.level & LOG_LEVEL2)
     insns = env.insns
     aux = env.aux
@@ -179,7 +173,6 @@ def do_check(env: Env) -> None:
 def do_check_insn(env: Env, insn) -> int:
     """One instruction; returns PROCESS_BPF_EXIT when the path ends, 2 after a
     function exit (the state is printed again), else 0."""
-    from . import alu, calls, jumps, memory
     cls = insn.cls
     if cls == U.BPF_ALU or cls == U.BPF_ALU64:
         alu.check_alu_op(env, insn)
@@ -213,7 +206,6 @@ def do_check_insn(env: Env, insn) -> int:
             if insn.src == U.BPF_PSEUDO_CALL:
                 calls.check_func_call(env, insn)
             elif insn.src == U.BPF_PSEUDO_KFUNC_CALL:
-                from .kfuncs import check_kfunc_call
                 if check_kfunc_call(env, insn) == PROCESS_BPF_EXIT:
                     return PROCESS_BPF_EXIT
             else:
@@ -248,12 +240,10 @@ def do_check_insn(env: Env, insn) -> int:
 
 
 def _kfunc_spin_allowed(env: Env, insn) -> bool:
-    from .kfuncs import kfunc_spin_allowed
     return kfunc_spin_allowed(env, insn)
 
 
 def process_bpf_exit_full(env: Env, exception_exit: bool) -> int:
-    from .calls import check_resource_leak, check_return_code, prepare_func_exit
     check_resource_leak(env, exception_exit, not env.cur_state.curframe,
                         "BPF_EXIT instruction in main prog")
     if exception_exit:
@@ -271,7 +261,6 @@ def do_check_common(env: Env, subprog: int) -> None:
     regs = env.cur_state.regs
     sp = env.subprogs[subprog]
     if subprog or env.prog_type == U.ProgType.EXT:
-        from .globals import prepare_global_args
         prepare_global_args(env, subprog, regs)
     else:
         regs[1].type = PTR_TO_CTX
@@ -287,3 +276,14 @@ def print_verification_stats(env: Env) -> None:
     env.log(f"processed {env.insn_processed} insns (limit {BPF_COMPLEXITY_LIMIT_INSNS}) "
             f"max_states_per_insn {env.max_states_per_insn} total_states {env.total_states} "
             f"peak_states {env.peak_states} mark_read {env.longest_mark_read_walk}\n")
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global alu, calls, jumps, memory, check_resource_leak, check_return_code, init_func_state, prepare_func_exit, prepare_global_args, check_kfunc_call, kfunc_spin_allowed, push_jmp_history, is_state_visited, maybe_exit_scc
+    from . import alu, calls, jumps, memory
+    from .calls import check_resource_leak, check_return_code, init_func_state, prepare_func_exit
+    from .globals import prepare_global_args
+    from .kfuncs import check_kfunc_call, kfunc_spin_allowed
+    from .precision import push_jmp_history
+    from .prune import is_state_visited, maybe_exit_scc

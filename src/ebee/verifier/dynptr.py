@@ -33,7 +33,6 @@ def _spi(env: Env, reg: RegState) -> int:
 
 
 def _dynptr_type_for_call(env: Env) -> str:
-    from ..uapi import FuncId as F
     insn = env.insns[env.insn_idx]
     fid = insn.imm
     if fid in (F.ringbuf_reserve_dynptr, F.ringbuf_submit_dynptr, F.ringbuf_discard_dynptr):
@@ -54,7 +53,6 @@ def process_dynptr_func(env: Env, regno: int, insn_idx: int, flags: int, clone_r
     frame = env.cur_state.frames[reg.frameno]
     spi = _spi(env, reg)
     if flags & MEM_UNINIT:
-        from .memory import grow_stack_state
         grow_stack_state(env, frame, (spi + 1) * BPF_REG_SIZE)
         for k in (spi, spi - 1):
             if frame.stack[k].slot_type[0] == STACK_DYNPTR:
@@ -63,7 +61,6 @@ def process_dynptr_func(env: Env, regno: int, insn_idx: int, flags: int, clone_r
         id_ = env.new_id()
         ref = 0
         if dtype == "ringbuf":
-            from .calls import acquire_reference
             ref = acquire_reference(env, insn_idx)
         for k, first in ((spi, True), (spi - 1, False)):
             r = RegState(SCALAR_VALUE)
@@ -92,7 +89,6 @@ def unmark_stack_slots_dynptr(env: Env, reg: RegState) -> bool:
     frame = env.cur_state.frames[reg.frameno]
     spi = _spi(env, reg)
     ref = frame.stack[spi].reg().ref_obj_id
-    from .calls import release_reference
     if ref and not release_reference(env, ref):
         return False
     for k in (spi, spi - 1):
@@ -109,3 +105,11 @@ def destroy_dynptr_slot(env: Env, frame, spi: int) -> None:
     for k in (spi, other):
         if 0 <= k < len(frame.stack):
             frame.stack[k] = StackSlot(STACK_MISC * BPF_REG_SIZE, None)
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global F, acquire_reference, release_reference, grow_stack_state
+    from ..uapi import FuncId as F
+    from .calls import acquire_reference, release_reference
+    from .memory import grow_stack_state

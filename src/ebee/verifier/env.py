@@ -132,6 +132,7 @@ class Env:
         self.scc_visits: dict = {}
         self.live_states = 0
         self.last_exc = None
+        self.bt_codes = None
         self.callchain_cache = None
         self.changes_pkt_data = False
         self.last_error: str | None = None

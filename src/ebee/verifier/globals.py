@@ -122,7 +122,6 @@ def prepare_global_args(env: Env, subprog: int, regs: list[RegState]) -> None:
 
 def btf_check_subprog_call(env: Env, subprog: int, regs: list[RegState]) -> bool:
     """Do the caller's registers match the global function's prototype?  True = mismatch."""
-    from .calls import check_mem_region_access
     try:
         args = _prepare_func_args(env, subprog)
     except VerifierReject:
@@ -140,7 +139,6 @@ def btf_check_subprog_call(env: Env, subprog: int, regs: list[RegState]) -> bool
         else:
             if reg.type == SCALAR_VALUE and reg.is_const() and reg.bounds.var_off.value == 0:
                 continue
-            from .calls import check_helper_mem_access
             try:
                 check_helper_mem_access(env, i, size, 1, False, None)
             except VerifierReject:
@@ -149,7 +147,6 @@ def btf_check_subprog_call(env: Env, subprog: int, regs: list[RegState]) -> bool
 
 
 def do_check_subprogs(env: Env) -> None:
-    from .core import do_check_common
     if not env.func_info:
         return
     while True:
@@ -251,3 +248,10 @@ def _check_subprog_depth(env: Env, idx: int, priv_ok: bool, priv: list) -> None:
             frame -= 1
             i = ret_insn[frame]
             idx = ret_prog[frame]
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global check_helper_mem_access, check_mem_region_access, do_check_common
+    from .calls import check_helper_mem_access, check_mem_region_access
+    from .core import do_check_common

@@ -98,7 +98,6 @@ def mark_ptr_not_null_reg(reg: RegState) -> None:
 
 
 def mark_ptr_or_null_regs(env: Env, vstate: VerifierState, regno: int, is_null: bool) -> None:
-    from .calls import release_reference_nomark, reg_may_point_to_spin_lock
     regs = vstate.frames[vstate.curframe].regs
     ref_obj_id = regs[regno].ref_obj_id
     id_ = regs[regno].id
@@ -209,7 +208,6 @@ def collect_linked_regs(vstate: VerifierState, id_: int, out: list) -> None:
 
 
 def sync_linked_regs(env: Env, vstate: VerifierState, known: RegState, linked: list) -> None:
-    from .state import StackSlot
     for (fi, idx, is_reg) in linked:
         f = vstate.frames[fi]
         if is_reg:
@@ -244,9 +242,6 @@ def sync_linked_regs(env: Env, vstate: VerifierState, known: RegState, linked: l
 
 
 def check_cond_jmp_op(env: Env, insn: Insn) -> None:
-    from .core import push_stack
-    from .precision import (INSN_F_DST_REG_STACK, INSN_F_SRC_REG_STACK, mark_chain_precision,
-                            push_jmp_history)
     this = env.cur_state
     regs = this.frames[this.curframe].regs
     opc = insn.op
@@ -289,7 +284,6 @@ def check_cond_jmp_op(env: Env, insn: Insn) -> None:
             mark_chain_precision(env, insn.src)
     if pred == 1:
         if not env.bypass_spec_v1:
-            from .sanitize import sanitize_speculative_path
             sanitize_speculative_path(env, insn, env.insn_idx + 1, env.insn_idx)
         if env.log.level:
             env.print_insn_state(this, this.curframe)
@@ -297,7 +291,6 @@ def check_cond_jmp_op(env: Env, insn: Insn) -> None:
         return
     if pred == 0:
         if not env.bypass_spec_v1:
-            from .sanitize import sanitize_speculative_path
             sanitize_speculative_path(env, insn, env.insn_idx + insn.off + 1, env.insn_idx)
         if env.log.level:
             env.print_insn_state(this, this.curframe)
@@ -359,8 +352,6 @@ def _reg_set_min_max(env: Env, t1: RegState, t2: RegState, f1: RegState, f2: Reg
 
 
 def _check_may_goto(env: Env, insn: Insn) -> None:
-    from .core import push_stack
-    from .prune import find_prev_entry, widen_imprecise_scalars
     if insn.code != (U.BPF_JMP | U.BPF_JCOND) or insn.src != U.CondPseudoJmp.MAY_GOTO or \
             insn.dst or insn.imm:
         raise env.reject(f"invalid may_goto imm {insn.imm}", EINVAL)
@@ -372,3 +363,14 @@ def _check_may_goto(env: Env, insn: Insn) -> None:
     if prev is not None:
         widen_imprecise_scalars(env, prev, queued)
     env.insn_idx += insn.off
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global reg_may_point_to_spin_lock, release_reference_nomark, push_stack, INSN_F_DST_REG_STACK, INSN_F_SRC_REG_STACK, mark_chain_precision, push_jmp_history, find_prev_entry, widen_imprecise_scalars, sanitize_speculative_path, StackSlot
+    from .calls import reg_may_point_to_spin_lock, release_reference_nomark
+    from .core import push_stack
+    from .precision import INSN_F_DST_REG_STACK, INSN_F_SRC_REG_STACK, mark_chain_precision, push_jmp_history
+    from .prune import find_prev_entry, widen_imprecise_scalars
+    from .sanitize import sanitize_speculative_path
+    from .state import StackSlot

@@ -24,7 +24,6 @@ def check_kfunc_call(env: Env, insn) -> int:
         r = regs[1]
         if not r.ref_obj_id:
             raise env.reject(f"R1 must be referenced or trusted", EINVAL)
-        from .calls import release_reference
         if not release_reference(env, r.ref_obj_id):
             raise env.reject(f"kernel function {name} args#0 reference has not been "
                              f"acquired before", EINVAL)
@@ -46,9 +45,14 @@ def check_kfunc_call(env: Env, insn) -> int:
             r0.type |= PTR_MAYBE_NULL
             r0.id = env.new_id()
         if acquire:
-            from .calls import acquire_reference
             id_ = acquire_reference(env, env.insn_idx)
             r0.ref_obj_id = id_
             if not r0.id:
                 r0.id = id_
     return 0
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global acquire_reference, release_reference
+    from .calls import acquire_reference, release_reference

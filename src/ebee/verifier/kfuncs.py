@@ -58,5 +58,10 @@ def kfunc_spin_allowed(env: Env, insn) -> bool:
 
 
 def check_kfunc_call(env: Env, insn) -> int:
-    from .kfunc_check import check_kfunc_call as impl
     return impl(env, insn)
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global impl
+    from .kfunc_check import check_kfunc_call as impl

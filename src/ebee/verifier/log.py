@@ -272,8 +272,6 @@ def format_insn(env, insn) -> str:
 
 def _insn_text(env, insn) -> str:
     from .. import isa
-    from ..asm.disasm import format_kernel
-    from ..isa import Instruction, Kind
     spec = insn.spec
     if spec is None:
         cands = isa.BY_OPCODE.get(insn.code, ())
@@ -284,6 +282,10 @@ def _insn_text(env, insn) -> str:
 
     def imm(ins):
         if ins.src in (1, 2):      # map fd / map value: the kernel prints the map's address
+            m = env.aux[insn.idx].map_ptr if insn.idx < len(env.aux) else None
+            addr = getattr(m, "addr", None) if m is not None else None
+            if isinstance(addr, int):
+                return f"{addr + (ins.imm_hi & 0xFFFFFFFF if ins.src == 2 else 0):#x}"
             return None
         return f"{ins.imm64:#x}"
 
@@ -294,3 +296,10 @@ def _insn_text(env, insn) -> str:
             return name
         return None
     return f"({insn.code:02x}) " + format_kernel(i, imm=imm, call=call)
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global format_kernel, Instruction, Kind
+    from ..asm.disasm import format_kernel
+    from ..isa import Instruction, Kind

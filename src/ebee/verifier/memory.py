@@ -125,7 +125,6 @@ def check_ptr_alignment(env: Env, reg: RegState, off: int, size: int, strict_onc
 
 
 def _const(v: int):
-    from .tnum import const
     return const(v)
 
 
@@ -287,7 +286,6 @@ def check_ptr_off_reg(env: Env, reg: RegState, regno: int, fixed_off_ok: bool = 
 
 def _ctx_reg_type(rt) -> int:
     """A progtypes.RegType (kernel name) as this package's register type."""
-    from . import types as T
     name = rt.name
     flags = 0
     if name.endswith("_OR_NULL"):
@@ -368,7 +366,6 @@ def check_stack_write(env: Env, ptr_regno: int, off: int, size: int, value_regno
 
 def check_stack_write_fixed_off(env: Env, frame: FuncState, off: int, size: int,
                                 value_regno: int, insn_idx: int) -> None:
-    from .precision import mark_chain_precision, push_jmp_history, stack_access_flags
     slot = -off - 1
     spi = slot // BPF_REG_SIZE
     cur_slot = frame.stack[spi]
@@ -388,7 +385,6 @@ def check_stack_write_fixed_off(env: Env, frame: FuncState, off: int, size: int,
             and env.bpf_capable:
         fits = reg.bounds.width() <= 8 * size
         if fits:
-            from .alu import assign_scalar_id_before_mov
             assign_scalar_id_before_mov(env, reg)
         save_register_state(env, frame, spi, reg, size)
         if not fits:
@@ -428,7 +424,6 @@ def check_stack_write_fixed_off(env: Env, frame: FuncState, off: int, size: int,
 
 def check_stack_write_var_off(env: Env, frame: FuncState, ptr_regno: int, off: int, size: int,
                               value_regno: int, insn_idx: int) -> None:
-    from .precision import mark_chain_precision
     cur = env.cur_func()
     ptr = cur.regs[ptr_regno]
     min_off = ptr.bounds.smin_value + off
@@ -510,8 +505,6 @@ def mark_reg_const_zero(env: Env, reg: RegState) -> None:
 
 def check_stack_read_fixed_off(env: Env, frame: FuncState, off: int, size: int,
                                dst_regno: int) -> None:
-    from .alu import assign_scalar_id_before_mov
-    from .precision import push_jmp_history, stack_access_flags
     state = env.cur_func()
     slot = -off - 1
     spi = slot // BPF_REG_SIZE
@@ -666,7 +659,6 @@ def destroy_if_dynptr_stack_slot(env: Env, frame: FuncState, spi: int) -> None:
     s = frame.stack[spi]
     if s.slot_type[0] != STACK_DYNPTR:
         return
-    from .dynptr import destroy_dynptr_slot
     destroy_dynptr_slot(env, frame, spi)
 
 
@@ -701,7 +693,6 @@ def check_mem_access(env: Env, insn_idx: int, regno: int, off: int, bpf_size: in
                 if p == at and kind in ("kptr", "kptr_ref", "percpu_kptr", "uptr"):
                     kptr = (p, fsize, kind)
         if kptr is not None:
-            from .calls import check_map_kptr_access
             check_map_kptr_access(env, regno, value_regno, insn_idx, kptr)
         elif t == BPF_READ and value_regno >= 0:
             m = reg.map
@@ -775,7 +766,6 @@ def check_mem_access(env: Env, insn_idx: int, regno: int, off: int, bpf_size: in
     elif type_is_sk_pointer(rt):
         if t == BPF_WRITE:
             raise env.reject(f"R{regno} cannot write into {reg_type_str(rt)}")
-        from .sock import check_sock_access
         check_sock_access(env, insn_idx, regno, off, size, t)
         if value_regno >= 0:
             env.mark_reg_unknown(regs, value_regno)
@@ -784,10 +774,8 @@ def check_mem_access(env: Env, insn_idx: int, regno: int, off: int, bpf_size: in
         if t == BPF_READ and value_regno >= 0:
             env.mark_reg_unknown(regs, value_regno)
     elif bt == PTR_TO_BTF_ID and not rt & PTR_MAYBE_NULL:
-        from .btfaccess import check_ptr_to_btf_access
         check_ptr_to_btf_access(env, regs, regno, off, size, t, value_regno)
     elif rt == CONST_PTR_TO_MAP:
-        from .btfaccess import check_ptr_to_map_access
         check_ptr_to_map_access(env, regs, regno, off, size, t, value_regno)
     elif bt == PTR_TO_BUF:
         rdonly = bool(rt & MEM_RDONLY)
@@ -994,7 +982,6 @@ def check_ld_imm(env: Env, insn: Insn) -> None:
             raise env.reject("missing btf func_info", EINVAL)
         if env.subprogs[subprogno].linkage != U.BtfFuncLinkage.STATIC:
             raise env.reject("callback function not static", EINVAL)
-        from .types import PTR_TO_FUNC
         dst.type = PTR_TO_FUNC
         dst.subprogno = subprogno
         return
@@ -1012,7 +999,6 @@ def check_ld_imm(env: Env, insn: Insn) -> None:
 
 
 def check_ld_abs(env: Env, insn: Insn) -> None:
-    from .calls import check_resource_leak
     regs = env.cur_regs()
     P = U.ProgType
     if env.prog_type not in (P.SOCKET_FILTER, P.SCHED_CLS, P.SCHED_ACT):
@@ -1031,3 +1017,17 @@ def check_ld_abs(env: Env, insn: Insn) -> None:
         regs[r].mark_not_init()
         env.check_reg_arg(r, DST_OP_NO_MARK)
     env.mark_reg_unknown(regs, 0)
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global T, assign_scalar_id_before_mov, check_ptr_to_btf_access, check_ptr_to_map_access, check_map_kptr_access, check_resource_leak, destroy_dynptr_slot, mark_chain_precision, push_jmp_history, stack_access_flags, check_sock_access, const, PTR_TO_FUNC
+    from . import types as T
+    from .alu import assign_scalar_id_before_mov
+    from .btfaccess import check_ptr_to_btf_access, check_ptr_to_map_access
+    from .calls import check_map_kptr_access, check_resource_leak
+    from .dynptr import destroy_dynptr_slot
+    from .precision import mark_chain_precision, push_jmp_history, stack_access_flags
+    from .sock import check_sock_access
+    from .tnum import const
+    from .types import PTR_TO_FUNC

@@ -108,6 +108,45 @@ def mark_chain_precision_batch(env: Env, st: VerifierState, bt: Backtrack) -> bo
     return _mark_chain(env, st, bt)
 
 
+_NOP, _DEF, _ALU_X, _MOV_X, _JCC_X, _STORE, _CALL, _SLOW = range(8)
+
+
+def _bt_codes(env: Env) -> list[tuple[int, int, int]]:
+    """Per instruction, how backtrack_insn treats it when no history flags are
+    involved: (code, dst, src); _SLOW sends it through backtrack_insn."""
+    from .calls import is_sync_callback_calling_insn
+    out = []
+    for insn in env.insns:
+        cls, op = insn.cls, insn.op
+        code = _SLOW
+        if insn.code == 0:
+            code = _NOP
+        elif cls in (U.BPF_ALU, U.BPF_ALU64):
+            if op in (U.BPF_END, U.BPF_NEG):
+                code = _NOP
+            elif op == U.BPF_MOV:
+                code = _MOV_X if insn.srcx else _DEF
+            else:
+                code = _ALU_X if insn.srcx else _NOP
+        elif cls == U.BPF_LD and insn.mode == U.BPF_IMM:
+            code = _DEF
+        elif cls == U.BPF_LDX:
+            code = _DEF
+        elif cls in (U.BPF_STX, U.BPF_ST) and not (cls == U.BPF_STX and
+                                                   insn.mode == U.BPF_ATOMIC):
+            code = _STORE
+        elif cls in (U.BPF_JMP, U.BPF_JMP32):
+            if op == U.BPF_CALL:
+                if insn.src == 0 and not is_sync_callback_calling_insn(insn):
+                    code = _CALL
+            elif op in (U.BPF_JA, U.BPF_JCOND):
+                code = _NOP
+            elif op != U.BPF_EXIT:
+                code = _JCC_X if insn.srcx else _NOP
+        out.append((code, insn.dst, insn.src))
+    return out
+
+
 def _get_hist(st: VerifierState, hist_end: int, insn_idx: int):
     if hist_end > 0 and st.jmp_history[hist_end - 1][0] == insn_idx:
         return st.jmp_history[hist_end - 1]
@@ -145,18 +184,55 @@ def _mark_chain(env: Env, starting: VerifierState, bt: Backtrack) -> bool:
             raise env.bug(f"backtracking func entry subprog {st.frames[0].subprogno} reg_mask "
                           f"{bt.reg_mask():x} stack_mask {bt.stack_mask():x}")
         i = last_idx
+        hist_list = st.jmp_history
+        codes = env.bt_codes
+        if codes is None:
+            codes = env.bt_codes = _bt_codes(env)
         while True:
             if skip_first:
                 skip_first = False
                 err = 0
             else:
-                hist = _get_hist(st, history, i)
-                err = backtrack_insn(env, i, subseq_idx, hist, bt)
-            if err == ENOTSUPP:
-                mark_all_scalars_precise(env, starting)
-                return True
-            if bt.empty():
-                return changed
+                hist = hist_list[history - 1] if history and hist_list[history - 1][0] == i \
+                    else None
+                code, d, sr = codes[i]
+                fr = bt.frame
+                m = bt.reg_masks[fr]
+                if not log2 and (hist is None or not (hist[2] or hist[3])) and code < _SLOW:
+                    # the common instructions, inline (backtrack_insn's simple cases)
+                    if code == _NOP:
+                        pass
+                    elif code == _DEF:
+                        m &= ~(1 << d)
+                    elif code == _ALU_X:
+                        if m >> d & 1 and sr != 10:
+                            m |= 1 << sr
+                    elif code == _MOV_X:
+                        if m >> d & 1:
+                            m &= ~(1 << d)
+                            if sr != 10:
+                                m |= 1 << sr
+                    elif code == _JCC_X:
+                        if m >> d & 1 or m >> sr & 1:
+                            m |= (1 << d) | (1 << sr)
+                    elif code == _STORE:
+                        if m >> d & 1:
+                            mark_all_scalars_precise(env, starting)
+                            return True
+                    elif code == _CALL:
+                        m &= ~1
+                        if m & REGMASK_ARGS:
+                            raise env.bug(f"backtracking call unexpected regs {m:x}")
+                    bt.reg_masks[fr] = m
+                    err = 0
+                else:
+                    err = backtrack_insn(env, i, subseq_idx, hist, bt)
+                    m = bt.reg_masks[bt.frame]
+                if err == ENOTSUPP:
+                    mark_all_scalars_precise(env, starting)
+                    return True
+                if not m and bt.empty():
+                    return changed
             subseq_idx = i
             # get_prev_insn_idx
             if i == st.first_insn_idx:
@@ -204,7 +280,6 @@ def _mark_chain(env: Env, starting: VerifierState, bt: Backtrack) -> bool:
                         if reg.precise:
                             bt.stack_masks[fr] &= ~(1 << spi)
                         else:
-                            from .state import StackSlot
                             nr = reg.copy()
                             nr.precise = True
                             func.stack[spi] = StackSlot(s.slot_type, nr)
@@ -227,7 +302,6 @@ def _mark_chain(env: Env, starting: VerifierState, bt: Backtrack) -> bool:
 
 
 def mark_all_scalars_precise(env: Env, st: VerifierState) -> None:
-    from .state import StackSlot
     log2 = env.log.level & 2
     if log2:
         env.log(f"mark_precise: frame{st.curframe}: falling back to forcing all scalars "
@@ -287,7 +361,6 @@ def backtrack_insn(env: Env, idx: int, subseq_idx: int, hist, bt: Backtrack) -> 
     if insn.code == 0:
         return 0
     if env.log.level & 2:
-        from .log import format_insn
         env.log(f"mark_precise: frame{bt.frame}: regs={_fmt_reg_mask(bt.reg_mask())} "
                 f"stack={_fmt_stack_mask(bt.stack_mask())} before {idx}: "
                 f"{format_insn(env, insn)}\n")
@@ -330,7 +403,6 @@ def backtrack_insn(env: Env, idx: int, subseq_idx: int, hist, bt: Backtrack) -> 
         if cls == U.BPF_STX:
             bt.set_reg(sreg)
     elif cls in (U.BPF_JMP, U.BPF_JMP32):
-        from .calls import is_sync_callback_calling_insn
         if insn.is_pseudo_call():
             sub = env.subprog_by_start(idx + insn.imm + 1)
             if sub < 0:
@@ -399,3 +471,11 @@ def backtrack_insn(env: Env, idx: int, subseq_idx: int, hist, bt: Backtrack) -> 
             return ENOTSUPP
     _bt_sync_linked_regs(bt, hist)
     return 0
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global is_sync_callback_calling_insn, format_insn, StackSlot
+    from .calls import is_sync_callback_calling_insn
+    from .log import format_insn
+    from .state import StackSlot

@@ -425,7 +425,6 @@ def incomplete_read_marks(env: Env, st: VerifierState) -> bool:
 
 
 def _propagate_backedges(env: Env, v: SccVisit) -> None:
-    from .precision import mark_all_scalars_precise
     for it in range(66):
         if it > 64:
             if env.log.level & 2:
@@ -443,7 +442,6 @@ def _propagate_backedges(env: Env, v: SccVisit) -> None:
 
 
 def propagate_precision(env: Env, old: VerifierState, cur: VerifierState) -> bool:
-    from .precision import Backtrack, mark_chain_precision_batch
     if not env.bpf_capable or not env.precision:
         return False
     bt = Backtrack(cur.curframe)
@@ -533,7 +531,6 @@ def _maybe_widen(env: Env, rold: RegState, rcur: RegState, idmap: IdMap) -> bool
 
 
 def is_state_visited(env: Env, insn_idx: int) -> bool:
-    from .precision import push_jmp_history
     cur = env.cur_state
     aux = env.aux[insn_idx]
     force_new = env.test_state_freq or aux.force_checkpoint or len(cur.jmp_history) > 40
@@ -589,8 +586,6 @@ def is_state_visited(env: Env, insn_idx: int) -> bool:
                                 env.print_verifier_state(cur, cur.curframe, True)
                                 env.log("old state:")
                                 env.print_verifier_state(st, cur.curframe, True)
-                            from .errors import VerifierReject
-                            from .log import format_state
                             raise VerifierReject("old state:" + format_state(st, cur.curframe,
                                                                              True), EINVAL)
                 if not hit:
@@ -649,3 +644,11 @@ def is_state_visited(env: Env, insn_idx: int) -> bool:
         lst = env.explored[insn_idx] = []
     lst.insert(0, StateList(new))
     return False
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global VerifierReject, format_state, Backtrack, mark_all_scalars_precise, mark_chain_precision_batch, push_jmp_history
+    from .errors import VerifierReject
+    from .log import format_state
+    from .precision import Backtrack, mark_all_scalars_precise, mark_chain_precision_batch, push_jmp_history

@@ -142,7 +142,6 @@ class _Scratch:
 
 
 def sanitize_check_bounds(env: Env, insn: Insn, dst: RegState) -> int:
-    from .memory import check_map_access
     if env.bypass_spec_v1:
         return 0
     d = insn.dst
@@ -167,7 +166,6 @@ def sanitize_check_bounds(env: Env, insn: Insn, dst: RegState) -> int:
 
 
 def sanitize_speculative_path(env: Env, insn: Insn | None, next_idx: int, curr_idx: int):
-    from .core import push_stack
     branch = push_stack(env, next_idx, curr_idx, True)
     if insn is not None:
         regs = branch.frames[branch.curframe].regs
@@ -175,3 +173,10 @@ def sanitize_speculative_path(env: Env, insn: Insn | None, next_idx: int, curr_i
         if insn.srcx:
             env.mark_reg_unknown(regs, insn.src)
     return branch
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global push_stack, check_map_access
+    from .core import push_stack
+    from .memory import check_map_access

@@ -16,7 +16,6 @@ _STRUCT = {PTR_TO_SOCKET: "bpf_sock", PTR_TO_SOCK_COMMON: "bpf_sock",
 
 
 def _valid(env: Env, rt: int, off: int, size: int) -> bool:
-    from ..btf import BTF
     try:
         btf = BTF.load_vmlinux()
         s = btf.find(_STRUCT[rt], "STRUCT")
@@ -59,3 +58,9 @@ def check_sock_access(env: Env, insn_idx: int, regno: int, off: int, size: int, 
     if not _valid(env, reg.type, off, size):
         raise env.reject(f"R{regno} invalid {reg_type_str(reg.type)} access off={off} "
                          f"size={size}")
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global BTF
+    from ..btf import BTF

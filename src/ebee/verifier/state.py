@@ -146,7 +146,6 @@ class RegState:
         return self.bounds.var_off
 
     def __repr__(self) -> str:
-        from .log import format_reg
         return f"<Reg {format_reg(self, 0)}>"
 
 
@@ -350,3 +349,9 @@ def for_each_reg(vstate: VerifierState, fn) -> None:
             r = s.spilled_ptr.copy()
             if fn(f, r):
                 stack[spi] = StackSlot(s.slot_type, r)
+
+
+def _bind() -> None:
+    """Bind names from modules that import this one (import cycles)."""
+    global format_reg
+    from .log import format_reg
