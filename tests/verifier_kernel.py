@@ -86,3 +86,48 @@ def kernel_object(obj):
             except Exception:
                 pass
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def ebee_object(path: str, prog_type=None):
+    """``ebee.load(path)`` with a private pin store, released afterwards.
+
+    Pinned maps live as long as their pin (as on bpffs); a harness that
+    loads hundreds of objects must not keep every object's maps alive, nor
+    reuse maps another test pinned.  Programs in sections libbpf does not
+    know get ``prog_type`` or, failing that, XDP for files named ``*xdp*``
+    and SCHED_CLS otherwise (what tc/ip would load them as).
+    """
+    import os
+    import tempfile
+    import ebee
+    from ebee.fs.store import PinStore
+    from ebee.uapi import ProgType
+    fd, loc = tempfile.mkstemp(prefix="ebee-verifier-pins-", suffix=".sqlite3")
+    os.close(fd)
+    store = PinStore(loc)
+    obj = None
+    try:
+        obj = ebee.load(path, store=store, prog_type=prog_type)
+        if prog_type is None and any(p.type == ProgType.UNSPEC for p in obj.programs.values()):
+            obj.close()
+            obj = None
+            store._live.clear()
+            guess = ProgType.XDP if "xdp" in os.path.basename(path) else ProgType.SCHED_CLS
+            obj = ebee.load(path, store=store, prog_type=guess)
+        obj._first_use()
+        yield obj
+    finally:
+        if obj is not None:
+            obj.close()
+        store._live.clear()
+        store._synced.clear()
+        try:
+            store.close()
+        except Exception:
+            pass
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(loc + suffix)
+            except OSError:
+                pass
