@@ -757,8 +757,9 @@ def cmd_prog_attach(args) -> int:
         link.pin(args.pin)
         link.close()
         return 0
-    print(f"attached {p.name or i} -> {a.target}; Ctrl-C to detach", file=sys.stderr)
     try:
+        # announce inside the try: a Ctrl-C right after the message must still detach cleanly
+        print(f"attached {p.name or i} -> {a.target}; Ctrl-C to detach", file=sys.stderr, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
