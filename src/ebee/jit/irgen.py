@@ -222,12 +222,14 @@ class ModuleGen:
         self.fentry = f.entry
         entry = fn.append_basic_block("entry")
         b = self.b = ir.IRBuilder(entry)
-        self.regs = [b.alloca(i64, name=f"r{k}") for k in range(11)]
+        # r11 is the kernel's auxiliary register (BPF_REG_AX): program types' context
+        # rewrites use it as scratch, so rewritten programs reference it
+        self.regs = [b.alloca(i64, name=f"r{k}") for k in range(12)]
         self.n = b.alloca(i64, name="n")
         self.mg = b.alloca(i64, name="mg")
         if self.checked:
             self.cache = {w: (b.alloca(i64, name=f"{w}lo"), b.alloca(i64, name=f"{w}sz")) for w in "rw"}
-        for k in (0, 6, 7, 8, 9):
+        for k in (0, 6, 7, 8, 9, 11):
             b.store(c64(0), self.regs[k])
         for k in range(1, 6):
             b.store(fn.args[1 + k], self.regs[k])
