@@ -244,6 +244,9 @@ def test_map_in_map_values_and_kfuncs(kernel, tmp_path):
         if _sh.which("gcc") else "x86_64-linux-gnu"
     _sp.run([clang, "-O2", "-g", "-target", "bpf", f"-I/usr/include/{multiarch or 'x86_64-linux-gnu'}",
              "-c", str(src), "-o", str(obj_path)], check=True)
+    with ebee.load(obj_path) as obj:        # the user-space runtime agrees
+        obj.maps["inner_a"][0] = 7
+        assert obj.programs["mim"].run(bytes(64)).retval == 107
     with ebee.load(obj_path) as obj, obj.load_kernel() as k:
         assert k.maps["outer"].type == MapType.ARRAY_OF_MAPS
         inner_id = k.maps["inner_a"].id

@@ -764,6 +764,10 @@ class Runner:
         self.link_layer = link_layer
         self.machine = machine or RunMachine()
         self.own_machine = machine is None
+        # kfuncs such as bpf_obj_new size objects from the program's own BTF
+        btf = getattr(prog, "btf", None)
+        if btf is not None:
+            self.machine.btf = btf
         if self.own_machine:
             self.machine.keep_buffers = True
         self.bound = _bind(self.machine, self.prepared.insns, engine, prog)
