@@ -32,7 +32,10 @@ _VTIME = re.compile(r"verification time (\d+) usec")
 def last_error_line(log: str) -> str:
     lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith(
         ("processed ", "verification time", "stack depth"))]
-    return lines[-1] if lines else ""
+    if not lines:
+        return ""
+    # a few kernel messages lack their newline: the statistics run on
+    return re.sub(r"(processed \d+ insns|verification time \d+ usec).*$", "", lines[-1])
 
 
 def verdict_of(log: str, accepted: bool, errno_: int = 0) -> KernelVerdict:
@@ -103,31 +106,59 @@ def ebee_object(path: str, prog_type=None):
     import ebee
     from ebee.fs.store import PinStore
     from ebee.uapi import ProgType
-    fd, loc = tempfile.mkstemp(prefix="ebee-verifier-pins-", suffix=".sqlite3")
-    os.close(fd)
-    store = PinStore(loc)
+    locs: list[str] = []
+    stores: list = []
+
+    def fresh_store():
+        fd, loc = tempfile.mkstemp(prefix="ebee-verifier-pins-", suffix=".sqlite3")
+        os.close(fd)
+        locs.append(loc)
+        stores.append(PinStore(loc))
+        return stores[-1]
+
     obj = None
     try:
-        obj = ebee.load(path, store=store, prog_type=prog_type)
+        obj = ebee.load(path, store=fresh_store(), prog_type=prog_type)
         if prog_type is None and any(p.type == ProgType.UNSPEC for p in obj.programs.values()):
             obj.close()
             obj = None
-            store._live.clear()
             guess = ProgType.XDP if "xdp" in os.path.basename(path) else ProgType.SCHED_CLS
-            obj = ebee.load(path, store=store, prog_type=guess)
+            obj = ebee.load(path, store=fresh_store(), prog_type=guess)
         obj._first_use()
         yield obj
     finally:
         if obj is not None:
             obj.close()
-        store._live.clear()
-        store._synced.clear()
-        try:
-            store.close()
-        except Exception:
-            pass
-        for suffix in ("", "-wal", "-shm", "-journal"):
+        for store in stores:
+            store._live.clear()
+            store._synced.clear()
             try:
-                os.unlink(loc + suffix)
-            except OSError:
+                store.close()
+            except Exception:
                 pass
+        for loc in locs:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                try:
+                    os.unlink(loc + suffix)
+                except OSError:
+                    pass
+
+
+_ADDR = re.compile(r"0x[0-9a-f]{10,}")
+_MAPID = re.compile(r"map\[id:\d+\]")
+_PAD = re.compile(r"ADDR +;")
+
+
+def comparable_log(log: str) -> list[str]:
+    """A verifier log with what legitimately differs between two loads removed:
+    map addresses (``r1 = 0xffff8881...`` / map ids), the statistics lines the
+    harness adds (BPF_LOG_STATS), and the stack-liveness trace of Linux 6.18's
+    liveness.c (``(0) frame 0 insn 7 +live -8``), which ebee does not print."""
+    out = []
+    for ln in log.splitlines():
+        if ln.startswith("(") or "live stack update done" in ln or \
+                ln.startswith(("verification time", "stack depth")):
+            continue
+        # a map's address is as wide as the machine makes it: so is the padding after it
+        out.append(_PAD.sub("ADDR ;", _ADDR.sub("ADDR", _MAPID.sub("ADDR", ln))))
+    return out

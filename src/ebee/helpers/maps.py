@@ -87,7 +87,7 @@ def map_lookup_percpu_elem(m, mp, key, cpu, *_):
     return mp.prog_lookup_percpu(m.read(key, mp.key_size), cpu & 0xFFFFFFFF)
 
 
-@helper(FuncId.tail_call, Ret.INTEGER, (Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING))
+@helper(FuncId.tail_call, Ret.VOID, (Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING))
 def tail_call(m, ctx, mp, index, *_):
     # Engines turn this call into a jump (see Machine.tail_call_target); reaching the
     # implementation means a helper table was used where the call instruction should be.

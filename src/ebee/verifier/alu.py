@@ -215,6 +215,8 @@ def adjust_reg_min_max_vals(env: Env, insn: Insn) -> None:
             return
     if not env.bypass_spec_v1 and op in (U.BPF_ADD, U.BPF_SUB):
         sanitize_val_alu(env, insn)
+    if op in (U.BPF_AND, U.BPF_OR) and not src_b.var_off.mask:
+        maybe_fork_scalars(env, insn, dst)
     opname = OP_NAME[op]
     dst.bounds = dst.bounds.alu(opname, src_b, alu32)
     if env.bpf_capable and op == U.BPF_ADD and not alu32 and dst.id and src_b.is_const():
@@ -227,6 +229,27 @@ def adjust_reg_min_max_vals(env: Env, insn: Insn) -> None:
             dst.off = val
     else:
         dst.id = 0
+
+
+def maybe_fork_scalars(env: Env, insn: Insn, dst: RegState) -> None:
+    """maybe_fork_scalars: ``x & K`` / ``x | K`` with x in [-1, 0] (LLVM's ``s>>= 63``
+    select idiom) is explored twice, with x = -1 here and x = 0 in a pushed state
+    that re-executes this instruction."""
+    b = dst.bounds
+    if b.smin_value == -1 and b.smax_value == 0:
+        alu32 = False
+    elif b.s32_min_value == -1 and b.s32_max_value == 0:
+        alu32 = True
+    else:
+        return
+    branch = push_stack(env, env.insn_idx, env.insn_idx, False)
+    other = branch.frames[branch.curframe].regs[insn.dst]
+    if alu32:
+        other.bounds = other.bounds.with_known32(0)
+        dst.bounds = b.with_known32(U32)
+    else:
+        other.mark_known(0)
+        dst.mark_known(-1)
 
 
 def check_reg_sane_offset(env: Env, reg: RegState, type_: int) -> None:
@@ -396,5 +419,7 @@ def adjust_ptr_min_max_vals(env: Env, insn: Insn, ptr: RegState, offr: RegState)
 def _bind() -> None:
     """Bind names from modules that import this one (import cycles)."""
     global mark_chain_precision, sanitize_check_bounds, sanitize_ptr_alu, sanitize_val_alu
+    global push_stack
+    from .core import push_stack
     from .precision import mark_chain_precision
     from .sanitize import sanitize_check_bounds, sanitize_ptr_alu, sanitize_val_alu

@@ -174,7 +174,8 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
            expected_attach_type: int | None = None, log_level: int = 0,
            unpriv: bool = False, maps=None, license: str | None = None,
            prog_flags: int = 0, btf=None, func_info=None, line_info=None,
-           kfuncs=None, sleepable: bool | None = None, facts: bool = True) -> VerifierResult:
+           kfuncs=None, sleepable: bool | None = None, facts: bool = True,
+           attach_target: str | None = None) -> VerifierResult:
     """Verify a program as bpf(BPF_PROG_LOAD) would.
 
     ``prog_or_insns`` is an :class:`ebee.object.Program` (its type, license,
@@ -206,6 +207,8 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
             func_info = _program_func_info(prog)
         if sleepable is None:
             sleepable = bool(getattr(prog, "sleepable", False))
+        if attach_target is None:
+            attach_target = getattr(prog, "attach_target", None)
     else:
         insns = from_instructions(list(prog_or_insns))
     if prog_type is None:
@@ -224,7 +227,7 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
     env = Env(insns, prog_type=prog_type, expected_attach_type=expected_attach_type,
               log_level=log_level, unpriv=unpriv, maps=maps, line_info=line_info,
               func_info=func_info, btf=btf, ptinfo=ptinfo, prog_flags=prog_flags, gpl=gpl,
-              kfuncs=kfuncs, sleepable=bool(sleepable))
+              kfuncs=kfuncs, sleepable=bool(sleepable), attach_target=attach_target)
     if facts:
         env.facts = Facts(insns)
     t0 = time.perf_counter()
@@ -256,8 +259,6 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
         errno_ = E2BIG
     env.verification_time = time.perf_counter() - t0
     accepted = error is None
-    if accepted and env.log.level and not env.log.level & LOG_LEVEL2:
-        env.log.reset(0)
     if env.log.level and n and n <= limit:
         print_verification_stats(env)
     return VerifierResult(accepted=accepted, log=env.log.getvalue(), error=error,

@@ -161,6 +161,12 @@ class Bounds:
         self.s32_min_value = self.s32_max_value = s32(u)
         self.u32_min_value = self.u32_max_value = u & U32
 
+    def with_known32(self, v: int) -> "Bounds":
+        """__mark_reg32_known: the lower half becomes ``v``; the upper half is kept."""
+        b = self.copy()
+        b._mark_known32(v)
+        return b
+
     def _mark_known32(self, v: int) -> None:
         self.var_off = self.var_off.const_subreg(v)
         self.s32_min_value = self.s32_max_value = s32(v)

@@ -696,6 +696,7 @@ def check_helper_call(env: Env, insn: Insn) -> None:
     elif func_id == F.snprintf:
         _check_bpf_snprintf_call(env, regs)
     elif func_id == F.loop:
+        _update_loop_inline_state(env, meta.subprogno)
         mark_chain_precision(env, 1)
         cf = env.cur_func()
         if cf.callback_depth < regs[1].bounds.umax_value:
@@ -823,18 +824,37 @@ def _record_func_map(env: Env, meta: CallArgMeta, func_id: int, insn_idx: int) -
         aux.map_ptr_poisoned = True
 
 
+def _update_loop_inline_state(env: Env, subprogno: int) -> None:
+    """update_loop_inline_state: bpf_loop with constant zero flags may be inlined,
+    so a zero R4 is precise (loop_flag_is_zero)."""
+    aux = env.aux[env.insn_idx]
+    st = getattr(aux, "loop_inline", None)
+    if st is not None and not st[0]:
+        return
+    r4 = env.cur_regs()[4]
+    zero = r4.type == SCALAR_VALUE and r4.is_const() and r4.bounds.var_off.value == 0
+    if zero:
+        mark_chain_precision(env, 4)
+    aux.loop_inline = (zero if st is None else zero and st[1] == subprogno, subprogno)
+
+
 def _record_func_key(env: Env, meta: CallArgMeta, func_id: int, insn_idx: int) -> None:
+    """record_func_key: a constant in-range tail-call index is precise and remembered."""
     if func_id != F.tail_call:
         return
     aux = env.aux[insn_idx]
+    m = meta.map_ptr
+    if m is None or m.type != U.MapType.PROG_ARRAY:
+        raise env.reject("expected prog array map for tail call", EINVAL, newline=False)
     r3 = env.cur_regs()[3]
-    if r3.is_const():
-        v = r3.bounds.var_off.value
-        if aux.map_key is None:
-            aux.map_key = v
-        elif aux.map_key != v:
-            aux.map_key_poisoned = True
-    else:
+    v = r3.bounds.var_off.value
+    if not (r3.is_const() and v < m.max_entries):
+        aux.map_key_poisoned = True
+        return
+    mark_chain_precision(env, 3)
+    if aux.map_key is None:
+        aux.map_key = v
+    elif aux.map_key != v:
         aux.map_key_poisoned = True
 
 

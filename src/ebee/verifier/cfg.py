@@ -528,7 +528,7 @@ def compute_scc(env: Env) -> None:
                     comp.append(w)
                     if w == v:
                         break
-                if len(comp) > 1 or v in successors(env, v) or env.aux[v].calls_callback:
+                if len(comp) > 1 or v in successors(env, v):
                     for w in comp:
                         env.aux[w].scc = next_scc
                     next_scc += 1

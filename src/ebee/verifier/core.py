@@ -258,15 +258,21 @@ def process_bpf_exit_full(env: Env, exception_exit: bool) -> int:
 def do_check_common(env: Env, subprog: int) -> None:
     env.cur_state = init_state(env, subprog)
     env.insn_idx = env.subprogs[subprog].start
+    env.cur_state.first_insn_idx = env.insn_idx
+    env.cur_state.last_insn_idx = -1
     regs = env.cur_state.regs
     sp = env.subprogs[subprog]
     if subprog or env.prog_type == U.ProgType.EXT:
         prepare_global_args(env, subprog, regs)
     else:
+        check_main_func_info(env)
         regs[1].type = PTR_TO_CTX
         regs[1].mark_known(0)
         regs[1].type = PTR_TO_CTX
     do_check(env)
+    # a verified function's log is dropped at level 1: the log keeps failures
+    if env.log.level and not env.log.level & LOG_LEVEL2:
+        env.log.reset(0)
 
 
 def print_verification_stats(env: Env) -> None:
@@ -280,10 +286,10 @@ def print_verification_stats(env: Env) -> None:
 
 def _bind() -> None:
     """Bind names from modules that import this one (import cycles)."""
-    global alu, calls, jumps, memory, check_resource_leak, check_return_code, init_func_state, prepare_func_exit, prepare_global_args, check_kfunc_call, kfunc_spin_allowed, push_jmp_history, is_state_visited, maybe_exit_scc
+    global alu, calls, jumps, memory, check_resource_leak, check_return_code, init_func_state, prepare_func_exit, prepare_global_args, check_main_func_info, check_kfunc_call, kfunc_spin_allowed, push_jmp_history, is_state_visited, maybe_exit_scc
     from . import alu, calls, jumps, memory
     from .calls import check_resource_leak, check_return_code, init_func_state, prepare_func_exit
-    from .globals import prepare_global_args
+    from .globals import check_main_func_info, prepare_global_args
     from .kfuncs import check_kfunc_call, kfunc_spin_allowed
     from .precision import push_jmp_history
     from .prune import is_state_visited, maybe_exit_scc

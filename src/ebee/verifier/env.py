@@ -62,6 +62,7 @@ class InsnAux:
     scc: int = 0
     nospec: bool = False
     call_imm: int = 0
+    loop_inline: tuple | None = None    # bpf_loop: (fit_for_inline, callback subprog)
 
 
 class Env:
@@ -70,7 +71,8 @@ class Env:
     def __init__(self, insns: list[Insn], *, prog_type: int, expected_attach_type: int | None,
                  log_level: int, unpriv: bool, maps, line_info=None, func_info=None,
                  btf=None, ptinfo=None, prog_flags: int = 0, gpl: bool = True,
-                 kfuncs=None, attach_btf=None, sleepable: bool = False):
+                 kfuncs=None, attach_btf=None, sleepable: bool = False,
+                 attach_target: str | None = None):
         self.insns = insns
         self.insn_cnt = len(insns)
         self.prog_type = prog_type
@@ -93,6 +95,8 @@ class Env:
         self.kfuncs = kfuncs
         self.btf = btf
         self.attach_btf = attach_btf
+        self.attach_target = attach_target    # tp_btf/fentry/lsm: the kernel function or event
+        self._attach_proto = False            # resolved lazily (ebee.verifier.btfctx)
         self.line_info = line_info or []
         self.func_info = func_info or []
         self.aux = [InsnAux() for _ in range(len(insns))]
@@ -162,10 +166,14 @@ class Env:
         if self.log.level:
             self.log(text)
 
-    def reject(self, msg: str, err: int = EACCES) -> VerifierReject:
-        """Log the kernel's message and return the exception to raise."""
+    def reject(self, msg: str, err: int = EACCES, *, newline: bool = True) -> VerifierReject:
+        """Log the kernel's message and return the exception to raise.
+
+        ``newline=False`` for the few kernel messages printed without one (the
+        statistics line then continues on the same line, as in Linux's log).
+        """
         if self.log.level:
-            self.log(msg + "\n")
+            self.log(msg + "\n" if newline else msg)
         return VerifierReject(msg, err)
 
     def bug(self, msg: str) -> VerifierReject:

@@ -43,6 +43,8 @@ def func_info_records(prog) -> list[FuncInfoRec]:
     return out
 
 
+# The context struct each program type's BTF names (bpf_ctx_convert in
+# include/linux/bpf_types.h), after typedefs (KPROBE: bpf_user_pt_regs_t).
 _CTX_NAMES = {
     U.ProgType.SOCKET_FILTER: "__sk_buff", U.ProgType.SCHED_CLS: "__sk_buff",
     U.ProgType.SCHED_ACT: "__sk_buff", U.ProgType.CGROUP_SKB: "__sk_buff",
@@ -55,49 +57,98 @@ _CTX_NAMES = {
     U.ProgType.PERF_EVENT: "bpf_perf_event_data", U.ProgType.SK_REUSEPORT: "sk_reuseport_md",
     U.ProgType.SK_LOOKUP: "bpf_sk_lookup", U.ProgType.CGROUP_SYSCTL: "bpf_sysctl",
     U.ProgType.CGROUP_SOCKOPT: "bpf_sockopt", U.ProgType.CGROUP_DEVICE: "bpf_cgroup_dev_ctx",
+    U.ProgType.RAW_TRACEPOINT: "bpf_raw_tracepoint_args",
+    U.ProgType.RAW_TRACEPOINT_WRITABLE: "bpf_raw_tracepoint_args",
+    U.ProgType.NETFILTER: "bpf_nf_ctx",
 }
+# btf_is_projection_of: the kernel structs the uapi context structs stand for
+_PROJECTIONS = {"__sk_buff": "sk_buff", "xdp_md": "xdp_buff"}
+
+
+def _kind_str(t) -> str:
+    """btf_type_str: the kernel's name of a BTF kind."""
+    return "UNKNOWN" if t.kind.name == "UNKN" else t.kind.name
+
+
+def _is_prog_ctx_type(btf, ptr, prog_type) -> bool:
+    """btf_is_prog_ctx_type: does this pointer argument point to the program's context?"""
+    t = btf.skip_mods(ptr.type_id)
+    if prog_type == U.ProgType.KPROBE and t.kind.name == "TYPEDEF" and \
+            t.name == "bpf_user_pt_regs_t":
+        return True
+    t = btf.resolve(t)
+    if t.kind.name not in ("STRUCT", "UNION"):
+        return False
+    ctx = _CTX_NAMES.get(prog_type)
+    if not ctx:
+        return False
+    return t.name == ctx or _PROJECTIONS.get(ctx) == t.name
 
 
 def _prepare_func_args(env: Env, subprog: int) -> list[tuple[str, int, int]]:
-    """btf_prepare_func_args: (kind, flags, mem_size) per argument register."""
+    """btf_prepare_func_args: (kind, flags, mem_size) per argument register.
+
+    Messages are logged as Linux logs them; a static function's problems are
+    silent (the caller decides what an error means)."""
     sp = env.subprogs[subprog]
     proto = sp.func_proto
+    is_global = sp.is_global
     if proto is None:
         raise env.reject("Global functions need valid BTF", EINVAL)
     btf = env.btf
     params = getattr(proto, "params", ())
     if len(params) > 5:
-        raise env.reject(f"Function {sp.name} has {len(params)} > 5 args", EINVAL)
+        if not is_global:
+            raise VerifierReject("too many args", EINVAL)
+        raise env.reject(f"Global function {sp.name}() with {len(params)} > 5 args. "
+                         f"Buggy compiler.", EINVAL)
     ret = btf.resolve(proto.return_type_id) if proto.return_type_id else None
     if ret is None or ret.kind.name not in ("INT", "ENUM", "ENUM64"):
+        if not is_global:
+            raise VerifierReject("non-scalar return", EINVAL)
         raise env.reject(f"Global function {sp.name}() doesn't return scalar. "
                          f"Only those are supported.", EINVAL)
     args = []
-    ctx_name = _CTX_NAMES.get(env.prog_type)
     for i, p in enumerate(params):
         t = btf.resolve(p.type_id)
         kname = t.kind.name
+        if kname == "PTR":
+            if _is_prog_ctx_type(btf, t, env.prog_type):
+                args.append((ARG_PTR_TO_CTX, 0, 0))
+                continue
+            if is_global:
+                target = btf.resolve(t.type_id)
+                try:
+                    size = btf.sizeof(target)
+                except Exception:
+                    raise env.reject(f"arg#{i} reference type('{_kind_str(target)} "
+                                     f"{target.name}') size cannot be determined: -22",
+                                     EINVAL) from None
+                args.append((ARG_PTR_TO_MEM, PTR_MAYBE_NULL, size))
+                continue
         if kname in ("INT", "ENUM", "ENUM64"):
             args.append((ARG_ANYTHING, 0, 0))
             continue
-        if kname == "PTR":
-            target = btf.resolve(t.type_id)
-            if target.name and target.name == ctx_name:
-                args.append((ARG_PTR_TO_CTX, 0, 0))
-                continue
-            try:
-                size = btf.sizeof(target)
-            except Exception:
-                size = 0
-            if not size:
-                raise env.reject(f"arg#{i} reference type('{target.kind.name} {target.name}') "
-                                 f"size cannot be determined: -22", EINVAL)
-            args.append((ARG_PTR_TO_MEM, PTR_MAYBE_NULL, size))
-            continue
-        raise env.reject(f"arg#{i} type is not a scalar, pointer to context or memory",
+        if not is_global:
+            raise VerifierReject("unsupported arg", EINVAL)
+        raise env.reject(f"Arg#{i} type {_kind_str(t)} in {sp.name}() is not supported yet.",
                          EINVAL)
     sp.arg_types = tuple(args)
     return args
+
+
+def check_main_func_info(env: Env) -> None:
+    """The main program's BTF prototype is checked as a global function's (the
+    result only decides whether its BTF is reliable, but what is wrong is logged)."""
+    sp = env.subprogs[0]
+    if sp.func_proto is None or env.btf is None:
+        return
+    try:
+        _prepare_func_args(env, 0)
+    except VerifierReject:
+        pass
+    except Exception:
+        pass
 
 
 def prepare_global_args(env: Env, subprog: int, regs: list[RegState]) -> None:

@@ -235,10 +235,6 @@ def sync_linked_regs(env: Env, vstate: VerifierState, known: RegState, linked: l
             reg.assign(known)
             reg.off, reg.id, reg.subreg_def = off, rid, sub
             reg.bounds = add_const_nosync(known.bounds, delta)
-        if is_reg and fi == vstate.curframe:
-            env.mark_reg_scratched(idx)
-        elif not is_reg and fi == vstate.curframe:
-            env.mark_stack_slot_scratched(idx)
 
 
 def check_cond_jmp_op(env: Env, insn: Insn) -> None:

@@ -294,6 +294,17 @@ def _ctx_reg_type(rt) -> int:
     return int(getattr(T, name)) | flags
 
 
+def _btf_typed_ctx(env: Env) -> bool:
+    """Is the context the BTF-typed argument array of a trampoline/tp_btf/LSM program?"""
+    return env.prog_type in (U.ProgType.TRACING, U.ProgType.LSM) and \
+        env.expected_attach_type in _BTF_CTX_ATTACH
+
+
+_BTF_CTX_ATTACH = {U.AttachType.TRACE_RAW_TP, U.AttachType.TRACE_FENTRY,
+                   U.AttachType.TRACE_FEXIT, U.AttachType.MODIFY_RETURN,
+                   U.AttachType.LSM_MAC, U.AttachType.LSM_CGROUP}
+
+
 def check_ctx_access(env: Env, insn_idx: int, off: int, size: int, t: int):
     info = env.ptinfo
     acc = info.ctx_access(off, size, t == BPF_WRITE) if info is not None else None
@@ -561,9 +572,9 @@ def check_stack_read_fixed_off(env: Env, frame: FuncState, off: int, size: int,
                     env.mark_reg_unknown(state.regs, dst_regno)
                     insn_flags = 0
         elif dst_regno >= 0:
-            if env.bpf_capable and reg.type == SCALAR_VALUE:
-                reg = _own_spilled(frame, spi)
-                assign_scalar_id_before_mov(env, reg)
+            # Linux 6.18 gives a scalar its id when it is spilled, not when it is
+            # filled: a spilled scalar that lost its id (widened at a callback
+            # return) fills without one (checked against the host kernel).
             state.regs[dst_regno].assign(reg)
         elif reg.type != SCALAR_VALUE and not env.allow_ptr_leaks:
             raise env.reject(f"leaking pointer from stack off {off}")
@@ -723,11 +734,30 @@ def check_mem_access(env: Env, insn_idx: int, regno: int, off: int, bpf_size: in
             raise env.reject(f"R{value_regno} leaks addr into ctx")
         check_ptr_off_reg(env, reg, regno)
         try:
-            acc = check_ctx_access(env, insn_idx, off, size, t)
+            if _btf_typed_ctx(env):
+                acc = None
+                bt = btf_ctx_access(env, off, size) if t == BPF_READ else None
+                if bt is None:
+                    raise env.reject(f"invalid bpf_context access off={off} size={size}")
+            else:
+                acc = check_ctx_access(env, insn_idx, off, size, t)
         except Exception:
             env.verbose_linfo(insn_idx, "; ")
             raise
-        if t == BPF_READ and value_regno >= 0:
+        if acc is None:
+            if value_regno >= 0:
+                vt, bbtf, bid = bt
+                dst = regs[value_regno]
+                if vt == SCALAR_VALUE:
+                    env.mark_reg_unknown(regs, value_regno)
+                else:
+                    dst.mark_unknown()
+                    dst.mark_known(0)
+                    dst.type = vt
+                    dst.btf, dst.btf_id = bbtf, bid
+                    if vt & PTR_MAYBE_NULL:
+                        dst.id = env.new_id()
+        elif t == BPF_READ and value_regno >= 0:
             vt = _ctx_reg_type(acc.reg_type) if acc.reg_type is not None else SCALAR_VALUE
             dst = regs[value_regno]
             if vt == SCALAR_VALUE:
@@ -1024,6 +1054,8 @@ def _bind() -> None:
     global T, assign_scalar_id_before_mov, check_ptr_to_btf_access, check_ptr_to_map_access, check_map_kptr_access, check_resource_leak, destroy_dynptr_slot, mark_chain_precision, push_jmp_history, stack_access_flags, check_sock_access, const, PTR_TO_FUNC
     from . import types as T
     from .alu import assign_scalar_id_before_mov
+    global btf_ctx_access
+    from .btfctx import btf_ctx_access
     from .btfaccess import check_ptr_to_btf_access, check_ptr_to_map_access
     from .calls import check_map_kptr_access, check_resource_leak
     from .dynptr import destroy_dynptr_slot

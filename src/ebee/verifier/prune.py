@@ -570,8 +570,9 @@ def is_state_visited(env: Env, insn_idx: int) -> bool:
                                 states_equal(env, st, cur, RANGE_WITHIN):
                             loop = hit = True
                     if not hit and aux.calls_callback:
+                        # Linux 6.18: a hit, but not a loop back-edge (no SCC here)
                         if states_equal(env, st, cur, RANGE_WITHIN):
-                            loop = hit = True
+                            hit = True
                         skip_inf = True
                     if not hit and not skip_inf:
                         if states_maybe_looping(st, cur) and \
