@@ -2,14 +2,18 @@
 """Packets per second for the example XDP firewall over a 100k-packet capture,
 ebee against the kernel's BPF_PROG_TEST_RUN for the same program and packets.
 
-    python bench/xdp.py [--count 100000] [--engine interp|jit|auto]
+    python bench/xdp.py [--count 100000] [--engine interp|jit|auto] [--threads 2]
 
 The capture is generated here (examples/make_pcaps.py, same mix as the shipped
-one), in a temporary directory.  ebee replays it with one test run per packet
-(what `ebee run --pcap` does); the kernel runs each packet with
-BPF_PROG_TEST_RUN (repeat 1), and its per-packet cost is the kernel's own
-``duration`` (ns spent in the program, averaged), measured in the same process
-run.  The report gives both and their ratio; wall-clock time of the kernel
+one), in a temporary directory.  ebee replays it four ways: one test run per
+packet (``Runner.run``); ``replay`` packet by packet (what `ebee run --pcap`
+did before the native batch path); ``replay`` through the JIT's native batch
+driver (``ebee.jit.xdp_batch``: counts only, as `ebee run --pcap` without
+--pcap-out), the same with an ``Outcome`` per packet (--pcap-out) and on
+``--threads`` threads.  The kernel runs each packet with BPF_PROG_TEST_RUN
+(repeat 1); its per-packet cost is the kernel's own ``duration`` (ns spent in
+the program, averaged), measured in the same process run.  The report gives
+each row's packets/s and its ratio to the kernel; wall-clock time of the kernel
 syscalls (which includes copying packets in and out) is shown as well.
 """
 from __future__ import annotations
@@ -29,7 +33,10 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 import ebee  # noqa: E402
 from ebee.packet import pcap  # noqa: E402
+from ebee.jit.parallel import replay_parallel  # noqa: E402
+from ebee.packet.replay import native_batch_unavailable, replay  # noqa: E402
 from ebee.progtypes import Runner  # noqa: E402
+from ebee.uapi import XdpAction  # noqa: E402
 
 OBJ = ROOT / "examples" / "c" / "xdp_firewall.o"
 BLOCKED = ("10.0.0.1", "10.0.0.2")
@@ -49,6 +56,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--engine", default=None, choices=("interp", "jit", "auto"))
+    ap.add_argument("--threads", type=int, default=2, help="threads for the parallel row")
     args = ap.parse_args()
     import make_pcaps
 
@@ -64,6 +72,13 @@ def main() -> int:
         for a in BLOCKED:
             obj.maps["blocklist"].update(socket.inet_aton(a), bytes(8))
         prog = obj.programs["xdp_firewall"]
+        rows: list[tuple[str, float]] = []      # (what, ns per packet)
+
+        def row(what: str, seconds: float) -> None:
+            ns = seconds * 1e9 / len(frames)
+            rows.append((what, ns))
+            print(f"ebee {what}: {1e9 / ns:,.0f} packets/s ({ns:,.0f} ns/packet)")
+
         verdicts: dict[int, int] = {}
         with Runner(prog, engine=args.engine) as r:
             r.run(frames[0])                       # translate/compile outside the timing
@@ -71,11 +86,30 @@ def main() -> int:
             for f in frames:
                 res = r.run(f)
                 verdicts[res.retval] = verdicts.get(res.retval, 0) + 1
-            ebee_s = time.perf_counter() - t0
-        ebee_pps = len(frames) / ebee_s
-        ebee_ns = ebee_s * 1e9 / len(frames)
-        print(f"ebee ({args.engine or 'interp'}): {ebee_pps:,.0f} packets/s "
-              f"({ebee_ns:,.0f} ns/packet, whole test run)  verdicts {verdicts}")
+            row(f"({args.engine or 'auto'}) Runner.run per packet", time.perf_counter() - t0)
+            caught = [pcap.Frame(k, 0.0, f, len(f)) for k, f in enumerate(frames)]
+            s = replay(r, caught, native=False)
+            row("replay, one test run per packet", s.seconds)
+            why = native_batch_unavailable(r)
+            if why is None:
+                replay(r, caught[:10], native=True)      # compile the driver outside the timing
+                s = replay(r, caught, native=True)
+                assert s.native == len(frames)
+                row("replay, native batch (counts only)", s.seconds)
+                drv = s.native_ns / len(frames)
+                print(f"  of which in the native driver (frame setup + program): {drv:,.1f} ns/packet")
+                s2 = replay(r, caught, native=True, on_packet=lambda o: None)
+                row("replay, native batch + Outcome per packet", s2.seconds)
+            else:
+                print(f"ebee native batch: skipped ({why})")
+        if why is None and args.threads > 1:
+            s3 = replay_parallel(prog, caught, args.threads, engine=args.engine)
+            row(f"replay, native batch, {args.threads} threads", s3.seconds)
+        if why is None:
+            names = {XdpAction(k).name: n for k, n in verdicts.items()}
+            assert {k.removeprefix("XDP_"): n for k, n in s.verdicts.items()} == names, \
+                "native batch and per-packet runs disagree on verdicts"
+        print(f"verdicts {verdicts}")
 
         from ebee.kernel import bpf_available
         why = bpf_available()
@@ -109,8 +143,12 @@ def main() -> int:
               f"(duration), {wall * 1e9 / len(frames):,.0f} ns/packet per syscall "
               f"(wall)  verdicts {kverdicts}")
         assert kverdicts == verdicts, "ebee and the kernel disagree on verdicts"
-        print(f"ratio: ebee is {ebee_ns / kern_ns:,.0f}x the kernel's in-program time, "
-              f"{ebee_ns / (wall * 1e9 / len(frames)):,.1f}x its per-syscall wall time")
+        kwall = wall * 1e9 / len(frames)
+        for what, ns in rows:
+            print(f"ratio {what}: {ns / kern_ns:,.1f}x the kernel's in-program time, "
+                  f"{ns / kwall:,.3f}x its per-syscall wall time")
+        if why is None:
+            print(f"ratio native driver alone: {drv / kern_ns:,.2f}x the kernel's in-program time")
         print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
               f"Python {platform.python_version()}")
     return 0

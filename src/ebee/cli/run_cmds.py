@@ -237,21 +237,26 @@ def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
                 if fr.linktype != pcap.DLT_EN10MB:
                     raise pcap.PcapError(f"{args.pcap}: error: link type {fr.linktype} is not "
                                          f"Ethernet (DLT_EN10MB)")
-                ts[fr.index] = fr.ts
+                if writer is not None:
+                    ts[fr.index] = fr.ts
                 yield fr
 
         def on_packet(out):
             t = ts.pop(out.index, 0.0)
-            if writer is not None and out.data_out is not None:
+            if out.data_out is not None:
                 writer.write(out.data_out, t, out.mark)
+
+        # without an output capture no per-packet outcome is needed: the native batch
+        # path then only counts (no Python per packet at all)
+        sink = on_packet if writer is not None else None
 
         try:
             if args.threads > 1:    # ebee.jit.parallel: one machine (CPU) per thread
                 from ..jit.parallel import replay_parallel
                 summary = replay_parallel(prog, frames_with_ts(), args.threads, engine=args.engine,
-                                          link_layer=link_layer, on_packet=on_packet)
+                                          link_layer=link_layer, on_packet=sink)
             else:
-                summary = replay(r, frames_with_ts(), on_packet=on_packet, progress=bar)
+                summary = replay(r, frames_with_ts(), on_packet=sink, progress=bar)
         except pcap.PcapError as e:
             if writer is not None:
                 writer.abort()

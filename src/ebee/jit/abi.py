@@ -63,6 +63,10 @@ class ThreadState(ctypes.Structure):
         ("mt_pos", u64),         # MT19937 index (CPython's ``mti``)
         ("mt_calls", u64),       # prandom draws since the state was last synced
         ("mt", ctypes.c_uint32 * MT_N),
+        # calls through the program table (Python callbacks) since the thread state was
+        # made: a batch driver knows a run reached Python (helpers may have moved packet
+        # pointers or written outside the packet) when this changes
+        ("callbacks", u64),
     ]
 
 

@@ -508,6 +508,7 @@ class ModuleGen:
         if x is None:
             x = self.get(10)
         fptr = b.inttoptr(self.pt_load(b, slot), CBTY.as_pointer())
+        self.ts_store(b, "callbacks", b.add(self.ts_load(b, "callbacks"), c64(1)))
         r = b.call(fptr, [c64(pc), x, *args])
         self.check_status()
         return r

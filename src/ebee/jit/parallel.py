@@ -49,12 +49,15 @@ def split(items: Sequence[T], n: int) -> list[Sequence[T]]:
 
 
 def replay_parallel(prog, frames: Iterable, threads: int, *, engine: str | None = None,
-                    link_layer: bool = False, on_packet: Callable | None = None):
+                    link_layer: bool = False, on_packet: Callable | None = None,
+                    native: bool | None = None):
     """Replay ``frames`` through ``prog`` on ``threads`` threads; one merged Summary.
 
     Each thread runs a contiguous share of the capture on its own machine
     (CPU = thread index).  Outcomes reach ``on_packet`` in capture order once
     every thread is done, so an output capture keeps the input's order.
+    XDP programs on the JIT run through the native batch driver
+    (:func:`ebee.packet.replay.replay`'s ``native``), with no GIL between packets.
     """
     from ..packet.replay import Summary, replay
     from ..progtypes.testrun import RunMachine, Runner
@@ -66,7 +69,8 @@ def replay_parallel(prog, frames: Iterable, threads: int, *, engine: str | None 
     try:
         t0 = time.perf_counter()
         parts = run_threads([
-            (lambda k=k: replay(runners[k], chunks[k], on_packet=outcomes[k].append))
+            (lambda k=k: replay(runners[k], chunks[k], native=native,
+                                on_packet=outcomes[k].append if on_packet is not None else None))
             for k in range(len(chunks))])
         seconds = time.perf_counter() - t0
     finally:
@@ -82,6 +86,8 @@ def replay_parallel(prog, frames: Iterable, threads: int, *, engine: str | None 
         total.written += s.written
         total.bytes_in += s.bytes_in
         total.bytes_out += s.bytes_out
+        total.native += s.native
+        total.native_ns += s.native_ns
     total.seconds = seconds
     if on_packet is not None:
         for part in outcomes:

@@ -4,13 +4,17 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from itertools import compress, islice
+from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ..uapi import (TC_ACT_OK, TC_ACT_PIPE, TC_ACT_RECLASSIFY, TC_ACT_REDIRECT, TC_ACT_UNSPEC,
                     ProgType as P, XdpAction)
 from .pcap import Frame
+from .skbuff import ETH_HLEN
 
+_data = attrgetter("data")
 REPLAY_TYPES = (P.XDP, P.SCHED_CLS, P.SCHED_ACT, P.SOCKET_FILTER, P.CGROUP_SKB)
 
 
@@ -37,6 +41,8 @@ class Summary:
     written: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    native: int = 0                 # packets the native batch driver ran (the rest: test runs)
+    native_ns: int = 0              # thread CPU time inside the driver (setup + program runs)
 
     @property
     def pps(self) -> float:
@@ -47,7 +53,8 @@ class Summary:
                 "packets": self.packets, "seconds": round(self.seconds, 6),
                 "packets_per_second": round(self.pps, 1), "verdicts": dict(self.verdicts),
                 "redirects": dict(self.redirects), "errors": dict(self.errors),
-                "written": self.written, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
+                "written": self.written, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                "native_packets": self.native}
 
 
 def _keeps(pt: P, retval: int, frame_len: int) -> tuple[bool, int | None]:
@@ -66,52 +73,259 @@ def _keeps(pt: P, retval: int, frame_len: int) -> tuple[bool, int | None]:
     return True, None
 
 
-def replay(runner, frames: Iterable[Frame], *, on_packet: Callable[[Outcome], None] | None = None,
-           progress: Callable[[int], None] | None = None) -> Summary:
-    """Run ``runner`` (a :class:`ebee.progtypes.Runner`) on every frame."""
+_classified: dict[tuple[P, int], tuple[str, bool]] = {}
+
+
+def _classify(pt: P, retval: int) -> tuple[str, bool]:
+    """(verdict name, whether the packet goes on) for a return value, remembered."""
+    key = (pt, retval & 0xFFFFFFFF)
+    hit = _classified.get(key)
+    if hit is None:
+        from ..progtypes.verdicts import verdict_name
+        hit = (verdict_name(pt, retval), _keeps(pt, retval, 0)[0])
+        if len(_classified) < 4096:          # return values are few; never let junk grow it
+            _classified[key] = hit
+    return hit
+
+
+def _outcome(s: Summary, pt: P, fr: Frame, retval: int, data_out: bytes | None,
+             redirect) -> Outcome:
+    """One run's outcome (and its verdict and redirect counts): both replay paths."""
+    verdict, keep = _classify(pt, retval)
+    s.verdicts[verdict] += 1
+    data = None
+    mark = None
+    if keep:
+        if pt is P.SOCKET_FILTER or pt is P.CGROUP_SKB:
+            # these programs cannot rewrite the frame; the test run zeroes its MAC header
+            trim = _keeps(pt, retval, len(fr.data))[1]
+            data = fr.data[:trim] if trim is not None else fr.data
+        else:
+            data = data_out
+    if redirect is not None:
+        s.redirects[redirect.describe()] += 1
+        mark = f"{verdict} -> {redirect.describe()}"
+    elif pt is P.XDP and (retval & 0xFFFFFFFF) == XdpAction.TX:
+        mark = "XDP_TX"
+    return Outcome(fr.index, retval, verdict, data, mark)
+
+
+def _run_one(runner, fr: Frame, s: Summary) -> Outcome:
+    """One test run (``Runner.run``) for one frame."""
     from ..progtypes.testrun import TestRunError
-    from ..progtypes.verdicts import verdict_name
+    try:
+        res = runner.run(fr.data)
+    except TestRunError as e:
+        import errno as E
+        name = E.errorcode.get(e.errno, str(e.errno))
+        s.errors[name] += 1
+        return Outcome(fr.index, None, f"error {name}", None, error=e.reason)
+    return _outcome(s, s.prog_type, fr, res.retval, res.data_out, res.redirect)
+
+
+def replay(runner, frames: Iterable[Frame], *, on_packet: Callable[[Outcome], None] | None = None,
+           progress: Callable[[int], None] | None = None, native: bool | None = None) -> Summary:
+    """Run ``runner`` (a :class:`ebee.progtypes.Runner`) on every frame.
+
+    ``native`` None (the default) runs XDP programs on the JIT through the
+    native batch driver (:mod:`ebee.jit.xdp_batch`: no Python call per packet)
+    and everything else one test run per packet; True insists on the driver
+    (ValueError saying why it cannot), False always runs packet by packet.
+    Both give the same outcomes.
+    """
     p = runner.prepared
     pt = p.info.prog_type
     s = Summary(p.name or "?", pt)
+    why = native_batch_unavailable(runner) if native is not False else "not asked for"
+    if native and why:
+        raise ValueError(f"no native batch replay for this program: {why}")
     t0 = time.perf_counter()
-    for fr in frames:
-        s.packets += 1
-        s.bytes_in += len(fr.data)
-        try:
-            res = runner.run(fr.data)
-        except TestRunError as e:
-            import errno as E
-            name = E.errorcode.get(e.errno, str(e.errno))
-            s.errors[name] += 1
-            out = Outcome(fr.index, None, f"error {name}", None, error=e.reason)
-        else:
-            verdict = verdict_name(pt, res.retval)
-            s.verdicts[verdict] += 1
-            keep, trim = _keeps(pt, res.retval, len(fr.data))
-            data = None
-            mark = None
-            if keep:
-                if pt in (P.SOCKET_FILTER, P.CGROUP_SKB):
-                    # these programs cannot rewrite the frame; the test run zeroes its MAC header
-                    data = fr.data[:trim] if trim is not None else fr.data
-                else:
-                    data = res.data_out
-            if res.redirect is not None:
-                s.redirects[res.redirect.describe()] += 1
-                mark = f"{verdict} -> {res.redirect.describe()}"
-            elif pt is P.XDP and (res.retval & 0xFFFFFFFF) == XdpAction.TX:
-                mark = "XDP_TX"
-            out = Outcome(fr.index, res.retval, verdict, data, mark)
-        if out.data_out is not None:
-            s.written += 1
-            s.bytes_out += len(out.data_out)
-        if on_packet is not None:
-            on_packet(out)
-        if progress is not None and s.packets % 1000 == 0:
-            progress(s.packets)
+    if why is None:
+        _replay_native(runner, frames, s, on_packet, progress)
+    else:
+        for fr in frames:
+            s.packets += 1
+            s.bytes_in += len(fr.data)
+            _emit(s, _run_one(runner, fr, s), on_packet)
+            if progress is not None and s.packets % 1000 == 0:
+                progress(s.packets)
     s.seconds = time.perf_counter() - t0
     return s
+
+
+def _emit(s: Summary, out: Outcome, on_packet) -> None:
+    if out.data_out is not None:
+        s.written += 1
+        s.bytes_out += len(out.data_out)
+    if on_packet is not None:
+        on_packet(out)
+
+
+# -- the native batch path (XDP on the JIT) -----------------------------------------------------
+
+NATIVE_CHUNK = 4096      # frames per call of the native driver (bounds the copies held at once)
+
+
+def native_batch_unavailable(runner) -> str | None:
+    """Why ``replay`` must run ``runner`` packet by packet (None: the native driver can)."""
+    from .. import jit
+    from ..uapi import AttachType as A
+    info = runner.prepared.info
+    if info.prog_type is not P.XDP:
+        return f"{info.prog_type.name.lower()} programs run one test run per packet"
+    if info.expected_attach_type in (A.XDP_DEVMAP, A.XDP_CPUMAP):
+        return "devmap/cpumap XDP programs cannot be test-run"
+    if not jit.available():
+        return jit.unavailable_reason()
+    from ..jit.runtime import JitBinding
+    if not isinstance(runner.bound, JitBinding):
+        return "the program runs in the interpreter"
+    return None
+
+
+def _linear_limits() -> tuple[int, int]:
+    """Frame sizes the driver takes: what run_xdp puts in the linear part whole (no
+    fragments), and not a runt (which the test run refuses)."""
+    from ..progtypes.testrun import PAGE_SIZE, SKB_TAILROOM
+    from .xdpbuff import XDP_PACKET_HEADROOM
+    return ETH_HLEN, PAGE_SIZE - XDP_PACKET_HEADROOM - SKB_TAILROOM
+
+
+class _BatchContext:
+    """The run context of a batch: ``redirect`` is kept per packet (the driver's ``cur``),
+    as a fresh context per test run would keep it."""
+
+    def __init__(self, base, cur: Callable[[], int]):
+        self.__dict__["_base"] = base
+        self.__dict__["_cur"] = cur
+        self.__dict__["redirects"] = {}
+
+    @property
+    def redirect(self):
+        return self.redirects.get(self._cur())
+
+    @redirect.setter
+    def redirect(self, v) -> None:
+        if v is None:
+            self.redirects.pop(self._cur(), None)
+        else:
+            self.redirects[self._cur()] = v
+
+    def reset(self) -> None:
+        self.redirect = None
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
+
+    def __setattr__(self, name, v) -> None:
+        if name == "redirect":
+            object.__setattr__(self, name, v)
+        else:
+            setattr(self._base, name, v)
+
+
+def _replay_native(runner, frames: Iterable[Frame], s: Summary, on_packet, progress) -> None:
+    from ..jit.xdp_batch import FrameBatch
+    from ..progtypes.testrun import Redirect, RunContext
+    from ..progtypes.verdicts import is_redirect
+    from .xdpbuff import XdpBuff
+    pt = s.prog_type
+    machine, net = runner.machine, runner.net
+    xdp = getattr(machine, "xdp_pool", None)
+    if xdp is not None:
+        machine.xdp_pool = None
+        xdp.reset(bytes(ETH_HLEN), dev=net.loopback)
+    else:
+        xdp = XdpBuff(bytes(ETH_HLEN), dev=net.loopback)
+    batch = FrameBatch(runner.bound, xdp)
+    rc = _BatchContext(RunContext(net, P.XDP, xdp), lambda: batch.cur)
+    tx = Redirect("tx", ifindex=net.loopback.ifindex)
+    names: dict[int, str] = {}
+    keeps: dict[int, bool] = {}
+    group: list[Frame] = []             # the frames the driver is running
+
+    def classify(v: int) -> None:
+        if v not in names:
+            names[v], keeps[v] = _classify(pt, v)
+
+    def redirect_of(k: int, v: int):
+        if v == XdpAction.TX:              # _redirect_outcome: XDP_TX goes back out
+            return tx
+        return rc.redirects.get(k) if is_redirect(pt, v) else None
+
+    def results(start, stop, rets, ooff, olen, out) -> None:
+        s.native += stop - start
+        if on_packet is not None:
+            for k in range(start, stop):
+                v = rets[k]
+                o = ooff[k]
+                _emit(s, _outcome(s, pt, group[k], v, bytes(out[o:o + olen[k]]),
+                                  redirect_of(k, v)), on_packet)
+        else:   # counts only: C-level passes over the arrays, no Python per packet
+            r = rets[start:stop]
+            counts = Counter(r)
+            for v, n in counts.items():
+                classify(v)
+                s.verdicts[names[v]] += n
+                if keeps[v]:
+                    s.written += n
+            s.bytes_out += sum(compress(olen[start:stop], map(keeps.__getitem__, r)))
+            if XdpAction.TX in counts:
+                s.redirects[tx.describe()] += counts[XdpAction.TX]
+            for k, red in rc.redirects.items():
+                if start <= k < stop and rets[k] != XdpAction.TX and is_redirect(pt, rets[k]):
+                    s.redirects[red.describe()] += 1
+        if progress is not None:
+            progress(s.packets)
+
+    def native(part: list[Frame], datas: list[bytes], lens: list[int]) -> None:
+        group[:] = part
+        machine.progctx = rc
+        try:
+            batch.run(datas, lens, results)
+        finally:
+            machine.progctx = None
+            rc.redirects.clear()
+            s.native_ns = batch.ns
+
+    lo, hi = _linear_limits()
+
+    def chunk_run(chunk: list[Frame]) -> None:
+        datas = list(map(_data, chunk))
+        lens = list(map(len, datas))
+        s.packets += len(chunk)
+        s.bytes_in += sum(lens)
+        if lo <= min(lens) and max(lens) <= hi:      # the usual case: C-level checks only
+            native(chunk, datas, lens)
+            return
+        start = 0                  # fragments or runts: those take the test run's own path
+        for k, n in enumerate(lens):
+            if not lo <= n <= hi:
+                if k > start:
+                    native(chunk[start:k], datas[start:k], lens[start:k])
+                _emit(s, _run_one(runner, chunk[k], s), on_packet)
+                start = k + 1
+        if start < len(chunk):
+            native(chunk[start:], datas[start:], lens[start:])
+
+    it = iter(frames)
+    try:
+        while True:
+            chunk: list[Frame] = []
+            try:               # list.extend keeps what it took before the reader failed
+                chunk.extend(islice(it, NATIVE_CHUNK))
+            except Exception:
+                if chunk:      # the frames before a bad one run, as packet by packet
+                    chunk_run(chunk)
+                raise
+            if not chunk:
+                break
+            chunk_run(chunk)
+    finally:
+        if getattr(machine, "keep_buffers", False) and machine.xdp_pool is None:
+            machine.xdp_pool = xdp
+        else:
+            xdp.close()
 
 
 class ProgressBar:
