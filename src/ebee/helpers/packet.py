@@ -11,30 +11,23 @@ import errno
 import ipaddress
 import struct
 
-from ..uapi import (AF_INET, AF_INET6, BPF_F_BROADCAST, BPF_F_INGRESS, BPF_F_TUNINFO_IPV6,
-                    BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED,
-                    BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED,
-                    BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_UNREACHABLE,
-                    BPF_FIB_LOOKUP_DIRECT, BPF_FIB_LOOKUP_MARK, BPF_FIB_LOOKUP_OUTPUT,
-                    BPF_FIB_LOOKUP_SKIP_NEIGH, BPF_FIB_LOOKUP_SRC, BPF_FIB_LOOKUP_TBID,
-                    BPF_SK_LOOKUP_F_NO_REUSEPORT, BPF_SK_LOOKUP_F_REPLACE, IPPROTO_TCP,
-                    IPPROTO_UDP, TC_ACT_REDIRECT, TC_ACT_SHOT, FuncId as F, MapType,
-                    ProgType as P, XdpAction)
+from ..uapi import (AF_INET, AF_INET6, BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED,
+                    BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+                    BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_UNREACHABLE, BPF_FIB_LOOKUP_DIRECT,
+                    BPF_FIB_LOOKUP_MARK, BPF_FIB_LOOKUP_OUTPUT, BPF_FIB_LOOKUP_SKIP_NEIGH,
+                    BPF_FIB_LOOKUP_SRC, BPF_FIB_LOOKUP_TBID, BPF_F_BROADCAST, BPF_F_DONT_FRAGMENT,
+                    BPF_F_EXCLUDE_INGRESS, BPF_F_INGRESS, BPF_F_NO_TUNNEL_KEY, BPF_F_SEQ_NUMBER,
+                    BPF_F_TUNINFO_IPV6, BPF_F_ZERO_CSUM_TX, BPF_SK_LOOKUP_F_NO_REUSEPORT,
+                    BPF_SK_LOOKUP_F_REPLACE, ENOTSUPP, IPPROTO_TCP, IPPROTO_UDP, TC_ACT_REDIRECT,
+                    TC_ACT_SHOT, FuncId as F, MapType, ProgType as P, XdpAction)
 from .proto import Arg, Ret
 from .registry import helper
 
 CTX, ANY = Arg.PTR_TO_CTX, Arg.ANYTHING
 M64 = (1 << 64) - 1
-BPF_F_EXCLUDE_INGRESS = 1 << 4
 XDP_ACTION_MASK = 3
-ENOTSUPP = 524
-ESOCKTNOSUPPORT = 94
 FIB_LOOKUP_SIZE = 64
 TUNNEL_KEY_SIZE = 44
-BPF_F_ZERO_CSUM_TX = 1 << 1
-BPF_F_DONT_FRAGMENT = 1 << 2
-BPF_F_SEQ_NUMBER = 1 << 3
-BPF_F_NO_TUNNEL_KEY = 1 << 4
 
 
 def neg(e: int) -> int:
@@ -326,7 +319,7 @@ def sk_assign(m, ctx, sk, flags, *_):
     sock = next((s for s in rc.net.sockets if s.addr == sk), None) if sk else None
     if sock is not None:
         if sock.protocol == IPPROTO_TCP and sock.remote is not None:
-            return neg(ESOCKTNOSUPPORT)       # only RCU-freed sockets (listeners, UDP)
+            return neg(errno.ESOCKTNOSUPPORT)       # only RCU-freed sockets (listeners, UDP)
         proto = struct.unpack_from("<H", kern.buf, L.off("protocol"))[0]
         family = struct.unpack_from("<H", kern.buf, L.off("family"))[0]
         if sock.protocol != proto:

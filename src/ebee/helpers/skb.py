@@ -10,9 +10,10 @@ from __future__ import annotations
 import errno
 import struct
 
-from ..uapi import (BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_HDR_FIELD_MASK, BPF_F_INVALIDATE_HASH,
-                    BPF_F_RECOMPUTE_CSUM, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP,
-                    ETH_P_IPV6, AdjRoomMode, FuncId as F, HdrStartOff)
+from ..uapi import (BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_ADJ_ROOM_NO_CSUM_RESET, BPF_F_HDR_FIELD_MASK,
+                    BPF_F_INVALIDATE_HASH, BPF_F_IPV6, BPF_F_MARK_ENFORCE, BPF_F_MARK_MANGLED_0,
+                    BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q,
+                    ETH_P_IP, ETH_P_IPV6, AdjRoomMode, FuncId as F, HdrStartOff)
 from .proto import Arg, Ret
 from .registry import helper
 
@@ -22,12 +23,7 @@ INT_MAX = 0x7FFFFFFF
 PACKET_OTHERHOST = 3
 SKB_MAX_ALLOC = 4 * 4096 - 320          # SKB_WITH_OVERHEAD(PAGE_SIZE << 2): BPF_SKB_MAX_LEN
 CSUM_MANGLED_0 = 0xFFFF
-BPF_F_PSEUDO_HDR = 1 << 4
-BPF_F_MARK_MANGLED_0 = 1 << 5
-BPF_F_MARK_ENFORCE = 1 << 6
-BPF_F_IPV6 = 1 << 7
 BPF_F_ADJ_ROOM_MASK = 0x3FF             # every BPF_F_ADJ_ROOM_* flag this kernel knows
-BPF_F_ADJ_ROOM_NO_CSUM_RESET = 1 << 5
 
 
 def neg(e: int) -> int:

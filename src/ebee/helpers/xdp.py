@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import errno
 
-from ..uapi import ETH_HLEN, FuncId as F
+from ..uapi import ENOTSUPP, ETH_HLEN, FuncId as F
 from .proto import Arg, Ret
 from .registry import helper
 
 CTX, ANY = Arg.PTR_TO_CTX, Arg.ANYTHING
 M64 = (1 << 64) - 1
 XDP_FRAME_SIZE = 40          # sizeof(struct xdp_frame): kept at the start of the headroom
-ENOTSUPP = 524
 
 
 def neg(e: int) -> int:
