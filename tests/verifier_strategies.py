@@ -133,6 +133,30 @@ def s_mask(g: Gen) -> None:
                f"{g.draw(SMALL)} goto {lbl}")
 
 
+def s_select(g: Gen) -> None:
+    """LLVM's branchless select, ``(x < 0) ? K : 0``: a sign mask and-ed or or-ed with a
+    constant (the verifier explores both signs, maybe_fork_scalars)."""
+    r = g.reg()
+    w = g.draw(st.sampled_from(["r", "w"]))
+    n = 63 if w == "r" else 31
+    rn = w + r[1:]
+    if g.draw(st.booleans()):
+        g.emit(f"{rn} <<= {n}")
+    g.emit(f"{rn} s>>= {n}", f"{rn} {g.draw(st.sampled_from(['&=', '|=']))} {g.draw(SMALL)}")
+
+
+def s_linked(g: Gen) -> None:
+    """Copies of one unknown value (registers and a spill), bounded through one of them."""
+    r, c = g.reg(), g.reg()
+    if r == c:
+        return
+    g.emit(f"{c} = {r}")
+    if g.draw(st.booleans()):
+        g.emit(f"*(u64 *)(r10 -{8 * g.draw(st.integers(1, 8))}) = {r}")
+    lbl = g.forward()
+    g.emit(f"if {r} {g.draw(st.sampled_from(['>', '<', 's>', '!=']))} {g.draw(SMALL)} goto {lbl}")
+
+
 def s_cond(g: Gen) -> None:
     r = g.reg()
     op = g.draw(st.sampled_from(JMP_OPS))
@@ -289,7 +313,7 @@ def s_loop(g: Gen) -> None:
 
 SNIPPETS = [s_rand, s_rand, s_alu, s_alu, s_alu, s_unary, s_mask, s_mask, s_cond, s_cond,
             s_stack_store, s_stack_load, s_var_stack, s_spill, s_packet, s_packet,
-            s_packet_var, s_ctx, s_map, s_map, s_loop]
+            s_packet_var, s_ctx, s_map, s_map, s_loop, s_select, s_linked]
 
 
 @st.composite

@@ -301,7 +301,9 @@ def sk_release(m, sk, *_):
     return 0
 
 
-@helper(F.sk_assign, Ret.INTEGER, (CTX, Arg.PTR_TO_SOCKET_OR_NULL, ANY))
+@helper(F.sk_assign, Ret.INTEGER, (CTX, Arg.PTR_TO_SOCKET_OR_NULL, ANY),
+        variants=((frozenset({P.SCHED_CLS, P.SCHED_ACT}),
+                   (CTX, Arg.PTR_TO_BTF_ID_SOCK_COMMON, ANY)),))   # tc: bpf_sk_assign_proto
 def sk_assign(m, ctx, sk, flags, *_):
     rc = _rc(m)
     if rc.prog_type is not P.SK_LOOKUP:

@@ -28,6 +28,17 @@ class Helper:
     # memory arguments (pkt_access); the helper may sleep (might_sleep)
     pkt_access: bool = False
     might_sleep: bool = False
+    # the kernel struct a RET_PTR_TO_BTF_ID* return points to (bpf_func_proto.ret_btf_id)
+    ret_btf: str | None = None
+    # prototypes Linux gives the helper in some program types instead of ``args``
+    # (its get_func_proto returns another bpf_func_proto): ((types, args), ...)
+    variants: tuple = ()
+
+    def args_for(self, prog_type) -> tuple[Arg, ...]:
+        for types, args in self.variants:
+            if prog_type in types:
+                return args
+        return self.args
 
     @property
     def name(self) -> str:
@@ -39,14 +50,15 @@ REGISTRY: dict[int, Helper] = {}
 
 def helper(fid: FuncId, ret: Ret, args: Iterable[Arg] = (), *,
            prog_types: Iterable[ProgType] | None = None, gpl_only: bool = False,
-           pkt_access: bool = False, might_sleep: bool = False):
+           pkt_access: bool = False, might_sleep: bool = False, ret_btf: str | None = None,
+           variants: tuple = ()):
     """Register the decorated function as the implementation of helper ``fid``."""
     def deco(fn: Impl) -> Impl:
         if fid in REGISTRY:
             raise RuntimeError(f"helper {fid.name} registered twice")
         REGISTRY[fid] = Helper(fid, ret, tuple(args), fn,
                                frozenset(prog_types) if prog_types is not None else None, gpl_only,
-                               pkt_access, might_sleep)
+                               pkt_access, might_sleep, ret_btf, tuple(variants))
         return fn
     return deco
 

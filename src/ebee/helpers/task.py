@@ -138,7 +138,8 @@ def get_current_task(m, *_):
     return current_task(m).addr
 
 
-@helper(FuncId.get_current_task_btf, Ret.PTR_TO_BTF_ID_TRUSTED, gpl_only=True)
+@helper(FuncId.get_current_task_btf, Ret.PTR_TO_BTF_ID_TRUSTED, gpl_only=True,
+        ret_btf="task_struct")
 def get_current_task_btf(m, *_):
     return current_task(m).addr
 

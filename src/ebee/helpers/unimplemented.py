@@ -16,12 +16,13 @@ from .proto import Arg, Ret
 from .registry import helper, helper_name
 
 
-def _unimplemented(fid: F, ret: Ret, args: tuple[Arg, ...], *, gpl_only: bool = False) -> None:
+def _unimplemented(fid: F, ret: Ret, args: tuple[Arg, ...], *, gpl_only: bool = False,
+                   ret_btf: str | None = None) -> None:
     why = f"helper {helper_name(fid)}#{int(fid)} is not implemented by ebee"
 
     def impl(m, *_):
         raise VMError(why)
-    helper(fid, ret, args, gpl_only=gpl_only)(impl)
+    helper(fid, ret, args, gpl_only=gpl_only, ret_btf=ret_btf)(impl)
 
 
 _CTX, _MAP, _ANY = Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING
@@ -43,4 +44,5 @@ _unimplemented(F.getsockopt, Ret.INTEGER, (_CTX, _ANY, _ANY, _UNINIT, _SIZE))
 _unimplemented(F.override_return, Ret.INTEGER, (_CTX, _ANY), gpl_only=True)
 _unimplemented(F.sock_ops_cb_flags_set, Ret.INTEGER, (_CTX, _ANY))
 _unimplemented(F.get_netns_cookie, Ret.INTEGER, (Arg.PTR_TO_CTX_OR_NULL,))
-_unimplemented(F.skc_to_tcp_sock, Ret.PTR_TO_BTF_ID_OR_NULL, (Arg.PTR_TO_BTF_ID_SOCK_COMMON,))
+_unimplemented(F.skc_to_tcp_sock, Ret.PTR_TO_BTF_ID_OR_NULL, (Arg.PTR_TO_BTF_ID_SOCK_COMMON,),
+               ret_btf="tcp_sock")

@@ -219,14 +219,18 @@ def adjust_reg_min_max_vals(env: Env, insn: Insn) -> None:
         maybe_fork_scalars(env, insn, dst)
     opname = OP_NAME[op]
     dst.bounds = dst.bounds.alu(opname, src_b, alu32)
-    if env.bpf_capable and op == U.BPF_ADD and not alu32 and dst.id and src_b.is_const():
-        val = src_b.var_off.value
-        if (dst.id & BPF_ADD_CONST) or val > S32_MAX:
+    # rX += K / rX -= K keeps rX linked to its copies, K apart (BPF_ADD_CONST);
+    # Linux 6.18 does this for 64-bit add and sub (checked against the kernel)
+    if env.bpf_capable and op in (U.BPF_ADD, U.BPF_SUB) and not alu32 and dst.id and \
+            src_b.is_const():
+        val = s64(src_b.var_off.value)
+        off = val if op == U.BPF_ADD else -val
+        if (dst.id & BPF_ADD_CONST) or not -(1 << 31) <= val <= S32_MAX or off > S32_MAX:
             dst.off = 0
             dst.id = 0
         else:
             dst.id |= BPF_ADD_CONST
-            dst.off = val
+            dst.off = off
     else:
         dst.id = 0
 

@@ -87,10 +87,19 @@ def check_btf_id_arg(env: Env, regno: int, reg, arg_base: int, meta) -> None:
 
 
 def helper_ret_btf(env: Env, fn, meta, r0, rb: int, rflag: int) -> None:
+    """RET_PTR_TO_BTF_ID: R0 points to the kernel struct the prototype names
+    (bpf_func_proto.ret_btf_id, resolved in the running kernel's BTF)."""
     r0.mark_known(0)
     r0.type = PTR_TO_BTF_ID | rflag
     r0.btf = None
     r0.btf_id = 0
+    name = getattr(fn, "ret_btf_id", None)
+    if name:
+        try:
+            btf = _vmlinux()
+            r0.btf, r0.btf_id = btf, btf.find(name, "struct").id
+        except Exception:
+            pass
 
 
 def check_map_kptr_access(env: Env, regno: int, value_regno: int, insn_idx: int, kptr) -> None:

@@ -144,20 +144,20 @@ class Proto:
     arg_btf_id: list = field(default_factory=list)
 
 
-_proto_cache: dict[int, Proto | None] = {}
+_proto_cache: dict[tuple[int, int], Proto | None] = {}
 
 
 def _registry():
     return REGISTRY
 
 
-def _make_proto(fid: int) -> Proto | None:
+def _make_proto(fid: int, prog_type=None) -> Proto | None:
     h = _registry().get(fid)
     if h is None:
         return None
     args = []
     sizes = []
-    for a in h.args:
+    for a in (h.args_for(prog_type) if hasattr(h, "args_for") else h.args):
         name = a.name
         if name == "DONTCARE":
             break
@@ -175,16 +175,18 @@ def _make_proto(fid: int) -> Proto | None:
             args[i] = (args[i][0], args[i][1] | OBJ_RELEASE)
     rb, rf = _RET_DEF[h.ret.name]
     return Proto(fid, rb, rf, args, sizes, bool(h.gpl_only),
-                 bool(getattr(h, "pkt_access", False)), bool(getattr(h, "might_sleep", False)))
+                 bool(getattr(h, "pkt_access", False)), bool(getattr(h, "might_sleep", False)),
+                 getattr(h, "ret_btf", None))
 
 
 def helper_proto(env: Env, func_id: int) -> Proto | None:
     """get_helper_proto: the prototype if this program type may call the helper."""
     if func_id < 0 or func_id >= __BPF_FUNC_MAX_ID:
         return None
-    if func_id not in _proto_cache:
-        _proto_cache[func_id] = _make_proto(func_id)
-    p = _proto_cache[func_id]
+    key = (func_id, env.prog_type)
+    p = _proto_cache.get(key, False)
+    if p is False:
+        p = _proto_cache[key] = _make_proto(func_id, env.prog_type)
     if p is None:
         return None
     info = env.ptinfo
