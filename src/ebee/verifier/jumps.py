@@ -187,11 +187,17 @@ def try_match_pkt_pointers(insn: Insn, dst: RegState, src: RegState, this: Verif
     return True
 
 
-def collect_linked_regs(vstate: VerifierState, id_: int, out: list) -> None:
+def collect_linked_regs(env: Env, vstate: VerifierState, id_: int, out: list) -> None:
+    """The registers (live ones only, as Linux 6.18) and spilled scalars sharing ``id_``."""
     id_ &= ~BPF_ADD_CONST
+    aux = env.aux
     for fi in range(vstate.curframe, -1, -1):
         f = vstate.frames[fi]
+        ip = env.insn_idx if fi == vstate.curframe else vstate.frames[fi + 1].callsite
+        live = aux[ip].live_regs_before
         for j in range(10):
+            if not live >> j & 1:
+                continue
             r = f.regs[j]
             if r.type == SCALAR_VALUE and (r.id & ~BPF_ADD_CONST) == id_:
                 e = (fi, j, True)
@@ -293,9 +299,9 @@ def check_cond_jmp_op(env: Env, insn: Insn) -> None:
         return
     linked: list = []
     if insn.srcx and src.type == SCALAR_VALUE and src.id:
-        collect_linked_regs(this, src.id, linked)
+        collect_linked_regs(env, this, src.id, linked)
     if dst.type == SCALAR_VALUE and dst.id:
-        collect_linked_regs(this, dst.id, linked)
+        collect_linked_regs(env, this, dst.id, linked)
     if len(linked) > 1:
         push_jmp_history(env, this, 0, tuple(linked))
     other = push_stack(env, env.insn_idx + insn.off + 1, env.insn_idx, False)
