@@ -31,13 +31,23 @@ How it works (the same algorithm as kernel/bpf/verifier.c, in small modules):
    path is safe and ends.  Comparisons ignore dead registers and only insist
    on exact scalar values where they mattered (precision tracking walks the
    jump history backwards to mark the scalars a decision depended on), which
-   is what makes real programs verify in bounded time.  Bounded loops are
-   simply explored until they converge or the 1,000,000-instruction budget
-   runs out.
+   is what makes real programs verify in bounded time.  Which stack slots a
+   later instruction may still read (:mod:`.liveness`) decides which slots
+   take part in the comparison.  Bounded loops are simply explored until they
+   converge or the 1,000,000-instruction budget runs out; inside a loop (a
+   strongly connected component of the graph) a state equal to one still
+   being explored is a back-edge whose precision is settled when the loop is
+   done, and an exact repeat is an infinite loop.  Callbacks (``bpf_loop``,
+   ``bpf_for_each_map_elem``...) are verified as if called any number of
+   times: their states are explored until the state at the call site repeats.
 
 4. **The log** (:mod:`.log`).  Level 1 keeps the failing path with the
    register state after each instruction; level 2 every path.  The format and
-   the messages are Linux's.
+   the messages are Linux's (6.18, the host kernel the tests compare with).
+
+5. **What it proves** (:class:`Facts`).  An accepted program carries, per
+   instruction, what every path agreed on about the registers it reads (type,
+   offset, bounds): the JIT drops checks on it and the disassembler shows it.
 
 Entry point: :func:`verify`.
 """
