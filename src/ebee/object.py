@@ -69,6 +69,7 @@ class Program:
         self.func_info = func_info        # btf.ext.FuncInfo, insn_off program-relative (bytes)
         self.line_info = line_info        # btf.ext.LineInfo, insn_off program-relative (bytes)
         self.functions = layout           # (function name, first slot) in the linked program
+        self.verifier_result = None       # the verdict it runs under (ebee.verifier.verdict)
 
     @property
     def kernel_name(self) -> str:
@@ -99,9 +100,16 @@ class Program:
         return [LineRecord(li.insn, li.file_name, li.line, li.col, li.line_text)
                 for li in self.line_info]
 
+    @property
+    def requires_verification(self) -> bool:
+        """Whether the program must pass the verifier before it runs (``ebee.load``'s
+        ``verify``)."""
+        return self.object.verifies
+
     def run(self, data: bytes | None = None, **kw):
         """Run the program once with BPF_PROG_TEST_RUN semantics (``ebee.progtypes.run``:
-        ``ctx=``, ``repeat=``, ``engine=`` ...); returns a ``RunResult``."""
+        ``ctx=``, ``repeat=``, ``engine=`` ...); returns a ``RunResult``.  The first run
+        verifies it (unless loaded with ``verify=False``): ``VerifierError`` if rejected."""
         from . import progtypes
         self.object._first_use()
         try:
@@ -230,6 +238,7 @@ class Object:
         self._used = False
         self._closed = False
         self._kconfig_arg = None
+        self.verifies = True                 # programs pass the verifier before they run
         self.warnings: list[str] = list(spec.warnings)
         self._reused: set[str] = set()   # maps taken over from an existing pin
 
@@ -318,7 +327,7 @@ def open_file(path_or_bytes) -> ObjectSpec:
 
 def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
          pin_root: str | None = None, prog_type: U.ProgType | None = None,
-         store=None) -> Object:
+         store=None, verify: bool = True) -> Object:
     """Load a clang-compiled BPF object the way libbpf does (open + load, no kernel).
 
     ``btf_custom_path``: BTF used as the CO-RE target instead of the host's
@@ -327,7 +336,14 @@ def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
     ``pin_root``: where ``LIBBPF_PIN_BY_NAME`` maps live (default
     ``/sys/fs/bpf``, inside the ebee pin store); ``prog_type``: the type of
     programs in sections libbpf does not know (tc's and ip's loaders take it
-    from the command line); ``store``: an :class:`ebee.fs.PinStore`.
+    from the command line); ``store``: an :class:`ebee.fs.PinStore`;
+    ``verify``: programs pass ``ebee.verifier`` before they run (the default, as
+    in Linux); ``False`` is the explicit opt-in to running unverified programs,
+    which ebee still confines with checked memory access and an instruction budget.
+
+    Verification happens when a program first runs, not here: the verifier reads
+    frozen ``.rodata`` as constants, and user space sets ``.rodata`` after this
+    call (libbpf's skeleton does so between open and load).
     """
     if isinstance(path_or_bytes, ObjectSpec):
         spec, path = path_or_bytes, path_or_bytes.path
@@ -335,8 +351,10 @@ def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
         data, path = read_source(path_or_bytes)
         spec = open_object(data, path)
     try:
-        return _load(spec, btf_custom_path=btf_custom_path, kconfig=kconfig,
-                     pin_root=pin_root or DEFAULT_PIN_ROOT, prog_type=prog_type, store=store)
+        obj = _load(spec, btf_custom_path=btf_custom_path, kconfig=kconfig,
+                    pin_root=pin_root or DEFAULT_PIN_ROOT, prog_type=prog_type, store=store)
+        obj.verifies = bool(verify)
+        return obj
     except LoadError as e:
         raise e.with_file(path) from None
     except RecursionError:

@@ -46,6 +46,9 @@ def register(sub) -> None:
                         "virtual CPU (native code runs without the GIL); counts are merged")
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                    help=f"raw programs: maximum instructions to execute (default {DEFAULT_BUDGET})")
+    p.add_argument("--no-verify", action="store_true",
+                   help="run without verifying first (typed programs pass the verifier by "
+                        "default, as in Linux); memory access stays checked")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_run)
 
@@ -100,16 +103,20 @@ def cmd_run(args) -> int:
         pt = by_name(args.type)
     except ValueError as e:
         raise UsageError(f"error: --type: {e}") from None
-    return _run_typed(args, _RawProgram(load_program(args.file), pt, args.file), args.file)
+    return _run_typed(args, _RawProgram(load_program(args.file), pt, args.file,
+                                        not args.no_verify), args.file)
 
 
 class _RawProgram:
-    def __init__(self, insns, prog_type, name: str):
+    """A typed raw program, to the runner and the verifier what a loaded one is."""
+
+    def __init__(self, insns, prog_type, name: str, requires_verification: bool = False):
         self.insns = insns
         self.type = prog_type
         self.expected_attach_type = None
         self.attach_target = None
         self.name = name
+        self.requires_verification = requires_verification
 
 
 def _cbpf_program(path: str):
@@ -129,7 +136,7 @@ def _cbpf_program(path: str):
 def _object_program(args):
     import ebee
     try:
-        obj = ebee.load(args.file)
+        obj = ebee.load(args.file, verify=not args.no_verify)
     except ebee.LoadError as e:
         raise UsageError(str(e)) from None
     progs = obj.programs
@@ -164,11 +171,15 @@ def _run_raw(args) -> int:
 def _runner(prog, args, link_layer: bool = False):
     from ..progtypes import Runner
     from ..progtypes.ctx import CtxAccessError
+    from ..verifier import VerifierError
     try:
         return Runner(prog, engine=args.engine, link_layer=link_layer)
     except CtxAccessError as e:
         raise UsageError(f"{getattr(prog, 'name', '?')}: error: the kernel would reject this "
                          f"program: {e.strerror}") from None
+    except VerifierError as e:
+        raise UsageError(f"{args.file or args.cbpf}: error: {e} (the log: ebee verify "
+                         f"--log-level 1; --no-verify runs it anyway)") from None
 
 
 def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:

@@ -11,7 +11,6 @@ if not, why; ``engine="auto"`` then falls back to the interpreter.
 """
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from ..errors import EbeeError
@@ -67,35 +66,19 @@ def select_engine(engine: str | None, *, verified: Any = None) -> str:
     return engine
 
 
-_evidence_cache: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-
-
 def evidence_for(prog: Any) -> Any:
-    """Verification evidence for a loaded program (``ebee.Program``), cached per program.
-
-    The program is verified once with ``ebee.verifier`` (as loading it into
-    Linux would); the result is evidence only if it was accepted.  Raw
-    instruction lists have none: they run checked (or interpreted).
+    """Verification evidence for a loaded program (``ebee.Program``): its verdict
+    (``ebee.verifier.verdict``, computed once per program), evidence only if
+    accepted.  Raw instruction lists have none: they run checked (or interpreted).
     """
-    if not hasattr(prog, "verify"):
+    if not (hasattr(prog, "insns") and hasattr(prog, "type")):
         return None
-    insns = list(getattr(prog, "insns", ()))
+    from ..verifier import verdict
     try:
-        seen, ev = _evidence_cache[prog]
-        if seen == insns:        # element identity first: cheap for an unchanged program
-            return ev
-    except (KeyError, TypeError):
-        pass
-    try:
-        res = prog.verify()
+        res = verdict(prog)
     except Exception:            # the verifier could not judge it: no evidence
-        res = None
-    ev = res if res is not None and getattr(res, "accepted", False) is True else None
-    try:
-        _evidence_cache[prog] = (insns, ev)   # instructions changed since: verify again
-    except TypeError:            # not weak-referenceable: verify again next time
-        pass
-    return ev
+        return None
+    return res if getattr(res, "accepted", False) is True else None
 
 
 def bind(machine, insns, *, verified: Any = None):

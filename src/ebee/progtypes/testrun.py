@@ -180,13 +180,25 @@ def xlated(prog) -> tuple[list[Instruction], dict[int, int]]:
 
 
 def _bind(machine: Machine, insns, engine: str | None, prog=None):
+    verified = _admitted(prog)
     if engine == "interp":
         return machine.bind(insns)
     # engine None/"auto" (issue 8): the JIT when llvmlite is there and the program
     # verifies (its ctx rewrites are the runtime's, as in Linux), else the interpreter
     from .. import jit
-    verified = jit.evidence_for(prog) if prog is not None and jit.available() else None
+    if verified is None and prog is not None and jit.available():
+        verified = jit.evidence_for(prog)
     return machine.bind(insns, engine=engine or "auto", verified=verified)
+
+
+def _admitted(prog):
+    """Loading verifies, as in Linux: a program that asks for it (``ebee.load``'s
+    default ``verify=True``) runs only once the verifier has accepted it --
+    otherwise :class:`ebee.verifier.VerifierError`."""
+    if prog is None or not getattr(prog, "requires_verification", False):
+        return None
+    from ..verifier import admit
+    return admit(prog)
 
 
 def _native_batch(bound, *args):

@@ -51,7 +51,7 @@ How it works (the same algorithm as kernel/bpf/verifier.c, in small modules):
 
 Entry point: :func:`verify`.
 """
-from .api import Facts, RegFact, VerifierError, VerifierResult, verify, verify_object
+from .api import Facts, RegFact, VerifierError, VerifierResult, admit, verdict, verify, verify_object
 
 from . import (alu, api, btfaccess, calls, cfg, core, dynptr, globals, jumps, kfunc_check,
                kfuncs, liveness, locks, log, memory, precision, prune, sanitize, sock, state)
@@ -62,4 +62,5 @@ for _m in (alu, api, btfaccess, calls, cfg, core, dynptr, globals, jumps, kfunc_
         _m._bind()
 del _m
 
-__all__ = ["Facts", "RegFact", "VerifierError", "VerifierResult", "verify", "verify_object"]
+__all__ = ["Facts", "RegFact", "VerifierError", "VerifierResult", "admit", "verdict", "verify",
+           "verify_object"]

@@ -327,20 +327,46 @@ class VerifierError(LoadError):
 
 
 def verify_object(obj, **kw) -> dict[str, VerifierResult]:
-    """Verify every program of an object (what loading it does); raises
-    :class:`VerifierError` for the first rejected program.  Each program keeps
-    its result in ``Program.verifier_result``."""
+    """Verify every program of an object (what libbpf's ``bpf_object__load`` does);
+    raises :class:`VerifierError` for the first rejected program.  Each program
+    keeps its result in ``Program.verifier_result``."""
     out = {}
     for name, prog in obj.programs.items():
         r = verify(prog, **kw)
         try:
             prog.verifier_result = r
+            prog._verified_insns = list(prog.insns)
         except AttributeError:
             pass
         out[name] = r
         if not r.accepted:
             raise VerifierError(name, r)
     return out
+
+
+def verdict(prog) -> VerifierResult:
+    """The verdict on ``prog`` (an ``ebee.Program``, or anything with ``insns`` and
+    ``type``) with the defaults BPF_PROG_LOAD uses, computed once per instruction
+    list and kept in ``prog.verifier_result``."""
+    insns = list(prog.insns)
+    r = getattr(prog, "verifier_result", None)
+    if r is None or getattr(prog, "_verified_insns", None) != insns:
+        # Program.verify freezes the object's read-only data first: the verifier
+        # reads frozen .rodata as constants, as Linux does after libbpf's load
+        r = prog.verify() if hasattr(prog, "verify") else verify(prog)
+        prog.verifier_result = r
+        prog._verified_insns = insns
+    return r
+
+
+def admit(prog) -> VerifierResult:
+    """The gate before a program's first run: its (cached) verdict if accepted,
+    else :class:`VerifierError` -- a program runs only after BPF_PROG_LOAD would
+    have accepted it."""
+    r = verdict(prog)
+    if not r.accepted:
+        raise VerifierError(getattr(prog, "name", "") or "program", r)
+    return r
 
 
 def _bind() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .env import Env
 from .errors import EACCES
-from .types import (MEM_RDONLY, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED, PTR_UNTRUSTED,
+from .types import (MEM_ALLOC, MEM_RDONLY, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED, PTR_UNTRUSTED,
                     SCALAR_VALUE, reg_type_str)
 
 BPF_WRITE = 2
@@ -28,8 +28,9 @@ def check_ptr_to_btf_access(env: Env, regs, regno: int, off: int, size: int, t: 
         tname = struct.name
     except Exception:
         raise env.reject(f"R{regno} invalid mem access '{reg_type_str(reg.type)}'") from None
-    if t == BPF_WRITE:
-        raise env.reject(f"only read is supported")
+    # program-allocated objects (bpf_obj_new) are the program's to write; kernel ones not
+    if t == BPF_WRITE and not reg.type & MEM_ALLOC:
+        raise env.reject("only read is supported")
     if off < 0:
         raise env.reject(f"R{regno} is ptr_{tname} invalid negative access: off={off}")
     if reg.bounds.var_off.mask:
@@ -42,7 +43,7 @@ def check_ptr_to_btf_access(env: Env, regs, regno: int, off: int, size: int, t: 
         ssize = 0
     if total + size > ssize:
         raise env.reject(f"access beyond struct {tname} at off {total} size {size}")
-    if value_regno < 0:
+    if t == BPF_WRITE or value_regno < 0:
         return
     dst = regs[value_regno]
     member = None

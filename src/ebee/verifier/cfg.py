@@ -412,7 +412,7 @@ def call_num_params(env: Env, insn: Insn) -> int | None:
         meta = kfunc_meta(env, insn, quiet=True)
         if meta is None:
             return None
-        return len(meta.params)
+        return len(meta.args)
     return None
 
 

@@ -18,6 +18,7 @@ def check_kfunc_call(env: Env, insn) -> int:
     regs = env.cur_regs()
     for i in range(len(args)):
         env.check_reg_arg(1 + i, 0)
+    new_obj = _obj_new_type(env, regs, name)
     acquire = bool(getattr(e, "acquire", False))
     release = bool(getattr(e, "release", False))
     if release:
@@ -44,15 +45,43 @@ def check_kfunc_call(env: Env, insn) -> int:
         if getattr(e, "ret_null", False):
             r0.type |= PTR_MAYBE_NULL
             r0.id = env.new_id()
+        if new_obj is not None:
+            r0.btf, r0.btf_id = new_obj
         if acquire:
             id_ = acquire_reference(env, env.insn_idx)
             r0.ref_obj_id = id_
-            if not r0.id:
-                r0.id = id_
+            if not r0.id or getattr(e, "ret_null", False):
+                r0.id = id_         # the null check then releases the reference
     return 0
+
+
+def _obj_new_type(env: Env, regs, name: str):
+    """bpf_obj_new's object type: a struct of the program's own BTF named by the
+    constant local type id in R1 (bpf_core_type_id_local) -- (btf, type id)."""
+    if name not in ("bpf_obj_new_impl", "bpf_percpu_obj_new_impl"):
+        return None
+    r1 = regs[1]
+    if r1.type != SCALAR_VALUE or r1.bounds.var_off.mask:
+        raise env.reject("R1 must be a known constant", EINVAL)
+    mark_chain_precision(env, 1)        # a constant argument (__k): part of the state
+    type_id = r1.bounds.var_off.value
+    if type_id >> 32:
+        raise env.reject("local type ID argument must be in range [0, U32_MAX]", EINVAL)
+    if env.btf is None:
+        raise env.reject("bpf_obj_new/bpf_percpu_obj_new requires prog BTF", EINVAL)
+    try:
+        t = env.btf[type_id]
+        is_struct = t.kind.name == "STRUCT"
+    except Exception:
+        is_struct = False
+    if not is_struct:
+        raise env.reject("bpf_obj_new/bpf_percpu_obj_new type ID argument must be of a struct",
+                         EINVAL)
+    return env.btf, type_id
 
 
 def _bind() -> None:
     """Bind names from modules that import this one (import cycles)."""
-    global acquire_reference, release_reference
+    global acquire_reference, release_reference, mark_chain_precision
     from .calls import acquire_reference, release_reference
+    from .precision import mark_chain_precision

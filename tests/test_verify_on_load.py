@@ -1,0 +1,96 @@
+"""Loading verifies (issue 6, item 5): a program runs only once the verifier has
+accepted it, as in Linux; ``verify=False`` / ``--no-verify`` is the explicit opt-in
+to running unverified programs (still with checked memory access)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import ebee
+from ebee import verifier
+from ebee.cli.main import main
+from ebee.verifier import VerifierError
+from ebee import MemoryFault
+
+DATA = Path(__file__).resolve().parent / "data" / "verifier"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+OFF_BY_ONE = DATA / "xdp_offbyone.o"
+RODATA_GATE = DATA / "rodata_gate.o"
+IPV4 = bytes(12) + b"\x08\x00" + bytes(50)
+
+
+def test_a_rejected_program_does_not_run():
+    with ebee.load(OFF_BY_ONE) as obj:
+        prog = obj.programs["xdp_offbyone"]
+        with pytest.raises(VerifierError) as ei:
+            prog.run(IPV4)
+        err = ei.value
+        assert isinstance(err, ebee.LoadError)
+        assert err.prog_name == "xdp_offbyone"
+        assert not err.result.accepted
+        # the error line is the verifier's own, and the same a fresh verification gives
+        assert err.result.error == verifier.verify(prog).error
+        assert str(err).endswith(err.result.error)
+        assert err.result.error == "R1 offset is outside of the packet"   # Linux's words
+        assert prog.verifier_result is err.result
+
+
+def test_unverified_execution_is_an_explicit_opt_in():
+    with ebee.load(OFF_BY_ONE, verify=False) as obj:
+        prog = obj.programs["xdp_offbyone"]
+        assert prog.run(IPV4).retval == 2                         # XDP_PASS
+        assert prog.verifier_result is None or not prog.verifier_result.accepted
+
+
+def test_each_program_is_verified_once(monkeypatch):
+    calls = []
+    real = verifier.verify
+
+    def counting(prog, **kw):
+        calls.append(getattr(prog, "name", None))
+        return real(prog, **kw)
+
+    monkeypatch.setattr(verifier, "verify", counting)
+    with ebee.load(EXAMPLES / "c" / "xdp_firewall.o") as obj:
+        prog = obj.programs["xdp_firewall"]
+        for _ in range(3):
+            prog.run(IPV4)
+        assert calls == ["xdp_firewall"]
+        assert prog.verifier_result.accepted
+        assert prog.verifier_result.insns_processed > 0
+
+
+def test_verification_waits_for_rodata_set_after_load():
+    """The verifier reads frozen .rodata as constants, so the verdict depends on what
+    user space wrote between load and first run (libbpf: between open and load)."""
+    with ebee.load(RODATA_GATE) as obj:
+        assert obj.programs["rodata_gate"].run(bytes(64)).retval == 2
+    with ebee.load(RODATA_GATE) as obj:
+        obj.rodata.unsafe = 1
+        with pytest.raises(VerifierError, match=r"R1 invalid mem access 'map_value_or_null'"):
+            obj.programs["rodata_gate"].run(bytes(64))
+    with ebee.load(RODATA_GATE, verify=False) as obj:
+        obj.rodata.unsafe = 1
+        with pytest.raises(MemoryFault):     # unverified, the NULL dereference is caught at run time
+            obj.programs["rodata_gate"].run(bytes(64))
+
+
+def test_cli_run_refuses_a_rejected_object(capsys):
+    assert main(["run", str(OFF_BY_ONE), "--data-hex", IPV4.hex()]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"{OFF_BY_ONE}: error: program 'xdp_offbyone' rejected by the "
+                          f"verifier: R1 offset is outside of the packet")
+    assert main(["run", str(OFF_BY_ONE), "--data-hex", IPV4.hex(), "--no-verify"]) == 0
+    assert "retval: 2" in capsys.readouterr().out
+
+
+def test_cli_run_verifies_typed_raw_programs(tmp_path, capsys):
+    src = tmp_path / "no_r0.s"
+    src.write_text("r1 = 0\nexit\n")
+    assert main(["run", str(src), "--type", "socket", "--data-hex", "00" * 64]) == 2
+    err = capsys.readouterr().err
+    assert "rejected by the verifier: R0 !read_ok" in err
+    assert main(["run", str(src), "--type", "socket", "--data-hex", "00" * 64,
+                 "--no-verify"]) == 0
