@@ -37,6 +37,7 @@ def main() -> int:
         res = ebee.run(insns, mem)
         print(f"retval: {res.retval} ({res.retval:#x})   [{res.insns} instructions executed]\n")
 
+    verifier_verdicts()
     xdp_over_capture()
 
     if CORPUS.is_dir():
@@ -48,6 +49,30 @@ def main() -> int:
                 print(f"FAIL {o.name}: {o.detail}")
         print(f"{passed} passed, {len(outcomes) - passed} failed")
     return 0
+
+
+def verifier_verdicts() -> None:
+    """The verifier on the firewall and on a copy whose packet bound is one byte
+    short: Linux's verdict, and for the rejected one the end of Linux's log."""
+    from ebee.verifier import verify
+
+    good = HERE / "c" / "xdp_firewall.o"
+    bad = HERE.parent / "tests" / "data" / "verifier" / "xdp_offbyone.o"
+    if not good.exists() or not bad.exists():
+        return
+    print("== the verifier: the XDP firewall, and a copy whose IPv4 bound is one byte short")
+    for path in (good, bad):
+        rel = path.relative_to(HERE.parent)
+        print(f"$ ebee verify {rel}" + (" --log-level 1" if path is bad else ""))
+        with ebee.load(str(path)) as obj:
+            for name, prog in obj.programs.items():
+                r = verify(prog, log_level=1 if path is bad else 0)
+                if path is bad:
+                    print("\n".join(r.log.rstrip().splitlines()[-6:]))
+                print(f"{name}: {'accepted' if r.accepted else 'rejected'} "
+                      f"({r.insns_processed} insns processed)"
+                      + ("" if r.accepted else f": {r.error}"))
+    print()
 
 
 def xdp_over_capture() -> None:
