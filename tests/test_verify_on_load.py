@@ -94,3 +94,15 @@ def test_cli_run_verifies_typed_raw_programs(tmp_path, capsys):
     assert "rejected by the verifier: R0 !read_ok" in err
     assert main(["run", str(src), "--type", "socket", "--data-hex", "00" * 64,
                  "--no-verify"]) == 0
+
+
+def test_a_verified_list_program_runs():
+    """bpf_obj_new, a global bpf_spin_lock and bpf_list push/pop: verified like Linux
+    (tests/test_verifier_kernel_diff.py compares the logs), then run."""
+    with ebee.load(DATA / "list_push_pop.o") as obj:
+        prog = obj.programs["list_push_pop"]
+        assert prog.run(bytes(64)).retval == 42
+        assert prog.verifier_result.accepted
+    with ebee.load(DATA / "list_after_unlock.o") as obj:
+        with pytest.raises(VerifierError, match="R6 invalid mem access 'scalar'"):
+            obj.programs["list_after_unlock"].run(bytes(64))

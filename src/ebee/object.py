@@ -448,16 +448,35 @@ def _new_map(spec: ObjectSpec, m: MapSpec):
     inner = _new_map(spec, m.inner) if m.inner is not None else None
     btf = spec.btf if (m.btf_key_type_id or m.btf_value_type_id) else None
     try:
-        return Map(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
+        live = Map(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
                    map_extra=m.map_extra, inner_map=inner, name=_kernel_map_name(spec, m),
                    numa_node=m.numa_node, btf=btf, btf_key_type_id=m.btf_key_type_id,
                    btf_value_type_id=m.btf_value_type_id)
+        if m.is_internal and spec.btf is not None:
+            _datasec_record(live, spec, m)
+        return live
     except MapError as e:
         raise LoadError(f"map '{m.name}': failed to create: {e.strerror or e} "
                         f"({-e.errno if e.errno else 0})") from None
     finally:
         if inner is not None:
             inner.close()   # the kernel drops the template after creating the outer map
+
+
+def _datasec_record(live, spec: ObjectSpec, m: MapSpec) -> None:
+    """Special fields (a global ``struct bpf_spin_lock``, lists, timers) inside a
+    global-data section, at the variables' offsets: what the kernel finds through
+    the DATASEC value type libbpf gives these maps."""
+    from .maps.base import graph_roots, value_record
+    record: dict[str, int] = {}
+    variables = spec.datasecs.get(m.section or m.name, ())
+    for _name, off, _size, var_id in variables:
+        for kind, at in value_record(spec.btf, spec.btf[var_id].type_id).items():
+            record.setdefault(kind, off + at)
+    if record:
+        live.record = record
+        live.spin_lock_off = record.get("bpf_spin_lock", -1)
+        live.graph_roots = graph_roots(spec.btf, [(var_id, off) for _n, off, _s, var_id in variables])
 
 
 def pin_path(spec: ObjectSpec, m: MapSpec, pin_root: str) -> str | None:

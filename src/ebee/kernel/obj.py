@@ -211,6 +211,8 @@ def _new_map(m, kname: str, kbtf, warn) -> KernelMapHandle:
     inner = None
     if m.inner is not None:
         inner = _new_map(m.inner, m.inner.name[:15] if m.inner.name else "", kbtf, warn)
+    if kbtf is not None and m.is_internal and not m.btf_value_type_id:
+        m = _with_datasec(m, kbtf)
     use_btf = kbtf is not None and (m.btf_key_type_id or m.btf_value_type_id)
     kw = dict(inner_map_fd=inner.fd if inner is not None else 0, map_extra=m.map_extra,
               name=_sanitize(kname), numa_node=m.numa_node)
@@ -235,6 +237,19 @@ def _new_map(m, kname: str, kbtf, warn) -> KernelMapHandle:
                            btf_key_type_id=m.btf_key_type_id if use_btf else 0,
                            btf_value_type_id=m.btf_value_type_id if use_btf else 0,
                            map_extra=m.map_extra)
+
+
+def _with_datasec(m, kbtf):
+    """libbpf gives a global-data map its section's DATASEC as value type (no key
+    type): the kernel then knows the bpf_spin_lock, timers and lists inside."""
+    from dataclasses import replace
+
+    from ..btf import Kind
+    try:
+        ds = kbtf.parse().find(m.section or m.name, Kind.DATASEC)
+    except (KeyError, AttributeError):
+        return m
+    return replace(m, btf_key_type_id=0, btf_value_type_id=ds.id)
 
 
 def _sanitize(name: str) -> str:

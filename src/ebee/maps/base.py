@@ -28,6 +28,7 @@ import itertools
 import struct
 import threading
 import weakref
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator
 
 from .. import uapi as U
@@ -179,6 +180,8 @@ class Map:
         self._check_common()
         self.check_attr()
         self.record = value_record(btf, btf_value_type_id) if btf is not None else {}
+        self.graph_roots = graph_roots(btf, [(btf_value_type_id, 0)]) if btf is not None and (
+            "bpf_list_head" in self.record or "bpf_rb_root" in self.record) else {}
         self.spin_lock_off = self.record.get("bpf_spin_lock", -1)
         self.ncpus = cpus.num_cpus()
         self.elem_size = round_up(value_size, 8)
@@ -740,6 +743,63 @@ def value_record(btf: Any, type_id: int) -> dict[str, int]:
         walk(type_id, 0, 0)
     except (KeyError, AttributeError, IndexError):
         return out
+    return out
+
+
+@dataclass(frozen=True)
+class GraphRoot:
+    """A ``bpf_list_head``/``bpf_rb_root`` and what it holds, from its
+    ``__contains(elem, node)`` tag: the element struct and its node's offset."""
+    kind: str               # "bpf_list_head" or "bpf_rb_root"
+    elem_id: int            # BTF id of the element struct
+    elem: str               # its name
+    node_off: int           # byte offset of its bpf_list_node / bpf_rb_node
+
+
+def graph_roots(btf: Any, holders: list[tuple[int, int]]) -> dict[int, GraphRoot]:
+    """The graph roots inside a value, by byte offset.  ``holders`` are (BTF id,
+    offset) of what makes up the value: its type, or a DATASEC's VARs (the tag then
+    sits on the VAR itself, as for ``private(A) struct bpf_list_head h __contains(..)``)."""
+    tags: dict[tuple[int, int], str] = {}
+    for t in btf:
+        if t.kind.name == "DECL_TAG" and t.name.startswith("contains:"):
+            tags[(t.type_id, t.component_idx)] = t.name
+    out: dict[int, GraphRoot] = {}
+    if not tags:
+        return out
+
+    def root(tag: str | None, kind: str, off: int) -> None:
+        parts = tag.split(":") if tag else []
+        if len(parts) != 3:
+            return
+        try:
+            elem = btf.find(parts[1], "STRUCT")
+        except KeyError:
+            return
+        for m in elem.members:
+            if m.name == parts[2]:
+                out[off] = GraphRoot(kind, elem.id, elem.name, m.bits_offset // 8)
+
+    def walk(tid: int, base: int, tag: str | None, depth: int) -> None:
+        if depth > 8:
+            return
+        t = btf.resolve(tid)
+        name = getattr(t, "name", "")
+        if name in ("bpf_list_head", "bpf_rb_root"):
+            root(tag, name, base)
+            return
+        for i, m in enumerate(getattr(t, "members", ()) or ()):
+            walk(m.type_id, base + m.bits_offset // 8, tags.get((t.id, i)), depth + 1)
+
+    try:
+        for tid, off in holders:
+            t = btf[tid]
+            if t.kind.name == "VAR":
+                walk(t.type_id, off, tags.get((tid, -1)), 0)
+            else:
+                walk(tid, off, None, 0)
+    except (KeyError, AttributeError, IndexError):
+        pass
     return out
 
 

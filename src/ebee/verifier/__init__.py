@@ -53,10 +53,11 @@ Entry point: :func:`verify`.
 """
 from .api import Facts, RegFact, VerifierError, VerifierResult, admit, verdict, verify, verify_object
 
-from . import (alu, api, btfaccess, calls, cfg, core, dynptr, globals, jumps, kfunc_check,
-               kfuncs, liveness, locks, log, memory, precision, prune, sanitize, sock, state)
+from . import (alu, api, btfaccess, calls, cfg, core, dynptr, globals, graph, jumps,
+               kfunc_check, kfuncs, liveness, locks, log, memory, precision, prune, sanitize,
+               sock, state)
 
-for _m in (alu, api, btfaccess, calls, cfg, core, dynptr, globals, jumps, kfunc_check, kfuncs,
+for _m in (alu, api, btfaccess, calls, cfg, core, dynptr, globals, graph, jumps, kfunc_check, kfuncs,
            liveness, locks, log, memory, precision, prune, sanitize, sock, state):
     if hasattr(_m, "_bind"):
         _m._bind()

@@ -19,6 +19,7 @@ def check_kfunc_call(env: Env, insn) -> int:
     for i in range(len(args)):
         env.check_reg_arg(1 + i, 0)
     new_obj = _obj_new_type(env, regs, name)
+    root, pushed = _list_args(env, args)
     acquire = bool(getattr(e, "acquire", False))
     release = bool(getattr(e, "release", False))
     if release:
@@ -28,6 +29,9 @@ def check_kfunc_call(env: Env, insn) -> int:
         if not release_reference(env, r.ref_obj_id):
             raise env.reject(f"kernel function {name} args#0 reference has not been "
                              f"acquired before", EINVAL)
+    if pushed:
+        owning_to_non_owning(env, pushed)
+        release_reference(env, pushed)
     for r in range(6):
         regs[r].mark_not_init()
         env.check_reg_arg(r, DST_OP_NO_MARK)
@@ -42,17 +46,35 @@ def check_kfunc_call(env: Env, insn) -> int:
         r0.mark_known(0)
         r0.type = PTR_TO_BTF_ID | MEM_ALLOC if "ALLOC" in rname or "NEW" in rname else \
             PTR_TO_BTF_ID | PTR_TRUSTED
+        if new_obj is not None:
+            r0.btf, r0.btf_id = new_obj
+        elif root is not None:         # a popped element, pointing at its node
+            r0.type = PTR_TO_BTF_ID | MEM_ALLOC
+            r0.btf, r0.btf_id = env.btf, root.elem_id
+            r0.off = root.node_off
         if getattr(e, "ret_null", False):
             r0.type |= PTR_MAYBE_NULL
             r0.id = env.new_id()
-        if new_obj is not None:
-            r0.btf, r0.btf_id = new_obj
         if acquire:
             id_ = acquire_reference(env, env.insn_idx)
             r0.ref_obj_id = id_
             if not r0.id or getattr(e, "ret_null", False):
                 r0.id = id_         # the null check then releases the reference
     return 0
+
+
+def _list_args(env: Env, args):
+    """bpf_list_* arguments: the head's GraphRoot, and the ref_obj_id of a node being
+    pushed (the push ends its ownership)."""
+    from ..helpers.kfuncs import KArg
+    root = pushed = None
+    for i, kind in enumerate(args):
+        if kind is KArg.PTR_TO_LIST_HEAD:
+            root = graph_root_arg(env, 1 + i, i, "bpf_list_head")
+        elif kind is KArg.PTR_TO_LIST_NODE and root is not None:
+            graph_node_arg(env, 1 + i, i, root, "bpf_list_head", "bpf_list_node")
+            pushed = env.cur_regs()[1 + i].ref_obj_id
+    return root, pushed
 
 
 def _obj_new_type(env: Env, regs, name: str):
@@ -82,6 +104,8 @@ def _obj_new_type(env: Env, regs, name: str):
 
 def _bind() -> None:
     """Bind names from modules that import this one (import cycles)."""
-    global acquire_reference, release_reference, mark_chain_precision
+    global acquire_reference, release_reference, mark_chain_precision, graph_node_arg, \
+        graph_root_arg, owning_to_non_owning
     from .calls import acquire_reference, release_reference
+    from .graph import graph_node_arg, graph_root_arg, owning_to_non_owning
     from .precision import mark_chain_precision

@@ -8,6 +8,8 @@ unknown one.
 """
 from __future__ import annotations
 
+import functools
+
 from .env import Env
 from .errors import EACCES, EINVAL
 
@@ -40,6 +42,17 @@ class KfuncTable:
 
     def meta(self, imm: int, off: int = 0):
         return self.entry(imm)
+
+
+@functools.lru_cache(maxsize=256)
+def kernel_btf_id(name: str) -> int | None:
+    """The id of kernel function ``name`` in the host's vmlinux BTF (what Linux's log
+    prints after a kfunc's name), or None without one."""
+    try:
+        from ..btf import BTF
+        return BTF.load_vmlinux().find(name, "FUNC").id
+    except Exception:
+        return None
 
 
 def default_kfuncs(btf=None) -> KfuncTable:

@@ -5,6 +5,7 @@ from .env import Env
 from .errors import EINVAL
 from .memory import map_record
 from .state import RefState
+from .graph import invalidate_non_owning_refs
 from .types import PTR_TO_MAP_VALUE
 
 
@@ -44,6 +45,7 @@ def process_spin_lock(env: Env, regno: int, lock: bool) -> None:
         s.active_locks -= 1
         s.active_lock_id = 0
         s.active_lock_ptr = None
+        invalidate_non_owning_refs(env)
 
 
 def process_timer_helper(env: Env, regno: int, meta) -> None:

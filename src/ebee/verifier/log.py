@@ -279,6 +279,14 @@ def _insn_text(env, insn) -> str:
     if spec is None:
         return f"({insn.code:02x}) unknown"
     i = Instruction(spec, insn.dst, insn.src, insn.off, insn.imm, insn.imm_hi, insn.idx)
+    if i.kind is Kind.CALL_KFUNC and not insn.off:
+        # Linux prints a kfunc's id in vmlinux BTF; ebee's registry ids stand in for
+        # it only where there is no vmlinux BTF to look the name up in
+        ks = getattr(env, "kfuncs", None)
+        name = ks.name(insn.imm) if ks is not None and hasattr(ks, "name") else None
+        kid = kernel_btf_id(name) if name else None
+        if kid is not None:
+            i = Instruction(spec, insn.dst, insn.src, insn.off, kid, insn.imm_hi, insn.idx)
 
     def imm(ins):
         if ins.src in (1, 2):      # map fd / map value: the kernel prints the map's address
@@ -292,14 +300,15 @@ def _insn_text(env, insn) -> str:
     def call(ins):
         if ins.kind is Kind.CALL_KFUNC:
             ks = getattr(env, "kfuncs", None)
-            name = ks.name(ins.imm, ins.off) if ks is not None and hasattr(ks, "name") else None
-            return name
+            return ks.name(insn.imm, insn.off) if ks is not None and hasattr(ks, "name") \
+                else None
         return None
     return f"({insn.code:02x}) " + format_kernel(i, imm=imm, call=call)
 
 
 def _bind() -> None:
     """Bind names from modules that import this one (import cycles)."""
-    global format_kernel, Instruction, Kind
+    global format_kernel, Instruction, Kind, kernel_btf_id
     from ..asm.disasm import format_kernel
+    from .kfuncs import kernel_btf_id
     from ..isa import Instruction, Kind
