@@ -73,6 +73,23 @@ def test_prog_load_show_dump_run_pin(kernel, capsys, tmp_path):
         assert code == 0 and (d / "again").exists()
 
 
+def test_pinmaps_pins_global_data_like_libbpf(kernel, capsys):
+    """Global-data maps are pinned under sanitized names (bpffs refuses dots), and
+    carry their DATASEC as value type: dumps show variables, as bpftool's do."""
+    with bpffs_dir() as d:
+        code, _, err = ebee_cli(capsys, "--kernel", "prog", "load", str(EXAMPLES / "globals.o"),
+                                str(d / "g"), "--pinmaps", str(d / "maps"))
+        assert code == 0, err
+        assert sorted(os.listdir(d / "maps")) == ["globals_bss", "globals_data", "globals_rodata"]
+        bss = str(d / "maps" / "globals_bss")
+        code, out, _ = ebee_cli(capsys, "--kernel", "map", "dump", "pinned", bss)
+        assert json.loads(out) == [{"value": {".bss": [{"packets_seen": 0}, {"last_len": 0}]}}]
+        if shutil.which("bpftool"):
+            theirs = subprocess.run(["bpftool", "map", "dump", "pinned", bss],
+                                    capture_output=True, text=True).stdout
+            assert json.loads(theirs) == json.loads(out)
+
+
 def test_xlated_dumps_match_bpftool(kernel, capsys):
     """Every example program as bpftool prints it, byte for byte (with linum and opcodes
     for the objects with subprograms, tail calls and CO-RE)."""

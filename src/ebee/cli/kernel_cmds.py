@@ -385,7 +385,10 @@ def cmd_prog_load(args) -> int:
             os.makedirs(args.pinmaps, exist_ok=True)
             for name, m in kobj.maps.items():
                 if name not in kobj.pinned:
-                    m.pin(os.path.join(args.pinmaps, name))
+                    # as libbpf (sanitize_pin_path): bpffs refuses names with dots, so
+                    # .rodata of "globals" is pinned as globals_rodata
+                    pin_name = (getattr(m, "name", "") or name).replace(".", "_")
+                    m.pin(os.path.join(args.pinmaps, pin_name))
     finally:
         kobj.close()        # the pins keep what was pinned (and the maps its programs use)
         obj.close()
