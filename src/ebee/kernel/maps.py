@@ -181,4 +181,7 @@ class KernelMap:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:       # interpreter shutdown: the exit closes the fd anyway
+            pass
