@@ -11,13 +11,18 @@ Three sets, as issue 6 measures parity:
 - the corpus (``../shared/corpus/ebpf-samples``): a sample of small objects
   by default; every object the kernel can load with ``EBEE_SLOW=1``, which also
   prints the agreement figures.
+- unprivileged mode: generated socket filters loaded by uid 65534, where the host
+  lets unprivileged users call bpf() (``kernel.unprivileged_bpf_disabled=0``; with
+  ``EBEE_UNPRIV_SYSCTL=1`` the test lowers it from 2 for its duration).
 
 Logs are compared after removing what legitimately differs (map addresses and
 the stack-liveness trace of Linux 6.18, see ``verifier_kernel.comparable_log``).
 """
 from __future__ import annotations
 
+import contextlib
 import glob
+import json
 import os
 from pathlib import Path
 
@@ -84,6 +89,60 @@ def test_generated_programs_match_kernel(kmaps, prog, level):
     r = verify(insns, prog_type=pt, log_level=level, maps={arr.fd: arr, hsh.fd: hsh},
                facts=False)
     assert_same(kacc, klog, r, text)
+
+
+UNPRIV_SYSCTL = "/proc/sys/kernel/unprivileged_bpf_disabled"
+
+
+@contextlib.contextmanager
+def unprivileged_bpf():
+    try:
+        old = Path(UNPRIV_SYSCTL).read_text().strip()
+    except OSError:
+        pytest.skip(f"{UNPRIV_SYSCTL} is not readable")
+    if old == "0":
+        yield
+        return
+    if old != "2" or os.environ.get("EBEE_UNPRIV_SYSCTL") != "1":
+        pytest.skip(f"unprivileged bpf() is disabled (kernel.unprivileged_bpf_disabled={old}); "
+                    f"EBEE_UNPRIV_SYSCTL=1 lets the test lower it from 2 while it runs")
+    Path(UNPRIV_SYSCTL).write_text("0")       # 2 (unlike 1) can be set back
+    try:
+        yield
+    finally:
+        Path(UNPRIV_SYSCTL).write_text(old)
+
+
+def test_unprivileged_generated_programs_match_kernel(kmaps):
+    from kernel_helpers import run_unprivileged
+
+    from ebee.kernel import KernelLoadError, KernelProgram
+    arr, hsh = kmaps
+    rows = []
+
+    @settings(max_examples=N, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(prog=verifier_programs(prog_types=(ProgType.SOCKET_FILTER,)))
+    def check(prog):
+        text, pt = prog
+        insns = assemble(text.replace("{ARRAY}", str(arr.fd)).replace("{HASH}", str(hsh.fd)))
+
+        def load():                    # as uid 65534, without capabilities
+            try:
+                kp = KernelProgram(insns, pt, log_level=1)
+            except KernelLoadError as e:
+                return json.dumps([False, e.log or ""])
+            kp.close()
+            return json.dumps([True, kp.log or ""])
+        kacc, klog = json.loads(run_unprivileged(load))
+        r = verify(insns, prog_type=pt, log_level=1, unpriv=True,
+                   maps={arr.fd: arr, hsh.fd: hsh}, facts=False)
+        assert_same(kacc, klog, r, text)
+        rows.append(kacc)
+
+    with unprivileged_bpf():
+        check()
+    assert len(rows) >= N // 2, f"only {len(rows)} programs compared"
 
 
 # a loop the verifier unrolls to its 1M-instruction limit (half a minute in ebee):

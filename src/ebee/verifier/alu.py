@@ -348,7 +348,7 @@ def adjust_ptr_min_max_vals(env: Env, insn: Insn, ptr: RegState, offr: RegState)
     check_reg_sane_offset(env, saved, ptype)
     sanitize = not env.bypass_spec_v1 and op in (U.BPF_ADD, U.BPF_SUB)
     if sanitize:
-        info = sanitize_ptr_alu(env, insn, saved, offr, dst, None, False, ptr_is_dst)
+        info = sanitize_ptr_alu(env, insn, saved, offr, dst, None, False, ptr_is_dst, off_is_dst)
     nb = Bounds.unknown().copy()
     if op == U.BPF_ADD:
         if known and -(1 << 31) <= ptr_off + smin_val <= S32_MAX:
@@ -417,7 +417,7 @@ def adjust_ptr_min_max_vals(env: Env, insn: Insn, ptr: RegState, offr: RegState)
         if sanitize_check_bounds(env, insn, dst) == -EACCES:
             raise env.last_exc
         if sanitize:
-            sanitize_ptr_alu(env, insn, dst, offr, dst, info, True, True)
+            sanitize_ptr_alu(env, insn, dst, offr, dst, info, True, True, off_is_dst)
 
 
 def _bind() -> None:

@@ -252,7 +252,7 @@ def release_reference_nomark(vstate: VerifierState, ref_obj_id: int) -> bool:
 
 def mark_reg_invalid(env: Env, reg: RegState) -> None:
     if not env.allow_ptr_leaks:
-        reg.mark_not_init()
+        reg.mark_not_init(not env.bpf_capable)
     else:
         reg.mark_unknown(not env.bpf_capable)
 
@@ -565,7 +565,10 @@ def _can_elide_value_nullness(m) -> bool:
 
 
 def _get_constant_map_key(env: Env, key: RegState, key_size: int) -> int:
-    """The constant array index a stack-resident key holds, or -1 (get_constant_map_key)."""
+    """The constant array index a stack-resident key holds, or -1 (get_constant_map_key).
+    Only for bpf_capable programs: the elided NULL check leans on precision tracking."""
+    if not env.bpf_capable:
+        return -1
     if key.type != PTR_TO_STACK or key.bounds.var_off.mask:
         return -1
     frame = env.cur_state.frames[key.frameno]
@@ -715,7 +718,7 @@ def check_helper_call(env: Env, insn: Insn) -> None:
         push_callback_call(env, insn, insn_idx, meta.subprogno, set_user_ringbuf_callback_state)
     regs = env.cur_regs()
     for r in range(6):
-        regs[r].mark_not_init()
+        regs[r].mark_not_init(not env.bpf_capable)
         env.check_reg_arg(r, DST_OP_NO_MARK)
     r0 = regs[0]
     rb, rflag = fn.ret, fn.ret_flags
@@ -995,7 +998,7 @@ def init_func_state(env: Env, frame: FuncState, callsite: int, frameno: int,
     frame.subprogno = subprogno
     frame.callback_ret_range = (0, 0)
     for r in frame.regs:
-        r.mark_not_init()
+        r.mark_not_init(not env.bpf_capable)
     fp = frame.regs[10]
     fp.type = PTR_TO_STACK
     fp.mark_known(0)
@@ -1023,7 +1026,7 @@ def set_callee_state(env: Env, caller: FuncState, callee: FuncState, insn_idx: i
 
 def clear_caller_saved_regs(env: Env, regs: list[RegState]) -> None:
     for r in range(6):
-        regs[r].mark_not_init()
+        regs[r].mark_not_init(not env.bpf_capable)
         env.mark_reg_scratched(r)
 
 
@@ -1133,7 +1136,7 @@ def set_loop_callback_state(env: Env, caller: FuncState, callee: FuncState, idx:
     callee.regs[1].type = SCALAR_VALUE
     callee.regs[2] = caller.regs[3].copy()
     for r in (3, 4, 5):
-        callee.regs[r].mark_not_init()
+        callee.regs[r].mark_not_init(not env.bpf_capable)
     callee.in_callback_fn = True
     callee.callback_ret_range = (0, 1)
 
@@ -1151,7 +1154,7 @@ def set_map_elem_callback_state(env: Env, caller: FuncState, callee: FuncState, 
         reg.mark_known(0)
         reg.map = m
     callee.regs[4] = caller.regs[3].copy()
-    callee.regs[5].mark_not_init()
+    callee.regs[5].mark_not_init(not env.bpf_capable)
     callee.in_callback_fn = True
     callee.callback_ret_range = (0, 1)
 
@@ -1168,7 +1171,7 @@ def set_timer_callback_state(env: Env, caller: FuncState, callee: FuncState, idx
     callee.regs[3].mark_known(0)
     callee.regs[3].map = m
     for r in (4, 5):
-        callee.regs[r].mark_not_init()
+        callee.regs[r].mark_not_init(not env.bpf_capable)
     callee.in_async_callback_fn = True
     callee.callback_ret_range = (0, 0)
 
@@ -1179,7 +1182,7 @@ def set_find_vma_callback_state(env: Env, caller: FuncState, callee: FuncState, 
     callee.regs[2].mark_known(0)
     callee.regs[3] = caller.regs[4].copy()
     for r in (4, 5):
-        callee.regs[r].mark_not_init()
+        callee.regs[r].mark_not_init(not env.bpf_capable)
     callee.in_callback_fn = True
     callee.callback_ret_range = (0, 1)
 
@@ -1191,7 +1194,7 @@ def set_user_ringbuf_callback_state(env: Env, caller: FuncState, callee: FuncSta
     callee.regs[1].dynptr = ("local", True)
     callee.regs[2] = caller.regs[3].copy()
     for r in (3, 4, 5):
-        callee.regs[r].mark_not_init()
+        callee.regs[r].mark_not_init(not env.bpf_capable)
     callee.in_callback_fn = True
     callee.callback_ret_range = (0, 1)
 

@@ -155,6 +155,8 @@ def do_check(env: Env) -> None:
                         raise
                 if lv is not None:
                     lv.commit(idx)
+                if state.speculative and a.nospec_result and ret != PROCESS_BPF_EXIT:
+                    ret = PROCESS_BPF_EXIT     # the barrier after the store stops this path
                 if ret == 2:      # a function exit: the caller's state is printed again
                     do_print_state = True
                     ret = 0

@@ -61,6 +61,7 @@ class InsnAux:
     alu_limit: int = 0
     scc: int = 0
     nospec: bool = False
+    nospec_result: bool = False      # Spectre v4: speculative paths end after this insn
     call_imm: int = 0
     loop_inline: tuple | None = None    # bpf_loop: (fit_for_inline, callback subprog)
 

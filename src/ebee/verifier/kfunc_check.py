@@ -33,7 +33,7 @@ def check_kfunc_call(env: Env, insn) -> int:
         owning_to_non_owning(env, pushed)
         release_reference(env, pushed)
     for r in range(6):
-        regs[r].mark_not_init()
+        regs[r].mark_not_init(not env.bpf_capable)
         env.check_reg_arg(r, DST_OP_NO_MARK)
     r0 = regs[0]
     ret = getattr(e, "ret", None)

@@ -290,6 +290,8 @@ def _insn_text(env, insn) -> str:
 
     def imm(ins):
         if ins.src in (1, 2):      # map fd / map value: the kernel prints the map's address
+            if not env.allow_ptr_leaks:
+                return "0x0"       # ... to those allowed to see kernel pointers only
             m = env.aux[insn.idx].map_ptr if insn.idx < len(env.aux) else None
             addr = getattr(m, "addr", None) if m is not None else None
             if isinstance(addr, int):

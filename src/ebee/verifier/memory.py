@@ -387,6 +387,13 @@ def check_stack_write_fixed_off(env: Env, frame: FuncState, off: int, size: int,
     cur = env.cur_func()
     reg = cur.regs[value_regno] if value_regno >= 0 else None
     insn = env.insns[insn_idx]
+    if not env.bypass_spec_v4:
+        # Spectre v4: a store that may be bypassed speculatively (over a spilled
+        # pointer or uninitialised bytes) gets a barrier after it, so speculative
+        # paths end here
+        if (reg is not None and is_spillable_regtype(reg.type)) or \
+                any(t not in (STACK_MISC, STACK_ZERO) for t in frame.stack[spi].slot_type[:size]):
+            env.aux[insn_idx].nospec_result = True
     destroy_if_dynptr_stack_slot(env, frame, spi)
     if off % BPF_REG_SIZE == 0 and size == BPF_REG_SIZE and env.liveness is not None:
         env.liveness.mark_write(env, frame.frameno, spi)
@@ -1044,7 +1051,7 @@ def check_ld_abs(env: Env, insn: Insn) -> None:
         env.check_reg_arg(insn.src, SRC_OP)
     check_ptr_off_reg(env, regs[6], 6)
     for r in range(6):
-        regs[r].mark_not_init()
+        regs[r].mark_not_init(not env.bpf_capable)
         env.check_reg_arg(r, DST_OP_NO_MARK)
     env.mark_reg_unknown(regs, 0)
 

@@ -316,7 +316,7 @@ def clean_func_state(env: Env, st, ip: int) -> None:
     live = env.aux[ip].live_regs_before
     for i in range(10):
         if not live >> i & 1:
-            st.regs[i].mark_not_init()
+            st.regs[i].mark_not_init(not env.bpf_capable)
     lv = env.liveness
     if lv is None:
         return

@@ -86,9 +86,12 @@ def _retrieve_ptr_limit(ptr: RegState, mask_to_left: bool) -> int:
 
 
 def sanitize_ptr_alu(env: Env, insn: Insn, ptr: RegState, off: RegState, dst: RegState,
-                     info: SanitizeInfo | None, commit: bool, ptr_is_dst: bool | None = None):
+                     info: SanitizeInfo | None, commit: bool, ptr_is_dst: bool | None = None,
+                     off_is_dst: bool | None = None):
     """Record the masking a pointer +/- register needs; returns the info for the
-    commit phase (called again after the result is computed)."""
+    commit phase (called again after the result is computed).  ``off_is_dst``: the
+    scalar operand is the destination (``scalar += ptr``), which names the register
+    an error blames; callers holding a copy of it say so."""
     if info is None:
         info = SanitizeInfo()
     if _can_skip(env, insn):
@@ -99,21 +102,23 @@ def sanitize_ptr_alu(env: Env, insn: Insn, ptr: RegState, off: RegState, dst: Re
     off_is_neg = ob.smin_value < 0
     if ptr_is_dst is None:
         ptr_is_dst = ptr is dst
+    if off_is_dst is None:
+        off_is_dst = off is dst
     op = insn.op
     if not env.cur_state.speculative:
         if not commit:
             if not off_is_imm and (ob.smin_value < 0) != (ob.smax_value < 0):
-                raise _err(env, insn, REASON_BOUNDS, off is dst)
+                raise _err(env, insn, REASON_BOUNDS, off_is_dst)
             info.mask_to_left = (op == U.BPF_ADD and off_is_neg) or \
                 (op == U.BPF_SUB and not off_is_neg)
         limit = _retrieve_ptr_limit(ptr, info.mask_to_left)
         if limit < 0:
-            raise _err(env, insn, limit, off is dst)
+            raise _err(env, insn, limit, off_is_dst)
         if commit:
             state = info.alu_state
             limit = abs(info.alu_limit - limit)
             if _update_state(aux, state, limit) < 0:
-                raise _err(env, insn, REASON_PATHS, off is dst)
+                raise _err(env, insn, REASON_PATHS, off_is_dst)
             return info
         state = (BPF_ALU_NEG_VALUE if off_is_neg else 0) | \
             (BPF_ALU_IMMEDIATE if off_is_imm else 0) | \
@@ -123,7 +128,7 @@ def sanitize_ptr_alu(env: Env, insn: Insn, ptr: RegState, off: RegState, dst: Re
         info.alu_state, info.alu_limit = state, limit
         scratch = _Scratch()
         if _update_state(scratch, state, limit) < 0:
-            raise _err(env, insn, REASON_PATHS, off is dst)
+            raise _err(env, insn, REASON_PATHS, off_is_dst)
     if commit or off_is_imm:
         return info
     tmp = None

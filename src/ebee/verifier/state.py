@@ -108,8 +108,9 @@ class RegState:
         self.frameno = 0
         self.precise = precise
 
-    def mark_not_init(self) -> None:
-        self.mark_unknown()
+    def mark_not_init(self, precise: bool = False) -> None:
+        """__mark_reg_not_init (``precise``: unprivileged, where every scalar is)."""
+        self.mark_unknown(precise)
         self.type = NOT_INIT
 
     def mark_known(self, imm: int) -> None:
