@@ -968,18 +968,21 @@ def is_scalar_branch_taken(r1: Bounds, r2: Bounds, op: str, is32: bool) -> int:
     return -1
 
 
-def refine_cond_op(b1: Bounds, b2: Bounds, op: str, is32: bool) -> tuple[Bounds, Bounds]:
+def refine_cond_op(b1: Bounds, b2: Bounds, op: str, is32: bool,
+                   alias: bool = False) -> tuple[Bounds, Bounds]:
     """regs_refine_cond_op + reg_bounds_sync of both: what ``b1 OP b2`` being true implies.
 
     ``op`` may be ``jset_neg`` (the fall-through of jset).  Returns new bounds
-    for both operands in the original order.
+    for both operands in the original order.  ``alias``: both operands are one
+    register (``if r1 < r1``), refined in place as Linux does.
     """
     swapped = False
     if op in ("jge", "jgt", "jsge", "jsgt"):
         op = _FLIP[op]
         b1, b2 = b2, b1
         swapped = True
-    r1, r2 = b1.copy(), b2.copy()
+    r1 = b1.copy()
+    r2 = r1 if alias else b2.copy()
     if op == "jeq":
         if is32:
             r1.u32_min_value = max(r1.u32_min_value, r2.u32_min_value)

@@ -308,8 +308,7 @@ def check_cond_jmp_op(env: Env, insn: Insn) -> None:
     oregs = other.frames[other.curframe].regs
     if dst.type == SCALAR_VALUE and src.type == SCALAR_VALUE:
         if insn.srcx:
-            if insn.src != insn.dst:
-                _reg_set_min_max(env, oregs[insn.dst], oregs[insn.src], dst, src, op, is32)
+            _reg_set_min_max(env, oregs[insn.dst], oregs[insn.src], dst, src, op, is32)
         else:
             fake = RegState(SCALAR_VALUE, 0, src.bounds)
             fake2 = RegState(SCALAR_VALUE, 0, src.bounds)
@@ -344,8 +343,11 @@ def check_cond_jmp_op(env: Env, insn: Insn) -> None:
 def _reg_set_min_max(env: Env, t1: RegState, t2: RegState, f1: RegState, f2: RegState,
                      op: str, is32: bool) -> None:
     """reg_set_min_max: refine the fall-through (f*) and jump (t*) copies."""
-    f1.bounds, f2.bounds = refine_cond_op(f1.bounds, f2.bounds, rev_opcode(op), is32)
-    t1.bounds, t2.bounds = refine_cond_op(t1.bounds, t2.bounds, op, is32)
+    # `if r6 >= r6`: Linux refines one register through two aliases, each write
+    # seen by the next read; the refinement must do the same on one value
+    alias = f1 is f2
+    f1.bounds, f2.bounds = refine_cond_op(f1.bounds, f2.bounds, rev_opcode(op), is32, alias)
+    t1.bounds, t2.bounds = refine_cond_op(t1.bounds, t2.bounds, op, is32, alias)
     for name, r in (("true_reg1", t1), ("true_reg2", t2), ("false_reg1", f1),
                     ("false_reg2", f2)):
         v = r.bounds.invariant_violation()
