@@ -6,6 +6,8 @@ collect/sync_linked_regs) of kernel/bpf/verifier.c.
 """
 from __future__ import annotations
 
+import weakref
+
 from .. import uapi as U
 from .bounds import Bounds, add_const_nosync, flip_opcode, is_scalar_branch_taken, \
     refine_cond_op, rev_opcode
@@ -79,6 +81,33 @@ def is_branch_taken(r1: RegState, r2: RegState, op: str, is32: bool) -> int:
     return is_scalar_branch_taken(r1.bounds, r2.bounds, op, is32)
 
 
+class InnerMapMeta:
+    """What Linux keeps of an inner map's template (``bpf_map_meta_alloc``): its
+    shape and flags, not its name -- so the log prints ``map_ptr(ks=4,vs=4)``."""
+
+    name = ""
+
+    def __init__(self, template) -> None:
+        self._template = template
+
+    def __getattr__(self, attr: str):
+        return getattr(self._template, attr)
+
+
+_META: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def inner_map_meta(template) -> InnerMapMeta:
+    """One meta per template, so that states compare equal (``regsafe`` checks identity)."""
+    try:
+        meta = _META.get(template)
+        if meta is None:
+            meta = _META[template] = InnerMapMeta(template)
+        return meta
+    except TypeError:           # not weak-referenceable
+        return template
+
+
 def mark_ptr_not_null_reg(reg: RegState) -> None:
     if base_type(reg.type) == PTR_TO_MAP_VALUE:
         m = reg.map
@@ -86,7 +115,7 @@ def mark_ptr_not_null_reg(reg: RegState) -> None:
         mt = int(m.type)
         if inner is not None:
             reg.type = CONST_PTR_TO_MAP
-            reg.map = inner
+            reg.map = inner_map_meta(inner)
         elif mt == U.MapType.XSKMAP:
             reg.type = PTR_TO_XDP_SOCK
         elif mt in (U.MapType.SOCKMAP, U.MapType.SOCKHASH):
