@@ -106,3 +106,20 @@ def test_a_verified_list_program_runs():
     with ebee.load(DATA / "list_after_unlock.o") as obj:
         with pytest.raises(VerifierError, match="R6 invalid mem access 'scalar'"):
             obj.programs["list_after_unlock"].run(bytes(64))
+
+
+def test_verify_facts_show_what_was_proved(capsys):
+    """`ebee verify --facts`: each instruction with the facts over every path."""
+    path = str(EXAMPLES / "c" / "xdp_firewall.o")
+    assert main(["verify", path, "--log-level", "0", "--facts"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("xdp_firewall: accepted")
+    by_pc = {int(ln.split(":")[0]): ln for ln in lines[1:]}
+    assert by_pc[5].endswith("; R2=ptr_to_packet_end R3=ptr_to_packet(off=14)")
+    assert by_pc[9].endswith("; R3=scalar(umax=65280) R4=scalar(umax=255)")
+    assert by_pc[21].endswith("; R0=ptr_to_map_value_or_null")
+    assert main(["verify", path, "--facts", "--json"]) == 0
+    rows = __import__("json").loads(capsys.readouterr().out)["facts"]
+    assert all(row["reached"] for row in rows)
+    assert rows[5]["regs"]["r3"] == {"type": "PTR_TO_PACKET", "off": 14, "umin": 0, "umax": 0,
+                                     "smin": 0, "smax": 0, "const": 0}

@@ -26,6 +26,9 @@ def register(sub) -> None:
                    help="verify as an unprivileged user (no CAP_BPF/CAP_PERFMON)")
     p.add_argument("--stats", action="store_true",
                    help="add the kernel's statistics lines (verification time, stack depth)")
+    p.add_argument("--facts", action="store_true",
+                   help="after the verdict, the program with what the verifier proved about "
+                        "the registers each instruction reads (over every path)")
     p.add_argument("--json", action="store_true", help="one JSON object per program")
     p.set_defaults(func=cmd_verify)
 
@@ -62,7 +65,8 @@ def cmd_verify(args) -> int:
             obj._first_use()
             for name, prog in progs.items():
                 kw = {"prog_type": pt} if pt is not None else {}
-                results.append((name, verify(prog, log_level=level, unpriv=args.unpriv, **kw)))
+                results.append((name, verify(prog, log_level=level, unpriv=args.unpriv, **kw),
+                                list(prog.insns)))
         finally:
             obj.close()
         many = len(results) > 1
@@ -72,14 +76,16 @@ def cmd_verify(args) -> int:
         insns = load_program(args.file)
         from ..uapi import ProgType
         results.append((None, verify(insns, prog_type=pt or ProgType.SOCKET_FILTER,
-                                     log_level=level, unpriv=args.unpriv)))
+                                     log_level=level, unpriv=args.unpriv), list(insns)))
         many = False
-    for name, r in results:
+    for name, r, insns in results:
         if args.json:
             obj = {"accepted": r.accepted, "error": r.error,
                    "insns_processed": r.insns_processed, "log": r.log}
             if many:
                 obj = {"prog": name, **obj}
+            if args.facts:
+                obj["facts"] = facts_json(r, insns)
             print(json.dumps(obj))
             continue
         if r.log:
@@ -89,4 +95,58 @@ def cmd_verify(args) -> int:
             print(f"{who}accepted ({r.insns_processed} insns processed, {r.states} states)")
         else:
             print(f"{who}rejected: {r.error}")
-    return 0 if all(r.accepted for _, r in results) else 1
+        if args.facts and r.facts is not None:
+            sys.stdout.write("".join(line + "\n" for line in facts_lines(r, insns)))
+    return 0 if all(r.accepted for _, r, _ in results) else 1
+
+
+def _fact_text(regno: int, f) -> str:
+    if f.type is None:
+        return f"R{regno}=?"                  # paths disagree on the type
+    if f.type == "SCALAR_VALUE":
+        if f.const is not None:
+            return f"R{regno}={_num(f.const)}"
+        parts = [f"{k}={_num(v)}" for k, v, trivial in (
+            ("umin", f.umin, 0), ("umax", f.umax, (1 << 64) - 1)) if v != trivial]
+        if (f.smin, f.smax) != (f.umin, f.umax):     # the signed view says more
+            parts += [f"{k}={_num(v)}" for k, v, trivial in (
+                ("smin", f.smin, -(1 << 63)), ("smax", f.smax, (1 << 63) - 1)) if v != trivial]
+        return f"R{regno}=scalar({','.join(parts)})"
+    parts = [f"off={f.off}"] if f.off else []
+    if f.const is None:
+        parts.append(f"var=[{_num(f.smin)},{_num(f.smax)}]")
+    elif f.const:
+        parts.append(f"var={_num(f.const)}")
+    return f"R{regno}={f.type.lower()}" + (f"({','.join(parts)})" if parts else "")
+
+
+def _num(v: int) -> str:
+    return str(v) if -0x10000 < v < 0x10000 else hex(v)
+
+
+def facts_lines(r, insns) -> list[str]:
+    """The program as bpftool lists it, each instruction followed by the facts."""
+    from ..asm.disasm import format_kernel
+    out = []
+    for i in insns:
+        text = f"{i.pc:4d}: ({i.opcode:02x}) {format_kernel(i)}"
+        facts = r.facts[i.pc] if i.pc in r.facts else None
+        if facts is None:
+            out.append(f"{text:<40}; not reached")
+        elif any(f.type != "NOT_INIT" for f in facts.values()):
+            out.append(f"{text:<40}; " + " ".join(_fact_text(n, f) for n, f in sorted(facts.items())
+                                                  if f.type != "NOT_INIT"))
+        else:
+            out.append(text)
+    return out
+
+
+def facts_json(r, insns) -> list[dict]:
+    rows = []
+    for i in insns:
+        regs = r.facts[i.pc] if r.facts is not None and i.pc in r.facts else None
+        rows.append({"pc": i.pc, "reached": regs is not None, "regs": {
+            f"r{n}": {"type": f.type, "off": f.off, "umin": f.umin, "umax": f.umax,
+                      "smin": f.smin, "smax": f.smax, "const": f.const}
+            for n, f in sorted((regs or {}).items())}})
+    return rows

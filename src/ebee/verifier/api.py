@@ -77,6 +77,8 @@ class Facts:
                 name = None
             else:
                 name = RegType(base_type(t)).name
+                if t & PTR_MAYBE_NULL:
+                    name += "_OR_NULL"       # not yet null-checked on some path
             out[r] = RegFact(name, off, b)
         return out
 
@@ -371,11 +373,11 @@ def admit(prog) -> VerifierResult:
 
 def _bind() -> None:
     """Bind names from modules that import this one (import cycles)."""
-    global cfg, do_check_common, print_verification_stats, Env, LineInfo, check_max_stack_depth, do_check_subprogs, func_info_records, default_kfuncs, StackLiveness, RegType, base_type
+    global cfg, do_check_common, print_verification_stats, Env, LineInfo, check_max_stack_depth, do_check_subprogs, func_info_records, default_kfuncs, StackLiveness, RegType, base_type, PTR_MAYBE_NULL
     from . import cfg
     from .core import do_check_common, print_verification_stats
     from .env import Env, LineInfo
     from .globals import check_max_stack_depth, do_check_subprogs, func_info_records
     from .kfuncs import default_kfuncs
     from .liveness import StackLiveness
-    from .types import RegType, base_type
+    from .types import PTR_MAYBE_NULL, RegType, base_type
