@@ -96,13 +96,22 @@ def test_cli_run_verifies_typed_raw_programs(tmp_path, capsys):
                  "--no-verify"]) == 0
 
 
-def test_a_verified_list_program_runs():
-    """bpf_obj_new, a global bpf_spin_lock and bpf_list push/pop: verified like Linux
+@pytest.mark.parametrize("name", ["list_push_pop", "rbtree_add_remove"])
+@pytest.mark.parametrize("engine", ["interp", "jit"])
+def test_verified_list_and_rbtree_programs_run(name, engine):
+    """bpf_obj_new, a global bpf_spin_lock, bpf_list push/pop and bpf_rbtree add
+    (with its `less` callback)/first/remove: verified like Linux
     (tests/test_verifier_kernel_diff.py compares the logs), then run."""
-    with ebee.load(DATA / "list_push_pop.o") as obj:
-        prog = obj.programs["list_push_pop"]
-        assert prog.run(bytes(64)).retval == 42
+    from ebee import jit
+    if engine == "jit" and not jit.available():
+        pytest.skip(f"no JIT: {jit.unavailable_reason()}")
+    with ebee.load(DATA / f"{name}.o") as obj:
+        prog = obj.programs[name]
+        assert prog.run(bytes(64), engine=engine).retval == 42
         assert prog.verifier_result.accepted
+
+
+def test_a_rejected_list_program_does_not_run():
     with ebee.load(DATA / "list_after_unlock.o") as obj:
         with pytest.raises(VerifierError, match="R6 invalid mem access 'scalar'"):
             obj.programs["list_after_unlock"].run(bytes(64))

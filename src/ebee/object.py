@@ -473,10 +473,12 @@ def _datasec_record(live, spec: ObjectSpec, m: MapSpec) -> None:
     for _name, off, _size, var_id in variables:
         for kind, at in value_record(spec.btf, spec.btf[var_id].type_id).items():
             record.setdefault(kind, off + at)
-    if record:
+    roots = graph_roots(spec.btf, [(var_id, off) for _n, off, _s, var_id in variables]) \
+        if record else {}
+    if record and roots is not None:      # an unresolvable root voids the record, as in Linux
         live.record = record
         live.spin_lock_off = record.get("bpf_spin_lock", -1)
-        live.graph_roots = graph_roots(spec.btf, [(var_id, off) for _n, off, _s, var_id in variables])
+        live.graph_roots = roots
 
 
 def pin_path(spec: ObjectSpec, m: MapSpec, pin_root: str) -> str | None:

@@ -182,6 +182,8 @@ class Map:
         self.record = value_record(btf, btf_value_type_id) if btf is not None else {}
         self.graph_roots = graph_roots(btf, [(btf_value_type_id, 0)]) if btf is not None and (
             "bpf_list_head" in self.record or "bpf_rb_root" in self.record) else {}
+        if self.graph_roots is None:        # Linux refuses such a value's whole record
+            self.record, self.graph_roots = {}, {}
         self.spin_lock_off = self.record.get("bpf_spin_lock", -1)
         self.ncpus = cpus.num_cpus()
         self.elem_size = round_up(value_size, 8)
@@ -756,10 +758,12 @@ class GraphRoot:
     node_off: int           # byte offset of its bpf_list_node / bpf_rb_node
 
 
-def graph_roots(btf: Any, holders: list[tuple[int, int]]) -> dict[int, GraphRoot]:
+def graph_roots(btf: Any, holders: list[tuple[int, int]]) -> dict[int, GraphRoot] | None:
     """The graph roots inside a value, by byte offset.  ``holders`` are (BTF id,
     offset) of what makes up the value: its type, or a DATASEC's VARs (the tag then
-    sits on the VAR itself, as for ``private(A) struct bpf_list_head h __contains(..)``)."""
+    sits on the VAR itself, as for ``private(A) struct bpf_list_head h __contains(..)``).
+    None when a root names an element type or node the BTF lacks: Linux then
+    refuses the value's whole record (no valid spin lock either)."""
     tags: dict[tuple[int, int], str] = {}
     for t in btf:
         if t.kind.name == "DECL_TAG" and t.name.startswith("contains:"):
@@ -768,17 +772,23 @@ def graph_roots(btf: Any, holders: list[tuple[int, int]]) -> dict[int, GraphRoot
     if not tags:
         return out
 
+    bad = []
+
     def root(tag: str | None, kind: str, off: int) -> None:
         parts = tag.split(":") if tag else []
         if len(parts) != 3:
+            bad.append(off)
             return
         try:
             elem = btf.find(parts[1], "STRUCT")
         except KeyError:
+            bad.append(off)
             return
         for m in elem.members:
             if m.name == parts[2]:
                 out[off] = GraphRoot(kind, elem.id, elem.name, m.bits_offset // 8)
+                return
+        bad.append(off)
 
     def walk(tid: int, base: int, tag: str | None, depth: int) -> None:
         if depth > 8:
@@ -800,7 +810,7 @@ def graph_roots(btf: Any, holders: list[tuple[int, int]]) -> dict[int, GraphRoot
                 walk(tid, off, None, 0)
     except (KeyError, AttributeError, IndexError):
         pass
-    return out
+    return None if bad else out
 
 
 def key_value_from_btf(btf: Any, type_id: int) -> int:

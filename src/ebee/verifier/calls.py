@@ -122,7 +122,17 @@ def helper_changes_pkt_data(func_id: int) -> bool:
 
 
 def is_sync_callback_calling_insn(insn: Insn) -> bool:
+    if insn.is_kfunc_call():
+        return _kfunc_name(insn.imm) == "bpf_rbtree_add_impl"
     return insn.is_helper_call() and insn.imm in _SYNC_CB
+
+
+def _kfunc_name(imm: int) -> str | None:
+    from ..helpers import kfuncs
+    try:
+        return kfuncs.by_id(imm).name
+    except Exception:
+        return None
 
 
 def is_async_callback_calling_insn(insn: Insn) -> bool:

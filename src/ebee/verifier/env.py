@@ -106,7 +106,7 @@ class Env:
         self.id_gen = 0
         self.cur_state: VerifierState | None = None
         self.head: list = []                 # pushed branches: (state, insn_idx, prev_idx, log_pos)
-        self.explored: dict[int, list] = {}  # insn_idx -> list of StateListEntry
+        self.explored: dict[int, list] = {}  # prune.explored_key -> StateList, newest first
         self.insn_idx = 0
         self.prev_insn_idx = -1
         self.insn_processed = 0

@@ -43,12 +43,14 @@ def graph_root_arg(env: Env, regno: int, argno: int, kind: str):
     return root
 
 
-def graph_node_arg(env: Env, regno: int, argno: int, root, head: str, node: str) -> None:
-    """Check a node argument against the root it goes into."""
+def graph_node_arg(env: Env, regno: int, argno: int, root, head: str, node: str,
+                   owned: bool = True) -> None:
+    """Check a node argument against the root it goes into (``owned``: one being
+    added, which must be an allocated object the program owns)."""
     reg = env.cur_regs()[regno]
-    if reg.type != ALLOC_OBJ:
+    if owned and reg.type != ALLOC_OBJ:
         raise env.reject(f"arg#{argno} expected pointer to allocated object", EINVAL)
-    if not reg.ref_obj_id:
+    if owned and not reg.ref_obj_id:
         raise env.reject("allocated object must be referenced", EINVAL)
     if reg.bounds.var_off.mask:
         raise env.reject(f"R{regno} doesn't have constant offset. {node} has to be at the "
@@ -85,6 +87,24 @@ def invalidate_non_owning_refs(env: Env) -> None:
             return True
         return False
     for_each_reg(env.cur_state, fn)
+
+
+def set_rbtree_add_callback_state(env: Env, caller, callee, insn_idx: int) -> None:
+    """``less(a, b)`` sees two nodes of the tree, neither of them owned."""
+    head = caller.regs[1]
+    roots, _ = _roots_of(head)
+    root = roots.get(head.off + head.bounds.var_off.value)
+    if root is None:
+        raise env.bug("rbtree_add callback without its root")
+    for r in (1, 2):
+        reg = callee.regs[r]
+        reg.mark_known(0)
+        reg.type = ALLOC_OBJ | NON_OWN_REF
+        reg.btf, reg.btf_id, reg.off = env.btf, root.elem_id, root.node_off
+    for r in (3, 4, 5):
+        callee.regs[r].mark_not_init(not env.bpf_capable)
+    callee.in_callback_fn = True
+    callee.callback_ret_range = (0, 1)
 
 
 def _roots_of(reg):

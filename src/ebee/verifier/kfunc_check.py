@@ -4,8 +4,8 @@ from __future__ import annotations
 from .env import DST_OP_NO_MARK, Env
 from .errors import EACCES, EINVAL
 from .state import RefState
-from .types import (MEM_ALLOC, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_MEM, PTR_TRUSTED,
-                    SCALAR_VALUE)
+from .types import (MEM_ALLOC, NON_OWN_REF, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_FUNC,
+                    PTR_TO_MEM, PTR_TRUSTED, SCALAR_VALUE)
 
 
 def check_kfunc_call(env: Env, insn) -> int:
@@ -19,7 +19,9 @@ def check_kfunc_call(env: Env, insn) -> int:
     for i in range(len(args)):
         env.check_reg_arg(1 + i, 0)
     new_obj = _obj_new_type(env, regs, name)
-    root, pushed = _list_args(env, args)
+    root, pushed, callback = _graph_args(env, name, args)
+    if callback is not None:           # bpf_rbtree_add_impl's `less`, as a sync callback
+        push_callback_call(env, insn, env.insn_idx, callback, set_rbtree_add_callback_state)
     acquire = bool(getattr(e, "acquire", False))
     release = bool(getattr(e, "release", False))
     if release:
@@ -48,10 +50,12 @@ def check_kfunc_call(env: Env, insn) -> int:
             PTR_TO_BTF_ID | PTR_TRUSTED
         if new_obj is not None:
             r0.btf, r0.btf_id = new_obj
-        elif root is not None:         # a popped element, pointing at its node
+        elif root is not None:         # an element of the list/tree, pointing at its node
             r0.type = PTR_TO_BTF_ID | MEM_ALLOC
             r0.btf, r0.btf_id = env.btf, root.elem_id
             r0.off = root.node_off
+            if not acquire:            # bpf_rbtree_first: the tree still owns it
+                r0.type |= NON_OWN_REF
         if getattr(e, "ret_null", False):
             r0.type |= PTR_MAYBE_NULL
             r0.id = env.new_id()
@@ -63,18 +67,34 @@ def check_kfunc_call(env: Env, insn) -> int:
     return 0
 
 
-def _list_args(env: Env, args):
-    """bpf_list_* arguments: the head's GraphRoot, and the ref_obj_id of a node being
-    pushed (the push ends its ownership)."""
+def _graph_args(env: Env, name: str, args):
+    """bpf_list_*/bpf_rbtree_* arguments: the root's GraphRoot, the ref_obj_id of an
+    owned node being added (the call ends its ownership) and the callback subprog."""
     from ..helpers.kfuncs import KArg
-    root = pushed = None
+    root = pushed = callback = None
+    regs = env.cur_regs()
     for i, kind in enumerate(args):
+        regno = 1 + i
         if kind is KArg.PTR_TO_LIST_HEAD:
-            root = graph_root_arg(env, 1 + i, i, "bpf_list_head")
+            root = graph_root_arg(env, regno, i, "bpf_list_head")
+        elif kind is KArg.PTR_TO_RB_ROOT:
+            root = graph_root_arg(env, regno, i, "bpf_rb_root")
         elif kind is KArg.PTR_TO_LIST_NODE and root is not None:
-            graph_node_arg(env, 1 + i, i, root, "bpf_list_head", "bpf_list_node")
-            pushed = env.cur_regs()[1 + i].ref_obj_id
-    return root, pushed
+            graph_node_arg(env, regno, i, root, "bpf_list_head", "bpf_list_node")
+            pushed = regs[regno].ref_obj_id
+        elif kind is KArg.PTR_TO_RB_NODE and root is not None:
+            owned = name == "bpf_rbtree_add_impl"
+            if not owned and not regs[regno].type & NON_OWN_REF and not regs[regno].ref_obj_id:
+                raise env.reject(f"{name} can only take non-owning or refcounted bpf_rb_node "
+                                 f"pointer", EINVAL)
+            graph_node_arg(env, regno, i, root, "bpf_rb_root", "bpf_rb_node", owned)
+            if owned:
+                pushed = regs[regno].ref_obj_id
+        elif kind is KArg.PTR_TO_CALLBACK:
+            if regs[regno].type != PTR_TO_FUNC:
+                raise env.reject(f"arg{i} expected pointer to func", EINVAL)
+            callback = regs[regno].subprogno
+    return root, pushed, callback
 
 
 def _obj_new_type(env: Env, regs, name: str):
@@ -105,7 +125,9 @@ def _obj_new_type(env: Env, regs, name: str):
 def _bind() -> None:
     """Bind names from modules that import this one (import cycles)."""
     global acquire_reference, release_reference, mark_chain_precision, graph_node_arg, \
-        graph_root_arg, owning_to_non_owning
+        graph_root_arg, owning_to_non_owning, set_rbtree_add_callback_state, push_callback_call
     from .calls import acquire_reference, release_reference
-    from .graph import graph_node_arg, graph_root_arg, owning_to_non_owning
+    from .graph import (graph_node_arg, graph_root_arg, owning_to_non_owning,
+                        set_rbtree_add_callback_state)
+    from .calls import push_callback_call
     from .precision import mark_chain_precision

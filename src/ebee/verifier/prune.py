@@ -334,8 +334,17 @@ def clean_verifier_state(env: Env, st: VerifierState) -> None:
         clean_func_state(env, st.frames[i], frame_insn_idx(st, i))
 
 
+def explored_key(env: Env, insn_idx: int) -> int:
+    """Linux's explored_state() bucket: insn index xor the current frame's call site,
+    modulo the program length.  A bucket also holds states of other instructions
+    (skipped when compared, but counted in max_states_per_insn, as Linux does)."""
+    cur = env.cur_state
+    callsite = cur.frames[cur.curframe].callsite
+    return ((insn_idx ^ callsite) & 0xFFFFFFFF) % max(env.insn_cnt, 1)
+
+
 def clean_live_states(env: Env, insn: int, cur: VerifierState) -> None:
-    for sl in env.explored.get(insn, ()):
+    for sl in env.explored.get(explored_key(env, insn), ()):
         st = sl.state
         if st.branches or st.cleaned:
             continue
@@ -492,7 +501,7 @@ def mark_all_scalars_imprecise(st: VerifierState) -> None:
 def find_prev_entry(env: Env, cur: VerifierState | None, insn_idx: int):
     if cur is None:
         return None
-    for sl in env.explored.get(insn_idx, ()):
+    for sl in env.explored.get(explored_key(env, insn_idx), ()):
         st = sl.state
         if st.insn_idx == insn_idx and st.branches and same_callsites(st, cur) and \
                 st.dfs_depth < cur.dfs_depth:
@@ -538,7 +547,8 @@ def is_state_visited(env: Env, insn_idx: int) -> bool:
     if env.jmps_processed - env.prev_jmps_processed >= 2 and \
             env.insn_processed - env.prev_insn_processed >= 8:
         add_new = True
-    lst = env.explored.get(insn_idx)
+    key = explored_key(env, insn_idx)
+    lst = env.explored.get(key)
     if lst:
         clean_live_states(env, insn_idx, cur)
     states_cnt = 0
@@ -642,7 +652,7 @@ def is_state_visited(env: Env, insn_idx: int) -> bool:
     cur.jmp_history = []
     env.cur_hist_ent = None
     if lst is None:
-        lst = env.explored[insn_idx] = []
+        lst = env.explored[key] = []
     lst.insert(0, StateList(new))
     return False
 
