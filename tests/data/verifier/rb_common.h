@@ -3,19 +3,8 @@
  * ordered by key, guarded by a global bpf_spin_lock, and its kfuncs. */
 #ifndef RB_COMMON_H
 #define RB_COMMON_H
-#include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
+#include "graph_common.h"
 
-/* as Linux 6.4+'s uapi defines them (the installed headers may predate them) */
-struct bpf_rb_root { __u64 __opaque[2]; } __attribute__((aligned(8)));
-struct bpf_rb_node { __u64 __opaque[4]; } __attribute__((aligned(8)));
-
-#define __contains(name, node) __attribute__((btf_decl_tag("contains:" #name ":" #node)))
-#define private(name) SEC(".data." #name) __hidden __attribute__((aligned(8)))
-
-extern void *bpf_obj_new_impl(__u64 local_type_id, void *meta) __ksym;
-extern void bpf_obj_drop_impl(void *kptr, void *meta) __ksym;
 extern int bpf_rbtree_add_impl(struct bpf_rb_root *root, struct bpf_rb_node *node,
 			       _Bool (less)(struct bpf_rb_node *a, const struct bpf_rb_node *b),
 			       void *meta, __u64 off) __ksym;
