@@ -126,8 +126,7 @@ def _bind() -> None:
     """Bind names from modules that import this one (import cycles)."""
     global acquire_reference, release_reference, mark_chain_precision, graph_node_arg, \
         graph_root_arg, owning_to_non_owning, set_rbtree_add_callback_state, push_callback_call
-    from .calls import acquire_reference, release_reference
+    from .calls import acquire_reference, push_callback_call, release_reference
     from .graph import (graph_node_arg, graph_root_arg, owning_to_non_owning,
                         set_rbtree_add_callback_state)
-    from .calls import push_callback_call
     from .precision import mark_chain_precision
