@@ -111,10 +111,15 @@ def test_verified_list_and_rbtree_programs_run(name, engine):
         assert prog.verifier_result.accepted
 
 
-def test_a_rejected_list_program_does_not_run():
-    with ebee.load(DATA / "list_after_unlock.o") as obj:
-        with pytest.raises(VerifierError, match="R6 invalid mem access 'scalar'"):
-            obj.programs["list_after_unlock"].run(bytes(64))
+@pytest.mark.parametrize("name,error", [
+    ("list_after_unlock", "R6 invalid mem access 'scalar'"),
+    ("map_wronly", "read from map forbidden, value_size=8 off=0 size=8"),
+])
+def test_rejected_programs_do_not_run(name, error):
+    with ebee.load(DATA / f"{name}.o") as obj:
+        with pytest.raises(VerifierError) as ei:
+            obj.programs[name].run(bytes(64))
+        assert ei.value.result.error == error
 
 
 def test_verify_facts_show_what_was_proved(capsys):
