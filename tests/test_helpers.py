@@ -509,3 +509,69 @@ def test_snprintf_and_vprintk():
     assert r & 0xFF == len("12-ab") + 1
     assert (r >> 8).to_bytes(4, "little") == b"12-\0"
 
+
+
+def test_freeing_a_value_cancels_its_timer():
+    """Deleting (or replacing) a hash element, or closing its map, cancels and frees
+    the bpf_timer in it, as Linux's bpf_obj_free_fields does: the callback never runs."""
+    src_of = lambda h: f"""
+        r1 = 0
+        *(u32 *)(r10 - 4) = r1
+        r2 = r10
+        r2 += -4
+        r1 = map[id:{h.id}] ll
+        call bpf_map_lookup_elem
+        if r0 == 0 goto out
+        r6 = r0
+        r1 = r6
+        r1 += 16
+        r2 = map[id:{h.id}] ll
+        r3 = 1
+        call bpf_timer_init
+        r1 = r6
+        r1 += 16
+        r2 = subprog[cb] ll
+        call bpf_timer_set_callback
+        r1 = r6
+        r1 += 16
+        r2 = 1000
+        r3 = 0
+        call bpf_timer_start
+    out:
+        r0 = 0
+        exit
+    cb:
+        r1 = 1
+        *(u64 *)(r3 + 0) = r1
+        r0 = 0
+        exit
+    """
+    btf = _timer_value_btf()
+    for how in ("delete", "replace", "close"):
+        h = Map(T.HASH, 4, 32, 4, btf=btf[0], btf_key_type_id=btf[1], btf_value_type_id=btf[2])
+        h[0] = bytes(32)
+        clock = VirtualClock()
+        with Machine(clock=clock) as m:
+            assert run(src_of(h), m) == 0
+            assert [t for t in pending_timers() if t.map is h]
+            if how == "delete":
+                del h[0]
+            elif how == "replace":
+                h[0] = bytes(32)
+            else:
+                h.close()
+            assert not [t for t in pending_timers() if t.map is h], how
+            assert clock.advance(10_000) == 0, how
+        if how != "close":
+            h.close()
+
+
+def _timer_value_btf():
+    """BTF for u32 keys and `struct v { u64 count; u64 pad; struct bpf_timer t; }`."""
+    from ebee.btf.builder import BTFBuilder
+    b = BTFBuilder()
+    u32 = b.add_int("unsigned int", 4)
+    u64 = b.add_int("unsigned long long", 8)
+    timer = b.add_struct("bpf_timer", 16, [("__opaque", u64, 0), ("__opaque2", u64, 64)])
+    v = b.add_struct("v", 32, [("count", u64, 0), ("pad", u64, 64), ("t", timer, 128)])
+    return b.build(), u32, v

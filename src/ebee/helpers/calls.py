@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from .. import uapi as U
 from ..errors import VMError
+from ..maps.base import FIELD_FREE, MAP_FREE
 from ..uapi import FuncId
 from ..vm.memory import Region
 from .base import Clock
@@ -246,6 +247,27 @@ def timer_cancel(m, timer, *_):
     was = t.active
     t.active = False
     return 1 if was else 0
+
+
+def _free_timer(mp, buf, off: int) -> None:
+    """bpf_timer_cancel_and_free: the value holding the timer is gone."""
+    tid = _U64.unpack_from(buf, off)[0]
+    with _lock:
+        t = _timers.pop(tid, None)
+    if t is not None:
+        t.active = False
+    buf[off:off + 16] = bytes(16)
+
+
+def _free_map_timers(mp) -> None:
+    with _lock:
+        gone = [tid for tid, t in _timers.items() if t.map is mp]
+        for tid in gone:
+            _timers.pop(tid).active = False
+
+
+FIELD_FREE["bpf_timer"] = _free_timer
+MAP_FREE.append(_free_map_timers)
 
 
 def pending_timers() -> list[Timer]:

@@ -260,6 +260,9 @@ class Map:
 
     def close(self) -> None:
         """Release the map's memory now (also happens when it is garbage-collected)."""
+        if self.record:
+            for fn in MAP_FREE:
+                fn(self)
         with _registry_lock:
             _by_id.pop(self.id, None)
             _by_addr.pop(self.handle.start, None)
@@ -713,6 +716,24 @@ def _release(regions: list[Region], handle: Region) -> None:
 # -------------------------------------------------------------------------------------
 # special fields of a value type (from BTF)
 # -------------------------------------------------------------------------------------
+
+#: What freeing a value does to a special field it holds (Linux's
+#: bpf_obj_free_fields): ``fn(map, buffer, offset)``.  Registered by the module
+#: that implements the field -- the timer helpers cancel and forget the timer.
+FIELD_FREE: dict[str, Callable[[Any, Any, int], None]] = {}
+
+
+#: ... and what freeing a whole map does: ``fn(map)`` for each hook.
+MAP_FREE: list[Callable[[Any], None]] = []
+
+
+def free_fields(m: Any, buf: Any, off: int) -> None:
+    """Run the destructors of the special fields in the value at ``buf[off:]``."""
+    for kind, at in getattr(m, "record", {}).items():
+        fn = FIELD_FREE.get(kind)
+        if fn is not None and at >= 0:
+            fn(m, buf, off + at)
+
 
 SPECIAL_FIELDS = ("bpf_spin_lock", "bpf_timer", "bpf_list_head", "bpf_list_node",
                   "bpf_rb_root", "bpf_rb_node", "bpf_refcount", "bpf_wq", "bpf_res_spin_lock")

@@ -26,7 +26,7 @@ from .. import uapi as U
 from ..uapi import MapType
 from .array import MapInMapMixin, check_inner_template
 from . import cpus
-from .base import ACCESS_MASK, Map, round_up, roundup_pow_of_two
+from .base import ACCESS_MASK, Map, free_fields, round_up, roundup_pow_of_two
 from .errors import map_error
 from .jhash import htab_hash
 from .lru import Lru
@@ -247,7 +247,10 @@ class HashMap(Map):
         return False
 
     def _on_remove(self, slot: int) -> None:
-        """Hook for maps whose values reference objects."""
+        """An element leaves the table (deleted, replaced, evicted): its special
+        fields go with it, as in Linux (a timer in it is cancelled)."""
+        if self.record and not self.percpu:
+            free_fields(self, self.vbuf, self._voff(slot))
 
     # -- core operations (shared by syscall and program sides) ----------------------------------
 
