@@ -26,7 +26,7 @@ from . import uapi as U
 from .errors import LoadError
 from .isa import Instruction, decode
 from .loader.externs import Extern, kconfig_values, resolve_ksyms
-from .loader.link import BPF_LD_IMM64, Linked, ProgSpec, RelKind, encode_slots, link
+from .loader.link import Linked, ProgSpec, RelKind, encode_slots, link
 from .loader.mapdefs import MapKind, MapSpec, Pinning
 from .loader.spec import ObjectSpec, internal_map_name, open_object, read_source
 from .progtypes.sections import SectionDef

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 from .. import uapi as U
 from ..errors import LoadError
-from ..isa import Instruction
 from .bounds import Bounds
 from .errors import EINVAL, E2BIG, VerifierReject
 from .insn import Insn, from_bytes, from_instructions
-from .log import LOG_LEVEL1, LOG_LEVEL2
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ comes from the kernel's BTF.
 from __future__ import annotations
 
 from .env import Env
-from .errors import EACCES
-from .types import (MEM_ALLOC, MEM_RDONLY, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED, PTR_UNTRUSTED,
-                    SCALAR_VALUE, reg_type_str)
+from .types import (MEM_ALLOC, PTR_TO_BTF_ID, PTR_TRUSTED, PTR_UNTRUSTED, SCALAR_VALUE, reg_type_str)
 
 BPF_WRITE = 2
 

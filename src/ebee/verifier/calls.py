@@ -16,15 +16,13 @@ from dataclasses import dataclass, field
 
 from .. import uapi as U
 from ..uapi import FuncId as F
-from .bounds import S32_MAX, S32_MIN, Bounds
 from .env import DST_OP_NO_MARK, SRC_OP, Env
-from .errors import E2BIG, EACCES, EFAULT, EINVAL, ENOTSUPP
+from .errors import E2BIG, EINVAL, ENOTSUPP
 from .insn import Insn
 from .memory import (BPF_READ, BPF_WRITE, check_map_access, check_map_access_type,
                      check_mem_access, check_mem_region_access, check_packet_access,
                      check_ptr_alignment, check_ptr_off_reg, check_stack_range_initialized,
                      may_access_direct_pkt_data)
-from .log import tnum_str
 from .state import FuncState, RefState, RegState, VerifierState, for_each_reg
 from .types import (BPF_REG_SIZE, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_TYPE_LOCAL,
                     DYNPTR_TYPE_RINGBUF, DYNPTR_TYPE_SKB, DYNPTR_TYPE_XDP, MAX_CALL_FRAMES,
@@ -33,8 +31,8 @@ from .types import (BPF_REG_SIZE, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_
                     PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX,
                     PTR_TO_FUNC, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TO_PACKET,
                     PTR_TO_PACKET_META, PTR_TO_SOCK_COMMON, PTR_TO_SOCKET, PTR_TO_STACK,
-                    PTR_TO_TCP_SOCK, PTR_TO_XDP_SOCK, PTR_TRUSTED, PTR_UNTRUSTED, SCALAR_VALUE,
-                    base_type, reg_type_str, type_is_pkt_pointer)
+                    PTR_TO_TCP_SOCK, PTR_TO_XDP_SOCK, PTR_TRUSTED, SCALAR_VALUE, base_type,
+                    reg_type_str, type_is_pkt_pointer)
 
 MAX_BPF_FUNC_REG_ARGS = 5
 __BPF_FUNC_MAX_ID = max(int(f) for f in F) + 1

@@ -8,15 +8,13 @@ explored there (is_state_visited); an equivalent one ends the path early.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 
 from .. import uapi as U
 from .env import BPF_COMPLEXITY_LIMIT_INSNS, BPF_COMPLEXITY_LIMIT_JMP_SEQ, Env
 from .errors import E2BIG, EINVAL, VerifierReject
 from .log import LOG_LEVEL2, format_insn
 from .state import FuncState, VerifierState
-from .types import PTR_TO_CTX, PTR_TO_STACK
+from .types import PTR_TO_CTX
 
 
 PROCESS_BPF_EXIT = 1

@@ -10,9 +10,8 @@ from .env import Env
 from .errors import EINVAL
 from .state import RegState, StackSlot
 from .types import (BPF_REG_SIZE, CONST_PTR_TO_DYNPTR, DYNPTR_TYPE_LOCAL, DYNPTR_TYPE_RINGBUF,
-                    DYNPTR_TYPE_SKB, DYNPTR_TYPE_XDP, MEM_RDONLY, MEM_UNINIT, OBJ_RELEASE,
-                    PTR_TO_STACK, SCALAR_VALUE, STACK_DYNPTR, STACK_INVALID, STACK_MISC,
-                    STACK_SPILL)
+                    DYNPTR_TYPE_SKB, DYNPTR_TYPE_XDP, MEM_UNINIT, PTR_TO_STACK, SCALAR_VALUE,
+                    STACK_DYNPTR, STACK_INVALID, STACK_MISC)
 
 _NAMES = {DYNPTR_TYPE_LOCAL: "local", DYNPTR_TYPE_RINGBUF: "ringbuf", DYNPTR_TYPE_SKB: "skb",
           DYNPTR_TYPE_XDP: "xdp"}

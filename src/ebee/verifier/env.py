@@ -4,13 +4,12 @@ Handlers in the other modules take an :class:`Env` as Linux's take ``env``.
 """
 from __future__ import annotations
 
-import errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import uapi as U
-from .errors import EACCES, EFAULT, EINVAL, VerifierBug, VerifierReject
+from .errors import EACCES, EFAULT, EINVAL, VerifierReject
 from .insn import Insn
-from .log import LOG_LEVEL1, LOG_LEVEL2, Log, format_state, vlog_alignment
+from .log import Log, format_state, vlog_alignment
 from .state import RegState, VerifierState
 from .types import NOT_INIT
 

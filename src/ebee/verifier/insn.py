@@ -11,7 +11,7 @@ import struct
 from typing import Iterable, Sequence
 
 from .. import uapi as U
-from ..isa import Instruction, Kind, lookup
+from ..isa import Instruction, lookup
 from ..errors import DecodeError
 
 _SLOT = struct.Struct("<BBhi")

@@ -12,7 +12,7 @@ from .. import uapi as U
 from .bounds import Bounds, add_const_nosync, flip_opcode, is_scalar_branch_taken, \
     refine_cond_op, rev_opcode
 from .env import SRC_OP, Env
-from .errors import EACCES, EINVAL
+from .errors import EINVAL
 from .insn import Insn
 from .state import RegState, VerifierState, for_each_reg
 from .types import (AT_PKT_END, BEYOND_PKT_END, BPF_ADD_CONST, BPF_REG_SIZE, CONST_PTR_TO_MAP,

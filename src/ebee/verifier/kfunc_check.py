@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from .env import DST_OP_NO_MARK, Env
 from .errors import EACCES, EINVAL
-from .state import RefState
 from .types import (MEM_ALLOC, NON_OWN_REF, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_FUNC,
-                    PTR_TO_MEM, PTR_TRUSTED, SCALAR_VALUE)
+                    PTR_TRUSTED, SCALAR_VALUE)
 
 
 def check_kfunc_call(env: Env, insn) -> int:
@@ -27,7 +26,7 @@ def check_kfunc_call(env: Env, insn) -> int:
     if release:
         r = regs[1]
         if not r.ref_obj_id:
-            raise env.reject(f"R1 must be referenced or trusted", EINVAL)
+            raise env.reject("R1 must be referenced or trusted", EINVAL)
         if not release_reference(env, r.ref_obj_id):
             raise env.reject(f"kernel function {name} args#0 reference has not been "
                              f"acquired before", EINVAL)

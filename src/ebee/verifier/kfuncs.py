@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 
 from .env import Env
-from .errors import EACCES, EINVAL
 
 
 class KfuncTable:

@@ -19,9 +19,9 @@ from .types import (BPF_REG_SIZE, CONST_PTR_TO_MAP, MAX_BPF_STACK, MEM_RDONLY, N
                     PTR_TO_FLOW_KEYS, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM,
                     PTR_TO_PACKET, PTR_TO_PACKET_END, PTR_TO_PACKET_META, PTR_TO_SOCK_COMMON,
                     PTR_TO_SOCKET, PTR_TO_STACK, PTR_TO_TCP_SOCK, PTR_TO_TP_BUFFER,
-                    PTR_TO_XDP_SOCK, PTR_TRUSTED, PTR_UNTRUSTED, SCALAR_VALUE, STACK_DYNPTR,
-                    STACK_INVALID, STACK_IRQ_FLAG, STACK_ITER, STACK_MISC, STACK_SPILL,
-                    STACK_ZERO, base_type, reg_type_str, type_is_pkt_pointer, type_is_sk_pointer)
+                    PTR_TO_XDP_SOCK, PTR_UNTRUSTED, SCALAR_VALUE, STACK_DYNPTR, STACK_INVALID,
+                    STACK_IRQ_FLAG, STACK_ITER, STACK_MISC, STACK_SPILL, STACK_ZERO,
+                    base_type, reg_type_str, type_is_pkt_pointer, type_is_sk_pointer)
 
 BPF_READ, BPF_WRITE = 1, 2
 BPF_MAX_VAR_OFF = 1 << 29

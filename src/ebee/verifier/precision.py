@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from .. import uapi as U
 from .env import Env
-from .errors import EFAULT, ENOTSUPP, VerifierReject
+from .errors import ENOTSUPP
 from .state import VerifierState
-from .types import BPF_REG_SIZE, SCALAR_VALUE, STACK_SPILL
+from .types import SCALAR_VALUE, STACK_SPILL
 
 # struct bpf_jmp_history_entry flags
 INSN_F_FRAMENO_MASK = 0x7

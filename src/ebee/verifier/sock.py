@@ -7,7 +7,6 @@ BTF for the uapi structures.
 from __future__ import annotations
 
 from .env import Env
-from .errors import EACCES
 from .types import (PTR_TO_SOCK_COMMON, PTR_TO_SOCKET, PTR_TO_TCP_SOCK, PTR_TO_XDP_SOCK,
                     reg_type_str)
 
