@@ -39,7 +39,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import ebee  # noqa: E402
-from ebee.progtypes.testrun import RunMachine, Runner  # noqa: E402
+from ebee.testrun import RunMachine, Runner
 
 PKT = (bytes.fromhex("ffffffffffff020000000001" "0800")
        + bytes.fromhex("4500003200000000401100000a0000010a000002") + bytes(30))
@@ -85,9 +85,9 @@ def ebee_ns(prog, engine: str, repeat: int) -> float:
 
 def compile_ms(prog) -> float:
     """Cold compile of the program (its verified, ctx-rewritten form) in this process."""
-    from ebee.jit.runtime import JitProgram
+    from ebee.engines.jit.runtime import JitProgram
     with Runner(prog, engine="jit") as r:
-        insns = r.prepared.insns
+        insns = r.insns
     t0 = time.perf_counter()
     JitProgram(insns, checked=False)
     return (time.perf_counter() - t0) * 1e3
@@ -123,10 +123,10 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     repeat = 10_000 if args.quick else max(args.repeat, 100_000)
-    from ebee import jit
+    from ebee.engines import jit
     if not jit.available():
         sys.exit(f"the JIT is unavailable: {jit.unavailable_reason()}")
-    from ebee.jit.codegen import Codegen
+    from ebee.engines.jit.codegen import Codegen
 
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)

@@ -14,7 +14,7 @@ import sys
 import time
 
 import ebee
-from ebee.vm import Machine
+from ebee.engines import Machine
 
 M = (1 << 64) - 1
 

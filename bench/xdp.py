@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 import ebee  # noqa: E402
 from ebee.packet import pcap  # noqa: E402
-from ebee.jit.parallel import replay_parallel  # noqa: E402
-from ebee.packet.replay import native_batch_unavailable, replay  # noqa: E402
-from ebee.progtypes import Runner  # noqa: E402
+from ebee.testrun.parallel import replay_parallel
+from ebee.testrun.replay import native_batch_unavailable, replay
+from ebee.testrun import Runner
 from ebee.uapi import XdpAction  # noqa: E402
 
 OBJ = ROOT / "examples" / "c" / "xdp_firewall.o"

@@ -81,8 +81,8 @@ def xdp_over_capture() -> None:
     import tempfile
 
     from ebee.packet import pcap
-    from ebee.packet.replay import format_summary, replay
-    from ebee.progtypes import Runner
+    from ebee.testrun.replay import format_summary, replay
+    from ebee.testrun import Runner
 
     obj_path = HERE / "c" / "xdp_firewall.o"
     capture = HERE / "pcap" / "mixed.pcap"

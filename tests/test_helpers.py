@@ -16,7 +16,7 @@ from ebee.helpers.task import Task
 from ebee.maps import Map
 from ebee.uapi import BPF_F_RDONLY_PROG, BPF_F_NO_PREALLOC, FuncId, KF_ACQUIRE, KF_RELEASE, \
     KF_RET_NULL, MapType as T
-from ebee.vm import Machine
+from ebee.engines import Machine
 
 
 def run(src: str, machine: Machine | None = None, r1: int = 0) -> int:

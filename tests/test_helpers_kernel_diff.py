@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 import ebee
 from ebee.kernel import KernelProgram
 from ebee.uapi import BPF_F_ZERO_SEED, MapType as T, ProgType
-from ebee.vm import Machine
+from ebee.engines import Machine
 from maputil import MapPair, func_info, kernelize
 
 PACKET = bytes(range(64))
@@ -24,7 +24,7 @@ STATS = {"programs": 0}
 def run_both(src: str, pairs: list[MapPair], prog_type=ProgType.XDP, repeat: int = 1):
     insns = ebee.assemble(src)
     with Machine() as m:
-        pkt = ebee.vm.Region(PACKET, "packet")
+        pkt = ebee.memory.Region(PACKET, "packet")
         m.memory.add(pkt)
         try:
             for _ in range(repeat):
@@ -322,7 +322,7 @@ def test_tail_call_limit_matches(kernel, empty_slot):
         insns = ebee.assemble(src)
         pa.ebee[0] = insns
         with Machine() as m:
-            pkt = ebee.vm.Region(PACKET, "packet")
+            pkt = ebee.memory.Region(PACKET, "packet")
             m.memory.add(pkt)
             ours = m.run(insns, pkt.start).retval
             m.memory.remove(pkt)

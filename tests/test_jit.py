@@ -18,17 +18,18 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import ebee
-import ebee.jit
 from ebee import assemble, isa
 from ebee.conformance import parse
 from ebee.errors import BudgetExceeded, MemoryFault, SourceError, VMError
-from ebee.helpers.base import Clock
+from ebee.runtime.clock import Clock
 from ebee.uapi import FuncId
-from ebee.vm import Machine, Region, SHARED
+from ebee.engines import Machine, engine_name
+from ebee.helpers import RUNTIME, Runtime
+from ebee.runtime import RawProgram
+from ebee.memory import SHARED, Region
 
-jit = pytest.importorskip("ebee.jit.runtime", reason="llvmlite is not installed")
+jit = pytest.importorskip("ebee.engines.jit.runtime", reason="llvmlite is not installed")
 
-from ebee.jit import bind, select_engine  # noqa: E402
 from jit_strategies import MEM_SIZE, memory_programs  # noqa: E402
 from strategies import programs  # noqa: E402
 
@@ -40,12 +41,12 @@ class Verified:
     accepted = True
 
 
-def outcome(insns, engine: str, mem: bytes | None = None, *, verified=None, machine_cls=Machine,
+def outcome(insns, engine: str, mem: bytes | None = None, *, verified=None, runtime=RUNTIME,
             budget: int = 100_000, args=()):
-    m = machine_cls(budget=budget)
+    m = Machine(budget=budget, runtime=runtime)
     reg = m.memory.add(Region(bytes(mem), "mem")) if mem is not None else None
     try:
-        b = m.bind(insns) if engine == "interp" else bind(m, insns, verified=verified)
+        b = m.bind(insns) if engine == "interp" else m.bind(insns, engine="jit", verified=verified)
         r1 = reg.start if reg is not None and reg.size else 0
         try:
             res = b.run(*(args or (r1, len(mem) if mem is not None else 0)))
@@ -129,7 +130,7 @@ def test_write_to_read_only_region_agrees():
     prog = K("*(u64 *)(r1 + 0) = 7\nr0 = 0\nexit")
     try:
         msgs = []
-        for b in (m.bind(prog), bind(m, prog)):
+        for b in (m.bind(prog), m.bind(prog, engine="jit")):
             with pytest.raises(MemoryFault) as e:
                 b.run(ro.start)
             msgs.append(str(e.value))
@@ -204,11 +205,11 @@ def test_prandom_draws_the_same_numbers_as_the_interpreter():
     m1, m2 = Machine(seed=42), Machine(seed=42)
     try:
         a = [m1.bind(prog).run().retval for _ in range(700)]      # crosses a twist (624 words)
-        b = [bind(m2, prog).run().retval for _ in range(700)]
+        b = [m2.bind(prog, engine="jit").run().retval for _ in range(700)]
         assert a == b
         assert m1.random.getstate() == m2.random.getstate()
         m1.random.random(), m2.random.random()                   # Python draws in between
-        assert m1.bind(prog).run() == bind(m2, prog).run()
+        assert m1.bind(prog).run() == m2.bind(prog, engine="jit").run()
     finally:
         m1.close()
         m2.close()
@@ -227,12 +228,12 @@ def test_clock_helpers_use_a_virtual_clock_when_there_is_one():
     prog = K("call 5\nr6 = r0\ncall 5\nr0 -= r6\nexit")
     m = Machine(clock=FakeClock())
     try:
-        assert bind(m, prog).run().retval == 10
+        assert m.bind(prog, engine="jit").run().retval == 10
     finally:
         m.close()
     m = Machine()
     try:
-        assert 0 <= bind(m, prog).run().retval < 10**9      # the host clock, natively
+        assert 0 <= m.bind(prog, engine="jit").run().retval < 10**9      # the host clock, natively
     finally:
         m.close()
 
@@ -242,69 +243,73 @@ def test_cpu_id_and_numa_node():
              f"call {int(FuncId.get_numa_node_id)}\nr0 += r6\nexit")
     m = Machine(cpu=3, numa_node=0)
     try:
-        assert bind(m, prog).run().retval == m.bind(prog).run().retval == 3
+        assert m.bind(prog, engine="jit").run().retval == m.bind(prog).run().retval == 3
     finally:
         m.close()
 
 
-class Hooks(Machine):
-    """A machine with tail-call targets, LD_ABS data and a kfunc, like the runtime layers."""
+class Hooks(Runtime):
+    """Runtime services with tail-call targets, LD_ABS data and a kfunc."""
     targets: dict = {}
 
     def tail_call_target(self, map_ptr, index, pc):
-        return self.targets.get(index)
+        t = self.targets.get(index)
+        return RawProgram(t) if t is not None else None
 
-    def ld_abs(self, ctx, offset, size, pc):
+    def ld_abs(self, cpu, ctx, offset, size, pc):
         data = bytes(range(1, 65))
         if offset < 0 or offset + size > len(data):
             return None
         return int.from_bytes(data[offset:offset + size], "big")
 
-    def kfunc_impl(self, btf_id, btf_off):
+    def kfunc(self, btf_id, btf_off):
         return (lambda m, a, b, c, d, e: a * 1000 + btf_id) if btf_id == 77 else None
+
+
+HOOKS = Hooks()
 
 
 def test_tail_calls_stop_after_33():
     # each program in the chain adds 1 and tail-calls index 0 (itself): 33 succeed
     prog = K("r6 = r1\nr0 = *(u64 *)(r6 + 0)\nr0 += 1\n*(u64 *)(r6 + 0) = r0\n"
              "r1 = r6\nr2 = 0\nr3 = 0\ncall 12\nr0 = 99\nexit")
-    Hooks.targets = {0: prog}
-    out_i = outcome(prog, "interp", bytes(8), machine_cls=Hooks)
-    out_j = outcome(prog, "jit", bytes(8), machine_cls=Hooks)
+    HOOKS.targets = {0: prog}
+    out_i = outcome(prog, "interp", bytes(8), runtime=HOOKS)
+    out_j = outcome(prog, "jit", bytes(8), runtime=HOOKS)
     assert out_i == out_j
     assert struct.unpack("<Q", out_j[1])[0] == 34 and out_j[0][1] == 99
-    Hooks.targets = {}
-    assert same(prog, bytes(8), machine_cls=Hooks)[1] == 99          # no target: falls through
+    HOOKS.targets = {}
+    assert same(prog, bytes(8), runtime=HOOKS)[1] == 99          # no target: falls through
 
 
 def test_ld_abs_ld_ind_and_kfuncs():
     prog = K("r6 = r1\nr0 = *(u16 *)skb[4]\nr7 = r0\nr2 = 2\nr0 = *(u32 *)skb[r2 + 3]\n"
              "r0 += r7\nexit")
-    assert same(prog, bytes(8), machine_cls=Hooks)[:2] == ("ok", 0x0506 + 0x06070809)
+    assert same(prog, bytes(8), runtime=HOOKS)[:2] == ("ok", 0x0506 + 0x06070809)
     abort = K("r6 = r1\nr0 = 5\nr0 = *(u32 *)skb[62]\nr0 = 7\nexit")
-    assert same(abort, bytes(8), machine_cls=Hooks)[:2] == ("ok", 0)
+    assert same(abort, bytes(8), runtime=HOOKS)[:2] == ("ok", 0)
     kf = [isa.make("mov", dst=1, imm=3, use_reg=False),
           isa.make("call kfunc", imm=77), isa.make("exit")]
     kf = isa.renumber(kf)
-    assert same(kf, machine_cls=Hooks)[:2] == ("ok", 3077)
+    assert same(kf, runtime=HOOKS)[:2] == ("ok", 3077)
     bad = isa.renumber([isa.make("call kfunc", imm=78), isa.make("exit")])
-    assert same(bad, machine_cls=Hooks)[0] == "err"
+    assert same(bad, runtime=HOOKS)[0] == "err"
 
 
 # -- engines, modes, caching ---------------------------------------------------------------------
 
 def test_engine_selection(monkeypatch):
-    assert select_engine("interp") == "interp"
-    assert select_engine("jit") == "jit"
-    assert select_engine(None) == "interp"                  # unverified: the interpreter
-    assert select_engine("auto", verified=Verified()) == "jit"
+    assert engine_name("interp") == "interp"
+    assert engine_name("jit") == "jit"
+    assert engine_name(None) == "interp"                  # unverified: the interpreter
+    assert engine_name("auto", evidence=Verified()) == "jit"
     with pytest.raises(ValueError):
-        select_engine("gcc")
-    import ebee.jit as J
-    monkeypatch.setattr(J, "_WHY_NOT", "llvmlite is not installed (test)")
-    assert select_engine("auto", verified=Verified()) == "interp"
+        engine_name("gcc")
+    import ebee.engines.jit as J
+    monkeypatch.setattr(J, "WHY_NOT", "llvmlite is not installed (test)")
+    assert engine_name("auto", evidence=Verified()) == "interp"
     with pytest.raises(J.JitError, match="unavailable"):
-        select_engine("jit")
+        engine_name("jit")
 
 
 def test_machine_bind_engine_and_compile_cache():
@@ -315,7 +320,7 @@ def test_machine_bind_engine_and_compile_cache():
         assert isinstance(b, jit.JitBinding) and b.program.checked
         assert b.run().retval == 42
         assert m.bind(prog, engine="jit") is b
-        assert jit.JitProgram.get(list(prog), checked=True) is b.program
+        assert jit.JIT.compile(list(prog)) is b.program
         u = m.bind(prog, engine="auto", verified=Verified())
         assert not u.program.checked and u.run().retval == 42
         assert m.run(prog, engine="jit").retval == 42
@@ -329,8 +334,8 @@ def test_unchecked_mode_needs_evidence():
     m = Machine()
     try:
         prog = K("r0 = 0\nexit")
-        assert bind(m, prog, verified=Rejected()).program.checked
-        assert bind(m, prog, verified=True).program.checked        # a bare True is no evidence
+        assert m.bind(prog, engine="jit", verified=Rejected()).program.checked
+        assert m.bind(prog, engine="jit", verified=True).program.checked        # a bare True is no evidence
     finally:
         m.close()
 
@@ -340,7 +345,7 @@ def test_batch_runs_in_one_native_loop():
     m = Machine()
     reg = m.memory.add(Region(bytes(8), "mem"))
     try:
-        res, ns = bind(m, prog).run_batch(1000, reg.start)
+        res, ns = m.bind(prog, engine="jit").run_batch(1000, reg.start)
         assert res.retval == 1000 and struct.unpack("<Q", bytes(reg.buf))[0] == 1000
         assert ns > 0
     finally:
@@ -349,8 +354,8 @@ def test_batch_runs_in_one_native_loop():
 
 
 def test_disk_cache_round_trip(tmp_path):
-    from ebee.jit.codegen import Codegen
-    from ebee.jit.irgen import generate
+    from ebee.engines.jit.codegen import Codegen
+    from ebee.engines.jit.irgen import generate
     cg = Codegen.get()
     old = cg.cache_dir
     cg.cache_dir = tmp_path
@@ -360,7 +365,7 @@ def test_disk_cache_round_trip(tmp_path):
         assert not lib1.from_disk and list(tmp_path.glob("*.o"))
         lib2 = cg.compile(generate(prog, checked=True)[0])
         assert lib2.from_disk and lib2.key == lib1.key
-        from ebee.jit import abi
+        from ebee.engines.jit import abi
         fn = abi.RUN(lib2.address(abi.RUN_SYMBOL))
         m = Machine()
         try:
@@ -398,7 +403,7 @@ def test_parallel_runs_atomic_counter_and_per_cpu_slots():
     def work(cpu):
         m = Machine(cpu=cpu)
         try:
-            bind(m, prog).run_batch(repeat, shared.start)
+            m.bind(prog, engine="jit").run_batch(repeat, shared.start)
         except Exception as e:   # pragma: no cover - reported below
             errors.append(e)
         finally:
@@ -471,7 +476,7 @@ def test_native_map_lookups_agree_with_the_runtime():
     assert v.accepted, v.error
     m1, m2 = Machine(cpu=1, seed=5), Machine(cpu=1, seed=5)
     try:
-        native = bind(m2, prog, verified=v)
+        native = m2.bind(prog, engine="jit", verified=v)
         assert not native.program.checked
         runs = 60
         got = [(m1.bind(prog).run().retval, native.run().retval) for _ in range(runs)]
@@ -529,7 +534,7 @@ def test_prog_dump_jited(capsys, monkeypatch):
     marks = [ln for ln in out.splitlines() if ln.startswith("; ")]
     assert any("bpf_map_lookup_elem" in ln for ln in marks) and len(marks) > 10
     assert re.search(r"^\s+[0-9a-f]+:\t\S+", out, re.M)          # offset: instruction
-    import ebee.jit.dump as D
+    import ebee.engines.jit.dump as D
     monkeypatch.setattr(D, "_disassembler", lambda machine: None)  # no capstone: bytes
     assert main(["prog", "dump", "jited", str(obj)]) == 0
     raw = capsys.readouterr().out
@@ -577,7 +582,7 @@ def _example_names():
 @pytest.mark.parametrize("name", _example_names())
 def test_example_programs_agree_across_engines(tmp_path, name):
     from ebee.fs import PinStore
-    from ebee.progtypes import TestRunError
+    from ebee.testrun import TestRunError
     from kernel_helpers import EXAMPLES
     from test_kernel_objects import PACKETS, RUNNABLE, SETUP, _contents
     results, contents = {}, {}
@@ -593,7 +598,7 @@ def test_example_programs_agree_across_engines(tmp_path, name):
             for pname, prog in obj.programs.items():
                 if prog.type not in RUNNABLE:
                     continue
-                if engine == "jit" and ebee.jit.evidence_for(prog) is None:
+                if engine == "jit" and prog.executable().evidence is None:
                     out.append((pname, "not verified"))      # then both would interpret
                     continue
                 for pkt in PACKETS:
@@ -617,7 +622,7 @@ def test_parallel_runs_with_per_cpu_and_hash_maps():
     from ebee.maps import cpus
     from ebee.uapi import MapType, ProgType
     from ebee.verifier import verify
-    from ebee.jit.parallel import run_threads
+    from ebee.testrun.parallel import run_threads
     threads, repeat = 2, 50_000
     old = cpus.num_cpus()
     cpus.set_num_cpus(max(old, threads))
@@ -655,7 +660,7 @@ def test_parallel_runs_with_per_cpu_and_hash_maps():
         def run():
             m = Machine(cpu=cpu)
             try:
-                b = bind(m, prog, verified=v)
+                b = m.bind(prog, engine="jit", verified=v)
                 assert not b.program.checked
                 return b.run_batch(repeat)[0].retval
             finally:
@@ -680,15 +685,15 @@ def test_without_llvmlite_everything_runs_interpreted(tmp_path):
     code = f"""
 import sys
 sys.modules["llvmlite"] = None           # import llvmlite -> ImportError
-import ebee, ebee.jit
+import ebee, ebee.engines.jit
 from ebee.cli.main import main
-assert not ebee.jit.available() and "llvmlite" in ebee.jit.unavailable_reason()
+assert not ebee.engines.jit.available() and "llvmlite" in ebee.engines.jit.unavailable_reason()
 obj = ebee.load({str(root / "examples/c/xdp_firewall.o")!r}, pin_root={str(tmp_path)!r})
 prog = obj.programs["xdp_firewall"]
 assert prog.run(bytes(64)).retval == prog.run(bytes(64), engine="interp").retval
 try:
     prog.run(bytes(64), engine="jit")
-except ebee.jit.JitError as e:
+except ebee.engines.JitError as e:
     print("JIT:", e)
 sys.exit(main(["prog", "dump", "jited", {str(root / "examples/c/xdp_firewall.o")!r}]))
 """
@@ -704,7 +709,7 @@ def test_native_runs_release_the_gil():
     mem = SHARED.add(Region(16, "flag"))
     prog = K("r2 = 1\n*(u64 *)(r1 + 8) = r2\nl:\nr0 = *(u64 *)(r1 + 0)\nif r0 == 0 goto l\nexit")
     m = Machine(budget=20_000_000_000)          # seconds of spinning: a GIL holder fails, not hangs
-    b = bind(m, prog)
+    b = m.bind(prog, engine="jit")
     result = []
 
     def spin():
@@ -767,7 +772,7 @@ def test_lookup_or_insert_keeps_the_same_table(map_type):
         assert v.accepted, v.error
         m = Machine(seed=11)
         try:
-            b = m.bind(prog) if engine == "interp" else bind(m, prog, verified=v)
+            b = m.bind(prog) if engine == "interp" else m.bind(prog, engine="jit", verified=v)
             for _ in range(300):
                 b.run()
             tables.append(sorted((bytes(k), [bytes(x) for x in v] if isinstance(v, list) else bytes(v))

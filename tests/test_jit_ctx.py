@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 import ebee
+from ebee import Program  # noqa: E402
 from ebee.progtypes import CtxAccessError, RegType, get
-from ebee.progtypes.testrun import run
+from ebee.testrun import run
 from ebee.uapi import ProgType
 
 pytest.importorskip("llvmlite")
@@ -39,6 +40,6 @@ def test_every_scalar_ctx_field_reads_the_same_in_both_engines(prog_type):
     assert fields
     for name, off, size in fields:
         insns = ebee.assemble(f"r0 = *({sz[size]} *)(r1 + {off})\nexit", "kernel")
-        a = run(insns, PACKET, prog_type=prog_type, engine="interp").retval
-        b = run(insns, PACKET, prog_type=prog_type, engine="jit").retval
+        a = run(Program.from_insns(insns, prog_type), PACKET, engine="interp").retval
+        b = run(Program.from_insns(insns, prog_type), PACKET, engine="jit").retval
         assert a == b, (prog_type.name, name)

@@ -172,7 +172,7 @@ def _exec_events(reader, expect_pid=None) -> list[tuple[int, bytes]]:
 def test_one_consumer_for_both_backends(kernel, backend):
     """ringbuf_events.o's events read by the same code from ebee's runtime (a synthetic
     tracepoint event) and from the kernel (a real exec)."""
-    from ebee.progtypes.testrun import run_event
+    from ebee.testrun import run_event
     with ebee.load(EXAMPLES / "ringbuf_events.o") as obj:
         if backend == "user":
             with obj.maps["events"].reader() as r:

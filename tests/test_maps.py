@@ -12,7 +12,7 @@ from ebee.maps import Map, MapError, MapKeyError
 from ebee.uapi import (BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU,
                        BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_F_RDONLY_PROG, BPF_F_WRONLY,
                        BPF_F_WRONLY_PROG, BPF_F_ZERO_SEED, BPF_NOEXIST, ENOTSUPP, MapType as T)
-from ebee.vm.memory import SHARED
+from ebee.memory import SHARED
 
 U32 = struct.Struct("<I")
 

@@ -89,7 +89,7 @@ class Pair:
         self.compared = 0
 
     def compare(self, frame: bytes, ctx_out: bool) -> None:
-        from ebee.progtypes import TestRunError
+        from ebee.testrun import TestRunError
         try:
             e = self.runner.run(frame, ctx_out=ctx_out)
         except TestRunError as err:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import ebee
-from ebee import progtypes
+from ebee import Program, progtypes, testrun
 from ebee.cli.main import main
 from ebee.packet import pcap
 from ebee.progtypes import cbpf
@@ -114,9 +114,9 @@ def test_pcap_roundtrip_and_marks(tmp_path):
 
 
 def test_xdp_tx_and_redirect_are_marked(tmp_path):
-    from ebee.packet.replay import replay
+    from ebee.testrun.replay import replay
     insns = ebee.assemble("r1 = 5\nr2 = 0\ncall 23\nexit")
-    with progtypes.Runner(insns, prog_type=P.XDP) as r:
+    with testrun.Runner(Program.from_insns(insns, P.XDP)) as r:
         marks = []
         s = replay(r, pcap.read(str(MIXED)), on_packet=lambda o: marks.append(o.mark))
     assert s.redirects == {"ifindex 5": s.packets - s.errors.total()}
@@ -142,7 +142,7 @@ UDP53 = """{ 0x28, 0, 0, 0x0000000c },
 
 def test_cbpf_converted_filter_matches_tcpdump_semantics():
     insns = cbpf.convert(cbpf.parse(UDP53))
-    with progtypes.Runner(insns, prog_type=P.SOCKET_FILTER, link_layer=True) as r:
+    with testrun.Runner(Program.from_insns(insns, P.SOCKET_FILTER), link_layer=True) as r:
         assert r.run(udp_packet(dport=53)).retval == 0x40000
         assert r.run(udp_packet(dport=54)).retval == 0
         assert r.run(tcp_packet(dport=53)).retval == 0
@@ -172,10 +172,10 @@ def test_cbpf_division_by_zero_x_returns_zero_and_scratch_memory():
 { 0x3c, 0, 0, 0 },
 { 0x6, 0, 0, 99 },"""
     insns = cbpf.convert(cbpf.parse(src))
-    assert progtypes.run(insns, udp_packet(), prog_type=P.SOCKET_FILTER).retval == 0
+    assert testrun.run(Program.from_insns(insns, P.SOCKET_FILTER), udp_packet()).retval == 0
     src2 = "{ 0x0, 0, 0, 7 },\n{ 0x2, 0, 0, 3 },\n{ 0x61, 0, 0, 3 },\n{ 0x87, 0, 0, 0 },\n{ 0x16, 0, 0, 0 },"
     insns = cbpf.convert(cbpf.parse(src2))
-    assert progtypes.run(insns, udp_packet(), prog_type=P.SOCKET_FILTER).retval == 7
+    assert testrun.run(Program.from_insns(insns, P.SOCKET_FILTER), udp_packet()).retval == 7
 
 
 def test_cli_cbpf_over_pcap(capsys, tmp_path):
@@ -193,7 +193,7 @@ def test_cli_cbpf_over_pcap(capsys, tmp_path):
 
 def test_kprobe_reads_arguments_from_pt_regs():
     src = "r0 = *(u64 *)(r1 +112)\nr2 = *(u64 *)(r1 +104)\nr0 += r2\nexit"   # di + si
-    res = progtypes.run_event(ebee.assemble(src), progtypes.pt_regs(40, 2), prog_type=P.KPROBE)
+    res = testrun.run_event(Program.from_insns(ebee.assemble(src), P.KPROBE), progtypes.pt_regs(40, 2))
     assert res.retval == 42
 
 
@@ -202,7 +202,7 @@ def test_tracepoint_record_from_format():
     off = fmt.field("next_pid").offset
     rec = fmt.record({"next_pid": 4242, "prev_comm": "bash"})
     src = f"r0 = *(u32 *)(r1 +{off})\nexit"
-    assert progtypes.run_event(ebee.assemble(src), rec, prog_type=P.TRACEPOINT).retval == 4242
+    assert testrun.run_event(Program.from_insns(ebee.assemble(src), P.TRACEPOINT), rec).retval == 4242
     with pytest.raises(KeyError, match="no field"):
         fmt.field("nope")
 
@@ -216,11 +216,9 @@ def test_bundled_tracepoint_formats_parse():
 
 def test_perf_event_and_raw_tp():
     src = "r0 = *(u64 *)(r1 +168)\nr2 = *(u64 *)(r1 +176)\nr0 += r2\nexit"
-    res = progtypes.run_event(ebee.assemble(src), progtypes.pt_regs(), prog_type=P.PERF_EVENT,
-                              sample_period=40, addr=2)
+    res = testrun.run_event(Program.from_insns(ebee.assemble(src), P.PERF_EVENT), progtypes.pt_regs(), sample_period=40, addr=2)
     assert res.retval == 42
-    res = progtypes.run_event(ebee.assemble("r0 = *(u64 *)(r1 +8)\nexit"),
-                              progtypes.u64_args(1, 42), prog_type=P.RAW_TRACEPOINT)
+    res = testrun.run_event(Program.from_insns(ebee.assemble("r0 = *(u64 *)(r1 +8)\nexit"), P.RAW_TRACEPOINT), progtypes.u64_args(1, 42))
     assert res.retval == 42
 
 
@@ -234,7 +232,7 @@ def test_example_pytest_file_passes():
 
 def test_plugin_assertions_fail_readably():
     from ebee.pytest_plugin import assert_packet, assert_verdict
-    res = progtypes.run(ebee.assemble("r0 = 1\nexit"), udp_packet(), prog_type=P.XDP)
+    res = testrun.run(Program.from_insns(ebee.assemble("r0 = 1\nexit"), P.XDP), udp_packet())
     assert_verdict(res, "XDP_DROP")
     with pytest.raises(pytest.fail.Exception, match="XDP_DROP"):
         assert_verdict(res, "XDP_PASS")
@@ -250,7 +248,7 @@ def test_fentry_args_typed_by_btf():
     args = progtypes.btf_args("bpf_fentry_test2", 2, b=3, ret=5)
     assert struct.unpack("<3Q", args) == (2, 3, 5)
     src = "r0 = *(u64 *)(r1 +0)\nr2 = *(u64 *)(r1 +8)\nr0 += r2\nexit"
-    res = progtypes.run_event(ebee.assemble(src), args, prog_type=P.TRACING)
+    res = testrun.run_event(Program.from_insns(ebee.assemble(src), P.TRACING), args)
     assert res.retval == 5
     with pytest.raises(ValueError, match="no parameter"):
         progtypes.btf_args("bpf_fentry_test2", zz=1)

@@ -11,8 +11,8 @@ import struct
 import pytest
 
 import ebee
-from ebee import progtypes
-from ebee.progtypes import TestRunError
+from ebee import Program, progtypes, testrun
+from ebee.testrun import TestRunError
 from ebee.pytest_plugin import tcp_packet, udp_packet
 from ebee.uapi import AttachType as A, ProgType as P
 
@@ -25,7 +25,7 @@ VLAN = UDP[:12] + bytes.fromhex("81000064") + UDP[12:]
 def ebee_run(src, pt, data=b"", at=None, **kw):
     insns = ebee.assemble(src)
     try:
-        r = progtypes.run(insns, data, prog_type=pt, expected_attach_type=at, **kw)
+        r = testrun.run(Program.from_insns(insns, pt, expected_attach_type=at), data, **kw)
     except TestRunError as e:
         return ("errno", e.errno)
     return (r.retval & 0xFFFFFFFF, r.data_out, r.ctx_out)
@@ -488,11 +488,11 @@ def test_types_without_test_run_report_enotsupp():
 
 def test_redirect_is_the_runs_outcome():
     insns = ebee.assemble("r1 = 7\nr2 = 0\ncall 23\nexit")
-    r = progtypes.run(insns, UDP, prog_type=P.XDP)
+    r = testrun.run(Program.from_insns(insns, P.XDP), UDP)
     assert r.verdict == "XDP_REDIRECT" and r.redirect.ifindex == 7
-    r = progtypes.run(insns, UDP, prog_type=P.SCHED_CLS)
+    r = testrun.run(Program.from_insns(insns, P.SCHED_CLS), UDP)
     assert r.verdict == "TC_ACT_REDIRECT" and r.redirect.describe() == "ifindex 7"
-    r = progtypes.run(ebee.assemble("r0 = 3\nexit"), UDP, prog_type=P.XDP)
+    r = testrun.run(Program.from_insns(ebee.assemble("r0 = 3\nexit"), P.XDP), UDP)
     assert r.redirect.kind == "tx"
 
 
@@ -533,13 +533,13 @@ def test_fib_lookup_against_a_configured_network():
         r0 |= r1
         exit
     """
-    r = progtypes.run(ebee.assemble(src), UDP, prog_type=P.XDP, net=net)
+    r = testrun.run(Program.from_insns(ebee.assemble(src), P.XDP), UDP, net=net)
     assert r.retval == (0 << 16) | (eth1.ifindex << 8) | 0xfe
     net.neighbours.clear()
-    r = progtypes.run(ebee.assemble(src), UDP, prog_type=P.XDP, net=net)
+    r = testrun.run(Program.from_insns(ebee.assemble(src), P.XDP), UDP, net=net)
     assert r.retval >> 16 == 7            # BPF_FIB_LKUP_RET_NO_NEIGH
     net.routes.clear()
-    r = progtypes.run(ebee.assemble(src), UDP, prog_type=P.XDP, net=net)
+    r = testrun.run(Program.from_insns(ebee.assemble(src), P.XDP), UDP, net=net)
     assert r.retval >> 16 == 4            # BPF_FIB_LKUP_RET_NOT_FWDED
     net.close()
 
@@ -556,13 +556,13 @@ def test_redirect_map_to_a_devmap_slot():
             call 51
             exit
         """
-        r = progtypes.run(ebee.assemble(src.format(key=2, flags=0)), UDP, prog_type=P.XDP)
+        r = testrun.run(Program.from_insns(ebee.assemble(src.format(key=2, flags=0)), P.XDP), UDP)
         assert r.verdict == "XDP_REDIRECT" and r.redirect.describe() == "map tx_ports[2]"
         assert r.redirect.ifindex == 7
         # an empty slot falls back to the action in the low bits of flags (XDP_PASS here)
-        r = progtypes.run(ebee.assemble(src.format(key=3, flags=2)), UDP, prog_type=P.XDP)
+        r = testrun.run(Program.from_insns(ebee.assemble(src.format(key=3, flags=2)), P.XDP), UDP)
         assert r.verdict == "XDP_PASS" and r.redirect is None
-        r = progtypes.run(ebee.assemble(src.format(key=2, flags=0x100)), UDP, prog_type=P.XDP)
+        r = testrun.run(Program.from_insns(ebee.assemble(src.format(key=2, flags=0x100)), P.XDP), UDP)
         assert r.verdict == "XDP_ABORTED"
     finally:
         dm.close()
@@ -601,8 +601,7 @@ def test_sk_lookup_assigns_a_socket_from_the_network():
         r0 = 1
         exit
     """
-    r = progtypes.run(ebee.assemble(src), b"", prog_type=P.SK_LOOKUP, net=net,
-                      ctx=sk_lookup_ctx(lport=80))
+    r = testrun.run(Program.from_insns(ebee.assemble(src), P.SK_LOOKUP), b"", net=net, ctx=sk_lookup_ctx(lport=80))
     assert r.retval == 1
     assert struct.unpack_from("<Q", r.ctx_out, 0)[0] == listener.cookie
     net.close()

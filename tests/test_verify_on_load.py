@@ -102,7 +102,7 @@ def test_verified_list_and_rbtree_programs_run(name, engine):
     """bpf_obj_new, a global bpf_spin_lock, bpf_list push/pop and bpf_rbtree add
     (with its `less` callback)/first/remove: verified like Linux
     (tests/test_verifier_kernel_diff.py compares the logs), then run."""
-    from ebee import jit
+    from ebee.engines import jit
     if engine == "jit" and not jit.available():
         pytest.skip(f"no JIT: {jit.unavailable_reason()}")
     with ebee.load(DATA / f"{name}.o") as obj:

@@ -8,7 +8,9 @@ from hypothesis import given, strategies as st
 
 from ebee import assemble, isa
 from ebee.errors import BudgetExceeded, MemoryFault, VMError
-from ebee.vm import Machine, Region, run
+from ebee.engines import Machine, run
+from ebee.helpers import Runtime
+from ebee.memory import Region
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
@@ -250,14 +252,16 @@ def test_falling_off_the_end():
 
 def test_region_cache_is_dropped_after_calls():
     """A region that dies during a call must not stay reachable through the cache."""
-    m = Machine()
-    victim = m.memory.add(Region(8, "victim"))
-
     def kill(machine, *args):
         machine.memory.remove(victim)
         return 0
 
-    m.kfunc_impl = lambda btf_id, off: kill
+    class Killer(Runtime):
+        def kfunc(self, btf_id, btf_off):
+            return kill
+
+    m = Machine(runtime=Killer())
+    victim = m.memory.add(Region(8, "victim"))
     prog = assemble("""
         r6 = r1
         r0 = *(u64 *)(r6 + 0)

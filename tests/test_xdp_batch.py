@@ -15,12 +15,13 @@ from hypothesis import given, settings, strategies as st
 pytest.importorskip("llvmlite")
 
 import ebee  # noqa: E402
+from ebee import Program  # noqa: E402
 from ebee import verifier  # noqa: E402
 from ebee.errors import MemoryFault  # noqa: E402
 from ebee.packet import pcap  # noqa: E402
 from ebee.packet.pcap import Frame  # noqa: E402
-from ebee.packet.replay import native_batch_unavailable, replay  # noqa: E402
-from ebee.progtypes import Runner  # noqa: E402
+from ebee.testrun.replay import native_batch_unavailable, replay
+from ebee.testrun import Runner
 from ebee.pytest_plugin import icmp_packet, tcp_packet, udp_packet  # noqa: E402
 from ebee.uapi import FuncId, ProgType as P  # noqa: E402
 
@@ -135,8 +136,8 @@ def test_generated_frames_agree_with_per_packet_runs(twins, name, frames):
 # -- no Python per packet ------------------------------------------------------------------------
 
 def test_native_replay_makes_no_python_call_per_packet(tmp_path, monkeypatch):
-    from ebee.jit.runtime import JitBinding
-    from ebee.progtypes import testrun
+    from ebee.engines.jit.runtime import JitBinding
+    from ebee.testrun import runner as testrun
     calls = {"Runner.run": 0, "JitBinding.run": 0, "run_xdp": 0}
 
     def counting(key, fn):
@@ -146,7 +147,7 @@ def test_native_replay_makes_no_python_call_per_packet(tmp_path, monkeypatch):
         return wrapper
     monkeypatch.setattr(Runner, "run", counting("Runner.run", Runner.run))
     monkeypatch.setattr(JitBinding, "run", counting("JitBinding.run", JitBinding.run))
-    monkeypatch.setitem(testrun._IMPLS, "xdp", counting("run_xdp", testrun._IMPLS["xdp"]))
+    monkeypatch.setitem(testrun.DRIVERS, "xdp", counting("run_xdp", testrun.DRIVERS["xdp"]))
     frames = list(pcap.read(str(CAPTURES[0])))
     obj = _load("xdp_firewall", tmp_path)          # the twins' maps must not drift apart
     prog = obj.programs["xdp_firewall"]
@@ -168,11 +169,11 @@ def test_native_replay_makes_no_python_call_per_packet(tmp_path, monkeypatch):
 
 def test_reasons_for_the_per_packet_path():
     insns = ebee.assemble("r0 = 2\nexit")
-    with Runner(insns, prog_type=P.XDP, engine="interp") as r:
+    with Runner(Program.from_insns(insns, P.XDP), engine="interp") as r:
         assert native_batch_unavailable(r) == "the program runs in the interpreter"
         with pytest.raises(ValueError, match="interpreter"):
             replay(r, [], native=True)
-    with Runner(insns, prog_type=P.SCHED_CLS, engine="jit") as r:
+    with Runner(Program.from_insns(insns, P.SCHED_CLS), engine="jit") as r:
         assert "one test run per packet" in native_batch_unavailable(r)
 
 
@@ -180,13 +181,14 @@ def test_reasons_for_the_per_packet_path():
 
 def _pair_runs(insns, frames, *, verified=None):
     """(outcomes, summary) per packet and natively for raw instructions."""
-    from ebee import jit
+    from ebee.engines import JIT
+    from ebee.helpers import RUNTIME
     res = []
     for native in (False, True):
         outs: list = []
-        with Runner(insns, prog_type=P.XDP, engine="jit") as r:
+        with Runner(Program.from_insns(insns, P.XDP), engine="jit") as r:
             if verified is not None:
-                r.bound = jit.bind(r.machine, r.prepared.insns, verified=verified)
+                r.bound = JIT.compile(r.insns, verified).bind(r.machine, RUNTIME)
             assert r.bound.program.checked is (verified is None)
             s = replay(r, frames, on_packet=outs.append, native=native)
         res.append((outs, _summary(s)))
@@ -301,7 +303,7 @@ def test_a_fault_stops_at_the_same_packet_with_the_same_error():
     seen = []
     for native in (False, True):
         outs: list = []
-        with Runner(insns, prog_type=P.XDP, engine="jit") as r:
+        with Runner(Program.from_insns(insns, P.XDP), engine="jit") as r:
             with pytest.raises(MemoryFault) as e:
                 replay(r, frames, on_packet=outs.append, native=native)
         seen.append((outs, str(e.value)))
@@ -309,7 +311,7 @@ def test_a_fault_stops_at_the_same_packet_with_the_same_error():
 
 
 def test_threads_use_the_native_path_and_agree(twins):
-    from ebee.jit.parallel import replay_parallel
+    from ebee.testrun.parallel import replay_parallel
     frames = list(pcap.read(str(CAPTURES[0])))
     a, b = twins["xdp_reflect"]
     res = []
@@ -363,13 +365,14 @@ def test_tail_grown_by_a_helper_shows_zeros_after_a_longer_packet():
 def test_frame_left_as_a_fresh_frame_holding_the_last_packet():
     insns = ebee.assemble("r0 = 2\nexit")
     v = verifier.verify(insns, prog_type=P.XDP, license="GPL")
-    from ebee import jit
+    from ebee.engines import JIT
+    from ebee.helpers import RUNTIME
     from ebee.uapi import XDP_PACKET_HEADROOM as H
     frames = [Frame(k, 0.0, b"\xaa" * n, 0) for k, n in enumerate((300, 14, 200, 60))]
-    with Runner(insns, prog_type=P.XDP, engine="jit") as r:
-        r.bound = jit.bind(r.machine, r.prepared.insns, verified=v)
+    with Runner(Program.from_insns(insns, P.XDP), engine="jit") as r:
+        r.bound = JIT.compile(r.insns, v).bind(r.machine, RUNTIME)
         assert replay(r, frames, native=True).native == 4
-        buf = bytes(r.machine.xdp_pool.frame.buf)
+        buf = bytes(r.frames.frame.buf)
     assert buf == bytes(H) + b"\xaa" * 60 + bytes(len(buf) - H - 60)
 
 

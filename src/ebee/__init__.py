@@ -3,28 +3,17 @@ from __future__ import annotations
 
 from . import uapi
 from .asm import assemble, disassemble
+from .engines import Execution, Machine, run
 from .errors import AsmError, BudgetExceeded, DecodeError, EbeeError, LoadError, MemoryFault, VMError
+from .fs import pin, unpin
 from .isa import Instruction, decode, encode
-from .vm import Execution, Machine, run
 from .maps import Map, MapError, MapKeyError
+from .program import Program
+from .session import Object, get_pinned, load, open_file as open_object
 
 __version__ = "0.1.0"
 
 __all__ = ["AsmError", "BudgetExceeded", "DecodeError", "EbeeError", "Execution", "Instruction",
-           "Machine", "MemoryFault", "VMError", "assemble", "decode", "disassemble", "encode", "run",
-           "uapi", "__version__"]
-__all__ += ["Map", "MapError", "MapKeyError"]
-__all__ += ["LoadError", "Object", "Program", "get_pinned", "load", "open_object", "pin", "unpin"]
-
-# The loader pulls in pyelftools and BTF: imported on first use.
-_LAZY = {"load": ("object", "load"), "open_object": ("object", "open_file"), "Object": ("object", "Object"),
-         "Program": ("object", "Program"), "pin": ("fs", "pin"),
-         "get_pinned": ("fs", "get_pinned"), "unpin": ("fs", "unpin")}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-        mod, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{mod}", __name__), attr)
-    raise AttributeError(f"module 'ebee' has no attribute {name!r}")
+           "LoadError", "Machine", "Map", "MapError", "MapKeyError", "MemoryFault", "Object",
+           "Program", "VMError", "__version__", "assemble", "decode", "disassemble", "encode",
+           "get_pinned", "load", "open_object", "pin", "run", "uapi", "unpin"]

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 from .asm import Dialect, assemble
 from .errors import AsmError, DecodeError, SourceError, VMError
 from .isa import Instruction, decode
-from .vm import Machine, run
+from .engines import Machine, run
 
 KNOWN_SECTIONS = ("asm", "raw", "mem", "result", "error", "c", "no register offset")
 

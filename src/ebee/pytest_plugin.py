@@ -86,7 +86,7 @@ def icmp_packet(src: str = "10.0.0.1", dst: str = "10.0.0.2", *, payload: bytes 
 
 def run_all(prog, packets: Iterable[Any], **run_options) -> list:
     """Run ``prog`` on each packet (one test run each); the RunResults in order."""
-    from .progtypes import Runner
+    from .testrun import Runner
     net = run_options.pop("net", None)
     engine = run_options.pop("engine", None)
     with Runner(prog, net=net, engine=engine) as r:

@@ -369,8 +369,8 @@ def test_poisoned_instruction_reports_its_relocation_when_run(vmlinux):
     """The interpreter names the failed relocation when it reaches a poisoned insn."""
     ebee = pytest.importorskip("ebee")
     from ebee.errors import VMError
-    from ebee.vm import Machine
-    from ebee.vm.memory import Region
+    from ebee.engines import Machine
+    from ebee.memory import Region
     try:
         obj = ebee.load(DATA / "core_poison.o")
     except Exception as e:           # the loader is another package's work in progress

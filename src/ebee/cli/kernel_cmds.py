@@ -690,7 +690,7 @@ def _write(path: str, data: bytes) -> None:
 
 @_kernel_errors
 def cmd_prog_run(args) -> int:
-    from ..progtypes.testrun import TestRunError
+    from ..testrun import TestRunError
     i, rest = _one(args.sel, "prog")
     kv = _kv(rest, {"data_in", "data_out", "data_size_out", "ctx_in", "ctx_out",
                     "ctx_size_out", "repeat"})

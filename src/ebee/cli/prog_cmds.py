@@ -61,7 +61,7 @@ def store_of(args):
 def load_object(path: str, *, prog_type: str | None = None, store=None):
     """ebee.load with CLI error handling: one line, exit code 2."""
     from ..errors import LoadError
-    from ..object import load
+    from ..session.object import load
     pt = parse_prog_type(prog_type) if prog_type else None
     try:
         return load(path, prog_type=pt, store=store)
@@ -235,9 +235,8 @@ def _rewritten(prog):
     """The instructions with their context accesses rewritten as the kernel rewrites them
     (ebee.progtypes), and where each original instruction moved; the program as linked if
     its context accesses are not ones Linux would accept."""
-    from .. import progtypes
     try:
-        return progtypes.xlated(prog)
+        return prog.xlated()
     except (OSError, ValueError):
         return list(prog.insns), {}
 
@@ -305,18 +304,17 @@ def cmd_dump(args) -> int:
 def dump_jited(progs, args) -> int:
     """``prog dump jited``: the JIT's code for each program (ebee.jit.dump), like bpftool's
     ``dump jited linum`` but annotated with the eBPF instruction of each native range."""
-    from .. import jit
+    from ..engines import jit
     if not jit.available():
         raise UsageError(f"error: no JIT: {jit.unavailable_reason()}")
-    from .. import progtypes
-    from ..jit.dump import jited, jited_lines
+    from ..engines.jit.dump import jited, jited_lines
     res = []
     for n, p in enumerate(progs):
         try:
-            insns = progtypes.prepare(p).insns
+            insns = p.xlated()[0]
         except (OSError, ValueError):
             insns = list(p.insns)
-        checked = jit.evidence_for(p) is None      # unverified programs run checked code
+        checked = p.evidence() is None      # unverified programs run checked code
         if args.json:
             res.append({"name": p.name, "checked": checked, "functions": [
                 {"name": f.name, "insns": [{"pc": i.pc, "offset": i.offset, "disasm": i.text,

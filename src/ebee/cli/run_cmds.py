@@ -11,7 +11,8 @@ from __future__ import annotations
 import errno
 import sys
 
-from ..vm import DEFAULT_BUDGET
+from ..program import Program
+from ..runtime import DEFAULT_BUDGET
 from .common import (ELF_MAGIC, UsageError, load_program, parse_hex, print_json, read_bytes,
                      write_atomic)
 
@@ -103,20 +104,9 @@ def cmd_run(args) -> int:
         pt = by_name(args.type)
     except ValueError as e:
         raise UsageError(f"error: --type: {e}") from None
-    return _run_typed(args, _RawProgram(load_program(args.file), pt, args.file,
-                                        not args.no_verify), args.file)
-
-
-class _RawProgram:
-    """A typed raw program, to the runner and the verifier what a loaded one is."""
-
-    def __init__(self, insns, prog_type, name: str, requires_verification: bool = False):
-        self.insns = insns
-        self.type = prog_type
-        self.expected_attach_type = None
-        self.attach_target = None
-        self.name = name
-        self.requires_verification = requires_verification
+    return _run_typed(args, Program.from_insns(load_program(args.file), pt, name=args.file,
+                                               verify=not args.no_verify,
+                                               evidence_from_verifier=True), args.file)
 
 
 def _cbpf_program(path: str):
@@ -130,7 +120,8 @@ def _cbpf_program(path: str):
         raise UsageError(f"{path}: error: {e.strerror}") from None
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return _RawProgram(insns, ProgType.SOCKET_FILTER, path)
+    return Program.from_insns(insns, ProgType.SOCKET_FILTER, name=path,
+                              evidence_from_verifier=True)
 
 
 def _object_program(args):
@@ -152,7 +143,7 @@ def _object_program(args):
 
 
 def _run_raw(args) -> int:
-    from ..vm import run
+    from ..engines import run
     insns = load_program(args.file)
     mem = None
     if args.mem is not None:
@@ -169,13 +160,13 @@ def _run_raw(args) -> int:
 
 
 def _runner(prog, args, link_layer: bool = False):
-    from ..progtypes import Runner
+    from ..testrun import Runner
     from ..progtypes.ctx import CtxAccessError
     from ..verifier import VerifierError
     try:
         return Runner(prog, engine=args.engine, link_layer=link_layer)
     except CtxAccessError as e:
-        raise UsageError(f"{getattr(prog, 'name', '?')}: error: the kernel would reject this "
+        raise UsageError(f"{prog.name or '?'}: error: the kernel would reject this "
                          f"program: {e.strerror}") from None
     except VerifierError as e:
         raise UsageError(f"{args.file or args.cbpf}: error: {e} (the log: ebee verify "
@@ -187,7 +178,7 @@ def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
         raise UsageError("error: --mem/--mem-file are for raw programs; use --data-hex/--data")
     if args.pcap:
         return _run_pcap(args, prog, label, link_layer)
-    from ..progtypes import TestRunError
+    from ..testrun import TestRunError
     data = _read_data(args)
     ctx = _read_ctx(args)
     with _runner(prog, args, link_layer) as r:
@@ -228,9 +219,9 @@ def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
 
 def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
     from ..packet import pcap
-    from ..packet.replay import REPLAY_TYPES, ProgressBar, format_summary, replay
+    from ..testrun.replay import REPLAY_TYPES, ProgressBar, format_summary, replay
     with _runner(prog, args, link_layer) as r:
-        pt = r.prepared.info.prog_type
+        pt = r.info.prog_type
         if pt not in REPLAY_TYPES:
             raise UsageError(f"{label}: error: --pcap runs XDP, tc, socket filter and cgroup_skb "
                              f"programs, not {pt.name.lower()}")
@@ -263,7 +254,7 @@ def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
 
         try:
             if args.threads > 1:    # ebee.jit.parallel: one machine (CPU) per thread
-                from ..jit.parallel import replay_parallel
+                from ..testrun.parallel import replay_parallel
                 summary = replay_parallel(prog, frames_with_ts(), args.threads, engine=args.engine,
                                           link_layer=link_layer, on_packet=sink)
             else:

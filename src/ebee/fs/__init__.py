@@ -1,27 +1,23 @@
 """Pinning: a bpffs equivalent whose objects outlive the process (see :mod:`.store`).
 
-``ebee.pin(path, map_or_program)``, ``ebee.get_pinned(path)``, ``ebee.unpin(path)``
-use the default store (``$EBEE_PIN_STORE`` or a per-user file under
+``ebee.pin(path, map_or_program)``, ``ebee.unpin(path)`` (and the session's
+``ebee.get_pinned(path)``) use the default store (``$EBEE_PIN_STORE`` or a per-user file under
 ``$XDG_STATE_HOME/ebee``); :class:`PinStore` opens any other.
 """
 from __future__ import annotations
 
-from .store import (ENV_VAR, PinError, PinStore, default_location, default_store, normpath,
-                    prog_tag, reuse_mismatch, sync_all, sync_maps)
+from ..maps import Map
+from .store import (ENV_VAR, PinError, PinnedProgram, PinStore, default_location, default_store,
+                    normpath, prog_tag, reuse_mismatch, sync_all, sync_maps)
 
 
 def pin(path: str, obj, *, store: PinStore | None = None) -> None:
     """Pin a live map or program at ``path`` (``bpf_obj_pin``)."""
     st = store or default_store()
-    if hasattr(obj, "insns"):
-        st.pin_program(path, obj)
-    else:
+    if isinstance(obj, Map):
         st.pin_map(path, obj)
-
-
-def get_pinned(path: str, *, store: PinStore | None = None):
-    """The map or program pinned at ``path`` (``bpf_obj_get``); PinError(ENOENT) if none."""
-    return (store or default_store()).get(path)
+    else:
+        st.pin_program(path, obj)
 
 
 def unpin(path: str, *, store: PinStore | None = None) -> None:
@@ -37,6 +33,6 @@ def sync(*, store: PinStore | None = None) -> None:
         sync_all()
 
 
-__all__ = ["ENV_VAR", "PinError", "PinStore", "default_location", "default_store",
-           "get_pinned", "normpath", "pin", "prog_tag", "reuse_mismatch", "sync", "sync_all", "sync_maps",
+__all__ = ["ENV_VAR", "PinError", "PinnedProgram", "PinStore", "default_location",
+           "default_store", "normpath", "pin", "prog_tag", "reuse_mismatch", "sync", "sync_all", "sync_maps",
            "unpin"]

@@ -36,16 +36,21 @@ are not persisted; their maps pin with their attributes only.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import uapi as U
+from ..btf import BTF
+from ..isa import encode
+from ..maps import Map, MapError
 
 ENV_VAR = "EBEE_PIN_STORE"
 _SCHEMA = """
@@ -212,15 +217,13 @@ class PinStore:
         return self._open_map(p, info[1])
 
     def _open_map(self, p: str, meta: dict):
-        from ..object import _map_class
         btf_kw = {}
         row = self.db.execute("SELECT btf, key_type_id, value_type_id FROM map_btf WHERE path=?",
                               (p,)).fetchone()
         if row is not None:
-            from ..btf import BTF
             btf_kw = {"btf": BTF.from_bytes(bytes(row[0])), "btf_key_type_id": row[1],
                       "btf_value_type_id": row[2]}
-        m = _map_class()(U.MapType(meta["type"]), meta["key_size"], meta["value_size"],
+        m = Map(U.MapType(meta["type"]), meta["key_size"], meta["value_size"],
                          meta["max_entries"], meta["flags"], map_extra=meta.get("map_extra", 0),
                          name=meta.get("name", ""), numa_node=meta.get("numa_node", 0), **btf_kw)
         elems = {bytes(k): bytes(v) for k, v in self.db.execute(
@@ -301,25 +304,24 @@ class PinStore:
             db.execute("INSERT INTO prog_objects VALUES (?, ?)", (p, obj.spec.data))
         self._live[p] = prog
 
-    def _open_program(self, p: str, meta: dict):
-        from ..object import load
+    def _open_program(self, p: str, meta: dict) -> "PinnedProgram":
         row = self.db.execute("SELECT object FROM prog_objects WHERE path=?", (p,)).fetchone()
         if row is None:
             raise PinError(2, f"{p}: pinned program has no object")
-        obj = load(bytes(row[0]), store=self)
-        prog = obj.programs.get(meta["name"])
-        if prog is None:
-            raise PinError(2, f"{p}: program {meta['name']!r} not in its object")
-        if prog.type is U.ProgType.UNSPEC:
-            prog.type = U.ProgType(meta["type"])
-        obj.path = meta.get("object_path", obj.path)
-        self._live[p] = prog
-        return prog
+        return PinnedProgram(p, meta["name"], U.ProgType(meta["type"]), bytes(row[0]),
+                             meta.get("object_path"))
+
+    def adopt_program(self, path: str, prog) -> None:
+        """Record ``prog`` as the live program of the pin at ``path`` (after its object was
+        loaded again from the pinned bytes)."""
+        self._live[normpath(path)] = prog
 
     # -- generic --------------------------------------------------------------------------------
 
     def get(self, path: str):
-        """The live map or program pinned at ``path`` (ENOENT if none)."""
+        """The live map or program pinned at ``path`` (ENOENT if none).  A program pinned by
+        another process comes back as a :class:`PinnedProgram` (its object's bytes): loading
+        it again is the session's business (``ebee.get_pinned``)."""
         p = normpath(path)
         with self._lock:
             if p in self._live:
@@ -343,6 +345,16 @@ class PinStore:
         self._synced.pop(p, None)
 
 
+@dataclass(frozen=True)
+class PinnedProgram:
+    """A program pin whose program is not live in this process: what it takes to load it."""
+    path: str
+    name: str
+    type: U.ProgType
+    object: bytes             # the pinned object's ELF bytes
+    object_path: str | None
+
+
 class _Tx:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
 
@@ -362,7 +374,7 @@ class _Tx:
 
 
 def _kind(o) -> str:
-    return "prog" if hasattr(o, "insns") else "map"
+    return "map" if isinstance(o, Map) else "prog"
 
 
 def _elements(m):
@@ -377,7 +389,6 @@ def _elements(m):
 
 
 def _raw_lookup(m, key: bytes) -> bytes | None:
-    from ..maps.errors import MapError
     try:
         v = m.lookup(key)
     except (MapError, KeyError):
@@ -471,8 +482,6 @@ atexit.register(sync_all)
 def prog_tag(prog) -> str:
     """The kernel's program tag: the first 8 bytes of SHA-1 over the instructions with
     map fds and addresses blanked (``bpf_prog_calc_tag``)."""
-    import hashlib
-    from ..isa import encode
     raw = bytearray(encode(prog.insns))
     i = 0
     while i < len(raw):

@@ -1,8 +1,6 @@
 """Helpers every program type may call: time, randomness, CPU identity."""
 from __future__ import annotations
 
-import time
-
 from ..uapi import FuncId
 from .proto import Ret
 from .registry import helper
@@ -49,19 +47,3 @@ def get_smp_processor_id(m, *_):
 @helper(FuncId.get_numa_node_id, Ret.INTEGER)
 def get_numa_node_id(m, *_):
     return m.numa_node
-
-
-class Clock:
-    """Time as programs see it; tests may replace it with a virtual clock."""
-
-    def monotonic_ns(self) -> int:
-        return time.monotonic_ns()
-
-    def boottime_ns(self) -> int:
-        return time.clock_gettime_ns(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
-
-    def coarse_ns(self) -> int:
-        return time.clock_gettime_ns(getattr(time, "CLOCK_MONOTONIC_COARSE", time.CLOCK_MONOTONIC))
-
-    def tai_ns(self) -> int:
-        return time.clock_gettime_ns(getattr(time, "CLOCK_TAI", time.CLOCK_REALTIME))

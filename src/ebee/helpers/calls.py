@@ -1,6 +1,6 @@
 """Helpers that call back into the program: bpf_loop, bpf_for_each_map_elem, timers.
 
-:func:`call_function` runs a program function given its code address (what
+``Cpu.call_function`` runs a program function given its code address (what
 ``lddw rX, subprog[...]`` -- BPF_PSEUDO_FUNC -- loads) in a new frame one
 below the caller's, as Linux runs callbacks.  Timers fire from a
 :class:`VirtualClock` that user space advances: ``clock.advance(ns)`` runs
@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno as E
 import itertools
 import struct
-import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -19,45 +18,12 @@ from .. import uapi as U
 from ..errors import VMError
 from ..maps.base import FIELD_FREE, MAP_FREE
 from ..uapi import FuncId
-from ..vm.memory import Region
-from .base import Clock
+from ..memory import Region
+from ..runtime.clock import Clock
 from .proto import Arg, Ret
 from .registry import helper
 
 M64 = (1 << 64) - 1
-PROGRAM_FILE = "<ebee-program>"
-
-
-def _current_depth() -> int:
-    """Frame depth of the innermost running program function (-1 if none is running)."""
-    f = sys._getframe(1)
-    while f is not None:
-        if f.f_code.co_filename == PROGRAM_FILE and "depth" in f.f_locals:
-            return f.f_locals["depth"]
-        f = f.f_back
-    return -1
-
-
-def find_function(m, addr: int):
-    for it in list(m._bound.values()):
-        fn = it._faddr.get(addr)
-        if fn is not None:
-            return fn
-    jit = m.__dict__.get("_jit_state")       # programs ebee.jit bound to this machine
-    return jit.find_function(addr) if jit is not None else None
-
-
-def call_function(m, addr: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0,
-                  r5: int = 0, fn=None) -> int:
-    """Run the program function at ``addr`` with r1..r5; return its r0."""
-    fn = fn or find_function(m, addr)
-    if fn is None:
-        raise VMError(f"callback {addr:#x} is not a function of a program bound to this machine")
-    depth = _current_depth() + 1
-    if depth >= U.MAX_CALL_FRAMES:
-        raise VMError(f"call stack is deeper than {U.MAX_CALL_FRAMES} frames")
-    r0, _ = fn(r1 & M64, r2 & M64, r3 & M64, r4 & M64, r5 & M64, depth, 0)
-    return r0
 
 
 @helper(FuncId.loop, Ret.INTEGER, (Arg.ANYTHING, Arg.PTR_TO_FUNC, Arg.PTR_TO_STACK_OR_NULL,
@@ -68,9 +34,9 @@ def loop(m, nr_loops, cb, ctx, flags, _):
     nr_loops &= 0xFFFFFFFF
     if nr_loops > U.BPF_MAX_LOOPS:
         return -E.E2BIG
-    fn = find_function(m, cb)
+    fn = m.find_function(cb)
     for i in range(nr_loops):
-        if call_function(m, cb, i, ctx, fn=fn):
+        if m.call_function(cb, i, ctx, fn=fn):
             return i + 1
     return nr_loops
 
@@ -82,7 +48,7 @@ def for_each_map_elem(m, mp, cb, ctx, flags, _):
     if flags:
         return -E.EINVAL
     mo = map_of(mp)
-    fn = find_function(m, cb)
+    fn = m.find_function(cb)
     n = 0
     keybuf = Region(max(mo.key_size, 1), "for_each key", writable=False)
     m.memory.add(keybuf)
@@ -90,7 +56,7 @@ def for_each_map_elem(m, mp, cb, ctx, flags, _):
         for key, vaddr in list(mo.for_each(m.cpu)):
             keybuf.buf[:len(key)] = key
             n += 1
-            if call_function(m, cb, mp, keybuf.start, vaddr, ctx, fn=fn):
+            if m.call_function(cb, mp, keybuf.start, vaddr, ctx, fn=fn):
                 break
     finally:
         m.memory.remove(keybuf)
@@ -100,7 +66,7 @@ def for_each_map_elem(m, mp, cb, ctx, flags, _):
 @helper(FuncId.get_func_ip, Ret.INTEGER, (Arg.PTR_TO_CTX,), gpl_only=True)
 def get_func_ip(m, *_):
     """The traced function's address, as the program type's runner set ``machine.func_ip``."""
-    return getattr(m, "func_ip", 0)
+    return m.func_ip
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,7 +128,7 @@ class Timer:
         keybuf.buf[:len(self.key)] = self.key
         self.running = True
         try:
-            call_function(m, self.callback, self.map.addr, keybuf.start, self.value_addr, fn=self.fn)
+            m.call_function(self.callback, self.map.addr, keybuf.start, self.value_addr, fn=self.fn)
         finally:
             self.running = False
             m.memory.remove(keybuf)
@@ -218,7 +184,7 @@ def timer_set_callback(m, timer, cb, *_):
     t = _timer_at(m, timer)
     if t is None:
         return -E.EINVAL
-    t.machine, t.callback, t.fn = m, cb, find_function(m, cb)
+    t.machine, t.callback, t.fn = m, cb, m.find_function(cb)
     return 0
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 from .. import uapi as U
 from ..errors import VMError
-from ..vm.memory import SHARED, Region
+from ..memory import SHARED, Region
 
 KFUNC_ID_BASE = 0x7EB00000
 M64 = (1 << 64) - 1
@@ -144,7 +144,7 @@ def _free(o: Obj) -> None:
 @kfunc("bpf_obj_new_impl", (KArg.SCALAR_CONST, KArg.IGNORED), KRet.PTR_TO_ALLOC_OBJ,
        U.KF_ACQUIRE | U.KF_RET_NULL)
 def bpf_obj_new_impl(m, type_id, meta, *_):
-    btf = getattr(m, "btf", None)
+    btf = m.btf
     if btf is None:
         raise VMError("bpf_obj_new needs the program's BTF (machine.btf) to size the object")
     try:
@@ -234,16 +234,15 @@ def bpf_list_pop_back(m, head, *_):
 @kfunc("bpf_rbtree_add_impl", (KArg.PTR_TO_RB_ROOT, KArg.PTR_TO_RB_NODE, KArg.PTR_TO_CALLBACK,
                                KArg.IGNORED, KArg.SCALAR_CONST), KRet.INTEGER)
 def bpf_rbtree_add_impl(m, root, node, less, meta, off):
-    from .calls import call_function, find_function
     if not _take_node(node, off):
         return -22 & M64
     tree = _trees.setdefault(root, [])
-    fn = find_function(m, less)
+    fn = m.find_function(less)
     # rb_add_cached(): walk left while less(node, parent), so equal keys go after
     lo, hi = 0, len(tree)
     while lo < hi:
         mid = (lo + hi) // 2
-        if call_function(m, less, node, tree[mid], fn=fn) & 0xFF:
+        if m.call_function(less, node, tree[mid], fn=fn) & 0xFF:
             hi = mid
         else:
             lo = mid + 1

@@ -20,6 +20,7 @@ from ..uapi import (AF_INET, AF_INET6, BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_
                     BPF_F_TUNINFO_IPV6, BPF_F_ZERO_CSUM_TX, BPF_SK_LOOKUP_F_NO_REUSEPORT,
                     BPF_SK_LOOKUP_F_REPLACE, ENOTSUPP, IPPROTO_TCP, IPPROTO_UDP, TC_ACT_REDIRECT,
                     TC_ACT_SHOT, FuncId as F, MapType, ProgType as P, XdpAction)
+from ..runtime.context import Redirect
 from .proto import Arg, Ret
 from .registry import helper
 
@@ -35,7 +36,7 @@ def neg(e: int) -> int:
 
 
 def _rc(m):
-    rc = getattr(m, "progctx", None)
+    rc = m.progctx
     if rc is None:
         from ..errors import VMError
         raise VMError("this helper needs a program run (a packet and its network)")
@@ -43,7 +44,7 @@ def _rc(m):
 
 
 def _is_xdp(m) -> bool:
-    rc = getattr(m, "progctx", None)
+    rc = m.progctx
     return rc is not None and rc.prog_type is P.XDP
 
 
@@ -51,7 +52,6 @@ def _is_xdp(m) -> bool:
 
 @helper(F.redirect, Ret.INTEGER, (ANY, ANY))
 def redirect(m, ifindex, flags, *_):
-    from ..progtypes.testrun import Redirect
     rc = _rc(m)
     if rc.prog_type is P.XDP:
         if flags:
@@ -67,7 +67,6 @@ def redirect(m, ifindex, flags, *_):
 
 @helper(F.redirect_peer, Ret.INTEGER, (ANY, ANY))
 def redirect_peer(m, ifindex, flags, *_):
-    from ..progtypes.testrun import Redirect
     rc = _rc(m)
     if flags:
         return TC_ACT_SHOT
@@ -77,7 +76,6 @@ def redirect_peer(m, ifindex, flags, *_):
 
 @helper(F.redirect_neigh, Ret.INTEGER, (ANY, Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO, ANY))
 def redirect_neigh(m, ifindex, params, plen, flags, *_):
-    from ..progtypes.testrun import Redirect
     rc = _rc(m)
     if (plen and plen < 20) or flags:
         return TC_ACT_SHOT
@@ -88,7 +86,6 @@ def redirect_neigh(m, ifindex, params, plen, flags, *_):
 @helper(F.redirect_map, Ret.INTEGER, (Arg.CONST_MAP_PTR, ANY, ANY))
 def redirect_map(m, map_ptr, key, flags, *_):
     from ..maps import by_addr
-    from ..progtypes.testrun import Redirect
     rc = _rc(m)
     mp = by_addr(map_ptr)
     devmap = mp is not None and mp.type in (MapType.DEVMAP, MapType.DEVMAP_HASH)
@@ -109,7 +106,6 @@ def redirect_map(m, map_ptr, key, flags, *_):
 
 @helper(F.clone_redirect, Ret.INTEGER, (CTX, ANY, ANY))
 def clone_redirect(m, ctx, ifindex, flags, *_):
-    from ..progtypes.testrun import Redirect
     rc = _rc(m)
     if flags & ~BPF_F_INGRESS:
         return neg(errno.EINVAL)

@@ -19,7 +19,7 @@ import ipaddress
 
 from .. import uapi as U
 from ..errors import MemoryFault
-from ..trace import PIPE
+from ..runtime.trace_pipe import PIPE
 from ..uapi import FuncId
 from .proto import Arg, Ret
 from .registry import helper

@@ -201,7 +201,7 @@ def skb_change_tail(m, ctx, new_len, flags, *_):
     from ..uapi import ProgType
     skb = skb_of(m, ctx)
     new_len &= 0xFFFFFFFF
-    pc = getattr(m, "progctx", None)
+    pc = m.progctx
     min_len = 0 if pc is not None and pc.prog_type is ProgType.SK_SKB else _min_len(skb)
     if flags or new_len > SKB_MAX_ALLOC or new_len < min_len:
         return neg(errno.EINVAL)

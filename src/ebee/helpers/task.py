@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from .. import uapi as U
 from ..uapi import FuncId
-from ..vm.memory import SHARED, Region
+from ..memory import SHARED, Region
 from .proto import Arg, Ret
 from .registry import helper
 
@@ -96,7 +96,7 @@ _current: Task | None = None
 def current_task(m=None) -> Task:
     """The task a machine's programs run as: ``machine.task`` if set, else the global one."""
     global _current
-    t = getattr(m, "task", None) if m is not None else None
+    t = m.task if m is not None else None
     if t is not None:
         return t
     if _current is None:

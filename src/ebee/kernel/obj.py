@@ -32,7 +32,9 @@ from typing import Any
 
 from .. import uapi as U
 from ..isa import encode
+from ..btf import Kind
 from ..loader.mapdefs import MapKind
+from ..loader.spec import pin_path
 from ..uapi import AttachType, MapType, ProgType
 from .btf import KernelBTF, find_kernel_type
 from .btf_fixup import fixup
@@ -152,7 +154,6 @@ def _load_btf(spec, warn: list[str]) -> KernelBTF | None:
 # --- maps ----------------------------------------------------------------------------------------
 
 def _create_maps(obj, spec, kbtf, pin_root, warn, made):
-    from ..object import pin_path
     maps: dict[str, KernelMapHandle] = {}
     pinned: dict[str, str] = {}
     reused: set[str] = set()
@@ -244,7 +245,6 @@ def _with_datasec(m, kbtf):
     type): the kernel then knows the bpf_spin_lock, timers and lists inside."""
     from dataclasses import replace
 
-    from ..btf import Kind
     try:
         ds = kbtf.parse().find(m.section or m.name, Kind.DATASEC)
     except (KeyError, AttributeError):

@@ -236,7 +236,7 @@ class KernelProgram(FdObject):
             ctx_size_out: int | None = None, ctx_out: bool = False, engine: str | None = None):
         """BPF_PROG_TEST_RUN with ``ebee.Program.run``'s arguments; returns the same
         ``RunResult`` and raises the same ``TestRunError`` (with the kernel's errno)."""
-        from ..progtypes.testrun import RunResult, TestRunError
+        from ..testrun import RunResult, TestRunError
         if engine not in (None, "kernel"):
             raise ValueError(f"engine {engine!r}: a kernel program runs in the kernel")
         data = bytes(data or b"")

@@ -7,6 +7,7 @@ applying CO-RE and linking happen when the object loads (:mod:`ebee.object`).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from ..errors import LoadError
 from . import elf as E
 from .externs import Extern, collect, layout_kconfig
 from .link import ProgSpec, find_programs, record_relocs
-from .mapdefs import MapKind, MapSpec, btf_maps, legacy_maps, resolve_legacy_inner
+from .mapdefs import MapKind, MapSpec, Pinning, btf_maps, legacy_maps, resolve_legacy_inner
 
 MAPS_SEC, LEGACY_MAPS_SEC = ".maps", "maps"
 DATA_SEC, RODATA_SEC, BSS_SEC = ".data", ".rodata", ".bss"
@@ -299,3 +300,16 @@ def read_source(path_or_bytes) -> tuple[bytes, str]:
         raise LoadError("is a directory", file=p) from None
     except OSError as e:
         raise LoadError(e.strerror or str(e), file=p) from None
+
+
+def pin_path(spec: ObjectSpec, m: MapSpec, pin_root: str) -> str | None:
+    """Where a pinned map of the object lives under ``pin_root`` (libbpf's by-name pins,
+    iproute2's global and per-object namespaces), or None if it is not pinned."""
+    root = pin_root.rstrip("/") or "/"
+    if m.pinning in (Pinning.BY_NAME, Pinning.REPLACE):
+        return f"{root}/{m.name}"
+    if m.pinning is Pinning.GLOBAL_NS:
+        return f"{root}/tc/globals/{m.name}"
+    if m.pinning is Pinning.OBJECT_NS:
+        return f"{root}/tc/{hashlib.sha1(spec.data).hexdigest()}/{m.name}"
+    return None

@@ -13,6 +13,8 @@ import struct
 from typing import Any, Iterator
 
 from .. import uapi as U
+from ..isa import Instruction
+from ..runtime.program import RawProgram, Runnable
 from ..uapi import MapType
 from .base import ACCESS_MASK, MappedValues, Map, round_up
 from .errors import map_error
@@ -244,18 +246,21 @@ class FdArray(_ArrayBase):
 
 
 class ProgArrayMap(FdArray):
-    """BPF_MAP_TYPE_PROG_ARRAY: tail-call targets.  A slot holds a program: anything
-    with ``.insns`` (a loaded Program) or a list of Instructions."""
+    """BPF_MAP_TYPE_PROG_ARRAY: tail-call targets.  A slot holds a program: a
+    :class:`~ebee.runtime.Runnable` (a loaded ``Program``) or a list of Instructions,
+    kept as a :class:`~ebee.runtime.RawProgram`."""
 
     map_type = MapType.PROG_ARRAY
 
     def check_value(self, value: Any) -> Any:
-        if hasattr(value, "insns") or (isinstance(value, (list, tuple)) and value
-                                       and all(hasattr(i, "spec") for i in value)):
+        if isinstance(value, Runnable):
             return value
+        if isinstance(value, (list, tuple)) and value and all(isinstance(i, Instruction)
+                                                              for i in value):
+            return RawProgram(value)
         raise map_error(E.EINVAL, f"a program array slot takes a program, not {type(value).__name__}")
 
-    def program(self, index: int) -> Any:
+    def program(self, index: int) -> Runnable | None:
         return self.slots[index] if index < self.max_entries else None
 
 

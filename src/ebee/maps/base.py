@@ -33,7 +33,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 from .. import uapi as U
 from ..uapi import MapType
-from ..vm.memory import SHARED, Region
+from ..memory import SHARED, Region
 from . import cpus
 from .errors import MapError, MapKeyError, map_error
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import uapi as U
 from ..uapi import MapType
-from ..vm.memory import SHARED, Region
+from ..memory import SHARED, Region
 from .base import ACCESS_MASK, Map
 from .errors import map_error
 

@@ -15,7 +15,7 @@ import weakref
 from ..errors import VMError
 from ..progtypes.layouts import (BPF_SKB_DATA_END, PKT_TYPE_MAX, QDISC_SKB_CB, SK_BUFF,
                                  SKB_SHARED_INFO)
-from ..vm.memory import SHARED, Memory, Region
+from ..memory import SHARED, Memory, Region
 
 from ..uapi import (ETH_ALEN, ETH_HLEN, ETH_P_802_2, ETH_P_802_3, ETH_P_802_3_MIN,  # noqa: F401
                     ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, PACKET_BROADCAST,

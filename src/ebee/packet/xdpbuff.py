@@ -13,7 +13,7 @@ import weakref
 
 from ..errors import VMError
 from ..progtypes.layouts import XDP_BUFF, XDP_RXQ_INFO, XDP_TXQ_INFO
-from ..vm.memory import SHARED, Memory, Region
+from ..memory import SHARED, Memory, Region
 from .skbuff import SHINFO_SIZE
 
 from ..uapi import XDP_PACKET_HEADROOM  # noqa: E402

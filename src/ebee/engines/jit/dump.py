@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
-from ..isa import Instruction
+from ...isa import Instruction
 from .codegen import Codegen
 from .irgen import generate
 
@@ -118,7 +118,7 @@ def jited_lines(insns: list[Instruction], *, checked: bool = False, opcodes: boo
                 name: str = "") -> list[str]:
     """bpftool-like text: each function, and before each run of native code the eBPF
     instruction it implements (``; pc: insn``)."""
-    from ..asm.disasm import format_kernel
+    from ...asm.disasm import format_kernel
     by_pc = {i.pc: i for i in insns}
     out: list[str] = []
     for f in jited(insns, checked=checked):

@@ -30,9 +30,9 @@ from typing import Callable
 
 from llvmlite import ir
 
-from .. import uapi as U
-from ..isa import Instruction, Kind
-from ..vm.codegen import Translator
+from ... import uapi as U
+from ...isa import Instruction, Kind
+from ..blocks import Cfg
 from . import abi
 
 i1 = ir.IntType(1)
@@ -106,7 +106,7 @@ class ModuleGen:
         self.checked = checked
         self.debug = debug
         self.use_natives = natives
-        self.t = Translator(insns)          # the interpreter's own CFG analysis
+        self.t = Cfg(insns)                 # the CFG both engines compile (engines.blocks)
         self.module = ir.Module(name=name)
         self.layout = Layout()
         self.ts_off = {f[0]: abi.offset(f[0]) for f in abi.ThreadState._fields_}
@@ -117,7 +117,6 @@ class ModuleGen:
 
     def build(self) -> tuple[ir.Module, Layout]:
         funcs = self.t.functions()
-        self.t.entry_set = {f.entry for f in funcs}
         self.layout.entries = [f.entry for f in funcs]
         self.funcs: dict[int, ir.Function] = {}
         for f in funcs:

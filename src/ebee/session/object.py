@@ -16,122 +16,32 @@ kernel -- so user space sets them between :func:`load` and first use.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Iterator
 
-from . import uapi as U
-from .errors import LoadError
-from .isa import Instruction, decode
-from .loader.externs import Extern, kconfig_values, resolve_ksyms
-from .loader.link import Linked, ProgSpec, RelKind, encode_slots, link
-from .loader.mapdefs import MapKind, MapSpec, Pinning
-from .loader.spec import ObjectSpec, internal_map_name, open_object, read_source
-from .progtypes.sections import SectionDef
+from .. import fs
+from .. import uapi as U
+from ..btf import BTF, Kind
+from ..btf.core import CoreError, CoreRelocator, patch_slots, register_poisoned
+from ..btf.errors import BTFError
+from ..errors import DecodeError, LoadError
+from ..isa import decode
+from ..kernel import load_object
+from ..loader.externs import Extern, kconfig_values, resolve_ksyms
+from ..loader.link import Linked, ProgSpec, RelKind, encode_slots, link
+from ..loader.mapdefs import MapKind, MapSpec, Pinning
+from ..loader.spec import ObjectSpec, internal_map_name, open_object, pin_path, read_source
+from ..maps import Map, MapError, cpus
+from ..maps.base import graph_roots, value_record
+from ..program import Program
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
 #: libbpf poisons instructions whose CO-RE relocation failed with this helper id
 CORE_POISON_IMM = 0xBAD2310
 #: ... and calls of unresolved __weak kfuncs with this one (POISON_CALL_KFUNC_BASE)
 KFUNC_POISON_IMM = 2002000000
-
-
-@dataclass(frozen=True)
-class LineRecord:
-    """A line_info record of a linked program (``insn`` is the slot index)."""
-    insn: int
-    file_name: str
-    line: int
-    col: int
-    line_text: str
-
-
-class Program:
-    """One entry program of an object, linked and relocated."""
-
-    def __init__(self, obj: "Object", spec: ProgSpec, insns: list[Instruction],
-                 func_info: list, line_info: list, layout: list[tuple[str, int]]):
-        sd: SectionDef = spec.sec_def
-        self.object = obj
-        self.name = spec.name
-        self.section = spec.section.name
-        self.sec_def = sd
-        self.type: U.ProgType = sd.prog_type
-        self.expected_attach_type: U.AttachType | None = sd.expected_attach_type
-        self.attach_target: str | None = sd.attach_target
-        self.prog_flags = sd.prog_flags
-        self.insns = insns
-        self.license = obj.license
-        self.kern_version = obj.kern_version
-        self.btf = obj.btf
-        self.func_info = func_info        # btf.ext.FuncInfo, insn_off program-relative (bytes)
-        self.line_info = line_info        # btf.ext.LineInfo, insn_off program-relative (bytes)
-        self.functions = layout           # (function name, first slot) in the linked program
-        self.verifier_result = None       # the verdict it runs under (ebee.verifier.verdict)
-
-    @property
-    def kernel_name(self) -> str:
-        """The name the kernel keeps (BPF_OBJ_NAME_LEN - 1 characters)."""
-        return self.name[:15]
-
-    @property
-    def gpl_compatible(self) -> bool:
-        return self.license in ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
-                                "Dual MIT/GPL", "Dual MPL/GPL")
-
-    @property
-    def maps(self) -> list:
-        """Maps the program references (``lddw`` map pseudo-sources), in first-use order."""
-        from .maps.base import by_id
-        seen: dict[int, Any] = {}
-        for i in self.insns:
-            if i.spec.wide and i.src in (U.BPF_PSEUDO_MAP_FD, U.BPF_PSEUDO_MAP_VALUE):
-                mid = i.imm & 0xFFFFFFFF
-                if mid not in seen:
-                    try:
-                        seen[mid] = by_id(mid)
-                    except Exception:
-                        continue
-        return list(seen.values())
-
-    def lines(self) -> list[LineRecord]:
-        return [LineRecord(li.insn, li.file_name, li.line, li.col, li.line_text)
-                for li in self.line_info]
-
-    @property
-    def requires_verification(self) -> bool:
-        """Whether the program must pass the verifier before it runs (``ebee.load``'s
-        ``verify``)."""
-        return self.object.verifies
-
-    def run(self, data: bytes | None = None, **kw):
-        """Run the program once with BPF_PROG_TEST_RUN semantics (``ebee.progtypes.run``:
-        ``ctx=``, ``repeat=``, ``engine=`` ...); returns a ``RunResult``.  The first run
-        verifies it (unless loaded with ``verify=False``): ``VerifierError`` if rejected."""
-        from . import progtypes
-        self.object._first_use()
-        try:
-            return progtypes.run(self, data, **kw)
-        finally:
-            from .fs import sync_maps
-            sync_maps(self.maps)     # program-side writes reach pinned maps' store
-
-    def verify(self, **kw):
-        """Verify the program (``ebee.verifier``); returns a ``VerifierResult``."""
-        from . import verifier
-        self.object._first_use()
-        return verifier.verify(self, **kw)
-
-    def pin(self, path: str, *, store=None) -> None:
-        """Pin the program: its object's bytes and name go to the pin store."""
-        from . import fs
-        (store or fs.default_store()).pin_program(path, self)
-
-    def __repr__(self) -> str:
-        return (f"<Program {self.name!r} section={self.section!r} type={self.type.name} "
-                f"insns={len(self.insns)}>")
 
 
 class DataSection:
@@ -151,13 +61,11 @@ class DataSection:
 
     def _type(self, tid: int):
         """The resolved type of a variable (``tid`` is its VAR, or already its type)."""
-        from .btf import Kind
         btf = self._obj.btf
         t = btf[tid]
         return btf.resolve(t.type_id if t.kind is Kind.VAR else tid)
 
     def _conv(self, tid: int, raw: bytes) -> Any:
-        from .btf import Kind
         btf = self._obj.btf
         t = self._type(tid)
         if t.kind is Kind.INT and t.size <= 8 and t.name != "char" or t.kind in (Kind.ENUM, Kind.ENUM64):
@@ -267,7 +175,7 @@ class Object:
                                                self.btf[e.btf_id].type_id)
                                               for e in self.spec.externs.values() if e.kind == "kcfg"])
 
-    def _first_use(self) -> None:
+    def first_use(self) -> None:
         """libbpf freezes read-only data at load; ebee at first use (see module doc)."""
         if self._used:
             return
@@ -283,8 +191,7 @@ class Object:
         if self._closed:
             return
         self._closed = True
-        from .fs import sync_maps
-        sync_maps(self.maps.values())
+        fs.sync_maps(self.maps.values())
         for name, m in self.maps.items():
             if name not in self.pinned:
                 m.close()
@@ -303,15 +210,13 @@ class Object:
 
     def pin_maps(self, directory: str, *, store=None) -> None:
         """Pin every user map under ``directory`` (``bpftool prog loadall --pinmaps``)."""
-        from . import fs
         st = store or fs.default_store()
         for name, m in self.maps.items():
             st.pin_map(f"{directory.rstrip('/')}/{name}", m)
 
     def load_kernel(self, **kw):
         """Load this object into the running kernel (``ebee.kernel``)."""
-        from .kernel import load_object
-        self._first_use()
+        self.first_use()
         return load_object(self, **kw)
 
 
@@ -399,17 +304,8 @@ def _kernel_map_name(spec: ObjectSpec, m: MapSpec) -> str:
     return "".join(c if c.isalnum() or c in "._" else "_" for c in m.name)[:15]
 
 
-def _map_class():
-    try:
-        from .maps import Map          # the package registers every map type
-    except ImportError:
-        from .maps.base import Map
-    return Map
-
-
 def _fixup(m: MapSpec) -> MapSpec:
     """What libbpf (and cilium/ebpf) adjust before BPF_MAP_CREATE."""
-    from .maps import cpus
     T = U.MapType
     if m.type is T.PERF_EVENT_ARRAY:
         # __type(value, struct event) only documents the records (bpf2go); the map holds fds
@@ -442,8 +338,6 @@ def _ringbuf_size(n: int) -> int:
 
 
 def _new_map(spec: ObjectSpec, m: MapSpec):
-    from .maps.errors import MapError
-    Map = _map_class()
     m = _fixup(m)
     inner = _new_map(spec, m.inner) if m.inner is not None else None
     btf = spec.btf if (m.btf_key_type_id or m.btf_value_type_id) else None
@@ -467,7 +361,6 @@ def _datasec_record(live, spec: ObjectSpec, m: MapSpec) -> None:
     """Special fields (a global ``struct bpf_spin_lock``, lists, timers) inside a
     global-data section, at the variables' offsets: what the kernel finds through
     the DATASEC value type libbpf gives these maps."""
-    from .maps.base import graph_roots, value_record
     record: dict[str, int] = {}
     variables = spec.datasecs.get(m.section or m.name, ())
     for _name, off, _size, var_id in variables:
@@ -481,19 +374,7 @@ def _datasec_record(live, spec: ObjectSpec, m: MapSpec) -> None:
         live.graph_roots = roots
 
 
-def pin_path(spec: ObjectSpec, m: MapSpec, pin_root: str) -> str | None:
-    root = pin_root.rstrip("/") or "/"
-    if m.pinning in (Pinning.BY_NAME, Pinning.REPLACE):
-        return f"{root}/{m.name}"
-    if m.pinning is Pinning.GLOBAL_NS:
-        return f"{root}/tc/globals/{m.name}"
-    if m.pinning is Pinning.OBJECT_NS:
-        return f"{root}/tc/{hashlib.sha1(spec.data).hexdigest()}/{m.name}"
-    return None
-
-
 def _create_maps(obj: Object, spec: ObjectSpec, pin_root: str, store) -> None:
-    from . import fs
     for name, m in spec.maps.items():
         path = pin_path(spec, m, pin_root)
         if path is not None:
@@ -563,8 +444,6 @@ def _resolve_externs(spec: ObjectSpec, kconfig) -> None:
 def _core_target(spec: ObjectSpec, btf_custom_path: str | None):
     if spec.btf_ext is None or not any(spec.btf_ext.core_relos.values()):
         return None
-    from .btf import BTF
-    from .btf.errors import BTFError
     try:
         if btf_custom_path:
             return BTF.from_file(btf_custom_path)
@@ -583,7 +462,6 @@ def _apply_core(spec: ObjectSpec, target) -> dict[tuple[int, int], str]:
     """
     if spec.btf_ext is None or not any(spec.btf_ext.core_relos.values()):
         return {}
-    from .btf.core import CoreError, CoreRelocator, patch_slots
     relocator = CoreRelocator(spec.btf, target)
     poisoned: dict[tuple[int, int], str] = {}
     by_sec: dict[str, list[ProgSpec]] = {}
@@ -618,7 +496,6 @@ def _build_program(obj: Object, spec: ObjectSpec, p: ProgSpec,
     linked = link(p, spec.programs, spec.text_idx)
     _patch(obj, spec, p, linked)
     raw = encode_slots(linked.slots)
-    from .errors import DecodeError
     try:
         insns = decode(raw)
     except DecodeError as e:
@@ -628,9 +505,13 @@ def _build_program(obj: Object, spec: ObjectSpec, p: ProgSpec,
                 for f, base in linked.layout for (sidx, insn), msg in poisoned.items()
                 if sidx == f.section.index and f.contains(sidx, insn)}
     if failures:
-        from .btf.core import register_poisoned
         register_poisoned(insns, failures)
-    return Program(obj, p, insns, fi, li, [(f.name, off) for f, off in linked.layout])
+    sd = p.sec_def
+    return Program(insns, sd.prog_type, name=p.name, section=p.section.name, sec_def=sd,
+                   expected_attach_type=sd.expected_attach_type, attach_target=sd.attach_target,
+                   prog_flags=sd.prog_flags, license=obj.license, kern_version=obj.kern_version,
+                   btf=obj.btf, func_info=fi, line_info=li,
+                   functions=[(f.name, off) for f, off in linked.layout], owner=obj)
 
 
 def _patch(obj: Object, spec: ObjectSpec, p: ProgSpec, linked: Linked) -> None:

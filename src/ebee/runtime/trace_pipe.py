@@ -9,7 +9,7 @@ ebee keeps the same lines in :data:`PIPE` (a bounded buffer, like the
 kernel's): read them line by line with :meth:`TracePipe.readline`, as
 :class:`ebee.events.TraceLine` records with :meth:`TracePipe.reader` (the
 shared EventReader API), or collect what a block of code printed with
-``with ebee.trace.capture() as lines:``.
+``with ebee.runtime.trace_pipe.capture() as lines:``.
 
 The flags column is the kernel's latency format (irqs-off, need-resched,
 hardirq/softirq, preempt depth, migrate-disable); ebee has no interrupts, so
@@ -23,7 +23,7 @@ import contextlib
 import threading
 from typing import Callable, Iterator
 
-from .events import EventReader, TraceLine
+from ..events import EventReader, TraceLine
 
 DEFAULT_FLAGS = "...11"
 CAPACITY = 65536            # lines kept before the oldest are overwritten
@@ -110,7 +110,7 @@ PIPE = TracePipe()
 
 
 def capture():
-    """``with ebee.trace.capture() as lines:`` -- lines printed inside the block."""
+    """``with ebee.runtime.trace_pipe.capture() as lines:`` -- lines printed inside the block."""
     return PIPE.capture()
 
 

@@ -18,7 +18,7 @@ import time
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from ..uapi import FuncId
+from ...uapi import FuncId
 from . import abi
 from .irgen import PTR, ModuleGen, c64, i32, i64, native_helper
 

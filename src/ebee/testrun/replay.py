@@ -1,6 +1,7 @@
 """Running a packet program over a capture: per-packet outcomes and a verdict summary."""
 from __future__ import annotations
 
+import errno as E
 import sys
 import time
 from collections import Counter
@@ -9,10 +10,15 @@ from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from ..packet.pcap import Frame
+from ..packet.skbuff import ETH_HLEN
+from ..packet.xdpbuff import XDP_PACKET_HEADROOM, XdpBuff
+from ..progtypes.verdicts import is_redirect, verdict_name
+from ..runtime import Redirect, RunContext
 from ..uapi import (TC_ACT_OK, TC_ACT_PIPE, TC_ACT_RECLASSIFY, TC_ACT_REDIRECT, TC_ACT_UNSPEC,
-                    ProgType as P, XdpAction)
-from .pcap import Frame
-from .skbuff import ETH_HLEN
+                    AttachType as A, ProgType as P, XdpAction)
+from .common import PAGE_SIZE, SKB_TAILROOM, TestRunError
+from .runner import Runner
 
 _data = attrgetter("data")
 REPLAY_TYPES = (P.XDP, P.SCHED_CLS, P.SCHED_ACT, P.SOCKET_FILTER, P.CGROUP_SKB)
@@ -81,7 +87,6 @@ def _classify(pt: P, retval: int) -> tuple[str, bool]:
     key = (pt, retval & 0xFFFFFFFF)
     hit = _classified.get(key)
     if hit is None:
-        from ..progtypes.verdicts import verdict_name
         hit = (verdict_name(pt, retval), _keeps(pt, retval, 0)[0])
         if len(_classified) < 4096:          # return values are few; never let junk grow it
             _classified[key] = hit
@@ -112,11 +117,9 @@ def _outcome(s: Summary, pt: P, fr: Frame, retval: int, data_out: bytes | None,
 
 def _run_one(runner, fr: Frame, s: Summary) -> Outcome:
     """One test run (``Runner.run``) for one frame."""
-    from ..progtypes.testrun import TestRunError
     try:
         res = runner.run(fr.data)
     except TestRunError as e:
-        import errno as E
         name = E.errorcode.get(e.errno, str(e.errno))
         s.errors[name] += 1
         return Outcome(fr.index, None, f"error {name}", None, error=e.reason)
@@ -125,17 +128,16 @@ def _run_one(runner, fr: Frame, s: Summary) -> Outcome:
 
 def replay(runner, frames: Iterable[Frame], *, on_packet: Callable[[Outcome], None] | None = None,
            progress: Callable[[int], None] | None = None, native: bool | None = None) -> Summary:
-    """Run ``runner`` (a :class:`ebee.progtypes.Runner`) on every frame.
+    """Run ``runner`` (a :class:`ebee.testrun.Runner`) on every frame.
 
     ``native`` None (the default) runs XDP programs on the JIT through the
-    native batch driver (:mod:`ebee.jit.xdp_batch`: no Python call per packet)
+    native batch driver (:mod:`ebee.engines.jit.xdp_batch`: no Python call per packet)
     and everything else one test run per packet; True insists on the driver
     (ValueError saying why it cannot), False always runs packet by packet.
     Both give the same outcomes.
     """
-    p = runner.prepared
-    pt = p.info.prog_type
-    s = Summary(p.name or "?", pt)
+    pt = runner.info.prog_type
+    s = Summary(runner.program.name or "?", pt)
     why = native_batch_unavailable(runner) if native is not False else "not asked for"
     if native and why:
         raise ValueError(f"no native batch replay for this program: {why}")
@@ -166,28 +168,19 @@ def _emit(s: Summary, out: Outcome, on_packet) -> None:
 NATIVE_CHUNK = 4096      # frames per call of the native driver (bounds the copies held at once)
 
 
-def native_batch_unavailable(runner) -> str | None:
+def native_batch_unavailable(runner: Runner) -> str | None:
     """Why ``replay`` must run ``runner`` packet by packet (None: the native driver can)."""
-    from .. import jit
-    from ..uapi import AttachType as A
-    info = runner.prepared.info
+    info = runner.info
     if info.prog_type is not P.XDP:
         return f"{info.prog_type.name.lower()} programs run one test run per packet"
     if info.expected_attach_type in (A.XDP_DEVMAP, A.XDP_CPUMAP):
         return "devmap/cpumap XDP programs cannot be test-run"
-    if not jit.available():
-        return jit.unavailable_reason()
-    from ..jit.runtime import JitBinding
-    if not isinstance(runner.bound, JitBinding):
-        return "the program runs in the interpreter"
-    return None
+    return runner.bound.native_unavailable
 
 
 def _linear_limits() -> tuple[int, int]:
     """Frame sizes the driver takes: what run_xdp puts in the linear part whole (no
     fragments), and not a runt (which the test run refuses)."""
-    from ..progtypes.testrun import PAGE_SIZE, SKB_TAILROOM
-    from .xdpbuff import XDP_PACKET_HEADROOM
     return ETH_HLEN, PAGE_SIZE - XDP_PACKET_HEADROOM - SKB_TAILROOM
 
 
@@ -225,19 +218,15 @@ class _BatchContext:
 
 
 def _replay_native(runner, frames: Iterable[Frame], s: Summary, on_packet, progress) -> None:
-    from ..jit.xdp_batch import FrameBatch
-    from ..progtypes.testrun import Redirect, RunContext
-    from ..progtypes.verdicts import is_redirect
-    from .xdpbuff import XdpBuff
     pt = s.prog_type
     machine, net = runner.machine, runner.net
-    xdp = getattr(machine, "xdp_pool", None)
+    xdp = runner.frames
     if xdp is not None:
-        machine.xdp_pool = None
+        runner.frames = None
         xdp.reset(bytes(ETH_HLEN), dev=net.loopback)
     else:
         xdp = XdpBuff(bytes(ETH_HLEN), dev=net.loopback)
-    batch = FrameBatch(runner.bound, xdp)
+    batch = runner.bound.native_frames(xdp)
     rc = _BatchContext(RunContext(net, P.XDP, xdp), lambda: batch.cur)
     tx = Redirect("tx", ifindex=net.loopback.ifindex)
     names: dict[int, str] = {}
@@ -322,8 +311,8 @@ def _replay_native(runner, frames: Iterable[Frame], s: Summary, on_packet, progr
                 break
             chunk_run(chunk)
     finally:
-        if getattr(machine, "keep_buffers", False) and machine.xdp_pool is None:
-            machine.xdp_pool = xdp
+        if runner.own_machine and runner.frames is None:
+            runner.frames = xdp
         else:
             xdp.close()
 

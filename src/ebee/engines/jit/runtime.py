@@ -1,17 +1,17 @@
 """Compiled programs bound to machines: the JIT's side of the engine interface.
 
-* :class:`JitProgram` -- a program compiled once (cached per instruction
+* :class:`JitImage` -- a program compiled once (cached per instruction
   digest and mode within the process), holding its native entry points.
-* :class:`CpuState` -- the native state of one :class:`~ebee.vm.Machine`
-  (one virtual CPU): its ``ThreadState``, the region table checked code
-  searches, and the bindings made on it.
-* :class:`JitBinding` -- a program bound to a machine, with the same
-  ``run(r1..r5) -> Execution`` shape as the interpreter's ``Interpreter``.
+* :class:`CpuState` -- the native state of one :class:`~ebee.runtime.Cpu`:
+  its ``ThreadState``, the region table checked code searches, and the
+  bindings made on it.
+* :class:`JitBinding` -- a program bound to a CPU (an engine ``Bound``).
 
 Helpers that have no native implementation are called back into Python
-through ctypes with the registry's ``impl(machine, r1..r5)`` signature; the
-callbacks reuse the interpreter's own environment (``vm.machine._Env``), so
-a helper, kfunc or failure behaves identically under both engines.  ctypes
+through ctypes with the runtime's ``impl(cpu, r1..r5)`` signature; the
+callbacks go through the environment both engines share
+(:class:`ebee.engines.env.CallEnv`), so a helper, kfunc or failure behaves
+identically under both engines.  ctypes
 releases the GIL around the native call and re-acquires it for callbacks, so
 programs on different machines run in parallel.
 """
@@ -24,38 +24,38 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from .. import uapi as U
-from ..errors import BudgetExceeded, MemoryFault, VMError
-from ..isa import Instruction, Kind, encode
-from ..vm.machine import Execution, Machine, _Env
-from ..vm.memory import Region
-from . import abi, irgen, is_verified
+from ... import uapi as U
+from ...errors import BudgetExceeded, MemoryFault, VMError
+from ...isa import Instruction, Kind, encode
+from ...memory import Region
+from ...runtime.clock import Clock as HostClock
+from ...runtime.cpu import Cpu
+from ..base import Bound, Engine, Execution, Image, Services, is_verified
+from ..env import CallEnv, ProgramText
+from . import abi, irgen
 from .codegen import Codegen
+from .xdp_batch import FrameBatch
 from . import natives, natives_maps  # noqa: F401  (register the native helper implementations)
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
 
 
-class _Abort(Exception):
+class LdAbsInCallback(Exception):
     """LD_ABS/LD_IND ended the program inside a callback; the run returns r0 = 0."""
 
 
-class JitProgram:
-    """A program translated to native code once; bound to machines on demand."""
 
-    # Each compiled program keeps an execution engine (about 1 MB): keep the most
-    # recently used ones; machines still bound to an evicted program keep it alive.
-    _cache: "OrderedDict[tuple[bytes, bool], JitProgram]" = OrderedDict()
-    CACHE_SIZE = 128
-    _lock = threading.Lock()
+class JitImage(Image):
+    """A program translated to native code once; bound to CPUs on demand."""
 
     def __init__(self, insns: list[Instruction], *, checked: bool):
         t0 = time.perf_counter_ns()
         self.insns = list(insns)
-        self.by_pc = {i.pc: i for i in self.insns}
         self.checked = checked
         self.image = encode(self.insns)
+        self.text_of = ProgramText(self.insns, self.image)
+        self.by_pc = self.text_of.by_pc
         self.digest = hashlib.sha256(self.image).hexdigest()
         module, self.layout = irgen.generate(self.insns, checked=checked, name=f"ebee_{self.digest[:16]}")
         self.irgen_ns = time.perf_counter_ns() - t0
@@ -68,38 +68,22 @@ class JitProgram:
         self._run = abi.RUN(self.run_addr)
         self._batch = abi.BATCH(self.batch_addr)
 
-    @classmethod
-    def get(cls, insns: list[Instruction], *, checked: bool) -> "JitProgram":
-        key = (hashlib.sha256(encode(insns)).digest(), checked)
-        with cls._lock:
-            prog = cls._cache.get(key)
-            if prog is not None and prog.insns == list(insns):
-                cls._cache.move_to_end(key)
-                return prog
-        prog = JitProgram(insns, checked=checked)
-        with cls._lock:
-            cls._cache[key] = prog
-            while len(cls._cache) > cls.CACHE_SIZE:
-                cls._cache.popitem(last=False)
-        return prog
-
     def text(self, pc: int) -> str | None:
-        i = self.by_pc.get(pc)
-        if i is None:
-            return None
-        from ..asm.disasm import format_kernel
-        return format_kernel(i)
+        return self.text_of.text(pc)
 
     @property
     def uses_prandom(self) -> bool:
         return int(U.FuncId.get_prandom_u32) in self.layout.natives
 
+    def bind(self, cpu: Cpu, runtime: Services) -> "JitBinding":
+        return cpu_state(cpu).binding(self, runtime)
+
 
 class CpuState:
-    """Native state of one machine: its thread state, region table and bindings."""
+    """Native state of one CPU: its thread state, region table and bindings."""
 
-    def __init__(self, machine: Machine):
-        self.machine = machine
+    def __init__(self, cpu: Cpu):
+        self.cpu = cpu
         self.ts = abi.ThreadState()
         self.ts_addr = ctypes.addressof(self.ts)
         self.bindings: dict[tuple[int, bool], JitBinding] = {}
@@ -110,24 +94,16 @@ class CpuState:
         self._table = None
         self._mt_synced: tuple | None = None
         ts = self.ts
-        ts.stack_lo = machine.stack.start
-        ts.stack_hi = machine.stack.start + machine.stack.size
+        ts.stack_lo = cpu.stack.start
+        ts.stack_hi = cpu.stack.start + cpu.stack.size
 
-    def binding(self, prog: JitProgram, machine: Machine) -> "JitBinding":
-        key = (id(prog), prog.checked)
+    def binding(self, image: JitImage, runtime: Services) -> "JitBinding":
+        key = (id(image), image.checked)
         b = self.bindings.get(key)
-        if b is None or b.program is not prog:
-            b = self.bindings[key] = JitBinding(machine, prog, self)
+        if b is None or b.image is not image or b.runtime is not runtime:
+            b = self.bindings[key] = JitBinding(image, self, runtime)
             self.by_pt[b.pt_addr] = b
         return b
-
-    def find_function(self, addr: int):
-        """The program function at code address ``addr`` among this machine's bindings."""
-        for b in list(self.bindings.values()):
-            fn = b._faddr.get(addr)
-            if fn is not None:
-                return fn
-        return None
 
     def refresh_regions(self) -> None:
         """Give checked code the current set of live regions.
@@ -135,9 +111,9 @@ class CpuState:
         ``Memory`` publishes a new list on every change, so comparing the
         list's identity tells (for free) whether the table is stale.
         """
-        mem = self.machine.memory
-        current = getattr(mem, "_regions", None)
-        if current is not None and current is self._regions_seen:
+        mem = self.cpu.memory
+        current = mem.generation
+        if current is self._regions_seen:
             return
         regions = list(mem)
         table = (abi.RegionEntry * max(len(regions), 1))()
@@ -148,12 +124,12 @@ class CpuState:
         self.ts.nregions = len(regions)
         self._regions_seen = current
 
-    # -- MT19937 shared with machine.random ----------------------------------------------
-    # bpf_get_prandom_u32 runs natively on a copy of the machine's Mersenne
-    # Twister state, so both engines draw the same numbers from the same seed.
+    # -- MT19937 shared with cpu.random ----------------------------------------------------
+    # bpf_get_prandom_u32 runs natively on a copy of the CPU's Mersenne Twister
+    # state, so both engines draw the same numbers from the same seed.
 
     def mt_load(self) -> None:
-        state = self.machine.random.getstate()
+        state = self.cpu.random.getstate()
         if state == self._mt_synced:    # nothing drew from it since our last run
             return
         words = state[1]
@@ -166,50 +142,41 @@ class CpuState:
         if not self.ts.mt_calls:
             return
         state = (3, tuple(self.ts.mt) + (int(self.ts.mt_pos),), self._mt_gauss)
-        self.machine.random.setstate(state)
+        self.cpu.random.setstate(state)
         self.ts.mt_calls = 0
         self._mt_synced = state
 
 
 _states_lock = threading.Lock()
+ENGINE_NAME = "jit"
 
 
-def cpu_state(machine: Machine) -> CpuState:
-    """The machine's native state, created on first use.
-
-    It lives on the machine (like the interpreter's bindings in
-    ``Machine._bound``), so it dies with it; a side table keyed by the
-    machine would keep every machine alive through its bindings.
-    """
-    st = machine.__dict__.get("_jit_state")
+def cpu_state(cpu: Cpu) -> CpuState:
+    """The CPU's native state, created on first use.  It lives on the CPU, so it dies
+    with it; a side table keyed by the CPU would keep every CPU alive through its
+    bindings."""
+    st = cpu.engine_state.get(ENGINE_NAME)
     if st is None:
         with _states_lock:
-            st = machine.__dict__.get("_jit_state")
+            st = cpu.engine_state.get(ENGINE_NAME)
             if st is None:
-                st = machine.__dict__["_jit_state"] = CpuState(machine)
+                st = cpu.engine_state[ENGINE_NAME] = CpuState(cpu)
     return st
 
 
-class _ProgView:
-    """What the interpreter's environment needs to know about a program."""
+class JitBinding(Bound):
+    """A compiled program bound to one CPU."""
 
-    def __init__(self, prog: JitProgram):
-        self.by_pc = prog.by_pc
-        self.text = prog.text
-
-
-class JitBinding:
-    """A compiled program bound to one machine: ``run(r1..r5) -> Execution``."""
-
-    def __init__(self, machine: Machine, prog: JitProgram, state: CpuState):
-        self.machine = machine
-        self.program = prog
+    def __init__(self, image: JitImage, state: CpuState, runtime: Services):
+        self.image = image
+        self.cpu = cpu = state.cpu
         self.state = state
-        self.limit = machine.budget
+        self.runtime = runtime
+        self.limit = cpu.budget
         # function pointers (lddw src=4) point into the program image, as in the interpreter
-        self._code = Region(prog.image, "code", writable=False)
-        self.env = _Env(machine, _ProgView(prog), self._code, self.limit)
-        layout = prog.layout
+        self._code = Region(image.image, "code", writable=False)
+        self.env = CallEnv(cpu, runtime, image.text_of, self._code, self.limit, self._tail_entry)
+        layout = image.layout
         self.pt = (ctypes.c_uint64 * layout.size)()
         self.pt_addr = ctypes.addressof(self.pt)
         self.pt[abi.PT_CODE_ADDR] = self._code.start
@@ -221,10 +188,15 @@ class JitBinding:
                 cb = abi.CALLBACK(self._wrap(getattr(self, f"_cb_{kind}")(key)))
                 self._callbacks.append(cb)
                 self.pt[k] = ctypes.cast(cb, ctypes.c_void_p).value
-        # the interpreter's entry, so that an interpreted tail call can land here
+        # the interpreter's calling convention, so that an interpreted tail call can land here
         self.entry = self._entry
         # callbacks (bpf_loop, for_each_map_elem, timers) find functions by code address
-        self._faddr = {self._code.start + pc * 8: self._function(pc) for pc in layout.entries}
+        cpu.functions.update({self._code.start + pc * 8: self._function(pc)
+                              for pc in layout.entries})
+
+    @property
+    def program(self) -> JitImage:
+        return self.image
 
     # -- callbacks into Python -----------------------------------------------------------
 
@@ -235,7 +207,7 @@ class JitBinding:
         def callback(pc, x, a, b, c, d, e):
             try:
                 v = fn(pc, x, a, b, c, d, e)
-            except _Abort:                     # LD_ABS failed inside a callback: end the run
+            except LdAbsInCallback:            # LD_ABS failed inside a callback: end the run
                 ts.status = abi.Status.ABORT
                 return 0
             except BaseException as exc:       # never let an exception unwind native frames
@@ -249,30 +221,31 @@ class JitBinding:
     def _framed(self, fn):
         """Record the caller's frame (``x``) while ``fn`` runs: callbacks go one below it."""
         state = self.state
+        lo = state.ts.stack_lo
 
         def call(pc, x, a, b, c, d, e):
             outer, state.cur_fp = state.cur_fp, x
             try:
-                return fn(pc, x, a, b, c, d, e)
+                return fn(pc, (x - lo) // U.MAX_BPF_STACK - 1, a, b, c, d, e)
             finally:
                 state.cur_fp = outer
         return call
 
     def _cb_helper(self, fid: int):
         call = self.env.helper(fid)
-        return self._framed(lambda pc, x, a, b, c, d, e: call(a, b, c, d, e, pc))
+        return self._framed(lambda pc, depth, a, b, c, d, e: call(a, b, c, d, e, pc, depth))
 
     def _cb_kfunc(self, _key):
-        by_pc, kfunc = self.program.by_pc, self.env.kfunc
-        return self._framed(lambda pc, x, a, b, c, d, e:
-                            kfunc(by_pc[pc].imm, by_pc[pc].off, a, b, c, d, e, pc))
+        by_pc, kfunc = self.image.by_pc, self.env.kfunc
+        return self._framed(lambda pc, depth, a, b, c, d, e:
+                            kfunc(by_pc[pc].imm, by_pc[pc].off, a, b, c, d, e, pc, depth))
 
     def _function(self, pc: int):
         """``f(r1..r5, depth, n) -> (r0, n)`` running function ``pc`` natively, as the
-        interpreter's functions do for ``helpers.calls.call_function``.  The frame is
-        the one below the helper's caller (``depth`` is the interpreter's view and
-        is ignored); the callback's instructions are not counted, as in the interpreter."""
-        state, ts, prog = self.state, self.state.ts, self.program
+        interpreter's functions do for ``Cpu.call_function``.  The frame is the one
+        below the helper's caller; the callback's instructions are not counted, as in
+        the interpreter."""
+        state, ts, image = self.state, self.state.ts, self.image
 
         def fn(r1, r2, r3, r4, r5, depth=0, n=0):
             running = state.cur_fp != 0
@@ -282,42 +255,48 @@ class JitBinding:
             if not running:
                 self._enter()
             fp = ts.stack_lo + (depth + 1) * U.MAX_BPF_STACK
-            r0 = prog._callfn(state.ts_addr, self.pt_addr, pc, r1 & M64, r2 & M64, r3 & M64,
-                              r4 & M64, r5 & M64, fp)
+            r0 = image._callfn(state.ts_addr, self.pt_addr, pc, r1 & M64, r2 & M64, r3 & M64,
+                               r4 & M64, r5 & M64, fp)
             if ts.status:
                 if ts.status == abi.Status.ABORT:
-                    raise _Abort()
+                    raise LdAbsInCallback()
                 self._failed()
             return r0, n
         return fn
 
     def _cb_callx(self, _key):
         callx = self.env.callx_helper
+        # ``x`` is the call target here, not a frame: a helper reached through callx
+        # runs as if called from the entry frame
         return lambda pc, x, a, b, c, d, e: callx(x, a, b, c, d, e, pc)
 
     def _cb_ld_abs(self, _key):
-        by_pc, m, ts = self.program.by_pc, self.machine, self.state.ts
+        by_pc, cpu, runtime, ts = self.image.by_pc, self.cpu, self.runtime, self.state.ts
 
         def ld_abs(pc, ctx, src, b, c, d, e):
             i = by_pc[pc]
             offset = i.imm if i.kind is Kind.LD_ABS else src + i.imm
-            v = m.ld_abs(ctx, offset, i.spec.size, pc)
+            v = runtime.ld_abs(cpu, ctx, offset, i.spec.size, pc)
             if v is None:            # Linux ends the program with r0 = 0
                 ts.status = abi.Status.ABORT
                 return 0
             return v
         return ld_abs
 
+    def _tail_entry(self, target) -> "JitBinding":
+        exe = target.executable()
+        return JIT.compile(exe.insns, exe.evidence).bind(self.cpu, self.runtime)
+
     def _cb_tail_call(self, _key):
-        m, state, ts = self.machine, self.state, self.state.ts
+        runtime, ts = self.runtime, self.state.ts
 
         def tail_call(pc, x, ctx, map_ptr, index, d, e):
-            target = m.tail_call_target(map_ptr, index & M32, pc)
+            target = runtime.tail_call_target(map_ptr, index & M32, pc)
             if target is None:
                 ts.tc_fn = 0
                 return 0
-            b = bind(m, _insns_of(target), verified=getattr(target, "verification", None))
-            ts.tc_fn = b.program.main_addr
+            b = self._tail_entry(target)
+            ts.tc_fn = b.image.main_addr
             ts.tc_pt = b.pt_addr
             return 0
         return tail_call
@@ -326,28 +305,29 @@ class JitBinding:
 
     def _enter(self) -> abi.ThreadState:
         st = self.state
-        m = self.machine
+        cpu = self.cpu
         ts = st.ts
         ts.status = 0
         ts.tail_calls = 0
         ts.limit = self.limit
-        ts.cpu = m.cpu
-        ts.numa_node = m.numa_node
-        ts.native_clock = 1 if type(m.clock) is _HostClock else 0
+        ts.cpu = cpu.cpu
+        ts.numa_node = cpu.numa_node
+        ts.native_clock = 1 if type(cpu.clock) is HostClock else 0
         st.refresh_regions()
-        if self.program.uses_prandom:
+        if self.image.uses_prandom:
             st.mt_load()
         return ts
 
     def _leave(self) -> None:
-        if self.program.uses_prandom:
+        if self.image.uses_prandom:
             self.state.mt_store()
+        self.cpu.frame_depth = -1
 
     def run(self, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0, r5: int = 0) -> Execution:
         ts = self._enter()
         try:
-            r0 = self.program._run(self.state.ts_addr, self.pt_addr, r1 & M64, r2 & M64, r3 & M64,
-                                   r4 & M64, r5 & M64)
+            r0 = self.image._run(self.state.ts_addr, self.pt_addr, r1 & M64, r2 & M64, r3 & M64,
+                                 r4 & M64, r5 & M64)
         finally:
             self._leave()
         if ts.status:
@@ -366,14 +346,21 @@ class JitBinding:
         ts = self._enter()
         try:
             t0 = time.thread_time_ns()
-            r0 = self.program._batch(self.state.ts_addr, self.pt_addr, r1 & M64, r2 & M64, r3 & M64,
-                                     r4 & M64, r5 & M64, repeat)
+            r0 = self.image._batch(self.state.ts_addr, self.pt_addr, r1 & M64, r2 & M64, r3 & M64,
+                                   r4 & M64, r5 & M64, repeat)
             elapsed = time.thread_time_ns() - t0
         finally:
             self._leave()
         if ts.status:
             return self._failed(), elapsed
         return Execution(r0, ts.n), elapsed
+
+    def native_frames(self, xdp: Any) -> FrameBatch:
+        return FrameBatch(self, xdp)
+
+    @property
+    def native_unavailable(self) -> str | None:
+        return None
 
     def _entry(self, r1, r2, r3, r4, r5, depth, n):
         """Interpreter calling convention (``f(r1..r5, depth, n) -> (r0, n)``) for tail calls
@@ -386,7 +373,7 @@ class JitBinding:
         ts = st.ts
         status = abi.Status(ts.status)
         owner = st.by_pt.get(ts.fault_pt, self)
-        prog = owner.program
+        image = owner.image
         pc = int(ts.fault_pc)
         ts.status = 0
         if status is abi.Status.ABORT:
@@ -394,10 +381,10 @@ class JitBinding:
         if status is abi.Status.PYEXC:
             exc, st.exc = st.exc, None
             raise exc
-        insn = prog.text(pc)
+        insn = image.text(pc)
         if status is abi.Status.MEM:
             a, size, write = int(ts.fault_addr), int(ts.fault_size), bool(ts.fault_write)
-            r = self.machine.memory.find(a, size)
+            r = self.cpu.memory.find(a, size)
             if r is not None and write and not r.writable:
                 raise MemoryFault(f"invalid write of {size} bytes at {a:#x}: region '{r.name}' is "
                                   f"read-only", pc=pc, insn=insn)
@@ -405,7 +392,7 @@ class JitBinding:
             raise MemoryFault(f"invalid {kind} of {size} bytes at {a:#x}: no live region holds it",
                               pc=pc, insn=insn)
         if status is abi.Status.STATIC:
-            raise VMError(prog.layout.messages[ts.fault_arg], pc=pc, insn=insn)
+            raise VMError(image.layout.messages[ts.fault_arg], pc=pc, insn=insn)
         if status is abi.Status.BUDGET:
             raise BudgetExceeded(f"instruction budget of {owner.limit} exceeded ({ts.fault_arg} "
                                  f"executed)", pc=pc, insn=insn)
@@ -414,28 +401,34 @@ class JitBinding:
         raise VMError(f"native code stopped with unknown status {int(status)}", pc=pc, insn=insn)
 
 
-from ..helpers.base import Clock as _HostClock   # noqa: E402  (only the host clock runs natively)
+class JitEngine(Engine):
+    name = ENGINE_NAME
+    # Each compiled program keeps an execution engine (about 1 MB): keep the most
+    # recently used ones; CPUs still bound to an evicted image keep it alive.
+    CACHE_SIZE = 128
+
+    def __init__(self) -> None:
+        self._cache: "OrderedDict[tuple[bytes, bool], JitImage]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def compile(self, insns, evidence: Any = None) -> JitImage:
+        """Compile (or reuse) ``insns``.  Without verification evidence the code is
+        compiled in checked mode: every access is checked against the CPU's live
+        regions and the instruction budget is enforced, exactly like the interpreter."""
+        insns = list(insns)
+        checked = not is_verified(evidence)
+        key = (hashlib.sha256(encode(insns)).digest(), checked)
+        with self._lock:
+            img = self._cache.get(key)
+            if img is not None and img.insns == insns:
+                self._cache.move_to_end(key)
+                return img
+        img = JitImage(insns, checked=checked)
+        with self._lock:
+            self._cache[key] = img
+            while len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return img
 
 
-def _insns_of(target) -> list[Instruction]:
-    """Instructions of a tail-call target (instruction list, interpreter or loaded program)."""
-    if isinstance(target, list):
-        return target
-    for attr in ("insns", "program"):
-        v = getattr(target, attr, None)
-        if isinstance(v, list):
-            return v
-        if v is not None and isinstance(getattr(v, "insns", None), list):
-            return v.insns
-    raise VMError(f"tail call target {target!r} has no instructions")
-
-
-def bind(machine: Machine, insns: list[Instruction], *, verified: Any = None) -> JitBinding:
-    """Compile (or reuse) ``insns`` and bind them to ``machine``.
-
-    Without verification evidence the code is compiled in checked mode:
-    every access is checked against the machine's live regions and the
-    instruction budget is enforced, exactly like the interpreter.
-    """
-    prog = JitProgram.get(insns, checked=not is_verified(verified))
-    return cpu_state(machine).binding(prog, machine)
+JIT = JitEngine()

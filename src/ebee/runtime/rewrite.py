@@ -11,14 +11,12 @@ kernel's bpf_patch_insn_data/adjust_jmp_off).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from ..isa import Instruction, Kind
 from ..uapi import BPF_PSEUDO_FUNC
-from .ctx import CtxAccessError, CtxRules, convert_access
+from ..progtypes.ctx import CtxAccessError, CtxRules, convert_access
 
-if TYPE_CHECKING:
-    pass
 
 _MEM = (Kind.LDX, Kind.STX, Kind.ST, Kind.ATOMIC, Kind.LOAD_ACQ, Kind.STORE_REL)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ..uapi import FuncId, MapType
+from ...uapi import FuncId, MapType
 from .irgen import PTR, ModuleGen, c64, i32, i64, native_helper
 
 i8 = ir.IntType(8)

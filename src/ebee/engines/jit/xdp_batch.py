@@ -39,7 +39,7 @@ from itertools import accumulate
 
 from llvmlite import ir
 
-from ..progtypes.layouts import XDP_BUFF
+from ...progtypes.layouts import XDP_BUFF
 from . import abi
 from .irgen import FNTY, PTR, STACK, c64, i8, i64
 
@@ -252,10 +252,10 @@ class FrameBatch:
         d.frame, d.frame_size = xdp.frame.start, xdp.frame.size
         d.headroom = xdp.data - xdp.frame.start
         d.xdp = xdp.addr
-        d.reset_all = 1 if binding.program.checked else 0
+        d.reset_all = 1 if binding.image.checked else 0
         d.dirty = 1                       # the frame's history is unknown: clear it first
         self.out = bytearray(max(out_capacity, 2 * xdp.frame.size))
-        self.main = binding.program.main_addr
+        self.main = binding.image.main_addr
         self.ns = 0                       # thread CPU time spent in the driver so far
 
     @property

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import uapi as U
-from ..isa import Instruction, Kind
+from ... import uapi as U
+from ...isa import Instruction, Kind
+from ..blocks import Cfg, Function
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
@@ -51,61 +52,15 @@ class Translation:
     ld_imm64_pcs: list[int]       # lddw instructions the runtime must resolve
 
 
-class _Func:
-    def __init__(self, entry: int, end: int):
-        self.entry = entry
-        self.end = end            # exclusive slot index
-
-
 def _sx(v: int, bits: int) -> int:
     v &= (1 << bits) - 1
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-class Translator:
+class Translator(Cfg):
     def __init__(self, insns: list[Instruction]):
-        self.insns = insns
-        self.by_pc = {i.pc: i for i in insns}
-        last = insns[-1]
-        self.nslots = last.pc + last.slots
+        super().__init__(insns)
         self.lines: list[str] = []
-
-    # -- analysis ------------------------------------------------------------
-
-    def valid_target(self, t: int | None) -> bool:
-        return t is not None and t in self.by_pc
-
-    def functions(self) -> list[_Func]:
-        entries = {0}
-        for i in self.insns:
-            if i.kind is Kind.CALL_LOCAL or (i.kind is Kind.LD_IMM64 and i.src == U.BPF_PSEUDO_FUNC):
-                t = i.jump_target()
-                if self.valid_target(t):
-                    entries.add(t)
-        es = sorted(entries)
-        return [_Func(e, es[k + 1] if k + 1 < len(es) else self.nslots) for k, e in enumerate(es)]
-
-    def blocks(self, fn: _Func) -> tuple[list[list[Instruction]], set[int]]:
-        body = [i for i in self.insns if fn.entry <= i.pc < fn.end]
-        leaders = {fn.entry}
-        back_targets = {fn.entry}
-        for i in body:
-            k = i.kind
-            if k in (Kind.JA, Kind.JCC, Kind.JCOND):
-                t = i.jump_target()
-                if self.valid_target(t) and fn.entry <= t < fn.end:
-                    leaders.add(t)
-                    if t <= i.pc:
-                        back_targets.add(t)
-                leaders.add(i.pc + 1)
-            elif k is Kind.EXIT:
-                leaders.add(i.pc + 1)
-        blocks: list[list[Instruction]] = []
-        for i in body:
-            if i.pc in leaders or not blocks:
-                blocks.append([])
-            blocks[-1].append(i)
-        return blocks, back_targets
 
     # -- emission ------------------------------------------------------------
 
@@ -114,7 +69,6 @@ class Translator:
 
     def translate(self) -> Translation:
         funcs = self.functions()
-        self.entry_set = {f.entry for f in funcs}
         ld_pcs = [i.pc for i in self.insns if i.kind is Kind.LD_IMM64
                   and i.src not in (0, U.BPF_PSEUDO_FUNC)]
         e = self.emit
@@ -140,7 +94,7 @@ class Translator:
         e(1, "return FUNCS, FADDR")
         return Translation("\n".join(self.lines) + "\n", [f.entry for f in funcs], ld_pcs)
 
-    def function(self, fn: _Func) -> None:
+    def function(self, fn: Function) -> None:
         e = self.emit
         blocks, back = self.blocks(fn)
         e(1, f"def f{fn.entry}(r1, r2, r3, r4, r5, depth, n):")
@@ -163,7 +117,7 @@ class Translator:
         self.emit(ind, "else:")
         self.dispatch(blocks[mid:], back, ind + 1, fn)
 
-    def block(self, blk: list[Instruction], back: set[int], ind: int, fn: _Func) -> None:
+    def block(self, blk: list[Instruction], back: set[int], ind: int, fn: Function) -> None:
         e = self.emit
         start = blk[0].pc
         e(ind, f"# block {start}")
@@ -325,7 +279,7 @@ class Translator:
             e(ind, "if t is not None:")
             e(ind + 1, "return t(r1, 0, 0, 0, 0, depth, n)")
         else:
-            e(ind, f"r0 = H{i.imm & M32}(r1, r2, r3, r4, r5, {i.pc})")
+            e(ind, f"r0 = H{i.imm & M32}(r1, r2, r3, r4, r5, {i.pc}, depth)")
         e(ind, self._RESET)
 
     def k_call_local(self, i: Instruction, ind: int) -> None:
@@ -339,14 +293,14 @@ class Translator:
         e(ind, self._RESET)
 
     def k_call_kfunc(self, i: Instruction, ind: int) -> None:
-        self.emit(ind, f"r0 = kfunc({i.imm}, {i.off}, r1, r2, r3, r4, r5, {i.pc})")
+        self.emit(ind, f"r0 = kfunc({i.imm}, {i.off}, r1, r2, r3, r4, r5, {i.pc}, depth)")
         self.emit(ind, self._RESET)
 
     def k_callx(self, i: Instruction, ind: int) -> None:
         e = self.emit
         e(ind, f"t = FADDR.get(r{i.dst})")
         e(ind, "if t is None:")
-        e(ind + 1, f"r0 = callx_helper(r{i.dst}, r1, r2, r3, r4, r5, {i.pc})")
+        e(ind + 1, f"r0 = callx_helper(r{i.dst}, r1, r2, r3, r4, r5, {i.pc}, depth)")
         e(ind, "else:")
         e(ind + 1, f"if depth >= MAX_DEPTH: too_deep({i.pc})")
         e(ind + 1, "r0, n = t(r1, r2, r3, r4, r5, depth + 1, n)")

@@ -1,7 +1,7 @@
 """Running one program on several threads, each its own virtual CPU.
 
 Native code runs without the GIL, so threads that each own a
-:class:`~ebee.vm.Machine` (``cpu`` = thread index: per-CPU map slots are the
+:class:`~ebee.engines.Machine` (``cpu`` = thread index: per-CPU map slots are the
 thread's own, atomics are real atomics on shared memory) execute a program
 in parallel.  :func:`replay_parallel` splits a capture across threads and
 merges the verdict counts (``ebee run --pcap --threads N``).
@@ -11,6 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from typing import Callable, Iterable, Sequence, TypeVar
+
+from ..engines import Machine
+from .common import TestTarget
+from .replay import Summary, replay
+from .runner import Runner
 
 T = TypeVar("T")
 
@@ -48,7 +53,7 @@ def split(items: Sequence[T], n: int) -> list[Sequence[T]]:
     return out
 
 
-def replay_parallel(prog, frames: Iterable, threads: int, *, engine: str | None = None,
+def replay_parallel(prog: TestTarget, frames: Iterable, threads: int, *, engine: str | None = None,
                     link_layer: bool = False, on_packet: Callable | None = None,
                     native: bool | None = None):
     """Replay ``frames`` through ``prog`` on ``threads`` threads; one merged Summary.
@@ -57,13 +62,11 @@ def replay_parallel(prog, frames: Iterable, threads: int, *, engine: str | None 
     (CPU = thread index).  Outcomes reach ``on_packet`` in capture order once
     every thread is done, so an output capture keeps the input's order.
     XDP programs on the JIT run through the native batch driver
-    (:func:`ebee.packet.replay.replay`'s ``native``), with no GIL between packets.
+    (:func:`ebee.testrun.replay.replay`'s ``native``), with no GIL between packets.
     """
-    from ..packet.replay import Summary, replay
-    from ..progtypes.testrun import RunMachine, Runner
     frames = list(frames)
     chunks = split(frames, threads)
-    runners = [Runner(prog, engine=engine, link_layer=link_layer, machine=RunMachine(cpu=k))
+    runners = [Runner(prog, engine=engine, link_layer=link_layer, machine=Machine(cpu=k))
                for k in range(len(chunks))]
     outcomes: list[list] = [[] for _ in chunks]
     try:

@@ -63,7 +63,7 @@ class Memory:
 
     Like a kernel, ebee has one address space: :data:`SHARED` holds every
     region that more than one program or CPU can reach (map values, global
-    data, ring buffers), and each :class:`~ebee.vm.Machine` uses it unless it
+    data, ring buffers), and each :class:`~ebee.runtime.Cpu` uses it unless it
     is given a private one.  Mutations take a lock so that threads running
     programs concurrently see a consistent set; lookups copy nothing.
     """
@@ -147,6 +147,12 @@ class Memory:
             raise ValueError(f"no writable region holds {len(data)} bytes at {addr:#x}")
         off = addr - r.start
         r.buf[off:off + len(data)] = data
+
+    @property
+    def generation(self) -> object:
+        """Changes (by identity) whenever the set of live regions changes: a cheap
+        staleness test for copies of the region table (the JIT's checked code)."""
+        return self._regions
 
     def __iter__(self) -> Iterator[Region]:
         return iter(list(self._regions))
