@@ -7,7 +7,8 @@ import struct
 import pytest
 
 import ebee
-from ebee import maps, trace
+from ebee import maps
+from ebee.runtime import trace_pipe as trace
 from ebee.errors import MemoryFault, VMError
 from ebee.helpers import REGISTRY, Arg, Ret
 from ebee.helpers.calls import VirtualClock, pending_timers

@@ -161,7 +161,7 @@ def test_global_data_maps_and_skeleton_access(store):
     assert (obj.maps[".rodata"].id, 4) in refs
     with pytest.raises(AttributeError):
         obj.rodata.no_such_var
-    obj._first_use()                       # what a run/verify does: .rodata is frozen
+    obj.first_use()                       # what a run/verify does: .rodata is frozen
     assert ro.frozen
     with pytest.raises(PermissionError):
         obj.rodata.drop_port_min = 1

@@ -85,7 +85,7 @@ class Pair:
                 self.kern_obj.maps[name].update(socket.inet_aton(k), v.to_bytes(8, "little"))
         self.prog = self.ebee_obj.programs[prog]
         self.kprog = self.kern_obj.programs[prog]
-        self.runner = __import__("ebee.progtypes", fromlist=["Runner"]).Runner(self.prog)
+        self.runner = __import__("ebee.testrun", fromlist=["Runner"]).Runner(self.prog)
         self.compared = 0
 
     def compare(self, frame: bytes, ctx_out: bool) -> None:

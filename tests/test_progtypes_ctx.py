@@ -164,7 +164,7 @@ def test_object_xlated_matches_bpftool(kernel, tmp_path):
     pins = Path("/sys/fs/bpf") / f"ebee-xlated-{os.getpid()}"
     pins.mkdir(exist_ok=True)
     try:
-        ours, moved = progtypes.xlated(obj.programs["tc_classify"])
+        ours, moved = obj.programs["tc_classify"].xlated()
         kobj = obj.load_kernel(pin_root=str(pins))
         theirs = ebee.decode(prog_xlated(kobj.programs["tc_classify"].fd), strict=False)
         kobj.close()

@@ -51,7 +51,7 @@ def test_each_program_is_verified_once(monkeypatch):
         calls.append(getattr(prog, "name", None))
         return real(prog, **kw)
 
-    monkeypatch.setattr(verifier, "verify", counting)
+    monkeypatch.setattr(ebee.program, "verify", counting)
     with ebee.load(EXAMPLES / "c" / "xdp_firewall.o") as obj:
         prog = obj.programs["xdp_firewall"]
         for _ in range(3):

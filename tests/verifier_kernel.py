@@ -124,7 +124,7 @@ def ebee_object(path: str, prog_type=None):
             obj = None
             guess = ProgType.XDP if "xdp" in os.path.basename(path) else ProgType.SCHED_CLS
             obj = ebee.load(path, store=fresh_store(), prog_type=guess)
-        obj._first_use()
+        obj.first_use()
         yield obj
     finally:
         if obj is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ..maps import Map
+from ..session import get_pinned
 from .common import UsageError, print_json
 
 
@@ -179,10 +181,10 @@ def programs_of(target: str, store, only: str | None = None, *, prog_type: str |
                                  f"(has: {', '.join(obj.programs) or 'none'})")
         return progs
     try:
-        got = store.get(target)
+        got = get_pinned(target, store=store)
     except PinError as e:
         raise UsageError(f"error: {target}: {e.strerror or e}") from None
-    if not hasattr(got, "insns"):
+    if isinstance(got, Map):
         raise UsageError(f"error: {target}: pinned object is a map, not a program")
     return [got]
 

@@ -62,7 +62,7 @@ def cmd_verify(args) -> int:
                 progs = {args.prog: progs[args.prog]}
             if not progs:
                 raise UsageError(f"{args.file}: error: the object has no programs")
-            obj._first_use()
+            obj.first_use()
             for name, prog in progs.items():
                 kw = {"prog_type": pt} if pt is not None else {}
                 results.append((name, verify(prog, log_level=level, unpriv=args.unpriv, **kw),
