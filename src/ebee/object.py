@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 from . import uapi as U
+from .btf.record import graph_roots, value_record
 from .errors import LoadError
 from .isa import Instruction, decode
 from .loader.externs import Extern, kconfig_values, resolve_ksyms
@@ -467,7 +468,6 @@ def _datasec_record(live, spec: ObjectSpec, m: MapSpec) -> None:
     """Special fields (a global ``struct bpf_spin_lock``, lists, timers) inside a
     global-data section, at the variables' offsets: what the kernel finds through
     the DATASEC value type libbpf gives these maps."""
-    from .maps.base import graph_roots, value_record
     record: dict[str, int] = {}
     variables = spec.datasecs.get(m.section or m.name, ())
     for _name, off, _size, var_id in variables:
