@@ -5,7 +5,7 @@ import struct
 
 from ..uapi import ETH_HLEN
 from ..vm.memory import SHARED, Region
-from .layouts import BPF_FLOW_DISSECTOR
+from ..layouts.kernel import BPF_FLOW_DISSECTOR
 
 FLOW_KEYS_SIZE = 56      # sizeof(struct bpf_flow_keys)
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..isa import Instruction
+from ..layouts.kernel import (BPF_FLOW_DISSECTOR, BPF_PERF_EVENT_DATA_KERN, BPF_SK_LOOKUP_KERN,
+                              PERF_SAMPLE_DATA, SKB_SHARED_INFO, SOCK)
 from ..packet.net import Network
 from ..packet.skbuff import ETH_HLEN, ETH_P_IP, ETH_P_IPV6, NET_IP_ALIGN, NET_SKB_PAD, SkBuff
 from ..packet.xdpbuff import XDP_METALEN_MAX, XDP_PACKET_HEADROOM, XdpBuff
@@ -27,8 +29,6 @@ from ..uapi import (AF_INET, AF_INET6, BPF_F_TEST_RUN_ON_CPU, BPF_F_TEST_XDP_LIV
                     ProgType as P)
 from ..vm.machine import Machine
 from ..vm.memory import SHARED, Region
-from .layouts import (BPF_FLOW_DISSECTOR, BPF_PERF_EVENT_DATA_KERN, BPF_SK_LOOKUP_KERN,
-                      PERF_SAMPLE_DATA, SKB_SHARED_INFO)
 from .registry import ProgTypeInfo, get
 from .rewrite import rewrite
 
@@ -327,7 +327,6 @@ def _test_init(user_size: int, size: int, headroom: int, tailroom: int) -> None:
 
 def _sock_for(net: Network, skb: SkBuff) -> Region:
     """The dummy socket test_run attaches (family and addresses from the packet)."""
-    from .layouts import SOCK
     sk = SHARED.add(Region(SOCK.size, "sock"))
     b = sk.buf
     proto = skb.protocol
