@@ -18,20 +18,20 @@ Memory: a map registers a small read-only *handle* region in
 ``vm.memory.SHARED``; its address is the map pointer programs hold
 (``CONST_PTR_TO_MAP``).  Values live in regions of ``SHARED`` owned by the
 map, so lookups from programs return real addresses.  The handle's layout is
-in ``docs/maps-layout.md``.
+``ebee.layouts.maps.MAP_HANDLE`` (described in ``docs/maps-layout.md``).
 """
 from __future__ import annotations
 
 import ctypes
 import errno as E
 import itertools
-import struct
 import threading
 import weakref
 from typing import Any, Callable, ClassVar, Iterator
 
 from .. import uapi as U
 from ..btf.record import graph_roots, value_record
+from ..layouts.maps import MAP_HANDLE
 from ..uapi import MapType
 from ..vm.memory import SHARED, Region
 from . import cpus
@@ -39,9 +39,9 @@ from .errors import MapError, MapKeyError, map_error
 
 ACCESS_MASK = U.BPF_F_RDONLY | U.BPF_F_WRONLY | U.BPF_F_RDONLY_PROG | U.BPF_F_WRONLY_PROG
 
-# handle region: what a map pointer points at (see docs/maps-layout.md)
-HANDLE = struct.Struct("<IIIIIIIIQQQQ")
-HANDLE_SIZE = 64
+# handle region: what a map pointer points at
+HANDLE = MAP_HANDLE.packer()
+HANDLE_SIZE = MAP_HANDLE.size
 
 
 def round_up(n: int, a: int) -> int:
@@ -251,7 +251,7 @@ class Map:
         values, ctl = getattr(self, "_handle_ptrs", (0, 0))
         HANDLE.pack_into(handle.buf, 0, int(self.type), self.key_size, self.value_size,
                          self.max_entries, self.flags, self.id, self.elem_size,
-                         self.ncpus if self.percpu else 1, values, ctl, 0, 0)
+                         self.ncpus if self.percpu else 1, values, ctl)
 
     @property
     def addr(self) -> int:
