@@ -39,6 +39,7 @@ _H_COUNT, _H_FREE_HEAD = HTAB_HEADER.off("count"), HTAB_HEADER.off("free_head")
 _E_NEXT, _E_HASH = HTAB_ENTRY.off("next"), HTAB_ENTRY.off("hash")
 _E_STATE, _E_REF = HTAB_ENTRY.off("state"), HTAB_ENTRY.off("lru_ref")
 ENTRY_META = HTAB_ENTRY.off("key")       # the bookkeeping before the key
+_KEY_TO_NEXT = _E_NEXT - ENTRY_META
 _NEXT_HASH = HTAB_ENTRY.packer("next", "hash")
 _U32 = struct.Struct("<I")               # a bucket head, a link, a value slot's map id
 HTAB_ELEM_SIZE = 48      # sizeof(struct htab_elem) in the kernel (bounds the key+value size)
@@ -139,12 +140,11 @@ class HashMap(Map):
         boff = self.boff + (h & (self.n_buckets - 1)) * HTAB_BUCKET_SIZE
         i = _U32.unpack_from(c, boff)[0]
         eoff, esz, ks = self.eoff + ENTRY_META, self.esize, self.key_size
-        link = _E_NEXT - ENTRY_META          # from a key to its entry's link
         while i:
             e = eoff + (i - 1) * esz
             if c[e:e + ks] == key:
                 return i - 1, boff
-            i = _U32.unpack_from(c, e + link)[0]
+            i = _U32.unpack_from(c, e + _KEY_TO_NEXT)[0]
         return -1, boff
 
     def _link_head(self, slot: int, boff: int, key: bytes, h: int) -> None:
@@ -158,17 +158,17 @@ class HashMap(Map):
 
     def _unlink(self, slot: int, boff: int) -> bool:
         c = self.c
-        eoff, esz = self.eoff, self.esize
+        links, esz = self.eoff + _E_NEXT, self.esize
         prev = boff                          # the link to rewrite: a bucket head or an entry's next
         i = _U32.unpack_from(c, boff)[0]
         while i:
-            e = eoff + (i - 1) * esz
-            nxt = _U32.unpack_from(c, e + _E_NEXT)[0]
+            link = links + (i - 1) * esz
+            nxt = _U32.unpack_from(c, link)[0]
             if i - 1 == slot:
                 _U32.pack_into(c, prev, nxt)
-                c[e + _E_STATE] = STATE_FREE
+                c[link - _E_NEXT + _E_STATE] = STATE_FREE
                 return True
-            prev = e + _E_NEXT
+            prev = link
             i = nxt
         return False
 
