@@ -20,6 +20,7 @@ from ..uapi import (AF_INET, AF_INET6, BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_
                     BPF_F_TUNINFO_IPV6, BPF_F_ZERO_CSUM_TX, BPF_SK_LOOKUP_F_NO_REUSEPORT,
                     BPF_SK_LOOKUP_F_REPLACE, ENOTSUPP, IPPROTO_TCP, IPPROTO_UDP, TC_ACT_REDIRECT,
                     TC_ACT_SHOT, FuncId as F, MapType, ProgType as P, XdpAction)
+from ..layouts.kernel import BPF_SK_LOOKUP_KERN
 from ..runtime.context import Redirect
 from .proto import Arg, Ret
 from .registry import helper
@@ -307,7 +308,7 @@ def sk_assign(m, ctx, sk, flags, *_):
         if flags:
             return neg(errno.EINVAL)
         return 0 if sk else neg(errno.ENOENT)
-    from ..progtypes.layouts import BPF_SK_LOOKUP_KERN as L
+    L = BPF_SK_LOOKUP_KERN
     kern = rc.ctx_obj
     if flags & ~(BPF_SK_LOOKUP_F_REPLACE | BPF_SK_LOOKUP_F_NO_REUSEPORT):
         return neg(errno.EINVAL)

@@ -15,7 +15,8 @@ import mmap as _mmap
 import threading
 from typing import Any
 
-from ..maps.base import Converter, Map, MappedValues, round_up, value_record
+from ..btf.record import value_record
+from ..maps.base import Converter, Map, MappedValues, round_up
 from ..maps.errors import map_error
 from ..uapi import MapType
 from .maps import KernelMap, possible_cpus

@@ -18,20 +18,20 @@ Memory: a map registers a small read-only *handle* region in
 ``vm.memory.SHARED``; its address is the map pointer programs hold
 (``CONST_PTR_TO_MAP``).  Values live in regions of ``SHARED`` owned by the
 map, so lookups from programs return real addresses.  The handle's layout is
-in ``docs/maps-layout.md``.
+``ebee.layouts.maps.MAP_HANDLE`` (described in ``docs/maps-layout.md``).
 """
 from __future__ import annotations
 
 import ctypes
 import errno as E
 import itertools
-import struct
 import threading
 import weakref
-from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator
 
 from .. import uapi as U
+from ..btf.record import graph_roots, value_record
+from ..layouts.maps import MAP_HANDLE
 from ..uapi import MapType
 from ..memory import SHARED, Region
 from . import cpus
@@ -39,9 +39,9 @@ from .errors import MapError, MapKeyError, map_error
 
 ACCESS_MASK = U.BPF_F_RDONLY | U.BPF_F_WRONLY | U.BPF_F_RDONLY_PROG | U.BPF_F_WRONLY_PROG
 
-# handle region: what a map pointer points at (see docs/maps-layout.md)
-HANDLE = struct.Struct("<IIIIIIIIQQQQ")
-HANDLE_SIZE = 64
+# handle region: what a map pointer points at
+HANDLE = MAP_HANDLE.packer()
+HANDLE_SIZE = MAP_HANDLE.size
 
 
 def round_up(n: int, a: int) -> int:
@@ -251,7 +251,7 @@ class Map:
         values, ctl = getattr(self, "_handle_ptrs", (0, 0))
         HANDLE.pack_into(handle.buf, 0, int(self.type), self.key_size, self.value_size,
                          self.max_entries, self.flags, self.id, self.elem_size,
-                         self.ncpus if self.percpu else 1, values, ctl, 0, 0)
+                         self.ncpus if self.percpu else 1, values, ctl)
 
     @property
     def addr(self) -> int:
@@ -714,7 +714,7 @@ def _release(regions: list[Region], handle: Region) -> None:
 
 
 # -------------------------------------------------------------------------------------
-# special fields of a value type (from BTF)
+# special fields of a value (found by ebee.btf.record): what freeing them does
 # -------------------------------------------------------------------------------------
 
 #: What freeing a value does to a special field it holds (Linux's
@@ -733,109 +733,3 @@ def free_fields(m: Any, buf: Any, off: int) -> None:
         fn = FIELD_FREE.get(kind)
         if fn is not None and at >= 0:
             fn(m, buf, off + at)
-
-
-SPECIAL_FIELDS = ("bpf_spin_lock", "bpf_timer", "bpf_list_head", "bpf_list_node",
-                  "bpf_rb_root", "bpf_rb_node", "bpf_refcount", "bpf_wq", "bpf_res_spin_lock")
-
-
-def value_record(btf: Any, type_id: int) -> dict[str, int]:
-    """Byte offsets of the special kernel objects (``struct bpf_spin_lock`` ...) a map
-    value contains, found through its BTF type (the kernel's ``btf_record``).
-    Nested structs are searched; the first field of each kind wins."""
-    out: dict[str, int] = {}
-    if not type_id:
-        return out
-
-    def walk(tid: int, base: int, depth: int) -> None:
-        if depth > 8:
-            return
-        t = btf.resolve(tid)
-        name = getattr(t, "name", "")
-        if name in SPECIAL_FIELDS:
-            out.setdefault(name, base)
-            return
-        for m in getattr(t, "members", ()) or ():
-            walk(m.type_id, base + m.bits_offset // 8, depth + 1)
-        elem = getattr(t, "type_id", None)
-        nelems = getattr(t, "nelems", None)
-        if nelems and elem is not None and type(t).__name__ == "Array":
-            walk(elem, base, depth + 1)
-
-    try:
-        walk(type_id, 0, 0)
-    except (KeyError, AttributeError, IndexError):
-        return out
-    return out
-
-
-@dataclass(frozen=True)
-class GraphRoot:
-    """A ``bpf_list_head``/``bpf_rb_root`` and what it holds, from its
-    ``__contains(elem, node)`` tag: the element struct and its node's offset."""
-    kind: str               # "bpf_list_head" or "bpf_rb_root"
-    elem_id: int            # BTF id of the element struct
-    elem: str               # its name
-    node_off: int           # byte offset of its bpf_list_node / bpf_rb_node
-
-
-def graph_roots(btf: Any, holders: list[tuple[int, int]]) -> dict[int, GraphRoot] | None:
-    """The graph roots inside a value, by byte offset.  ``holders`` are (BTF id,
-    offset) of what makes up the value: its type, or a DATASEC's VARs (the tag then
-    sits on the VAR itself, as for ``private(A) struct bpf_list_head h __contains(..)``).
-    None when a root names an element type or node the BTF lacks: Linux then
-    refuses the value's whole record (no valid spin lock either)."""
-    tags: dict[tuple[int, int], str] = {}
-    for t in btf:
-        if t.kind.name == "DECL_TAG" and t.name.startswith("contains:"):
-            tags[(t.type_id, t.component_idx)] = t.name
-    out: dict[int, GraphRoot] = {}
-    if not tags:
-        return out
-
-    bad = []
-
-    def root(tag: str | None, kind: str, off: int) -> None:
-        parts = tag.split(":") if tag else []
-        if len(parts) != 3:
-            bad.append(off)
-            return
-        try:
-            elem = btf.find(parts[1], "STRUCT")
-        except KeyError:
-            bad.append(off)
-            return
-        for m in elem.members:
-            if m.name == parts[2]:
-                out[off] = GraphRoot(kind, elem.id, elem.name, m.bits_offset // 8)
-                return
-        bad.append(off)
-
-    def walk(tid: int, base: int, tag: str | None, depth: int) -> None:
-        if depth > 8:
-            return
-        t = btf.resolve(tid)
-        name = getattr(t, "name", "")
-        if name in ("bpf_list_head", "bpf_rb_root"):
-            root(tag, name, base)
-            return
-        for i, m in enumerate(getattr(t, "members", ()) or ()):
-            walk(m.type_id, base + m.bits_offset // 8, tags.get((t.id, i)), depth + 1)
-
-    try:
-        for tid, off in holders:
-            t = btf[tid]
-            if t.kind.name == "VAR":
-                walk(t.type_id, off, tags.get((tid, -1)), 0)
-            else:
-                walk(tid, off, None, 0)
-    except (KeyError, AttributeError, IndexError):
-        pass
-    return None if bad else out
-
-
-def key_value_from_btf(btf: Any, type_id: int) -> int:
-    return btf.sizeof(type_id)
-
-
-Callback = Callable[..., Any]

@@ -1,7 +1,7 @@
 """Hash tables: HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH, HASH_OF_MAPS.
 
-The table is flat memory with a documented layout (docs/maps-layout.md) that
-native code can walk: a control region holding a header, the bucket heads
+The table is flat memory with a documented layout (``ebee.layouts.maps``,
+described in docs/maps-layout.md) that native code can walk: a control region holding a header, the bucket heads
 and the entries (chain link, hash, state, LRU reference bit, key), and a
 values region in ``SHARED`` with one value slot per entry (``ncpus`` slots
 for per-CPU tables), so program lookups return real addresses.
@@ -23,6 +23,8 @@ import zlib
 from typing import Any, Iterator
 
 from .. import uapi as U
+from ..layouts.maps import (HASH_CRC32, HASH_JHASH, HTAB_BUCKET_SIZE, HTAB_ENTRY, HTAB_HEADER,
+                            STATE_EXTRA, STATE_FREE, STATE_USED)
 from ..uapi import MapType
 from .array import MapInMapMixin, check_inner_template
 from . import cpus
@@ -31,15 +33,16 @@ from .errors import map_error
 from .jhash import htab_hash
 from .lru import Lru
 
-HEADER = struct.Struct("<IIIIIIIIIIQQQ")   # see docs/maps-layout.md
-HEADER_SIZE = 64
-ENTRY_META = 16
-_U32 = struct.Struct("<I")
-_NEXT_HASH = struct.Struct("<II")
+HEADER = HTAB_HEADER.packer()
+_H_COUNT, _H_FREE_HEAD = HTAB_HEADER.off("count"), HTAB_HEADER.off("free_head")
+# an entry's members, from the entry's offset
+_E_NEXT, _E_HASH = HTAB_ENTRY.off("next"), HTAB_ENTRY.off("hash")
+_E_STATE, _E_REF = HTAB_ENTRY.off("state"), HTAB_ENTRY.off("lru_ref")
+ENTRY_META = HTAB_ENTRY.off("key")       # the bookkeeping before the key
+_KEY_TO_NEXT = _E_NEXT - ENTRY_META
+_NEXT_HASH = HTAB_ENTRY.packer("next", "hash")
+_U32 = struct.Struct("<I")               # a bucket head, a link, a value slot's map id
 HTAB_ELEM_SIZE = 48      # sizeof(struct htab_elem) in the kernel (bounds the key+value size)
-
-STATE_FREE, STATE_USED, STATE_EXTRA = 0, 1, 2
-HASH_CRC32, HASH_JHASH = 0, 1
 
 
 class HashMap(Map):
@@ -91,8 +94,8 @@ class HashMap(Map):
         self.kstride = round_up(self.key_size, 8)
         self.esize = ENTRY_META + self.kstride
         self.stride = self.elem_size * (self.ncpus if self.percpu else 1)
-        self.boff = HEADER_SIZE
-        self.eoff = self.boff + round_up(4 * self.n_buckets, 8)
+        self.boff = HTAB_HEADER.size
+        self.eoff = self.boff + round_up(HTAB_BUCKET_SIZE * self.n_buckets, 8)
         ctl_size = self.eoff + nslots * self.esize
         if ctl_size + nslots * self.stride > 1 << 34:
             raise map_error(E.ENOMEM)
@@ -108,11 +111,11 @@ class HashMap(Map):
         self.free_head = 0
         extra_from = self.max_entries if self.extra_elems else nslots
         for slot in range(extra_from - 1, -1, -1):
-            _U32.pack_into(c, eoff + slot * esz, self.free_head)
+            _U32.pack_into(c, eoff + slot * esz + _E_NEXT, self.free_head)
             self.free_head = slot + 1
         self.extra = [extra_from + cpu for cpu in range(self.ncpus)] if self.extra_elems else []
         for slot in self.extra:
-            c[eoff + slot * esz + 8] = STATE_EXTRA
+            c[eoff + slot * esz + _E_STATE] = STATE_EXTRA
         if self.lru:
             self.lru_lists = Lru(self.max_entries, self.ncpus, self.percpu_lru, self._lru_del_node,
                                  self._is_ref, self._clear_ref)
@@ -121,7 +124,7 @@ class HashMap(Map):
 
     def _sync_header(self) -> None:
         HEADER.pack_into(self.c, 0, 0, self.count, self.n_buckets, self.nslots, self.key_size,
-                         self.esize, self.stride, self.free_head, self.hash_kind, 0,
+                         self.esize, self.stride, self.free_head, self.hash_kind,
                          self.ctl.start + self.boff, self.ctl.start + self.eoff, self.value_region.start)
 
     # -- the table ---------------------------------------------------------------------------
@@ -134,38 +137,38 @@ class HashMap(Map):
     def _find(self, key: bytes, h: int) -> tuple[int, int]:
         """(slot or -1, bucket offset) for key."""
         c = self.c
-        boff = self.boff + (h & (self.n_buckets - 1)) * 4
+        boff = self.boff + (h & (self.n_buckets - 1)) * HTAB_BUCKET_SIZE
         i = _U32.unpack_from(c, boff)[0]
         eoff, esz, ks = self.eoff + ENTRY_META, self.esize, self.key_size
         while i:
             e = eoff + (i - 1) * esz
             if c[e:e + ks] == key:
                 return i - 1, boff
-            i = _U32.unpack_from(c, e - ENTRY_META)[0]
+            i = _U32.unpack_from(c, e + _KEY_TO_NEXT)[0]
         return -1, boff
 
     def _link_head(self, slot: int, boff: int, key: bytes, h: int) -> None:
         c = self.c
         e = self.eoff + slot * self.esize
-        _NEXT_HASH.pack_into(c, e, _U32.unpack_from(c, boff)[0], h)
-        c[e + 8] = STATE_USED
-        c[e + 9] = 0
+        _NEXT_HASH.pack_into(c, e + _E_NEXT, _U32.unpack_from(c, boff)[0], h)
+        c[e + _E_STATE] = STATE_USED
+        c[e + _E_REF] = 0
         c[e + ENTRY_META:e + ENTRY_META + self.key_size] = key
         _U32.pack_into(c, boff, slot + 1)
 
     def _unlink(self, slot: int, boff: int) -> bool:
         c = self.c
-        eoff, esz = self.eoff, self.esize
-        prev = boff
+        links, esz = self.eoff + _E_NEXT, self.esize
+        prev = boff                          # the link to rewrite: a bucket head or an entry's next
         i = _U32.unpack_from(c, boff)[0]
         while i:
-            e = eoff + (i - 1) * esz
-            nxt = _U32.unpack_from(c, e)[0]
+            link = links + (i - 1) * esz
+            nxt = _U32.unpack_from(c, link)[0]
             if i - 1 == slot:
                 _U32.pack_into(c, prev, nxt)
-                c[e + 8] = STATE_FREE
+                c[link - _E_NEXT + _E_STATE] = STATE_FREE
                 return True
-            prev = e
+            prev = link
             i = nxt
         return False
 
@@ -173,13 +176,13 @@ class HashMap(Map):
         if not self.free_head:
             return -1
         slot = self.free_head - 1
-        self.free_head = _U32.unpack_from(self.c, self.eoff + slot * self.esize)[0]
+        self.free_head = _U32.unpack_from(self.c, self.eoff + slot * self.esize + _E_NEXT)[0]
         return slot
 
     def _free_slot(self, slot: int) -> None:
         e = self.eoff + slot * self.esize
-        _U32.pack_into(self.c, e, self.free_head)
-        self.c[e + 8] = STATE_FREE
+        _U32.pack_into(self.c, e + _E_NEXT, self.free_head)
+        self.c[e + _E_STATE] = STATE_FREE
         self.free_head = slot + 1
 
     def _voff(self, slot: int) -> int:
@@ -225,20 +228,20 @@ class HashMap(Map):
     # -- LRU glue ------------------------------------------------------------------------------
 
     def _is_ref(self, slot: int) -> bool:
-        return self.c[self.eoff + slot * self.esize + 9] != 0
+        return self.c[self.eoff + slot * self.esize + _E_REF] != 0
 
     def _clear_ref(self, slot: int) -> None:
-        self.c[self.eoff + slot * self.esize + 9] = 0
+        self.c[self.eoff + slot * self.esize + _E_REF] = 0
 
     def _set_ref(self, slot: int) -> None:
-        self.c[self.eoff + slot * self.esize + 9] = 1
+        self.c[self.eoff + slot * self.esize + _E_REF] = 1
 
     def _lru_del_node(self, slot: int) -> bool:
         """htab_lru_map_delete_node(): unlink the evicted element if it is in the table."""
         e = self.eoff + slot * self.esize
-        h = _U32.unpack_from(self.c, e + 4)[0]
-        boff = self.boff + (h & (self.n_buckets - 1)) * 4
-        if self.c[e + 8] != STATE_USED:
+        h = _U32.unpack_from(self.c, e + _E_HASH)[0]
+        boff = self.boff + (h & (self.n_buckets - 1)) * HTAB_BUCKET_SIZE
+        if self.c[e + _E_STATE] != STATE_USED:
             return False
         if self._unlink(slot, boff):
             self.count -= 1
@@ -313,7 +316,7 @@ class HashMap(Map):
             self._unlink(slot, boff)
             self._on_remove(slot)
             if self.extra_elems:
-                self.c[self.eoff + slot * self.esize + 8] = STATE_EXTRA
+                self.c[self.eoff + slot * self.esize + _E_STATE] = STATE_EXTRA
             else:
                 self._free_slot(slot)
         return 0
@@ -371,8 +374,8 @@ class HashMap(Map):
 
     def _stamp(self, slot: int, h: int) -> None:
         e = self.eoff + slot * self.esize
-        _U32.pack_into(self.c, e + 4, h)
-        self.c[e + 8] = STATE_FREE
+        _U32.pack_into(self.c, e + _E_HASH, h)
+        self.c[e + _E_STATE] = STATE_FREE
 
     def _delete(self, key: bytes) -> int:
         h = self._hash(key)
@@ -406,8 +409,8 @@ class HashMap(Map):
         self._sync_count()
 
     def _sync_count(self) -> None:
-        _U32.pack_into(self.c, 4, self.count)
-        _U32.pack_into(self.c, 28, self.free_head)
+        _U32.pack_into(self.c, _H_COUNT, self.count)
+        _U32.pack_into(self.c, _H_FREE_HEAD, self.free_head)
 
     def _sys_delete(self, key: bytes) -> None:
         err = self._delete(key)
@@ -428,7 +431,7 @@ class HashMap(Map):
         return v
 
     def _first_in(self, bucket: int) -> int:
-        return _U32.unpack_from(self.c, self.boff + bucket * 4)[0]
+        return _U32.unpack_from(self.c, self.boff + bucket * HTAB_BUCKET_SIZE)[0]
 
     def _key_of(self, slot: int) -> bytes:
         e = self.eoff + slot * self.esize + ENTRY_META
@@ -440,7 +443,7 @@ class HashMap(Map):
             h = self._hash(key)
             slot, _ = self._find(key, h)
             if slot >= 0:
-                nxt = _U32.unpack_from(self.c, self.eoff + slot * self.esize)[0]
+                nxt = _U32.unpack_from(self.c, self.eoff + slot * self.esize + _E_NEXT)[0]
                 if nxt:
                     return self._key_of(nxt - 1)
                 i = (h & (self.n_buckets - 1)) + 1
@@ -455,7 +458,7 @@ class HashMap(Map):
         i = self._first_in(bucket)
         while i:
             out.append(i - 1)
-            i = _U32.unpack_from(self.c, self.eoff + (i - 1) * self.esize)[0]
+            i = _U32.unpack_from(self.c, self.eoff + (i - 1) * self.esize + _E_NEXT)[0]
         return out
 
     def _lookup_batch(self, in_batch, count, elem_flags, delete):
@@ -481,7 +484,7 @@ class HashMap(Map):
                 keys.append(self._key_of(slot))
                 values.append(self._batch_value(slot))
             if delete:
-                boff = self.boff + batch * 4
+                boff = self.boff + batch * HTAB_BUCKET_SIZE
                 for slot in chain:
                     self._remove(slot, boff)
                 self._sync_count()

@@ -13,7 +13,7 @@ import itertools
 import struct
 from dataclasses import dataclass, field
 
-from ..progtypes.layouts import NET_DEVICE, SOCK
+from ..layouts.kernel import NET_DEVICE, SOCK
 from ..memory import SHARED, Memory, Region
 
 from ..uapi import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP  # noqa: F401

@@ -1,7 +1,7 @@
 """A socket buffer modelled on Linux's ``struct sk_buff``, in real memory.
 
 The ``sk_buff`` region is laid out as the kernel lays it out (see
-:mod:`ebee.progtypes.layouts`), so rewritten context accesses load and store
+:mod:`ebee.layouts.kernel`), so rewritten context accesses load and store
 the very bytes this class reads: ``skb.mark`` *is* the u32 at offset 164.
 The packet lives in a separate head buffer -- headroom, data, tailroom, then
 ``skb_shared_info`` at ``head + end`` -- sized as kmalloc would size it, so
@@ -13,8 +13,7 @@ import struct
 import weakref
 
 from ..errors import VMError
-from ..progtypes.layouts import (BPF_SKB_DATA_END, PKT_TYPE_MAX, QDISC_SKB_CB, SK_BUFF,
-                                 SKB_SHARED_INFO)
+from ..layouts.kernel import BPF_SKB_DATA_END, PKT_TYPE_MAX, QDISC_SKB_CB, SK_BUFF, SKB_SHARED_INFO
 from ..memory import SHARED, Memory, Region
 
 from ..uapi import (ETH_ALEN, ETH_HLEN, ETH_P_802_2, ETH_P_802_3, ETH_P_802_3_MIN,  # noqa: F401

@@ -12,7 +12,7 @@ import struct
 import weakref
 
 from ..errors import VMError
-from ..progtypes.layouts import XDP_BUFF, XDP_RXQ_INFO, XDP_TXQ_INFO
+from ..layouts.kernel import XDP_BUFF, XDP_RXQ_INFO, XDP_TXQ_INFO
 from ..memory import SHARED, Memory, Region
 from .skbuff import SHINFO_SIZE
 

@@ -8,7 +8,8 @@ from .ctx import Access, CtxAccessError, CtxRules, CtxStruct, Field, RegType
 from .registry import ProgTypeInfo, RetRange, all_types, by_name, get
 from ..runtime.rewrite import find_ctx_accesses, rewrite, rewrite_map
 
-# The test-run machinery needs ebee.packet, which needs .layouts: imported on first use.
+# The test-run machinery needs ebee.packet and the VM, which sit above program types:
+# imported on first use.
 _LAZY = {name: "testrun" for name in ("Redirect", "RunResult", "Runner", "TestRunError",
                                       "prepare", "run", "run_event")}
 _LAZY["xlated"] = "testrun"

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..isa import Instruction
+from ..layouts.kernel import (BPF_PERF_EVENT_DATA_KERN, BPF_SK_LOOKUP_KERN, PERF_SAMPLE_DATA,
+                              PT_REGS_SIZE, SOCK, XDP_BUFF, XDP_RXQ_INFO, XDP_TXQ_INFO, NET_DEVICE)
 from . import emit as E
 from .ctx import CtxRules, CtxStruct, Field, RegType, at, via
-from .layouts import (BPF_PERF_EVENT_DATA_KERN, BPF_SK_LOOKUP_KERN, PERF_SAMPLE_DATA,
-                      PT_REGS_SIZE, SOCK, XDP_BUFF, XDP_RXQ_INFO, XDP_TXQ_INFO, NET_DEVICE)
 
 AX = E.AX
 S = RegType.SCALAR_VALUE

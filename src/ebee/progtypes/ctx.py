@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import errno
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 from ..isa import Instruction, Kind
@@ -240,13 +240,3 @@ def sequence(*steps: Callable[[Instruction], Iterable[Instruction]], target: int
         return [x for s in steps for x in s(i)], target
     return conv
 
-
-@dataclass
-class FieldBuilder:
-    """Collects fields for a CtxStruct in declaration order."""
-    fields: list[Field] = field(default_factory=list)
-
-    def add(self, name: str, off: int, size: int = 4, **kw) -> Field:
-        f = Field(name, off, size, **kw)
-        self.fields.append(f)
-        return f

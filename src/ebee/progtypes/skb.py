@@ -2,16 +2,16 @@
 flow dissector programs, and how each access becomes an ``sk_buff`` access.
 
 The conversions are those of net/core/filter.c (bpf_convert_ctx_access and the
-tc/sk_skb/flow-dissector variants) onto the layouts in :mod:`.layouts`; the
+tc/sk_skb/flow-dissector variants) onto the layouts in :mod:`ebee.layouts.kernel`; the
 per-type read/write rules are those of the ``*_is_valid_access`` functions.
 """
 from __future__ import annotations
 
 from ..isa import Instruction
+from ..layouts.kernel import (BPF_FLOW_DISSECTOR, BPF_SKB_DATA_END, NET_DEVICE, PKT_TYPE_MAX,
+                              QDISC_SKB_CB, SK_BUFF, SKB_SHARED_INFO, SOCK_COMMON, TSTAMP_TYPE_MASK)
 from . import emit as E
 from .ctx import CtxRules, CtxStruct, Field, RegType, at, via
-from .layouts import (BPF_FLOW_DISSECTOR, BPF_SKB_DATA_END, NET_DEVICE, PKT_TYPE_MAX,
-                      QDISC_SKB_CB, SK_BUFF, SKB_SHARED_INFO, SOCK_COMMON, TSTAMP_TYPE_MASK)
 
 AX = E.AX
 K = SK_BUFF.off

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 from .. import fs
 from .. import uapi as U
 from ..btf import BTF, Kind
+from ..btf.record import graph_roots, value_record
 from ..btf.core import CoreError, CoreRelocator, patch_slots, register_poisoned
 from ..btf.errors import BTFError
 from ..errors import DecodeError, LoadError
@@ -34,7 +35,6 @@ from ..loader.link import Linked, ProgSpec, RelKind, encode_slots, link
 from ..loader.mapdefs import MapKind, MapSpec, Pinning
 from ..loader.spec import ObjectSpec, internal_map_name, open_object, pin_path, read_source
 from ..maps import Map, MapError, cpus
-from ..maps.base import graph_roots, value_record
 from ..program import Program
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"

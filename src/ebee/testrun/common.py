@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from ..engines import Bound, Machine
 from ..isa import Instruction
-from ..progtypes.layouts import SKB_SHARED_INFO
+from ..layouts.kernel import SKB_SHARED_INFO
 from ..packet.net import Network
 from ..packet.skbuff import ETH_HLEN
 from ..progtypes import ProgTypeInfo

@@ -6,7 +6,7 @@ import errno
 import struct
 
 from ..memory import SHARED, Region
-from ..progtypes.layouts import BPF_FLOW_DISSECTOR
+from ..layouts.kernel import BPF_FLOW_DISSECTOR
 from ..runtime import RunContext
 from ..uapi import ETH_HLEN, ProgType as P
 from .common import (RunResult, TestRun, TestRunError, ctx_init, finish_ctx, finish_data,

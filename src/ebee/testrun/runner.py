@@ -15,7 +15,7 @@ from ..engines import Machine, select_engine
 from ..helpers import RUNTIME
 from ..memory import SHARED, Region
 from ..packet.net import Network
-from ..progtypes.layouts import BPF_PERF_EVENT_DATA_KERN, PERF_SAMPLE_DATA
+from ..layouts.kernel import BPF_PERF_EVENT_DATA_KERN, PERF_SAMPLE_DATA
 from ..runtime import RunContext
 from ..runtime.trace_pipe import capture
 from ..uapi import ProgType as P

@@ -6,13 +6,14 @@ import errno
 import struct
 
 from ..memory import SHARED, Region
-from ..progtypes.layouts import BPF_SK_LOOKUP_KERN
+from ..layouts.kernel import BPF_SK_LOOKUP_KERN
+from ..progtypes.contexts import BPF_SK_LOOKUP
 from ..runtime import RunContext
 from ..uapi import AF_INET, AF_INET6, ProgType as P
 from .common import (U16_MAX, U32_MAX, RunResult, TestRun, TestRunError, ctx_init, finish_ctx,
                      range_zero, timed, u32)
 
-SK_LOOKUP_SIZEOF = 72
+SK_LOOKUP_SIZEOF = BPF_SK_LOOKUP.size
 
 
 def run_sk_lookup(t: TestRun) -> RunResult:

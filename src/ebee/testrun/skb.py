@@ -6,10 +6,11 @@ from __future__ import annotations
 import errno
 import struct
 
-from ..progtypes.layouts import SOCK
+from ..layouts.kernel import SOCK
 from ..memory import SHARED, Region
 from ..packet.net import Network
 from ..packet.skbuff import ETH_HLEN, ETH_P_IP, ETH_P_IPV6, NET_IP_ALIGN, NET_SKB_PAD, SkBuff
+from ..progtypes.skb import SK_BUFF_CTX
 from ..runtime import RunContext
 from ..uapi import AF_INET, AF_INET6, ProgType as P
 from .common import (SKB_TAILROOM, U32_MAX, RunResult, TestRun, TestRunError, ctx_init,
@@ -18,7 +19,7 @@ from .common import (SKB_TAILROOM, U32_MAX, RunResult, TestRun, TestRunError, ct
 
 GSO_LEGACY_MAX_SIZE = 65536
 GSO_MAX_SEGS = 65535
-SKB_SIZEOF = 192             # sizeof(struct __sk_buff)
+SKB_SIZEOF = SK_BUFF_CTX.size   # sizeof(struct __sk_buff)
 
 
 _SKB_IN_ALLOWED = (("mark", 8, 4), ("priority", 32, 4), ("ingress_ifindex", 36, 4),

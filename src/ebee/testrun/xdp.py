@@ -6,6 +6,7 @@ import errno
 import struct
 
 from ..packet.xdpbuff import XDP_METALEN_MAX, XDP_PACKET_HEADROOM, XdpBuff
+from ..progtypes.contexts import XDP_MD
 from ..runtime import RunContext
 from ..uapi import BPF_F_TEST_XDP_LIVE_FRAMES, AttachType as A, ProgType as P
 from .common import (PAGE_SIZE, SKB_TAILROOM, TEST_XDP_MAX_BATCH, U32_MAX, RunResult, TestRun,
@@ -13,7 +14,7 @@ from .common import (PAGE_SIZE, SKB_TAILROOM, TEST_XDP_MAX_BATCH, U32_MAX, RunRe
                      redirect_outcome, test_init, timed, u32)
 from ..packet.skbuff import ETH_HLEN
 
-XDP_MD_SIZEOF = 24
+XDP_MD_SIZEOF = XDP_MD.size
 
 
 def run_xdp(t: TestRun) -> RunResult:

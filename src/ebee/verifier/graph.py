@@ -11,6 +11,7 @@ returns a new owned reference to the element, pointing at its node.
 """
 from __future__ import annotations
 
+from ..btf.record import SPECIAL_FIELDS, graph_roots, value_record
 from .env import Env
 from .errors import EINVAL
 from .types import MEM_ALLOC, NON_OWN_REF, PTR_TO_BTF_ID, PTR_TO_MAP_VALUE, base_type
@@ -108,7 +109,6 @@ def set_rbtree_add_callback_state(env: Env, caller, callee, insn_idx: int) -> No
 
 
 def _roots_of(reg):
-    from ..maps.base import graph_roots, value_record
     if base_type(reg.type) == PTR_TO_MAP_VALUE:
         m = reg.map
         return getattr(m, "graph_roots", {}) or {}, getattr(m, "spin_lock_off", -1)
@@ -118,7 +118,6 @@ def _roots_of(reg):
 
 def _fields(btf, type_id: int) -> set[tuple[str, int]]:
     """Every (special field kind, byte offset) of a struct, nested ones included."""
-    from ..maps.base import SPECIAL_FIELDS
     out: set[tuple[str, int]] = set()
 
     def walk(tid: int, base: int, depth: int) -> None:

@@ -1,4 +1,4 @@
-"""``bpf_map_lookup_elem`` in native code, on the maps' own memory (docs/maps-layout.md).
+"""``bpf_map_lookup_elem`` in native code, on the maps' own memory (``ebee.layouts.maps``).
 
 Verified (unchecked) code looks maps up without leaving native code:
 
@@ -24,19 +24,15 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from ...layouts import Layout
+from ...layouts.maps import HASH_JHASH, HTAB_BUCKET_SIZE, HTAB_ENTRY, HTAB_HEADER, MAP_HANDLE
+from ...maps.jhash import JHASH_INITVAL
 from ...uapi import FuncId, MapType
 from .irgen import PTR, ModuleGen, c64, i32, i64, native_helper
 
 i8 = ir.IntType(8)
 SLOW = 1            # "ask Python": never a value address (those are 8-aligned) nor NULL
-
-# handle and control-region offsets (docs/maps-layout.md)
-H_TYPE, H_MAX_ENTRIES, H_ELEM_SIZE, H_SLOTS, H_VALUES, H_CTL = 0, 12, 24, 28, 32, 40
-C_NBUCKETS, C_NSLOTS, C_KEY_SIZE, C_ENTRY_SIZE, C_STRIDE, C_HASH_KIND = 8, 12, 16, 20, 24, 32
-C_BUCKETS, C_ENTRIES, C_VALUES = 40, 48, 56
-E_NEXT, E_HASH, E_REF, E_KEY = 0, 4, 9, 16
-HASH_JHASH = 1
-JHASH_INITVAL = 0xDEADBEEF
+_INT_TYPES = {1: i8, 4: i32, 8: i64}
 
 
 def _crc_table() -> list[int]:
@@ -52,6 +48,12 @@ def _crc_table() -> list[int]:
 def _ld(b: ir.IRBuilder, base, off, ty=i32, align=1):
     p = b.gep(base, [off if isinstance(off, ir.Value) else c64(off)], source_etype=i8)
     return b.load(p, typ=ty, align=align)
+
+
+def _member(b: ir.IRBuilder, base, layout: Layout, name: str) -> ir.Value:
+    """Load ``name`` of the ``layout`` structure at ``base``, typed and aligned by its size."""
+    off, size = layout.members[name]
+    return _ld(b, base, off, _INT_TYPES[size], align=size)
 
 
 def _fn(g: ModuleGen, name: str, ret, args) -> tuple[ir.Function, bool]:
@@ -219,7 +221,7 @@ def _lookup(g: ModuleGen) -> ir.Function:
     b = ir.IRBuilder(blocks["entry"])
     h = b.inttoptr(mp, PTR)
     kp = b.inttoptr(key, PTR)
-    mtype = _ld(b, h, H_TYPE, align=4)
+    mtype = _member(b, h, MAP_HANDLE, "type")
     cpu = g.ts_load(b, "cpu", ts)
     sw = b.switch(mtype, blocks["slow"])
     for t in (MapType.ARRAY, MapType.PERCPU_ARRAY):
@@ -237,19 +239,19 @@ def _lookup(g: ModuleGen) -> ir.Function:
     # -- arrays
     b.position_at_end(blocks["array"])
     idx = b.zext(_ld(b, kp, 0), i64)
-    inside = b.icmp_unsigned("<", idx, b.zext(_ld(b, h, H_MAX_ENTRIES, align=4), i64))
+    inside = b.icmp_unsigned("<", idx, b.zext(_member(b, h, MAP_HANDLE, "max_entries"), i64))
     b.cbranch(inside, blocks["array_in"], blocks["miss"])
     b.position_at_end(blocks["array_in"])
-    es = b.zext(_ld(b, h, H_ELEM_SIZE, align=4), i64)
-    stride = b.mul(es, b.zext(_ld(b, h, H_SLOTS, align=4), i64))
-    base = _ld(b, h, H_VALUES, i64, align=8)
+    es = b.zext(_member(b, h, MAP_HANDLE, "elem_size"), i64)
+    stride = b.mul(es, b.zext(_member(b, h, MAP_HANDLE, "slots"), i64))
+    base = _member(b, h, MAP_HANDLE, "values")
     b.ret(b.add(b.add(base, b.mul(idx, stride)), percpu_off(b, es)))
 
     # -- hash tables
     b.position_at_end(blocks["hash"])
-    ctl = b.inttoptr(_ld(b, h, H_CTL, i64, align=8), PTR)
-    ks = b.zext(_ld(b, ctl, C_KEY_SIZE, align=4), i64)
-    kind = _ld(b, ctl, C_HASH_KIND, align=4)
+    ctl = b.inttoptr(_member(b, h, MAP_HANDLE, "ctl"), PTR)
+    ks = b.zext(_member(b, ctl, HTAB_HEADER, "key_size"), i64)
+    kind = _member(b, ctl, HTAB_HEADER, "hash_kind")
     b.cbranch(b.icmp_unsigned("==", kind, ir.Constant(i32, HASH_JHASH)), blocks["jh"], blocks["crc"])
     b.position_at_end(blocks["crc"])
     hc = b.call(_crc32(g), [kp, ks])
@@ -261,13 +263,13 @@ def _lookup(g: ModuleGen) -> ir.Function:
     hv = b.phi(i32)
     hv.add_incoming(hc, blocks["crc"])
     hv.add_incoming(hj, blocks["jh"])
-    nb = _ld(b, ctl, C_NBUCKETS, align=4)
+    nb = _member(b, ctl, HTAB_HEADER, "n_buckets")
     bucket = b.zext(b.and_(hv, b.sub(nb, ir.Constant(i32, 1))), i64)
-    buckets = b.inttoptr(_ld(b, ctl, C_BUCKETS, i64, align=8), PTR)
-    first = _ld(b, buckets, b.mul(bucket, c64(4)), align=4)
-    entries = b.inttoptr(_ld(b, ctl, C_ENTRIES, i64, align=8), PTR)
-    esz = b.zext(_ld(b, ctl, C_ENTRY_SIZE, align=4), i64)
-    nslots = _ld(b, ctl, C_NSLOTS, align=4)
+    buckets = b.inttoptr(_member(b, ctl, HTAB_HEADER, "buckets"), PTR)
+    first = _ld(b, buckets, b.mul(bucket, c64(HTAB_BUCKET_SIZE)), align=HTAB_BUCKET_SIZE)
+    entries = b.inttoptr(_member(b, ctl, HTAB_HEADER, "entries"), PTR)
+    esz = b.zext(_member(b, ctl, HTAB_HEADER, "entry_size"), i64)
+    nslots = _member(b, ctl, HTAB_HEADER, "nslots")
     b.branch(blocks["loop"])
     b.position_at_end(blocks["loop"])
     cur = b.phi(i32)
@@ -279,14 +281,14 @@ def _lookup(g: ModuleGen) -> ir.Function:
     b.position_at_end(blocks["cmp"])
     slot = b.zext(b.sub(cur, ir.Constant(i32, 1)), i64)
     ent = b.gep(entries, [b.mul(slot, esz)], source_etype=i8)
-    same_hash = b.icmp_unsigned("==", _ld(b, ent, E_HASH, align=4), hv)
+    same_hash = b.icmp_unsigned("==", _member(b, ent, HTAB_ENTRY, "hash"), hv)
     with b.if_then(same_hash):
-        eq = b.call(_keyeq(g), [b.gep(ent, [c64(E_KEY)], source_etype=i8), kp, ks])
+        eq = b.call(_keyeq(g), [b.gep(ent, [c64(HTAB_ENTRY.off("key"))], source_etype=i8), kp, ks])
         with b.if_then(eq):
             b.branch(blocks["found"])
     b.branch(blocks["next"])
     b.position_at_end(blocks["next"])
-    cur.add_incoming(_ld(b, ent, E_NEXT, align=4), blocks["next"])
+    cur.add_incoming(_member(b, ent, HTAB_ENTRY, "next"), blocks["next"])
     steps.add_incoming(b.add(steps, ir.Constant(i32, 1)), blocks["next"])
     b.branch(blocks["loop"])
     b.position_at_end(blocks["found"])
@@ -294,16 +296,16 @@ def _lookup(g: ModuleGen) -> ir.Function:
                    b.icmp_unsigned("==", mtype, ir.Constant(i32, int(MapType.LRU_PERCPU_HASH))))
     b.cbranch(is_lru, blocks["lru"], blocks["value"])
     b.position_at_end(blocks["lru"])
-    refp = b.gep(ent, [c64(E_REF)], source_etype=i8)
+    refp = b.gep(ent, [c64(HTAB_ENTRY.off("lru_ref"))], source_etype=i8)
     b.cbranch(b.icmp_unsigned("==", b.load(refp, typ=i8), ir.Constant(i8, 0)), blocks["setref"],
               blocks["value"])
     b.position_at_end(blocks["setref"])
     b.store(ir.Constant(i8, 1), refp)
     b.branch(blocks["value"])
     b.position_at_end(blocks["value"])
-    vstride = b.zext(_ld(b, ctl, C_STRIDE, align=4), i64)
-    values = _ld(b, ctl, C_VALUES, i64, align=8)
-    es = b.zext(_ld(b, h, H_ELEM_SIZE, align=4), i64)
+    vstride = b.zext(_member(b, ctl, HTAB_HEADER, "stride"), i64)
+    values = _member(b, ctl, HTAB_HEADER, "values")
+    es = b.zext(_member(b, h, MAP_HANDLE, "elem_size"), i64)
     b.ret(b.add(b.add(values, b.mul(slot, vstride)), percpu_off(b, es)))
 
     b.position_at_end(blocks["miss"])

@@ -39,7 +39,7 @@ from itertools import accumulate
 
 from llvmlite import ir
 
-from ...progtypes.layouts import XDP_BUFF
+from ...layouts.kernel import XDP_BUFF
 from . import abi
 from .irgen import FNTY, PTR, STACK, c64, i8, i64
 

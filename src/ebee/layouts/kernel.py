@@ -9,27 +9,12 @@ its BTF -- so that ``ebee prog dump xlated`` prints what ``bpftool prog dump
 xlated`` prints on that kernel, instruction for instruction.  Only the members
 the runtime models are listed; the rest of each structure is zero padding.
 
-``tests/test_progtypes_layouts.py`` checks these numbers against
-/sys/kernel/btf/vmlinux where the running kernel has the same layout.
+The numbers can be checked against /sys/kernel/btf/vmlinux (``pahole``,
+``bpftool btf dump``) on a kernel with the same configuration.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A kernel structure as the runtime models it: name, size, member offsets and sizes."""
-    name: str
-    size: int
-    members: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-    def off(self, member: str) -> int:
-        return self.members[member][0]
-
-    def size_of(self, member: str) -> int:
-        return self.members[member][1]
-
+from .layout import Layout
 
 SK_BUFF = Layout("sk_buff", 224, {
     "dev": (16, 8), "sk": (24, 8), "tstamp": (32, 8), "cb": (40, 48),
