@@ -113,7 +113,8 @@ def _kv(tokens: list[str], names: set[str]) -> dict[str, str]:
     it = iter(tokens)
     for t in it:
         if t not in names:
-            raise UsageError(f"error: unexpected {t!r} (expected one of {', '.join(sorted(names))})")
+            raise UsageError(f"error: unexpected {t!r} "
+                             f"(expected one of {', '.join(sorted(names))})")
         try:
             out[t] = next(it)
         except StopIteration:
@@ -200,7 +201,8 @@ def cmd_prog_attach(args) -> int:
         return 0
     try:
         # announce inside the try: a Ctrl-C right after the message must still detach cleanly
-        print(f"attached {p.name or i} -> {a.target}; Ctrl-C to detach", file=sys.stderr, flush=True)
+        print(f"attached {p.name or i} -> {a.target}; Ctrl-C to detach", file=sys.stderr,
+              flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
