@@ -20,13 +20,20 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from . import uapi as U
 from .errors import DecodeError
 
-_SLOT = struct.Struct("<BBhi")
-SLOT_SIZE = 8
+#: one instruction slot as encoded: opcode, registers (src << 4 | dst), off, imm
+SLOT = struct.Struct("<BBhi")
+SLOT_SIZE = SLOT.size
+#: a raw slot, ``(code, regs, off, imm)``: what loaders and CO-RE patch before decoding
+Slot = tuple[int, int, int, int]
+
+#: opcodes whose raw slots loaders look for before anything is decoded
+OP_LDDW = U.BPF_LD | U.BPF_IMM | U.BPF_DW
+OP_CALL = U.BPF_JMP | U.BPF_CALL
 
 
 class Kind(enum.Enum):
@@ -158,7 +165,7 @@ def _build() -> list[OpSpec]:
                             op=name, is64=is64))
             t.append(OpSpec(f"{name}{sfx}", cls | code | U.BPF_X, Kind.JCC, ops({"dst", "src", "off"}),
                             op=name, is64=is64, use_reg=True))
-    call = U.BPF_JMP | U.BPF_CALL
+    call = OP_CALL
     t.append(OpSpec("call", call, Kind.CALL, ops({"imm"}), op="call", fixed=(("src", 0),)))
     t.append(OpSpec("call local", call, Kind.CALL_LOCAL, ops({"imm"}), op="call",
                     fixed=(("src", U.BPF_PSEUDO_CALL),)))
@@ -199,7 +206,7 @@ def _build() -> list[OpSpec]:
                         fixed=(("imm", U.BPF_CMPXCHG),)))
 
     for src, what in LD_IMM64_SRC.items():
-        t.append(OpSpec("lddw", U.BPF_LD | U.BPF_IMM | U.BPF_DW, Kind.LD_IMM64, ops({"dst", "imm"}),
+        t.append(OpSpec("lddw", OP_LDDW, Kind.LD_IMM64, ops({"dst", "imm"}),
                         op=what, size=8, wide=True, fixed=(("src", src),)))
     for size in (1, 2, 4):  # Linux rejects BPF_DW for the legacy packet loads
         s = SIZE_SUFFIX[size]
@@ -295,9 +302,9 @@ class Instruction:
 
     def encode(self) -> bytes:
         code = self.spec.opcode
-        b = _SLOT.pack(code, (self.src << 4) | self.dst, self.off, self.imm)
+        b = SLOT.pack(code, (self.src << 4) | self.dst, self.off, self.imm)
         if self.spec.wide:
-            b += _SLOT.pack(0, 0, 0, self.imm_hi)
+            b += SLOT.pack(0, 0, 0, self.imm_hi)
         return b
 
     def __str__(self) -> str:
@@ -354,7 +361,7 @@ def decode(data: bytes | bytearray | memoryview, *, strict: bool = True) -> list
     n = len(data) // SLOT_SIZE
     pc = 0
     while pc < n:
-        code, regs, off, imm = _SLOT.unpack_from(data, pc * SLOT_SIZE)
+        code, regs, off, imm = SLOT.unpack_from(data, pc * SLOT_SIZE)
         dst, src = regs & 0x0F, regs >> 4
         try:
             spec = lookup(code, dst, src, off, imm)
@@ -366,7 +373,7 @@ def decode(data: bytes | bytearray | memoryview, *, strict: bool = True) -> list
             if spec.wide:
                 if pc + 1 >= n:
                     raise DecodeError("lddw is missing its second slot")
-                c2, r2, o2, imm_hi = _SLOT.unpack_from(data, (pc + 1) * SLOT_SIZE)
+                c2, r2, o2, imm_hi = SLOT.unpack_from(data, (pc + 1) * SLOT_SIZE)
                 if c2 or r2 or o2:
                     raise DecodeError("second slot of lddw must have opcode, registers and offset 0")
         except DecodeError as e:
@@ -378,6 +385,30 @@ def decode(data: bytes | bytearray | memoryview, *, strict: bool = True) -> list
 
 def encode(insns: Iterable[Instruction]) -> bytes:
     return b"".join(i.encode() for i in insns)
+
+
+# ---------------------------------------------------------------------------
+# raw slots: programs before (or without) decoding
+
+
+def unpack_slots(data: bytes | bytearray | memoryview) -> list[Slot]:
+    """Every 8-byte slot of ``data`` as ``(code, regs, off, imm)``, off and imm signed;
+    the second slot of lddw is a slot of its own."""
+    if len(data) % SLOT_SIZE:
+        raise DecodeError(f"program length {len(data)} is not a multiple of {SLOT_SIZE}")
+    return list(SLOT.iter_unpack(data))
+
+
+def pack_slots(slots: Iterable[Sequence[int]]) -> bytes:
+    """The encoding of raw ``(code, regs, off, imm)`` slots.  Fields wrap to their width,
+    so a slot patched with an unsigned spelling (``imm = 0xffffffff``) packs as -1."""
+    return b"".join(SLOT.pack(code & 0xFF, regs & 0xFF, _wrap(off, 16), _wrap(imm, 32))
+                    for code, regs, off, imm in slots)
+
+
+def _wrap(v: int, bits: int) -> int:
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
 
 
 def iter_slots(insns: Iterable[Instruction]) -> Iterator[tuple[int, Instruction]]:

@@ -35,7 +35,7 @@ MAX_RESOLVE_DEPTH = 32               # libbpf's bound on typedef/modifier chains
 VMLINUX_PATH = "/sys/kernel/btf/vmlinux"
 
 # u32 words a record takes beyond its 3-word header: (fixed, per vlen entry)
-_EXTRA = {
+EXTRA_WORDS = {
     Kind.INT: (1, 0), Kind.PTR: (0, 0), Kind.ARRAY: (3, 0), Kind.STRUCT: (0, 3),
     Kind.UNION: (0, 3), Kind.ENUM: (0, 2), Kind.FWD: (0, 0), Kind.TYPEDEF: (0, 0),
     Kind.VOLATILE: (0, 0), Kind.CONST: (0, 0), Kind.RESTRICT: (0, 0), Kind.FUNC: (0, 0),
@@ -43,7 +43,7 @@ _EXTRA = {
     Kind.DECL_TAG: (1, 0), Kind.TYPE_TAG: (0, 0), Kind.ENUM64: (0, 3),
 }
 _EXTRA_BY_INT = [None] * 32
-for _k, _v in _EXTRA.items():
+for _k, _v in EXTRA_WORDS.items():
     _EXTRA_BY_INT[int(_k)] = _v
 
 _NATIVE = sys.byteorder

@@ -33,16 +33,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .. import uapi as U
+from ..isa import OP_CALL, OP_LDDW, Instruction, decode, encode, pack_slots, unpack_slots
 from ..uapi import CoreReloKind as RK
 from .errors import BTFError
 from .types import Kind, MODIFIERS
 
 if TYPE_CHECKING:
-    from ..isa import Instruction
     from .btf import BTF
     from .ext import BTFExt, CoreRelo
 
@@ -677,15 +677,12 @@ def _chain(btf: "BTF") -> list["BTF"]:
 
 # ---------------------------------------------------------------------------------- patching
 
-_CLS_LD, _CLS_LDX, _CLS_ST, _CLS_STX, _CLS_ALU, _CLS_ALU64 = 0, 1, 2, 3, 4, 7
 _SIZE_BYTES = {U.BPF_DW: 8, U.BPF_W: 4, U.BPF_H: 2, U.BPF_B: 1}
 _BYTES_SIZE = {v: k for k, v in _SIZE_BYTES.items()}
-_LD_IMM64 = U.BPF_LD | U.BPF_IMM | U.BPF_DW
-_CALL = U.BPF_JMP | U.BPF_CALL
 
 
 def _poison_slot(slot: list[int]) -> None:
-    slot[0], slot[1], slot[2], slot[3] = _CALL, 0, 0, POISON_HELPER_ID
+    slot[0], slot[1], slot[2], slot[3] = OP_CALL, 0, 0, POISON_HELPER_ID
 
 
 def patch_slots(slots: Sequence[list[int]], i: int, res: CoreResult) -> str | None:
@@ -701,7 +698,7 @@ def patch_slots(slots: Sequence[list[int]], i: int, res: CoreResult) -> str | No
     cls = code & 0x07
 
     def poison(msg: str) -> str:
-        if code == _LD_IMM64 and i + 1 < len(slots):
+        if code == OP_LDDW and i + 1 < len(slots):
             _poison_slot(slots[i + 1])
         _poison_slot(s)
         return msg
@@ -709,7 +706,7 @@ def patch_slots(slots: Sequence[list[int]], i: int, res: CoreResult) -> str | No
     if res.poison:
         return poison(res.failure())
     orig, new = res.orig_val, res.new_val
-    if cls in (_CLS_ALU, _CLS_ALU64):
+    if cls in (U.BPF_ALU, U.BPF_ALU64):
         if code & U.BPF_X:
             raise CoreError(f"{where}: ALU instruction with a register operand cannot be "
                             f"relocated")
@@ -718,7 +715,7 @@ def patch_slots(slots: Sequence[list[int]], i: int, res: CoreResult) -> str | No
                             f"exp {orig} -> {new}")
         v = new & 0xFFFFFFFF
         s[3] = v - (1 << 32) if v & 0x80000000 else v
-    elif cls in (_CLS_LDX, _CLS_ST, _CLS_STX):
+    elif cls in (U.BPF_LDX, U.BPF_ST, U.BPF_STX):
         if res.validate and s[2] & 0xFFFFFFFFFFFFFFFF != orig:
             raise CoreError(f"{where}: unexpected LDX/ST/STX value: got {s[2] & 0xFFFF}, "
                             f"exp {orig} -> {new}")
@@ -736,8 +733,8 @@ def patch_slots(slots: Sequence[list[int]], i: int, res: CoreResult) -> str | No
             if size is None:
                 raise CoreError(f"{where}: invalid new memory access size {res.new_sz}")
             s[0] = (code & 0xE0) | size | cls
-    elif cls == _CLS_LD:
-        if code != _LD_IMM64 or i + 1 >= len(slots) or (s[1] >> 4) != 0 or s[2] != 0:
+    elif cls == U.BPF_LD:
+        if code != OP_LDDW or i + 1 >= len(slots) or (s[1] >> 4) != 0 or s[2] != 0:
             raise CoreError(f"{where}: LDIMM64 has unexpected form")
         s2 = slots[i + 1]
         if s2[0] != 0 or s2[1] != 0 or s2[2] != 0:
@@ -778,32 +775,21 @@ def apply_core_relos(insns_by_section: Mapping[str, Sequence["Instruction"]], bt
     Returns new instruction lists (the inputs are immutable); relocations of
     sections not given are skipped, as libbpf skips code it does not load.
     """
-    from ..isa import decode, encode
     relocator = CoreRelocator(local_btf, target_btf)
     report = CoreReport({name: list(insns) for name, insns in insns_by_section.items()})
     for sec, relos in btf_ext.core_relos.items():
         insns = insns_by_section.get(sec)
         if insns is None:
             continue
-        slots = [list(x) for x in _slots(encode(insns))]
+        slots = [list(x) for x in unpack_slots(encode(insns))]
         for idx, relo in enumerate(relos):
             res = relocator.resolve(relo, idx)
             report.results.append(res)
             msg = patch_slots(slots, relo.insn, res)
             if msg is not None:
                 report.poisoned[(sec, relo.insn)] = f"CO-RE relocation #{idx} failed: {msg}"
-        report.insns[sec] = decode(_unslots(slots), strict=False)
+        report.insns[sec] = decode(pack_slots(slots), strict=False)
     return report
-
-
-def _slots(data: bytes) -> list[tuple[int, int, int, int]]:
-    import struct
-    return list(struct.iter_unpack("<BBhi", data))
-
-
-def _unslots(slots: Iterable[list[int]]) -> bytes:
-    import struct
-    return b"".join(struct.pack("<BBhi", c & 0xFF, r & 0xFF, o, m) for c, r, o, m in slots)
 
 
 # ---------------------------------------------------------------------------------- run time
@@ -818,7 +804,6 @@ def register_poisoned(program: Sequence["Instruction"] | bytes, failures: Mappin
     if not failures:
         return
     if not isinstance(program, (bytes, bytearray)):
-        from ..isa import encode
         program = encode(program)
     key = hashlib.sha256(bytes(program)).digest()
     _POISONED[key] = dict(failures)
@@ -835,8 +820,3 @@ def poisoned_reason(image: bytes, pc: int) -> str:
     return (f"CO-RE relocation failed: instruction was poisoned by the loader (call to invalid "
             f"helper {POISON_HELPER_ID:#x})")
 
-
-def poison_instruction(insn: "Instruction") -> "Instruction":
-    """The instruction libbpf substitutes for one whose relocation failed."""
-    from ..isa import make
-    return make("call", imm=POISON_HELPER_ID, pc=insn.pc)

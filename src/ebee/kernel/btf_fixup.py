@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from array import array
 
-from ..btf.btf import _EXTRA, HEADER
+from ..btf.btf import EXTRA_WORDS, HEADER
 from ..uapi import BtfFuncLinkage, BtfKind, BtfVarLinkage
 
 KCONFIG_SEC, KSYMS_SEC = ".kconfig", ".ksyms"
@@ -40,7 +40,7 @@ class BTFBlob:
         i = 0
         while i < len(self.types):
             info = self.types[i + 1]
-            fixed, per = _EXTRA[BtfKind((info >> 24) & 0x1F)]
+            fixed, per = EXTRA_WORDS[BtfKind((info >> 24) & 0x1F)]
             self.offs.append(i)
             i += 3 + fixed + per * (info & 0xFFFF)
 

@@ -173,6 +173,16 @@ class KernelMapHandle(Map):
         except OSError as e:
             raise _oserror(e) from None
 
+    def raw_update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        """BPF_MAP_UPDATE_ELEM with raw key and value bytes, as bpftool writes them."""
+        with self.lock:
+            self._sys_update(key, value, flags)
+
+    def raw_delete(self, key: bytes) -> None:
+        """BPF_MAP_DELETE_ELEM of a raw key, as bpftool deletes it."""
+        with self.lock:
+            self._sys_delete(key)
+
     def _get_next_key(self, key):
         try:
             return self.kmap.get_next_key(key)

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 import warnings
 from typing import Any
 
 from .. import uapi as U
-from ..isa import encode
 from ..btf import Kind
+from ..isa import OP_CALL, OP_LDDW, encode, pack_slots, unpack_slots
 from ..loader.mapdefs import MapKind
 from ..loader.spec import pin_path
 from ..uapi import AttachType, MapType, ProgType
@@ -41,9 +40,6 @@ from .btf_fixup import fixup
 from .map_handle import KernelMapHandle
 from .maps import KernelMap
 from .prog import KernelLoadError, KernelProgram
-
-_LDDW = 0x18
-_CALL = 0x85
 
 
 class KernelObject:
@@ -195,7 +191,7 @@ def _new_pins(made) -> list[str]:
 
 def _raw_value0(user_map) -> bytes:
     """Value 0 of a user-space global-data map as raw bytes (whatever its value_type)."""
-    return user_map._sys_lookup((0).to_bytes(4, "little"), 0)[:user_map.value_size]
+    return user_map.raw_lookup((0).to_bytes(4, "little"))[:user_map.value_size]
 
 
 def _mismatch(h: KernelMapHandle, m) -> str:
@@ -278,26 +274,25 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
                               f"the object with prog_type=... (--type on the command line)")
     by_id = {m.id: name for name, m in obj.maps.items()}
     kfuncs = {e.value: e.name for e in spec.externs.values() if e.kind == "kfunc" and e.resolved}
-    image = bytearray(encode(prog.insns))
+    slots = [list(s) for s in unpack_slots(encode(prog.insns))]
     fd_array: list[int] = [0]
     module_btfs: dict[str, KernelBTF] = {}
     keep: list = []
     try:
         i = 0
-        n = len(image) // 8
-        while i < n:
-            op, regs = image[8 * i], image[8 * i + 1]
-            src = regs >> 4
-            if op == _LDDW and src in (U.BPF_PSEUDO_MAP_FD, U.BPF_PSEUDO_MAP_VALUE):
-                mid = struct.unpack_from("<I", image, 8 * i + 4)[0]
+        while i < len(slots):
+            s = slots[i]
+            op, src = s[0], s[1] >> 4
+            if op == OP_LDDW and src in (U.BPF_PSEUDO_MAP_FD, U.BPF_PSEUDO_MAP_VALUE):
+                mid = s[3] & 0xFFFFFFFF
                 name = by_id.get(mid)
                 if name is None:
                     raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}'",
                                           f"insn {i} refers to map id {mid}, which is not in "
                                           f"the object")
-                struct.pack_into("<i", image, 8 * i + 4, maps[name].fd)
-            elif op == _CALL and src == U.BPF_PSEUDO_KFUNC_CALL:
-                kid = struct.unpack_from("<i", image, 8 * i + 4)[0]
+                s[3] = maps[name].fd
+            elif op == OP_CALL and src == U.BPF_PSEUDO_KFUNC_CALL:
+                kid = s[3]
                 fname = kfuncs.get(kid)
                 if fname is None:
                     raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}'",
@@ -310,8 +305,8 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
                         module_btfs[kt.module] = kt.open_btf()
                         fd_array.append(module_btfs[kt.module].fd)
                     idx = fd_array.index(module_btfs[kt.module].fd)
-                struct.pack_into("<hi", image, 8 * i + 2, idx, kt.type_id)
-            i += 2 if op == _LDDW else 1
+                s[2], s[3] = idx, kt.type_id
+            i += 2 if op == OP_LDDW else 1
         attach_btf_id, attach_obj = _attach_target(prog)
         if attach_obj is not None:
             keep.append(attach_obj)
@@ -323,7 +318,7 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
                                   (li.line << 10) | (li.col & 0x3FF)) for li in prog.line_info]
                       or None)
         kp = KernelProgram(
-            bytes(image), prog.type, license=prog.license or "", log_level=log_level,
+            pack_slots(slots), prog.type, license=prog.license or "", log_level=log_level,
             name=prog.name, expected_attach_type=int(prog.expected_attach_type or 0),
             prog_flags=prog.prog_flags, attach_btf_id=attach_btf_id,
             attach_btf_obj_fd=attach_obj.fd if attach_obj is not None else 0,

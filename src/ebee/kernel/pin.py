@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..uapi import BPF_F_RDONLY, BPF_F_WRONLY, Cmd
 from .attrs import ObjAttr
-from .fs import ensure_bpffs
+from .fs import ensure_bpffs, mounts
+from .info import link_info
 from .syscall import addr, bpf
 
 
@@ -41,3 +42,25 @@ def obj_get(path: str | os.PathLike, *, read_only: bool = False,
 def unpin(path: str | os.PathLike) -> None:
     """Remove a pin (the object lives on while something else holds it)."""
     os.unlink(path)
+
+
+def link_pins() -> dict[int, list[str]]:
+    """Link id -> the paths pinning it, under every mounted bpffs."""
+    out: dict[int, list[str]] = {}
+    for mnt, typ in mounts():
+        if typ != "bpf":
+            continue
+        for root, _, files in os.walk(mnt):
+            for f in files:
+                path = os.path.join(root, f)
+                try:
+                    fd = obj_get(path)
+                except OSError:
+                    continue
+                try:
+                    out.setdefault(link_info(fd).id, []).append(path)
+                except OSError:
+                    pass            # not a link
+                finally:
+                    os.close(fd)
+    return out

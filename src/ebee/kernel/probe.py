@@ -16,12 +16,11 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from ..uapi import (BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_SLEEPABLE, AttachType, Cmd,
-                    FuncId, MapType, ProgType)
+from ..uapi import (BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_SLEEPABLE, ENOTSUPP, AttachType,
+                    Cmd, FuncId, MapType, ProgType)
 from .attrs import MapCreateAttr, ProgLoadAttr
 from .syscall import addr, bpf
 
-ENOTSUPP = 524
 _LOG = 1 << 16
 
 _EXPECTED_ATTACH = {

@@ -19,20 +19,14 @@ CO-RE and map relocations can patch fields before anything is decoded.
 from __future__ import annotations
 
 import enum
-import struct
 from dataclasses import dataclass, field
 
 from .. import uapi as U
 from ..errors import LoadError
+from ..isa import OP_CALL, OP_LDDW, SLOT_SIZE, pack_slots, unpack_slots
 from ..progtypes.sections import SectionDef, parse_section
 from .elf import (R_BPF_64_32, R_BPF_64_64, RELOC_NAMES, SHN_ABS, SHN_UNDEF, STB_LOCAL, STB_GLOBAL,
                   STB_WEAK, STT_FUNC, STT_SECTION, ElfObject, Reloc, Section, Symbol)
-
-SLOT = struct.Struct("<BBhi")
-INSN_SZ = 8
-
-BPF_JMP_CALL = U.BPF_JMP | U.BPF_CALL
-BPF_LD_IMM64 = U.BPF_LD | U.BPF_IMM | U.BPF_DW
 
 
 class RelKind(enum.Enum):
@@ -80,7 +74,7 @@ def _err(msg: str):
 
 
 def decode_slots(data: bytes) -> list[list[int]]:
-    return [list(t) for t in SLOT.iter_unpack(data)]
+    return [list(t) for t in unpack_slots(data)]
 
 
 def find_programs(elf: ElfObject, text: Section | None) -> list[ProgSpec]:
@@ -89,8 +83,8 @@ def find_programs(elf: ElfObject, text: Section | None) -> list[ProgSpec]:
     for sec in elf.sections:
         if not sec.is_exec or sec.size == 0:
             continue
-        if sec.size % INSN_SZ:
-            _err(f"section '{sec.name}': size {sec.size} is not a multiple of {INSN_SZ} "
+        if sec.size % SLOT_SIZE:
+            _err(f"section '{sec.name}': size {sec.size} is not a multiple of {SLOT_SIZE} "
                  f"(corrupted BPF code)")
         data = elf.section_data(sec)
         is_text = text is not None and sec.index == text.index
@@ -108,14 +102,14 @@ def find_programs(elf: ElfObject, text: Section | None) -> list[ProgSpec]:
             if s.value in seen:
                 continue
             seen.add(s.value)
-            if s.value % INSN_SZ or s.size % INSN_SZ:
+            if s.value % SLOT_SIZE or s.size % SLOT_SIZE:
                 _err(f"sec '{sec.name}': program '{s.name}' is misaligned "
                      f"(offset {s.value}, size {s.size})")
             size = s.size
             if size == 0:
                 _err(f"sec '{sec.name}': program '{s.name}' has size 0")
             sub = is_text or (s.bind == STB_LOCAL and bool(entries))
-            out.append(ProgSpec(s.name, sec, s.value // INSN_SZ,
+            out.append(ProgSpec(s.name, sec, s.value // SLOT_SIZE,
                                 decode_slots(data[s.value:s.value + size]), sub,
                                 parse_section(sec.name), sym=s))
     if not any(not p.is_subprog for p in out):
@@ -157,17 +151,17 @@ def record_relocs(elf: ElfObject, progs: list[ProgSpec], *, text_idx: int | None
 def _record(elf, progs, sec: Section, r: Reloc, text_idx, map_at, data_map, externs) -> None:
     sym = r.symbol
     sname = sym.name or (elf.sections[sym.shndx].name if sym.shndx < len(elf.sections) else "?")
-    if r.offset % INSN_SZ:
+    if r.offset % SLOT_SIZE:
         _err(f"sec '{sec.name}': relocation against '{sname}' at offset {r.offset} is not on "
              f"an instruction boundary")
-    idx = r.offset // INSN_SZ
+    idx = r.offset // SLOT_SIZE
     prog = prog_at(progs, sec.index, idx)
     if prog is None:
         _err(f"sec '{sec.name}': relocation against '{sname}' at insn #{idx} points to no program")
     i = idx - prog.sec_insn_off
     code, regs, off, imm = prog.slots[i]
     where = f"prog '{prog.name}': relo #{i}"
-    if code == BPF_JMP_CALL:
+    if code == OP_CALL:
         src = regs >> 4
         if sym.shndx == SHN_UNDEF and sym.name:
             # a kfunc (typed in .ksyms), or a function nobody defines (a libcall such as
@@ -182,11 +176,11 @@ def _record(elf, progs, sec: Section, r: Reloc, text_idx, map_at, data_map, exte
                 return
             _err(f"{where}: bad call relo against '{sname}' in section "
                  f"'{elf.sections[sym.shndx].name if sym.shndx < len(elf.sections) else sym.shndx}'")
-        if sym.value % INSN_SZ:
+        if sym.value % SLOT_SIZE:
             _err(f"{where}: bad call relo against '{sname}': misaligned target")
         prog.relos[i] = Relo(RelKind.CALL, i, sym, sym.value)
         return
-    if code != BPF_LD_IMM64:
+    if code != OP_LDDW:
         _err(f"{where}: invalid relo against '{sname}' for insns[{i}].code 0x{code:x}")
     if i + 1 >= len(prog.slots):
         _err(f"{where}: ld_imm64 against '{sname}' is missing its second slot")
@@ -200,7 +194,7 @@ def _record(elf, progs, sec: Section, r: Reloc, text_idx, map_at, data_map, exte
         _err(f"{where}: relo against '{sname}' in an absolute or invalid section")
     target = elf.sections[sym.shndx]
     if target.is_exec and (sym.type in (STT_FUNC, STT_SECTION)):
-        if sym.value % INSN_SZ or imm % INSN_SZ:
+        if sym.value % SLOT_SIZE or imm % SLOT_SIZE:
             _err(f"{where}: bad subprog addr relo against '{sname}' at sym_off {sym.value}, "
                  f"insn imm {imm}")
         prog.relos[i] = Relo(RelKind.SUBPROG_ADDR, i, sym, sym.value)
@@ -246,8 +240,8 @@ def link(main: ProgSpec, progs: list[ProgSpec], text_idx: int | None) -> Linked:
             s = slots[base + i]
             code, regs = s[0], s[1]
             src = regs >> 4
-            is_call = code == BPF_JMP_CALL and src == U.BPF_PSEUDO_CALL
-            is_func = code == BPF_LD_IMM64 and src == U.BPF_PSEUDO_FUNC
+            is_call = code == OP_CALL and src == U.BPF_PSEUDO_CALL
+            is_func = code == OP_LDDW and src == U.BPF_PSEUDO_FUNC
             relo = prog.relos.get(i)
             if relo is not None and relo.kind is RelKind.SUBPROG_ADDR:
                 is_func = True
@@ -260,9 +254,9 @@ def link(main: ProgSpec, progs: list[ProgSpec], text_idx: int | None) -> Linked:
             if relo is not None:
                 sec_idx = relo.sym.shndx
                 if relo.kind is RelKind.CALL:
-                    target = relo.sym_off // INSN_SZ + s[3] + 1
+                    target = relo.sym_off // SLOT_SIZE + s[3] + 1
                 else:
-                    target = (relo.sym_off + s[3]) // INSN_SZ
+                    target = (relo.sym_off + s[3]) // SLOT_SIZE
             elif is_func:
                 _err(f"prog '{prog.name}': ld_imm64 of a function at insn #{i} has no relocation")
             else:
@@ -290,17 +284,4 @@ def link(main: ProgSpec, progs: list[ProgSpec], text_idx: int | None) -> Linked:
 
 
 def encode_slots(slots: list[list[int]]) -> bytes:
-    out = bytearray()
-    for code, regs, off, imm in slots:
-        out += SLOT.pack(code & 0xFF, regs & 0xFF, _s16(off), _s32(imm))
-    return bytes(out)
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
-
-
-def _s16(v: int) -> int:
-    v &= 0xFFFF
-    return v - (1 << 16) if v & 0x8000 else v
+    return pack_slots(slots)

@@ -579,6 +579,16 @@ class Map:
                 return
             yield key
 
+    def raw_keys(self) -> Iterator[bytes]:
+        """Keys as raw bytes, in get_next_key order: the byte-level view bpftool uses."""
+        return self._raw_keys()
+
+    def raw_lookup(self, key: bytes, flags: int = 0) -> bytes:
+        """BPF_MAP_LOOKUP_ELEM on raw key bytes, returning the raw value (every CPU's copy
+        of a per-CPU map): the byte-level view bpftool uses.  MapKeyError if absent."""
+        with self.lock:
+            return self._sys_lookup(key, flags)
+
     def keys(self) -> Iterator[Any]:
         """Keys in get_next_key order."""
         for k in self._raw_keys():

@@ -7,14 +7,11 @@ handlers dispatch on.
 """
 from __future__ import annotations
 
-import struct
 from typing import Iterable, Sequence
 
 from .. import uapi as U
-from ..isa import Instruction, lookup
+from ..isa import SLOT as _SLOT, Instruction, lookup
 from ..errors import DecodeError
-
-_SLOT = struct.Struct("<BBhi")
 
 
 class Insn:
