@@ -117,17 +117,6 @@ def _meta_of(m) -> dict:
             "name": m.name, "numa_node": getattr(m, "numa_node", 0), "frozen": bool(m.frozen)}
 
 
-def reuse_mismatch(live, spec) -> str:
-    """Why a pinned map can't stand in for ``spec`` (libbpf's map_is_reuse_compat), or ''."""
-    for attr, want in (("type", spec.type), ("key_size", spec.key_size),
-                       ("value_size", spec.value_size), ("max_entries", spec.max_entries),
-                       ("flags", spec.flags), ("map_extra", spec.map_extra)):
-        have = getattr(live, attr)
-        if int(have) != int(want):
-            return f"{attr} {int(have)} != {int(want)}"
-    return ""
-
-
 class PinStore:
     """One pin store (a SQLite database) and the live objects this process opened from it."""
 

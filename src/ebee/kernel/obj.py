@@ -27,18 +27,19 @@ from __future__ import annotations
 import errno
 import os
 import warnings
+from dataclasses import replace
 from typing import Any
 
 from .. import uapi as U
 from ..btf import Kind
 from ..isa import OP_CALL, OP_LDDW, encode, pack_slots, unpack_slots
-from ..loader.mapdefs import MapKind
-from ..loader.spec import pin_path
+from ..loader.plan import MapPlan, plan_maps, reuse_mismatch
 from ..uapi import AttachType, MapType, ProgType
 from .btf import KernelBTF, find_kernel_type
 from .btf_fixup import fixup
+from .fs import ensure_bpffs
 from .map_handle import KernelMapHandle
-from .maps import KernelMap
+from .maps import KernelMap, possible_cpus
 from .prog import KernelLoadError, KernelProgram
 
 
@@ -150,16 +151,18 @@ def _load_btf(spec, warn: list[str]) -> KernelBTF | None:
 # --- maps ----------------------------------------------------------------------------------------
 
 def _create_maps(obj, spec, kbtf, pin_root, warn, made):
+    """Carry out the object's load plan in the kernel: the same maps, names, pins and
+    reuse rule as the user-space loader, with bpffs for pins and value 0 of global data
+    taken from the user-space maps (``obj.rodata.x = ...`` before ``load_kernel``)."""
     maps: dict[str, KernelMapHandle] = {}
     pinned: dict[str, str] = {}
     reused: set[str] = set()
-    for name, m in spec.maps.items():
+    for mp in plan_maps(spec, pin_root, possible_cpus()):
+        name, m, path = mp.name, mp.spec, mp.pin
         user = obj.maps.get(name)
-        kname = getattr(user, "name", "") or name[:15]
-        path = pin_path(spec, m, pin_root)
         if path is not None and os.path.exists(path):
             h = KernelMapHandle.from_pinned(path)
-            problem = _mismatch(h, m)
+            problem = reuse_mismatch(h, m)
             if problem:
                 h.close()
                 raise OSError(errno.EINVAL, f"map '{name}': couldn't reuse pinned map at "
@@ -168,15 +171,14 @@ def _create_maps(obj, spec, kbtf, pin_root, warn, made):
             maps[name], pinned[name] = h, path
             reused.add(name)
             continue
-        h = _new_map(m, kname, kbtf, warn)
+        h = _new_map(mp, kbtf, warn)
         made.append(h)
         maps[name] = h
         if m.is_internal and user is not None and m.value_size:
-            h.update(0, _raw_value0(user))
-        if m.kind in (MapKind.RODATA, MapKind.KCONFIG):
+            h.update(0, user.raw_lookup((0).to_bytes(4, "little"))[:m.value_size])
+        if mp.read_only:
             h.freeze()      # as libbpf: read-only data cannot change once programs use it
         if path is not None:
-            from .fs import ensure_bpffs
             ensure_bpffs(os.path.dirname(path))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             h.pin(path)
@@ -189,30 +191,14 @@ def _new_pins(made) -> list[str]:
     return [m.new_pin for m in made if getattr(m, "new_pin", None)]
 
 
-def _raw_value0(user_map) -> bytes:
-    """Value 0 of a user-space global-data map as raw bytes (whatever its value_type)."""
-    return user_map.raw_lookup((0).to_bytes(4, "little"))[:user_map.value_size]
-
-
-def _mismatch(h: KernelMapHandle, m) -> str:
-    for what, a, b in (("type", h.type, m.type), ("key_size", h.key_size, m.key_size),
-                       ("value_size", h.value_size, m.value_size),
-                       ("max_entries", h.max_entries, m.max_entries),
-                       ("map_flags", h.flags, m.flags)):
-        if int(a) != int(b):
-            return f"{what} {int(a)} != {int(b)}"
-    return ""
-
-
-def _new_map(m, kname: str, kbtf, warn) -> KernelMapHandle:
-    inner = None
-    if m.inner is not None:
-        inner = _new_map(m.inner, m.inner.name[:15] if m.inner.name else "", kbtf, warn)
+def _new_map(mp: MapPlan, kbtf, warn) -> KernelMapHandle:
+    inner = _new_map(mp.inner, kbtf, warn) if mp.inner is not None else None
+    m = mp.spec
     if kbtf is not None and m.is_internal and not m.btf_value_type_id:
         m = _with_datasec(m, kbtf)
     use_btf = kbtf is not None and (m.btf_key_type_id or m.btf_value_type_id)
     kw = dict(inner_map_fd=inner.fd if inner is not None else 0, map_extra=m.map_extra,
-              name=_sanitize(kname), numa_node=m.numa_node)
+              name=mp.kernel_name, numa_node=m.numa_node)
     try:
         try:
             km = KernelMap(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
@@ -230,7 +216,7 @@ def _new_map(m, kname: str, kbtf, warn) -> KernelMapHandle:
     finally:
         if inner is not None:
             inner.close()       # the outer map keeps what it needs of the template
-    return KernelMapHandle(km, name=kname, btf=kbtf.parse() if use_btf else None,
+    return KernelMapHandle(km, name=mp.kernel_name, btf=kbtf.parse() if use_btf else None,
                            btf_key_type_id=m.btf_key_type_id if use_btf else 0,
                            btf_value_type_id=m.btf_value_type_id if use_btf else 0,
                            map_extra=m.map_extra)
@@ -239,17 +225,11 @@ def _new_map(m, kname: str, kbtf, warn) -> KernelMapHandle:
 def _with_datasec(m, kbtf):
     """libbpf gives a global-data map its section's DATASEC as value type (no key
     type): the kernel then knows the bpf_spin_lock, timers and lists inside."""
-    from dataclasses import replace
-
     try:
         ds = kbtf.parse().find(m.section or m.name, Kind.DATASEC)
     except (KeyError, AttributeError):
         return m
     return replace(m, btf_key_type_id=0, btf_value_type_id=ds.id)
-
-
-def _sanitize(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._" else "_" for c in name)[:15]
 
 
 def _init_slots(spec, maps, programs, reused) -> None:

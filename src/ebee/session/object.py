@@ -16,7 +16,6 @@ kernel -- so user space sets them between :func:`load` and first use.
 """
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import replace
 from typing import Any, Iterator
@@ -33,7 +32,8 @@ from ..kernel import load_object
 from ..loader.externs import Extern, kconfig_values, resolve_ksyms
 from ..loader.link import Linked, ProgSpec, RelKind, encode_slots, link
 from ..loader.mapdefs import MapKind, MapSpec, Pinning
-from ..loader.spec import ObjectSpec, internal_map_name, open_object, pin_path, read_source
+from ..loader.plan import MapPlan, plan_maps, reuse_mismatch
+from ..loader.spec import ObjectSpec, open_object, read_source
 from ..maps import Map, MapError, cpus
 from ..program import Program
 
@@ -145,10 +145,11 @@ class Object:
         self.pinned: dict[str, str] = {}     # map name -> pin path
         self._used = False
         self._closed = False
-        self._kconfig_arg = None
+        self.kconfig_arg = None          # kconfig values given to load()
         self.verifies = True                 # programs pass the verifier before they run
         self.warnings: list[str] = list(spec.warnings)
-        self._reused: set[str] = set()   # maps taken over from an existing pin
+        self.reused: set[str] = set()    # maps taken over from an existing pin
+        self.plan: list[MapPlan] = []    # what loading its maps means (ebee.loader.plan)
 
     # -- skeleton-like global data ------------------------------------------------------
 
@@ -271,11 +272,12 @@ def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
 
 def _load(spec: ObjectSpec, *, btf_custom_path, kconfig, pin_root, prog_type, store) -> Object:
     obj = Object(spec)
-    obj._kconfig_arg = kconfig
+    obj.kconfig_arg = kconfig
+    obj.plan = plan_maps(spec, pin_root, cpus.num_cpus())
     ok = False
     try:
         _resolve_externs(spec, kconfig)
-        _create_maps(obj, spec, pin_root, store)
+        _create_maps(obj, spec, store)
         target = _core_target(spec, btf_custom_path)
         poisoned = _apply_core(spec, target)
         for p in spec.entry_programs:
@@ -298,52 +300,13 @@ def _load(spec: ObjectSpec, *, btf_custom_path, kconfig, pin_root, prog_type, st
 # ---------------------------------------------------------------------------
 # maps
 
-def _kernel_map_name(spec: ObjectSpec, m: MapSpec) -> str:
-    if m.is_internal:
-        return internal_map_name(spec.name, m.name)
-    return "".join(c if c.isalnum() or c in "._" else "_" for c in m.name)[:15]
-
-
-def _fixup(m: MapSpec) -> MapSpec:
-    """What libbpf (and cilium/ebpf) adjust before BPF_MAP_CREATE."""
-    T = U.MapType
-    if m.type is T.PERF_EVENT_ARRAY:
-        # __type(value, struct event) only documents the records (bpf2go); the map holds fds
-        m.key_size = 4 if m.key_size in (0,) or m.btf_key_type_id else m.key_size
-        m.value_size = 4 if m.value_size in (0,) or m.btf_value_type_id else m.value_size
-        m.btf_key_type_id = m.btf_value_type_id = 0
-        if m.max_entries == 0:
-            m.max_entries = cpus.num_cpus()
-    elif m.type in (T.RINGBUF, T.USER_RINGBUF):
-        if m.btf_value_type_id or m.btf_key_type_id:
-            m.key_size = m.value_size = 0
-            m.btf_key_type_id = m.btf_value_type_id = 0
-        m.max_entries = _ringbuf_size(m.max_entries)
-    elif m.type in (T.CGROUP_ARRAY, T.STACK_TRACE, T.ARRAY_OF_MAPS, T.HASH_OF_MAPS, T.DEVMAP,
-                    T.DEVMAP_HASH, T.CPUMAP, T.XSKMAP, T.SOCKMAP, T.SOCKHASH, T.QUEUE, T.STACK,
-                    T.ARENA, T.PROG_ARRAY):
-        m.btf_key_type_id = m.btf_value_type_id = 0     # libbpf drops BTF for these types
-    return m
-
-
-def _ringbuf_size(n: int) -> int:
-    """libbpf's adjust_ringbuf_sz: a power of two, at least a page."""
-    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-    if n == 0:
-        return n
-    size = page
-    while size < n:
-        size <<= 1
-    return size
-
-
-def _new_map(spec: ObjectSpec, m: MapSpec):
-    m = _fixup(m)
-    inner = _new_map(spec, m.inner) if m.inner is not None else None
+def _new_map(spec: ObjectSpec, mp: MapPlan) -> Map:
+    m = mp.spec
+    inner = _new_map(spec, mp.inner) if mp.inner is not None else None
     btf = spec.btf if (m.btf_key_type_id or m.btf_value_type_id) else None
     try:
         live = Map(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
-                   map_extra=m.map_extra, inner_map=inner, name=_kernel_map_name(spec, m),
+                   map_extra=m.map_extra, inner_map=inner, name=mp.kernel_name,
                    numa_node=m.numa_node, btf=btf, btf_key_type_id=m.btf_key_type_id,
                    btf_value_type_id=m.btf_value_type_id)
         if m.is_internal and spec.btf is not None:
@@ -374,14 +337,16 @@ def _datasec_record(live, spec: ObjectSpec, m: MapSpec) -> None:
         live.graph_roots = roots
 
 
-def _create_maps(obj: Object, spec: ObjectSpec, pin_root: str, store) -> None:
-    for name, m in spec.maps.items():
-        path = pin_path(spec, m, pin_root)
+def _create_maps(obj: Object, spec: ObjectSpec, store) -> None:
+    """Carry out the load plan's maps in user space: reuse compatible pins from the pin
+    store, create the rest with their initial contents, pin what the plan pins."""
+    for mp in obj.plan:
+        name, m, path = mp.name, mp.spec, mp.pin
         if path is not None:
             st = store or fs.default_store()
             existing = st.get_map_if_exists(path)
             if existing is not None:
-                problem = fs.reuse_mismatch(existing, m)
+                problem = reuse_mismatch(existing, m)
                 if problem and m.pinning is Pinning.REPLACE:
                     st.unpin(path)
                     existing = None
@@ -394,31 +359,27 @@ def _create_maps(obj: Object, spec: ObjectSpec, pin_root: str, store) -> None:
                                     f"({path}: {problem})")
                 obj.maps[name] = existing
                 obj.pinned[name] = path
-                obj._reused.add(name)
+                obj.reused.add(name)
                 continue
-        live = _new_map(spec, m)
+        live = _new_map(spec, mp)
         obj.maps[name] = live
         filled = True
-        if m.data is not None and m.value_size:
-            live.update(0, m.data)
+        if mp.initial is not None:
+            live.update(0, mp.initial)
         elif m.kind is MapKind.KCONFIG:
-            live.update(0, kconfig_values(spec.btf, spec.externs, obj._kconfig_arg, m.value_size))
+            live.update(0, kconfig_values(spec.btf, spec.externs, obj.kconfig_arg, m.value_size))
         else:
             filled = False
         if path is not None:
             (store or fs.default_store()).pin_map(path, live, empty=not filled and
-                                                  m.type not in _PREFILLED)
+                                                  not mp.prefilled)
             obj.pinned[name] = path
-
-
-#: map types whose elements exist from creation (arrays): their "empty" has elements
-_PREFILLED = (U.MapType.ARRAY, U.MapType.PERCPU_ARRAY)
 
 
 def _init_slots(obj: Object, spec: ObjectSpec) -> None:
     """Initial contents: map-in-map slots and prog-array slots (libbpf's `values`)."""
     for name, m in spec.maps.items():
-        if not m.init_slots or name in obj._reused:
+        if not m.init_slots or name in obj.reused:
             continue
         live = obj.maps[name]
         for slot, target in sorted(m.init_slots.items()):
