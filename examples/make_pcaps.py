@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 from ebee.packet import pcap  # noqa: E402
-from ebee.pytest_plugin import icmp_packet, tcp_packet, udp_packet  # noqa: E402
+from ebee.packet.build import icmp_packet, tcp_packet, udp_packet  # noqa: E402
 
 SOURCES = ["10.0.0.1", "10.0.0.2", "192.168.1.10", "192.168.1.11", "172.16.5.4", "8.8.8.8"]
 DESTS = ["10.0.0.100", "10.0.0.200", "1.1.1.1"]
