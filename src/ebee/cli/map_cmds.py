@@ -190,9 +190,9 @@ def _btf_plain(items: list[dict]) -> str:
 
 
 def cmd_dump(args) -> int:
-    from ..fs.store import _elements
+    from ..fs import persisted_elements
     st, m = _open_map(args)
-    elems = list(_fs_call(lambda: list(_elements(m))))
+    elems = list(_fs_call(lambda: list(persisted_elements(m))))
     fmt = [_formatted(m, k, v) for k, v in elems]
     if args.json:
         out = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..maps import Map
 from .store import (ENV_VAR, PinError, PinnedProgram, PinStore, default_location, default_store,
-                    normpath, prog_tag, sync_all, sync_maps)
+                    normpath, persisted_elements, prog_tag, sync_all, sync_maps)
 
 
 def pin(path: str, obj, *, store: PinStore | None = None) -> None:
@@ -34,5 +34,5 @@ def sync(*, store: PinStore | None = None) -> None:
 
 
 __all__ = ["ENV_VAR", "PinError", "PinnedProgram", "PinStore", "default_location",
-           "default_store", "normpath", "pin", "prog_tag", "sync", "sync_all", "sync_maps",
+           "default_store", "normpath", "persisted_elements", "pin", "prog_tag", "sync", "sync_all", "sync_maps",
            "unpin"]

@@ -188,7 +188,7 @@ class PinStore:
             if btf is not None and (m.btf_key_type_id or m.btf_value_type_id):
                 db.execute("INSERT INTO map_btf VALUES (?, ?, ?, ?)",
                            (p, btf.data, m.btf_key_type_id, m.btf_value_type_id))
-            elems = {} if empty else dict(_elements(m))
+            elems = {} if empty else dict(persisted_elements(m))
             db.executemany("INSERT INTO map_elems VALUES (?, ?, ?)",
                            [(p, k, v) for k, v in elems.items()])
         self._synced[p] = elems
@@ -225,17 +225,14 @@ class PinStore:
         self._adopt(p, m)
         return m
 
-    def _adopt(self, p: str, m) -> None:
+    def _adopt(self, p: str, m: Map) -> None:
         """Track ``m`` as the live object of ``p`` and write its user-space updates through."""
         self._live[p] = m
         _STORES.add(self)
-        if getattr(m, "_ebee_pins", None) is None:
-            try:
-                m._ebee_pins = []
-            except AttributeError:
-                return
-            _write_through(m)
-        m._ebee_pins.append((weakref.ref(self), p))
+        pins = _PINS.setdefault(m, [])
+        if not pins:
+            m.watchers.append(_write_through)
+        pins.append((weakref.ref(self), p))
 
     def sync(self, path: str | None = None) -> None:
         """Write what changed in live pinned maps since the last sync (one transaction each)."""
@@ -243,10 +240,10 @@ class PinStore:
             paths = [normpath(path)] if path else list(self._live)
             for p in paths:
                 m = self._live.get(p)
-                if m is None or _kind(m) != "map" or getattr(m, "_closed_by_store", False):
+                if m is None or _kind(m) != "map":
                     continue
                 try:
-                    now = dict(_elements(m))
+                    now = dict(persisted_elements(m))
                 except Exception:
                     continue     # a closed map: nothing left to write
                 old = self._synced.get(p, {})
@@ -366,7 +363,7 @@ def _kind(o) -> str:
     return "map" if isinstance(o, Map) else "prog"
 
 
-def _elements(m):
+def persisted_elements(m: Map):
     """(raw key, raw value) of every element a pinned map persists."""
     if m.type in _REFERENCE_TYPES:
         return
@@ -396,42 +393,20 @@ def _put(m, key: bytes, raw: bytes) -> None:
         m.update(key, raw)
 
 
-def _write_through(m) -> None:
-    """Wrap a pinned map's user-space writers so each one reaches the store in the same call."""
-    def each_store(key_of):
-        def wrap(fn):
-            def call(*a, **kw):
-                out = fn(*a, **kw)
-                key = key_of(a, kw)
-                for ref, p in list(m._ebee_pins):
-                    st = ref()
-                    if st is not None and st._live.get(p) is m:
-                        st._write_key(p, m, key)
-                return out
-            call.__wrapped__ = fn
-            return call
-        return wrap
-
-    def first_key(a, kw):
-        k = a[0] if a else kw.get("key")
-        try:
-            return m.key_conv.pack(k) if k is not None else None
-        except Exception:
-            return None
-
-    whole = lambda a, kw: None   # noqa: E731 - a batch: sync the whole map
-    for name, key_of in (("update", first_key), ("delete", first_key),
-                         ("lookup_and_delete", first_key), ("update_batch", whole),
-                         ("delete_batch", whole), ("clear", whole)):
-        fn = getattr(m, name, None)
-        if fn is not None:
-            setattr(m, name, each_store(key_of)(fn))
+def _write_through(m: Map, key: bytes | None) -> None:
+    """A pinned map's watcher: each user-space write reaches its stores in the same call."""
+    for ref, p in list(_PINS.get(m, ())):
+        st = ref()
+        if st is not None and st._live.get(p) is m:
+            st._write_key(p, m, key)
 
 
 # ---------------------------------------------------------------------------
 # the process's stores
 
 _STORES: "weakref.WeakSet[PinStore]" = weakref.WeakSet()
+# the stores and paths each live pinned map is pinned at
+_PINS: "weakref.WeakKeyDictionary[Map, list[tuple[weakref.ref, str]]]" = weakref.WeakKeyDictionary()
 _DEFAULT: dict[str, PinStore] = {}
 
 
@@ -447,7 +422,7 @@ def default_store() -> PinStore:
 def sync_maps(maps) -> None:
     """Flush the given live maps to every store they are pinned in."""
     for m in maps:
-        for ref, p in list(getattr(m, "_ebee_pins", None) or ()):
+        for ref, p in list(_PINS.get(m, ())):
             st = ref()
             if st is not None and st._live.get(p) is m:
                 try:

@@ -188,6 +188,9 @@ class Map:
         self.ncpus = cpus.num_cpus()
         self.elem_size = round_up(value_size, 8)
         self.lock = threading.RLock()
+        # called as ``watcher(map, key)`` after every write from user space (key None: a
+        # batch or a keyless map) -- how the pin store writes pinned maps through
+        self.watchers: list[Callable[[Map, bytes | None], None]] = []
         self.key_conv = Converter(key_size, key_type, "key")
         self.value_conv = Converter(value_size, value_type, "value")
         self._regions: list[Region] = []
@@ -375,8 +378,10 @@ class Map:
             key, value = None, key
         self._check_write()
         self._check_lock_flag(flags)
+        kb = self._k(key)
         with self.lock:
-            self._sys_update(self._k(key), self._sys_value(value), flags)
+            self._sys_update(kb, self._sys_value(value), flags)
+        self._changed(None if key is None else kb)
 
     def _sys_value(self, value: Any) -> Any:
         return self._v(value)
@@ -386,8 +391,10 @@ class Map:
     def delete(self, key: Any = None) -> None:
         """BPF_MAP_DELETE_ELEM."""
         self._check_write()
+        kb = self._k(key)
         with self.lock:
-            self._sys_delete(self._k(key))
+            self._sys_delete(kb)
+        self._changed(None if key is None else kb)
 
     def get_next_key(self, key: Any = None) -> Any:
         """BPF_MAP_GET_NEXT_KEY: the key after ``key`` (the first key for None or a
@@ -400,13 +407,20 @@ class Map:
     def lookup_and_delete(self, key: Any = None, flags: int = 0) -> Any:
         """BPF_MAP_LOOKUP_AND_DELETE_ELEM (pop for queues and stacks)."""
         self._check_lookup_and_delete(flags)
+        kb = self._k(key)
         with self.lock:
-            return self._unv(self._sys_lookup_and_delete(self._k(key), flags))
+            out = self._unv(self._sys_lookup_and_delete(kb, flags))
+        self._changed(None if key is None else kb)
+        return out
 
     pop = lookup_and_delete
 
     def peek(self) -> Any:
         return self.lookup(None)
+
+    def _changed(self, key: bytes | None) -> None:
+        for watch in self.watchers:
+            watch(self, key)
 
     def freeze(self) -> None:
         """BPF_MAP_FREEZE: user space can no longer write; programs still can."""
@@ -437,6 +451,8 @@ class Map:
             raise map_error(E.EPERM, "map is write-only from user space")
         with self.lock:
             keys, values, out, err = self._lookup_batch(in_batch, count, elem_flags, delete)
+        if delete and keys:
+            self._changed(None)
         if err not in (0, E.ENOENT):
             raise map_error(err)
         return Batch([self.key_conv.unpack(k) for k in keys], [self._unv(v) for v in values],
@@ -456,6 +472,8 @@ class Map:
         vs = [self._sys_value(v) for v in values]
         with self.lock:
             n, err = self._update_batch(ks, vs, elem_flags)
+        if n:
+            self._changed(None)
         if err:
             exc = map_error(err)
             exc.count = n or 0
@@ -468,6 +486,8 @@ class Map:
         ks = [self._k(k) for k in keys]
         with self.lock:
             n, err = self._delete_batch(ks, elem_flags)
+        if n:
+            self._changed(None)
         if err:
             exc = map_error(err)
             exc.count = n or 0
