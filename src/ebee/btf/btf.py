@@ -28,6 +28,11 @@ from .errors import BTFError
 from .types import (CLASSES, MODIFIERS, VOID, Array, Composite, Datasec, DeclTag, Enum, Enum64,
                     EnumValue, Float, Func, FuncProto, Fwd, Int, Kind, Member, Param, Struct,
                     Type, TypeTag, Union, Var, VarSecinfo, kind_of)
+from .elf import btf_sections
+from .dump_raw import format_raw
+from .dump_raw import format_json
+from .dump_c import format_c
+from .values import format_value, value_json
 
 HEADER = struct.Struct("HBBIIIII")   # magic version flags hdr_len type_off type_len str_off str_len
 HEADER_SIZE = HEADER.size            # 24
@@ -87,7 +92,6 @@ class BTF:
         """A raw BTF file, or the ``.BTF`` section of an ELF object (like bpftool)."""
         data = Path(path).read_bytes()
         if data[:4] == b"\x7fELF":
-            from .elf import btf_sections
             secs = btf_sections(data)
             return cls.from_bytes(secs.btf, base, pointer_size=secs.pointer_size)
         return cls.from_bytes(data, base)
@@ -747,22 +751,18 @@ class BTF:
 
     def format_raw(self, type_ids: "list[int] | None" = None) -> str:
         """``bpftool btf dump file F`` (raw format), byte for byte."""
-        from .dump_raw import format_raw
         return format_raw(self, type_ids)
 
     def format_json(self, type_ids: "list[int] | None" = None) -> dict:
         """``bpftool -j btf dump file F`` as a Python object."""
-        from .dump_raw import format_json
         return format_json(self, type_ids)
 
     def format_c(self, type_ids: "list[int] | None" = None) -> str:
         """``bpftool btf dump file F format c``, byte for byte."""
-        from .dump_c import format_c
         return format_c(self, type_ids)
 
     def format_value(self, type_id: int, data: bytes, *, json: bool = False):
         """Pretty-print ``data`` as a value of ``type_id`` like ``bpftool map dump``."""
-        from .values import format_value, value_json
         return value_json(self, type_id, data) if json else format_value(self, type_id, data)
 
     def __repr__(self) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from ..uapi import BTF_INT_BOOL, BTF_INT_CHAR, BTF_INT_SIGNED, BTF_MAGIC, BTF_VERSION
 from .types import Kind
+from .btf import BTF
 
 if TYPE_CHECKING:
     from .btf import BTF
@@ -153,5 +154,4 @@ class BTFBuilder:
         return hdr + types + strs
 
     def build(self) -> "BTF":
-        from .btf import BTF
         return BTF.from_bytes(self.to_bytes(), self.base)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ..uapi import BtfVarLinkage
 from .types import Kind
+from ..asm.disasm import format_xlated
+from ..asm.disasm import format_kernel
 
 if TYPE_CHECKING:
     from ..isa import Instruction
@@ -151,7 +153,6 @@ def annotate(insns: Sequence["Instruction"], btf: "BTF | None",
     ``insns`` are numbered by ``pc`` (slots); ``imm``/``call`` are the
     resolvers ``ebee.asm.disasm.format_xlated`` takes for map and call names.
     """
-    from ..asm.disasm import format_xlated
     funcs = list(func_info) if btf is not None else []
     lines = _Lines(line_info) if btf is not None else None
     fi = 0
@@ -174,7 +175,6 @@ def annotate_json(insns: Sequence["Instruction"], btf: "BTF | None",
                   func_info: Iterable["FuncInfo"] = (), line_info: Iterable["LineInfo"] = (), *,
                   linum: bool = False, imm=None, call=None) -> list[dict]:
     """``bpftool -j prog dump xlated [linum]``: one object per instruction."""
-    from ..asm.disasm import format_kernel
     funcs = list(func_info) if btf is not None else []
     lines = _Lines(line_info) if btf is not None else None
     fi = 0

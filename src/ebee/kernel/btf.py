@@ -18,6 +18,8 @@ from ..uapi import Cmd
 from .attrs import BtfLoadAttr
 from .info import Kind, btf_data, btf_info, fd_by_id, ids
 from .syscall import FdObject, addr, bpf, cbuf
+from ..btf import BTF
+from ..btf import BTFError
 
 SYSFS_BTF = Path("/sys/kernel/btf")
 
@@ -83,7 +85,6 @@ class KernelBTF(FdObject):
 
     def parse(self):
         """The blob as an :class:`ebee.btf.BTF` (module BTF is split on vmlinux)."""
-        from ..btf import BTF
         info = self.info()
         base = vmlinux() if info.kernel_btf and info.name != "vmlinux" else None
         return BTF.from_bytes(self.data, base)
@@ -92,14 +93,12 @@ class KernelBTF(FdObject):
 @lru_cache(maxsize=1)
 def vmlinux():
     """The running kernel's BTF, parsed (cached for the process)."""
-    from ..btf import BTF
     return BTF.load_vmlinux()
 
 
 @lru_cache(maxsize=None)
 def module_btf(name: str):
     """A loaded module's BTF (split on vmlinux), from /sys/kernel/btf/NAME."""
-    from ..btf import BTF
     return BTF.from_bytes((SYSFS_BTF / name).read_bytes(), vmlinux())
 
 
@@ -145,7 +144,6 @@ def find_kernel_type(name: str, kind: str = "func") -> KernelType:
 
     Raises OSError(ENOENT) with the name when no BTF in the kernel has it.
     """
-    from ..btf import BTFError
     try:
         t = vmlinux().find(name, kind)
         return KernelType(t.id, None, name)

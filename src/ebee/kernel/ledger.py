@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from .info import Kind, fd_by_id, link_info
 
 LEDGER_ENV = "EBEE_KERNEL_LEDGER"
 
@@ -40,7 +41,6 @@ def entries(path: str) -> list[dict]:
 
 def leftovers(path: str) -> list[str]:
     """What the ledger's links and pins left behind, one description per item."""
-    from .info import Kind, fd_by_id, link_info
     out = []
     for e in entries(path):
         if e["kind"] == "link":

@@ -23,6 +23,12 @@ import weakref
 from ..uapi import Cmd
 from .attrs import LinkCreateAttr, LinkDetachAttr, LinkUpdateAttr
 from .syscall import FdObject, bpf
+from . import ledger
+from .info import link_info
+from .info import Kind, fd_by_id
+from .pin import obj_get
+from ..uapi import BPF_F_REPLACE
+from .pin import obj_pin
 
 
 class Attachment:
@@ -101,18 +107,15 @@ class Link(Attachment, FdObject):
 
     @classmethod
     def from_id(cls, link_id: int) -> "Link":
-        from .info import Kind, fd_by_id
         return cls(fd_by_id(Kind.LINK, link_id), owned=False)
 
     @classmethod
     def from_pinned(cls, path) -> "Link":
-        from .pin import obj_get
         self = cls(obj_get(path), owned=False)
         self.pinned_at = str(path)
         return self
 
     def info(self):
-        from .info import link_info
         return link_info(self.fileno())
 
     @property
@@ -121,7 +124,6 @@ class Link(Attachment, FdObject):
 
     def update(self, new_program, *, old_program=None) -> None:
         """LINK_UPDATE: swap the program atomically (``old_program`` must match if given)."""
-        from ..uapi import BPF_F_REPLACE
         old_fd = old_program.fd if old_program is not None else 0
         bpf(Cmd.LINK_UPDATE, LinkUpdateAttr(link_fd=self.fileno(), new_prog_fd=new_program.fd,
                                             flags=BPF_F_REPLACE if old_fd else 0,
@@ -130,7 +132,6 @@ class Link(Attachment, FdObject):
 
     def pin(self, path) -> None:
         """Pin the link: it then outlives this process (``unpin`` to let it go)."""
-        from .pin import obj_pin
         obj_pin(self.fileno(), path)
         self.pinned_at = str(path)
         self.owned = False          # pinned links are the user's to keep
@@ -203,9 +204,7 @@ class CallbackAttachment(Attachment):
 
 
 def _record_link(fd: int, target: str) -> None:
-    from . import ledger
     if os.environ.get(ledger.LEDGER_ENV):
-        from .info import link_info
         try:
             ledger.record("link", id=link_info(fd).id, target=target)
         except OSError:

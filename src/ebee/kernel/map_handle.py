@@ -20,6 +20,15 @@ from ..maps.base import Converter, Map, MappedValues, round_up
 from ..maps.errors import map_error
 from ..uapi import MapType
 from .maps import KernelMap, possible_cpus
+from .syscall import PRIVILEGE_HINT
+from .info import map_info
+from .info import Kind, fd_by_id
+from .pin import obj_get
+from .pin import obj_pin
+from .btf import KernelBTF
+from ..uapi import BPF_F_MMAPABLE
+from .ringbuf import RingBufReader
+from .perfbuf import PerfBufReader
 
 _PERCPU = {MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH,
            MapType.PERCPU_CGROUP_STORAGE}
@@ -30,7 +39,6 @@ _FD_VALUES = {MapType.PROG_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS,
 
 
 def _oserror(e: OSError):
-    from .syscall import PRIVILEGE_HINT
     return map_error(e.errno, PRIVILEGE_HINT if PRIVILEGE_HINT in (e.strerror or "") else None)
 
 
@@ -69,7 +77,6 @@ class KernelMapHandle(Map):
     # --- opening ------------------------------------------------------------------------------
     @classmethod
     def from_fd(cls, fd: int) -> "KernelMapHandle":
-        from .info import map_info
         info = map_info(fd)
         h = cls(KernelMap.from_fd(fd), name=info.name, btf_key_type_id=info.btf_key_type_id,
                 btf_value_type_id=info.btf_value_type_id, map_extra=info.map_extra)
@@ -78,12 +85,10 @@ class KernelMapHandle(Map):
 
     @classmethod
     def from_id(cls, map_id: int) -> "KernelMapHandle":
-        from .info import Kind, fd_by_id
         return cls.from_fd(fd_by_id(Kind.MAP, map_id))
 
     @classmethod
     def from_pinned(cls, path) -> "KernelMapHandle":
-        from .pin import obj_get
         return cls.from_fd(obj_get(path))
 
     # --- the kernel object --------------------------------------------------------------------
@@ -95,11 +100,9 @@ class KernelMapHandle(Map):
         return self.kmap.fd
 
     def info(self):
-        from .info import map_info
         return map_info(self.kmap.fd)
 
     def pin(self, path) -> None:
-        from .pin import obj_pin
         obj_pin(self.kmap.fd, path)
 
     def kernel_btf(self):
@@ -107,7 +110,6 @@ class KernelMapHandle(Map):
         info = self.info()
         if not info.btf_id:
             return None
-        from .btf import KernelBTF
         with KernelBTF.from_id(info.btf_id) as b:
             return b.parse()
 
@@ -219,7 +221,6 @@ class KernelMapHandle(Map):
 
     def mmap(self, writable: bool = True) -> MappedValues:
         """mmap(2) of a BPF_F_MMAPABLE array's values (``with m.mmap() as view: ...``)."""
-        from ..uapi import BPF_F_MMAPABLE
         if not self.flags & BPF_F_MMAPABLE:
             raise map_error(E.EINVAL, "only BPF_F_MMAPABLE arrays (and ring buffers) can be "
                                       "mapped")
@@ -237,10 +238,8 @@ class KernelMapHandle(Map):
     def reader(self, callback=None, *, lost_callback=None, **options):
         """An event reader (``ebee.events.EventReader``) for a ring buffer or perf event array."""
         if self.type == MapType.RINGBUF:
-            from .ringbuf import RingBufReader
             return RingBufReader(self, callback, max_entries=self.max_entries, **options)
         if self.type == MapType.PERF_EVENT_ARRAY:
-            from .perfbuf import PerfBufReader
             return PerfBufReader(self, callback, lost_callback=lost_callback, **options)
         raise TypeError(f"{self.type.name} maps produce no events to read")
 

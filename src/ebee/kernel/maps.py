@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from ..uapi import Cmd, MapType
 from .syscall import MapBatchAttr, MapCreateAttr, MapElemAttr, addr, bpf
+from .info import map_info
 
 _PERCPU = {MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH,
            MapType.PERCPU_CGROUP_STORAGE}
@@ -62,7 +63,6 @@ class KernelMap:
     @classmethod
     def from_fd(cls, fd: int) -> "KernelMap":
         """Adopt the fd of an existing map (opened by id or from a pin); closes it when done."""
-        from .info import map_info
         info = map_info(fd)
         self = cls.__new__(cls)
         self.fd = fd

@@ -19,6 +19,10 @@ from ..uapi import PERF_EVENT_IOC_ENABLE, PerfRecord, PerfSample, PerfSwId, Perf
 from .attrs import PerfEventMmapPage
 from .attach.perf_event import online_cpus, open_event
 from .syscall import ioctl
+from .info import map_info
+from ..uapi import Cmd
+from .attrs import MapElemAttr
+from .syscall import addr, bpf
 
 PAGE = mmap.PAGESIZE
 _HDR = struct.Struct("=IHH")            # perf_event_header: type, misc, size
@@ -99,7 +103,6 @@ class PerfBufReader(EventReader[Record]):
         self.rings: list[_CpuRing] = []
         self._epoll = select.epoll()
         try:
-            from .info import map_info
             max_entries = map_info(self._map_fd).max_entries
             for cpu in cpus if cpus is not None else online_cpus():
                 if cpu >= max_entries:
@@ -115,9 +118,6 @@ class PerfBufReader(EventReader[Record]):
     def _set_slot(self, cpu: int, fd: int | None) -> None:
         import ctypes
 
-        from ..uapi import Cmd
-        from .attrs import MapElemAttr
-        from .syscall import addr, bpf
         key = ctypes.c_uint32(cpu)
         if fd is None:
             try:

@@ -11,6 +11,7 @@ from .attrs import ObjAttr
 from .fs import ensure_bpffs, mounts
 from .info import link_info
 from .syscall import addr, bpf
+from .ledger import record
 
 
 def obj_pin(fd: int, path: str | os.PathLike, *, mount: bool | None = None) -> Path:
@@ -22,7 +23,6 @@ def obj_pin(fd: int, path: str | os.PathLike, *, mount: bool | None = None) -> P
         bpf(Cmd.OBJ_PIN, ObjAttr(pathname=addr(name), bpf_fd=fd))
     except OSError as e:
         raise OSError(e.errno, f"pin {path}: {os.strerror(e.errno)}") from None
-    from .ledger import record
     record("pin", path=str(path))
     return path
 

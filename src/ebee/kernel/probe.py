@@ -20,6 +20,11 @@ from ..uapi import (BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_SLEEPABLE, ENOTSUPP
                     Cmd, FuncId, MapType, ProgType)
 from .attrs import MapCreateAttr, ProgLoadAttr
 from .syscall import addr, bpf
+from ..btf.builder import BTFBuilder
+from .btf import KernelBTF
+from ..isa import encode, make
+from ..asm import assemble
+from ..uapi import BPF_MAXINSNS
 
 _LOG = 1 << 16
 
@@ -90,8 +95,6 @@ def prog_type_available(t: ProgType) -> bool:
 
 def _storage_btf():
     """BTF for local-storage maps: int key, value struct { int cnt; struct bpf_spin_lock l; }."""
-    from ..btf.builder import BTFBuilder
-    from .btf import KernelBTF
     b = BTFBuilder()
     i = b.add_int("int", 4, signed=True)
     lock = b.add_struct("bpf_spin_lock", 4, [("val", i, 0)])
@@ -162,7 +165,6 @@ def helpers_for(t: ProgType) -> list[str] | None:
     at = _EXPECTED_ATTACH.get(t, 0)
     flags = BPF_F_SLEEPABLE if t == ProgType.SYSCALL else 0
     kv = kernel_version_code() if t == ProgType.KPROBE else 0
-    from ..isa import encode, make
     for fid, name in sorted(helper_names().items()):
         image = encode([make("call", imm=fid), make("exit")])
         err, text = _load(t, image, expected_attach_type=at, prog_flags=flags, log=log,
@@ -173,8 +175,6 @@ def helpers_for(t: ProgType) -> list[str] | None:
 
 
 def _asm(text: str) -> bytes:
-    from ..asm import assemble
-    from ..isa import encode
     return encode(assemble(text))
 
 
@@ -182,7 +182,6 @@ def misc_features() -> dict[str, bool]:
     """bpftool's miscellaneous probes: program size limit, loops, ISA versions."""
     def loads(text: str) -> bool:
         return _load(ProgType.SOCKET_FILTER, _asm(text))[0] == 0
-    from ..uapi import BPF_MAXINSNS
     return {
         "have_large_insn_limit": loads("r0 = 0\n" * BPF_MAXINSNS + "exit"),
         "have_bounded_loops": loads("r0 = 10\nr0 -= 1\nif r0 != 0 goto -2\nexit"),

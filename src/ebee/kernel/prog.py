@@ -13,6 +13,16 @@ from ..isa import Instruction, encode
 from ..uapi import AttachType, Cmd, ProgType
 from .attrs import ProgLoadAttr, TestRunAttr
 from .syscall import PRIVILEGE_HINT, FdObject, addr, bpf, cbuf, privileged
+from ..isa import make
+from .info import prog_info
+from .info import Kind, fd_by_id
+from .pin import obj_get
+from ..isa import decode
+from .info import prog_xlated
+from .info import prog_jited
+from .pin import obj_pin
+from ..testrun import RunResult, TestRunError
+from .attach import attach
 
 LOG_SIZE = 1 << 20          # first verifier-log buffer; grown on ENOSPC
 LOG_SIZE_MAX = 1 << 30
@@ -162,7 +172,6 @@ class KernelProgram(FdObject):
     @classmethod
     def from_fd(cls, fd: int, *, name: str | None = None) -> "KernelProgram":
         """Adopt an fd (the handle owns and closes it)."""
-        from .info import prog_info
         self = cls.__new__(cls)
         FdObject.__init__(self, fd)
         info = prog_info(fd, map_ids=False)
@@ -174,17 +183,14 @@ class KernelProgram(FdObject):
 
     @classmethod
     def from_id(cls, prog_id: int) -> "KernelProgram":
-        from .info import Kind, fd_by_id
         return cls.from_fd(fd_by_id(Kind.PROG, prog_id))
 
     @classmethod
     def from_pinned(cls, path) -> "KernelProgram":
-        from .pin import obj_get
         return cls.from_fd(obj_get(path))
 
     # --- what the kernel says about it ------------------------------------------------------
     def info(self, *, map_ids: bool = True):
-        from .info import prog_info
         return prog_info(self.fileno(), map_ids=map_ids)
 
     @property
@@ -197,16 +203,12 @@ class KernelProgram(FdObject):
 
     def xlated(self) -> list[Instruction]:
         """The instructions as the kernel rewrote them (``bpftool prog dump xlated``)."""
-        from ..isa import decode
-        from .info import prog_xlated
         return decode(prog_xlated(self.fileno()))
 
     def jited(self):
-        from .info import prog_jited
         return prog_jited(self.fileno())
 
     def pin(self, path) -> None:
-        from .pin import obj_pin
         obj_pin(self.fileno(), path)
 
     # --- BPF_PROG_TEST_RUN --------------------------------------------------------------------
@@ -236,7 +238,6 @@ class KernelProgram(FdObject):
             ctx_size_out: int | None = None, ctx_out: bool = False, engine: str | None = None):
         """BPF_PROG_TEST_RUN with ``ebee.Program.run``'s arguments; returns the same
         ``RunResult`` and raises the same ``TestRunError`` (with the kernel's errno)."""
-        from ..testrun import RunResult, TestRunError
         if engine not in (None, "kernel"):
             raise ValueError(f"engine {engine!r}: a kernel program runs in the kernel")
         data = bytes(data or b"")
@@ -258,7 +259,6 @@ class KernelProgram(FdObject):
         """Attach where the program's section says, or to ``target`` (an interface, cgroup,
         socket...); see :func:`ebee.kernel.attach.attach`.  Detached by ``detach()`` on
         the result, by closing the program, or at exit."""
-        from .attach import attach
         a = attach(self, target, section=getattr(self, "section", None), **kw)
         self.attachments.append(a)
         return a
@@ -283,7 +283,6 @@ class KernelProgram(FdObject):
 
 def bpf_available() -> str | None:
     """None if this process can load programs, else the reason it cannot."""
-    from ..isa import make
     try:
         with KernelProgram([make("mov", dst=0, imm=0, use_reg=False), make("exit")]):
             return None

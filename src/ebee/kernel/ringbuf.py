@@ -18,6 +18,7 @@ import struct
 
 from ..events import EventReader, Record
 from ..uapi import BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ
+from .info import map_info
 
 PAGE = mmap.PAGESIZE
 _U64 = struct.Struct("=Q")
@@ -32,7 +33,6 @@ class RingBufReader(EventReader[Record]):
         self.map = map                      # keeps the map alive
         fd = map if isinstance(map, int) else map.fd
         if max_entries is None:
-            from .info import map_info
             max_entries = map_info(fd).max_entries
         self.size = max_entries
         self.mask = max_entries - 1

@@ -20,7 +20,9 @@ import platform
 import re
 from dataclasses import dataclass
 
+from ..btf import BTF, Kind
 from ..errors import LoadError
+from .elf import STB_WEAK
 
 KCONFIG_SEC, KSYMS_SEC = ".kconfig", ".ksyms"
 
@@ -41,8 +43,6 @@ class Extern:
 
 def collect(btf, elf) -> dict[str, Extern]:
     """Externs the object declares, by symbol name, typed from its BTF."""
-    from ..btf import Kind
-    from .elf import STB_WEAK
     syms = {s.name: s for s in elf.symbols if s.is_extern}
     if not syms or btf is None:
         return {}
@@ -123,7 +123,6 @@ def kernel_version() -> int:
 
 def kconfig_values(btf, externs: dict[str, Extern], kconfig, size: int) -> bytes:
     """The initial contents of the .kconfig map."""
-    from ..btf import Kind
     kc = [e for e in externs.values() if e.kind == "kcfg"]
     if isinstance(kconfig, str):
         cfg = parse_kconfig(kconfig)
@@ -206,7 +205,6 @@ def kallsyms_address(name: str) -> int | None:
 
 def resolve_ksyms(externs: dict[str, Extern]) -> None:
     """Kernel variables (vmlinux BTF ids, addresses) and kfunc ids."""
-    from ..btf import BTF, Kind
     vmlinux = None
     for e in externs.values():
         if e.kind == "ksym_var":

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from .. import uapi as U
 from ..errors import LoadError
 from .elf import SHT_NOBITS, STT_SECTION, ElfObject, Section
+from ..btf import Kind
 
 
 class Pinning(enum.Enum):
@@ -213,7 +214,6 @@ _MIM = (U.MapType.ARRAY_OF_MAPS, U.MapType.HASH_OF_MAPS)
 
 def btf_maps(btf, sec: Section, datasec, var_offsets: dict[str, tuple[int, int, int]]) -> list[MapSpec]:
     """Definitions from the ``.maps`` DATASEC.  ``var_offsets``: name -> (type_id, off, size)."""
-    from ..btf import Kind
     out: list[MapSpec] = []
     for vname, (vtid, off, vsize) in var_offsets.items():
         var = btf[vtid]
@@ -235,7 +235,6 @@ def btf_maps(btf, sec: Section, datasec, var_offsets: dict[str, tuple[int, int, 
 
 
 def _field_int(btf, map_name: str, m) -> int:
-    from ..btf import Kind
     t = btf.resolve(m.type_id)
     if t.kind is not Kind.PTR:
         _err(f"map '{map_name}': attr '{m.name}': expected PTR, got {t.kind.name.lower()}.")
@@ -246,7 +245,6 @@ def _field_int(btf, map_name: str, m) -> int:
 
 
 def _parse_btf_def(btf, map_name: str, def_t, spec: MapSpec, *, is_inner: bool) -> None:
-    from ..btf import Kind
     key_size = value_size = None
     members = def_t.members
     for i, m in enumerate(members):

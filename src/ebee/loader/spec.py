@@ -19,6 +19,10 @@ from . import elf as E
 from .externs import Extern, collect, layout_kconfig
 from .link import ProgSpec, find_programs, record_relocs
 from .mapdefs import MapKind, MapSpec, Pinning, btf_maps, legacy_maps, resolve_legacy_inner
+from ..btf import BTF
+from ..btf.errors import BTFError
+from ..btf.ext import BTFExt
+from ..btf import Kind
 
 MAPS_SEC, LEGACY_MAPS_SEC = ".maps", "maps"
 DATA_SEC, RODATA_SEC, BSS_SEC = ".data", ".rodata", ".bss"
@@ -181,8 +185,6 @@ def _read_btf(elf: E.ElfObject, warnings: list[str]):
     sec = elf.get(".BTF")
     if sec is None:
         return None, None
-    from ..btf import BTF
-    from ..btf.errors import BTFError
     try:
         btf = BTF.from_bytes(elf.section_data(sec))
     except BTFError as e:
@@ -190,7 +192,6 @@ def _read_btf(elf: E.ElfObject, warnings: list[str]):
     ext = None
     xsec = elf.get(".BTF.ext")
     if xsec is not None:
-        from ..btf.ext import BTFExt
         try:
             ext = BTFExt.from_bytes(elf.section_data(xsec), btf)
         except BTFError as e:
@@ -225,7 +226,6 @@ def _datasec(btf, elf: E.ElfObject, sec: E.Section) -> list[tuple[str, int, int,
     Offsets the compiler left as 0 are taken from the symbol table, as libbpf's
     ``btf_fixup_datasec`` does.
     """
-    from ..btf import Kind
     try:
         ds = btf.find(sec.name, Kind.DATASEC)
     except KeyError:
@@ -250,7 +250,6 @@ def _btf_map_values(elf: E.ElfObject, sec: E.Section, maps: dict[str, MapSpec], 
     relos = elf.relocs.get(sec.index, ())
     if not relos:
         return
-    from ..btf import Kind
     in_sec = sorted((m for m in maps.values() if m.sec_index == sec.index),
                     key=lambda m: m.sec_offset)
     for r in relos:

@@ -18,6 +18,7 @@ from ..runtime.program import RawProgram, Runnable
 from ..uapi import MapType
 from .base import ACCESS_MASK, MappedValues, Map, round_up
 from .errors import map_error
+from .base import by_id
 
 _U32 = struct.Struct("<I")
 INT_MAX = (1 << 31) - 1
@@ -298,7 +299,6 @@ class MapInMapMixin:
     """Values are maps compatible with the inner map template; programs get the map pointer."""
 
     def check_value(self, value: Any) -> Any:
-        from .base import by_id
         if isinstance(value, int) and not isinstance(value, bool):
             value = by_id(value)
         if not isinstance(value, Map):

@@ -19,6 +19,7 @@ from ..events import EventReader, Record
 from ..uapi import MapType
 from .array import FdArray
 from .errors import map_error
+from .cpus import num_cpus
 
 PERF_HEADER = 8       # struct perf_event_header
 PAGE_SIZE = mmap.PAGESIZE
@@ -76,7 +77,6 @@ class PerfEventArray(FdArray):
 
     def open(self, cpus: Iterable[int] | None = None, page_cnt: int = 8) -> list[PerfRing]:
         """Attach a ring to slot ``cpu`` for each CPU (default: every CPU that has a slot)."""
-        from .cpus import num_cpus
         if page_cnt <= 0 or page_cnt & (page_cnt - 1):
             raise ValueError("page_cnt must be a power of two")
         cpus = list(range(min(num_cpus(), self.max_entries))) if cpus is None else list(cpus)

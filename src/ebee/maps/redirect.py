@@ -18,6 +18,7 @@ from ..uapi import MapType
 from .base import Map
 from .errors import map_error
 from .jhash import jhash
+from .cpus import num_cpus
 
 _U32 = struct.Struct("<I")
 NR_CPUS = 8192
@@ -170,7 +171,6 @@ class CpuMap(_SlotMap):
             raise map_error(E.E2BIG)
 
     def _set(self, idx: int, value: Any) -> None:
-        from .cpus import num_cpus
         qsize = _U32.unpack_from(value)[0]
         if qsize > CPUMAP_QSIZE_MAX:
             raise map_error(E.EOVERFLOW)

@@ -20,6 +20,7 @@ from .. import uapi as U
 from ..isa import Instruction
 from . import emit as E
 from ..uapi import FuncId
+from .emit import _mk, _spec
 
 A, X, CTX, TMP = 0, 7, 6, 9
 
@@ -218,17 +219,14 @@ def _ancillary(off: int, i: int) -> list[Instruction]:
 
 
 def _be(bits: int) -> Instruction:
-    from .emit import _mk, _spec
     return _mk(_spec(f"be{bits}"), A, 0, 0, bits)
 
 
 def _call(fid: int) -> Instruction:
-    from .emit import _mk, _spec
     return _mk(_spec("call"), 0, 0, 0, int(fid))
 
 
 def _ld_abs(size: int, k: int, indirect: bool) -> Instruction:
-    from .emit import _mk, _spec
     name = ("ldind" if indirect else "ldabs") + {1: "b", 2: "h", 4: "w"}[size]
     return _mk(_spec(name), 0, X if indirect else 0, 0, k)
 
@@ -271,7 +269,6 @@ def convert(prog: list[SockFilter]) -> list[Instruction]:
         elif cls == 0x04:         # alu
             op = _ALU[code & 0xF0]
             if op == "neg":
-                from .emit import _mk, _spec
                 out.append(_mk(_spec("neg32"), A))
             elif code & 0x08:
                 if op in ("div", "mod"):
@@ -334,12 +331,10 @@ def convert(prog: list[SockFilter]) -> list[Instruction]:
 
 
 def _cond(op: str, use_x: bool, reg: int, k: int) -> Instruction:
-    from .emit import _mk, _spec
     if use_x:
         return _mk(_spec(op, True), A, reg, 0, 0)
     return _mk(_spec(op, False), A, 0, 0, k)
 
 
 def _exit() -> Instruction:
-    from .emit import _mk, _spec
     return _mk(_spec("exit"))

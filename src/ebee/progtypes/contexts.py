@@ -18,6 +18,7 @@ from ..layouts.kernel import (BPF_PERF_EVENT_DATA_KERN, BPF_SK_LOOKUP_KERN, PERF
                               PT_REGS_SIZE, SOCK, XDP_BUFF, XDP_RXQ_INFO, XDP_TXQ_INFO, NET_DEVICE)
 from . import emit as E
 from .ctx import CtxRules, CtxStruct, Field, RegType, at, via
+from .ctx import Access
 
 AX = E.AX
 S = RegType.SCALAR_VALUE
@@ -176,7 +177,6 @@ class _PerfRules(CtxRules):
     def access(self, off: int, size: int, write: bool):
         # pt_regs: any 8-byte-aligned u64 (pe_prog_is_valid_access)
         if not write and 0 <= off < PT_REGS_SIZE and size == 8 and off % 8 == 0:
-            from .ctx import Access
             f = self.struct["regs"]
             return Access(f, off, size, False, RegType.SCALAR_VALUE, 8)
         if 0 <= off < PT_REGS_SIZE:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from ..uapi import AttachType as A
 from ..uapi import ProgType as P
+from ..uapi import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 
 
 class SecFlag(enum.IntFlag):
@@ -103,7 +104,6 @@ class SectionDef:
     @property
     def prog_flags(self) -> int:
         """The ``prog_flags`` of BPF_PROG_LOAD the section implies."""
-        from ..uapi import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
         return (BPF_F_SLEEPABLE if self.sleepable else 0) | \
             (BPF_F_XDP_HAS_FRAGS if self.xdp_frags else 0)
 

@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 
 from .ctx import CtxRules, CtxStruct, Field
+from ..btf import BTF
+from .ctx import Access, RegType
 
 # struct pt_regs on x86_64, in order
 PT_REGS_X86_64 = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx",
@@ -42,7 +44,6 @@ class _ReadOnlyAnySize(CtxRules):
         object.__setattr__(self, "_max", max_size)
 
     def access(self, off: int, size: int, write: bool):
-        from .ctx import Access, RegType
         if write or off < self._lo or off + size > self._hi or size not in (1, 2, 4, 8) \
                 or size > self._max or off % size:
             return None
@@ -209,7 +210,6 @@ def btf_args(func: str, *args: int, ret: int | None = None, btf=None, **named: i
     than 64 bits sign- or zero-extended by their BTF type), then -- for fexit --
     the return value.  ``btf`` defaults to the running kernel's vmlinux BTF.
     """
-    from ..btf import BTF
     b = btf if btf is not None else BTF.load_vmlinux()
     try:
         f = b.find(func, "func")

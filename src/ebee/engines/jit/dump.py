@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ...isa import Instruction
 from .codegen import Codegen
 from .irgen import generate
+from ...asm.disasm import format_kernel
 
 
 @dataclass
@@ -118,7 +119,6 @@ def jited_lines(insns: list[Instruction], *, checked: bool = False, opcodes: boo
                 name: str = "") -> list[str]:
     """bpftool-like text: each function, and before each run of native code the eBPF
     instruction it implements (``; pc: insn``)."""
-    from ...asm.disasm import format_kernel
     by_pc = {i.pc: i for i in insns}
     out: list[str] = []
     for f in jited(insns, checked=checked):

@@ -42,6 +42,7 @@ from llvmlite import ir
 from ...layouts.kernel import XDP_BUFF
 from . import abi
 from .irgen import FNTY, PTR, STACK, c64, i8, i64
+from .codegen import Codegen
 
 u64 = ctypes.c_uint64
 i32 = ir.IntType(32)
@@ -224,7 +225,6 @@ def driver():
     global _driver
     with _lock:
         if _driver is None:
-            from .codegen import Codegen
             lib = Codegen.get().compile(generate())
             _driver = (lib, DRIVER(lib.address(SYMBOL)))
         return _driver[1]

@@ -27,6 +27,7 @@ from .net import tc, xdp
 from .perf_event import kprobe, perf_event, tracepoint, uprobe
 from .socket import socket_filter
 from .tracing import raw_tracepoint, tracing
+from ...progtypes.sections import parse_section
 
 
 def _split_offset(spec: str) -> tuple[str, int]:
@@ -40,7 +41,6 @@ def attach(prog, target=None, *, section: str | None = None, **kw):
     ``raw_tp/NAME``); XDP, tc and cgroup programs, socket filters and perf_event
     programs need ``target`` (an interface, cgroup path, socket, or counter).
     """
-    from ...progtypes.sections import parse_section
     sec = section if section is not None else getattr(prog, "section", None)
     sd = parse_section(sec) if sec else None
     where = target if target is not None else (sd.attach_target if sd else None)

@@ -22,6 +22,7 @@ from ...uapi import (ETH_P_ALL, IFLA_IFNAME, IFLA_XDP, IFLA_XDP_ATTACHED, IFLA_X
                      RTM_GETTFILTER, RTM_NEWQDISC, RTM_NEWTFILTER, RTM_SETLINK, SOL_NETLINK,
                      TCA_BPF_FD, TCA_BPF_FLAG_ACT_DIRECT, TCA_BPF_FLAGS, TCA_BPF_ID, TCA_BPF_NAME,
                      TCA_KIND, TCA_OPTIONS, XDP_FLAGS_REPLACE)
+from ...uapi import TC_H_CLSACT
 
 _NLMSGHDR = struct.Struct("=IHHII")        # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")      # family, type, index, flags, change
@@ -199,7 +200,6 @@ def tc_handle(major: int, minor: int) -> int:
 def qdisc_clsact(iface: str | int, *, create: bool) -> bool:
     """Add (create=True) or delete the clsact qdisc; returns False if it already
     existed (add) or was not there (delete)."""
-    from ...uapi import TC_H_CLSACT
     idx = ifindex(iface)
     payload = _TCMSG.pack(socket.AF_UNSPEC, idx, TC_H_CLSACT & 0xFFFF0000, TC_H_CLSACT, 0) + \
         attr(TCA_KIND, cstr("clsact"))

@@ -20,6 +20,7 @@ from ..attrs import PerfEventAttr
 from ..fs import tracefs
 from ..links import FdAttachment, Link
 from ..syscall import addr, ioctl, perf_event_open
+from .elfsym import find_binary, symbol_offset
 
 PMU_DIR = Path("/sys/bus/event_source/devices")
 _probe_seq = itertools.count()
@@ -200,7 +201,6 @@ def uprobe(prog, path: str, *, offset: int | None = None, symbol: str | None = N
            legacy: bool = False) -> PerfEventAttachment:
     """Attach to a user-space function: ``symbol`` (resolved by reading the ELF, plus
     ``offset`` if given) or a raw file ``offset`` in ``path``; ``pid`` -1 for every process."""
-    from .elfsym import find_binary, symbol_offset
     path = find_binary(path)
     if symbol is not None:
         off = symbol_offset(path, symbol) + (offset or 0)
