@@ -57,6 +57,7 @@ class KernelMapHandle(Map):
         self.numa_node = 0
         self.btf, self.btf_key_type_id, self.btf_value_type_id = btf, btf_key_type_id, btf_value_type_id
         self.inner_map = None
+        self.watchers = []
         self.frozen = False
         self._write_active = 0
         self.percpu = self.type in _PERCPU
