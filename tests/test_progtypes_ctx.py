@@ -11,6 +11,7 @@ import pytest
 
 import ebee
 from ebee import progtypes
+from ebee.runtime.rewrite import find_ctx_accesses, rewrite
 from ebee.isa import Kind
 from ebee.progtypes.ctx import CtxAccessError, convert_access
 from ebee.uapi import AttachType as A, ProgType as P
@@ -114,7 +115,7 @@ def test_rewrite_relinks_jumps_around_expanded_accesses():
         exit
     """
     insns = ebee.assemble(src)
-    out = progtypes.rewrite(insns, progtypes.get(P.SOCKET_FILTER).rules)
+    out = rewrite(insns, progtypes.get(P.SOCKET_FILTER).rules)
     text = [str(i) for i in out]
     # ifindex grew into three instructions; the branch and goto still land on the same code
     assert text[1:4] == ["r2 = *(u64 *)(r6 +16)", "if r2 == 0x0 goto pc+1",
@@ -136,19 +137,19 @@ def test_ctx_tracked_through_spill_and_subprogram():
         exit
     """
     insns = ebee.assemble(src)
-    found = progtypes.find_ctx_accesses(insns)
+    found = find_ctx_accesses(insns)
     assert sorted(found) == [3, 7]
-    out = [str(i) for i in progtypes.rewrite(insns, progtypes.get(P.SCHED_CLS).rules)]
+    out = [str(i) for i in rewrite(insns, progtypes.get(P.SCHED_CLS).rules)]
     assert "r0 = *(u32 *)(r3 +112)" in out and "r0 = *(u32 *)(r1 +164)" in out
 
 
 def test_invalid_and_ambiguous_ctx_accesses_are_rejected():
     rules = progtypes.get(P.SOCKET_FILTER).rules
     with pytest.raises(CtxAccessError, match="invalid bpf_context access off=8 size=4"):
-        progtypes.rewrite(ebee.assemble("r2 = 1\n*(u32 *)(r1 +8) = r2\nexit"), rules)
+        rewrite(ebee.assemble("r2 = 1\n*(u32 *)(r1 +8) = r2\nexit"), rules)
     amb = "if r2 == 0 goto +1\nr1 = r10\nr0 = *(u32 *)(r1 -8)\nexit"
     with pytest.raises(CtxAccessError, match="different pointers"):
-        progtypes.rewrite(ebee.assemble(amb), rules)
+        rewrite(ebee.assemble(amb), rules)
 
 
 @pytest.mark.kernel
