@@ -21,8 +21,7 @@ from ..maps.base import FIELD_FREE, MAP_FREE
 from ..uapi import FuncId
 from ..vm.memory import Region
 from .base import Clock
-from .proto import Arg, Ret
-from .registry import helper
+from .registry import implements
 
 M64 = (1 << 64) - 1
 PROGRAM_FILE = "<ebee-program>"
@@ -60,8 +59,7 @@ def call_function(m, addr: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int =
     return r0
 
 
-@helper(FuncId.loop, Ret.INTEGER, (Arg.ANYTHING, Arg.PTR_TO_FUNC, Arg.PTR_TO_STACK_OR_NULL,
-                                  Arg.ANYTHING))
+@implements(FuncId.loop)
 def loop(m, nr_loops, cb, ctx, flags, _):
     if flags:
         return -E.EINVAL
@@ -75,8 +73,7 @@ def loop(m, nr_loops, cb, ctx, flags, _):
     return nr_loops
 
 
-@helper(FuncId.for_each_map_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_FUNC,
-                                               Arg.PTR_TO_STACK_OR_NULL, Arg.ANYTHING))
+@implements(FuncId.for_each_map_elem)
 def for_each_map_elem(m, mp, cb, ctx, flags, _):
     from .maps import map_of
     if flags:
@@ -97,7 +94,7 @@ def for_each_map_elem(m, mp, cb, ctx, flags, _):
     return n
 
 
-@helper(FuncId.get_func_ip, Ret.INTEGER, (Arg.PTR_TO_CTX,), gpl_only=True)
+@implements(FuncId.get_func_ip)
 def get_func_ip(m, *_):
     """The traced function's address, as the program type's runner set ``machine.func_ip``."""
     return getattr(m, "func_ip", 0)
@@ -192,8 +189,7 @@ def _owner(mp, addr: int) -> tuple[bytes, int] | None:
     return None
 
 
-@helper(FuncId.timer_init, Ret.INTEGER, (Arg.PTR_TO_TIMER, Arg.CONST_MAP_PTR, Arg.ANYTHING),
-        gpl_only=True)
+@implements(FuncId.timer_init)
 def timer_init(m, timer, mp, flags, *_):
     from .maps import map_of
     clockid = flags & (MAX_CLOCKS - 1)
@@ -212,8 +208,7 @@ def timer_init(m, timer, mp, flags, *_):
     return 0
 
 
-@helper(FuncId.timer_set_callback, Ret.INTEGER, (Arg.PTR_TO_TIMER, Arg.PTR_TO_FUNC),
-        gpl_only=True)
+@implements(FuncId.timer_set_callback)
 def timer_set_callback(m, timer, cb, *_):
     t = _timer_at(m, timer)
     if t is None:
@@ -222,8 +217,7 @@ def timer_set_callback(m, timer, cb, *_):
     return 0
 
 
-@helper(FuncId.timer_start, Ret.INTEGER, (Arg.PTR_TO_TIMER, Arg.ANYTHING, Arg.ANYTHING),
-        gpl_only=True)
+@implements(FuncId.timer_start)
 def timer_start(m, timer, nsecs, flags, *_):
     if flags & ~(U.BPF_F_TIMER_ABS | U.BPF_F_TIMER_CPU_PIN):
         return -E.EINVAL
@@ -237,7 +231,7 @@ def timer_start(m, timer, nsecs, flags, *_):
     return 0
 
 
-@helper(FuncId.timer_cancel, Ret.INTEGER, (Arg.PTR_TO_TIMER,), gpl_only=True)
+@implements(FuncId.timer_cancel)
 def timer_cancel(m, timer, *_):
     t = _timer_at(m, timer)
     if t is None:

@@ -54,8 +54,7 @@ def tail_call_target(m, map_ptr: int, index: int, pc: int):
 
 
 def kfunc_impl(m, btf_id: int, btf_off: int):
-    from .kfuncs import by_id
+    from .kfuncs import impl_of
     if btf_off:
         return None      # kfuncs from module BTFs: not modelled
-    k = by_id(btf_id)
-    return k.impl if k is not None else None
+    return impl_of(btf_id)

@@ -4,8 +4,8 @@ reference tracking, spin locks and the program's return value.
 check_helper_call, check_func_arg, check_reg_type, check_helper_mem_access,
 check_map_func_compatibility, check_func_call, prepare_func_exit,
 push_callback_call, check_return_code and check_resource_leak of
-kernel/bpf/verifier.c.  Prototypes come from the helper registry
-(``ebee.helpers.REGISTRY``), translated from its ``Arg``/``Ret`` vocabulary into
+kernel/bpf/verifier.c.  Prototypes come from the helper table
+(``ebee.protos.helpers.HELPERS``), translated from its ``Arg``/``Ret`` vocabulary into
 the kernel's arg type + flag words here; which helpers a program type may
 call comes from the program-type registry.
 """
@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 
 from .. import uapi as U
+from ..protos.helpers import HELPERS
+from ..protos.kfuncs import by_id as kfunc_by_id
 from ..uapi import FuncId as F
 from .env import DST_OP_NO_MARK, SRC_OP, Env
 from .errors import E2BIG, EINVAL, ENOTSUPP
@@ -126,11 +128,8 @@ def is_sync_callback_calling_insn(insn: Insn) -> bool:
 
 
 def _kfunc_name(imm: int) -> str | None:
-    from ..helpers import kfuncs
-    try:
-        return kfuncs.by_id(imm).name
-    except Exception:
-        return None
+    k = kfunc_by_id(imm)
+    return k.name if k is not None else None
 
 
 def is_async_callback_calling_insn(insn: Insn) -> bool:
@@ -155,36 +154,24 @@ class Proto:
 _proto_cache: dict[tuple[int, int], Proto | None] = {}
 
 
-def _registry():
-    return REGISTRY
-
-
 def _make_proto(fid: int, prog_type=None) -> Proto | None:
-    h = _registry().get(fid)
+    h = HELPERS.get(fid)
     if h is None:
         return None
     args = []
     sizes = []
-    for a in (h.args_for(prog_type) if hasattr(h, "args_for") else h.args):
+    for a in h.args_for(prog_type):
         name = a.name
         if name == "DONTCARE":
             break
-        base, flags = _ARG_DEF[name]
-        extra = getattr(h, "arg_flags", None)
-        if extra:
-            flags |= int(extra[len(args)] or 0)
-        args.append((base, flags))
-        sz = getattr(h, "arg_size", None)
-        sizes.append((sz[len(sizes)] if sz and len(sz) > len(sizes) else 0)
-                     or _ARG_SIZE.get(name, 0))
+        args.append(_ARG_DEF[name])
+        sizes.append(_ARG_SIZE.get(name, 0))
     if fid in _RELEASE_ARG:
         i = _RELEASE_ARG[fid]
         if i < len(args):
             args[i] = (args[i][0], args[i][1] | OBJ_RELEASE)
     rb, rf = _RET_DEF[h.ret.name]
-    return Proto(fid, rb, rf, args, sizes, bool(h.gpl_only),
-                 bool(getattr(h, "pkt_access", False)), bool(getattr(h, "might_sleep", False)),
-                 getattr(h, "ret_btf", None))
+    return Proto(fid, rb, rf, args, sizes, h.gpl_only, h.pkt_access, h.might_sleep, h.ret_btf)
 
 
 def helper_proto(env: Env, func_id: int) -> Proto | None:
@@ -1255,8 +1242,7 @@ def check_map_kptr_access(env: Env, regno: int, value_regno: int, insn_idx: int,
 
 def _bind() -> None:
     """Bind names from modules that import this one (import cycles)."""
-    global REGISTRY, check_btf_id_arg, impl, check_ptr_to_btf_access, helper_ret_btf, push_async_cb, push_stack, check_release_dynptr, process_dynptr_func, unmark_stack_slots_dynptr, VerifierReject, btf_check_subprog_call, process_kptr_func, process_spin_lock, process_timer_helper, check_buffer_access, map_record, mark_chain_precision, mark_chain_precision_stack, check_format, find_prev_entry, widen_imprecise_scalars, STACK_SPILL, STACK_ZERO
-    from ..helpers import REGISTRY
+    global check_btf_id_arg, impl, check_ptr_to_btf_access, helper_ret_btf, push_async_cb, push_stack, check_release_dynptr, process_dynptr_func, unmark_stack_slots_dynptr, VerifierReject, btf_check_subprog_call, process_kptr_func, process_spin_lock, process_timer_helper, check_buffer_access, map_record, mark_chain_precision, mark_chain_precision_stack, check_format, find_prev_entry, widen_imprecise_scalars, STACK_SPILL, STACK_ZERO
     from .btfaccess import check_btf_id_arg, check_map_kptr_access as impl, check_ptr_to_btf_access, helper_ret_btf
     from .core import push_async_cb, push_stack
     from .dynptr import check_release_dynptr, process_dynptr_func, unmark_stack_slots_dynptr

@@ -1,6 +1,7 @@
-"""The body of check_kfunc_call for the kfuncs ebee's registry describes."""
+"""The body of check_kfunc_call for the kfuncs ebee's prototypes describe."""
 from __future__ import annotations
 
+from ..protos.kfuncs import KArg
 from .env import DST_OP_NO_MARK, Env
 from .errors import EACCES, EINVAL
 from .types import (MEM_ALLOC, NON_OWN_REF, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_FUNC,
@@ -69,7 +70,6 @@ def check_kfunc_call(env: Env, insn) -> int:
 def _graph_args(env: Env, name: str, args):
     """bpf_list_*/bpf_rbtree_* arguments: the root's GraphRoot, the ref_obj_id of an
     owned node being added (the call ends its ownership) and the callback subprog."""
-    from ..helpers.kfuncs import KArg
     root = pushed = callback = None
     regs = env.cur_regs()
     for i, kind in enumerate(args):

@@ -2,38 +2,26 @@
 
 A kfunc is a kernel function the program calls by BTF id; its prototype and
 flags (KF_ACQUIRE, KF_RELEASE, KF_RET_NULL, ...) come from the kfunc
-registry (``ebee.helpers.kfuncs``).  The verifier models the kfuncs that
-registry knows; any other kfunc call is rejected the way Linux rejects an
+prototypes (``ebee.protos.kfuncs``).  The verifier models the kfuncs that
+table knows; any other kfunc call is rejected the way Linux rejects an
 unknown one.
 """
 from __future__ import annotations
 
 import functools
 
+from ..protos.kfuncs import KfuncProto, by_id
 from .env import Env
 
 
 class KfuncTable:
-    """The verifier's view of the kfunc registry: names and prototypes by BTF id."""
+    """The verifier's view of the kfunc prototypes: names and prototypes by BTF id."""
 
     def __init__(self, btf=None):
         self.btf = btf
 
-    def _registry(self):
-        try:
-            from ..helpers import kfuncs
-            return kfuncs
-        except Exception:
-            return None
-
-    def entry(self, imm: int):
-        reg = self._registry()
-        if reg is None:
-            return None
-        try:
-            return reg.by_id(imm)
-        except Exception:
-            return None
+    def entry(self, imm: int) -> KfuncProto | None:
+        return by_id(imm)
 
     def name(self, imm: int, off: int = 0) -> str | None:
         e = self.entry(imm)

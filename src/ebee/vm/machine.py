@@ -19,9 +19,10 @@ from .. import uapi as U
 from ..btf.core import POISON_HELPER_ID as CORE_POISON_HELPER_ID
 from ..btf.core import poisoned_reason as core_poisoned_reason
 from ..errors import BudgetExceeded, MemoryFault, VMError
-from ..helpers import REGISTRY, helper_name
+from ..helpers import REGISTRY
 from ..helpers.base import Clock
 from ..isa import Instruction, encode
+from ..protos.helpers import helper_name
 from .codegen import M32, M64, translate
 from .memory import SHARED, Memory, Region
 
