@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from .. import uapi as U
 from ..errors import LoadError
+from ..idr import map_idr
 from .bounds import Bounds
 from .errors import EINVAL, E2BIG, VerifierReject
 from .insn import Insn, from_bytes, from_instructions
@@ -290,13 +291,7 @@ def _default_maps(prog):
 
     def resolve(n: int):
         m = objmaps.get(n)
-        if m is not None:
-            return m
-        try:
-            from ..maps import by_id
-            return by_id(n)
-        except Exception:
-            return None
+        return m if m is not None else map_idr.get(n)
     return resolve
 
 
