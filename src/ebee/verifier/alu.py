@@ -13,13 +13,12 @@ from .env import DST_OP, DST_OP_NO_MARK, SRC_OP, Env
 from .errors import EACCES, EINVAL
 from .insn import Insn
 from .state import RegState
-from .types import (BPF_ADD_CONST, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, PTR_MAYBE_NULL,
-                    PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX, PTR_TO_FLOW_KEYS,
-                    PTR_TO_FUNC, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TO_PACKET,
+from .types import (BPF_ADD_CONST, BPF_MAX_VAR_OFF, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP,
+                    PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX,
+                    PTR_TO_FLOW_KEYS, PTR_TO_FUNC, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TO_PACKET,
                     PTR_TO_PACKET_META, PTR_TO_STACK, PTR_TO_TP_BUFFER, PTR_UNTRUSTED,
                     SCALAR_VALUE, base_type, reg_type_str, type_is_pkt_pointer)
 
-BPF_MAX_VAR_OFF = 1 << 29
 
 ALU_STRING = {U.BPF_ADD: "+=", U.BPF_SUB: "-=", U.BPF_MUL: "*=", U.BPF_DIV: "/=",
               U.BPF_OR: "|=", U.BPF_AND: "&=", U.BPF_LSH: "<<=", U.BPF_RSH: ">>=",

@@ -23,7 +23,6 @@ A = U.AttachType
 _PREFIX = {A.TRACE_RAW_TP: ("btf_trace_", "TYPEDEF"), A.LSM_MAC: ("bpf_lsm_", "FUNC"),
            A.LSM_CGROUP: ("bpf_lsm_", "FUNC"), A.TRACE_FENTRY: ("", "FUNC"),
            A.TRACE_FEXIT: ("", "FUNC"), A.MODIFY_RETURN: ("", "FUNC")}
-MAX_BPF_FUNC_ARGS = 12
 
 
 @lru_cache(maxsize=1)
@@ -86,7 +85,7 @@ def _kind_str(t) -> str:
 def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | None:
     """tracing_prog_is_valid_access + btf_ctx_access: (reg type, btf, btf id) of the
     loaded value, or None (invalid).  The kernel's diagnostics are logged."""
-    if off < 0 or off >= 8 * MAX_BPF_FUNC_ARGS or off % size:
+    if off < 0 or off >= 8 * U.MAX_BPF_FUNC_ARGS or off % size:
         return None
     ap = attach_proto(env)
     if ap is None:

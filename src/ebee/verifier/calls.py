@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from .. import uapi as U
 from ..protos.helpers import HELPERS
 from ..protos.kfuncs import by_id as kfunc_by_id
+from ..uapi import ENOTSUPP, MAX_CALL_FRAMES
 from ..uapi import FuncId as F
 from .env import DST_OP_NO_MARK, SRC_OP, Env
-from .errors import E2BIG, EINVAL, ENOTSUPP
+from .errors import E2BIG, EINVAL
 from .insn import Insn
 from .memory import (BPF_READ, BPF_WRITE, check_map_access, check_map_access_type,
                      check_mem_access, check_mem_region_access, check_packet_access,
@@ -27,7 +28,7 @@ from .memory import (BPF_READ, BPF_WRITE, check_map_access, check_map_access_typ
                      may_access_direct_pkt_data)
 from .state import FuncState, RefState, RegState, VerifierState, for_each_reg
 from .types import (BPF_REG_SIZE, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_TYPE_LOCAL,
-                    DYNPTR_TYPE_RINGBUF, DYNPTR_TYPE_SKB, DYNPTR_TYPE_XDP, MAX_CALL_FRAMES,
+                    DYNPTR_TYPE_RINGBUF, DYNPTR_TYPE_SKB, DYNPTR_TYPE_XDP,
                     MEM_ALIGNED, MEM_ALLOC, MEM_FIXED_SIZE, MEM_PERCPU, MEM_RCU, MEM_RDONLY,
                     MEM_RINGBUF, MEM_UNINIT, MEM_WRITE, NON_OWN_REF, NOT_INIT, OBJ_RELEASE,
                     PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX,

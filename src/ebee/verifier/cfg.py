@@ -14,11 +14,11 @@ from .. import uapi as U
 from .env import Env, SubprogInfo
 from .errors import E2BIG, EINVAL, EPERM
 from .insn import Insn
+from .types import BPF_MAX_VAR_OFF
 
 # opcodes Linux accepts (bpf_opcode_in_insntable); callx is LLVM's, not the kernel's
 VALID_OPCODES = frozenset(op for op in isa.BY_OPCODE if op != (U.BPF_JMP | U.BPF_CALL | U.BPF_X))
 LDIMM64 = U.BPF_LD | U.BPF_IMM | U.BPF_DW
-BPF_MAX_VAR_OFF = 1 << 29
 MAX_USED_MAPS = 64
 BPF_MAX_SUBPROGS = 256
 

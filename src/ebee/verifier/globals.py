@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import uapi as U
+from ..uapi import MAX_BPF_STACK, MAX_CALL_FRAMES
 from .env import Env
 from .errors import E2BIG, EACCES, EINVAL, VerifierReject
 from .state import RegState
-from .types import (MAX_BPF_STACK, MAX_CALL_FRAMES, PTR_MAYBE_NULL, PTR_TO_CTX, PTR_TO_MEM,
-                    SCALAR_VALUE)
+from .types import PTR_MAYBE_NULL, PTR_TO_CTX, PTR_TO_MEM, SCALAR_VALUE
 
 ARG_ANYTHING, ARG_PTR_TO_CTX, ARG_PTR_TO_MEM = "anything", "ctx", "mem"
 

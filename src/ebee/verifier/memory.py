@@ -8,13 +8,14 @@ bounds rules.  Messages are the kernel's.
 from __future__ import annotations
 
 from .. import uapi as U
+from ..uapi import MAX_BPF_STACK
 from .bounds import S64_MIN, U64, s64
 from .env import DST_OP, DST_OP_NO_MARK, SRC_OP, Env
 from .errors import EACCES, EFAULT, EINVAL
 from .insn import Insn
 from .log import tnum_str
 from .state import FuncState, RegState, StackSlot
-from .types import (BPF_REG_SIZE, CONST_PTR_TO_MAP, MAX_BPF_STACK, MEM_RDONLY, NOT_INIT,
+from .types import (BPF_MAX_VAR_OFF, BPF_REG_SIZE, CONST_PTR_TO_MAP, MEM_RDONLY, NOT_INIT,
                     PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX,
                     PTR_TO_FLOW_KEYS, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM,
                     PTR_TO_PACKET, PTR_TO_PACKET_END, PTR_TO_PACKET_META, PTR_TO_SOCK_COMMON,
@@ -24,7 +25,6 @@ from .types import (BPF_REG_SIZE, CONST_PTR_TO_MAP, MAX_BPF_STACK, MEM_RDONLY, N
                     base_type, reg_type_str, type_is_pkt_pointer, type_is_sk_pointer)
 
 BPF_READ, BPF_WRITE = 1, 2
-BPF_MAX_VAR_OFF = 1 << 29
 SIZE_BYTES = {U.BPF_W: 4, U.BPF_H: 2, U.BPF_B: 1, U.BPF_DW: 8}
 
 _SPILLABLE = {PTR_TO_MAP_VALUE, PTR_TO_STACK, PTR_TO_CTX, PTR_TO_PACKET, PTR_TO_PACKET_META,

@@ -12,8 +12,8 @@ current state itself is not marked, as in Linux.
 from __future__ import annotations
 
 from .. import uapi as U
+from ..uapi import ENOTSUPP, MAX_CALL_FRAMES
 from .env import Env
-from .errors import ENOTSUPP
 from .state import VerifierState
 from .types import SCALAR_VALUE, STACK_SPILL
 
@@ -24,7 +24,6 @@ INSN_F_SPI_MASK = 0x3F
 INSN_F_STACK_ACCESS = 1 << 9
 INSN_F_DST_REG_STACK = 1 << 10
 INSN_F_SRC_REG_STACK = 1 << 11
-MAX_CALL_FRAMES = 8
 REGMASK_ARGS = 0x3E
 
 

@@ -10,12 +10,13 @@ Privileged programs (CAP_PERFMON) bypass all of this, as in Linux.
 from __future__ import annotations
 
 from .. import uapi as U
+from ..uapi import MAX_BPF_STACK
 from .env import Env
 from .errors import EACCES, VerifierReject
 from .insn import Insn
 from .log import tnum_str
 from .state import RegState
-from .types import MAX_BPF_STACK, PTR_TO_MAP_VALUE, PTR_TO_STACK
+from .types import PTR_TO_MAP_VALUE, PTR_TO_STACK
 
 BPF_ALU_SANITIZE_SRC = 1 << 0
 BPF_ALU_SANITIZE_DST = 1 << 1

@@ -12,11 +12,10 @@ the slot), and only the eleven register records of each frame are copied.
 """
 from __future__ import annotations
 
+from ..uapi import MAX_BPF_REG
 from .bounds import UNBOUNDED, Bounds
 from .types import (BPF_REG_SIZE, NOT_INIT, PTR_MAYBE_NULL, SCALAR_VALUE, STACK_INVALID,
                     STACK_SPILL, base_type)
-
-MAX_BPF_REG = 11
 
 
 class RegState:
@@ -131,10 +130,6 @@ class RegState:
 
     def is_scalar(self) -> bool:
         return self.type == SCALAR_VALUE
-
-    def is_pointer(self) -> bool:
-        """__is_pointer_value(false, reg)."""
-        return self.type != SCALAR_VALUE
 
     def is_const(self) -> bool:
         return self.type == SCALAR_VALUE and not self.bounds.var_off.mask
