@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from .. import uapi as U
+from ..btf import BTF
 from .env import Env
 from .types import PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED, SCALAR_VALUE
 
@@ -27,7 +28,6 @@ _PREFIX = {A.TRACE_RAW_TP: ("btf_trace_", "TYPEDEF"), A.LSM_MAC: ("bpf_lsm_", "F
 
 @lru_cache(maxsize=1)
 def _vmlinux():
-    from ..btf import BTF
     try:
         return BTF.load_vmlinux()
     except Exception:

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from ..protos.kfuncs import KArg
+from .calls import push_callback_call
 from .env import DST_OP_NO_MARK, Env
 from .errors import EACCES, EINVAL
+from .graph import (graph_node_arg, graph_root_arg, owning_to_non_owning,
+                    set_rbtree_add_callback_state)
+from .precision import mark_chain_precision
+from .refs import acquire_reference, release_reference
 from .types import (MEM_ALLOC, NON_OWN_REF, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_FUNC,
                     PTR_TRUSTED, SCALAR_VALUE)
 
@@ -119,13 +124,3 @@ def _obj_new_type(env: Env, regs, name: str):
         raise env.reject("bpf_obj_new/bpf_percpu_obj_new type ID argument must be of a struct",
                          EINVAL)
     return env.btf, type_id
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global acquire_reference, release_reference, mark_chain_precision, graph_node_arg, \
-        graph_root_arg, owning_to_non_owning, set_rbtree_add_callback_state, push_callback_call
-    from .calls import acquire_reference, push_callback_call, release_reference
-    from .graph import (graph_node_arg, graph_root_arg, owning_to_non_owning,
-                        set_rbtree_add_callback_state)
-    from .precision import mark_chain_precision

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..uapi import MAX_BPF_REG
 from .bounds import UNBOUNDED, Bounds
+from .log import format_reg
 from .types import (BPF_REG_SIZE, NOT_INIT, PTR_MAYBE_NULL, SCALAR_VALUE, STACK_INVALID,
                     STACK_SPILL, base_type)
 
@@ -345,9 +346,3 @@ def for_each_reg(vstate: VerifierState, fn) -> None:
             r = s.spilled_ptr.copy()
             if fn(f, r):
                 stack[spi] = StackSlot(s.slot_type, r)
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global format_reg
-    from .log import format_reg
