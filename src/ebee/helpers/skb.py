@@ -12,8 +12,8 @@ import struct
 
 from ..uapi import (BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_ADJ_ROOM_NO_CSUM_RESET, BPF_F_HDR_FIELD_MASK,
                     BPF_F_INVALIDATE_HASH, BPF_F_IPV6, BPF_F_MARK_ENFORCE, BPF_F_MARK_MANGLED_0,
-                    BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q,
-                    ETH_P_IP, ETH_P_IPV6, AdjRoomMode, FuncId as F, HdrStartOff)
+                    BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM, ENOTSUPP, ETH_HLEN, ETH_P_8021AD,
+                    ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, AdjRoomMode, FuncId as F, HdrStartOff)
 from .registry import implements
 
 M64 = (1 << 64) - 1
@@ -262,7 +262,7 @@ def skb_change_proto(m, ctx, proto, flags, *_):
             return neg(errno.ENOMEM)
         skb.protocol = ETH_P_IP
     else:
-        return neg(524)     # ENOTSUPP
+        return neg(ENOTSUPP)
     _done(skb)
     return 0
 
