@@ -10,11 +10,12 @@ import ebee
 from ebee import maps
 from ebee.runtime import trace_pipe as trace
 from ebee.errors import MemoryFault, VMError
-from ebee.helpers import REGISTRY, Arg, Ret
+from ebee.helpers import REGISTRY
 from ebee.helpers.calls import VirtualClock, pending_timers
-from ebee.helpers.kfuncs import KFUNCS, collection, kfunc_id, live_objects
+from ebee.helpers.kfuncs import collection, impl_of, live_objects
 from ebee.helpers.task import Task
 from ebee.maps import Map
+from ebee.protos import HELPERS, KFUNCS, Arg, Ret, kfunc_id
 from ebee.uapi import BPF_F_RDONLY_PROG, BPF_F_NO_PREALLOC, FuncId, KF_ACQUIRE, KF_RELEASE, \
     KF_RET_NULL, MapType as T
 from ebee.engines import Machine
@@ -29,10 +30,10 @@ def run(src: str, machine: Machine | None = None, r1: int = 0) -> int:
 
 
 def test_registry_prototypes_are_complete():
-    h = REGISTRY[FuncId.map_lookup_elem]
+    h = HELPERS[FuncId.map_lookup_elem]
     assert h.name == "bpf_map_lookup_elem" and h.ret is Ret.PTR_TO_MAP_VALUE_OR_NULL
     assert h.args == (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY)
-    assert REGISTRY[FuncId.trace_printk].gpl_only
+    assert HELPERS[FuncId.trace_printk].gpl_only
     needed = ["map_lookup_elem", "map_update_elem", "map_delete_elem", "map_push_elem",
               "map_pop_elem", "map_peek_elem", "map_lookup_percpu_elem", "ktime_get_ns",
               "ktime_get_boot_ns", "ktime_get_coarse_ns", "ktime_get_tai_ns", "jiffies64",
@@ -50,6 +51,25 @@ def test_registry_prototypes_are_complete():
         assert FuncId[name] in REGISTRY, name
     k = KFUNCS["bpf_obj_new_impl"]
     assert k.flags == KF_ACQUIRE | KF_RET_NULL and KFUNCS["bpf_obj_drop_impl"].flags == KF_RELEASE
+
+
+def test_every_implementation_has_a_prototype():
+    """Implementations bind to prototypes by id; none may exist without one."""
+    assert set(REGISTRY) <= set(HELPERS)
+    assert all(h.proto is HELPERS[fid] for fid, h in REGISTRY.items())
+    assert all(impl_of(k.id) is not None for k in KFUNCS.values())
+
+
+def test_a_helper_with_only_a_prototype_fails_when_called():
+    src = """
+        r1 = 0
+        r2 = 0
+        call bpf_perf_event_read
+        exit
+    """
+    assert FuncId.perf_event_read in HELPERS
+    with pytest.raises(VMError, match=r"helper bpf_perf_event_read#22 is not implemented by ebee"):
+        run(src)
 
 
 def test_lookup_returns_a_pointer_into_map_memory():

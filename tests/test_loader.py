@@ -301,7 +301,7 @@ def test_kfunc_and_ksym_externs(tmp_path, store):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     obj = ebee.load(tmp_path / "kf.o", store=store)
-    from ebee.helpers.kfuncs import kfunc_id
+    from ebee.protos.kfuncs import kfunc_id
     calls = [i for i in obj.programs["kf"].insns if i.kind is Kind.CALL_KFUNC]
     assert {i.imm for i in calls} == {kfunc_id("bpf_obj_new_impl"), kfunc_id("bpf_obj_drop_impl")}
     # the unknown __weak kfunc is poisoned as libbpf does

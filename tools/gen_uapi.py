@@ -137,6 +137,7 @@ MAX_BPF_STACK = 512
 MAX_CALL_FRAMES = 8
 MAX_TAIL_CALL_CNT = 33
 MAX_BPF_REG = 11
+MAX_BPF_FUNC_ARGS = 12               # include/linux/bpf.h: arguments of a traced kernel function
 BPF_OBJ_NAME_LEN = 16
 BPF_TAG_SIZE = 8
 BPF_BUILD_ID_SIZE = 20

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from .. import uapi as U
-from ..helpers.registry import helper_name
+from ..protos.helpers import helper_name
 from ..isa import Instruction, Kind
 
 ImmResolver = Callable[[Instruction], "str | None"]

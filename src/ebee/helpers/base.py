@@ -2,48 +2,47 @@
 from __future__ import annotations
 
 from ..uapi import FuncId
-from .proto import Ret
-from .registry import helper
+from .registry import implements
 
 _HZ = 250          # CONFIG_HZ of common distribution kernels
 _INITIAL_JIFFIES = (-300 * _HZ) & 0xFFFFFFFF   # Linux starts jiffies 5 minutes before wrap
 
 
-@helper(FuncId.ktime_get_ns, Ret.INTEGER)
+@implements(FuncId.ktime_get_ns)
 def ktime_get_ns(m, *_):
     return m.clock.monotonic_ns()
 
 
-@helper(FuncId.ktime_get_boot_ns, Ret.INTEGER)
+@implements(FuncId.ktime_get_boot_ns)
 def ktime_get_boot_ns(m, *_):
     return m.clock.boottime_ns()
 
 
-@helper(FuncId.ktime_get_coarse_ns, Ret.INTEGER)
+@implements(FuncId.ktime_get_coarse_ns)
 def ktime_get_coarse_ns(m, *_):
     return m.clock.coarse_ns()
 
 
-@helper(FuncId.ktime_get_tai_ns, Ret.INTEGER)
+@implements(FuncId.ktime_get_tai_ns)
 def ktime_get_tai_ns(m, *_):
     return m.clock.tai_ns()
 
 
-@helper(FuncId.jiffies64, Ret.INTEGER)
+@implements(FuncId.jiffies64)
 def jiffies64(m, *_):
     return (_INITIAL_JIFFIES + m.clock.boottime_ns() * _HZ // 1_000_000_000) & ((1 << 64) - 1)
 
 
-@helper(FuncId.get_prandom_u32, Ret.INTEGER)
+@implements(FuncId.get_prandom_u32)
 def get_prandom_u32(m, *_):
     return m.random.getrandbits(32)
 
 
-@helper(FuncId.get_smp_processor_id, Ret.INTEGER)
+@implements(FuncId.get_smp_processor_id)
 def get_smp_processor_id(m, *_):
     return m.cpu
 
 
-@helper(FuncId.get_numa_node_id, Ret.INTEGER)
+@implements(FuncId.get_numa_node_id)
 def get_numa_node_id(m, *_):
     return m.numa_node

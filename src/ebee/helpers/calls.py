@@ -20,14 +20,12 @@ from ..maps.base import FIELD_FREE, MAP_FREE
 from ..uapi import FuncId
 from ..memory import Region
 from ..runtime.clock import Clock
-from .proto import Arg, Ret
-from .registry import helper
+from .registry import implements
 
 M64 = (1 << 64) - 1
 
 
-@helper(FuncId.loop, Ret.INTEGER, (Arg.ANYTHING, Arg.PTR_TO_FUNC, Arg.PTR_TO_STACK_OR_NULL,
-                                  Arg.ANYTHING))
+@implements(FuncId.loop)
 def loop(m, nr_loops, cb, ctx, flags, _):
     if flags:
         return -E.EINVAL
@@ -41,8 +39,7 @@ def loop(m, nr_loops, cb, ctx, flags, _):
     return nr_loops
 
 
-@helper(FuncId.for_each_map_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_FUNC,
-                                               Arg.PTR_TO_STACK_OR_NULL, Arg.ANYTHING))
+@implements(FuncId.for_each_map_elem)
 def for_each_map_elem(m, mp, cb, ctx, flags, _):
     from .maps import map_of
     if flags:
@@ -63,7 +60,7 @@ def for_each_map_elem(m, mp, cb, ctx, flags, _):
     return n
 
 
-@helper(FuncId.get_func_ip, Ret.INTEGER, (Arg.PTR_TO_CTX,), gpl_only=True)
+@implements(FuncId.get_func_ip)
 def get_func_ip(m, *_):
     """The traced function's address, as the program type's runner set ``machine.func_ip``."""
     return m.func_ip
@@ -158,8 +155,7 @@ def _owner(mp, addr: int) -> tuple[bytes, int] | None:
     return None
 
 
-@helper(FuncId.timer_init, Ret.INTEGER, (Arg.PTR_TO_TIMER, Arg.CONST_MAP_PTR, Arg.ANYTHING),
-        gpl_only=True)
+@implements(FuncId.timer_init)
 def timer_init(m, timer, mp, flags, *_):
     from .maps import map_of
     clockid = flags & (MAX_CLOCKS - 1)
@@ -178,8 +174,7 @@ def timer_init(m, timer, mp, flags, *_):
     return 0
 
 
-@helper(FuncId.timer_set_callback, Ret.INTEGER, (Arg.PTR_TO_TIMER, Arg.PTR_TO_FUNC),
-        gpl_only=True)
+@implements(FuncId.timer_set_callback)
 def timer_set_callback(m, timer, cb, *_):
     t = _timer_at(m, timer)
     if t is None:
@@ -188,8 +183,7 @@ def timer_set_callback(m, timer, cb, *_):
     return 0
 
 
-@helper(FuncId.timer_start, Ret.INTEGER, (Arg.PTR_TO_TIMER, Arg.ANYTHING, Arg.ANYTHING),
-        gpl_only=True)
+@implements(FuncId.timer_start)
 def timer_start(m, timer, nsecs, flags, *_):
     if flags & ~(U.BPF_F_TIMER_ABS | U.BPF_F_TIMER_CPU_PIN):
         return -E.EINVAL
@@ -203,7 +197,7 @@ def timer_start(m, timer, nsecs, flags, *_):
     return 0
 
 
-@helper(FuncId.timer_cancel, Ret.INTEGER, (Arg.PTR_TO_TIMER,), gpl_only=True)
+@implements(FuncId.timer_cancel)
 def timer_cancel(m, timer, *_):
     t = _timer_at(m, timer)
     if t is None:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import errno as E
 import struct
 
-from .. import uapi as U
 from ..errors import VMError
 from ..uapi import FuncId
 from .maps import map_of
-from .proto import Arg, Ret
-from .registry import helper
+from .registry import implements
 
 M64 = (1 << 64) - 1
 DYNPTR = struct.Struct("<QII")
@@ -42,33 +40,31 @@ def _ring_of(addr: int):
     raise VMError(f"{addr:#x} is not a ring buffer record")
 
 
-@helper(FuncId.ringbuf_output, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MEM,
-                                            Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING))
+@implements(FuncId.ringbuf_output)
 def ringbuf_output(m, mp, data, size, flags, _):
     return _ringbuf(mp).output(m.read(data, size), flags)
 
 
-@helper(FuncId.ringbuf_reserve, Ret.PTR_TO_RINGBUF_MEM_OR_NULL,
-        (Arg.CONST_MAP_PTR, Arg.CONST_ALLOC_SIZE_OR_ZERO, Arg.ANYTHING))
+@implements(FuncId.ringbuf_reserve)
 def ringbuf_reserve(m, mp, size, flags, *_):
     if flags:
         return 0
     return _ringbuf(mp).reserve(size)
 
 
-@helper(FuncId.ringbuf_submit, Ret.VOID, (Arg.PTR_TO_ALLOC_MEM, Arg.ANYTHING))
+@implements(FuncId.ringbuf_submit)
 def ringbuf_submit(m, data, flags, *_):
     _ring_of(data).commit(data, flags, False)
     return 0
 
 
-@helper(FuncId.ringbuf_discard, Ret.VOID, (Arg.PTR_TO_ALLOC_MEM, Arg.ANYTHING))
+@implements(FuncId.ringbuf_discard)
 def ringbuf_discard(m, data, flags, *_):
     _ring_of(data).commit(data, flags, True)
     return 0
 
 
-@helper(FuncId.ringbuf_query, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.ANYTHING))
+@implements(FuncId.ringbuf_query)
 def ringbuf_query(m, mp, flags, *_):
     return _ringbuf(mp).query(flags)
 
@@ -95,8 +91,7 @@ def _check_off_len(size: int, offset: int, length: int) -> int:
     return 0
 
 
-@helper(FuncId.dynptr_from_mem, Ret.INTEGER, (Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE_OR_ZERO,
-                                             Arg.ANYTHING, Arg.PTR_TO_DYNPTR))
+@implements(FuncId.dynptr_from_mem)
 def dynptr_from_mem(m, data, size, flags, ptr, _):
     if flags:
         _dyn_null(m, ptr)
@@ -108,8 +103,7 @@ def dynptr_from_mem(m, data, size, flags, ptr, _):
     return 0
 
 
-@helper(FuncId.ringbuf_reserve_dynptr, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.ANYTHING,
-                                                    Arg.ANYTHING, Arg.PTR_TO_DYNPTR))
+@implements(FuncId.ringbuf_reserve_dynptr)
 def ringbuf_reserve_dynptr(m, mp, size, flags, ptr, _):
     if flags:
         _dyn_null(m, ptr)
@@ -134,18 +128,17 @@ def _commit_dynptr(m, ptr, flags, discard: bool) -> int:
     return 0
 
 
-@helper(FuncId.ringbuf_submit_dynptr, Ret.VOID, (Arg.PTR_TO_DYNPTR, Arg.ANYTHING))
+@implements(FuncId.ringbuf_submit_dynptr)
 def ringbuf_submit_dynptr(m, ptr, flags, *_):
     return _commit_dynptr(m, ptr, flags, False)
 
 
-@helper(FuncId.ringbuf_discard_dynptr, Ret.VOID, (Arg.PTR_TO_DYNPTR, Arg.ANYTHING))
+@implements(FuncId.ringbuf_discard_dynptr)
 def ringbuf_discard_dynptr(m, ptr, flags, *_):
     return _commit_dynptr(m, ptr, flags, True)
 
 
-@helper(FuncId.dynptr_read, Ret.INTEGER, (Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE_OR_ZERO,
-                                         Arg.PTR_TO_DYNPTR, Arg.ANYTHING, Arg.ANYTHING))
+@implements(FuncId.dynptr_read)
 def dynptr_read(m, dst, length, src, offset, flags):
     data, size, off, typ, _ = _dyn_get(m, src)
     if not data or flags:
@@ -157,8 +150,7 @@ def dynptr_read(m, dst, length, src, offset, flags):
     return 0
 
 
-@helper(FuncId.dynptr_write, Ret.INTEGER, (Arg.PTR_TO_DYNPTR, Arg.ANYTHING, Arg.PTR_TO_MEM,
-                                          Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING))
+@implements(FuncId.dynptr_write)
 def dynptr_write(m, dst, offset, src, length, flags):
     data, size, off, typ, rdonly = _dyn_get(m, dst)
     if not data or rdonly:
@@ -172,8 +164,7 @@ def dynptr_write(m, dst, offset, src, length, flags):
     return 0
 
 
-@helper(FuncId.dynptr_data, Ret.PTR_TO_DYNPTR_MEM_OR_NULL, (Arg.PTR_TO_DYNPTR, Arg.ANYTHING,
-                                                           Arg.CONST_ALLOC_SIZE_OR_ZERO))
+@implements(FuncId.dynptr_data)
 def dynptr_data(m, ptr, offset, length, *_):
     data, size, off, typ, rdonly = _dyn_get(m, ptr)
     if not data or _check_off_len(size, offset, length) or rdonly:
@@ -183,9 +174,7 @@ def dynptr_data(m, ptr, offset, length, *_):
 
 # -- perf event output ---------------------------------------------------------------------
 
-@helper(FuncId.perf_event_output, Ret.INTEGER, (Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING,
-                                               Arg.PTR_TO_MEM, Arg.CONST_SIZE_OR_ZERO),
-        gpl_only=True)
+@implements(FuncId.perf_event_output)
 def perf_event_output(m, ctx, mp, flags, data, size):
     from ..maps.perf import PerfEventArray
     pe = map_of(mp)

@@ -1,14 +1,9 @@
-"""kfuncs: kernel functions called by BTF id (``call`` with src_reg 2), registered by name.
+"""kfunc implementations: what the engines run for a call by BTF id (``call`` with src_reg 2).
 
-The loader resolves a kfunc a program calls by its name (``bpf_obj_new_impl``)
-with :func:`kfunc_id` and writes that id into the call instruction; engines
-find the implementation with :func:`by_id` (``Machine.kfunc_impl``).  ids are
-ebee's own (``KFUNC_ID_BASE + n``), distinct from any vmlinux BTF id.
-
-Each entry carries its prototype for the verifier in the kernel's vocabulary:
-argument kinds (``KF_ARG_PTR_TO_LIST_HEAD``, ``__k`` constants, ``__ign``
-ignored arguments, ...), the return kind and the ``KF_*`` flags
-(``KF_ACQUIRE``, ``KF_RELEASE``, ``KF_RET_NULL``, ...).
+The prototypes, and the ids the loader writes into call instructions, are
+``ebee.protos.kfuncs``; an implementation binds to its kfunc by name with
+:func:`implements_kfunc` and the engines find it by id with :func:`impl_of`
+(``Machine.kfunc_impl``).
 
 Implemented: the graph/allocation kfuncs -- bpf_obj_new / bpf_obj_drop,
 bpf_refcount_acquire, bpf_list_push_front / push_back / pop_front / pop_back,
@@ -19,89 +14,35 @@ address of their ``bpf_list_head`` / ``bpf_rb_root``.
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Callable
 
-from .. import uapi as U
 from ..errors import VMError
 from ..memory import SHARED, Region
+from ..protos.kfuncs import KFUNCS
 
-KFUNC_ID_BASE = 0x7EB00000
 M64 = (1 << 64) - 1
 
-
-class KArg(enum.Enum):
-    """Kinds of kfunc arguments (the verifier's ``enum kfunc_ptr_arg_type`` and suffixes)."""
-    SCALAR = "scalar"
-    SCALAR_CONST = "__k"                       # must be a known constant (a BTF type id)
-    IGNORED = "__ign"                          # the verifier supplies it (meta)
-    PTR_TO_ALLOC_BTF_ID = "KF_ARG_PTR_TO_ALLOC_BTF_ID"
-    PTR_TO_REFCOUNTED_KPTR = "KF_ARG_PTR_TO_REFCOUNTED_KPTR"
-    PTR_TO_LIST_HEAD = "KF_ARG_PTR_TO_LIST_HEAD"
-    PTR_TO_LIST_NODE = "KF_ARG_PTR_TO_LIST_NODE"
-    PTR_TO_RB_ROOT = "KF_ARG_PTR_TO_RB_ROOT"
-    PTR_TO_RB_NODE = "KF_ARG_PTR_TO_RB_NODE"
-    PTR_TO_CALLBACK = "KF_ARG_PTR_TO_CALLBACK"
-    PTR_TO_BTF_ID = "KF_ARG_PTR_TO_BTF_ID"
-    PTR_TO_MEM = "KF_ARG_PTR_TO_MEM"
+_IMPLS: dict[int, Callable[..., int]] = {}
 
 
-class KRet(enum.Enum):
-    VOID = "void"
-    INTEGER = "int"
-    PTR_TO_ALLOC_OBJ = "PTR_TO_BTF_ID | MEM_ALLOC"   # a program-local allocated object
-    PTR_TO_LIST_NODE = "struct bpf_list_node *"
-    PTR_TO_RB_NODE = "struct bpf_rb_node *"
+def implements_kfunc(name: str):
+    """Register the decorated function as the implementation of kfunc ``name``."""
+    proto = KFUNCS.get(name)
+    if proto is None:
+        raise RuntimeError(f"kfunc {name} has no prototype in ebee.protos.kfuncs")
 
-
-@dataclass(frozen=True)
-class Kfunc:
-    id: int
-    name: str
-    args: tuple[KArg, ...]
-    ret: KRet
-    flags: int
-    impl: Callable[..., int]
-
-    @property
-    def acquire(self) -> bool:
-        return bool(self.flags & U.KF_ACQUIRE)
-
-    @property
-    def release(self) -> bool:
-        return bool(self.flags & U.KF_RELEASE)
-
-    @property
-    def ret_null(self) -> bool:
-        return bool(self.flags & U.KF_RET_NULL)
-
-
-KFUNCS: dict[str, Kfunc] = {}
-_BY_ID: dict[int, Kfunc] = {}
-
-
-def kfunc(name: str, args: tuple[KArg, ...], ret: KRet, flags: int = 0):
     def deco(fn):
-        k = Kfunc(KFUNC_ID_BASE + len(KFUNCS), name, args, ret, flags, fn)
-        KFUNCS[name] = k
-        _BY_ID[k.id] = k
+        if proto.id in _IMPLS:
+            raise RuntimeError(f"kfunc {name} implemented twice")
+        _IMPLS[proto.id] = fn
         return fn
     return deco
 
 
-def kfunc_id(name: str) -> int | None:
-    """The id the loader writes into a call to kfunc ``name`` (None if ebee lacks it)."""
-    k = KFUNCS.get(name)
-    return k.id if k else None
-
-
-def by_id(btf_id: int) -> Kfunc | None:
-    return _BY_ID.get(btf_id)
-
-
-def get(name: str) -> Kfunc | None:
-    return KFUNCS.get(name)
+def impl_of(kid: int) -> Callable[..., int] | None:
+    """The implementation of the kfunc with id ``kid`` (None: ebee has none)."""
+    return _IMPLS.get(kid)
 
 
 # ---------------------------------------------------------------------------------------
@@ -141,8 +82,7 @@ def _free(o: Obj) -> None:
     SHARED.remove(o.region)
 
 
-@kfunc("bpf_obj_new_impl", (KArg.SCALAR_CONST, KArg.IGNORED), KRet.PTR_TO_ALLOC_OBJ,
-       U.KF_ACQUIRE | U.KF_RET_NULL)
+@implements_kfunc("bpf_obj_new_impl")
 def bpf_obj_new_impl(m, type_id, meta, *_):
     btf = m.btf
     if btf is None:
@@ -164,14 +104,13 @@ def _drop(addr: int) -> None:
         _free(o)
 
 
-@kfunc("bpf_obj_drop_impl", (KArg.PTR_TO_ALLOC_BTF_ID, KArg.IGNORED), KRet.VOID, U.KF_RELEASE)
+@implements_kfunc("bpf_obj_drop_impl")
 def bpf_obj_drop_impl(m, p, meta, *_):
     _drop(p)
     return 0
 
 
-@kfunc("bpf_refcount_acquire_impl", (KArg.PTR_TO_REFCOUNTED_KPTR, KArg.IGNORED),
-       KRet.PTR_TO_ALLOC_OBJ, U.KF_ACQUIRE | U.KF_RET_NULL | U.KF_RCU)
+@implements_kfunc("bpf_refcount_acquire_impl")
 def bpf_refcount_acquire_impl(m, p, meta, *_):
     o = _obj_of(p)
     if o.refcount <= 0:
@@ -197,15 +136,12 @@ def _push(head, node, off, front: bool) -> int:
     return 0
 
 
-_LIST_PUSH = (KArg.PTR_TO_LIST_HEAD, KArg.PTR_TO_LIST_NODE, KArg.IGNORED, KArg.SCALAR_CONST)
-
-
-@kfunc("bpf_list_push_front_impl", _LIST_PUSH, KRet.INTEGER)
+@implements_kfunc("bpf_list_push_front_impl")
 def bpf_list_push_front_impl(m, head, node, meta, off, _):
     return _push(head, node, off, True)
 
 
-@kfunc("bpf_list_push_back_impl", _LIST_PUSH, KRet.INTEGER)
+@implements_kfunc("bpf_list_push_back_impl")
 def bpf_list_push_back_impl(m, head, node, meta, off, _):
     return _push(head, node, off, False)
 
@@ -219,20 +155,17 @@ def _pop(head, front: bool) -> int:
     return node
 
 
-@kfunc("bpf_list_pop_front", (KArg.PTR_TO_LIST_HEAD,), KRet.PTR_TO_LIST_NODE,
-       U.KF_ACQUIRE | U.KF_RET_NULL)
+@implements_kfunc("bpf_list_pop_front")
 def bpf_list_pop_front(m, head, *_):
     return _pop(head, True)
 
 
-@kfunc("bpf_list_pop_back", (KArg.PTR_TO_LIST_HEAD,), KRet.PTR_TO_LIST_NODE,
-       U.KF_ACQUIRE | U.KF_RET_NULL)
+@implements_kfunc("bpf_list_pop_back")
 def bpf_list_pop_back(m, head, *_):
     return _pop(head, False)
 
 
-@kfunc("bpf_rbtree_add_impl", (KArg.PTR_TO_RB_ROOT, KArg.PTR_TO_RB_NODE, KArg.PTR_TO_CALLBACK,
-                               KArg.IGNORED, KArg.SCALAR_CONST), KRet.INTEGER)
+@implements_kfunc("bpf_rbtree_add_impl")
 def bpf_rbtree_add_impl(m, root, node, less, meta, off):
     if not _take_node(node, off):
         return -22 & M64
@@ -251,14 +184,13 @@ def bpf_rbtree_add_impl(m, root, node, less, meta, off):
     return 0
 
 
-@kfunc("bpf_rbtree_first", (KArg.PTR_TO_RB_ROOT,), KRet.PTR_TO_RB_NODE, U.KF_RET_NULL)
+@implements_kfunc("bpf_rbtree_first")
 def bpf_rbtree_first(m, root, *_):
     tree = _trees.get(root)
     return tree[0] if tree else 0
 
 
-@kfunc("bpf_rbtree_remove", (KArg.PTR_TO_RB_ROOT, KArg.PTR_TO_RB_NODE), KRet.PTR_TO_RB_NODE,
-       U.KF_ACQUIRE | U.KF_RET_NULL)
+@implements_kfunc("bpf_rbtree_remove")
 def bpf_rbtree_remove(m, root, node, *_):
     tree = _trees.get(root)
     if not tree or _owner.get(node) != root:

@@ -10,8 +10,7 @@ import errno as E
 from .. import uapi as U
 from ..errors import VMError
 from ..uapi import FuncId
-from .proto import Arg, Ret
-from .registry import helper
+from .registry import implements
 
 
 def map_of(ptr: int):
@@ -28,30 +27,27 @@ def _rdonly_prog(mp) -> None:
                       f"verifier rejects this write")
 
 
-@helper(FuncId.map_lookup_elem, Ret.PTR_TO_MAP_VALUE_OR_NULL, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY),
-        pkt_access=True)
+@implements(FuncId.map_lookup_elem)
 def map_lookup_elem(m, mp, key, *_):
     mp = map_of(mp)
     return mp.prog_lookup(m.read(key, mp.key_size), m.cpu)
 
 
-@helper(FuncId.map_update_elem, Ret.INTEGER,
-        (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE, Arg.ANYTHING), pkt_access=True)
+@implements(FuncId.map_update_elem)
 def map_update_elem(m, mp, key, value, flags, _):
     mp = map_of(mp)
     _rdonly_prog(mp)
     return mp.prog_update(m.read(key, mp.key_size), m.read(value, mp.value_size), flags, m.cpu)
 
 
-@helper(FuncId.map_delete_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY), pkt_access=True)
+@implements(FuncId.map_delete_elem)
 def map_delete_elem(m, mp, key, *_):
     mp = map_of(mp)
     _rdonly_prog(mp)
     return mp.prog_delete(m.read(key, mp.key_size), m.cpu)
 
 
-@helper(FuncId.map_push_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_VALUE, Arg.ANYTHING),
-        pkt_access=True)
+@implements(FuncId.map_push_elem)
 def map_push_elem(m, mp, value, flags, *_):
     mp = map_of(mp)
     return mp.prog_push(m.read(value, mp.value_size), flags, m.cpu)
@@ -68,26 +64,23 @@ def _pop_or_peek(m, mp, value, pop: bool) -> int:
     return 0
 
 
-@helper(FuncId.map_pop_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_UNINIT_MAP_VALUE),
-        pkt_access=True)
+@implements(FuncId.map_pop_elem)
 def map_pop_elem(m, mp, value, *_):
     return _pop_or_peek(m, mp, value, True)
 
 
-@helper(FuncId.map_peek_elem, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_UNINIT_MAP_VALUE),
-        pkt_access=True)
+@implements(FuncId.map_peek_elem)
 def map_peek_elem(m, mp, value, *_):
     return _pop_or_peek(m, mp, value, False)
 
 
-@helper(FuncId.map_lookup_percpu_elem, Ret.PTR_TO_MAP_VALUE_OR_NULL,
-        (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY, Arg.ANYTHING), pkt_access=True)
+@implements(FuncId.map_lookup_percpu_elem)
 def map_lookup_percpu_elem(m, mp, key, cpu, *_):
     mp = map_of(mp)
     return mp.prog_lookup_percpu(m.read(key, mp.key_size), cpu & 0xFFFFFFFF)
 
 
-@helper(FuncId.tail_call, Ret.VOID, (Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING))
+@implements(FuncId.tail_call)
 def tail_call(m, ctx, mp, index, *_):
     # Engines turn this call into a jump (see Machine.tail_call_target); reaching the
     # implementation means a helper table was used where the call instruction should be.
@@ -120,11 +113,8 @@ for _kind, _get, _del in (
         (U.MapType.SK_STORAGE, FuncId.sk_storage_get, FuncId.sk_storage_delete),
         (U.MapType.CGRP_STORAGE, FuncId.cgrp_storage_get, FuncId.cgrp_storage_delete)):
     _g, _d = _storage(_kind)
-    helper(_get, Ret.PTR_TO_MAP_VALUE_OR_NULL,
-           (Arg.CONST_MAP_PTR, Arg.PTR_TO_BTF_ID_OR_NULL, Arg.PTR_TO_MAP_VALUE_OR_NULL, Arg.ANYTHING),
-           gpl_only=_kind is not U.MapType.SK_STORAGE)(_g)
-    helper(_del, Ret.INTEGER, (Arg.CONST_MAP_PTR, Arg.PTR_TO_BTF_ID),
-           gpl_only=_kind is not U.MapType.SK_STORAGE)(_d)
+    implements(_get)(_g)
+    implements(_del)(_d)
 
 
 # -- stack traces (from the simulated task) ------------------------------------------------
@@ -136,15 +126,13 @@ def _stack(m, flags: int) -> list[int]:
     return list(ips[flags & U.BPF_F_SKIP_FIELD_MASK:])
 
 
-@helper(FuncId.get_stackid, Ret.INTEGER, (Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING),
-        gpl_only=True)
+@implements(FuncId.get_stackid)
 def get_stackid(m, ctx, mp, flags, *_):
     mp = map_of(mp)
     return mp.get_stackid(_stack(m, flags), flags)
 
 
-@helper(FuncId.get_stack, Ret.INTEGER, (Arg.PTR_TO_CTX, Arg.PTR_TO_UNINIT_MEM,
-                                       Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING), gpl_only=True)
+@implements(FuncId.get_stack)
 def get_stack(m, ctx, buf, size, flags, _):
     if flags & ~(U.BPF_F_SKIP_FIELD_MASK | U.BPF_F_USER_STACK | U.BPF_F_USER_BUILD_ID) or \
             flags & U.BPF_F_USER_BUILD_ID or size % 8:

@@ -13,8 +13,7 @@ import time
 
 from ..errors import VMError
 from ..uapi import FuncId
-from .proto import Arg, Ret
-from .registry import helper
+from .registry import implements
 
 M64 = (1 << 64) - 1
 SPIN_TIMEOUT = 1.0
@@ -58,14 +57,13 @@ def _probe_read_str(m, dst, size, src, *_):
     return len(chunk) + 1
 
 
-_READ_ARGS = (Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING)
 for _fid in (FuncId.probe_read, FuncId.probe_read_kernel, FuncId.probe_read_user):
-    helper(_fid, Ret.INTEGER, _READ_ARGS, gpl_only=True)(_probe_read)
+    implements(_fid)(_probe_read)
 for _fid in (FuncId.probe_read_str, FuncId.probe_read_kernel_str, FuncId.probe_read_user_str):
-    helper(_fid, Ret.INTEGER, _READ_ARGS, gpl_only=True)(_probe_read_str)
+    implements(_fid)(_probe_read_str)
 
 
-@helper(FuncId.strncmp, Ret.INTEGER, (Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.PTR_TO_CONST_STR))
+@implements(FuncId.strncmp)
 def strncmp(m, s1, s1_sz, s2, *_):
     a = m.read(s1, s1_sz)
     from .printk import read_cstr
@@ -120,7 +118,7 @@ def _strtoull(text: bytes, flags: int) -> tuple[int, int, bool] | int:
     return i + j, val, neg
 
 
-@helper(FuncId.strtol, Ret.INTEGER, (Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.ANYTHING, Arg.PTR_TO_LONG))
+@implements(FuncId.strtol)
 def strtol(m, buf, buf_len, flags, res, _):
     r = _strtoull(m.read(buf, buf_len), flags)
     if isinstance(r, int):
@@ -137,7 +135,7 @@ def strtol(m, buf, buf_len, flags, res, _):
     return n
 
 
-@helper(FuncId.strtoul, Ret.INTEGER, (Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.ANYTHING, Arg.PTR_TO_LONG))
+@implements(FuncId.strtoul)
 def strtoul(m, buf, buf_len, flags, res, _):
     r = _strtoull(m.read(buf, buf_len), flags)
     if isinstance(r, int):
@@ -169,9 +167,7 @@ def _from32to16(x: int) -> int:
     return (x & 0xFFFF) + (x >> 16)
 
 
-@helper(FuncId.csum_diff, Ret.INTEGER, (Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO,
-                                       Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING),
-        pkt_access=True)
+@implements(FuncId.csum_diff)
 def csum_diff(m, frm, from_size, to, to_size, seed):
     """Linux 6.12+: the same 16-bit folded result on every architecture."""
     if (from_size | to_size) & 3:
@@ -188,14 +184,14 @@ def csum_diff(m, frm, from_size, to, to_size, seed):
     return _from32to16(ret)
 
 
-@helper(FuncId.kptr_xchg, Ret.PTR_TO_BTF_ID_OR_NULL, (Arg.PTR_TO_KPTR, Arg.PTR_TO_BTF_ID_OR_NULL))
+@implements(FuncId.kptr_xchg)
 def kptr_xchg(m, dst, ptr, *_):
     old = int.from_bytes(m.read(dst, 8), "little")
     m.write(dst, (ptr & M64).to_bytes(8, "little"))
     return old
 
 
-@helper(FuncId.spin_lock, Ret.VOID, (Arg.PTR_TO_SPIN_LOCK,))
+@implements(FuncId.spin_lock)
 def spin_lock(m, lock, *_):
     deadline = None
     while True:
@@ -209,7 +205,7 @@ def spin_lock(m, lock, *_):
         time.sleep(0)
 
 
-@helper(FuncId.spin_unlock, Ret.VOID, (Arg.PTR_TO_SPIN_LOCK,))
+@implements(FuncId.spin_unlock)
 def spin_unlock(m, lock, *_):
     m.write(lock, b"\0\0\0\0")
     return 0

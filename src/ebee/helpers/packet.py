@@ -18,14 +18,12 @@ from ..uapi import (AF_INET, AF_INET6, BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_
                     BPF_FIB_LOOKUP_SRC, BPF_FIB_LOOKUP_TBID, BPF_F_BROADCAST, BPF_F_DONT_FRAGMENT,
                     BPF_F_EXCLUDE_INGRESS, BPF_F_INGRESS, BPF_F_NO_TUNNEL_KEY, BPF_F_SEQ_NUMBER,
                     BPF_F_TUNINFO_IPV6, BPF_F_ZERO_CSUM_TX, BPF_SK_LOOKUP_F_NO_REUSEPORT,
-                    BPF_SK_LOOKUP_F_REPLACE, ENOTSUPP, IPPROTO_TCP, IPPROTO_UDP, TC_ACT_REDIRECT,
+                    BPF_SK_LOOKUP_F_REPLACE, IPPROTO_TCP, IPPROTO_UDP, TC_ACT_REDIRECT,
                     TC_ACT_SHOT, FuncId as F, MapType, ProgType as P, XdpAction)
 from ..layouts.kernel import BPF_SK_LOOKUP_KERN
 from ..runtime.context import Redirect
-from .proto import Arg, Ret
-from .registry import helper
+from .registry import implements
 
-CTX, ANY = Arg.PTR_TO_CTX, Arg.ANYTHING
 M64 = (1 << 64) - 1
 XDP_ACTION_MASK = 3
 FIB_LOOKUP_SIZE = 64
@@ -51,7 +49,7 @@ def _is_xdp(m) -> bool:
 
 # -- redirects --------------------------------------------------------------------------
 
-@helper(F.redirect, Ret.INTEGER, (ANY, ANY))
+@implements(F.redirect)
 def redirect(m, ifindex, flags, *_):
     rc = _rc(m)
     if rc.prog_type is P.XDP:
@@ -66,7 +64,7 @@ def redirect(m, ifindex, flags, *_):
     return TC_ACT_REDIRECT
 
 
-@helper(F.redirect_peer, Ret.INTEGER, (ANY, ANY))
+@implements(F.redirect_peer)
 def redirect_peer(m, ifindex, flags, *_):
     rc = _rc(m)
     if flags:
@@ -75,7 +73,7 @@ def redirect_peer(m, ifindex, flags, *_):
     return TC_ACT_REDIRECT
 
 
-@helper(F.redirect_neigh, Ret.INTEGER, (ANY, Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO, ANY))
+@implements(F.redirect_neigh)
 def redirect_neigh(m, ifindex, params, plen, flags, *_):
     rc = _rc(m)
     if (plen and plen < 20) or flags:
@@ -84,7 +82,7 @@ def redirect_neigh(m, ifindex, params, plen, flags, *_):
     return TC_ACT_REDIRECT
 
 
-@helper(F.redirect_map, Ret.INTEGER, (Arg.CONST_MAP_PTR, ANY, ANY))
+@implements(F.redirect_map)
 def redirect_map(m, map_ptr, key, flags, *_):
     from ..maps import by_addr
     rc = _rc(m)
@@ -105,7 +103,7 @@ def redirect_map(m, map_ptr, key, flags, *_):
     return int(XdpAction.REDIRECT)
 
 
-@helper(F.clone_redirect, Ret.INTEGER, (CTX, ANY, ANY))
+@implements(F.clone_redirect)
 def clone_redirect(m, ctx, ifindex, flags, *_):
     rc = _rc(m)
     if flags & ~BPF_F_INGRESS:
@@ -119,7 +117,7 @@ def clone_redirect(m, ctx, ifindex, flags, *_):
 
 # -- FIB lookups ---------------------------------------------------------------------------
 
-@helper(F.fib_lookup, Ret.INTEGER, (CTX, Arg.PTR_TO_MEM, Arg.CONST_SIZE, ANY))
+@implements(F.fib_lookup)
 def fib_lookup(m, ctx, params, plen, flags, *_):
     rc = _rc(m)
     if plen < FIB_LOOKUP_SIZE:
@@ -184,7 +182,7 @@ def _tunnel_of(m, ctx):
     return skb, (skb.tunnel if skb.tunnel is not None else _rc(m).net.tunnel)
 
 
-@helper(F.skb_get_tunnel_key, Ret.INTEGER, (CTX, Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE, ANY))
+@implements(F.skb_get_tunnel_key)
 def skb_get_tunnel_key(m, ctx, to, size, flags, *_):
     from ..uapi import BPF_F_TUNINFO_FLAGS
     skb, info = _tunnel_of(m, ctx)
@@ -214,7 +212,7 @@ def skb_get_tunnel_key(m, ctx, to, size, flags, *_):
     return 0
 
 
-@helper(F.skb_set_tunnel_key, Ret.INTEGER, (CTX, Arg.PTR_TO_MEM, Arg.CONST_SIZE, ANY))
+@implements(F.skb_set_tunnel_key)
 def skb_set_tunnel_key(m, ctx, frm, size, flags, *_):
     from ..packet.net import TunnelKey
     from ..packet.skbuff import from_ctx
@@ -275,32 +273,27 @@ def _lookup(m, tup, length, netns, flags, proto) -> int:
     return listener.addr if listener is not None else 0
 
 
-_SOCK_ARGS = (CTX, Arg.PTR_TO_MEM, Arg.CONST_SIZE, ANY, ANY)
-
-
-@helper(F.sk_lookup_tcp, Ret.PTR_TO_SOCKET_OR_NULL, _SOCK_ARGS)
+@implements(F.sk_lookup_tcp)
 def sk_lookup_tcp(m, ctx, tup, length, netns, flags):
     return _lookup(m, tup, length, netns, flags, IPPROTO_TCP)
 
 
-@helper(F.sk_lookup_udp, Ret.PTR_TO_SOCKET_OR_NULL, _SOCK_ARGS)
+@implements(F.sk_lookup_udp)
 def sk_lookup_udp(m, ctx, tup, length, netns, flags):
     return _lookup(m, tup, length, netns, flags, IPPROTO_UDP)
 
 
-@helper(F.skc_lookup_tcp, Ret.PTR_TO_SOCK_COMMON_OR_NULL, _SOCK_ARGS)
+@implements(F.skc_lookup_tcp)
 def skc_lookup_tcp(m, ctx, tup, length, netns, flags):
     return _lookup(m, tup, length, netns, flags, IPPROTO_TCP)
 
 
-@helper(F.sk_release, Ret.INTEGER, (Arg.PTR_TO_BTF_ID_SOCK_COMMON,))
+@implements(F.sk_release)
 def sk_release(m, sk, *_):
     return 0
 
 
-@helper(F.sk_assign, Ret.INTEGER, (CTX, Arg.PTR_TO_SOCKET_OR_NULL, ANY),
-        variants=((frozenset({P.SCHED_CLS, P.SCHED_ACT}),
-                   (CTX, Arg.PTR_TO_BTF_ID_SOCK_COMMON, ANY)),))   # tc: bpf_sk_assign_proto
+@implements(F.sk_assign)   # tc: bpf_sk_assign_proto
 def sk_assign(m, ctx, sk, flags, *_):
     rc = _rc(m)
     if rc.prog_type is not P.SK_LOOKUP:

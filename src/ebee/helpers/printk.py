@@ -15,14 +15,12 @@ too, since ebee has no kernel symbols.
 from __future__ import annotations
 
 import errno as E
-import ipaddress
 
 from .. import uapi as U
 from ..errors import MemoryFault
 from ..runtime.trace_pipe import PIPE
 from ..uapi import FuncId
-from .proto import Arg, Ret
-from .registry import helper
+from .registry import implements
 
 M64 = (1 << 64) - 1
 
@@ -195,7 +193,7 @@ def emit_trace(m, text: str) -> None:
     PIPE.emit(t.comm, t.pid, m.cpu, m.clock.monotonic_ns(), msg)
 
 
-@helper(FuncId.trace_printk, Ret.INTEGER, (Arg.PTR_TO_MEM, Arg.CONST_SIZE), gpl_only=True)
+@implements(FuncId.trace_printk)
 def trace_printk(m, fmt, size, a1, a2, a3):
     try:
         text, n = _render(m, fmt, size, [a1, a2, a3], U.MAX_TRACE_PRINTK_VARARGS)
@@ -212,8 +210,7 @@ def _data_args(m, data: int, data_len: int) -> list[int] | None:
     return [int.from_bytes(raw[k:k + 8], "little") for k in range(0, data_len, 8)]
 
 
-@helper(FuncId.trace_vprintk, Ret.INTEGER, (Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.PTR_TO_MEM_OR_NULL,
-                                           Arg.CONST_SIZE_OR_ZERO), gpl_only=True)
+@implements(FuncId.trace_vprintk)
 def trace_vprintk(m, fmt, size, data, data_len, _):
     args = _data_args(m, data, data_len)
     if args is None:
@@ -226,9 +223,7 @@ def trace_vprintk(m, fmt, size, data, data_len, _):
     return n
 
 
-@helper(FuncId.snprintf, Ret.INTEGER, (Arg.PTR_TO_MEM_OR_NULL, Arg.CONST_SIZE_OR_ZERO,
-                                      Arg.PTR_TO_CONST_STR, Arg.PTR_TO_MEM_OR_NULL,
-                                      Arg.CONST_SIZE_OR_ZERO))
+@implements(FuncId.snprintf)
 def snprintf(m, out, out_size, fmt, data, data_len):
     args = _data_args(m, data, data_len)
     if args is None:

@@ -16,8 +16,9 @@ from ..maps.errors import MapError
 from ..packet.skbuff import from_ctx
 from ..runtime.cpu import Cpu
 from ..runtime.program import Runnable
-from .kfuncs import by_id as kfunc_by_id
-from .registry import REGISTRY, helper_name
+from ..protos.helpers import helper_name
+from .kfuncs import impl_of
+from .registry import REGISTRY
 
 
 class Runtime:
@@ -39,8 +40,7 @@ class Runtime:
     def kfunc(self, btf_id: int, btf_off: int):
         if btf_off:
             return None      # kfuncs from module BTFs: not modelled
-        k = kfunc_by_id(btf_id)
-        return k.impl if k is not None else None
+        return impl_of(btf_id)
 
     def ld_imm64(self, insn: Instruction) -> int:
         """Value of ``lddw`` with a pseudo source: map pointers (src 1) and direct

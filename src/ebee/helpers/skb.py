@@ -12,12 +12,10 @@ import struct
 
 from ..uapi import (BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_ADJ_ROOM_NO_CSUM_RESET, BPF_F_HDR_FIELD_MASK,
                     BPF_F_INVALIDATE_HASH, BPF_F_IPV6, BPF_F_MARK_ENFORCE, BPF_F_MARK_MANGLED_0,
-                    BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q,
-                    ETH_P_IP, ETH_P_IPV6, AdjRoomMode, FuncId as F, HdrStartOff)
-from .proto import Arg, Ret
-from .registry import helper
+                    BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM, ENOTSUPP, ETH_HLEN, ETH_P_8021AD,
+                    ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, AdjRoomMode, FuncId as F, HdrStartOff)
+from .registry import implements
 
-CTX, ANY = Arg.PTR_TO_CTX, Arg.ANYTHING
 M64 = (1 << 64) - 1
 INT_MAX = 0x7FFFFFFF
 PACKET_OTHERHOST = 3
@@ -39,7 +37,7 @@ def _done(skb) -> None:
     skb.compute_data_pointers()
 
 
-@helper(F.skb_load_bytes, Ret.INTEGER, (CTX, ANY, Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE))
+@implements(F.skb_load_bytes)
 def skb_load_bytes(m, ctx, offset, to, length, _r5):
     skb = skb_of(m, ctx)
     offset &= 0xFFFFFFFF
@@ -50,8 +48,7 @@ def skb_load_bytes(m, ctx, offset, to, length, _r5):
     return 0
 
 
-@helper(F.skb_load_bytes_relative, Ret.INTEGER,
-        (CTX, ANY, Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE, ANY))
+@implements(F.skb_load_bytes_relative)
 def skb_load_bytes_relative(m, ctx, offset, to, length, start_header):
     from ..packet.skbuff import HEADER_UNSET
     skb = skb_of(m, ctx)
@@ -76,7 +73,7 @@ def _make_writable(skb, write_len: int) -> bool:
     return ok
 
 
-@helper(F.skb_store_bytes, Ret.INTEGER, (CTX, ANY, Arg.PTR_TO_MEM, Arg.CONST_SIZE, ANY))
+@implements(F.skb_store_bytes)
 def skb_store_bytes(m, ctx, offset, frm, length, flags):
     skb = skb_of(m, ctx)
     if flags & ~(BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH):
@@ -98,7 +95,7 @@ def _put16(skb, offset: int, v: int) -> None:
     struct.pack_into("<H", skb.headbuf.buf, skb.data_off + offset, v & 0xFFFF)
 
 
-@helper(F.l3_csum_replace, Ret.INTEGER, (CTX, ANY, ANY, ANY, ANY))
+@implements(F.l3_csum_replace)
 def l3_csum_replace(m, ctx, offset, frm, to, flags):
     from ..packet import csum
     skb = skb_of(m, ctx)
@@ -123,7 +120,7 @@ def l3_csum_replace(m, ctx, offset, frm, to, flags):
     return 0
 
 
-@helper(F.l4_csum_replace, Ret.INTEGER, (CTX, ANY, ANY, ANY, ANY))
+@implements(F.l4_csum_replace)
 def l4_csum_replace(m, ctx, offset, frm, to, flags):
     from ..packet import csum
     skb = skb_of(m, ctx)
@@ -156,7 +153,7 @@ def l4_csum_replace(m, ctx, offset, frm, to, flags):
     return 0
 
 
-@helper(F.skb_pull_data, Ret.INTEGER, (CTX, ANY))
+@implements(F.skb_pull_data)
 def skb_pull_data(m, ctx, length, *_):
     skb = skb_of(m, ctx)
     if not _make_writable(skb, length or skb.headlen()):
@@ -164,7 +161,7 @@ def skb_pull_data(m, ctx, length, *_):
     return 0
 
 
-@helper(F.skb_change_head, Ret.INTEGER, (CTX, ANY, ANY))
+@implements(F.skb_change_head)
 def skb_change_head(m, ctx, head_room, flags, *_):
     skb = skb_of(m, ctx)
     head_room &= 0xFFFFFFFF
@@ -196,7 +193,7 @@ def _change_tail(skb, new_len: int) -> None:
         skb.trim(new_len)
 
 
-@helper(F.skb_change_tail, Ret.INTEGER, (CTX, ANY, ANY))
+@implements(F.skb_change_tail)
 def skb_change_tail(m, ctx, new_len, flags, *_):
     from ..uapi import ProgType
     skb = skb_of(m, ctx)
@@ -210,7 +207,7 @@ def skb_change_tail(m, ctx, new_len, flags, *_):
     return 0
 
 
-@helper(F.skb_change_type, Ret.INTEGER, (CTX, ANY))
+@implements(F.skb_change_type)
 def skb_change_type(m, ctx, pkt_type, *_):
     skb = skb_of(m, ctx)
     if skb.pkt_type > PACKET_OTHERHOST or (pkt_type & 0xFFFFFFFF) > PACKET_OTHERHOST:
@@ -249,7 +246,7 @@ def _mac_header_len(skb) -> int:
     return skb.network_header - skb.mac_header
 
 
-@helper(F.skb_change_proto, Ret.INTEGER, (CTX, ANY, ANY))
+@implements(F.skb_change_proto)
 def skb_change_proto(m, ctx, proto, flags, *_):
     skb = skb_of(m, ctx)
     if flags:
@@ -265,12 +262,12 @@ def skb_change_proto(m, ctx, proto, flags, *_):
             return neg(errno.ENOMEM)
         skb.protocol = ETH_P_IP
     else:
-        return neg(524)     # ENOTSUPP
+        return neg(ENOTSUPP)
     _done(skb)
     return 0
 
 
-@helper(F.skb_adjust_room, Ret.INTEGER, (CTX, ANY, ANY, ANY))
+@implements(F.skb_adjust_room)
 def skb_adjust_room(m, ctx, len_diff, mode, flags, _r5):
     skb = skb_of(m, ctx)
     diff = len_diff - (1 << 64) if len_diff & (1 << 63) else len_diff
@@ -316,7 +313,7 @@ def _vlan_insert(skb, proto: int, tci: int) -> None:
     skb.mac_header = (skb.mac_header - 4) & 0xFFFF
 
 
-@helper(F.skb_vlan_push, Ret.INTEGER, (CTX, ANY, ANY))
+@implements(F.skb_vlan_push)
 def skb_vlan_push(m, ctx, vlan_proto, vlan_tci, *_):
     skb = skb_of(m, ctx)
     proto = ((vlan_proto & 0xFF) << 8) | ((vlan_proto >> 8) & 0xFF)
@@ -351,7 +348,7 @@ def _vlan_pop_payload(skb) -> tuple[int, int] | None:
     return tpid, tci
 
 
-@helper(F.skb_vlan_pop, Ret.INTEGER, (CTX,))
+@implements(F.skb_vlan_pop)
 def skb_vlan_pop(m, ctx, *_):
     skb = skb_of(m, ctx)
     vlan = (ETH_P_8021Q, ETH_P_8021AD)
@@ -374,7 +371,7 @@ def skb_vlan_pop(m, ctx, *_):
     return 0
 
 
-@helper(F.get_hash_recalc, Ret.INTEGER, (CTX,))
+@implements(F.get_hash_recalc)
 def get_hash_recalc(m, ctx, *_):
     from ..packet.flowhash import skb_flow_hash
     skb = skb_of(m, ctx)
@@ -385,13 +382,13 @@ def get_hash_recalc(m, ctx, *_):
     return h
 
 
-@helper(F.set_hash, Ret.INTEGER, (CTX, ANY))
+@implements(F.set_hash)
 def set_hash(m, ctx, h, *_):
     skb_of(m, ctx).set_hash(h & 0xFFFFFFFF, l4=True, sw=True)
     return 0
 
 
-@helper(F.set_hash_invalid, Ret.VOID, (CTX,))
+@implements(F.set_hash_invalid)
 def set_hash_invalid(m, ctx, *_):
     skb_of(m, ctx).clear_hash()
     return 0

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from .. import uapi as U
 from ..uapi import FuncId
 from ..memory import SHARED, Region
-from .proto import Arg, Ret
-from .registry import helper
+from .registry import implements
 
 FALLBACK_TASK_SIZE = 4096
 
@@ -110,19 +109,19 @@ def set_current(task: Task | None) -> None:
     _current = task
 
 
-@helper(FuncId.get_current_pid_tgid, Ret.INTEGER)
+@implements(FuncId.get_current_pid_tgid)
 def get_current_pid_tgid(m, *_):
     t = current_task(m)
     return ((t.tgid & 0xFFFFFFFF) << 32) | (t.pid & 0xFFFFFFFF)
 
 
-@helper(FuncId.get_current_uid_gid, Ret.INTEGER)
+@implements(FuncId.get_current_uid_gid)
 def get_current_uid_gid(m, *_):
     t = current_task(m)
     return ((t.gid & 0xFFFFFFFF) << 32) | (t.uid & 0xFFFFFFFF)
 
 
-@helper(FuncId.get_current_comm, Ret.INTEGER, (Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE))
+@implements(FuncId.get_current_comm)
 def get_current_comm(m, buf, size, *_):
     if size == 0:
         return 0
@@ -133,17 +132,16 @@ def get_current_comm(m, buf, size, *_):
     return 0
 
 
-@helper(FuncId.get_current_task, Ret.INTEGER, gpl_only=True)
+@implements(FuncId.get_current_task)
 def get_current_task(m, *_):
     return current_task(m).addr
 
 
-@helper(FuncId.get_current_task_btf, Ret.PTR_TO_BTF_ID_TRUSTED, gpl_only=True,
-        ret_btf="task_struct")
+@implements(FuncId.get_current_task_btf)
 def get_current_task_btf(m, *_):
     return current_task(m).addr
 
 
-@helper(FuncId.get_current_cgroup_id, Ret.INTEGER)
+@implements(FuncId.get_current_cgroup_id)
 def get_current_cgroup_id(m, *_):
     return current_task(m).cgroup_id

@@ -4,10 +4,8 @@ from __future__ import annotations
 import errno
 
 from ..uapi import ENOTSUPP, ETH_HLEN, FuncId as F
-from .proto import Arg, Ret
-from .registry import helper
+from .registry import implements
 
-CTX, ANY = Arg.PTR_TO_CTX, Arg.ANYTHING
 M64 = (1 << 64) - 1
 XDP_FRAME_SIZE = 40          # sizeof(struct xdp_frame): kept at the start of the headroom
 
@@ -26,7 +24,7 @@ def xdp_of(ctx: int):
     return from_ctx(ctx)
 
 
-@helper(F.xdp_adjust_head, Ret.INTEGER, (CTX, ANY))
+@implements(F.xdp_adjust_head)
 def xdp_adjust_head(m, ctx, offset, *_):
     x = xdp_of(ctx)
     off = s32(offset)
@@ -44,7 +42,7 @@ def xdp_adjust_head(m, ctx, offset, *_):
     return 0
 
 
-@helper(F.xdp_adjust_meta, Ret.INTEGER, (CTX, ANY))
+@implements(F.xdp_adjust_meta)
 def xdp_adjust_meta(m, ctx, offset, *_):
     x = xdp_of(ctx)
     meta = x.data_meta + s32(offset)
@@ -60,7 +58,7 @@ def xdp_adjust_meta(m, ctx, offset, *_):
     return 0
 
 
-@helper(F.xdp_adjust_tail, Ret.INTEGER, (CTX, ANY))
+@implements(F.xdp_adjust_tail)
 def xdp_adjust_tail(m, ctx, offset, *_):
     x = xdp_of(ctx)
     off = s32(offset)
@@ -113,7 +111,7 @@ def _xdp_pointer_check(x, offset: int, length: int) -> int | None:
     return None
 
 
-@helper(F.xdp_load_bytes, Ret.INTEGER, (CTX, ANY, Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE))
+@implements(F.xdp_load_bytes)
 def xdp_load_bytes(m, ctx, offset, buf, length, _r5):
     x = xdp_of(ctx)
     offset &= 0xFFFFFFFF
@@ -124,7 +122,7 @@ def xdp_load_bytes(m, ctx, offset, buf, length, _r5):
     return 0
 
 
-@helper(F.xdp_store_bytes, Ret.INTEGER, (CTX, ANY, Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE))
+@implements(F.xdp_store_bytes)
 def xdp_store_bytes(m, ctx, offset, buf, length, _r5):
     x = xdp_of(ctx)
     offset &= 0xFFFFFFFF
@@ -135,6 +133,6 @@ def xdp_store_bytes(m, ctx, offset, buf, length, _r5):
     return 0
 
 
-@helper(F.xdp_get_buff_len, Ret.INTEGER, (CTX,))
+@implements(F.xdp_get_buff_len)
 def xdp_get_buff_len(m, ctx, *_):
     return xdp_of(ctx).buff_len()

@@ -11,7 +11,7 @@ As libbpf's ``bpf_object__collect_externs``/``bpf_object__resolve_externs``:
 * ``extern T sym __ksym`` (DATASEC ``.ksyms``) -- a kernel variable (typed:
   ``ld_imm64`` with ``BPF_PSEUDO_BTF_ID`` of the vmlinux VAR) or an address
   (``void`` type: from ``/proc/kallsyms``), or a kfunc (``FUNC``): calls get the
-  id ``ebee.helpers.kfuncs.kfunc_id(name)`` gives the user-space runtime.
+  id ``ebee.protos.kfuncs.kfunc_id(name)`` gives the user-space runtime.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ..btf import BTF, Kind
 from ..errors import LoadError
+from ..protos.kfuncs import kfunc_id
 from .elf import STB_WEAK
 
 KCONFIG_SEC, KSYMS_SEC = ".kconfig", ".ksyms"
@@ -226,20 +227,9 @@ def resolve_ksyms(externs: dict[str, Extern]) -> None:
                 raise LoadError(f"extern (ksym) '{e.name}': failed to find kernel symbol "
                                 f"address (needs /proc/kallsyms)")
         elif e.kind == "kfunc":
-            kid = _kfunc_id(e.name)
+            kid = kfunc_id(e.name)
             if kid is not None:
                 e.value, e.resolved = kid, True
             elif not e.weak:
                 raise LoadError(f"extern (func ksym) '{e.name}': not found in kernel or "
                                 f"module BTFs")
-
-
-def _kfunc_id(name: str) -> int | None:
-    try:
-        from ..helpers.kfuncs import kfunc_id
-    except ImportError:
-        return None
-    try:
-        return kfunc_id(name)
-    except (KeyError, LookupError):
-        return None

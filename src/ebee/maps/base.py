@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import errno as E
 import itertools
+import struct
 import threading
 import weakref
 from typing import Any, Callable, ClassVar, Iterator
@@ -32,6 +33,7 @@ from typing import Any, Callable, ClassVar, Iterator
 from .. import uapi as U
 from ..btf.record import graph_roots, value_record
 from ..layouts.maps import MAP_HANDLE
+from ..idr import map_idr
 from ..uapi import MapType
 from ..memory import SHARED, Region
 from . import cpus
@@ -56,15 +58,13 @@ def roundup_pow_of_two(n: int) -> int:
 # live maps, by id and by handle address
 # ---------------------------------------------------------------------------------
 
-_ids = itertools.count(1)
-_by_id: "weakref.WeakValueDictionary[int, Map]" = weakref.WeakValueDictionary()
 _by_addr: "weakref.WeakValueDictionary[int, Map]" = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
 
 
 def by_id(map_id: int) -> "Map":
     """The live map with this id; ``MapError(ENOENT)`` if there is none."""
-    m = _by_id.get(map_id)
+    m = map_idr.get(map_id)
     if m is None:
         raise map_error(E.ENOENT, f"no map with id {map_id}")
     return m
@@ -76,7 +76,7 @@ def by_addr(addr: int) -> "Map | None":
 
 
 def live_maps() -> list["Map"]:
-    return sorted(_by_id.values(), key=lambda m: m.id)
+    return map_idr.live()
 
 
 def _name_ok(name: str) -> bool:
@@ -195,13 +195,12 @@ class Map:
         self.value_conv = Converter(value_size, value_type, "value")
         self._regions: list[Region] = []
         self.alloc()
-        self.id = next(_ids)
+        self.id = map_idr.register(self)
         self.handle = Region(HANDLE_SIZE, f"map {self.id} {self.name or self.type.name.lower()}",
                              writable=False)
         self._write_handle()
         SHARED.add(self.handle)
         with _registry_lock:
-            _by_id[self.id] = self
             _by_addr[self.handle.start] = self
         self._finalizer = weakref.finalize(self, _release, self._regions, self.handle)
 
@@ -266,8 +265,8 @@ class Map:
         if self.record:
             for fn in MAP_FREE:
                 fn(self)
+        map_idr.remove(self.id)
         with _registry_lock:
-            _by_id.pop(self.id, None)
             _by_addr.pop(self.handle.start, None)
         self._finalizer()
 

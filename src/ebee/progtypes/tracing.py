@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..uapi import MAX_BPF_FUNC_ARGS
 from .ctx import CtxRules, CtxStruct, Field
 from ..btf import BTF
 from .ctx import Access, RegType
@@ -26,7 +27,6 @@ PT_REGS_X86_64 = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r
 PT_REGS_SIZE = 8 * len(PT_REGS_X86_64)
 ARG_REGS = ("di", "si", "dx", "cx", "r8", "r9")      # PT_REGS_PARM1..6
 SYSCALL_ARG_REGS = ("di", "si", "dx", "r10", "r8", "r9")
-MAX_BPF_FUNC_ARGS = 12
 PERF_MAX_TRACE_SIZE = 8192
 TRACEFS = (Path("/sys/kernel/tracing/events"), Path("/sys/kernel/debug/tracing/events"))
 

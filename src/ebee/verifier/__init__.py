@@ -21,9 +21,10 @@ How it works (the same algorithm as kernel/bpf/verifier.c, in small modules):
    type, byte-level stack tracking), :mod:`.jumps` (branch decisions, range
    refinement on both edges, null checks, packet-range checks),
    :mod:`.calls` (helpers against their prototypes, bpf-to-bpf calls,
-   callbacks, references, return values).  A conditional jump whose outcome
-   the ranges cannot decide forks the state: the jump edge is pushed on a
-   stack and explored after the current path ends.
+   callbacks, return values; references in :mod:`.refs`).  A conditional
+   jump whose outcome the ranges cannot decide forks the state: the jump
+   edge is pushed on a stack (:mod:`.branches`) and explored after the
+   current path ends.
 
 3. **Pruning** (:mod:`.prune`, :mod:`.precision`).  At jump targets the
    current state is compared with states already proven safe there; if one
@@ -51,17 +52,8 @@ How it works (the same algorithm as kernel/bpf/verifier.c, in small modules):
 
 Entry point: :func:`verify`.
 """
-from .api import Facts, RegFact, VerifierError, VerifierResult, admit, verdict, verify, verify_object
-
-from . import (alu, api, btfaccess, calls, cfg, core, dynptr, globals, graph, jumps,
-               kfunc_check, kfuncs, liveness, locks, log, memory, precision, prune, sanitize,
-               sock, state)
-
-for _m in (alu, api, btfaccess, calls, cfg, core, dynptr, globals, graph, jumps, kfunc_check, kfuncs,
-           liveness, locks, log, memory, precision, prune, sanitize, sock, state):
-    if hasattr(_m, "_bind"):
-        _m._bind()
-del _m
+from .api import (Facts, RegFact, VerifierError, VerifierResult, admit, verdict, verify,
+                  verify_object)
 
 __all__ = ["Facts", "RegFact", "VerifierError", "VerifierResult", "admit", "verdict", "verify",
            "verify_object"]

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from .. import uapi as U
 from .bounds import S32_MAX, S64_MAX, S64_MIN, U32, U64, Bounds, s64
-from .env import DST_OP, DST_OP_NO_MARK, SRC_OP, Env
+from .branches import push_stack
+from .env import DST_OP, DST_OP_NO_MARK, SRC_OP, Env, assign_scalar_id_before_mov
 from .errors import EACCES, EINVAL
 from .insn import Insn
+from .precision import mark_chain_precision
+from .sanitize import sanitize_check_bounds, sanitize_ptr_alu, sanitize_val_alu
 from .state import RegState
-from .types import (BPF_ADD_CONST, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, PTR_MAYBE_NULL,
-                    PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX, PTR_TO_FLOW_KEYS,
-                    PTR_TO_FUNC, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TO_PACKET,
-                    PTR_TO_PACKET_META, PTR_TO_STACK, PTR_TO_TP_BUFFER, PTR_UNTRUSTED,
-                    SCALAR_VALUE, base_type, reg_type_str, type_is_pkt_pointer)
+from .types import (BPF_ADD_CONST, BPF_MAX_VAR_OFF, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP,
+                    PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX,
+                    PTR_TO_FLOW_KEYS, PTR_TO_FUNC, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM,
+                    PTR_TO_PACKET, PTR_TO_PACKET_META, PTR_TO_STACK, PTR_TO_TP_BUFFER,
+                    PTR_UNTRUSTED, SCALAR_VALUE, base_type, reg_type_str, type_is_pkt_pointer)
 
-BPF_MAX_VAR_OFF = 1 << 29
 
 ALU_STRING = {U.BPF_ADD: "+=", U.BPF_SUB: "-=", U.BPF_MUL: "*=", U.BPF_DIV: "/=",
               U.BPF_OR: "|=", U.BPF_AND: "&=", U.BPF_LSH: "<<=", U.BPF_RSH: ">>=",
@@ -167,18 +169,6 @@ def _check_mov(env: Env, insn: Insn, regs: list[RegState], alu64: bool) -> None:
             dst.mark_known(insn.imm)
         else:
             dst.mark_known(insn.imm & U32)
-
-
-def assign_scalar_id_before_mov(env: Env, src: RegState) -> None:
-    """Give a scalar an id before copying it, so a later bounds check on either
-    copy refines both (sync_linked_regs)."""
-    if src.type != SCALAR_VALUE:
-        return
-    if src.id & BPF_ADD_CONST:
-        src.id = 0
-        src.off = 0
-    if not src.id and src.bounds.var_off.mask:
-        src.id = env.new_id()
 
 
 def adjust_reg_min_max_vals(env: Env, insn: Insn) -> None:
@@ -418,12 +408,3 @@ def adjust_ptr_min_max_vals(env: Env, insn: Insn, ptr: RegState, offr: RegState)
             raise env.last_exc
         if sanitize:
             sanitize_ptr_alu(env, insn, dst, offr, dst, info, True, True, off_is_dst)
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global mark_chain_precision, sanitize_check_bounds, sanitize_ptr_alu, sanitize_val_alu
-    global push_stack
-    from .core import push_stack
-    from .precision import mark_chain_precision
-    from .sanitize import sanitize_check_bounds, sanitize_ptr_alu, sanitize_val_alu

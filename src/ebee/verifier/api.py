@@ -7,9 +7,18 @@ from typing import Any, Sequence
 
 from .. import uapi as U
 from ..errors import LoadError
+from ..idr import map_idr
+from ..progtypes import get as pt_get
+from . import cfg
 from .bounds import Bounds
+from .core import do_check_common, do_check_subprogs, print_verification_stats
+from .env import Env, LineInfo
 from .errors import EINVAL, E2BIG, VerifierReject
+from .globals import check_max_stack_depth, func_info_records
 from .insn import Insn, from_bytes, from_instructions
+from .kfuncs import default_kfuncs
+from .liveness import StackLiveness
+from .types import PTR_MAYBE_NULL, RegType, base_type
 
 
 @dataclass(frozen=True)
@@ -219,7 +228,6 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
     if kfuncs is None:
         kfuncs = default_kfuncs(btf)
     try:
-        from ..progtypes import get as pt_get
         ptinfo = pt_get(prog_type, expected_attach_type)
     except Exception:
         ptinfo = None
@@ -290,13 +298,7 @@ def _default_maps(prog):
 
     def resolve(n: int):
         m = objmaps.get(n)
-        if m is not None:
-            return m
-        try:
-            from ..maps import by_id
-            return by_id(n)
-        except Exception:
-            return None
+        return m if m is not None else map_idr.get(n)
     return resolve
 
 
@@ -367,15 +369,3 @@ def admit(prog) -> VerifierResult:
     if not r.accepted:
         raise VerifierError(getattr(prog, "name", "") or "program", r)
     return r
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global cfg, do_check_common, print_verification_stats, Env, LineInfo, check_max_stack_depth, do_check_subprogs, func_info_records, default_kfuncs, StackLiveness, RegType, base_type, PTR_MAYBE_NULL
-    from . import cfg
-    from .core import do_check_common, print_verification_stats
-    from .env import Env, LineInfo
-    from .globals import check_max_stack_depth, do_check_subprogs, func_info_records
-    from .kfuncs import default_kfuncs
-    from .liveness import StackLiveness
-    from .types import PTR_MAYBE_NULL, RegType, base_type

@@ -7,6 +7,7 @@ comes from the kernel's BTF.
 """
 from __future__ import annotations
 
+from ..btf import BTF
 from .env import Env
 from .types import (MEM_ALLOC, PTR_TO_BTF_ID, PTR_TRUSTED, PTR_UNTRUSTED, SCALAR_VALUE, reg_type_str)
 
@@ -105,9 +106,3 @@ def check_map_kptr_access(env: Env, regno: int, value_regno: int, insn_idx: int,
     regs = env.cur_regs()
     if value_regno >= 0:
         env.mark_reg_unknown(regs, value_regno)
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global BTF
-    from ..btf import BTF

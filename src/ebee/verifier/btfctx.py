@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from .. import uapi as U
+from ..btf import BTF
 from .env import Env
 from .types import PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED, SCALAR_VALUE
 
@@ -23,12 +24,10 @@ A = U.AttachType
 _PREFIX = {A.TRACE_RAW_TP: ("btf_trace_", "TYPEDEF"), A.LSM_MAC: ("bpf_lsm_", "FUNC"),
            A.LSM_CGROUP: ("bpf_lsm_", "FUNC"), A.TRACE_FENTRY: ("", "FUNC"),
            A.TRACE_FEXIT: ("", "FUNC"), A.MODIFY_RETURN: ("", "FUNC")}
-MAX_BPF_FUNC_ARGS = 12
 
 
 @lru_cache(maxsize=1)
 def _vmlinux():
-    from ..btf import BTF
     try:
         return BTF.load_vmlinux()
     except Exception:
@@ -86,7 +85,7 @@ def _kind_str(t) -> str:
 def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | None:
     """tracing_prog_is_valid_access + btf_ctx_access: (reg type, btf, btf id) of the
     loaded value, or None (invalid).  The kernel's diagnostics are logged."""
-    if off < 0 or off >= 8 * MAX_BPF_FUNC_ARGS or off % size:
+    if off < 0 or off >= 8 * U.MAX_BPF_FUNC_ARGS or off % size:
         return None
     ap = attach_proto(env)
     if ap is None:

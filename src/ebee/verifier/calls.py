@@ -1,324 +1,73 @@
-"""Calls and exits: helper calls against their prototypes, bpf-to-bpf calls, callbacks,
-reference tracking, spin locks and the program's return value.
+"""Calls and exits: helper calls against their prototypes, bpf-to-bpf calls, callbacks
+and the program's return value.
 
-check_helper_call, check_func_arg, check_reg_type, check_helper_mem_access,
-check_map_func_compatibility, check_func_call, prepare_func_exit,
-push_callback_call, check_return_code and check_resource_leak of
-kernel/bpf/verifier.c.  Prototypes come from the helper registry
-(``ebee.helpers.REGISTRY``), translated from its ``Arg``/``Ret`` vocabulary into
-the kernel's arg type + flag words here; which helpers a program type may
-call comes from the program-type registry.
+check_helper_call, check_func_arg, check_reg_type, check_map_func_compatibility,
+check_func_call, prepare_func_exit, push_callback_call and check_return_code of
+kernel/bpf/verifier.c.  Prototypes come from the helper table
+(``ebee.protos.helpers.HELPERS``) in the kernel's arg type + flag words
+(:mod:`.func_proto`); which helpers a program type may call comes from the
+program-type registry.  References are tracked in :mod:`.refs`, locks in
+:mod:`.locks`, helper memory arguments are checked by :mod:`.memory`.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from .. import uapi as U
+from ..uapi import ENOTSUPP, MAX_CALL_FRAMES
 from ..uapi import FuncId as F
+from .branches import init_func_state, push_async_cb, push_stack
+from .btfaccess import check_btf_id_arg, helper_ret_btf
+from .dynptr import check_release_dynptr, process_dynptr_func, unmark_stack_slots_dynptr
 from .env import DST_OP_NO_MARK, SRC_OP, Env
-from .errors import E2BIG, EINVAL, ENOTSUPP
+from .errors import E2BIG, EINVAL, VerifierReject
+from .func_proto import (ARG_ANYTHING, ARG_CONST_ALLOC_SIZE_OR_ZERO, ARG_CONST_MAP_PTR,
+                         ARG_CONST_SIZE, ARG_CONST_SIZE_OR_ZERO, ARG_DONTCARE, ARG_KPTR_XCHG_DEST,
+                         ARG_PTR_TO_BTF_ID, ARG_PTR_TO_BTF_ID_SOCK_COMMON, ARG_PTR_TO_CONST_STR,
+                         ARG_PTR_TO_CTX, ARG_PTR_TO_DYNPTR, ARG_PTR_TO_FUNC, ARG_PTR_TO_MAP_KEY,
+                         ARG_PTR_TO_MAP_VALUE, ARG_PTR_TO_MEM, ARG_PTR_TO_PERCPU_BTF_ID,
+                         ARG_PTR_TO_RINGBUF_MEM, ARG_PTR_TO_SOCKET, ARG_PTR_TO_SOCK_COMMON,
+                         ARG_PTR_TO_SPIN_LOCK, ARG_PTR_TO_STACK, ARG_PTR_TO_TIMER,
+                         BPF_FUNC_MAX_ID, RET_INTEGER, RET_PTR_TO_BTF_ID, RET_PTR_TO_MAP_VALUE,
+                         RET_PTR_TO_MEM, RET_PTR_TO_MEM_OR_BTF_ID, RET_PTR_TO_SOCK_COMMON,
+                         RET_PTR_TO_SOCKET, RET_PTR_TO_TCP_SOCK, RET_VOID, CallArgMeta, Proto,
+                         func_id_name, helper_changes_pkt_data, helper_proto,
+                         is_async_callback_calling_insn)
+from .globals import btf_check_subprog_call
 from .insn import Insn
-from .memory import (BPF_READ, BPF_WRITE, check_map_access, check_map_access_type,
-                     check_mem_access, check_mem_region_access, check_packet_access,
-                     check_ptr_alignment, check_ptr_off_reg, check_stack_range_initialized,
-                     may_access_direct_pkt_data)
-from .state import FuncState, RefState, RegState, VerifierState, for_each_reg
+from .locks import (process_kptr_func, process_spin_lock, process_timer_helper,
+                    reg_may_point_to_spin_lock)
+from .memory import (BPF_READ, BPF_WRITE, check_helper_mem_access, check_map_access,
+                     check_mem_access, check_ptr_alignment, check_ptr_off_reg,
+                     may_access_direct_pkt_data, register_is_null)
+from .precision import mark_chain_precision, mark_chain_precision_stack
+from .printf import check_format
+from .prune import find_prev_entry, widen_imprecise_scalars
+from .refs import (acquire_reference, check_resource_leak, mark_reg_invalid, release_reference,
+                   release_reference_nomark)
+from .state import FuncState, RegState, VerifierState, for_each_reg
 from .types import (BPF_REG_SIZE, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_TYPE_LOCAL,
-                    DYNPTR_TYPE_RINGBUF, DYNPTR_TYPE_SKB, DYNPTR_TYPE_XDP, MAX_CALL_FRAMES,
+                    DYNPTR_TYPE_RINGBUF, DYNPTR_TYPE_SKB, DYNPTR_TYPE_XDP,
                     MEM_ALIGNED, MEM_ALLOC, MEM_FIXED_SIZE, MEM_PERCPU, MEM_RCU, MEM_RDONLY,
                     MEM_RINGBUF, MEM_UNINIT, MEM_WRITE, NON_OWN_REF, NOT_INIT, OBJ_RELEASE,
                     PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX,
                     PTR_TO_FUNC, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TO_PACKET,
                     PTR_TO_PACKET_META, PTR_TO_SOCK_COMMON, PTR_TO_SOCKET, PTR_TO_STACK,
-                    PTR_TO_TCP_SOCK, PTR_TO_XDP_SOCK, PTR_TRUSTED, SCALAR_VALUE, base_type,
-                    reg_type_str, type_is_pkt_pointer)
+                    PTR_TO_TCP_SOCK, PTR_TO_XDP_SOCK, PTR_TRUSTED, SCALAR_VALUE, STACK_SPILL,
+                    STACK_ZERO, base_type, reg_type_str, type_is_pkt_pointer)
 
 MAX_BPF_FUNC_REG_ARGS = 5
-__BPF_FUNC_MAX_ID = max(int(f) for f in F) + 1
 BPF_MAX_VAR_SIZ = 1 << 29
 MAX_ERRNO = 4095
 
-# enum bpf_arg_type (base values; flags are the register-type flag bits)
-(ARG_DONTCARE, ARG_CONST_MAP_PTR, ARG_PTR_TO_MAP_KEY, ARG_PTR_TO_MAP_VALUE, ARG_PTR_TO_MEM,
- ARG_PTR_TO_ARENA, ARG_CONST_SIZE, ARG_CONST_SIZE_OR_ZERO, ARG_PTR_TO_CTX, ARG_ANYTHING,
- ARG_PTR_TO_SPIN_LOCK, ARG_PTR_TO_SOCK_COMMON, ARG_PTR_TO_SOCKET, ARG_PTR_TO_BTF_ID,
- ARG_PTR_TO_RINGBUF_MEM, ARG_CONST_ALLOC_SIZE_OR_ZERO, ARG_PTR_TO_BTF_ID_SOCK_COMMON,
- ARG_PTR_TO_PERCPU_BTF_ID, ARG_PTR_TO_FUNC, ARG_PTR_TO_STACK, ARG_PTR_TO_CONST_STR,
- ARG_PTR_TO_TIMER, ARG_KPTR_XCHG_DEST, ARG_PTR_TO_DYNPTR) = range(24)
-
-# enum bpf_return_type (base values)
-(RET_INTEGER, RET_VOID, RET_PTR_TO_MAP_VALUE, RET_PTR_TO_SOCKET, RET_PTR_TO_TCP_SOCK,
- RET_PTR_TO_SOCK_COMMON, RET_PTR_TO_MEM, RET_PTR_TO_MEM_OR_BTF_ID, RET_PTR_TO_BTF_ID) = range(9)
-
-# The registry's Arg/Ret names are the kernel's enum names; these are their
-# definitions in include/linux/bpf.h (base type | flags), plus the fixed
-# sizes the kernel's prototypes give the legacy int/long pointer args.
-_ARG_DEF = {
-    "DONTCARE": (ARG_DONTCARE, 0), "ANYTHING": (ARG_ANYTHING, 0),
-    "CONST_MAP_PTR": (ARG_CONST_MAP_PTR, 0), "PTR_TO_MAP_KEY": (ARG_PTR_TO_MAP_KEY, 0),
-    "PTR_TO_MAP_VALUE": (ARG_PTR_TO_MAP_VALUE, 0),
-    "PTR_TO_UNINIT_MAP_VALUE": (ARG_PTR_TO_MAP_VALUE, MEM_UNINIT | MEM_WRITE),
-    "PTR_TO_MAP_VALUE_OR_NULL": (ARG_PTR_TO_MAP_VALUE, PTR_MAYBE_NULL),
-    "PTR_TO_MEM": (ARG_PTR_TO_MEM, MEM_RDONLY),
-    "PTR_TO_MEM_OR_NULL": (ARG_PTR_TO_MEM, PTR_MAYBE_NULL | MEM_RDONLY),
-    "PTR_TO_UNINIT_MEM": (ARG_PTR_TO_MEM, MEM_UNINIT | MEM_WRITE),
-    "PTR_TO_FIXED_SIZE_MEM": (ARG_PTR_TO_MEM, MEM_FIXED_SIZE),
-    "CONST_SIZE": (ARG_CONST_SIZE, 0), "CONST_SIZE_OR_ZERO": (ARG_CONST_SIZE_OR_ZERO, 0),
-    "CONST_ALLOC_SIZE_OR_ZERO": (ARG_CONST_ALLOC_SIZE_OR_ZERO, 0),
-    "PTR_TO_CTX": (ARG_PTR_TO_CTX, 0), "PTR_TO_CTX_OR_NULL": (ARG_PTR_TO_CTX, PTR_MAYBE_NULL),
-    "PTR_TO_SOCK_COMMON": (ARG_PTR_TO_SOCK_COMMON, 0), "PTR_TO_SOCKET": (ARG_PTR_TO_SOCKET, 0),
-    "PTR_TO_SOCKET_OR_NULL": (ARG_PTR_TO_SOCKET, PTR_MAYBE_NULL),
-    "PTR_TO_BTF_ID": (ARG_PTR_TO_BTF_ID, 0),
-    "PTR_TO_BTF_ID_OR_NULL": (ARG_PTR_TO_BTF_ID, PTR_MAYBE_NULL),
-    "PTR_TO_BTF_ID_SOCK_COMMON": (ARG_PTR_TO_BTF_ID_SOCK_COMMON, 0),
-    "PTR_TO_SPIN_LOCK": (ARG_PTR_TO_SPIN_LOCK, 0),
-    "PTR_TO_INT": (ARG_PTR_TO_MEM, MEM_FIXED_SIZE | MEM_UNINIT | MEM_WRITE | MEM_ALIGNED),
-    "PTR_TO_LONG": (ARG_PTR_TO_MEM, MEM_FIXED_SIZE | MEM_UNINIT | MEM_WRITE | MEM_ALIGNED),
-    "PTR_TO_ALLOC_MEM": (ARG_PTR_TO_RINGBUF_MEM, 0),
-    "PTR_TO_FUNC": (ARG_PTR_TO_FUNC, 0), "PTR_TO_STACK": (ARG_PTR_TO_STACK, 0),
-    "PTR_TO_STACK_OR_NULL": (ARG_PTR_TO_STACK, PTR_MAYBE_NULL),
-    "PTR_TO_CONST_STR": (ARG_PTR_TO_CONST_STR, 0), "PTR_TO_TIMER": (ARG_PTR_TO_TIMER, 0),
-    "PTR_TO_KPTR": (ARG_KPTR_XCHG_DEST, 0), "PTR_TO_DYNPTR": (ARG_PTR_TO_DYNPTR, 0),
-    "PTR_TO_PERCPU_BTF_ID": (ARG_PTR_TO_PERCPU_BTF_ID, 0),
-}
-_ARG_SIZE = {"PTR_TO_INT": 4, "PTR_TO_LONG": 8}
-_RET_DEF = {
-    "INTEGER": (RET_INTEGER, 0), "VOID": (RET_VOID, 0),
-    "PTR_TO_MAP_VALUE": (RET_PTR_TO_MAP_VALUE, 0),
-    "PTR_TO_MAP_VALUE_OR_NULL": (RET_PTR_TO_MAP_VALUE, PTR_MAYBE_NULL),
-    "PTR_TO_SOCKET_OR_NULL": (RET_PTR_TO_SOCKET, PTR_MAYBE_NULL),
-    "PTR_TO_TCP_SOCK_OR_NULL": (RET_PTR_TO_TCP_SOCK, PTR_MAYBE_NULL),
-    "PTR_TO_SOCK_COMMON_OR_NULL": (RET_PTR_TO_SOCK_COMMON, PTR_MAYBE_NULL),
-    "PTR_TO_RINGBUF_MEM_OR_NULL": (RET_PTR_TO_MEM, PTR_MAYBE_NULL | MEM_RINGBUF),
-    "PTR_TO_DYNPTR_MEM_OR_NULL": (RET_PTR_TO_MEM, PTR_MAYBE_NULL),
-    "PTR_TO_BTF_ID_OR_NULL": (RET_PTR_TO_BTF_ID, PTR_MAYBE_NULL),
-    "PTR_TO_BTF_ID": (RET_PTR_TO_BTF_ID, 0),
-    "PTR_TO_BTF_ID_TRUSTED": (RET_PTR_TO_BTF_ID, PTR_TRUSTED),
-    "PTR_TO_MEM_OR_BTF_ID": (RET_PTR_TO_MEM_OR_BTF_ID, 0),
-}
-# helpers whose argument is released by the call (OBJ_RELEASE in their prototypes)
-_RELEASE_ARG = {F.sk_release: 0, F.ringbuf_submit: 0, F.ringbuf_discard: 0,
-                F.ringbuf_submit_dynptr: 0, F.ringbuf_discard_dynptr: 0, F.kptr_xchg: 1}
 _ACQUIRE = {F.sk_lookup_tcp, F.sk_lookup_udp, F.skc_lookup_tcp, F.ringbuf_reserve, F.kptr_xchg}
 _PTR_CAST = {F.tcp_sock, F.sk_fullsock, F.skc_to_tcp_sock, F.skc_to_tcp6_sock,
              F.skc_to_udp6_sock, F.skc_to_mptcp_sock, F.skc_to_tcp_timewait_sock,
              F.skc_to_tcp_request_sock}
-_SYNC_CB = {F.for_each_map_elem, F.find_vma, F.loop, F.user_ringbuf_drain}
-_ASYNC_CB = {F.timer_set_callback}
-_CHANGES_PKT_DATA = {
-    F.skb_store_bytes, F.skb_change_proto, F.skb_change_type, F.skb_change_tail,
-    F.skb_change_head, F.skb_pull_data, F.skb_vlan_push, F.skb_vlan_pop, F.skb_adjust_room,
-    F.l3_csum_replace, F.l4_csum_replace, F.xdp_adjust_head, F.xdp_adjust_meta,
-    F.xdp_adjust_tail, F.clone_redirect, F.msg_pull_data, F.msg_push_data, F.msg_pop_data,
-    F.lwt_push_encap, F.lwt_seg6_store_bytes, F.lwt_seg6_adjust_srh, F.lwt_seg6_action,
-    F.store_hdr_opt, F.skb_ecn_set_ce, F.sock_ops_cb_flags_set}
-
-
-def helper_changes_pkt_data(func_id: int) -> bool:
-    return func_id in _CHANGES_PKT_DATA
-
-
-def is_sync_callback_calling_insn(insn: Insn) -> bool:
-    if insn.is_kfunc_call():
-        return _kfunc_name(insn.imm) == "bpf_rbtree_add_impl"
-    return insn.is_helper_call() and insn.imm in _SYNC_CB
-
-
-def _kfunc_name(imm: int) -> str | None:
-    from ..helpers import kfuncs
-    try:
-        return kfuncs.by_id(imm).name
-    except Exception:
-        return None
-
-
-def is_async_callback_calling_insn(insn: Insn) -> bool:
-    return insn.is_helper_call() and insn.imm in _ASYNC_CB
-
-
-@dataclass
-class Proto:
-    """A helper prototype in kernel words (bpf_func_proto)."""
-    func_id: int
-    ret: int
-    ret_flags: int
-    args: list[tuple[int, int]]
-    arg_size: list[int]
-    gpl_only: bool = False
-    pkt_access: bool = False
-    might_sleep: bool = False
-    ret_btf_id: object = None
-    arg_btf_id: list = field(default_factory=list)
-
-
-_proto_cache: dict[tuple[int, int], Proto | None] = {}
-
-
-def _registry():
-    return REGISTRY
-
-
-def _make_proto(fid: int, prog_type=None) -> Proto | None:
-    h = _registry().get(fid)
-    if h is None:
-        return None
-    args = []
-    sizes = []
-    for a in (h.args_for(prog_type) if hasattr(h, "args_for") else h.args):
-        name = a.name
-        if name == "DONTCARE":
-            break
-        base, flags = _ARG_DEF[name]
-        extra = getattr(h, "arg_flags", None)
-        if extra:
-            flags |= int(extra[len(args)] or 0)
-        args.append((base, flags))
-        sz = getattr(h, "arg_size", None)
-        sizes.append((sz[len(sizes)] if sz and len(sz) > len(sizes) else 0)
-                     or _ARG_SIZE.get(name, 0))
-    if fid in _RELEASE_ARG:
-        i = _RELEASE_ARG[fid]
-        if i < len(args):
-            args[i] = (args[i][0], args[i][1] | OBJ_RELEASE)
-    rb, rf = _RET_DEF[h.ret.name]
-    return Proto(fid, rb, rf, args, sizes, bool(h.gpl_only),
-                 bool(getattr(h, "pkt_access", False)), bool(getattr(h, "might_sleep", False)),
-                 getattr(h, "ret_btf", None))
-
-
-def helper_proto(env: Env, func_id: int) -> Proto | None:
-    """get_helper_proto: the prototype if this program type may call the helper."""
-    if func_id < 0 or func_id >= __BPF_FUNC_MAX_ID:
-        return None
-    key = (func_id, env.prog_type)
-    p = _proto_cache.get(key, False)
-    if p is False:
-        p = _proto_cache[key] = _make_proto(func_id, env.prog_type)
-    if p is None:
-        return None
-    info = env.ptinfo
-    if info is not None and not info.helper_allowed(func_id):
-        return None
-    return p
-
-
-def func_id_name(fid: int) -> str:
-    try:
-        return "bpf_" + F(fid).name
-    except ValueError:
-        return "unknown"
-
-
-@dataclass
-class CallArgMeta:
-    map_ptr: object = None
-    map_uid: int = 0
-    raw_mode: bool = False
-    pkt_access: bool = False
-    release_regno: int = 0
-    regno: int = 0
-    access_size: int = 0
-    mem_size: int = 0
-    msize_max_value: int = 0
-    ref_obj_id: int = 0
-    dynptr_id: int = 0
-    func_id: int = 0
-    btf: object = None
-    btf_id: int = 0
-    ret_btf: object = None
-    ret_btf_id: int = 0
-    subprogno: int = 0
-    kptr_field: object = None
-    const_map_key: int = -1
 
 
 # ---------------------------------------------------------------------------
-# references
-
-
-def acquire_reference(env: Env, insn_idx: int) -> int:
-    s = env.cur_state
-    id_ = env.new_id()
-    s.refs = s.refs + [RefState(RefState.REF_PTR, id_, insn_idx)]
-    return id_
-
-
-def release_reference_nomark(vstate: VerifierState, ref_obj_id: int) -> bool:
-    refs = vstate.refs
-    for i, r in enumerate(refs):
-        if r.type == RefState.REF_PTR and r.id == ref_obj_id:
-            new = refs[:]
-            last = len(new) - 1
-            if last and i != last:
-                new[i] = new[last]
-            new.pop()
-            vstate.refs = new
-            return True
-    return False
-
-
-def mark_reg_invalid(env: Env, reg: RegState) -> None:
-    if not env.allow_ptr_leaks:
-        reg.mark_not_init(not env.bpf_capable)
-    else:
-        reg.mark_unknown(not env.bpf_capable)
-
-
-def release_reference(env: Env, ref_obj_id: int) -> bool:
-    vs = env.cur_state
-    if not release_reference_nomark(vs, ref_obj_id):
-        return False
-
-    def fn(frame, reg):
-        if reg.ref_obj_id == ref_obj_id:
-            mark_reg_invalid(env, reg)
-            return True
-        return False
-    for_each_reg(vs, fn)
-    return True
-
-
-def find_reference_state(vstate: VerifierState, ptr_id: int) -> bool:
-    return any(r.type == RefState.REF_PTR and r.id == ptr_id for r in vstate.refs)
-
-
-def check_reference_leak(env: Env, exception_exit: bool) -> bool:
-    s = env.cur_state
-    if not exception_exit and s.frames[s.curframe].frameno:
-        return False
-    leaking = False
-    r0 = s.regs[0]
-    for r in s.refs:
-        if r.type != RefState.REF_PTR:
-            continue
-        if env.prog_type == U.ProgType.STRUCT_OPS and not exception_exit and \
-                r0.ref_obj_id == r.id:
-            continue
-        env.verbose(f"Unreleased reference id={r.id} alloc_insn={r.insn_idx}\n")
-        leaking = True
-    return leaking
-
-
-def check_resource_leak(env: Env, exception_exit: bool, check_lock: bool, prefix: str) -> None:
-    s = env.cur_state
-    if check_lock and s.active_locks:
-        raise env.reject(f"{prefix} cannot be used inside bpf_spin_lock-ed region", EINVAL)
-    if check_reference_leak(env, exception_exit):
-        raise env.reject(f"{prefix} would lead to reference leak", EINVAL)
-    if check_lock and s.active_irq_id:
-        raise env.reject(f"{prefix} cannot be used inside bpf_local_irq_save-ed region", EINVAL)
-    if check_lock and s.active_rcu_lock:
-        raise env.reject(f"{prefix} cannot be used inside bpf_rcu_read_lock-ed region", EINVAL)
-    if check_lock and s.active_preempt_locks:
-        raise env.reject(f"{prefix} cannot be used inside bpf_preempt_disable-ed region",
-                         EINVAL)
-
-
-def reg_may_point_to_spin_lock(reg: RegState) -> bool:
-    if base_type(reg.type) != PTR_TO_MAP_VALUE or reg.map is None:
-        return False
-    return any(k in ("bpf_spin_lock", "bpf_res_spin_lock") for (_, _, k) in map_record(reg.map))
+# packet pointers a call that changes packet data invalidates
 
 
 def clear_all_pkt_pointers(env: Env) -> None:
@@ -355,10 +104,6 @@ COMPATIBLE = {
     ARG_PTR_TO_DYNPTR: (PTR_TO_STACK, CONST_PTR_TO_DYNPTR),
 }
 DYNPTR_TYPE_FLAG_MASK = DYNPTR_TYPE_LOCAL | DYNPTR_TYPE_RINGBUF | DYNPTR_TYPE_SKB | DYNPTR_TYPE_XDP
-
-
-def register_is_null(reg: RegState) -> bool:
-    return reg.type == SCALAR_VALUE and reg.is_const() and reg.bounds.var_off.value == 0
 
 
 def check_reg_type(env: Env, regno: int, arg_base: int, arg_flags: int, meta: CallArgMeta) -> None:
@@ -403,40 +148,6 @@ def check_func_arg_reg_off(env: Env, reg: RegState, regno: int, arg_base: int,
     if t in _FIXED_OFF_OK:
         return
     check_ptr_off_reg(env, reg, regno, t in _BTF_FIXED)
-
-
-def check_helper_mem_access(env: Env, regno: int, access_size: int, access_type: int,
-                            zero_ok: bool, meta: CallArgMeta | None) -> None:
-    regs = env.cur_regs()
-    reg = regs[regno]
-    bt = base_type(reg.type)
-    if bt in (PTR_TO_PACKET, PTR_TO_PACKET_META):
-        check_packet_access(env, regno, reg.off, access_size, zero_ok)
-    elif bt == PTR_TO_MAP_KEY:
-        if access_type == BPF_WRITE:
-            raise env.reject(f"R{regno} cannot write into {reg_type_str(reg.type)}")
-        check_mem_region_access(env, regno, reg.off, access_size, reg.map.key_size, False)
-    elif bt == PTR_TO_MAP_VALUE:
-        check_map_access_type(env, regno, reg.off, access_size, access_type)
-        check_map_access(env, regno, reg.off, access_size, zero_ok, False)
-    elif bt == PTR_TO_MEM:
-        if reg.type & MEM_RDONLY and access_type == BPF_WRITE:
-            raise env.reject(f"R{regno} cannot write into {reg_type_str(reg.type)}")
-        check_mem_region_access(env, regno, reg.off, access_size, reg.mem_size, zero_ok)
-    elif bt == PTR_TO_BUF:
-        if reg.type & MEM_RDONLY and access_type == BPF_WRITE:
-            raise env.reject(f"R{regno} cannot write into {reg_type_str(reg.type)}")
-        check_buffer_access(env, reg, regno, reg.off, access_size)
-    elif bt == PTR_TO_STACK:
-        check_stack_range_initialized(env, regno, reg.off, access_size, zero_ok, access_type,
-                                      meta)
-    elif bt == PTR_TO_BTF_ID:
-        check_ptr_to_btf_access(env, regs, regno, reg.off, access_size, BPF_READ, -1)
-    else:
-        if zero_ok and access_size == 0 and register_is_null(reg):
-            return
-        raise env.reject(f"R{regno} type={reg_type_str(reg.type)} "
-                         f"expected={reg_type_str(PTR_TO_STACK)}")
 
 
 def check_mem_size_reg(env: Env, reg: RegState, regno: int, access_type: int, zero_ok: bool,
@@ -642,7 +353,7 @@ def check_reg_const_str(env: Env, reg: RegState, regno: int) -> None:
 def check_helper_call(env: Env, insn: Insn) -> None:
     func_id = insn.imm
     insn_idx = env.insn_idx
-    if func_id < 0 or func_id >= __BPF_FUNC_MAX_ID:
+    if func_id < 0 or func_id >= BPF_FUNC_MAX_ID:
         raise env.reject(f"invalid func {func_id_name(func_id)}#{func_id}", EINVAL)
     fn = helper_proto(env, func_id)
     if fn is None:
@@ -999,21 +710,6 @@ def _allow_tail_call_in_subprogs(env: Env) -> bool:
 # bpf-to-bpf calls and callbacks
 
 
-def init_func_state(env: Env, frame: FuncState, callsite: int, frameno: int,
-                    subprogno: int) -> None:
-    frame.callsite = callsite
-    frame.frameno = frameno
-    frame.subprogno = subprogno
-    frame.callback_ret_range = (0, 0)
-    for r in frame.regs:
-        r.mark_not_init(not env.bpf_capable)
-    fp = frame.regs[10]
-    fp.type = PTR_TO_STACK
-    fp.mark_known(0)
-    fp.frameno = frameno
-    env.mark_verifier_state_scratched()
-
-
 def setup_func_entry(env: Env, subprog: int, callsite: int, set_callee, state: VerifierState):
     if state.curframe + 1 >= MAX_CALL_FRAMES:
         raise env.reject(f"the call stack of {state.curframe + 2} frames is too deep", E2BIG)
@@ -1241,30 +937,3 @@ def check_return_code(env: Env, regno: int, name: str) -> None:
     b = reg.bounds
     if not (rng[0] <= b.smin_value and b.smax_value <= rng[1]):
         raise _invalid_scalar(env, reg, rng, exit_ctx, name)
-
-
-def kfunc_meta(env: Env, insn: Insn, quiet: bool = False):
-    if env.kfuncs is None:
-        return None
-    return env.kfuncs.meta(insn.imm, insn.off) if hasattr(env.kfuncs, "meta") else None
-
-
-def check_map_kptr_access(env: Env, regno: int, value_regno: int, insn_idx: int, kptr) -> None:
-    impl(env, regno, value_regno, insn_idx, kptr)
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global REGISTRY, check_btf_id_arg, impl, check_ptr_to_btf_access, helper_ret_btf, push_async_cb, push_stack, check_release_dynptr, process_dynptr_func, unmark_stack_slots_dynptr, VerifierReject, btf_check_subprog_call, process_kptr_func, process_spin_lock, process_timer_helper, check_buffer_access, map_record, mark_chain_precision, mark_chain_precision_stack, check_format, find_prev_entry, widen_imprecise_scalars, STACK_SPILL, STACK_ZERO
-    from ..helpers import REGISTRY
-    from .btfaccess import check_btf_id_arg, check_map_kptr_access as impl, check_ptr_to_btf_access, helper_ret_btf
-    from .core import push_async_cb, push_stack
-    from .dynptr import check_release_dynptr, process_dynptr_func, unmark_stack_slots_dynptr
-    from .errors import VerifierReject
-    from .globals import btf_check_subprog_call
-    from .locks import process_kptr_func, process_spin_lock, process_timer_helper
-    from .memory import check_buffer_access, map_record
-    from .precision import mark_chain_precision, mark_chain_precision_stack
-    from .printf import check_format
-    from .prune import find_prev_entry, widen_imprecise_scalars
-    from .types import STACK_SPILL, STACK_ZERO

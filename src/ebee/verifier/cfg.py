@@ -13,12 +13,16 @@ from .. import isa
 from .. import uapi as U
 from .env import Env, SubprogInfo
 from .errors import E2BIG, EINVAL, EPERM
+from .func_proto import (helper_changes_pkt_data, helper_proto, is_async_callback_calling_insn,
+                         is_sync_callback_calling_insn)
 from .insn import Insn
+from .kfuncs import kfunc_meta
+from .log import format_insn
+from .types import BPF_MAX_VAR_OFF
 
 # opcodes Linux accepts (bpf_opcode_in_insntable); callx is LLVM's, not the kernel's
 VALID_OPCODES = frozenset(op for op in isa.BY_OPCODE if op != (U.BPF_JMP | U.BPF_CALL | U.BPF_X))
 LDIMM64 = U.BPF_LD | U.BPF_IMM | U.BPF_DW
-BPF_MAX_VAR_OFF = 1 << 29
 MAX_USED_MAPS = 64
 BPF_MAX_SUBPROGS = 256
 
@@ -539,10 +543,3 @@ def _is_insn_start(env: Env, i: int) -> bool:
     while j < i:
         j += 2 if env.insns[j].code == LDIMM64 else 1
     return j == i
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global helper_changes_pkt_data, helper_proto, is_async_callback_calling_insn, is_sync_callback_calling_insn, kfunc_meta, format_insn
-    from .calls import helper_changes_pkt_data, helper_proto, is_async_callback_calling_insn, is_sync_callback_calling_insn, kfunc_meta
-    from .log import format_insn

@@ -1,62 +1,34 @@
 """The driver: bpf_check() and do_check(), the depth-first walk over program states.
 
 One path is followed at a time; every conditional branch whose outcome is
-unknown pushes the other outcome (a copy of the state) on a stack, and when
-a path ends (exit, or a state already proven safe) the next one is popped.
-At pruning points the current state is compared with the states already
-explored there (is_state_visited); an equivalent one ends the path early.
+unknown pushes the other outcome (a copy of the state) on a stack
+(:mod:`.branches`), and when a path ends (exit, or a state already proven
+safe) the next one is popped.  At pruning points the current state is
+compared with the states already explored there (is_state_visited); an
+equivalent one ends the path early.  Global functions are verified on their
+own afterwards (do_check_subprogs), each once for any arguments its BTF
+prototype allows.
 """
 from __future__ import annotations
 
-
 from .. import uapi as U
-from .env import BPF_COMPLEXITY_LIMIT_INSNS, BPF_COMPLEXITY_LIMIT_JMP_SEQ, Env
+from . import alu, calls, jumps, memory
+from .branches import init_func_state, pop_stack
+from .calls import check_return_code, prepare_func_exit
+from .env import BPF_COMPLEXITY_LIMIT_INSNS, Env
 from .errors import E2BIG, EINVAL, VerifierReject
+from .globals import check_main_func_info, prepare_global_args
+from .kfunc_check import check_kfunc_call
+from .kfuncs import kfunc_spin_allowed
 from .log import LOG_LEVEL2, format_insn
+from .precision import push_jmp_history
+from .prune import is_state_visited, maybe_exit_scc
+from .refs import check_resource_leak
 from .state import FuncState, VerifierState
 from .types import PTR_TO_CTX
 
 
 PROCESS_BPF_EXIT = 1
-
-
-def push_stack(env: Env, insn_idx: int, prev_insn_idx: int, speculative: bool) -> VerifierState:
-    cur = env.cur_state
-    st = cur.copy()
-    st.speculative = st.speculative or speculative
-    env.head.append((st, insn_idx, prev_insn_idx, env.log.end))
-    if len(env.head) > BPF_COMPLEXITY_LIMIT_JMP_SEQ:
-        raise env.reject(f"The sequence of {len(env.head)} jumps is too complex.", E2BIG)
-    if st.parent is not None:
-        st.parent.branches += 1
-    return st
-
-
-def push_async_cb(env: Env, insn_idx: int, prev_insn_idx: int, subprog: int) -> VerifierState:
-    """A new verification root for an async callback (timer), explored later."""
-    st = VerifierState()
-    st.branches = 1
-    st.insn_idx = insn_idx
-    st.first_insn_idx = insn_idx
-    f = FuncState()
-    init_func_state(env, f, prev_insn_idx, 0, subprog)
-    st.frames = [f]
-    st.curframe = 0
-    env.head.append((st, insn_idx, prev_insn_idx, env.log.end))
-    if len(env.head) > BPF_COMPLEXITY_LIMIT_JMP_SEQ:
-        raise env.reject(f"The sequence of {len(env.head)} jumps is too complex.", E2BIG)
-    f.in_async_callback_fn = True
-    return st
-
-
-def pop_stack(env: Env, pop_log: bool) -> tuple[int, int] | None:
-    if not env.head:
-        return None
-    st, insn_idx, prev_idx, log_pos = env.head.pop()
-    env.cur_state = st
-    if pop_log:
-        env.log.reset(log_pos)
-    return insn_idx, prev_idx
 
 
 def update_branch_counts(env: Env, st: VerifierState | None) -> None:
@@ -200,7 +172,7 @@ def do_check_insn(env: Env, insn) -> int:
             if s.active_locks:
                 if (insn.src == 0 and insn.imm != U.FuncId.spin_unlock) or \
                         (insn.src == U.BPF_PSEUDO_KFUNC_CALL and
-                         (insn.off or not _kfunc_spin_allowed(env, insn))):
+                         (insn.off or not kfunc_spin_allowed(env, insn))):
                     raise env.reject("function calls are not allowed while holding a lock",
                                      EINVAL)
             if insn.src == U.BPF_PSEUDO_CALL:
@@ -239,10 +211,6 @@ def do_check_insn(env: Env, insn) -> int:
     return 0
 
 
-def _kfunc_spin_allowed(env: Env, insn) -> bool:
-    return kfunc_spin_allowed(env, insn)
-
-
 def process_bpf_exit_full(env: Env, exception_exit: bool) -> int:
     check_resource_leak(env, exception_exit, not env.cur_state.curframe,
                         "BPF_EXIT instruction in main prog")
@@ -275,6 +243,27 @@ def do_check_common(env: Env, subprog: int) -> None:
         env.log.reset(0)
 
 
+def do_check_subprogs(env: Env) -> None:
+    if not env.func_info:
+        return
+    while True:
+        new = 0
+        for i in range(1, len(env.subprogs)):
+            sp = env.subprogs[i]
+            if not sp.is_global or not sp.visited or getattr(sp, "verified", False):
+                continue
+            env.explored = {}
+            env.scc_visits = {}
+            env.head = []
+            do_check_common(env, i)
+            if env.log.level:
+                env.log(f"Func#{i} ('{sp.name}') is safe for any args that match its prototype\n")
+            sp.verified = True
+            new += 1
+        if not new:
+            break
+
+
 def print_verification_stats(env: Env) -> None:
     if env.log.level & 4:
         env.log(f"verification time {int(env.verification_time * 1e6)} usec\n")
@@ -282,14 +271,3 @@ def print_verification_stats(env: Env) -> None:
     env.log(f"processed {env.insn_processed} insns (limit {BPF_COMPLEXITY_LIMIT_INSNS}) "
             f"max_states_per_insn {env.max_states_per_insn} total_states {env.total_states} "
             f"peak_states {env.peak_states} mark_read {env.longest_mark_read_walk}\n")
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global alu, calls, jumps, memory, check_resource_leak, check_return_code, init_func_state, prepare_func_exit, prepare_global_args, check_main_func_info, check_kfunc_call, kfunc_spin_allowed, push_jmp_history, is_state_visited, maybe_exit_scc
-    from . import alu, calls, jumps, memory
-    from .calls import check_resource_leak, check_return_code, init_func_state, prepare_func_exit
-    from .globals import check_main_func_info, prepare_global_args
-    from .kfuncs import check_kfunc_call, kfunc_spin_allowed
-    from .precision import push_jmp_history
-    from .prune import is_state_visited, maybe_exit_scc

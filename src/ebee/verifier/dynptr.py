@@ -6,12 +6,15 @@ ring-buffer dynptrs are references that must be submitted or discarded.
 """
 from __future__ import annotations
 
+from ..uapi import FuncId as F
 from .env import Env
 from .errors import EINVAL
+from .memory import grow_stack_state
+from .refs import acquire_reference, release_reference
 from .state import RegState, StackSlot
 from .types import (BPF_REG_SIZE, CONST_PTR_TO_DYNPTR, DYNPTR_TYPE_LOCAL, DYNPTR_TYPE_RINGBUF,
                     DYNPTR_TYPE_SKB, DYNPTR_TYPE_XDP, MEM_UNINIT, PTR_TO_STACK, SCALAR_VALUE,
-                    STACK_DYNPTR, STACK_INVALID, STACK_MISC)
+                    STACK_DYNPTR, STACK_INVALID)
 
 _NAMES = {DYNPTR_TYPE_LOCAL: "local", DYNPTR_TYPE_RINGBUF: "ringbuf", DYNPTR_TYPE_SKB: "skb",
           DYNPTR_TYPE_XDP: "xdp"}
@@ -93,22 +96,3 @@ def unmark_stack_slots_dynptr(env: Env, reg: RegState) -> bool:
     for k in (spi, spi - 1):
         frame.stack[k] = StackSlot(STACK_INVALID * BPF_REG_SIZE, None)
     return True
-
-
-def destroy_dynptr_slot(env: Env, frame, spi: int) -> None:
-    r = frame.stack[spi].reg()
-    if r.ref_obj_id:
-        raise env.reject("cannot overwrite referenced dynptr", EINVAL)
-    first = r.dynptr[1] if r.dynptr else True
-    other = spi - 1 if first else spi + 1
-    for k in (spi, other):
-        if 0 <= k < len(frame.stack):
-            frame.stack[k] = StackSlot(STACK_MISC * BPF_REG_SIZE, None)
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global F, acquire_reference, release_reference, grow_stack_state
-    from ..uapi import FuncId as F
-    from .calls import acquire_reference, release_reference
-    from .memory import grow_stack_state

@@ -11,7 +11,7 @@ from .errors import EACCES, EFAULT, EINVAL, VerifierReject
 from .insn import Insn
 from .log import Log, format_state, vlog_alignment
 from .state import RegState, VerifierState
-from .types import NOT_INIT
+from .types import BPF_ADD_CONST, NOT_INIT, SCALAR_VALUE
 
 BPF_REG_FP = 10
 SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
@@ -279,6 +279,18 @@ class Env:
             if sp.start == start:
                 return i
         return -1
+
+
+def assign_scalar_id_before_mov(env: Env, src: RegState) -> None:
+    """Give a scalar an id before copying it, so a later bounds check on either
+    copy refines both (sync_linked_regs)."""
+    if src.type != SCALAR_VALUE:
+        return
+    if src.id & BPF_ADD_CONST:
+        src.id = 0
+        src.off = 0
+    if not src.id and src.bounds.var_off.mask:
+        src.id = env.new_id()
 
 
 def _find_linfo(linfo, insn_off: int, insn_cnt: int):

@@ -8,7 +8,6 @@ EINVAL = _errno.EINVAL
 E2BIG = _errno.E2BIG
 EFAULT = _errno.EFAULT
 EPERM = _errno.EPERM
-ENOTSUPP = 524          # kernel-internal ENOTSUPP, what bpf() returns for some features
 
 
 class VerifierReject(Exception):
@@ -18,10 +17,3 @@ class VerifierReject(Exception):
         super().__init__(msg)
         self.msg = msg
         self.errno = errno
-
-
-class VerifierBug(VerifierReject):
-    """An internal inconsistency (the kernel's ``verifier bug`` / -EFAULT)."""
-
-    def __init__(self, msg: str):
-        super().__init__(f"verifier bug: {msg}", EFAULT)

@@ -1,21 +1,22 @@
 """Global (non-static) subprograms and the whole-program stack limit.
 
 A global function is verified once, on its own, for any arguments that match
-its BTF prototype (do_check_subprogs, btf_prepare_func_args); call sites
-only check that their arguments match (btf_check_subprog_call).  After all
-paths are verified, the deepest chain of calls must fit the 512-byte stack
-(check_max_stack_depth).
+its BTF prototype (btf_prepare_func_args here; the walk itself is
+core.do_check_subprogs); call sites only check that their arguments match
+(btf_check_subprog_call).  After all paths are verified, the deepest chain
+of calls must fit the 512-byte stack (check_max_stack_depth).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .. import uapi as U
+from ..uapi import MAX_BPF_STACK, MAX_CALL_FRAMES
 from .env import Env
 from .errors import E2BIG, EACCES, EINVAL, VerifierReject
+from .memory import check_helper_mem_access
 from .state import RegState
-from .types import (MAX_BPF_STACK, MAX_CALL_FRAMES, PTR_MAYBE_NULL, PTR_TO_CTX, PTR_TO_MEM,
-                    SCALAR_VALUE)
+from .types import PTR_MAYBE_NULL, PTR_TO_CTX, PTR_TO_MEM, SCALAR_VALUE
 
 ARG_ANYTHING, ARG_PTR_TO_CTX, ARG_PTR_TO_MEM = "anything", "ctx", "mem"
 
@@ -197,27 +198,6 @@ def btf_check_subprog_call(env: Env, subprog: int, regs: list[RegState]) -> bool
     return False
 
 
-def do_check_subprogs(env: Env) -> None:
-    if not env.func_info:
-        return
-    while True:
-        new = 0
-        for i in range(1, len(env.subprogs)):
-            sp = env.subprogs[i]
-            if not sp.is_global or not sp.visited or getattr(sp, "verified", False):
-                continue
-            env.explored = {}
-            env.scc_visits = {}
-            env.head = []
-            do_check_common(env, i)
-            if env.log.level:
-                env.log(f"Func#{i} ('{sp.name}') is safe for any args that match its prototype\n")
-            sp.verified = True
-            new += 1
-        if not new:
-            break
-
-
 def _round_up_stack_depth(depth: int) -> int:
     return (depth + 15) // 16 * 16       # JITed programs: 16-byte granularity
 
@@ -299,10 +279,3 @@ def _check_subprog_depth(env: Env, idx: int, priv_ok: bool, priv: list) -> None:
             frame -= 1
             i = ret_insn[frame]
             idx = ret_prog[frame]
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global check_helper_mem_access, check_mem_region_access, do_check_common
-    from .calls import check_helper_mem_access, check_mem_region_access
-    from .core import do_check_common

@@ -14,6 +14,8 @@ from __future__ import annotations
 from ..btf.record import SPECIAL_FIELDS, graph_roots, value_record
 from .env import Env
 from .errors import EINVAL
+from .refs import mark_reg_invalid
+from .state import for_each_reg
 from .types import MEM_ALLOC, NON_OWN_REF, PTR_TO_BTF_ID, PTR_TO_MAP_VALUE, base_type
 
 ALLOC_OBJ = PTR_TO_BTF_ID | MEM_ALLOC
@@ -140,10 +142,3 @@ def _name(btf, type_id: int) -> str:
         return btf[type_id].name
     except Exception:
         return ""
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global for_each_reg, mark_reg_invalid
-    from .calls import mark_reg_invalid
-    from .state import for_each_reg

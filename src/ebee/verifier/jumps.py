@@ -11,10 +11,17 @@ import weakref
 from .. import uapi as U
 from .bounds import Bounds, add_const_nosync, flip_opcode, is_scalar_branch_taken, \
     refine_cond_op, rev_opcode
+from .branches import push_stack
 from .env import SRC_OP, Env
 from .errors import EINVAL
 from .insn import Insn
-from .state import RegState, VerifierState, for_each_reg
+from .locks import reg_may_point_to_spin_lock
+from .precision import (INSN_F_DST_REG_STACK, INSN_F_SRC_REG_STACK, mark_chain_precision,
+                        push_jmp_history)
+from .prune import find_prev_entry, widen_imprecise_scalars
+from .refs import release_reference_nomark
+from .sanitize import sanitize_speculative_path
+from .state import RegState, StackSlot, VerifierState, for_each_reg
 from .types import (AT_PKT_END, BEYOND_PKT_END, BPF_ADD_CONST, BPF_REG_SIZE, CONST_PTR_TO_MAP,
                     PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM,
                     PTR_TO_PACKET, PTR_TO_PACKET_END, PTR_TO_PACKET_META, PTR_TO_SOCK_COMMON,
@@ -396,14 +403,3 @@ def _check_may_goto(env: Env, insn: Insn) -> None:
     if prev is not None:
         widen_imprecise_scalars(env, prev, queued)
     env.insn_idx += insn.off
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global reg_may_point_to_spin_lock, release_reference_nomark, push_stack, INSN_F_DST_REG_STACK, INSN_F_SRC_REG_STACK, mark_chain_precision, push_jmp_history, find_prev_entry, widen_imprecise_scalars, sanitize_speculative_path, StackSlot
-    from .calls import reg_may_point_to_spin_lock, release_reference_nomark
-    from .core import push_stack
-    from .precision import INSN_F_DST_REG_STACK, INSN_F_SRC_REG_STACK, mark_chain_precision, push_jmp_history
-    from .prune import find_prev_entry, widen_imprecise_scalars
-    from .sanitize import sanitize_speculative_path
-    from .state import StackSlot

@@ -1,8 +1,14 @@
-"""The body of check_kfunc_call for the kfuncs ebee's registry describes."""
+"""The body of check_kfunc_call for the kfuncs ebee's prototypes describe."""
 from __future__ import annotations
 
+from ..protos.kfuncs import KArg
+from .calls import push_callback_call
 from .env import DST_OP_NO_MARK, Env
 from .errors import EACCES, EINVAL
+from .graph import (graph_node_arg, graph_root_arg, owning_to_non_owning,
+                    set_rbtree_add_callback_state)
+from .precision import mark_chain_precision
+from .refs import acquire_reference, release_reference
 from .types import (MEM_ALLOC, NON_OWN_REF, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_FUNC,
                     PTR_TRUSTED, SCALAR_VALUE)
 
@@ -69,7 +75,6 @@ def check_kfunc_call(env: Env, insn) -> int:
 def _graph_args(env: Env, name: str, args):
     """bpf_list_*/bpf_rbtree_* arguments: the root's GraphRoot, the ref_obj_id of an
     owned node being added (the call ends its ownership) and the callback subprog."""
-    from ..helpers.kfuncs import KArg
     root = pushed = callback = None
     regs = env.cur_regs()
     for i, kind in enumerate(args):
@@ -119,13 +124,3 @@ def _obj_new_type(env: Env, regs, name: str):
         raise env.reject("bpf_obj_new/bpf_percpu_obj_new type ID argument must be of a struct",
                          EINVAL)
     return env.btf, type_id
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global acquire_reference, release_reference, mark_chain_precision, graph_node_arg, \
-        graph_root_arg, owning_to_non_owning, set_rbtree_add_callback_state, push_callback_call
-    from .calls import acquire_reference, push_callback_call, release_reference
-    from .graph import (graph_node_arg, graph_root_arg, owning_to_non_owning,
-                        set_rbtree_add_callback_state)
-    from .precision import mark_chain_precision

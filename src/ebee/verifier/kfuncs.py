@@ -1,39 +1,26 @@
-"""kfunc calls (check_kfunc_call), checked against their BTF prototypes.
+"""The kfuncs a program may call, as the verifier sees them (``env.kfuncs``).
 
 A kfunc is a kernel function the program calls by BTF id; its prototype and
 flags (KF_ACQUIRE, KF_RELEASE, KF_RET_NULL, ...) come from the kfunc
-registry (``ebee.helpers.kfuncs``).  The verifier models the kfuncs that
-registry knows; any other kfunc call is rejected the way Linux rejects an
-unknown one.
+prototypes (``ebee.protos.kfuncs``).  The verifier models the kfuncs that
+table knows; any other kfunc call is rejected the way Linux rejects an
+unknown one.  The call itself is checked in :mod:`.kfunc_check`.
 """
 from __future__ import annotations
 
-import functools
-
+from ..protos.kfuncs import KfuncProto, by_id
 from .env import Env
+from .insn import Insn
 
 
 class KfuncTable:
-    """The verifier's view of the kfunc registry: names and prototypes by BTF id."""
+    """The verifier's view of the kfunc prototypes: names and prototypes by BTF id."""
 
     def __init__(self, btf=None):
         self.btf = btf
 
-    def _registry(self):
-        try:
-            from ..helpers import kfuncs
-            return kfuncs
-        except Exception:
-            return None
-
-    def entry(self, imm: int):
-        reg = self._registry()
-        if reg is None:
-            return None
-        try:
-            return reg.by_id(imm)
-        except Exception:
-            return None
+    def entry(self, imm: int) -> KfuncProto | None:
+        return by_id(imm)
 
     def name(self, imm: int, off: int = 0) -> str | None:
         e = self.entry(imm)
@@ -41,17 +28,6 @@ class KfuncTable:
 
     def meta(self, imm: int, off: int = 0):
         return self.entry(imm)
-
-
-@functools.lru_cache(maxsize=256)
-def kernel_btf_id(name: str) -> int | None:
-    """The id of kernel function ``name`` in the host's vmlinux BTF (what Linux's log
-    prints after a kfunc's name), or None without one."""
-    try:
-        from ..btf import BTF
-        return BTF.load_vmlinux().find(name, "FUNC").id
-    except Exception:
-        return None
 
 
 def default_kfuncs(btf=None) -> KfuncTable:
@@ -69,11 +45,7 @@ def kfunc_spin_allowed(env: Env, insn) -> bool:
                     "bpf_preempt_disable", "bpf_preempt_enable")
 
 
-def check_kfunc_call(env: Env, insn) -> int:
-    return impl(env, insn)
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global impl
-    from .kfunc_check import check_kfunc_call as impl
+def kfunc_meta(env: Env, insn: Insn, quiet: bool = False):
+    if env.kfuncs is None:
+        return None
+    return env.kfuncs.meta(insn.imm, insn.off) if hasattr(env.kfuncs, "meta") else None

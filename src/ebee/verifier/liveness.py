@@ -20,13 +20,14 @@ call chain: coarser (fewer slots found dead, so less pruning) but sound.
 """
 from __future__ import annotations
 
+from .cfg import successors
+from .func_proto import is_async_callback_calling_insn
+
 ALL = (1 << (64 * 8)) - 1
 
 
 class StackLiveness:
     def __init__(self, env):
-        from .calls import is_async_callback_calling_insn
-        from .cfg import successors
         n = env.insn_cnt
         self.n = n
         self.reads = [0] * n

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from .env import Env
 from .errors import EINVAL
-from .memory import map_record
-from .state import RefState
 from .graph import invalidate_non_owning_refs
-from .types import PTR_TO_MAP_VALUE
+from .memory import map_record
+from .state import RefState, RegState
+from .types import PTR_TO_MAP_VALUE, base_type
 
 
 def _field(env: Env, regno: int, kind: str, what: str):
@@ -62,3 +62,9 @@ def process_kptr_func(env: Env, regno: int, meta) -> None:
     if not rec:
         raise env.reject(f"R{regno} has no valid kptr", EINVAL)
     meta.kptr_field = rec[0]
+
+
+def reg_may_point_to_spin_lock(reg: RegState) -> bool:
+    if base_type(reg.type) != PTR_TO_MAP_VALUE or reg.map is None:
+        return False
+    return any(k in ("bpf_spin_lock", "bpf_res_spin_lock") for (_, _, k) in map_record(reg.map))

@@ -8,6 +8,12 @@ its quirks (a state line that continues a jump line after a rewind).
 """
 from __future__ import annotations
 
+import functools
+
+from .. import isa
+from ..asm.disasm import format_kernel
+from ..btf import BTF
+from ..isa import Instruction, Kind
 from .bounds import S32_MAX, S32_MIN, S64_MAX, S64_MIN
 from .tnum import U32, U64
 from .types import (BPF_ADD_CONST, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, NON_OWN_REF,
@@ -270,8 +276,17 @@ def format_insn(env, insn) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=256)
+def kernel_btf_id(name: str) -> int | None:
+    """The id of kernel function ``name`` in the host's vmlinux BTF (what Linux's log
+    prints after a kfunc's name), or None without one."""
+    try:
+        return BTF.load_vmlinux().find(name, "FUNC").id
+    except Exception:
+        return None
+
+
 def _insn_text(env, insn) -> str:
-    from .. import isa
     spec = insn.spec
     if spec is None:
         cands = isa.BY_OPCODE.get(insn.code, ())
@@ -306,11 +321,3 @@ def _insn_text(env, insn) -> str:
                 else None
         return None
     return f"({insn.code:02x}) " + format_kernel(i, imm=imm, call=call)
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global format_kernel, Instruction, Kind, kernel_btf_id
-    from ..asm.disasm import format_kernel
-    from .kfuncs import kernel_btf_id
-    from ..isa import Instruction, Kind

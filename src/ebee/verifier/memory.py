@@ -3,20 +3,31 @@
 Stack slots are tracked byte by byte (STACK_MISC / STACK_ZERO / STACK_SPILL /
 STACK_INVALID) with whole spilled registers, as in Linux; map values, map
 keys, packets, context, sockets and memory regions each get their own
-bounds rules.  Messages are the kernel's.
+bounds rules; check_helper_mem_access applies them to the memory a helper (or
+a global function) is passed.  Messages are the kernel's.
 """
 from __future__ import annotations
 
 from .. import uapi as U
+from ..btf import BTF
+from ..uapi import MAX_BPF_STACK
+from . import types as T
 from .bounds import S64_MIN, U64, s64
-from .env import DST_OP, DST_OP_NO_MARK, SRC_OP, Env
+from .btfaccess import check_map_kptr_access, check_ptr_to_btf_access, check_ptr_to_map_access
+from .btfctx import btf_ctx_access
+from .env import DST_OP, DST_OP_NO_MARK, SRC_OP, Env, assign_scalar_id_before_mov
 from .errors import EACCES, EFAULT, EINVAL
+from .func_proto import CallArgMeta
 from .insn import Insn
 from .log import tnum_str
+from .precision import mark_chain_precision, push_jmp_history, stack_access_flags
+from .refs import check_resource_leak
+from .sock import check_sock_access
 from .state import FuncState, RegState, StackSlot
-from .types import (BPF_REG_SIZE, CONST_PTR_TO_MAP, MAX_BPF_STACK, MEM_RDONLY, NOT_INIT,
+from .tnum import const
+from .types import (BPF_MAX_VAR_OFF, BPF_REG_SIZE, CONST_PTR_TO_MAP, MEM_RDONLY, NOT_INIT,
                     PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX,
-                    PTR_TO_FLOW_KEYS, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM,
+                    PTR_TO_FLOW_KEYS, PTR_TO_FUNC, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM,
                     PTR_TO_PACKET, PTR_TO_PACKET_END, PTR_TO_PACKET_META, PTR_TO_SOCK_COMMON,
                     PTR_TO_SOCKET, PTR_TO_STACK, PTR_TO_TCP_SOCK, PTR_TO_TP_BUFFER,
                     PTR_TO_XDP_SOCK, PTR_UNTRUSTED, SCALAR_VALUE, STACK_DYNPTR, STACK_INVALID,
@@ -24,7 +35,6 @@ from .types import (BPF_REG_SIZE, CONST_PTR_TO_MAP, MAX_BPF_STACK, MEM_RDONLY, N
                     base_type, reg_type_str, type_is_pkt_pointer, type_is_sk_pointer)
 
 BPF_READ, BPF_WRITE = 1, 2
-BPF_MAX_VAR_OFF = 1 << 29
 SIZE_BYTES = {U.BPF_W: 4, U.BPF_H: 2, U.BPF_B: 1, U.BPF_DW: 8}
 
 _SPILLABLE = {PTR_TO_MAP_VALUE, PTR_TO_STACK, PTR_TO_CTX, PTR_TO_PACKET, PTR_TO_PACKET_META,
@@ -184,7 +194,6 @@ def _special_size(name: str) -> int:
     n = _FIELD_SIZE.get(name)
     if n is None:
         try:
-            from ..btf import BTF
             btf = BTF.load_vmlinux()
             n = btf.sizeof(btf.find(name, "STRUCT"))
         except Exception:
@@ -290,7 +299,7 @@ def _ctx_reg_type(rt) -> int:
     flags = 0
     if name.endswith("_OR_NULL"):
         name = name[:-len("_OR_NULL")]
-        flags = T.PTR_MAYBE_NULL
+        flags = PTR_MAYBE_NULL
     return int(getattr(T, name)) | flags
 
 
@@ -671,6 +680,17 @@ def check_stack_range_initialized(env: Env, regno: int, off: int, access_size: i
             env.liveness.mark_read(env, reg.frameno, spi)
 
 
+def destroy_dynptr_slot(env: Env, frame, spi: int) -> None:
+    r = frame.stack[spi].reg()
+    if r.ref_obj_id:
+        raise env.reject("cannot overwrite referenced dynptr", EINVAL)
+    first = r.dynptr[1] if r.dynptr else True
+    other = spi - 1 if first else spi + 1
+    for k in (spi, other):
+        if 0 <= k < len(frame.stack):
+            frame.stack[k] = StackSlot(STACK_MISC * BPF_REG_SIZE, None)
+
+
 def destroy_if_dynptr_stack_slot(env: Env, frame: FuncState, spi: int) -> None:
     if spi < 0 or spi >= len(frame.stack):
         return
@@ -678,6 +698,48 @@ def destroy_if_dynptr_stack_slot(env: Env, frame: FuncState, spi: int) -> None:
     if s.slot_type[0] != STACK_DYNPTR:
         return
     destroy_dynptr_slot(env, frame, spi)
+
+
+# ---------------------------------------------------------------------------
+# memory passed to helpers and global functions
+
+
+def register_is_null(reg: RegState) -> bool:
+    return reg.type == SCALAR_VALUE and reg.is_const() and reg.bounds.var_off.value == 0
+
+
+def check_helper_mem_access(env: Env, regno: int, access_size: int, access_type: int,
+                            zero_ok: bool, meta: CallArgMeta | None) -> None:
+    regs = env.cur_regs()
+    reg = regs[regno]
+    bt = base_type(reg.type)
+    if bt in (PTR_TO_PACKET, PTR_TO_PACKET_META):
+        check_packet_access(env, regno, reg.off, access_size, zero_ok)
+    elif bt == PTR_TO_MAP_KEY:
+        if access_type == BPF_WRITE:
+            raise env.reject(f"R{regno} cannot write into {reg_type_str(reg.type)}")
+        check_mem_region_access(env, regno, reg.off, access_size, reg.map.key_size, False)
+    elif bt == PTR_TO_MAP_VALUE:
+        check_map_access_type(env, regno, reg.off, access_size, access_type)
+        check_map_access(env, regno, reg.off, access_size, zero_ok, False)
+    elif bt == PTR_TO_MEM:
+        if reg.type & MEM_RDONLY and access_type == BPF_WRITE:
+            raise env.reject(f"R{regno} cannot write into {reg_type_str(reg.type)}")
+        check_mem_region_access(env, regno, reg.off, access_size, reg.mem_size, zero_ok)
+    elif bt == PTR_TO_BUF:
+        if reg.type & MEM_RDONLY and access_type == BPF_WRITE:
+            raise env.reject(f"R{regno} cannot write into {reg_type_str(reg.type)}")
+        check_buffer_access(env, reg, regno, reg.off, access_size)
+    elif bt == PTR_TO_STACK:
+        check_stack_range_initialized(env, regno, reg.off, access_size, zero_ok, access_type,
+                                      meta)
+    elif bt == PTR_TO_BTF_ID:
+        check_ptr_to_btf_access(env, regs, regno, reg.off, access_size, BPF_READ, -1)
+    else:
+        if zero_ok and access_size == 0 and register_is_null(reg):
+            return
+        raise env.reject(f"R{regno} type={reg_type_str(reg.type)} "
+                         f"expected={reg_type_str(PTR_TO_STACK)}")
 
 
 # ---------------------------------------------------------------------------
@@ -1054,19 +1116,3 @@ def check_ld_abs(env: Env, insn: Insn) -> None:
         regs[r].mark_not_init(not env.bpf_capable)
         env.check_reg_arg(r, DST_OP_NO_MARK)
     env.mark_reg_unknown(regs, 0)
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global T, assign_scalar_id_before_mov, check_ptr_to_btf_access, check_ptr_to_map_access, check_map_kptr_access, check_resource_leak, destroy_dynptr_slot, mark_chain_precision, push_jmp_history, stack_access_flags, check_sock_access, const, PTR_TO_FUNC
-    from . import types as T
-    from .alu import assign_scalar_id_before_mov
-    global btf_ctx_access
-    from .btfctx import btf_ctx_access
-    from .btfaccess import check_ptr_to_btf_access, check_ptr_to_map_access
-    from .calls import check_map_kptr_access, check_resource_leak
-    from .dynptr import destroy_dynptr_slot
-    from .precision import mark_chain_precision, push_jmp_history, stack_access_flags
-    from .sock import check_sock_access
-    from .tnum import const
-    from .types import PTR_TO_FUNC

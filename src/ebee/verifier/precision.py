@@ -12,9 +12,11 @@ current state itself is not marked, as in Linux.
 from __future__ import annotations
 
 from .. import uapi as U
+from ..uapi import ENOTSUPP, MAX_CALL_FRAMES
 from .env import Env
-from .errors import ENOTSUPP
-from .state import VerifierState
+from .func_proto import is_sync_callback_calling_insn
+from .log import format_insn
+from .state import StackSlot, VerifierState
 from .types import SCALAR_VALUE, STACK_SPILL
 
 # struct bpf_jmp_history_entry flags
@@ -24,7 +26,6 @@ INSN_F_SPI_MASK = 0x3F
 INSN_F_STACK_ACCESS = 1 << 9
 INSN_F_DST_REG_STACK = 1 << 10
 INSN_F_SRC_REG_STACK = 1 << 11
-MAX_CALL_FRAMES = 8
 REGMASK_ARGS = 0x3E
 
 
@@ -114,7 +115,6 @@ _NOP, _DEF, _ALU_X, _MOV_X, _JCC_X, _STORE, _CALL, _SLOW = range(8)
 def _bt_codes(env: Env) -> list[tuple[int, int, int]]:
     """Per instruction, how backtrack_insn treats it when no history flags are
     involved: (code, dst, src); _SLOW sends it through backtrack_insn."""
-    from .calls import is_sync_callback_calling_insn
     out = []
     for insn in env.insns:
         cls, op = insn.cls, insn.op
@@ -471,11 +471,3 @@ def backtrack_insn(env: Env, idx: int, subseq_idx: int, hist, bt: Backtrack) -> 
             return ENOTSUPP
     _bt_sync_linked_regs(bt, hist)
     return 0
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global is_sync_callback_calling_insn, format_insn, StackSlot
-    from .calls import is_sync_callback_calling_insn
-    from .log import format_insn
-    from .state import StackSlot

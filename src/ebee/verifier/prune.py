@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from .bounds import UNBOUNDED
 from .env import BPF_COMPLEXITY_LIMIT_STATES, Env
-from .errors import EINVAL
+from .errors import EINVAL, VerifierReject
+from .log import format_state
+from .precision import (Backtrack, mark_all_scalars_precise, mark_chain_precision_batch,
+                        push_jmp_history)
 from .state import RegState, StackSlot, VerifierState
 from .types import (BPF_ADD_CONST, NOT_INIT, PTR_TO_ARENA, PTR_TO_BUF, PTR_TO_MAP_KEY,
                     PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TO_PACKET, PTR_TO_PACKET_META,
@@ -655,11 +658,3 @@ def is_state_visited(env: Env, insn_idx: int) -> bool:
         lst = env.explored[key] = []
     lst.insert(0, StateList(new))
     return False
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global VerifierReject, format_state, Backtrack, mark_all_scalars_precise, mark_chain_precision_batch, push_jmp_history
-    from .errors import VerifierReject
-    from .log import format_state
-    from .precision import Backtrack, mark_all_scalars_precise, mark_chain_precision_batch, push_jmp_history

@@ -10,12 +10,15 @@ Privileged programs (CAP_PERFMON) bypass all of this, as in Linux.
 from __future__ import annotations
 
 from .. import uapi as U
+from ..uapi import MAX_BPF_STACK
+from .branches import push_stack
 from .env import Env
 from .errors import EACCES, VerifierReject
 from .insn import Insn
 from .log import tnum_str
+from .memory import check_map_access
 from .state import RegState
-from .types import MAX_BPF_STACK, PTR_TO_MAP_VALUE, PTR_TO_STACK
+from .types import PTR_TO_MAP_VALUE, PTR_TO_STACK
 
 BPF_ALU_SANITIZE_SRC = 1 << 0
 BPF_ALU_SANITIZE_DST = 1 << 1
@@ -178,10 +181,3 @@ def sanitize_speculative_path(env: Env, insn: Insn | None, next_idx: int, curr_i
         if insn.srcx:
             env.mark_reg_unknown(regs, insn.src)
     return branch
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global push_stack, check_map_access
-    from .core import push_stack
-    from .memory import check_map_access

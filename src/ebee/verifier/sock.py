@@ -6,6 +6,7 @@ BTF for the uapi structures.
 """
 from __future__ import annotations
 
+from ..btf import BTF
 from .env import Env
 from .types import (PTR_TO_SOCK_COMMON, PTR_TO_SOCKET, PTR_TO_TCP_SOCK, PTR_TO_XDP_SOCK,
                     reg_type_str)
@@ -57,9 +58,3 @@ def check_sock_access(env: Env, insn_idx: int, regno: int, off: int, size: int, 
     if not _valid(env, reg.type, off, size):
         raise env.reject(f"R{regno} invalid {reg_type_str(reg.type)} access off={off} "
                          f"size={size}")
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global BTF
-    from ..btf import BTF

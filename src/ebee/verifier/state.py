@@ -12,11 +12,11 @@ the slot), and only the eleven register records of each frame are copied.
 """
 from __future__ import annotations
 
+from ..uapi import MAX_BPF_REG
 from .bounds import UNBOUNDED, Bounds
+from .log import format_reg
 from .types import (BPF_REG_SIZE, NOT_INIT, PTR_MAYBE_NULL, SCALAR_VALUE, STACK_INVALID,
                     STACK_SPILL, base_type)
-
-MAX_BPF_REG = 11
 
 
 class RegState:
@@ -131,10 +131,6 @@ class RegState:
 
     def is_scalar(self) -> bool:
         return self.type == SCALAR_VALUE
-
-    def is_pointer(self) -> bool:
-        """__is_pointer_value(false, reg)."""
-        return self.type != SCALAR_VALUE
 
     def is_const(self) -> bool:
         return self.type == SCALAR_VALUE and not self.bounds.var_off.mask
@@ -350,9 +346,3 @@ def for_each_reg(vstate: VerifierState, fn) -> None:
             r = s.spilled_ptr.copy()
             if fn(f, r):
                 stack[spi] = StackSlot(s.slot_type, r)
-
-
-def _bind() -> None:
-    """Bind names from modules that import this one (import cycles)."""
-    global format_reg
-    from .log import format_reg

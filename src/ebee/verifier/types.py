@@ -133,8 +133,7 @@ STACK_ITER = "i"
 STACK_IRQ_FLAG = "f"
 
 BPF_REG_SIZE = 8
-MAX_BPF_STACK = 512
-MAX_CALL_FRAMES = 8
+BPF_MAX_VAR_OFF = 1 << 29        # include/linux/bpf_verifier.h: the largest variable offset
 BPF_ADD_CONST = 1 << 31          # reg->id flag: "this reg = linked reg + off"
 
 # packet range sentinels (reg->range) after comparisons against pkt_end

@@ -1,4 +1,4 @@
-"""Helper prototypes in the kernel's vocabulary (enum bpf_arg_type / bpf_return_type).
+"""The words helper prototypes are written in (enum bpf_arg_type / bpf_return_type).
 
 The verifier checks call sites against these; the names are Linux's so that
 its messages and ours read the same.

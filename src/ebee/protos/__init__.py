@@ -1,0 +1,16 @@
+"""Helper and kfunc prototypes: what a call must pass and what it returns (the spec).
+
+The verifier checks calls against these tables; the engines' implementations
+(``ebee.helpers``) bind to them by id.  Keeping prototypes apart from
+implementations lets everything that only needs to know *about* a helper
+(the verifier, the assembler and disassembler, the loader) do without the
+runtime.
+"""
+from __future__ import annotations
+
+from .helpers import HELPERS, HelperProto, helper_id, helper_name
+from .kfuncs import KFUNCS, KArg, KfuncProto, KRet, kfunc_id
+from .vocab import Arg, Ret
+
+__all__ = ["Arg", "HELPERS", "HelperProto", "KArg", "KFUNCS", "KRet", "KfuncProto", "Ret",
+           "helper_id", "helper_name", "kfunc_id"]
