@@ -366,6 +366,24 @@ def parse_enums(text: str):
     return named, anon
 
 
+HELPER_NAMES = '''
+
+def helper_name(fid: int) -> str:
+    """Linux's name for a helper id (``bpf_map_lookup_elem``), or ``unknown``."""
+    try:
+        return "bpf_" + FuncId(fid).name
+    except ValueError:
+        return "unknown"
+
+
+def helper_id(name: str) -> int | None:
+    """The id of a helper by name, with or without the ``bpf_`` prefix."""
+    try:
+        return int(FuncId[name[4:] if name.startswith("bpf_") else name])
+    except KeyError:
+        return None'''
+
+
 def main(path: str) -> None:
     named, anon = parse_enums(open(path).read())
     out = ['"""Linux BPF uapi constants, identical to include/uapi/linux/bpf.h.',
@@ -396,6 +414,7 @@ def main(path: str) -> None:
                 continue
             seen.add(short)
             out.append(f"    {short} = {value}")
+    out.append(HELPER_NAMES)
     out.append("\n\n# --- flag enums (anonymous in bpf.h) ---")
     for members in anon:
         for name, value in members:

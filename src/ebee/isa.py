@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from . import uapi as U
 from .errors import DecodeError
@@ -308,7 +308,6 @@ class Instruction:
         return b
 
     def __str__(self) -> str:
-        from .asm.disasm import format_kernel
         return format_kernel(self)
 
 
@@ -423,3 +422,115 @@ def renumber(insns: Iterable[Instruction]) -> list[Instruction]:
     """Copy of ``insns`` with ``pc`` set from their position."""
     from dataclasses import replace
     return [replace(i, pc=pc) for pc, i in iter_slots(insns)]
+
+
+# -- text: an instruction as Linux prints it -------------------------------------------
+# Linux's print_bpf_insn() is part of the instruction set's definition as users meet it
+# (the verifier log, bpftool); it lives here so that every layer can print an instruction.
+
+ImmResolver = Callable[[Instruction], "str | None"]
+CallResolver = Callable[[Instruction], "str | None"]
+
+SZ = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
+SSZ = {1: "s8", 2: "s16", 4: "s32"}
+ALU_SYM = {"add": "+=", "sub": "-=", "mul": "*=", "div": "/=", "or": "|=", "and": "&=",
+            "lsh": "<<=", "rsh": ">>=", "mod": "%=", "xor": "^=", "mov": "=", "arsh": "s>>=",
+            "sdiv": "s/=", "smod": "s%="}
+JMP_SYM = {"jeq": "==", "jgt": ">", "jge": ">=", "jset": "&", "jne": "!=", "jsgt": "s>",
+            "jsge": "s>=", "jlt": "<", "jle": "<=", "jslt": "s<", "jsle": "s<="}
+
+
+def _u32(v: int) -> int:
+    return v & 0xFFFFFFFF
+
+
+def pseudo_imm(i: Instruction) -> str:
+    """bpftool's spelling of a pseudo ld_imm64 (maps, functions), extended so
+    that every src value has one.  In ebee's runtime a map's id is also the
+    number instructions carry in place of a file descriptor, so ``map[id:N]``
+    is exact; the assemblers accept ``map[fd:N]`` as a synonym."""
+    s = i.src
+    if s == U.BPF_PSEUDO_MAP_FD:
+        return f"map[id:{_u32(i.imm)}]"
+    if s == U.BPF_PSEUDO_MAP_VALUE:
+        return f"map[id:{_u32(i.imm)}][0]+{_u32(i.imm_hi)}"
+    if s == U.BPF_PSEUDO_MAP_IDX:
+        return f"map[idx:{_u32(i.imm)}]"
+    if s == U.BPF_PSEUDO_MAP_IDX_VALUE:
+        return f"map[idx:{_u32(i.imm)}]+{_u32(i.imm_hi)}"
+    if s == U.BPF_PSEUDO_FUNC:
+        return f"subprog[{i.imm:+d}]"
+    if s == U.BPF_PSEUDO_BTF_ID:
+        return f"btf_id[{_u32(i.imm)}]" + (f"+{_u32(i.imm_hi)}" if i.imm_hi else "")
+    return f"{i.imm64:#x}"
+
+
+def call_name(i: Instruction) -> str:
+    if i.kind is Kind.CALL_KFUNC:
+        return "kernel-function"
+    return U.helper_name(i.imm) if i.imm >= 0 else "unknown"
+
+
+def format_kernel(i: Instruction, *, imm: ImmResolver | None = None,
+                  call: CallResolver | None = None) -> str:
+    """The instruction as Linux's verifier log and bpftool print it (no pc/opcode)."""
+    k = i.kind
+    sp = i.spec
+    r = "r" if sp.is64 else "w"
+    if k is Kind.ALU:
+        src = f"{r}{i.src}" if sp.use_reg else f"{i.imm}"
+        return f"{r}{i.dst} {ALU_SYM[sp.op]} {src}"
+    if k is Kind.NEG:
+        return f"{r}{i.dst} = -{r}{i.dst}"
+    if k is Kind.MOVSX:
+        return f"{r}{i.dst} = (s{sp.size * 8}){r}{i.src}"
+    if k is Kind.END:
+        return f"r{i.dst} = {sp.op}{sp.size * 8} r{i.dst}"
+    if k is Kind.ADDR_SPACE_CAST:
+        return f"r{i.dst} = addr_space_cast(r{i.src}, {_u32(i.imm) >> 16}, {i.imm & 0xFFFF})"
+    if k is Kind.JA:
+        return f"goto pc{i.off:+d}" if sp.is64 else f"gotol pc{i.imm:+d}"
+    if k is Kind.JCOND:
+        return f"may_goto pc{i.off:+d}"
+    if k is Kind.JCC:
+        src = f"{r}{i.src}" if sp.use_reg else f"{_u32(i.imm):#x}"
+        return f"if {r}{i.dst} {JMP_SYM[sp.op]} {src} goto pc{i.off:+d}"
+    if k is Kind.CALL_LOCAL:
+        return f"call pc{i.imm:+d}"
+    if k in (Kind.CALL, Kind.CALL_KFUNC):
+        name = (call(i) if call else None) or call_name(i)
+        extra = f"@{i.off}" if k is Kind.CALL_KFUNC and i.off else ""
+        return f"call {name}#{i.imm}{extra}"
+    if k is Kind.CALLX:
+        return f"callx r{i.dst}"
+    if k is Kind.EXIT:
+        return "exit"
+    if k is Kind.LDX:
+        sz = SSZ[sp.size] if sp.signed else SZ[sp.size]
+        return f"r{i.dst} = *({sz} *)(r{i.src} {i.off:+d})"
+    if k is Kind.ST:
+        return f"*({SZ[sp.size]} *)(r{i.dst} {i.off:+d}) = {i.imm}"
+    if k is Kind.STX:
+        return f"*({SZ[sp.size]} *)(r{i.dst} {i.off:+d}) = r{i.src}"
+    if k is Kind.ATOMIC:
+        mem = f"({SZ[sp.size]} *)(r{i.dst} {i.off:+d})"
+        w = "64" if sp.size == 8 else ""
+        if sp.op == "cmpxchg":
+            return f"r0 = atomic{w}_cmpxchg({mem}, r0, r{i.src})"
+        if sp.op == "xchg":
+            return f"r{i.src} = atomic{w}_xchg({mem}, r{i.src})"
+        if sp.fetch:
+            return f"r{i.src} = atomic{w}_fetch_{sp.op}({mem}, r{i.src})"
+        return f"lock *{mem} {ALU_SYM[sp.op]} r{i.src}"
+    if k is Kind.LOAD_ACQ:
+        return f"r{i.dst} = load_acquire(({SZ[sp.size]} *)(r{i.src} {i.off:+d}))"
+    if k is Kind.STORE_REL:
+        return f"store_release(({SZ[sp.size]} *)(r{i.dst} {i.off:+d}), r{i.src})"
+    if k is Kind.LD_IMM64:
+        text = imm(i) if imm else None
+        return f"r{i.dst} = {text or pseudo_imm(i)}"
+    if k is Kind.LD_ABS:
+        return f"r0 = *({SZ[sp.size]} *)skb[{i.imm}]"
+    if k is Kind.LD_IND:
+        return f"r0 = *({SZ[sp.size]} *)skb[r{i.src} + {i.imm}]"
+    raise AssertionError(k)  # pragma: no cover

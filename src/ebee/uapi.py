@@ -918,6 +918,22 @@ class BtfVarLinkage(IntEnum):
     GLOBAL_EXTERN = 2
 
 
+def helper_name(fid: int) -> str:
+    """Linux's name for a helper id (``bpf_map_lookup_elem``), or ``unknown``."""
+    try:
+        return "bpf_" + FuncId(fid).name
+    except ValueError:
+        return "unknown"
+
+
+def helper_id(name: str) -> int | None:
+    """The id of a helper by name, with or without the ``bpf_`` prefix."""
+    try:
+        return int(FuncId[name[4:] if name.startswith("bpf_") else name])
+    except KeyError:
+        return None
+
+
 # --- flag enums (anonymous in bpf.h) ---
 BPF_F_UPROBE_MULTI_RETURN = 1
 

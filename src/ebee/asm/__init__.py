@@ -4,9 +4,9 @@ from __future__ import annotations
 import enum
 import re
 
-from ..isa import Instruction
+from ..isa import Instruction, format_kernel
 from .conformance import assemble_conformance
-from .disasm import format_conformance, format_kernel, format_llvm, format_objdump, format_xlated
+from .disasm import format_conformance, format_llvm, format_objdump, format_xlated
 from .kernel import assemble_kernel
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .. import uapi as U
-from ..protos.helpers import helper_id
+from ..uapi import helper_id
 from ..isa import TABLE, Kind, OpSpec
 from .common import LABEL_RE, NUM_RE, UNUM_RE, Pending, Program, check_range, is_hex, parse_int
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 from ..uapi import BtfVarLinkage
 from .types import Kind
 from ..asm.disasm import format_xlated
-from ..asm.disasm import format_kernel
+from ..isa import format_kernel
 
 if TYPE_CHECKING:
     from ..isa import Instruction

@@ -126,7 +126,7 @@ def _num(v: int) -> str:
 
 def facts_lines(r, insns) -> list[str]:
     """The program as bpftool lists it, each instruction followed by the facts."""
-    from ..asm.disasm import format_kernel
+    from ..isa import format_kernel
     out = []
     for i in insns:
         text = f"{i.pc:4d}: ({i.opcode:02x}) {format_kernel(i)}"

@@ -10,7 +10,7 @@ import struct
 from typing import Any, Callable
 
 from .. import uapi as U
-from ..asm.disasm import format_kernel
+from ..isa import format_kernel
 from ..errors import BudgetExceeded, MemoryFault, VMError
 from ..isa import Instruction
 from ..memory import Region

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..protos.helpers import HELPERS, HelperProto, helper_name
+from ..protos.helpers import HELPERS, HelperProto
+from ..uapi import helper_name
 from ..uapi import FuncId
 
 Impl = Callable[..., int]

@@ -16,7 +16,7 @@ from ..maps.errors import MapError
 from ..packet.skbuff import from_ctx
 from ..runtime.cpu import Cpu
 from ..runtime.program import Runnable
-from ..protos.helpers import helper_name
+from ..uapi import helper_name
 from .kfuncs import impl_of
 from .registry import REGISTRY
 

@@ -11,7 +11,7 @@ the implemented ones.
 from __future__ import annotations
 
 from ..errors import VMError
-from ..protos.helpers import helper_name
+from ..uapi import helper_name
 from ..uapi import FuncId as F
 from .registry import Impl, implements
 

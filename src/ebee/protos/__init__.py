@@ -8,7 +8,8 @@ runtime.
 """
 from __future__ import annotations
 
-from .helpers import HELPERS, HelperProto, helper_id, helper_name
+from ..uapi import helper_id, helper_name
+from .helpers import HELPERS, HelperProto
 from .kfuncs import KFUNCS, KArg, KfuncProto, KRet, kfunc_id
 from .vocab import Arg, Ret
 

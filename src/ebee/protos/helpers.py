@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..uapi import FuncId, ProgType
+from ..uapi import FuncId, ProgType, helper_name
 from .vocab import Arg, Ret
 
 F, P, A, R = FuncId, ProgType, Arg, Ret
@@ -55,23 +55,6 @@ class HelperProto:
     @property
     def name(self) -> str:
         return helper_name(self.id)
-
-
-def helper_name(fid: int) -> str:
-    """Linux's name for a helper id (``bpf_map_lookup_elem``), or ``unknown``."""
-    try:
-        return "bpf_" + FuncId(fid).name
-    except ValueError:
-        return "unknown"
-
-
-def helper_id(name: str) -> int | None:
-    """The id of a helper by name, with or without the ``bpf_`` prefix."""
-    key = name[4:] if name.startswith("bpf_") else name
-    try:
-        return int(FuncId[key])
-    except KeyError:
-        return None
 
 
 def _table(*protos: HelperProto) -> dict[FuncId, HelperProto]:

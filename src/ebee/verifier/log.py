@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 
 from .. import isa
-from ..asm.disasm import format_kernel
+from ..isa import format_kernel
 from ..btf import BTF
 from ..isa import Instruction, Kind
 from .bounds import S32_MAX, S32_MIN, S64_MAX, S64_MIN

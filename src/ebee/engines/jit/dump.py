@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ...isa import Instruction
 from .codegen import Codegen
 from .irgen import generate
-from ...asm.disasm import format_kernel
+from ...isa import format_kernel
 
 
 @dataclass
