@@ -21,6 +21,7 @@ from ..uapi import FuncId
 from ..memory import Region
 from ..runtime.clock import Clock
 from .registry import implements
+from .maps import map_of
 
 M64 = (1 << 64) - 1
 
@@ -41,7 +42,6 @@ def loop(m, nr_loops, cb, ctx, flags, _):
 
 @implements(FuncId.for_each_map_elem)
 def for_each_map_elem(m, mp, cb, ctx, flags, _):
-    from .maps import map_of
     if flags:
         return -E.EINVAL
     mo = map_of(mp)
@@ -157,7 +157,6 @@ def _owner(mp, addr: int) -> tuple[bytes, int] | None:
 
 @implements(FuncId.timer_init)
 def timer_init(m, timer, mp, flags, *_):
-    from .maps import map_of
     clockid = flags & (MAX_CLOCKS - 1)
     if flags >= MAX_CLOCKS or clockid not in (CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_BOOTTIME):
         return -E.EINVAL

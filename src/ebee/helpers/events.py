@@ -13,6 +13,9 @@ from ..errors import VMError
 from ..uapi import FuncId
 from .maps import map_of
 from .registry import implements
+from ..maps.ringbuf import RingBuf
+from ..maps.base import live_maps
+from ..maps.perf import PerfEventArray
 
 M64 = (1 << 64) - 1
 DYNPTR = struct.Struct("<QII")
@@ -24,7 +27,6 @@ DYNPTR_TYPE_LOCAL, DYNPTR_TYPE_RINGBUF = 1, 2
 
 
 def _ringbuf(mp):
-    from ..maps.ringbuf import RingBuf
     rb = map_of(mp)
     if not isinstance(rb, RingBuf):
         raise VMError(f"map {rb.id} is a {rb.type.name}, not a RINGBUF")
@@ -32,8 +34,6 @@ def _ringbuf(mp):
 
 
 def _ring_of(addr: int):
-    from ..maps.base import live_maps
-    from ..maps.ringbuf import RingBuf
     for mp in live_maps():
         if isinstance(mp, RingBuf) and mp.owns(addr):
             return mp
@@ -176,7 +176,6 @@ def dynptr_data(m, ptr, offset, length, *_):
 
 @implements(FuncId.perf_event_output)
 def perf_event_output(m, ctx, mp, flags, data, size):
-    from ..maps.perf import PerfEventArray
     pe = map_of(mp)
     if not isinstance(pe, PerfEventArray):
         raise VMError(f"map {pe.id} is a {pe.type.name}, not a PERF_EVENT_ARRAY")

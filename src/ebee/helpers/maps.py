@@ -11,10 +11,11 @@ from .. import uapi as U
 from ..errors import VMError
 from ..uapi import FuncId
 from .registry import implements
+from ..maps import by_addr
+from .task import current_task
 
 
 def map_of(ptr: int):
-    from ..maps import by_addr
     mp = by_addr(ptr)
     if mp is None:
         raise VMError(f"{ptr:#x} is not a map pointer (no live map has its handle there)")
@@ -120,7 +121,6 @@ for _kind, _get, _del in (
 # -- stack traces (from the simulated task) ------------------------------------------------
 
 def _stack(m, flags: int) -> list[int]:
-    from .task import current_task
     t = current_task(m)
     ips = t.user_stack if flags & U.BPF_F_USER_STACK else t.kernel_stack
     return list(ips[flags & U.BPF_F_SKIP_FIELD_MASK:])

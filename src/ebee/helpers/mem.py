@@ -14,6 +14,7 @@ import time
 from ..errors import VMError
 from ..uapi import FuncId
 from .registry import implements
+from .printk import read_cstr
 
 M64 = (1 << 64) - 1
 SPIN_TIMEOUT = 1.0
@@ -66,7 +67,6 @@ for _fid in (FuncId.probe_read_str, FuncId.probe_read_kernel_str, FuncId.probe_r
 @implements(FuncId.strncmp)
 def strncmp(m, s1, s1_sz, s2, *_):
     a = m.read(s1, s1_sz)
-    from .printk import read_cstr
     b = read_cstr(m, s2, s1_sz + 1) or b""
     for i in range(s1_sz):
         c1 = a[i]

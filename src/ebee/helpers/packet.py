@@ -23,6 +23,11 @@ from ..uapi import (AF_INET, AF_INET6, BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_
 from ..layouts.kernel import BPF_SK_LOOKUP_KERN
 from ..runtime.context import Redirect
 from .registry import implements
+from ..errors import VMError
+from ..maps import by_addr
+from ..packet.skbuff import from_ctx
+from ..uapi import BPF_F_TUNINFO_FLAGS
+from ..packet.net import TunnelKey
 
 M64 = (1 << 64) - 1
 XDP_ACTION_MASK = 3
@@ -37,7 +42,6 @@ def neg(e: int) -> int:
 def _rc(m):
     rc = m.progctx
     if rc is None:
-        from ..errors import VMError
         raise VMError("this helper needs a program run (a packet and its network)")
     return rc
 
@@ -84,7 +88,6 @@ def redirect_neigh(m, ifindex, params, plen, flags, *_):
 
 @implements(F.redirect_map)
 def redirect_map(m, map_ptr, key, flags, *_):
-    from ..maps import by_addr
     rc = _rc(m)
     mp = by_addr(map_ptr)
     devmap = mp is not None and mp.type in (MapType.DEVMAP, MapType.DEVMAP_HASH)
@@ -177,14 +180,12 @@ def fib_lookup(m, ctx, params, plen, flags, *_):
 # -- tunnels ---------------------------------------------------------------------------------
 
 def _tunnel_of(m, ctx):
-    from ..packet.skbuff import from_ctx
     skb = from_ctx(ctx)
     return skb, (skb.tunnel if skb.tunnel is not None else _rc(m).net.tunnel)
 
 
 @implements(F.skb_get_tunnel_key)
 def skb_get_tunnel_key(m, ctx, to, size, flags, *_):
-    from ..uapi import BPF_F_TUNINFO_FLAGS
     skb, info = _tunnel_of(m, ctx)
     ipv6 = bool(flags & BPF_F_TUNINFO_IPV6)
     err = None
@@ -214,8 +215,6 @@ def skb_get_tunnel_key(m, ctx, to, size, flags, *_):
 
 @implements(F.skb_set_tunnel_key)
 def skb_set_tunnel_key(m, ctx, frm, size, flags, *_):
-    from ..packet.net import TunnelKey
-    from ..packet.skbuff import from_ctx
     skb = from_ctx(ctx)
     if flags & ~(BPF_F_TUNINFO_IPV6 | BPF_F_ZERO_CSUM_TX | BPF_F_DONT_FRAGMENT |
                  BPF_F_SEQ_NUMBER | BPF_F_NO_TUNNEL_KEY):

@@ -21,6 +21,7 @@ from ..errors import MemoryFault
 from ..runtime.trace_pipe import PIPE
 from ..uapi import FuncId
 from .registry import implements
+from .task import current_task
 
 M64 = (1 << 64) - 1
 
@@ -187,7 +188,6 @@ def _render(m, fmt_addr, fmt_size, args, max_args) -> tuple[str, int]:
 
 
 def emit_trace(m, text: str) -> None:
-    from .task import current_task
     t = current_task(m)
     msg = text[:-1] if text.endswith("\n") else text
     PIPE.emit(t.comm, t.pid, m.cpu, m.clock.monotonic_ns(), msg)

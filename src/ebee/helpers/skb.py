@@ -15,6 +15,11 @@ from ..uapi import (BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_ADJ_ROOM_NO_CSUM_RESET, BPF_
                     BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM, ENOTSUPP, ETH_HLEN, ETH_P_8021AD,
                     ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, AdjRoomMode, FuncId as F, HdrStartOff)
 from .registry import implements
+from ..packet.skbuff import from_ctx
+from ..packet.skbuff import HEADER_UNSET
+from ..packet import csum
+from ..uapi import ProgType
+from ..packet.flowhash import skb_flow_hash
 
 M64 = (1 << 64) - 1
 INT_MAX = 0x7FFFFFFF
@@ -29,7 +34,6 @@ def neg(e: int) -> int:
 
 
 def skb_of(m, ctx: int):
-    from ..packet.skbuff import from_ctx
     return from_ctx(ctx)
 
 
@@ -50,7 +54,6 @@ def skb_load_bytes(m, ctx, offset, to, length, _r5):
 
 @implements(F.skb_load_bytes_relative)
 def skb_load_bytes_relative(m, ctx, offset, to, length, start_header):
-    from ..packet.skbuff import HEADER_UNSET
     skb = skb_of(m, ctx)
     offset &= 0xFFFFFFFF
     start = None
@@ -97,7 +100,6 @@ def _put16(skb, offset: int, v: int) -> None:
 
 @implements(F.l3_csum_replace)
 def l3_csum_replace(m, ctx, offset, frm, to, flags):
-    from ..packet import csum
     skb = skb_of(m, ctx)
     if flags & ~BPF_F_HDR_FIELD_MASK:
         return neg(errno.EINVAL)
@@ -122,7 +124,6 @@ def l3_csum_replace(m, ctx, offset, frm, to, flags):
 
 @implements(F.l4_csum_replace)
 def l4_csum_replace(m, ctx, offset, frm, to, flags):
-    from ..packet import csum
     skb = skb_of(m, ctx)
     mmzero = bool(flags & BPF_F_MARK_MANGLED_0)
     mforce = bool(flags & BPF_F_MARK_ENFORCE)
@@ -178,7 +179,6 @@ def skb_change_head(m, ctx, head_room, flags, *_):
 
 
 def _min_len(skb) -> int:
-    from ..packet.skbuff import HEADER_UNSET
     if skb.transport_header != HEADER_UNSET:
         return skb.transport_header - skb.data_off
     return skb.network_header - skb.data_off
@@ -195,7 +195,6 @@ def _change_tail(skb, new_len: int) -> None:
 
 @implements(F.skb_change_tail)
 def skb_change_tail(m, ctx, new_len, flags, *_):
-    from ..uapi import ProgType
     skb = skb_of(m, ctx)
     new_len &= 0xFFFFFFFF
     pc = m.progctx
@@ -373,9 +372,8 @@ def skb_vlan_pop(m, ctx, *_):
 
 @implements(F.get_hash_recalc)
 def get_hash_recalc(m, ctx, *_):
-    from ..packet.flowhash import skb_flow_hash
     skb = skb_of(m, ctx)
-    if skb.hash and (skb._flags2 & 0x6):
+    if skb.hash and skb.hash_valid():
         return skb.hash
     h, l4 = skb_flow_hash(skb)
     skb.set_hash(h, l4=l4)

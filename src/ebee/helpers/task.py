@@ -25,6 +25,7 @@ from .. import uapi as U
 from ..uapi import FuncId
 from ..memory import SHARED, Region
 from .registry import implements
+from ..btf import BTF
 
 FALLBACK_TASK_SIZE = 4096
 
@@ -45,7 +46,6 @@ def _task_layout() -> tuple[int, dict[str, int]]:
         return _layout_cache["v"]
     size, offs = FALLBACK_TASK_SIZE, {"pid": 0, "tgid": 4, "comm": 8}
     try:
-        from ..btf import BTF
         btf = BTF.load_vmlinux()
         t = btf.find("task_struct", "STRUCT")
         size = t.size

@@ -5,6 +5,9 @@ import errno
 
 from ..uapi import ENOTSUPP, ETH_HLEN, FuncId as F
 from .registry import implements
+from ..packet.xdpbuff import from_ctx
+from ..packet.xdpbuff import XDP_METALEN_MAX
+from ..packet.skbuff import SHINFO_SIZE
 
 M64 = (1 << 64) - 1
 XDP_FRAME_SIZE = 40          # sizeof(struct xdp_frame): kept at the start of the headroom
@@ -20,7 +23,6 @@ def s32(v: int) -> int:
 
 
 def xdp_of(ctx: int):
-    from ..packet.xdpbuff import from_ctx
     return from_ctx(ctx)
 
 
@@ -34,8 +36,8 @@ def xdp_adjust_head(m, ctx, offset, *_):
     if data < data_start or data > x.data_end - ETH_HLEN:
         return neg(errno.EINVAL)
     if metalen:
-        meta = bytes(x.frame.buf[x._off(x.data_meta):x._off(x.data_meta) + metalen])
-        o = x._off(x.data_meta + off)
+        meta = bytes(x.frame.buf[x.frame_offset(x.data_meta):x.frame_offset(x.data_meta) + metalen])
+        o = x.frame_offset(x.data_meta + off)
         x.frame.buf[o:o + metalen] = meta
     x.data_meta += off
     x.data = data
@@ -51,7 +53,6 @@ def xdp_adjust_meta(m, ctx, offset, *_):
     if meta < x.data_hard_start + XDP_FRAME_SIZE or meta > x.data:
         return neg(errno.EINVAL)
     metalen = x.data - meta
-    from ..packet.xdpbuff import XDP_METALEN_MAX
     if metalen & 3 or metalen > XDP_METALEN_MAX:
         return neg(errno.EACCES)
     x.data_meta = meta
@@ -68,7 +69,7 @@ def xdp_adjust_tail(m, ctx, offset, *_):
     if data_end > x.tailroom_end() or data_end < x.data + ETH_HLEN:
         return neg(errno.EINVAL)
     if off > 0:
-        o = x._off(x.data_end)
+        o = x.frame_offset(x.data_end)
         x.frame.buf[o:o + off] = bytes(off)
     x.data_end = data_end
     return 0
@@ -76,7 +77,6 @@ def xdp_adjust_tail(m, ctx, offset, *_):
 
 def _frags_adjust_tail(x, off: int) -> int:
     """bpf_xdp_frags_increase_tail / shrink_tail: the tail is in the last fragment."""
-    from ..packet.skbuff import SHINFO_SIZE
     if off >= 0:
         last = x.frags[-1]
         # a fragment is a page: it may grow up to the page's end

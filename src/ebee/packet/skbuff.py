@@ -169,6 +169,10 @@ class SkBuff:
     def sw_hash(self) -> bool:
         return bool(self._flags2 & 0x4)
 
+    def hash_valid(self) -> bool:
+        """skb->l4_hash or skb->sw_hash: the hash was computed (skb_get_hash keeps it)."""
+        return bool(self._flags2 & 0x6)
+
     def set_hash(self, h: int, *, l4: bool = False, sw: bool = False) -> None:
         self.hash = h
         f = self._flags2 & ~0x6

@@ -119,14 +119,15 @@ class XdpBuff:
         struct.pack_into("<Q", self.txq.buf, XDP_TXQ_INFO.off("dev"), dev.addr)
         struct.pack_into("<Q", self.region.buf, XDP_BUFF.off("txq"), self.txq.start)
 
-    def _off(self, ptr: int) -> int:
+    def frame_offset(self, ptr: int) -> int:
+        """Where address ``ptr`` lies in the frame's buffer."""
         return ptr - self.frame.start
 
     def linear(self) -> bytes:
-        return bytes(self.frame.buf[self._off(self.data):self._off(self.data_end)])
+        return bytes(self.frame.buf[self.frame_offset(self.data):self.frame_offset(self.data_end)])
 
     def meta(self) -> bytes:
-        return bytes(self.frame.buf[self._off(self.data_meta):self._off(self.data)])
+        return bytes(self.frame.buf[self.frame_offset(self.data_meta):self.frame_offset(self.data)])
 
     def frags_size(self) -> int:
         return sum(len(f) for f in self.frags)
@@ -151,7 +152,7 @@ class XdpBuff:
             pos = offset + i
             if pos < lin_len:
                 k = min(len(b) - i, lin_len - pos)
-                o = self._off(self.data) + pos
+                o = self.frame_offset(self.data) + pos
                 self.frame.buf[o:o + k] = b[i:i + k]
             else:
                 pos -= lin_len
