@@ -18,7 +18,7 @@ import pytest
 import ebee
 from ebee.asm import assemble
 from ebee.uapi import MapType, ProgType
-from ebee.verifier import VerifierError, verify, verify_object
+from ebee.verifier import VerifierError, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "c"
@@ -196,10 +196,10 @@ def test_programs_and_objects():
     with ebee.load(EXAMPLES / "xdp_firewall.o") as obj:
         r = obj.programs["xdp_firewall"].verify()
         assert r.accepted and r.insns_processed == 51
-        assert verify_object(obj)["xdp_firewall"].accepted
+        assert obj.verify()["xdp_firewall"].accepted
     with ebee.load(BROKEN / "xdp_nonull.o") as obj:
         with pytest.raises(VerifierError) as ei:
-            verify_object(obj)
+            obj.verify()
         assert ei.value.result.error == "R0 invalid mem access 'map_value_or_null'"
         assert "; __sync_fetch_and_add(hits, 1);" in ei.value.result.log or \
             "@ xdp_nonull.c:" in verify(obj.programs["xdp_nonull"], log_level=1).log

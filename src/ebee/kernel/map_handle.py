@@ -136,8 +136,9 @@ class KernelMapHandle(Map):
                 f"max_entries={self.max_entries}>")
 
     @property
-    def addr(self) -> int:
-        raise AttributeError("a kernel map has no address in ebee's memory")
+    def addr(self) -> None:
+        """None: a kernel map has no address in ebee's memory (the verifier prints none)."""
+        return None
 
     # --- the kernel checks everything itself -------------------------------------------------
     def _check_read(self, flags: int) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import os
 from functools import lru_cache
+from types import MappingProxyType
+from typing import Mapping
 
 from ..uapi import Cmd, MapType
 from .syscall import MapBatchAttr, MapCreateAttr, MapElemAttr, addr, bpf
@@ -44,6 +46,16 @@ def _buf(data: bytes | None, size: int | None = None):
 
 class KernelMap:
     """A map created in the kernel; ``close()`` (or ``with``) releases the fd."""
+
+    # what the verifier reads of a map (``ebee.verifier.MapDescription``): a bare kernel map
+    # carries no BTF record, is not frozen and has no address user space may print
+    name = ""
+    frozen = False
+    record: Mapping[str, int] = MappingProxyType({})
+    graph_roots: Mapping = MappingProxyType({})
+    spin_lock_off = -1
+    inner_map = None
+    addr = None
 
     def __init__(self, map_type: MapType | int, key_size: int, value_size: int, max_entries: int,
                  map_flags: int = 0, *, inner_map_fd: int = 0, map_extra: int = 0, name: str = "",

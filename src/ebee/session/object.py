@@ -27,6 +27,7 @@ from ..loader.plan import MapPlan, plan_maps
 from ..loader.spec import ObjectSpec, open_object, read_source
 from ..maps import Map, cpus
 from ..program import Program
+from ..verifier import VerifierError, VerifierResult
 from .build import apply_core, build_program, core_target, resolve_externs
 from .datasec import DataSection
 from .maps import Created, create_maps, init_slots
@@ -119,6 +120,16 @@ class Object:
         st = store or fs.default_store()
         for name, m in self.maps.items():
             st.pin_map(f"{directory.rstrip('/')}/{name}", m)
+
+    def verify(self, **kw) -> dict[str, VerifierResult]:
+        """Verify every program, as libbpf's ``bpf_object__load`` does: the results by
+        program name, or :class:`~ebee.verifier.VerifierError` for the first rejected one."""
+        out = {}
+        for name, prog in self.programs.items():
+            r = out[name] = prog.verify(**kw)
+            if not r.accepted:
+                raise VerifierError(name, r)
+        return out
 
     def load_kernel(self, **kw):
         """Load this object into the running kernel (``ebee.kernel``)."""

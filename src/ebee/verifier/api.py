@@ -15,6 +15,7 @@ from .core import do_check_common, do_check_subprogs, print_verification_stats
 from .env import Env, LineInfo
 from .errors import EINVAL, E2BIG, VerifierReject
 from .globals import check_max_stack_depth, func_info_records
+from .inputs import VerifiableProgram
 from .insn import Insn, from_bytes, from_instructions
 from .kfuncs import default_kfuncs
 from .liveness import StackLiveness
@@ -187,44 +188,46 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
            attach_target: str | None = None) -> VerifierResult:
     """Verify a program as bpf(BPF_PROG_LOAD) would.
 
-    ``prog_or_insns`` is an :class:`ebee.object.Program` (its type, license,
-    BTF line info and maps are used), a list of :class:`~ebee.isa.Instruction`,
-    or raw instruction bytes.  ``maps`` resolves the number an ``lddw`` carries
-    (a file descriptor for Linux, a map id in ebee) to a map; by default ebee's
-    live maps.  ``unpriv`` verifies as an unprivileged user would be
+    ``prog_or_insns`` is a :class:`~.inputs.VerifiableProgram` (``ebee.Program``: its
+    type, license and BTF func/line info are used), a list of
+    :class:`~ebee.isa.Instruction`, or raw instruction bytes.  ``maps`` resolves the
+    number an ``lddw`` carries (a file descriptor for Linux, a map id in ebee) to a
+    :class:`~.inputs.MapDescription` -- a dict or a callable; by default ebee's live
+    maps (``ebee.idr.map_idr``).  ``unpriv`` verifies as an unprivileged user would be
     (no CAP_BPF/CAP_PERFMON).  Log levels are Linux's (1: the failing path,
     2: everything, +4: statistics).
     """
 
-    prog = None
+    prog: VerifiableProgram | None = None
     if isinstance(prog_or_insns, (bytes, bytearray, memoryview)):
         insns = from_bytes(bytes(prog_or_insns))
-    elif hasattr(prog_or_insns, "insns") and hasattr(prog_or_insns, "type"):
+    elif isinstance(prog_or_insns, (list, tuple)):
+        insns = from_instructions(list(prog_or_insns))
+    else:
         prog = prog_or_insns
-        insns = from_instructions(prog.insns)
+        insns = from_instructions(list(prog.insns))
         if prog_type is None:
             prog_type = prog.type
         if expected_attach_type is None:
-            expected_attach_type = getattr(prog, "expected_attach_type", None)
+            expected_attach_type = prog.expected_attach_type
         if license is None:
-            license = getattr(prog, "license", None)
+            license = prog.license
         if btf is None:
-            btf = getattr(prog, "btf", None)
+            btf = prog.btf
         if line_info is None:
-            line_info = _program_line_info(prog)
+            line_info = [LineInfo(li.insn, li.file_name or "", li.line_text or "", li.line, li.col)
+                         for li in prog.line_info]
         if func_info is None:
-            func_info = _program_func_info(prog)
+            func_info = func_info_records(prog.btf, prog.func_info)
         if sleepable is None:
-            sleepable = bool(getattr(prog, "sleepable", False))
+            sleepable = prog.sleepable
         if attach_target is None:
-            attach_target = getattr(prog, "attach_target", None)
-    else:
-        insns = from_instructions(list(prog_or_insns))
+            attach_target = prog.attach_target
     if prog_type is None:
         prog_type = U.ProgType.SOCKET_FILTER
     prog_type = U.ProgType(int(prog_type))
     if maps is None:
-        maps = _default_maps(prog)
+        maps = map_idr.get
     if kfuncs is None:
         kfuncs = default_kfuncs(btf)
     try:
@@ -287,36 +290,6 @@ def _license_is_gpl_compatible(lic: str) -> bool:
                    "Dual MPL/GPL")
 
 
-def _default_maps(prog):
-    objmaps = {}
-    if prog is not None:
-        obj = getattr(prog, "object", None)
-        for m in (getattr(obj, "maps", None) or {}).values():
-            mid = getattr(m, "id", None)
-            if mid is not None:
-                objmaps[mid] = m
-
-    def resolve(n: int):
-        m = objmaps.get(n)
-        return m if m is not None else map_idr.get(n)
-    return resolve
-
-
-def _program_line_info(prog):
-    out = []
-    for li in getattr(prog, "line_info", None) or ():
-        try:
-            out.append(LineInfo(int(li.insn), li.file_name or "", li.line_text or "",
-                                int(li.line), int(li.col)))
-        except AttributeError:
-            continue
-    return out
-
-
-def _program_func_info(prog):
-    return func_info_records(prog)
-
-
 class VerifierError(LoadError):
     """A program the verifier rejected while its object was loaded (libbpf's
     "-- BEGIN PROG LOAD LOG --" moment); ``result`` holds the verdict and log."""
@@ -326,46 +299,3 @@ class VerifierError(LoadError):
         self.result = result
         self.log = result.log
         super().__init__(f"program '{prog_name}' rejected by the verifier: {result.error}")
-
-
-def verify_object(obj, **kw) -> dict[str, VerifierResult]:
-    """Verify every program of an object (what libbpf's ``bpf_object__load`` does);
-    raises :class:`VerifierError` for the first rejected program.  Each program
-    keeps its result in ``Program.verifier_result``."""
-    out = {}
-    for name, prog in obj.programs.items():
-        r = verify(prog, **kw)
-        try:
-            prog.verifier_result = r
-            prog._verified_insns = list(prog.insns)
-        except AttributeError:
-            pass
-        out[name] = r
-        if not r.accepted:
-            raise VerifierError(name, r)
-    return out
-
-
-def verdict(prog) -> VerifierResult:
-    """The verdict on ``prog`` (an ``ebee.Program``, or anything with ``insns`` and
-    ``type``) with the defaults BPF_PROG_LOAD uses, computed once per instruction
-    list and kept in ``prog.verifier_result``."""
-    insns = list(prog.insns)
-    r = getattr(prog, "verifier_result", None)
-    if r is None or getattr(prog, "_verified_insns", None) != insns:
-        # Program.verify freezes the object's read-only data first: the verifier
-        # reads frozen .rodata as constants, as Linux does after libbpf's load
-        r = prog.verify() if hasattr(prog, "verify") else verify(prog)
-        prog.verifier_result = r
-        prog._verified_insns = insns
-    return r
-
-
-def admit(prog) -> VerifierResult:
-    """The gate before a program's first run: its (cached) verdict if accepted,
-    else :class:`VerifierError` -- a program runs only after BPF_PROG_LOAD would
-    have accepted it."""
-    r = verdict(prog)
-    if not r.accepted:
-        raise VerifierError(getattr(prog, "name", "") or "program", r)
-    return r

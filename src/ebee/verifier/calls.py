@@ -332,7 +332,7 @@ def check_reg_const_str(env: Env, reg: RegState, regno: int) -> None:
         return
     if reg.bounds.var_off.mask:
         raise env.reject(f"R{regno} is not a constant address'")
-    if not (getattr(m, "flags", 0) & U.BPF_F_RDONLY_PROG and getattr(m, "frozen", False)):
+    if not (m.flags & U.BPF_F_RDONLY_PROG and m.frozen):
         raise env.reject(f"R{regno} does not point to a readonly map'")
     if int(m.type) != U.MapType.ARRAY or m.max_entries != 1:
         raise env.reject("no direct value access support for this map type")
@@ -538,7 +538,7 @@ def _record_func_map(env: Env, meta: CallArgMeta, func_id: int, insn_idx: int) -
     m = meta.map_ptr
     if m is None:
         raise env.bug("expected map for helper call")
-    if (getattr(m, "flags", 0) or 0) & U.BPF_F_RDONLY_PROG and \
+    if m.flags & U.BPF_F_RDONLY_PROG and \
             func_id in (F.map_delete_elem, F.map_update_elem, F.map_push_elem, F.map_pop_elem):
         raise env.reject("write into map forbidden")
     aux = env.aux[insn_idx]

@@ -178,7 +178,7 @@ def resolve_map(env: Env, fd: int):
 def check_map_prog_compatibility(env: Env, m) -> None:
     """check_map_prog_compatibility: map types some program types may not use."""
     pt = env.prog_type
-    rec = getattr(m, "record", None)
+    rec = m.record
     has_lock = bool(rec and rec.get("spin_lock") is not None) if isinstance(rec, dict) else False
     if has_lock:
         if pt == U.ProgType.SOCKET_FILTER:

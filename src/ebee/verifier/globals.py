@@ -31,10 +31,10 @@ class FuncInfoRec:
     btf: object
 
 
-def func_info_records(prog) -> list[FuncInfoRec]:
-    btf = getattr(prog, "btf", None)
+def func_info_records(btf, func_info) -> list[FuncInfoRec]:
+    """The program's func_info records resolved through its BTF (none without BTF)."""
     out = []
-    for fi in getattr(prog, "func_info", None) or ():
+    for fi in func_info or ():
         try:
             f = btf[fi.type_id]
             proto = btf[f.type_id]

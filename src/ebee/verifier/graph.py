@@ -113,7 +113,7 @@ def set_rbtree_add_callback_state(env: Env, caller, callee, insn_idx: int) -> No
 def _roots_of(reg):
     if base_type(reg.type) == PTR_TO_MAP_VALUE:
         m = reg.map
-        return getattr(m, "graph_roots", {}) or {}, getattr(m, "spin_lock_off", -1)
+        return m.graph_roots or {}, m.spin_lock_off
     rec = value_record(reg.btf, reg.btf_id)
     return graph_roots(reg.btf, [(reg.btf_id, 0)]), rec.get("bpf_spin_lock", -1)
 

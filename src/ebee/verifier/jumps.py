@@ -118,7 +118,7 @@ def inner_map_meta(template) -> InnerMapMeta:
 def mark_ptr_not_null_reg(reg: RegState) -> None:
     if base_type(reg.type) == PTR_TO_MAP_VALUE:
         m = reg.map
-        inner = getattr(m, "inner_map", None)
+        inner = m.inner_map
         mt = int(m.type)
         if inner is not None:
             reg.type = CONST_PTR_TO_MAP

@@ -166,7 +166,7 @@ def format_reg(reg, frameno: int) -> str:
         attrs.append("non_own_ref")
     if bt in (CONST_PTR_TO_MAP, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE) and reg.map is not None:
         m = reg.map
-        name = getattr(m, "name", "") or ""
+        name = m.name or ""
         if name:
             attrs.append(f"map={name}")
         attrs.append(f"ks={m.key_size},vs={m.value_size}")
@@ -308,7 +308,7 @@ def _insn_text(env, insn) -> str:
             if not env.allow_ptr_leaks:
                 return "0x0"       # ... to those allowed to see kernel pointers only
             m = env.aux[insn.idx].map_ptr if insn.idx < len(env.aux) else None
-            addr = getattr(m, "addr", None) if m is not None else None
+            addr = m.addr if m is not None else None
             if isinstance(addr, int):
                 return f"{addr + (ins.imm_hi & 0xFFFFFFFF if ins.src == 2 else 0):#x}"
             return None

@@ -206,7 +206,7 @@ def map_record(m) -> tuple:
     """The special fields of a map's value (the kernel's ``map->record``) as
     ``((offset, size, kind), ...)``, from the map's own ``record`` (offsets by
     kind, computed from its BTF value type when the map was created)."""
-    rec = getattr(m, "record", None)
+    rec = m.record
     if not rec:
         return ()
     return tuple(sorted((off, _special_size(kind), kind) for kind, off in rec.items()
@@ -238,7 +238,7 @@ def check_map_access(env: Env, regno: int, off: int, size: int, zero_ok: bool,
 def check_map_access_type(env: Env, regno: int, off: int, size: int, t: int) -> None:
     reg = env.cur_regs()[regno]
     m = reg.map
-    flags = getattr(m, "flags", 0) or 0
+    flags = m.flags
     if t == BPF_WRITE and flags & U.BPF_F_RDONLY_PROG:
         raise env.reject(f"write into map forbidden, value_size={m.value_size} "
                          f"off={reg.off if False else off} size={size}")
@@ -895,8 +895,7 @@ def check_mem_access(env: Env, insn_idx: int, regno: int, off: int, bpf_size: in
 
 
 def _map_is_rdonly(m) -> bool:
-    flags = getattr(m, "flags", 0) or 0
-    return bool(flags & U.BPF_F_RDONLY_PROG) and bool(getattr(m, "frozen", False))
+    return bool(m.flags & U.BPF_F_RDONLY_PROG) and m.frozen
 
 
 def _map_direct_read(m, off: int, size: int, is_ldsx: bool) -> int | None:
