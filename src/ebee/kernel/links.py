@@ -70,7 +70,7 @@ class Attachment:
 
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
-        prog = getattr(self.program, "name", "")
+        prog = self.program.name if self.program is not None else ""
         return f"<{type(self).__name__} {prog} -> {self.target} {state}>"
 
 

@@ -259,7 +259,7 @@ class KernelProgram(FdObject):
         """Attach where the program's section says, or to ``target`` (an interface, cgroup,
         socket...); see :func:`ebee.kernel.attach.attach`.  Detached by ``detach()`` on
         the result, by closing the program, or at exit."""
-        a = attach(self, target, section=getattr(self, "section", None), **kw)
+        a = attach(self, target, section=self.section, **kw)
         self.attachments.append(a)
         return a
 

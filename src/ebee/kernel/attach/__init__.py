@@ -41,7 +41,7 @@ def attach(prog, target=None, *, section: str | None = None, **kw):
     ``raw_tp/NAME``); XDP, tc and cgroup programs, socket filters and perf_event
     programs need ``target`` (an interface, cgroup path, socket, or counter).
     """
-    sec = section if section is not None else getattr(prog, "section", None)
+    sec = section if section is not None else prog.section
     sd = parse_section(sec) if sec else None
     where = target if target is not None else (sd.attach_target if sd else None)
     row = (sd.sec_def or "").rstrip("+/") if sd else ""
@@ -84,7 +84,7 @@ def attach(prog, target=None, *, section: str | None = None, **kw):
              ProgType.SOCK_OPS):
         if target is None:
             raise ValueError("a cgroup program attaches to a cgroup v2 directory: give its path")
-        if "attach_type" not in kw and not getattr(prog, "expected_attach_type", None) \
+        if "attach_type" not in kw and not prog.expected_attach_type \
                 and sd is not None and sd.expected_attach_type is not None:
             kw["attach_type"] = sd.expected_attach_type     # a program opened by id
         return cgroup(prog, target, **kw)

@@ -53,7 +53,7 @@ def xdp(prog, iface: str | int, *, mode: str | None = None, link: bool = True,
     # netlink: refuse to silently replace what someone else attached, unless asked
     nl_flags = flags | (0 if replace else XDP_FLAGS_UPDATE_IF_NOEXIST)
     netlink.xdp_set(idx, prog.fd, nl_flags)
-    prog_id = prog.info(map_ids=False).id if hasattr(prog, "info") else 0
+    prog_id = prog.info(map_ids=False).id
 
     ns = Pinned()
 
@@ -99,7 +99,7 @@ def tc(prog, iface: str | int, direction: str = "ingress", *, tcx: bool = True,
         _our_clsact[key] += 1
     try:
         f = netlink.tc_filter_add(idx, netlink.tc_handle(TC_H_CLSACT >> 16, minor), prog.fd,
-                                  getattr(prog, "name", "ebee"), priority=priority,
+                                  prog.name or "ebee", priority=priority,
                                   handle=handle)
     except BaseException:
         _release_clsact(key)

@@ -31,7 +31,7 @@ def raw_tracepoint(prog, name: str, *, cookie: int = 0) -> Link:
 def tracing(prog, *, cookie: int = 0) -> Link:
     """Attach a fentry/fexit/fmod_ret/lsm/tp_btf program at the target it was loaded for."""
     attach_type = AttachType(int(prog.expected_attach_type))
-    target = getattr(prog, "attach_target", None) or ""
+    target = prog.attach_target or ""
     what = f"{attach_type.name.lower()}/{target}".rstrip("/")
     if prog.type == ProgType.LSM or attach_type in (AttachType.TRACE_FENTRY,
                                                      AttachType.TRACE_FEXIT,
