@@ -8,14 +8,12 @@ encodes header, types and strings in the chosen byte order.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from ..uapi import BTF_INT_BOOL, BTF_INT_CHAR, BTF_INT_SIGNED, BTF_MAGIC, BTF_VERSION
 from .types import Kind
 from .btf import BTF
 
-if TYPE_CHECKING:
-    from .btf import BTF
 
 
 class BTFBuilder:

@@ -34,17 +34,16 @@ import hashlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from .. import uapi as U
 from ..isa import OP_CALL, OP_LDDW, Instruction, decode, encode, pack_slots, unpack_slots
 from ..uapi import CoreReloKind as RK
 from .errors import BTFError
 from .types import Kind, MODIFIERS
+from .btf import BTF
+from .ext import BTFExt, CoreRelo
 
-if TYPE_CHECKING:
-    from .btf import BTF
-    from .ext import BTFExt, CoreRelo
 
 #: the helper id libbpf gives a poisoned instruction ("bad relo")
 POISON_HELPER_ID = 0xBAD2310            # 195896080

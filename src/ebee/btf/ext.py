@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ..uapi import BTF_MAGIC, CoreReloKind
 from .errors import BTFError
 from .types import Kind
+from .btf import BTF
 
-if TYPE_CHECKING:
-    from .btf import BTF
 
 _MIN_REC = {"func_info": 8, "line_info": 16, "core_relo": 16}
 

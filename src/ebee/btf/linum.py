@@ -13,17 +13,15 @@ built with ``insn_off = index * 8``.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from ..uapi import BtfVarLinkage
 from .types import Kind
 from ..asm.disasm import format_xlated
-from ..isa import format_kernel
+from ..isa import Instruction, format_kernel
+from .btf import BTF
+from .ext import FuncInfo, LineInfo
 
-if TYPE_CHECKING:
-    from ..isa import Instruction
-    from .btf import BTF
-    from .ext import FuncInfo, LineInfo
 
 _SIG_MAX = 1024      # bpftool's func_sig buffer: longer signatures are dropped
 

@@ -9,12 +9,10 @@ maps, the loader and the verifier alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .types import Array, Kind
+from .btf import BTF
 
-if TYPE_CHECKING:
-    from .btf import BTF
 
 SPECIAL_FIELDS = ("bpf_spin_lock", "bpf_timer", "bpf_list_head", "bpf_list_node",
                   "bpf_rb_root", "bpf_rb_node", "bpf_refcount", "bpf_wq", "bpf_res_spin_lock")
