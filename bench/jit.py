@@ -39,7 +39,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import ebee  # noqa: E402
-from ebee.testrun import RunMachine, Runner
+from ebee.engines import Machine
+from ebee.engines.jit import JitImage
+from ebee.testrun import Runner
 
 PKT = (bytes.fromhex("ffffffffffff020000000001" "0800")
        + bytes.fromhex("4500003200000000401100000a0000010a000002") + bytes(30))
@@ -85,17 +87,16 @@ def ebee_ns(prog, engine: str, repeat: int) -> float:
 
 def compile_ms(prog) -> float:
     """Cold compile of the program (its verified, ctx-rewritten form) in this process."""
-    from ebee.engines.jit.runtime import JitProgram
     with Runner(prog, engine="jit") as r:
         insns = r.insns
     t0 = time.perf_counter()
-    JitProgram(insns, checked=False)
+    JitImage(insns, checked=False)
     return (time.perf_counter() - t0) * 1e3
 
 
 def threads_rate(prog, threads: int, repeat: int) -> float:
     """Runs per second of ``threads`` threads, each its own CPU, ``repeat`` runs each."""
-    runners = [Runner(prog, engine="jit", machine=RunMachine(cpu=c)) for c in range(threads)]
+    runners = [Runner(prog, engine="jit", machine=Machine(cpu=c)) for c in range(threads)]
     for r in runners:
         r.run(PKT, repeat=2)                 # compile and warm up outside the timing
     barrier = threading.Barrier(threads + 1)
