@@ -52,8 +52,8 @@ How it works (the same algorithm as kernel/bpf/verifier.c, in small modules):
 
 Entry point: :func:`verify`.
 """
-from .api import Facts, RegFact, VerifierError, VerifierResult, verify
-from .inputs import MapDescription, VerifiableProgram
+from .api import (Facts, MapDescription, RegFact, VerifiableProgram, VerifierError,
+                  VerifierResult, verify)
 
 __all__ = ["Facts", "MapDescription", "RegFact", "VerifiableProgram", "VerifierError",
            "VerifierResult", "verify"]

@@ -15,7 +15,7 @@ from .core import do_check_common, do_check_subprogs, print_verification_stats
 from .env import Env, LineInfo
 from .errors import EINVAL, E2BIG, VerifierReject
 from .globals import check_max_stack_depth, func_info_records
-from .inputs import VerifiableProgram
+from .inputs import MapDescription, VerifiableProgram
 from .insn import Insn, from_bytes, from_instructions
 from .kfuncs import default_kfuncs
 from .liveness import StackLiveness
