@@ -267,7 +267,7 @@ class KernelTrace(Session):
                 self.emit(self.fmt.attached(self.script.attach_count))
             for pr in self.progs:
                 if pr.probe.targets[0].provider == "BEGIN":
-                    pr.kprog.test_run(ctx=None, repeat=1)
+                    pr.kprog.test_run(ctx=None, repeat=0)
             self.poll(0)
             if not self.exit_requested:
                 for pr in self.progs:
@@ -376,7 +376,7 @@ class KernelTrace(Session):
         self.poll(0)
         for pr in self.progs:
             if pr.probe.targets[0].provider == "END":
-                pr.kprog.test_run(ctx=None, repeat=1)
+                pr.kprog.test_run(ctx=None, repeat=0)
         self.poll(0)
         if self.lost:
             print(f"Lost {self.lost} events", file=sys.stderr)
