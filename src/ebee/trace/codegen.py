@@ -370,6 +370,10 @@ class Gen:
         em.ja(done)
         em.place(new)
         val = self.frame.alloc(spec.value_size)
+        if kind == "max" and spec.value.signed:
+            # bpftrace 0.17 compares a new element's value with 0 before inserting it: a
+            # max() that only ever sees negative values stays empty (reproduced for parity)
+            em.jmp("jslt", arg, done, imm=0)
         if kind in ("count", "hist", "lhist"):
             em.st(8, R10, val, 1)
         elif kind == "sum":

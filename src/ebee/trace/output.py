@@ -59,20 +59,21 @@ def _pad(s: str, width: str, left: str) -> str:
 
 
 def format_printf(fmt: str, values: list[Any]) -> str:
-    """bpftrace's format(): each recognised specifier consumes one argument; ``%%`` is a
-    literal percent sign."""
+    """bpftrace 0.17's format(): each specifier its regex finds (``%%`` is not special to
+    it) consumes an argument; the text before a specifier goes through snprintf with it
+    (so ``%%`` there prints ``%``), the text after the last one is copied as it is."""
     out = []
     pos = 0
     it = iter(values)
-    for m in FORMAT_SPEC.finditer(fmt.replace("%%", "\0\0")):
-        out.append(fmt[pos:m.start()])
+    for m in FORMAT_SPEC.finditer(fmt):
+        out.append(fmt[pos:m.start()].replace("%%", "%"))
         try:
             out.append(c_format(fmt[m.start():m.end()], next(it)))
         except StopIteration:
             out.append(fmt[m.start():m.end()])
         pos = m.end()
     out.append(fmt[pos:])
-    return "".join(out).replace("%%", "%")
+    return "".join(out)
 
 
 # -- histogram labels --------------------------------------------------------------------

@@ -99,21 +99,21 @@ map: MAP ("[" args "]")?
 var: VAR
 ident: IDENT | BUILTIN
 
-ATTACH: /[A-Za-z_][A-Za-z0-9_\-.\/:*+\[\]$#]*/
+ATTACH: /(BEGIN|END|begin|end)(?![A-Za-z0-9_:])|[A-Za-z_][A-Za-z0-9_]*:[A-Za-z0-9_\-.\/:*+\[\]$#]*/
 CPP: /#[^!\n][^\n]*/
 STRUCT_DEF.3: /(struct|union|enum)\s+\w*\s*\{([^{}]|\{([^{}]|\{[^{}]*\})*\})*\}\s*;?/
 ENDPRED.2: /\/(?=\s*[\/{])/
-COMPOUND.2: "<<=" | ">>=" | "+=" | "-=" | "*=" | "/=" | "%=" | "&=" | "|=" | "^="
+COMPOUND.5: "<<=" | ">>=" | "+=" | "-=" | "*=" | "/=" | "%=" | "&=" | "|=" | "^="
 INCDEC.2: "++" | "--"
 ARROW.2: "->"
-OROR: "||"
-ANDAND: "&&"
+OROR.3: "||"
+ANDAND.3: "&&"
 BOR: "|"
 BXOR: "^"
 BAND: "&"
-EQOP: "==" | "!="
-RELOP: "<=" | ">=" | "<" | ">"
-SHIFTOP: "<<" | ">>"
+EQOP.3: "==" | "!="
+RELOP.2: "<=" | ">=" | "<" | ">"
+SHIFTOP.4: "<<" | ">>"
 ADDOP: "+" | "-"
 MULOP: "/" | "%"
 STAR: "*"

@@ -935,7 +935,7 @@ def _stored(t: Type) -> Type:
 
 def check_format(fmt: str, types: list[Type]) -> str | None:
     """bpftrace's verify_format_string(): the message for a format/argument mismatch."""
-    tokens = list(FORMAT_SPEC.finditer(fmt.replace("%%", "\0\0")))
+    tokens = list(FORMAT_SPEC.finditer(fmt))
     n = len(tokens)
     if len(types) < n:
         return (f"printf: Not enough arguments for format string ({len(types)} supplied, {n} "
