@@ -176,10 +176,10 @@ def parse_attach_point(ap: AttachPoint) -> Target:
 def resolve_binary(name: str, ap: AttachPoint | None = None) -> str:
     """An absolute path for a uprobe's binary: as given, on PATH, or a library."""
     if os.sep in name:
-        return str(Path(name).resolve()) if Path(name).exists() else name
+        return os.path.abspath(name)
     found = shutil.which(name)
     if found:
-        return str(Path(found).resolve())
+        return found
     for d in LIB_DIRS:
         p = Path(d) / name
         if p.exists():

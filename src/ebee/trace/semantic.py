@@ -21,7 +21,7 @@ from .types import Type
 
 PRINTF_LENGTHS = ("", "hh", "h", "l", "ll", "j", "z", "t")
 PRINTF_TYPES: dict[str, str] = {"s": "string", "r": "buffer", "c": "integer"}
-PRINTF_TYPES.update({f"{ln}{c}": "integer" for ln in PRINTF_LENGTHS for c in "duxXp"})
+PRINTF_TYPES.update({f"{ln}{c}": "integer" for ln in PRINTF_LENGTHS for c in "duxXpo"})
 # bpftrace 0.17's format_specifier_re: "-", a width and a precision, then a known conversion
 FORMAT_SPEC = re.compile(r"%-?[0-9]*(\.[0-9]+)?(" + "|".join(
     sorted(PRINTF_TYPES, key=len, reverse=True)) + ")")

@@ -1,0 +1,133 @@
+"""User-space mode: the compiled programs run in ebee's runtime, output as bpftrace's.
+
+The golden outputs in data/bpftrace017.json were printed by bpftrace 0.17 on the
+development machine (tests/trace/gen_golden.py); these tests need neither root nor
+bpftrace.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import ebee.trace
+from ebee.cli.main import main
+from ebee.helpers.task import Task
+from cases import BY_ID
+from harness import HERE, argv, untie
+
+GOLDEN = json.loads((HERE / "data" / "bpftrace017.json").read_text())
+
+
+@pytest.mark.parametrize("cid", sorted(GOLDEN))
+def test_userspace_cli_matches_bpftrace(cid, capsys):
+    case = BY_ID[cid]
+    want = GOLDEN[cid]
+    rc = main(["trace", "--userspace"] + argv(case, None))
+    out, err = capsys.readouterr()
+    assert rc == want["rc"], err
+    assert untie(out) == untie(want["stdout"])
+
+
+def test_userspace_cli_subprocess():
+    p = subprocess.run([sys.executable, "-m", "ebee", "trace", "--userspace", "-e",
+                        'BEGIN { printf("hi %d\\n", 42); exit(); }'], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout == "Attaching 1 probe...\nhi 42\n\n\n"
+
+
+def test_api_fire_maps_output():
+    t = ebee.trace.compile('tracepoint:syscalls:sys_enter_openat { printf("%s opened %s\\n", '
+                           'comm, str(args->filename)); @[comm] = count(); }')
+    t.fire("tracepoint:syscalls:sys_enter_openat", filename="/etc/passwd",
+           task=Task(pid=42, tgid=42, comm="cat"))
+    t.fire("tracepoint:syscalls:sys_enter_openat", filename="/etc/group",
+           task=Task(pid=43, tgid=43, comm="cat"))
+    t.fire("tracepoint:syscalls:sys_enter_openat", filename="/x", task=Task(comm="ls"))
+    assert t.maps["@"] == {"cat": 2, "ls": 1}
+    assert t.output() == ("Attaching 1 probe...\ncat opened /etc/passwd\ncat opened /etc/group\n"
+                          "ls opened /x\n\n\n@[ls]: 1\n@[cat]: 2\n")
+
+
+def test_api_block_latency_with_virtual_clock():
+    t = ebee.trace.compile(
+        "tracepoint:block:block_rq_issue { @start[args->dev, args->sector] = nsecs; } "
+        "tracepoint:block:block_rq_complete /@start[args->dev, args->sector]/ { "
+        "@usecs = hist((nsecs - @start[args->dev, args->sector]) / 1000); "
+        "delete(@start[args->dev, args->sector]); }")
+    for sector, us in ((8, 100), (16, 300), (24, 5000)):
+        t.fire("tracepoint:block:block_rq_issue", dev=259, sector=sector)
+        t.clock.advance(us * 1000)
+        t.fire("tracepoint:block:block_rq_complete", dev=259, sector=sector)
+    t.fire("tracepoint:block:block_rq_complete", dev=259, sector=99)     # never issued
+    assert t.maps["@usecs"] == {"[64, 128)": 1, "[256, 512)": 1, "[4K, 8K)": 1}
+    assert t.maps["@start"] == {}
+    out = t.output()
+    assert "@start: \n" not in out and out.endswith("\n\n") and "\n\n\n@start" not in out
+
+
+def test_api_uprobe_args_retval_and_strings():
+    t = ebee.trace.compile('uprobe:/bin/sh:main { printf("%s %d\\n", str(arg0), arg1); } '
+                           'uretprobe:/bin/sh:main { @r[retval] = count(); }')
+    t.fire("uprobe:/bin/sh:main", args=("hello", 7))
+    t.fire("uretprobe:*:main", retval=3)
+    assert t.maps["@r"] == {3: 1}
+    assert t.printed.splitlines()[1] == "hello 7"
+
+
+def test_api_execsnoop_join():
+    src = (HERE.parent.parent / "tests" / "trace" / "data" / "ebwl.c")   # exists: a sanity check
+    assert src.exists()
+    t = ebee.trace.compile(open("/usr/sbin/execsnoop.bt").read() if
+                           __import__("os").path.exists("/usr/sbin/execsnoop.bt") else
+                           'BEGIN { printf("%-10s %-5s %s\\n", "TIME(ms)", "PID", "ARGS"); }\n'
+                           'tracepoint:syscalls:sys_enter_exec* { printf("%-10u %-5d ", '
+                           'elapsed / 1e6, pid); join(args->argv); }')
+    t.clock.advance(12_000_000)
+    t.fire("tracepoint:syscalls:sys_enter_execve", filename="/bin/ls",
+           argv=["ls", "-l", "/tmp"], task=Task(pid=777, tgid=777, comm="bash"))
+    lines = t.output().splitlines()
+    assert lines[1] == "TIME(ms)   PID   ARGS"
+    assert lines[2] == "12         777   ls -l /tmp"
+
+
+def test_api_interval_and_exit():
+    t = ebee.trace.compile("interval:ms:100 { @ticks++; if (@ticks == 3) { exit(); } }")
+    t.advance(1_000_000_000)
+    assert t.maps["@ticks"] == 3
+    assert t.output() == "Attaching 1 probe...\n\n\n@ticks: 3\n"
+
+
+def test_api_stacks_with_symbols():
+    t = ebee.trace.compile("kprobe:do_nanosleep { @[kstack] = count(); }")
+    t.resolver_impl.ksyms.update({0xffffffff81000000: "do_syscall_64",
+                                  0xffffffff81100000: "__x64_sys_nanosleep"})
+    task = Task(kernel_stack=[0xffffffff8110001d, 0xffffffff8100020f])
+    t.fire("kprobe:do_nanosleep", task=task)
+    t.fire("kprobe:do_nanosleep", task=task)
+    assert t.output().endswith("@[\n    __x64_sys_nanosleep+29\n    do_syscall_64+527\n]: 2\n")
+
+
+def test_verifier_rejection_names_the_line(monkeypatch):
+    # a probe whose program the verifier refuses: blamed on the script line
+    from ebee.trace import codegen
+    real = codegen.Gen.compile
+
+    def broken(self):
+        cp = real(self)
+        self.em.loc = self.inst.probe.body[0].loc
+        # read through an unchecked pointer: r1 = *(u64 *)(r0 + 0) after a lookup
+        slots = cp.emitter.code
+        from ebee.trace.emit import R0, R1
+        cp.emitter.code = slots[:1]
+        cp.emitter.loc = self.inst.probe.body[0].loc
+        cp.emitter.ldx(8, R1, R0, 0)
+        cp.emitter.code += slots[1:]
+        return cp
+    monkeypatch.setattr(codegen.Gen, "compile", broken)
+    with pytest.raises(ebee.trace.TraceError) as ei:
+        ebee.trace.compile("BEGIN {\n  @x = 1;\n}")
+    text = ei.value.render()
+    assert text.startswith("stdin:2:3-") and "verifier rejected" in text
