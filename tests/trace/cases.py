@@ -65,7 +65,9 @@ CASES: list[Case] = [
          'arg0, "str", "ab", arg0); }', cmd=W, sample=True),
     Case("uprobe_probe_builtin", 'uprobe:BIN:ebwl_target { printf("%s\\n", probe); exit(); }',
          cmd=W),
-    Case("uprobe_func", 'uprobe:BIN:ebwl_str { printf("%s\\n", func); }', cmd=W),
+    # printf("%s", func) in a uprobe aborts bpftrace 0.17 (exit -6): not a parity case
+    Case("uprobe_comm_pid", 'uprobe:BIN:ebwl_str { printf("%s %d\\n", comm, pid == cpid); }',
+         cmd=W),
     Case("uprobe_comm_key", "uprobe:BIN:ebwl_target { @[comm, pid == cpid] = count(); }",
          cmd=W),
     Case("uprobe_vars", "uprobe:BIN:ebwl_target { $x = arg0; $y = $x * $x; @[$x] = $y; }",
@@ -82,8 +84,10 @@ CASES: list[Case] = [
          'printf("last %d\\n", @x); }', cmd=W),
     Case("uprobe_json", "uprobe:BIN:ebwl_target { @[arg0] = count(); @h = hist(arg1); }",
          cmd=W, flags=("-f", "json")),
+    # bpftrace 0.17 leaves stack garbage after a string from a ternary in a map key, so
+    # one string counts under several keys that print alike: compared as totals per key
     Case("uprobe_ternary_key", 'uprobe:BIN:ebwl_target { @[arg0 > 5 ? "big" : "small"] = '
-         'count(); }', cmd=W),
+         'count(); }', cmd=W, mode="structural", normalize="sum"),
     Case("uprobe_ustack", "uprobe:BIN:ebwl_target { @[ustack] = count(); }", cmd=W,
          mode="structural", normalize="numbers"),
     # -- system calls of the workload ----------------------------------------------------

@@ -1,6 +1,7 @@
 """Running one parity case under bpftrace 0.17 and under ``ebee trace``."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -79,7 +80,8 @@ def untie(text: str) -> str:
     """Map elements with equal values in a canonical order (bpftrace's std::sort leaves
     their order unspecified): runs of consecutive ``@m[k]: v`` lines of one map and one
     value are sorted."""
-    lines = text.split("\n")
+    lines = [_json_untie(ln) if ln.startswith('{"type": "map"') else ln
+             for ln in text.split("\n")]
     out: list[str] = []
     run: list[str] = []
     run_key = None
@@ -96,8 +98,22 @@ def untie(text: str) -> str:
     return "\n".join(out)
 
 
-def _json_untie(text: str) -> str:
-    return text
+def _json_untie(line: str) -> str:
+    """A JSON map line with its elements ordered by (value, key): ties canonical."""
+    try:
+        obj = json.loads(line, object_pairs_hook=list)
+    except ValueError:
+        return line
+    if not (isinstance(obj, list) and dict(obj).get("type") == "map"):
+        return line
+    data = dict(obj)["data"]
+    out = []
+    for name, elems in data:
+        if isinstance(elems, list) and elems and all(isinstance(e, (list, tuple)) and
+                                                     len(e) == 2 for e in elems):
+            elems = sorted(elems, key=lambda kv: (json.dumps(kv[1]), kv[0]))
+        out.append((name, elems))
+    return json.dumps(out)
 
 
 def normalize(kind: str, text: str) -> str:
@@ -108,6 +124,15 @@ def normalize(kind: str, text: str) -> str:
         # which maps print, in order; element values and keys vary with the system
         return "\n".join(sorted({m.group(1) for m in map(_MAP_LINE.match, text.split("\n"))
                                  if m})) + "|" + text.split("\n")[0]
+    if kind == "sum":
+        # one line per key with the values added up (bpftrace may split a key in several
+        # elements that print alike)
+        sums: dict[str, int] = {}
+        for m in map(_MAP_LINE.match, text.split("\n")):
+            if m and m.group(3).lstrip("-").isdigit():
+                k = m.group(1) + (m.group(2) or "")
+                sums[k] = sums.get(k, 0) + int(m.group(3))
+        return "\n".join(f"{k}: {v}" for k, v in sorted(sums.items()))
     if kind == "hist":
         return "\n".join(ln.split(":")[0] for ln in text.split("\n") if ln.startswith("@"))
     if kind == "openat":

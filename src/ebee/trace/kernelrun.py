@@ -374,6 +374,7 @@ class KernelTrace(Session):
                 pass
         self.attachments = []
         self.poll(0)
+        self.in_end = True
         for pr in self.progs:
             if pr.probe.targets[0].provider == "END":
                 pr.kprog.test_run(ctx=None, repeat=0)

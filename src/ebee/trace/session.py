@@ -32,6 +32,7 @@ class Session:
         self.text: list[str] = []
         self._write = write
         self.exit_requested = False
+        self.in_end = False             # END is running: its output prints even after exit()
         self.lost = 0
 
     # -- output --------------------------------------------------------------------------
@@ -50,8 +51,8 @@ class Session:
 
     def handle(self, data: bytes) -> None:
         """One ring-buffer record: ``u64 id`` then the event's arguments."""
-        if len(data) < 8:
-            return
+        if len(data) < 8 or (self.exit_requested and not self.in_end):
+            return          # bpftrace prints nothing a probe wrote after exit() (until END)
         eid = struct.unpack_from("<Q", data)[0]
         if eid >= len(self.res.events):
             return

@@ -317,7 +317,9 @@ class UserSpaceTrace(Session):
         if self.stopped:
             return self.output()
         self.start()
+        self.drain()
         self.stopped = True
+        self.in_end = True
         for ld in self.loaded:
             if ld.probe.targets[0].provider == "END":
                 self._run(ld, u64_args())
