@@ -132,7 +132,7 @@ def _dry_run(script, args) -> int:
     lines = script.source.split("\n")
     for ld in t.loaded:
         insns = ld.program.insns
-        _, locs = script.link(ld.probe, t._resolve)
+        _, locs = script.link(ld.probe, t.resolve_reloc)
         print(f"; {ld.probe.name}: {ld.probe.prog_type.name.lower()} program, "
               f"{sum(i.slots for i in insns)} instructions, stack {ld.probe.stack} bytes, "
               f"verified")

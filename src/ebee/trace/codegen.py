@@ -25,7 +25,7 @@ from . import ast as A
 from . import types as T
 from .emit import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Emitter, Label, fits_imm
 from .errors import TraceError
-from .layout import (EVENTS_MAP, JOIN_ARGNUM, JOIN_ARGSIZE, Event, MapSpec, Resources,
+from .layout import (EVENTS_MAP, LOST_MAP, JOIN_ARGNUM, JOIN_ARGSIZE, Event, MapSpec, Resources,
                      args_layout, round8, slot_size)
 from .probes import Target
 from .semantic import Analyzer, Instance, signal_number
@@ -497,6 +497,18 @@ class Gen:
         em.movi(R3, size)
         em.movi(R4, 0)
         em.call(F.ringbuf_output)
+        self.count_lost()
+
+    def count_lost(self) -> None:
+        """A record the ring buffer had no room for adds one to the lost-events counter."""
+        em = self.em
+        ok = Label("output_ok")
+        em.jmp("jeq", R0, ok, imm=0)
+        self.res.needs_lost = True
+        em.ld_map_value(R1, LOST_MAP)
+        em.movi(R2, 1)
+        em.atomic_add(R1, 0, R2)
+        em.place(ok)
 
     def printf(self, c: A.Call) -> None:
         self.emit_event(Event(c.name, fmt=c.args[0].value), c.args[1:])
@@ -523,8 +535,12 @@ class Gen:
         em.movi(R2, size)
         em.movi(R3, 0)
         em.call(F.ringbuf_reserve)
-        done, out = Label("join_done"), Label("join_out")
-        em.jmp("jeq", R0, out, imm=0)
+        done, out, got = Label("join_done"), Label("join_out"), Label("join_reserved")
+        em.jmp("jne", R0, got, imm=0)
+        em.movi(R0, 1)
+        self.count_lost()
+        em.ja(out)
+        em.place(got)
         rec = self.reg(c.loc)
         em.mov(rec, R0)
         em.movi(R1, eid)

@@ -13,7 +13,7 @@ from ..isa import Instruction
 from ..uapi import MapType
 from .ast import Loc, Program
 from .codegen import CompiledProbe, generate
-from .layout import EVENTS_MAP, RINGBUF_SIZE, MapSpec, Resources, map_spec
+from .layout import EVENTS_MAP, LOST_MAP, RINGBUF_SIZE, MapSpec, Resources, map_spec
 from .parser import parse
 from .semantic import Analyzer
 from .structs import Structs
@@ -79,5 +79,7 @@ def compile_script(source: str, filename: str = "stdin", params: list[str] | Non
     probes = generate(an, instances, res)
     if res.needs_events:
         res.maps[EVENTS_MAP] = MapSpec(EVENTS_MAP, MapType.RINGBUF, 0, 0, RINGBUF_SIZE)
+    if res.needs_lost:
+        res.maps[LOST_MAP] = MapSpec(LOST_MAP, MapType.ARRAY, 4, 8, 1)
     return Script(prog, an, res, probes, list(params or []), time.perf_counter() - t0,
                   list(an.warnings))

@@ -37,6 +37,8 @@ for _s in TABLE:
         _MEM["ja"] = _s
     elif _s.kind is Kind.LD_IMM64:
         _MEM[f"lddw.{_s.op}"] = _s
+    elif _s.kind is Kind.ATOMIC and _s.op == "add" and not _s.fetch and _s.size == 8:
+        _MEM["lock add"] = _s
 del _s
 
 SUFFIX = {1: "b", 2: "h", 4: "w", 8: "dw"}
@@ -117,6 +119,15 @@ class Emitter:
 
     def ld_map(self, dst: int, name: str) -> None:
         self._add(_Slot(_MEM["lddw.map_fd"], dst, U.BPF_PSEUDO_MAP_FD, 0, 0, 0, reloc=name))
+
+    def ld_map_value(self, dst: int, name: str, off: int = 0) -> None:
+        """dst = the address of ``name``'s value 0, plus ``off`` (an array map)."""
+        self._add(_Slot(_MEM["lddw.map_value"], dst, U.BPF_PSEUDO_MAP_VALUE, 0, 0, 0,
+                        reloc=f"value:{name}:{off}"))
+
+    def atomic_add(self, dst: int, off: int, src: int) -> None:
+        """lock *(u64 *)(dst + off) += src"""
+        self._add(_Slot(_MEM["lock add"], dst, src, off, int(U.BPF_ADD)))
 
     def neg(self, dst: int) -> None:
         self._add(_Slot(_MEM["neg"], dst))

@@ -204,7 +204,7 @@ class KernelTrace(Session):
                            name=spec.kernel_name)
             self.bpf_maps[name] = KernelMapHandle(km, name=spec.kernel_name)
 
-    def _resolve(self, name: str) -> tuple[int, int]:
+    def resolve_reloc(self, name: str) -> tuple[int, int]:
         if name == "const:start_ns":
             return 0, self.start_ns
         if name == "const:cpid":
@@ -223,10 +223,13 @@ class KernelTrace(Session):
                 return 0, 0
         if name.startswith(("const:", "usym:")):
             return 0, 0
+        if name.startswith("value:"):
+            _, mname, off = name.split(":")
+            return U.BPF_PSEUDO_MAP_VALUE, self.bpf_maps[mname].fd | (int(off) << 32)
         return U.BPF_PSEUDO_MAP_FD, self.bpf_maps[name].fd
 
     def _load(self, p: CompiledProbe) -> _Prog:
-        insns, lines = self.script.link(p, self._resolve)
+        insns, lines = self.script.link(p, self.resolve_reloc)
         try:
             kp = KernelProgram(insns, p.prog_type, license="GPL", name=p.kernel_name)
         except KernelLoadError as e:
@@ -379,8 +382,9 @@ class KernelTrace(Session):
             if pr.probe.targets[0].provider == "END":
                 pr.kprog.test_run(ctx=None, repeat=0)
         self.poll(0)
-        if self.lost:
-            print(f"Lost {self.lost} events", file=sys.stderr)
+        lost = self.lost + self.lost_events()
+        if lost:
+            self.emit(self.fmt.lost(lost))
         if self.print_maps_at_exit:
             self.finish_output()
         self._kill_child()

@@ -15,10 +15,12 @@ from .semantic import MapInfo
 from .types import Type, tuple_layout
 
 MAX_MAP_KEYS = 4096             # BPFTRACE_MAP_KEYS_MAX
-RINGBUF_SIZE = 1 << 22          # the event ring (bytes, a power of two pages)
+RINGBUF_SIZE = 1 << 24          # the event ring in the kernel (bytes, a power of two pages)
+USER_RINGBUF_SIZE = 1 << 20     # ... and in ebee's runtime, drained after every event
 JOIN_ARGNUM = 16                # bpftrace's join(): at most 16 arguments ...
 JOIN_ARGSIZE = 1024             # ... of at most 1024 bytes each
 EVENTS_MAP = "__events"
+LOST_MAP = "__lost"             # one u64: records the ring had no room for
 
 
 def round8(n: int) -> int:
@@ -106,6 +108,7 @@ class Resources:
     strftime: list[str] = field(default_factory=list)
     stack_maps: dict[tuple[str, str, int], str] = field(default_factory=dict)
     needs_events: bool = False
+    needs_lost: bool = False
 
     def event(self, ev: Event) -> int:
         self.events.append(ev)

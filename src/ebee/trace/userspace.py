@@ -32,7 +32,7 @@ from ..testrun.runner import default_net
 from .codegen import CompiledProbe
 from .compiler import Script
 from .errors import TraceError
-from .layout import EVENTS_MAP
+from .layout import EVENTS_MAP, USER_RINGBUF_SIZE
 from .probes import Target
 from .session import Session
 from .values import strftime
@@ -127,20 +127,24 @@ class UserSpaceTrace(Session):
 
     def _create_maps(self) -> None:
         for name, spec in self.res.maps.items():
-            self.bpf_maps[name] = Map(spec.map_type, spec.key_size, spec.value_size,
-                                  spec.max_entries, name=spec.kernel_name)
+            entries = USER_RINGBUF_SIZE if name == EVENTS_MAP else spec.max_entries
+            self.bpf_maps[name] = Map(spec.map_type, spec.key_size, spec.value_size, entries,
+                                      name=spec.kernel_name)
 
-    def _resolve(self, name: str) -> tuple[int, int]:
+    def resolve_reloc(self, name: str) -> tuple[int, int]:
         if name == "const:start_ns":
             return 0, self.start_ns
         if name.startswith("const:"):
             return 0, 0
         if name.startswith(("ksym:", "usym:", "cgroupid:")):
             return 0, 0
+        if name.startswith("value:"):
+            _, mname, off = name.split(":")
+            return U.BPF_PSEUDO_MAP_VALUE, self.bpf_maps[mname].id | (int(off) << 32)
         return U.BPF_PSEUDO_MAP_FD, self.bpf_maps[name].id
 
     def _load(self, p: CompiledProbe) -> _Loaded:
-        insns, lines = self.script.link(p, self._resolve)
+        insns, lines = self.script.link(p, self.resolve_reloc)
         prog = Program.from_insns(insns, p.prog_type, name=p.kernel_name, verify=True)
         r = prog.verify(log_level=1)
         if not r.accepted:
