@@ -88,3 +88,16 @@ def test_json_maps():
         '{"type": "hist", "data": {"@m": [{"min": 0, "max": 4, "count": 1}, {"min": 5, "max": '
         '9, "count": 0}, {"min": 10, "max": 14, "count": 0}, {"min": 15, "max": 19, "count": 0}'
         ', {"min": 20, "count": 1}]}}\n')
+
+
+def test_integer_printf_matches_the_general_path():
+    import struct
+    from ebee.trace.output import integer_printf
+    fmt = "a%% %d|%u|%x|%X|%o|%c|%ld|%lu|%hd|%hhu|%-5d|%05x|%lld %% z\n"
+    vals = [-1, -1, -1, 255, 8, 65, -5, -1, 70000, 257, 3, 31, 1 << 40]
+    comp = integer_printf(fmt, [8 + 8 * i for i in range(len(vals))])
+    assert comp is not None
+    st, pyfmt = comp
+    rec = struct.pack("<Q", 0) + b"".join(struct.pack("<q", v) for v in vals)
+    assert pyfmt % st.unpack_from(rec) == format_printf(fmt, vals)
+    assert integer_printf("%p %s", [8, 16]) is None

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
 from .semantic import FORMAT_SPEC
@@ -20,59 +22,115 @@ BAR_WIDTH = 52
 
 # -- printf ------------------------------------------------------------------------------
 
+_SPEC = re.compile(r"%(-?)([0-9]*)(?:\.([0-9]+))?(hh|h|ll|l|j|z|t)?([a-zA-Z])")
+_BITS = {"hh": 8, "h": 16, None: 32, "l": 64, "ll": 64, "j": 64, "z": 64, "t": 64}
+
+
+@lru_cache(maxsize=4096)
+def _conversion(spec: str) -> Callable[[Any], str]:
+    """One conversion as glibc's snprintf does it for a 64-bit argument, as a function."""
+    m = _SPEC.fullmatch(spec)
+    if m is None:
+        return lambda v: spec
+    left, width, prec, length, conv = m.groups()
+    w = int(width) if width else 0
+
+    def pad(s: str) -> str:
+        if not w:
+            return s
+        return s.ljust(w) if left else s.rjust(w)
+    if conv in "sr":
+        p = int(prec) if prec is not None else None
+        return lambda v: pad((v if isinstance(v, str) else str(v))[:p])
+    bits = _BITS[length]
+    mask = (1 << bits) - 1
+    sign = 1 << (bits - 1)
+    if conv == "p":
+        return lambda v: pad(v) if isinstance(v, str) else pad(
+            "(nil)" if not int(v) & 0xFFFFFFFFFFFFFFFF else f"0x{int(v) & 0xFFFFFFFFFFFFFFFF:x}")
+    if conv == "c":
+        return lambda v: pad(v) if isinstance(v, str) else pad(chr(int(v) & 0xFF))
+    pyfmt = "%" + left + width + (f".{prec}" if prec is not None else "") + \
+        {"u": "d", "i": "d"}.get(conv, conv)
+    signed = conv in "di"
+
+    def num(v: Any) -> str:
+        if isinstance(v, str):          # a symbol or the like printed with an integer spec
+            return pad(v)
+        x = int(v) & mask
+        if signed and x & sign:
+            x -= 1 << bits
+        return pyfmt % x
+    return num
+
+
 def c_format(spec: str, value: Any) -> str:
     """One conversion as glibc's snprintf does it, for a 64-bit argument."""
-    m = re.fullmatch(r"%(-?)([0-9]*)(?:\.([0-9]+))?(hh|h|ll|l|j|z|t)?([a-zA-Z])", spec)
-    if m is None:
-        return spec
-    left, width, prec, length, conv = m.groups()
-    flags = left
-    if conv in "sr":
-        s = value if isinstance(value, str) else str(value)
-        if prec is not None:
-            s = s[:int(prec)]
-        return _pad(s, width, left)
-    if isinstance(value, str):          # a symbol or the like printed with an integer spec
-        return _pad(value, width, left)
-    v = int(value) & 0xFFFFFFFFFFFFFFFF
-    bits = {"hh": 8, "h": 16, None: 32, "l": 64, "ll": 64, "j": 64, "z": 64, "t": 64}[length]
-    if conv == "p":
-        if v == 0:
-            return _pad("(nil)", width, left)
-        return _pad(f"0x{v:x}", width, left)
-    if conv == "c":
-        return _pad(chr(v & 0xFF), width, left)
-    v &= (1 << bits) - 1
-    if conv in "di" and v >> (bits - 1):
-        v -= 1 << bits
-    pyconv = {"u": "d", "i": "d"}.get(conv, conv)
-    fmt = "%" + flags + ("0" if False else "") + width + (f".{prec}" if prec is not None else "") \
-        + pyconv
-    return fmt % v
+    return _conversion(spec)(value)
 
 
-def _pad(s: str, width: str, left: str) -> str:
-    if not width:
-        return s
-    w = int(width)
-    return s.ljust(w) if left else s.rjust(w)
-
-
-def format_printf(fmt: str, values: list[Any]) -> str:
+@lru_cache(maxsize=4096)
+def _parse_format(fmt: str) -> tuple[tuple[tuple[str, Callable[[Any], str], str], ...], str]:
     """bpftrace 0.17's format(): each specifier its regex finds (``%%`` is not special to
     it) consumes an argument; the text before a specifier goes through snprintf with it
     (so ``%%`` there prints ``%``), the text after the last one is copied as it is."""
+    parts = []
+    pos = 0
+    for m in FORMAT_SPEC.finditer(fmt):
+        parts.append((fmt[pos:m.start()].replace("%%", "%"), _conversion(m.group(0)),
+                      m.group(0)))
+        pos = m.end()
+    return tuple(parts), fmt[pos:]
+
+
+# struct codes that read a 64-bit little-endian slot the way a C conversion reads the
+# argument: %d takes the low 32 bits as an int, %hhu the low byte ...
+_STRUCT_CODE = {(None, True): "i4x", (None, False): "I4x", ("h", True): "h6x",
+                ("h", False): "H6x", ("hh", True): "b7x", ("hh", False): "B7x"}
+
+
+def integer_printf(fmt: str, offsets: list[int]) -> tuple[struct.Struct, str] | None:
+    """For a printf whose arguments are all integers (at ``offsets`` of the record) and
+    whose conversions Python's ``%`` does the same way: one struct and one format string
+    that give bpftrace's text (None when that does not hold)."""
+    matches = list(FORMAT_SPEC.finditer(fmt))
+    if len(matches) != len(offsets) or sorted(offsets) != offsets:
+        return None
+    codes = ["<"]
+    pos_rec = 0
     out = []
     pos = 0
-    it = iter(values)
-    for m in FORMAT_SPEC.finditer(fmt):
-        out.append(fmt[pos:m.start()].replace("%%", "%"))
-        try:
-            out.append(c_format(fmt[m.start():m.end()], next(it)))
-        except StopIteration:
-            out.append(fmt[m.start():m.end()])
+    for m, off in zip(matches, offsets):
+        sm = _SPEC.fullmatch(m.group(0))
+        left, width, prec, length, conv = sm.groups()
+        if conv not in "duxXoc":
+            return None
+        if off > pos_rec:
+            codes.append(f"{off - pos_rec}x")
+        signed = conv == "d"
+        key = (length if length in ("h", "hh") else None if length is None else "l", signed)
+        code = _STRUCT_CODE.get(key) or ("q" if signed else "Q")
+        if conv == "c":
+            code = "B7x"
+        codes.append(code)
+        pos_rec = off + 8
+        lit = fmt[pos:m.start()].replace("%%", "%").replace("%", "%%")
+        out.append(lit + "%" + left + width + (f".{prec}" if prec is not None else "") +
+                   {"u": "d"}.get(conv, conv))
         pos = m.end()
-    out.append(fmt[pos:])
+    out.append(fmt[pos:].replace("%", "%%"))
+    return struct.Struct("".join(codes)), "".join(out)
+
+
+def format_printf(fmt: str, values: list[Any]) -> str:
+    parts, tail = _parse_format(fmt)
+    out = []
+    for (lit, conv, spec), v in zip(parts, values):
+        out.append(lit)
+        out.append(conv(v))
+    for lit, _, spec in parts[len(values):]:
+        out.append(lit + spec)
+    out.append(tail)
     return "".join(out)
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from .compiler import Script
 from .layout import JOIN_ARGNUM, JOIN_ARGSIZE, LOST_MAP, MapSpec
-from .output import Formatter, MapEntry, format_printf, hist_lines, lhist_label, log2_label
+from .output import Formatter, MapEntry, format_printf, integer_printf, hist_lines, lhist_label, log2_label
 from .values import (STACK_INDENT_MAP, Resolver, decode, json_value, printf_arg, text)
 
 
@@ -104,6 +104,13 @@ class Session:
                 return format_printf(ev.fmt, [printf_arg(decode(t, data, off, self.resolver))
                                               for off, t in ev.args])
             return slow
+        compiled = integer_printf(ev.fmt, [off for off, _ in ev.args])
+        if compiled is not None:
+            st, pyfmt = compiled
+
+            def fastest(data: bytes) -> str:
+                return pyfmt % st.unpack_from(data)
+            return fastest
         st = struct.Struct("<" + "".join("q" if t.kind == "int" and t.signed else "Q"
                                          for _, t in ev.args))
         first = ev.args[0][0] if ev.args else 8

@@ -1,3 +1,7 @@
+/* The parity workload: deterministic calls (uprobe targets) and system calls.
+ *   ebwl N       N rounds of ebwl_target/square/str/neg, a getpid() each; then
+ *                three failing openat()s and five write()s to /dev/null
+ *   ebwl N sys   N getpid() calls only (the output-path benchmark) */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,6 +18,11 @@ __attribute__((noinline)) int ebwl_neg(int x) { __asm__ volatile(""); return -x;
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 10;
     char buf[64];
+    if (argc > 2 && argv[2][0] == 's') {        /* "sys": n getpid() calls, nothing else */
+        for (int i = 0; i < n; i++)
+            syscall(SYS_getpid);
+        return 0;
+    }
     long acc = 0;
     for (int i = 1; i <= n; i++) {
         acc += ebwl_target(i, i * 2);
