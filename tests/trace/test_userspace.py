@@ -131,3 +131,23 @@ def test_verifier_rejection_names_the_line(monkeypatch):
         ebee.trace.compile("BEGIN {\n  @x = 1;\n}")
     text = ei.value.render()
     assert text.startswith("stdin:2:3-") and "verifier rejected" in text
+
+
+def test_for_loop_and_len():
+    # later bpftrace spellings (not in 0.17): for over a map, len()
+    t = ebee.trace.compile('BEGIN { @m[1] = 10; @m[2] = 20; @m[3] = 5; $sum = 0; '
+                           'for ($kv : @m) { $sum += $kv.1; if ($kv.0 == 2) { continue; } '
+                           '@seen[$kv.0] = 1; } printf("sum %d len %d\\n", $sum, len(@m)); '
+                           '@s["a"] = "x"; @s["bb"] = "y"; for ($e : @s) { @cat[$e.1] = $e.0; } '
+                           'exit(); }')
+    assert t.printed.splitlines()[1] == "sum 35 len 3"
+    assert t.maps["@seen"] == {1: 1, 3: 1}
+    assert t.maps["@cat"] == {"x": "a", "y": "bb"}
+
+
+def test_lost_counter_and_strings_in_tuples():
+    t = ebee.trace.compile('BEGIN { $t = ("ab", "c", 7); print($t); @x[comm, "k"] = $t; '
+                           'exit(); }')
+    out = t.output()
+    assert out.splitlines()[1] == "(ab, c, 7)"
+    assert "@x[ebee, k]: (ab, c, 7)" in out

@@ -18,7 +18,7 @@ are scratch between calls.  Values that are not integers (strings, tuples,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..uapi import BPF_F_USER_STACK, FuncId as F, ProgType
 from . import ast as A
@@ -54,11 +54,17 @@ def is_reg(t: Type) -> bool:
 
 @dataclass
 class CompiledProbe:
-    """One program of the script: instructions before map relocation."""
+    """One program of the script: instructions before map relocation, and the labels
+    where its callbacks (subprograms for bpf_for_each_map_elem) start."""
     instance: Instance
     emitter: Emitter
     prog_type: ProgType
     stack: int
+    callbacks: list[Label] = field(default_factory=list)
+
+    def func_starts(self) -> list[int]:
+        """Slot indexes of the subprograms after the main one (for BTF func_info)."""
+        return [self.emitter.position(lb) for lb in self.callbacks]
 
     @property
     def targets(self) -> list[Target]:
@@ -107,6 +113,10 @@ class Gen:
         self.targets = inst.targets
         self.provider = inst.targets[0].provider
         self.prog_type = inst.targets[0].prog_type
+        self.callbacks: list[tuple[Label, Emitter]] = []
+        self.var_slots: list[tuple[int, int]] = []      # (offset, size) of each variable
+        self.var_area = 0
+        self.callback_stack = 0
 
     # -- registers -----------------------------------------------------------------------
 
@@ -128,9 +138,12 @@ class Gen:
         em.loc = probe.loc
         em.mov(R6, R1)
         for name, t in self.inst.variables.items():
-            off = self.frame.alloc(slot_size(t) if not is_reg(t) else 8)
+            size = slot_size(t) if not is_reg(t) else 8
+            off = self.frame.alloc(size)
             self.vars[name] = (off, t)
-            self.zero(off, slot_size(t) if not is_reg(t) else 8)
+            self.var_slots.append((off, size))
+            self.zero(off, size)
+        self.var_area = self.frame.top
         if probe.pred is not None:
             em.loc = probe.pred.loc
             r = self.int_expr(probe.pred)
@@ -141,7 +154,13 @@ class Gen:
         em.place(self.exit_label)
         em.movi(R0, 0)
         em.exit()
-        return CompiledProbe(self.inst, em, self.prog_type, self.frame.max)
+        for _, cb in self.callbacks:
+            em.code += cb.code
+        if self.frame.max + self.callback_stack > MAX_STACK:
+            raise TraceError(f"the probe and its for loop need more than {MAX_STACK} bytes of "
+                             f"BPF stack together", probe.loc)
+        return CompiledProbe(self.inst, em, self.prog_type, self.frame.max,
+                             [lb for lb, _ in self.callbacks])
 
     def block(self, stmts: list[A.Stmt]) -> None:
         for s in stmts:
@@ -191,6 +210,8 @@ class Gen:
             self.loops.pop()
             em.ja(top)
             em.place(end)
+        elif isinstance(s, A.For):
+            self.for_loop(s)
         elif isinstance(s, A.Unroll):
             n = self.an.const_int(s.count)
             for _ in range(n):
@@ -204,6 +225,96 @@ class Gen:
                 em.ja(self.loops[-1][0])
         else:
             raise TraceError(f"ebee trace cannot compile {type(s).__name__} yet", s.loc)
+
+    # -- for loops over maps (bpf_for_each_map_elem callbacks) ---------------------------
+
+    def for_each(self, spec: MapSpec, cb: Label, ctx_is_fp: bool) -> None:
+        em = self.em
+        em.ld_map(R1, spec.name)
+        em.ld_func(R2, cb)
+        if ctx_is_fp:
+            em.mov(R3, R10)
+        else:
+            em.movi(R3, 0)
+        em.movi(R4, 0)
+        em.call(F.for_each_map_elem)
+
+    def for_loop(self, s: A.For) -> None:
+        """The body runs in a callback with its own frame.  The probe's variables are
+        copied into that frame at the same offsets on entry and back on exit, so the body
+        is generated exactly as the probe's own code is; the context pointer travels in
+        a stack slot of the probe's frame."""
+        spec = self.spec(s.map.name)
+        ctxslot = self.frame.alloc(8, s.loc)
+        self.em.stx(8, R10, ctxslot, R6)
+        cb = Label("for_body")
+        self.for_each(spec, cb, True)
+        saved = (self.em, self.frame, self.free, self.loops, self.exit_label)
+        em = self.em = Emitter()
+        em.loc = s.loc
+        self.frame = Frame()
+        self.frame.top = self.frame.max = self.var_area
+        self.free = list(reversed(EXPR_REGS))
+        brk, cont, out = Label("for_break"), Label("for_continue"), Label("for_out")
+        self.loops = [(cont, brk)]
+        self.exit_label = brk
+        try:
+            em.place(cb)
+            fpslot = self.frame.alloc(8, s.loc)
+            retslot = self.frame.alloc(8, s.loc)
+            em.stx(8, R10, fpslot, R4)
+            kv_off, kv_t = self.vars[s.var.name]
+            self.zero(kv_off, slot_size(kv_t))
+            # $kv from the key (r2) and value (r3) pointers, before anything clobbers them
+            kt, vt = kv_t.elems
+            offs, _ = T.tuple_layout([_slot_t(kt), _slot_t(vt)])
+            if spec.key_parts:
+                if len(spec.key_parts) == 1:
+                    self.copy(kv_off + offs[0], R2, 0, slot_size(kt) if not is_reg(kt) else 8)
+                else:
+                    part_offs, _ = T.tuple_layout([_slot_t(p) for _, p in spec.key_parts])
+                    for (moff, pt), toff in zip(spec.key_parts, part_offs):
+                        self.copy(kv_off + offs[0] + toff, R2, moff,
+                                  slot_size(pt) if not is_reg(pt) else 8)
+            self.copy(kv_off + offs[1], R3, 0, min(spec.value_size,
+                                                    slot_size(vt) if not is_reg(vt) else 8))
+            em.ldx(8, R9, R10, fpslot)
+            for off, size in self.var_slots:
+                if off != kv_off:
+                    self.copy(off, R9, off, size)
+            em.ldx(8, R6, R9, ctxslot)
+            self.block(s.body)
+            em.place(cont)
+            em.st(8, R10, retslot, 0)
+            if any(getattr(c, "target", None) is brk for c in em.code):
+                em.ja(out)                  # (code nothing jumps to is rejected: only if used)
+                em.place(brk)
+                em.st(8, R10, retslot, 1)
+            em.place(out)
+            em.ldx(8, R9, R10, fpslot)
+            for off, size in self.var_slots:
+                pos = 0
+                while pos < size:
+                    em.ldx(8, R1, R10, off + pos)
+                    em.stx(8, R9, off + pos, R1)
+                    pos += 8
+            em.ldx(8, R0, R10, retslot)
+            em.exit()
+            self.callback_stack = max(self.callback_stack, self.frame.max)
+            self.callbacks.append((cb, em))
+        finally:
+            self.em, self.frame, self.free, self.loops, self.exit_label = saved
+
+    def len_callback(self) -> Label:
+        """A callback that only continues: bpf_for_each_map_elem then counts elements."""
+        cb = Label("len_cb")
+        em = Emitter()
+        em.loc = self.em.loc
+        em.place(cb)
+        em.movi(R0, 0)
+        em.exit()
+        self.callbacks.append((cb, em))
+        return cb
 
     # -- variables -----------------------------------------------------------------------
 
@@ -951,6 +1062,10 @@ class Gen:
             em.movi(r, a.type.size)
         elif n == "cgroupid":
             em.lddw(r, 0, reloc=f"cgroupid:{c.args[0].value}")
+        elif n == "len":
+            spec = self.spec(c.args[0].name)
+            self.for_each(spec, self.len_callback(), False)
+            em.mov(r, R0)
         elif n == "has_key":
             m = c.args[0]
             key_expr = c.args[1]
@@ -991,9 +1106,7 @@ class Gen:
         em = self.em
         pos = 0
         while pos < size:
-            left = size - pos
-            step = 8 if left >= 8 and (off + pos) % 8 == 0 else 4 if left >= 4 and (
-                off + pos) % 4 == 0 else 2 if left >= 2 and (off + pos) % 2 == 0 else 1
+            step = _step(size - pos, off + pos)
             em.st(step, R10, off + pos, 0)
             pos += step
 
@@ -1002,9 +1115,7 @@ class Gen:
         em = self.em
         pos = 0
         while pos < size:
-            left = size - pos
-            step = 8 if left >= 8 and (src_off + pos) % 8 == 0 else 4 if left >= 4 and (
-                src_off + pos) % 4 == 0 else 2 if left >= 2 and (src_off + pos) % 2 == 0 else 1
+            step = _step(size - pos, src_off + pos, dst_off + pos)
             em.ldx(step, R1, src_reg, src_off + pos)
             em.stx(step, R10, dst_off + pos, R1)
             pos += step
@@ -1029,12 +1140,9 @@ class Gen:
             data += bytes(size - len(data))
             pos = 0
             while pos < size:
-                if size - pos >= 4:
-                    em.st(4, R10, off + pos, int.from_bytes(data[pos:pos + 4], "little"))
-                    pos += 4
-                else:
-                    em.st(1, R10, off + pos, data[pos])
-                    pos += 1
+                step = min(_step(size - pos, off + pos), 4)
+                em.st(step, R10, off + pos, int.from_bytes(data[pos:pos + step], "little"))
+                pos += step
             return
         if isinstance(e, A.Builtin):
             if e.name == "comm":
@@ -1221,6 +1329,15 @@ class Gen:
                 self.pid_into(off + 8)
             return
         raise TraceError(f"{n}() cannot be used as a value here", c.loc)
+
+
+def _step(left: int, *offsets: int) -> int:
+    """The widest access (8, 4, 2, 1) that fits ``left`` bytes and is aligned at every
+    offset (the verifier holds stack accesses to their alignment)."""
+    for step in (8, 4, 2):
+        if left >= step and all(o % step == 0 for o in offsets):
+            return step
+    return 1
 
 
 def _slot_t(t: Type) -> Type:

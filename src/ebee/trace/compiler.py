@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from ..btf import BTF
+from ..btf.builder import BTFBuilder
+from ..btf.ext import FuncInfo
 from ..isa import Instruction
 from ..uapi import MapType
 from .ast import Loc, Program
@@ -62,6 +66,33 @@ class Script:
 
     def link(self, probe: CompiledProbe, resolve) -> tuple[list[Instruction], dict[int, Loc]]:
         return probe.emitter.link(resolve)
+
+
+@dataclass(frozen=True)
+class ProgramBTF:
+    """The BTF a program with callbacks must carry (the verifier wants func_info for every
+    subprogram): ``int probe(void *ctx)`` and ``int callback(void *, void *, void *,
+    void *)``."""
+    data: bytes
+    btf: BTF
+    main_id: int
+    callback_id: int
+
+    def func_info(self, probe: CompiledProbe) -> list[FuncInfo]:
+        """func_info records (byte offsets, as ebee's Program keeps them)."""
+        return [FuncInfo(0, self.main_id)] + [FuncInfo(8 * pc, self.callback_id)
+                                              for pc in probe.func_starts()]
+
+
+@lru_cache(maxsize=1)
+def program_btf() -> ProgramBTF:
+    b = BTFBuilder()
+    int_id = b.add_int("int", 4, signed=True)
+    ptr = b.add_ptr(0)
+    main = b.add_func("probe", b.add_func_proto(int_id, [("ctx", ptr)]))
+    cb = b.add_func("callback", b.add_func_proto(int_id, [("map", ptr), ("key", ptr),
+                                                          ("value", ptr), ("ctx", ptr)]))
+    return ProgramBTF(b.to_bytes(), b.build(), main, cb)
 
 
 def compile_script(source: str, filename: str = "stdin", params: list[str] | None = None, *,

@@ -120,6 +120,10 @@ class Emitter:
     def ld_map(self, dst: int, name: str) -> None:
         self._add(_Slot(_MEM["lddw.map_fd"], dst, U.BPF_PSEUDO_MAP_FD, 0, 0, 0, reloc=name))
 
+    def ld_func(self, dst: int, target: Label) -> None:
+        """dst = the address of the subprogram starting at ``target`` (a callback)."""
+        self._add(_Slot(_MEM["lddw.func"], dst, U.BPF_PSEUDO_FUNC, target=target))
+
     def ld_map_value(self, dst: int, name: str, off: int = 0) -> None:
         """dst = the address of ``name``'s value 0, plus ``off`` (an array map)."""
         self._add(_Slot(_MEM["lddw.map_value"], dst, U.BPF_PSEUDO_MAP_VALUE, 0, 0, 0,
@@ -174,6 +178,16 @@ class Emitter:
 
     # -- linking -------------------------------------------------------------------------
 
+    def position(self, label: Label) -> int:
+        """The slot a placed label stands at (after the code before it)."""
+        pc = 0
+        for c in self.code:
+            if c is label:
+                return pc
+            if isinstance(c, _Slot):
+                pc += c.spec.slots
+        raise ValueError(f"label {label} was never placed")
+
     def __len__(self) -> int:
         return sum(1 for c in self.code if isinstance(c, _Slot))
 
@@ -200,9 +214,13 @@ class Emitter:
             if c.target is not None:
                 if c.target not in pos:
                     raise ValueError(f"label {c.target} was never placed")
-                off = pos[c.target] - (pc + 1)
-                if not -(1 << 15) <= off < (1 << 15):
-                    raise ValueError("jump out of range: the probe is too large")
+                rel = pos[c.target] - (pc + 1)
+                if c.spec.kind is Kind.LD_IMM64:
+                    imm = rel              # BPF_PSEUDO_FUNC: the callee, relative
+                else:
+                    off = rel
+                    if not -(1 << 15) <= off < (1 << 15):
+                        raise ValueError("jump out of range: the probe is too large")
             if c.reloc is not None:
                 src, value = resolve(c.reloc)
                 imm, imm_hi = _s32(value), _s32(value >> 32)

@@ -25,12 +25,13 @@ from elftools.elf.elffile import ELFFile
 
 from .. import uapi as U
 from ..kernel import attach as kattach
+from ..kernel.btf import KernelBTF
 from ..kernel.kallsyms import text_symbols
 from ..kernel.map_handle import KernelMapHandle
 from ..kernel.maps import KernelMap
 from ..kernel.prog import KernelLoadError, KernelProgram
 from .codegen import CompiledProbe
-from .compiler import Script, compile_script
+from .compiler import Script, compile_script, program_btf
 from .errors import AttachError, TraceError
 from .layout import EVENTS_MAP
 from .probes import HARDWARE_EVENTS, SOFTWARE_EVENTS, Target
@@ -195,6 +196,7 @@ class KernelTrace(Session):
         self.boot_offset_ns = time.time_ns() - time.monotonic_ns()
         self.start_ns = time.monotonic_ns()
         self._lock = threading.Lock()
+        self.kbtf: KernelBTF | None = None
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -230,12 +232,18 @@ class KernelTrace(Session):
 
     def _load(self, p: CompiledProbe) -> _Prog:
         insns, lines = self.script.link(p, self.resolve_reloc)
+        kw = {}
+        if p.callbacks:
+            pb = program_btf()
+            if self.kbtf is None:
+                self.kbtf = KernelBTF(pb.data)
+            kw = {"btf": self.kbtf, "func_info": [(f.insn, f.type_id) for f in pb.func_info(p)]}
         try:
-            kp = KernelProgram(insns, p.prog_type, license="GPL", name=p.kernel_name)
+            kp = KernelProgram(insns, p.prog_type, license="GPL", name=p.kernel_name, **kw)
         except KernelLoadError as e:
             try:
                 KernelProgram(insns, p.prog_type, license="GPL", name=p.kernel_name,
-                              log_level=1)
+                              log_level=1, **kw)
             except KernelLoadError as e2:
                 raise verifier_error(self.script, p, e2.log or "", str(e2), lines) from None
             raise verifier_error(self.script, p, e.log or "", str(e), lines) from None
@@ -418,6 +426,9 @@ class KernelTrace(Session):
                 m.close()
             except Exception:
                 pass
+        if self.kbtf is not None:
+            self.kbtf.close()
+            self.kbtf = None
 
     # -- BCC-style API --------------------------------------------------------------------
 

@@ -187,10 +187,39 @@ class Analyzer:
             s.count.type = T.INT64
             self.block(s.body)
         elif isinstance(s, A.For):
-            self.error("for loops over maps are not supported by ebee trace yet", s.loc)
+            self.for_stmt(s)
         elif isinstance(s, A.Jump):
             if s.kind in ("break", "continue") and self.loop_depth == 0:
                 self.error(f"{s.kind} used outside of a loop", s.loc)
+
+    def for_stmt(self, s: A.For) -> None:
+        """``for ($kv : @m) { ... }``: $kv is the tuple (key, value) of each element."""
+        m = s.map
+        if m.keys:
+            self.error("for loops iterate over a whole map: give it without a key", m.loc)
+        info = self.maps.get(m.name)
+        if info is None or info.value is None or info.keys is None:
+            if self.final:
+                self.error(f"Undefined map: {m.name}", m.loc)
+            kv = T.tuple_of([T.INT64, T.INT64])
+        else:
+            v = info.value
+            if v.kind in ("hist", "lhist", "avg", "stats", "min", "max"):
+                self.error(f"for loops over {v.kind}() maps are not supported", m.loc)
+            keys = info.keys
+            kt = keys[0] if len(keys) == 1 else T.tuple_of(keys) if keys else T.INT64
+            vt = T.int_t(8, v.signed) if v.is_aggregate else v
+            kv = T.tuple_of([kt, vt])
+        m.type = kv
+        old = self.vars.get(s.var.name)
+        if old is not None and not old.compatible(kv):
+            self.error(f"Type mismatch for {s.var.name}: trying to assign value of type '{kv}' "
+                       f"when variable already contains a value of type '{old}'", s.var.loc)
+        self.vars[s.var.name] = kv
+        s.var.type = kv
+        self.loop_depth += 1
+        self.block(s.body)
+        self.loop_depth -= 1
 
     def assign_map(self, s: A.AssignMap) -> None:
         m = s.map
@@ -919,7 +948,7 @@ class Analyzer:
     def call_len(self, c: A.Call) -> Type:
         self.nargs(c, 1)
         self._map_arg(c)
-        return T.INT64
+        return T.UINT64
 
 
 def _stored(t: Type) -> Type:

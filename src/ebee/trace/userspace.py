@@ -30,7 +30,7 @@ from ..progtypes.tracing import pt_regs, tracepoint_format, u64_args
 from ..runtime import RunContext
 from ..testrun.runner import default_net
 from .codegen import CompiledProbe
-from .compiler import Script
+from .compiler import Script, program_btf
 from .errors import TraceError
 from .layout import EVENTS_MAP, USER_RINGBUF_SIZE
 from .probes import Target
@@ -145,7 +145,11 @@ class UserSpaceTrace(Session):
 
     def _load(self, p: CompiledProbe) -> _Loaded:
         insns, lines = self.script.link(p, self.resolve_reloc)
-        prog = Program.from_insns(insns, p.prog_type, name=p.kernel_name, verify=True)
+        kw = {}
+        if p.callbacks:
+            pb = program_btf()
+            kw = {"btf": pb.btf, "func_info": pb.func_info(p)}
+        prog = Program.from_insns(insns, p.prog_type, name=p.kernel_name, verify=True, **kw)
         r = prog.verify(log_level=1)
         if not r.accepted:
             raise verifier_error(self.script, p, r.log, r.error or "", lines)
