@@ -49,3 +49,45 @@ def test_kprobe_scripts_fail_cleanly(case, bpftrace017, kernel):
     assert "ERROR: Error attaching probe: 'k" in e[2]
     dry = run_ebee(case, None, extra=("-d",))
     assert dry[0] == 0 and "verified" in dry[1]
+
+
+def _bpftrace(*args):
+    import subprocess
+    from harness import BPFTRACE
+    p = subprocess.run([BPFTRACE, *args], capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout
+
+
+def _ebee(*args, env=None, timeout=60):
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "ebee", "trace", *args], capture_output=True,
+                       text=True, timeout=timeout, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.mark.parametrize("args", [("-l", "tracepoint:syscalls:sys_enter_open*"),
+                                  ("-lv", "tracepoint:syscalls:sys_enter_openat"),
+                                  ("-l", "tracepoint:sched:sched_process_*")],
+                         ids=["l", "lv", "l_sched"])
+def test_listing(args, bpftrace017, kernel):
+    assert _ebee(*args)[:2] == _bpftrace(*args)
+
+
+def test_notify_probes_attached(kernel, workload):
+    env = dict(os.environ, __BPFTRACE_NOTIFY_PROBES_ATTACHED="1")
+    rc, out, err = _ebee("-e", f"uprobe:{workload}:ebwl_target {{ @ = count(); }}", "-c",
+                         f"{workload} 3", env=env)
+    assert rc == 0 and "__BPFTRACE_NOTIFY_PROBES_ATTACHED" in err
+    assert out.endswith("@: 3\n")
+
+
+def test_pid_stops_with_the_process(kernel):
+    import subprocess
+    import time
+    sleeper = subprocess.Popen(["sleep", "1"])
+    t0 = time.monotonic()
+    rc, out, _ = _ebee("-p", str(sleeper.pid), "-e", "interval:s:30 { @ = count(); }")
+    sleeper.wait()
+    assert rc == 0 and out.startswith("Attaching 1 probe...")
+    assert time.monotonic() - t0 < 20

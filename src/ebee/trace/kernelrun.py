@@ -363,7 +363,14 @@ class KernelTrace(Session):
         return True
 
     def target_alive(self) -> bool:
-        return self.pid is None or os.path.exists(f"/proc/{self.pid}")
+        """-p: the process still runs (a zombie has exited)."""
+        if self.pid is None:
+            return True
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
 
     def run_until_done(self, *, duration: float | None = None) -> None:
         """Read events until exit(), the -c command or -p process ends, or Ctrl-C."""
