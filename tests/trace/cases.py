@@ -10,7 +10,7 @@ must print the same (checked against ``data/bpftrace017.json`` without root).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

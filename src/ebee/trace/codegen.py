@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ..uapi import BPF_F_USER_STACK, FuncId as F, ProgType
 from . import ast as A
 from . import types as T
-from .emit import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Emitter, Label, fits_imm
+from .emit import R0, R1, R2, R3, R4, R6, R7, R8, R9, R10, Emitter, Label, fits_imm
 from .errors import TraceError
 from .layout import (EVENTS_MAP, LOST_MAP, JOIN_ARGNUM, JOIN_ARGSIZE, Event, MapSpec, Resources,
                      args_layout, round8, slot_size)
@@ -420,12 +420,10 @@ class Gen:
         em.jmp("jeq", R0, done, imm=0)
         v = spec.value
         if v is not None and v.kind == "avg":
-            miss = Label("avg_zero")
             em.ldx(8, R1, R0, 8)
             em.jmp("jeq", R1, done, imm=0)
             em.ldx(8, r, R0, 0)
             em.alu("div", r, R1)
-            del miss
         else:
             em.ldx(8, r, R0, 0)
         em.place(done)
@@ -732,11 +730,9 @@ class Gen:
             offs, _ = T.tuple_layout([_slot_t(x) for x in tt.elems])
             em.ldx(8, r, R10, off + offs[e.index])
         elif isinstance(e, A.Cast):
-            src = e.expr.type
             self.int_into(e.expr, r)
             if t.kind == "int" and t.size < 8:
                 em.extend(r, t.size, t.signed)
-            del src
         elif isinstance(e, A.Call):
             self.call_int(e, r)
         else:
@@ -790,6 +786,8 @@ class Gen:
             em.ldx(8, r, R6, PT_REGS["ax"])
         elif n == "func":
             em.ldx(8, r, R6, PT_REGS["ip"])
+        elif n.startswith("arg") and self.provider == "rawtracepoint":
+            em.ldx(8, r, R6, 8 * int(n[3:]))
         elif n.startswith("arg"):
             em.ldx(8, r, R6, PT_REGS[ARG_REGS[int(n[3:])]])
         elif n == "kstack":

@@ -9,7 +9,6 @@ in the order they were written.
 from __future__ import annotations
 
 import bisect
-import errno
 import os
 import pwd
 import signal
@@ -32,7 +31,7 @@ from ..kernel.maps import KernelMap
 from ..kernel.prog import KernelLoadError, KernelProgram
 from .codegen import CompiledProbe
 from .compiler import Script, compile_script, program_btf
-from .errors import AttachError, TraceError
+from .errors import AttachError
 from .layout import EVENTS_MAP
 from .probes import HARDWARE_EVENTS, SOFTWARE_EVENTS, Target
 from .session import Session

@@ -268,9 +268,6 @@ class _Build(Transformer):
         left, op, right = ch
         return A.Binop(str(op), left, right, loc=_loc(op))
 
-    def _cast(self, meta, name, stars, e):
-        return A.Cast(name, stars, e, loc=_loc(meta))
-
     def cast0(self, meta, ch):
         return A.Cast(str(ch[0]), 0, ch[1], loc=_loc(meta))
 
@@ -360,17 +357,12 @@ def _lark() -> Lark:
                 maybe_placeholders=True)
 
 
-_TOKEN_NAMES = {"RBRACE": "}", "LBRACE": "{", "SEMICOLON": ";", "RPAR": ")", "LPAR": "(",
-                "RSQB": "]", "LSQB": "[", "COMMA": ",", "EQUAL": "=", "COLON": ":",
-                "$END": "end of file", "SLASH": "/", "ENDPRED": "/", "DOT": "."}
-
-
 def _describe(tok) -> str:
     if tok is None or tok.type == "$END":
         return "end of file"
     text = str(tok)
-    if tok.type in ("IDENT",):
-        return f"identifier"
+    if tok.type == "IDENT":
+        return "identifier"
     if tok.type == "INT":
         return "integer"
     if tok.type == "STRING":

@@ -16,7 +16,7 @@ from . import ast as A
 from . import types as T
 from .errors import TraceError
 from .probes import Target, expand, parse_attach_point
-from .structs import FieldInfo, Structs
+from .structs import Structs
 from .types import Type
 
 PRINTF_LENGTHS = ("", "hh", "h", "l", "ll", "j", "z", "t")
@@ -351,7 +351,6 @@ class Analyzer:
 
     def aggregate(self, c: A.Call) -> Type:
         name = c.name
-        c.type = None
         nargs = {"count": 0, "sum": 1, "min": 1, "max": 1, "avg": 1, "stats": 1, "hist": 1,
                  "lhist": 4}[name]
         self.nargs(c, nargs)
@@ -382,13 +381,10 @@ class Analyzer:
                 self.error(f"lhist() step is too large for the given range (provided step "
                            f"{step} for range {hi - lo})", c.loc)
             params = (lo, hi, step)
-        if name == "count":
-            signed = False
-        t = T.aggregate(name, params)
-        t = T.Type(t.kind, t.size, signed if name not in ("count", "hist", "lhist") else False,
-                   params=params)
-        c.type = t
-        return t
+        base = T.aggregate(name, params)
+        c.type = T.Type(base.kind, base.size, signed and name not in ("count", "hist", "lhist"),
+                        params=params)
+        return c.type
 
     def nargs(self, c: A.Call, n: int) -> None:
         got = len(c.args)
@@ -539,6 +535,8 @@ class Analyzer:
                        f"probes", b.loc)
         m = re.fullmatch(r"arg(\d+)", name)
         if m:
+            if providers == {"rawtracepoint"}:
+                return T.UINT64             # the raw tracepoint's u64 arguments
             if not providers <= {"kprobe", "uprobe"}:
                 self.error(f"The {name} builtin can only be used with 'kprobes', 'uprobes' and "
                            f"'usdt' probes", b.loc)
@@ -581,7 +579,7 @@ class Analyzer:
         if op in ("==", "!=") and a.kind == "str" and b.kind == "str":
             return T.UINT64
         if op in ("&&", "||"):
-            for t, x in ((a, e.left), (b, e.right)):
+            for t in (a, b):
                 if not (t.is_int or t.kind == "ptr"):
                     self.error(f"The {op} operator can not be used on expressions of types {a}, "
                                f"{b}", e.loc)
@@ -733,7 +731,7 @@ class Analyzer:
         if len(c.args) > 1:
             self.error(f"Non-map print() only takes 1 argument, {len(c.args)} found", c.loc)
         t = self.expr(a)
-        if t.kind in ("none", "void", "record", "ctx") or t.kind == "ptr" and False:
+        if t.kind in ("none", "void", "record", "ctx"):
             self.error(f"{t} type passed to {c.name}() is not printable", c.loc)
         return T.NONE
 
