@@ -355,6 +355,21 @@ class UserSpaceTrace(Session):
         self.machine.close()
 
 
+_STATE_LINES = ("old state", "cur state", "processed ", "verification time", "stack depth",
+                "mark_precise", "last_idx", "parent ", "regs=")
+
+
+def _reason(log: str) -> str:
+    """The verifier's own reason from its log: the last line that is not a state dump or a
+    statistic (an infinite loop is reported before the two states it compared)."""
+    for ln in reversed(log.splitlines()):
+        t = ln.strip()
+        if t and not t.startswith(_STATE_LINES) and not (t.split(":", 1)[0].isdigit() and
+                                                        ": (" in t):
+            return t
+    return ""
+
+
 def verifier_error(script: Script, p: CompiledProbe, log: str, error: str,
                    lines: dict) -> TraceError:
     """A verifier rejection, blamed on the script line that produced the instruction."""
@@ -368,5 +383,5 @@ def verifier_error(script: Script, p: CompiledProbe, log: str, error: str,
         for k in sorted(lines):
             if k <= pc:
                 loc = lines[k]
-    msg = f"the BPF verifier rejected the program for {p.name}: {error or 'rejected'}"
+    msg = f"the BPF verifier rejected the program for {p.name}: {_reason(log) or error}"
     return TraceError(msg, loc, source=script.source, filename=script.filename)
