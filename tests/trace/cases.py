@@ -108,7 +108,7 @@ CASES: list[Case] = [
     Case("exit_comm", 'tracepoint:sched:sched_process_exit /pid == cpid/ { '
          'printf("exit %s\\n", comm); }', cmd=W),
     # -- BEGIN/END and timers (no real events: user space too) ---------------------------
-    Case("begin_hello", 'BEGIN { printf("hello\\n"); exit(); }', userspace=True, sample=True),
+    Case("begin_hello", 'BEGIN { printf("hello\\n"); exit(); }', userspace=True),
     Case("begin_values", 'BEGIN { @a = 1; @b = "str"; @c = (1, "two"); print(@a); '
          'print((3, "x")); exit(); }', userspace=True),
     Case("begin_while", 'BEGIN { $i = 0; while ($i < 5) { printf("%d\\n", $i); $i++; } '
@@ -124,7 +124,7 @@ CASES: list[Case] = [
          'printf("small\\n"); } printf("%s\\n", $x == 5 ? "five" : "other"); exit(); }',
          userspace=True),
     Case("begin_hist", "BEGIN { @h = hist(1); @h = hist(2); @h = hist(1000); "
-         "@h = hist(1 << 20); exit(); }", userspace=True, sample=True),
+         "@h = hist(1 << 20); exit(); }", userspace=True),
     Case("begin_lhist", "BEGIN { @l = lhist(-5, 0, 100, 10); @l = lhist(150, 0, 100, 10); "
          "@l = lhist(55, 0, 100, 10); exit(); }", userspace=True),
     Case("begin_delete_clear_zero", "BEGIN { @x[1] = 1; @x[2] = 2; @x[3] = 3; delete(@x[2]); "
