@@ -90,3 +90,19 @@ def test_pid_stops_with_the_process(kernel):
     sleeper.wait()
     assert rc == 0 and out.startswith("Attaching 1 probe...")
     assert time.monotonic() - t0 < 20
+
+
+def test_python_api_in_the_kernel(kernel, workload):
+    """``with ebee.trace.run(script) as t``: BCC's shape, maps as Python values."""
+    import subprocess
+    import ebee.trace
+    out: list[str] = []
+    with ebee.trace.run(f"uprobe:{workload}:ebwl_square {{ @sq = hist(arg0); @n = count(); "
+                        f"@by[arg0 % 2] = sum(arg0); }}", write=out.append) as t:
+        subprocess.run([str(workload), "10"])
+        t.poll(0.2)
+        assert t.maps["@n"] == 10
+        assert t.maps["@by"] == {0: 30, 1: 25}
+        assert t.maps["@sq"] == {"[1]": 1, "[2, 4)": 2, "[4, 8)": 4, "[8, 16)": 3}
+        t.print_log2_hist("@sq")
+    assert "".join(out).splitlines()[0].startswith("[1]                    1 |")

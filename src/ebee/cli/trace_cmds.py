@@ -199,6 +199,11 @@ def _kernel(script, args, write) -> int:
     try:
         try:
             t.start()
+            if args.verbose:
+                for pr in t.progs:
+                    print(f"Program {pr.probe.name}: {pr.probe.prog_type.name.lower()}, "
+                          f"{pr.kprog.insn_cnt} instructions, stack {pr.probe.stack} bytes",
+                          file=sys.stderr)
         except errors.AttachError as e:
             print(e.render(), file=sys.stderr)
             return e.exit_code

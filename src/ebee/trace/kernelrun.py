@@ -79,6 +79,23 @@ def _elf_symbols(path: str) -> _ElfSyms | None:
                     tuple(s[2] for s in syms), loads, etype)
 
 
+def elf_symbol_address(path: str, name: str) -> int:
+    """uaddr(): a symbol's address as the ELF file gives it (0 if it has none)."""
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            for secname in (".symtab", ".dynsym"):
+                sec = elf.get_section_by_name(secname)
+                if sec is None:
+                    continue
+                for s in sec.iter_symbols():
+                    if s.name == name and s["st_shndx"] != "SHN_UNDEF":
+                        return s["st_value"]
+    except (OSError, Exception):
+        pass
+    return 0
+
+
 def _maps_of(pid: int) -> list[tuple[int, int, int, str]]:
     out = []
     try:
@@ -222,7 +239,10 @@ class KernelTrace(Session):
                 return 0, os.stat(name[9:]).st_ino
             except OSError:
                 return 0, 0
-        if name.startswith(("const:", "usym:")):
+        if name.startswith("usym:"):
+            binary, _, sym = name[5:].rpartition(":")
+            return 0, elf_symbol_address(binary, sym)
+        if name.startswith("const:"):
             return 0, 0
         if name.startswith("value:"):
             _, mname, off = name.split(":")
@@ -446,10 +466,6 @@ class KernelTrace(Session):
             self.stop()
         finally:
             self.close()
-
-    def print_log2_hist(self, name: str) -> None:
-        """A histogram map's buckets, printed (BCC's ``table.print_log2_hist()``)."""
-        self.emit(self.hist_text(name))
 
 
 def start_kernel(script: str | Script, *, params: list[str] | None = None,

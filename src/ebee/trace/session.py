@@ -284,6 +284,10 @@ class Session:
             return None
         return out
 
+    def print_log2_hist(self, name: str) -> None:
+        """A histogram map's buckets, printed (BCC's ``table.print_log2_hist()``)."""
+        self.emit(self.hist_text(name))
+
     def hist_text(self, name: str) -> str:
         """A histogram's bucket lines (BCC's print_log2_hist shape: label, count, bar)."""
         spec = self.res.maps[name]
