@@ -40,7 +40,8 @@ CASES: list[Case] = [
     Case("issue_block", "tracepoint:block:block_rq_issue { @start[args->dev, args->sector] = "
          "nsecs; } tracepoint:block:block_rq_complete /@start[args->dev, args->sector]/ { "
          "@usecs = hist((nsecs - @start[args->dev, args->sector]) / 1000); "
-         "delete(@start[args->dev, args->sector]); }", cmd="/bin/sync",
+         "delete(@start[args->dev, args->sector]); }",
+         cmd="/bin/dd if=/dev/zero of=/var/tmp/ebee-parity-dd bs=4k count=16 oflag=direct",
          mode="structural", normalize="hist"),
     Case("issue_execsnoop", "@file:/usr/sbin/execsnoop.bt", cmd=W, mode="structural",
          normalize="execsnoop", sample=True),

@@ -134,7 +134,13 @@ def normalize(kind: str, text: str) -> str:
                 sums[k] = sums.get(k, 0) + int(m.group(3))
         return "\n".join(f"{k}: {v}" for k, v in sorted(sums.items()))
     if kind == "hist":
-        return "\n".join(ln.split(":")[0] for ln in text.split("\n") if ln.startswith("@"))
+        # the histograms printed and that their lines are buckets; @start may keep
+        # requests that were still in flight when the tracer stopped
+        bucket = re.compile(r"^[\[(].*\s+\d+ \|@*\s*\|$")
+        heads = [ln for ln in text.split("\n") if ln.startswith("@") and ln.endswith(": ")]
+        odd = [ln for ln in text.split("\n") if ln and not ln.startswith("@") and
+               not bucket.match(ln) and not ln.startswith("Attaching")]
+        return "\n".join(heads + odd)
     if kind == "openat":
         # the workload's own opens, in order, are fixed; everyone else's vary
         return "\n".join([text.split("\n")[0]] + [ln for ln in text.split("\n")
