@@ -1,7 +1,7 @@
 """The parity set: scripts run under bpftrace 0.17 and ``ebee trace`` with the same workload.
 
 ``BIN`` in a script is replaced by the path of the workload (``data/ebwl.c``, compiled
-with gcc in the test's tmp dir).  ``cmd`` is the ``-c`` command (``BIN`` likewise),
+with gcc in the test's tmp dir).  ``cmd`` is the ``-c`` command (``BIN`` likewise, ``OUT`` a scratch file beside it),
 ``params`` the positional parameters.  ``mode``: ``exact`` compares stdout byte for
 byte (map elements with equal values may come in either order: bpftrace sorts with
 std::sort); ``structural`` compares after ``normalize`` (keys present, bucket layout,
@@ -41,7 +41,7 @@ CASES: list[Case] = [
          "nsecs; } tracepoint:block:block_rq_complete /@start[args->dev, args->sector]/ { "
          "@usecs = hist((nsecs - @start[args->dev, args->sector]) / 1000); "
          "delete(@start[args->dev, args->sector]); }",
-         cmd="/bin/dd if=/dev/zero of=/var/tmp/ebee-parity-dd bs=4k count=16 oflag=direct",
+         cmd="/bin/dd if=/dev/zero of=OUT bs=4k count=16 oflag=direct",
          mode="structural", normalize="hist"),
     Case("issue_execsnoop", "@file:/usr/sbin/execsnoop.bt", cmd=W, mode="structural",
          normalize="execsnoop", sample=True),

@@ -50,7 +50,9 @@ def argv(case: Case, binary: Path | None) -> list[str]:
     args, _ = script_text(case, binary)
     out = list(case.flags)
     if case.cmd:
-        out += ["-c", case.cmd.replace("BIN", str(binary))]
+        # OUT: a scratch file beside the workload
+        cmd = case.cmd.replace("OUT", str(binary.parent / "scratch.out")) if binary else case.cmd
+        out += ["-c", cmd.replace("BIN", str(binary))]
     return out + args + list(case.params)
 
 
