@@ -1,8 +1,8 @@
 """The parity set: scripts run under bpftrace 0.17 and ``ebee trace`` with the same workload.
 
 ``BIN`` in a script is replaced by the path of the workload (``data/ebwl.c``, compiled
-with gcc in the test's tmp dir).  ``cmd`` is the ``-c`` command (``BIN`` likewise, ``OUT`` a scratch file beside it),
-``params`` the positional parameters.  ``mode``: ``exact`` compares stdout byte for
+with gcc in the test's tmp dir).  ``cmd`` is the ``-c`` command (``BIN`` likewise,
+``OUT`` a scratch file beside it), ``params`` the positional parameters.  ``mode``: ``exact`` compares stdout byte for
 byte (map elements with equal values may come in either order: bpftrace sorts with
 std::sort); ``structural`` compares after ``normalize`` (keys present, bucket layout,
 numbers masked).  ``userspace``: the script needs no real events, so ebee's runtime
