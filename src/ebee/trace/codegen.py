@@ -44,8 +44,8 @@ CMP_OPS = {"==": ("jeq", "jeq"), "!=": ("jne", "jne"), "<": ("jlt", "jslt"),
            ">": ("jgt", "jsgt"), "<=": ("jle", "jsle"), ">=": ("jge", "jsge")}
 ARITH_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "and", "|": "or",
              "^": "xor", "<<": "lsh", ">>": "rsh"}
-SWAP_CMP = {"jlt": "jgt", "jgt": "jlt", "jle": "jge", "jge": "jle", "jslt": "jsgt",
-            "jsgt": "jslt", "jsle": "jsge", "jsge": "jsle", "jeq": "jeq", "jne": "jne"}
+NEGATE = {"jeq": "jne", "jne": "jeq", "jlt": "jge", "jge": "jlt", "jgt": "jle", "jle": "jgt",
+          "jslt": "jsge", "jsge": "jslt", "jsgt": "jsle", "jsle": "jsgt"}
 
 
 def is_reg(t: Type) -> bool:
@@ -146,9 +146,7 @@ class Gen:
         self.var_area = self.frame.top
         if probe.pred is not None:
             em.loc = probe.pred.loc
-            r = self.int_expr(probe.pred)
-            em.jmp("jeq", r, self.exit_label, imm=0)
-            self.release(r)
+            self.branch_false(probe.pred, self.exit_label)
         self.block(probe.body)
         em.loc = probe.loc
         em.place(self.exit_label)
@@ -189,10 +187,8 @@ class Gen:
         elif isinstance(s, A.AssignMap):
             self.assign_map(s)
         elif isinstance(s, A.If):
-            r = self.int_expr(s.cond)
             else_l, end_l = Label("else"), Label("endif")
-            em.jmp("jeq", r, else_l if s.orelse else end_l, imm=0)
-            self.release(r)
+            self.branch_false(s.cond, else_l if s.orelse else end_l)
             self.block(s.then)
             if s.orelse:
                 em.ja(end_l)
@@ -202,9 +198,7 @@ class Gen:
         elif isinstance(s, A.While):
             top, end = Label("while"), Label("endwhile")
             em.place(top)
-            r = self.int_expr(s.cond)
-            em.jmp("jeq", r, end, imm=0)
-            self.release(r)
+            self.branch_false(s.cond, end)
             self.loops.append((top, end))
             self.block(s.body)
             self.loops.pop()
@@ -410,11 +404,13 @@ class Gen:
             self.mem_into(e, val, spec.value_size, clean=True)
         self.update(spec, key, val)
 
-    def map_int_read(self, spec: MapSpec, key_off: int, loc: A.Loc) -> int:
-        """A register holding the map's integer value for the key (0 if absent)."""
+    def map_int_read(self, spec: MapSpec, key_off: int, loc: A.Loc, r: int | None = None) -> int:
+        """A register (``r`` if given) holding the map's integer value for the key (0 if
+        absent)."""
         em = self.em
         self.lookup(spec, key_off)
-        r = self.reg(loc)
+        if r is None:
+            r = self.reg(loc)
         done = Label("lookup_done")
         em.movi(r, 0)
         em.jmp("jeq", R0, done, imm=0)
@@ -581,8 +577,7 @@ class Gen:
         eid = self.res.event(ev)
         em = self.em
         buf = self.frame.alloc(size)
-        em.movi(R1, eid)
-        em.stx(8, R10, buf, R1)
+        em.st(8, R10, buf, eid)
         pos = 8
         for (off, t), a in zip(layout, args):
             if off > pos:
@@ -702,9 +697,7 @@ class Gen:
         elif isinstance(e, A.Map):
             spec = self.spec(e.name)
             key = self.build_key(e, spec)
-            got = self.map_int_read(spec, key, e.loc)
-            em.mov(r, got)
-            self.release(got)
+            self.map_int_read(spec, key, e.loc, r)
         elif isinstance(e, A.Binop):
             self.binop(e, r)
         elif isinstance(e, A.Unop):
@@ -738,6 +731,39 @@ class Gen:
         else:
             raise TraceError(f"cannot compile {type(e).__name__} as an integer", e.loc)
 
+    def branch_false(self, e: A.Expr, target: Label) -> None:
+        """Jump to ``target`` when ``e`` is false (comparisons and ``&&`` branch directly
+        instead of making a 0/1 value first)."""
+        em = self.em
+        if isinstance(e, A.Binop) and e.op == "&&":
+            self.branch_false(e.left, target)
+            self.branch_false(e.right, target)
+            return
+        if isinstance(e, A.Binop) and e.op in CMP_OPS and not (
+                e.left.type.kind == "str" or e.right.type.kind == "str"):
+            signed = e.left.type.signed and e.right.type.signed
+            inverse = NEGATE[CMP_OPS[e.op][1 if signed else 0]]
+            r = self.int_expr(e.left)
+            if isinstance(e.right, A.Int) and fits_imm(e.right.value):
+                em.jmp(inverse, r, target, imm=e.right.value)
+            else:
+                other = self.int_expr(e.right) if self.free else None
+                if other is None:
+                    spill = self.frame.alloc(8, e.loc)
+                    em.stx(8, R10, spill, r)
+                    self.int_into(e.right, r)
+                    em.mov(R1, r)
+                    em.ldx(8, r, R10, spill)
+                    em.jmp(inverse, r, target, src=R1)
+                else:
+                    em.jmp(inverse, r, target, src=other)
+                    self.release(other)
+            self.release(r)
+            return
+        r = self.int_expr(e)
+        em.jmp("jeq", r, target, imm=0)
+        self.release(r)
+
     def helper(self, fid: F, r: int) -> None:
         self.em.call(fid)
         self.em.mov(r, R0)
@@ -745,20 +771,13 @@ class Gen:
     def builtin(self, b: A.Builtin, r: int) -> None:
         em = self.em
         n = b.name
-        if n in ("pid", "tid"):
-            em.call(F.get_current_pid_tgid)
-            em.mov(r, R0)
-            if n == "pid":
+        if n in ("pid", "tid", "uid", "gid", "username"):
+            em.call(F.get_current_pid_tgid if n in ("pid", "tid") else F.get_current_uid_gid)
+            if n in ("pid", "gid"):
+                em.mov(r, R0)
                 em.alu("rsh", r, imm=32)
             else:
-                em.alu("mov", r, r, is64=False)
-        elif n in ("uid", "gid", "username"):
-            em.call(F.get_current_uid_gid)
-            em.mov(r, R0)
-            if n == "gid":
-                em.alu("rsh", r, imm=32)
-            else:
-                em.alu("mov", r, r, is64=False)
+                em.alu("mov", r, R0, is64=False)        # the low 32 bits, zero-extended
         elif n == "nsecs":
             self.helper(F.ktime_get_ns, r)
         elif n == "elapsed":
