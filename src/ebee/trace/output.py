@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
-from .semantic import FORMAT_SPEC
+from .functions import FORMAT_SPEC
 
 BAR_WIDTH = 52
 

@@ -172,6 +172,16 @@ def with_signed(t: Type, signed: bool) -> Type:
     return replace(t, signed=signed)
 
 
+def stored(t: Type) -> Type:
+    """How a value is kept in a variable, a map key or a map value: integers widened to
+    64 bits (bpftrace promotes them), everything else as it is."""
+    if t.kind == "int":
+        return int_t(8, t.signed)
+    if t.ctx:
+        return replace(t, ctx=False)
+    return t
+
+
 # names bpftrace accepts in casts
 CAST_INTS = {f"{u}int{b}": int_t(b // 8, u == "") for u in ("", "u") for b in (8, 16, 32, 64)}
 CAST_INTS.update({"char": int_t(1, True), "short": int_t(2, True), "int": int_t(4, True),
