@@ -33,6 +33,7 @@ from typing import Any
 from .. import uapi as U
 from ..btf import Kind
 from ..isa import OP_CALL, OP_LDDW, encode, pack_slots, unpack_slots
+from ..loader.externs import essential_name
 from ..loader.plan import MapPlan, plan_maps, reuse_mismatch
 from ..uapi import AttachType, MapType, ProgType
 from .btf import KernelBTF, find_kernel_type
@@ -253,7 +254,8 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
                               f"section '{prog.section}' does not say the program type; load "
                               f"the object with prog_type=... (--type on the command line)")
     by_id = {m.id: name for name, m in obj.maps.items()}
-    kfuncs = {e.value: e.name for e in spec.externs.values() if e.kind == "kfunc" and e.resolved}
+    kfuncs = {e.value: essential_name(e.name) for e in spec.externs.values()
+              if e.kind == "kfunc" and e.resolved}
     slots = [list(s) for s in unpack_slots(encode(prog.insns))]
     fd_array: list[int] = [0]
     module_btfs: dict[str, KernelBTF] = {}
@@ -271,6 +273,15 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
                                           f"insn {i} refers to map id {mid}, which is not in "
                                           f"the object")
                 s[3] = maps[name].fd
+            elif op == OP_LDDW and src == U.BPF_PSEUDO_BTF_ID and s[3] in kfuncs:
+                # a kfunc's address (`if (bpf_kfunc)`): its kernel BTF id, and the fd of
+                # the module BTF holding it in the second half
+                kt = find_kernel_type(kfuncs[s[3]], "func")
+                s[3] = kt.type_id
+                if kt.module is not None:
+                    if kt.module not in module_btfs:
+                        module_btfs[kt.module] = kt.open_btf()
+                    slots[i + 1][3] = module_btfs[kt.module].fd
             elif op == OP_CALL and src == U.BPF_PSEUDO_KFUNC_CALL:
                 kid = s[3]
                 fname = kfuncs.get(kid)

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from ..btf import BTF, Kind
+from ..btf.core import types_are_compat
 from ..errors import LoadError
 from ..protos.kfuncs import kfunc_id
 from .elf import STB_WEAK
@@ -204,7 +205,7 @@ def kallsyms_address(name: str) -> int | None:
     return None
 
 
-def resolve_ksyms(externs: dict[str, Extern]) -> None:
+def resolve_ksyms(externs: dict[str, Extern], btf=None) -> None:
     """Kernel variables (vmlinux BTF ids, addresses) and kfunc ids."""
     vmlinux = None
     for e in externs.values():
@@ -227,9 +228,42 @@ def resolve_ksyms(externs: dict[str, Extern]) -> None:
                 raise LoadError(f"extern (ksym) '{e.name}': failed to find kernel symbol "
                                 f"address (needs /proc/kallsyms)")
         elif e.kind == "kfunc":
-            kid = kfunc_id(e.name)
-            if kid is not None:
-                e.value, e.resolved = kid, True
-            elif not e.weak:
-                raise LoadError(f"extern (func ksym) '{e.name}': not found in kernel or "
-                                f"module BTFs")
+            if vmlinux is None:
+                try:
+                    vmlinux = BTF.load_vmlinux()
+                except Exception:
+                    vmlinux = False
+            _resolve_kfunc(btf, e, vmlinux)
+
+
+def essential_name(name: str) -> str:
+    """A symbol without its ``___flavor`` suffix (libbpf's essent_name)."""
+    i = name.find("___")
+    return name[:i] if i > 0 else name
+
+
+#: ids of kernel functions that are not kfuncs (libbpf resolves any FUNC of vmlinux BTF;
+#: the verifier then refuses the call): this base plus the FUNC's vmlinux BTF id
+NON_KFUNC_ID_BASE = 0x7EC00000
+
+
+def _resolve_kfunc(btf, e: Extern, vmlinux) -> None:
+    """libbpf's bpf_object__resolve_ksym_func_btf_id: the FUNC of that name in kernel BTF,
+    with a compatible prototype; a __weak one that is missing or incompatible stays
+    unresolved (its calls are poisoned, an error only if reached)."""
+    name = essential_name(e.name)
+    kid = kfunc_id(name)            # a kfunc of the emulated kernel
+    found = vmlinux.find_all(name, Kind.FUNC) if vmlinux else []
+    kern = found[0] if found else None
+    if kid is None and kern is None:
+        if e.weak:
+            return
+        raise LoadError(f"extern (func ksym) '{e.name}': not found in kernel or module BTFs")
+    if kern is not None and btf is not None and \
+            not types_are_compat(btf, e.type_id, vmlinux, kern.type_id):
+        if e.weak:
+            return
+        raise LoadError(f"extern (func ksym) '{e.name}': func_proto [{e.type_id}] "
+                        f"incompatible with vmlinux [{kern.type_id}]")
+    e.value = kid if kid is not None else NON_KFUNC_ID_BASE + kern.id
+    e.resolved = True

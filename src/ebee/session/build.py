@@ -23,7 +23,7 @@ KFUNC_POISON_IMM = 2002000000
 
 
 def resolve_externs(spec: ObjectSpec, kconfig) -> None:
-    resolve_ksyms(spec.externs)
+    resolve_ksyms(spec.externs, spec.btf)
 
 
 def core_target(spec: ObjectSpec, btf_custom_path: str | None):
