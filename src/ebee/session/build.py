@@ -81,7 +81,9 @@ def build_program(spec: ObjectSpec, p: ProgSpec, poisoned: dict[tuple[int, int],
     _patch(maps, warnings, spec, p, linked)
     raw = encode_slots(linked.slots)
     try:
-        insns = decode(raw)
+        # an invalid register number is the verifier's error ("R15 is invalid"), as the
+        # kernel reports it, not the loader's: libbpf loads such an object
+        insns = decode(raw, strict=False)
     except DecodeError as e:
         raise LoadError(f"program '{p.name}' (section '{p.section.name}'): {e}") from None
     fi, li = _ext_info(spec, linked)
