@@ -200,6 +200,19 @@ def _new_map(mp: MapPlan, kbtf, warn) -> KernelMapHandle:
     use_btf = kbtf is not None and (m.btf_key_type_id or m.btf_value_type_id)
     kw = dict(inner_map_fd=inner.fd if inner is not None else 0, map_extra=m.map_extra,
               name=mp.kernel_name, numa_node=m.numa_node)
+    if m.btf_vmlinux_value_type_id:
+        # a struct_ops map: the kernel's value type, and the object's BTF (the kernel wants
+        # it to find the table's counterpart) -- libbpf's create_map
+        if kbtf is None:
+            raise OSError(errno.EINVAL, f"map '{m.name}': struct_ops maps need the object's "
+                                        f"BTF, which the kernel refused")
+        try:
+            km = KernelMap(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
+                           btf_fd=kbtf.fd, btf_vmlinux_value_type_id=m.btf_vmlinux_value_type_id,
+                           **kw)
+        except OSError as e:
+            raise OSError(e.errno, f"map '{m.name}': failed to create: {e.strerror}") from None
+        return KernelMapHandle(km, name=mp.kernel_name)
     try:
         try:
             km = KernelMap(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
@@ -337,6 +350,15 @@ _BTF_PREFIX = {AttachType.TRACE_RAW_TP: ("btf_trace_", "typedef"),
 
 def _attach_target(prog) -> tuple[int, Any]:
     """attach_btf_id (and the module BTF holding it) for BTF-attached programs."""
+    if prog.type == ProgType.STRUCT_OPS and prog.attach_target:
+        # the kernel's struct the program's struct_ops map fills (loader.struct_ops)
+        try:
+            kt = find_kernel_type(prog.attach_target, "struct")
+        except OSError:
+            raise KernelLoadError(errno.ESRCH, "", f"prog '{prog.name}'",
+                                  f"struct_ops type 'struct {prog.attach_target}' not found in "
+                                  f"kernel BTF") from None
+        return kt.type_id, kt.open_btf() if kt.module is not None else None
     if prog.type not in (ProgType.TRACING, ProgType.LSM):
         return 0, None
     at = prog.expected_attach_type

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import uapi as U
 from ..errors import LoadError
@@ -75,6 +76,9 @@ class MapSpec:
     inner_id: int = 0             # iproute2 bpf_elf_map.inner_id
     inner_idx: int = 0            # iproute2 bpf_elf_map.inner_idx / samples' inner_map_idx
     inner_by_index: bool = False  # kernel samples: inner_idx names the template map by index
+    # STRUCT_OPS maps (loader.struct_ops): the table, and the kernel's value type once loaded
+    struct_ops: Any = None
+    btf_vmlinux_value_type_id: int = 0
 
     @property
     def is_internal(self) -> bool:

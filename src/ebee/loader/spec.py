@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import uapi as U
 from ..errors import LoadError
 from . import elf as E
+from . import struct_ops
 from .externs import Extern, collect, layout_kconfig
 from .link import ProgSpec, find_programs, record_relocs
 from .mapdefs import MapKind, MapSpec, Pinning, btf_maps, legacy_maps, resolve_legacy_inner
@@ -26,7 +27,6 @@ from ..btf import Kind
 
 MAPS_SEC, LEGACY_MAPS_SEC = ".maps", "maps"
 DATA_SEC, RODATA_SEC, BSS_SEC = ".data", ".rodata", ".bss"
-STRUCT_OPS_SECS = (".struct_ops", ".struct_ops.link")
 
 
 @dataclass
@@ -46,6 +46,8 @@ class ObjectSpec:
     text_idx: int | None = None
     datasecs: dict[str, list[tuple[str, int, int, int]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # struct_ops programs' attach points, set when the object loads (struct_ops.init_kern)
+    struct_ops_progs: dict[str, struct_ops.StructOpsProg] = field(default_factory=dict)
 
     @property
     def entry_programs(self) -> list[ProgSpec]:
@@ -112,10 +114,6 @@ def _open(data: bytes, path: str) -> ObjectSpec:
             raise LoadError(f"invalid kver section in '{name}': size {len(raw)}, expected 4")
         kver = struct.unpack("<I", raw)[0]
 
-    for s in STRUCT_OPS_SECS:
-        if elf.get(s) is not None:
-            raise LoadError(f"section '{s}': struct_ops maps are not supported by ebee")
-
     btf, btf_ext = _read_btf(elf, warnings)
     text = elf.get(".text")
     text_idx = text.index if text is not None and text.is_exec else None
@@ -134,6 +132,9 @@ def _open(data: bytes, path: str) -> ObjectSpec:
     legacy = legacy_maps(elf, legacy_secs)
     resolve_legacy_inner(legacy)
     for m in legacy:
+        add(m)
+
+    for m in struct_ops.collect(elf, btf, programs):
         add(m)
 
     datasecs: dict[str, list[tuple[str, int, int, int]]] = {}

@@ -8,7 +8,7 @@ layouts native code relies on.
 from __future__ import annotations
 
 from . import (array, bloom, hashtab, lpm, perf, queue, redirect, ringbuf, sockmap,  # noqa: F401
-               stacktrace, storage)
+               stacktrace, storage, struct_ops)
 from .array import ArrayMap, ArrayOfMaps, CgroupArrayMap, PercpuArrayMap, ProgArrayMap
 from .base import Batch, Map, MappedValues, by_addr, by_id, live_maps
 from .bloom import BloomFilter
@@ -22,6 +22,7 @@ from .redirect import CpuMap, DevMap, DevMapHash, XskMap
 from .ringbuf import RingBuf, UserRingBuf
 from .sockmap import ReuseportArray, SockHash, SockMap
 from .stacktrace import StackTraceMap
+from .struct_ops import StructOpsMap
 from .storage import (CgroupStorage, CgrpStorage, InodeStorage, PercpuCgroupStorage, SkStorage,
                       TaskStorage)
 
@@ -30,7 +31,7 @@ SUPPORTED = frozenset(Map._types)
 
 __all__ = ["ArrayMap", "ArrayOfMaps", "Batch", "BloomFilter", "CgroupArrayMap", "CgroupStorage",
            "CgrpStorage", "PercpuCgroupStorage", "ReuseportArray", "SockHash", "SockMap",
-           "UserRingBuf",
+           "StructOpsMap", "UserRingBuf",
            "CpuMap", "DevMap", "DevMapHash", "HashMap", "HashOfMaps", "InodeStorage", "LpmTrie",
            "LruHashMap", "LruPercpuHashMap", "Map", "MapError", "MapKeyError", "MappedValues",
            "PercpuArrayMap", "PercpuHashMap", "PerfEventArray", "PerfRing", "ProgArrayMap",

@@ -23,7 +23,8 @@ def _new_map(spec: ObjectSpec, mp: MapPlan) -> Map:
         live = Map(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
                    map_extra=m.map_extra, inner_map=inner, name=mp.kernel_name,
                    numa_node=m.numa_node, btf=btf, btf_key_type_id=m.btf_key_type_id,
-                   btf_value_type_id=m.btf_value_type_id)
+                   btf_value_type_id=m.btf_value_type_id,
+                   btf_vmlinux_value_type_id=m.btf_vmlinux_value_type_id)
         if m.is_internal and spec.btf is not None:
             _datasec_record(live, spec, m)
         return live
