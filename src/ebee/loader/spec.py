@@ -118,6 +118,7 @@ def _open(data: bytes, path: str) -> ObjectSpec:
     text = elf.get(".text")
     text_idx = text.index if text is not None and text.is_exec else None
     programs = find_programs(elf, text if text_idx is not None else None)
+    btf = _hidden_funcs_static(btf, programs, text_idx)
 
     maps: dict[str, MapSpec] = {}
 
@@ -160,6 +161,8 @@ def _open(data: bytes, path: str) -> ObjectSpec:
             if ds is not None:
                 datasecs[sec.name] = ds
         flags = U.BPF_F_RDONLY_PROG if kind is MapKind.RODATA else 0
+        if _mmapable(btf, elf, sec):
+            flags |= U.BPF_F_MMAPABLE
         add(MapSpec(sec.name, U.MapType.ARRAY, 4, sec.size, 1, flags,
                     kind=kind, section=sec.name, sec_index=sec.index,
                     data=elf.section_data(sec) if sec.type != E.SHT_NOBITS else bytes(sec.size)))
@@ -169,8 +172,10 @@ def _open(data: bytes, path: str) -> ObjectSpec:
     externs = collect(btf, elf)
     ksize = layout_kconfig(externs)
     if ksize:
-        add(MapSpec(".kconfig", U.MapType.ARRAY, 4, ksize, 1, U.BPF_F_RDONLY_PROG,
-                    kind=MapKind.KCONFIG, section=".kconfig"))
+        # its variables are allocated globals once the loader has placed them: mmapable
+        add(MapSpec(".kconfig", U.MapType.ARRAY, 4, ksize, 1,
+                    U.BPF_F_RDONLY_PROG | U.BPF_F_MMAPABLE, kind=MapKind.KCONFIG,
+                    section=".kconfig"))
 
     by_loc = {(m.sec_index, m.sec_offset): m.name for m in maps.values() if not m.is_internal}
     by_sec = {m.sec_index: m.name for m in maps.values()
@@ -180,6 +185,18 @@ def _open(data: bytes, path: str) -> ObjectSpec:
                   data_map=lambda shndx: by_sec.get(shndx), externs=set(externs))
     return ObjectSpec(name, path, data, elf, license, kver, btf, btf_ext, programs, maps,
                       externs, text_idx, datasecs, warnings)
+
+
+def _hidden_funcs_static(btf, programs: list[ProgSpec], text_idx: int | None):
+    """libbpf marks the BTF FUNC of a global (or weak) .text function with hidden or
+    internal visibility (``__weak __hidden``, usdt.bpf.h's bpf_usdt_arg) static, so the
+    verifier checks it in its caller's context rather than on its own."""
+    if btf is None or text_idx is None:
+        return btf
+    hidden = {p.name for p in programs
+              if p.section.index == text_idx and p.sym is not None and
+              p.sym.bind != E.STB_LOCAL and p.sym.visibility & 3 in (E.STV_HIDDEN, E.STV_INTERNAL)}
+    return btf.with_static_funcs(hidden) if hidden else btf
 
 
 def _read_btf(elf: E.ElfObject, warnings: list[str]):
@@ -219,6 +236,24 @@ def _check_ext(elf: E.ElfObject, ext) -> None:
                     raise LoadError(f".BTF.ext: section '{sec_name}': invalid {what}[{i}]."
                                     f"insn_off {r.insn_off} (prev_offset {prev})")
                 prev = r.insn_off
+
+
+def _mmapable(btf, elf: E.ElfObject, sec: E.Section) -> bool:
+    """libbpf's map_is_mmapable: a global-data map is created BPF_F_MMAPABLE when its
+    DATASEC holds a variable that is not static (hidden globals count as static)."""
+    if btf is None:
+        return False
+    try:
+        ds = btf.find(sec.name, Kind.DATASEC)
+    except KeyError:
+        return False
+    hidden = {s.name for s in elf.symbols_in(sec.index)
+              if s.name and s.visibility & 3 in (E.STV_HIDDEN, E.STV_INTERNAL)}
+    for vi in ds.vars:
+        v = btf[vi.type_id]
+        if v.kind is Kind.VAR and v.linkage != U.BtfVarLinkage.STATIC and v.name not in hidden:
+            return True
+    return False
 
 
 def _datasec(btf, elf: E.ElfObject, sec: E.Section) -> list[tuple[str, int, int, int]] | None:

@@ -7,6 +7,7 @@ from .. import fs
 from .. import uapi as U
 from ..btf.record import graph_roots, value_record
 from ..errors import LoadError
+from ..kernel.probe import kconfig_probe
 from ..loader.externs import kconfig_values
 from ..loader.mapdefs import MapKind, MapSpec, Pinning
 from ..loader.plan import MapPlan, reuse_mismatch
@@ -102,7 +103,8 @@ def create_maps(spec: ObjectSpec, plan: list[MapPlan], store: fs.PinStore | None
         if mp.initial is not None:
             live.update(0, mp.initial)
         elif m.kind is MapKind.KCONFIG:
-            live.update(0, kconfig_values(spec.btf, spec.externs, kconfig, m.value_size))
+            live.update(0, kconfig_values(spec.btf, spec.externs, kconfig, m.value_size,
+                                          kconfig_probe))
         else:
             filled = False
         if path is not None:
