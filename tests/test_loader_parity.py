@@ -225,7 +225,7 @@ def test_pinned_perf_event_array_is_reused_in_the_kernel(kernel, tmp_path):
 
 def _cilium_families():
     for d in ("cilium", "cilium-core"):
-        objs = sorted(glob.glob(str(CORPUS / d / "*.o")))
+        objs = sorted(glob.glob(str(CORPUS / d / "*.o")), key=os.path.getsize)
         if not objs:
             continue
         # one Cilium build per family: the xdp_{dsr,snat}_linux objects come from another,
