@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..uapi import (BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_SLEEPABLE, ENOTSUPP, AttachType,
                     Cmd, FuncId, MapType, ProgType)
-from .attach.perf_event import append_event, open_event, pmu_type, probe_events_file
+from .attach.perf_event import _append, _probe_events_file, open_event, pmu_type
 from .attrs import MapCreateAttr, ProgLoadAttr
 from .syscall import addr, bpf
 from ..btf.builder import BTFBuilder
@@ -262,16 +262,16 @@ def has_syscall_wrapper() -> bool:
             return False
         os.close(fd)
         return True
-    events = probe_events_file(uprobe=False)
+    events = _probe_events_file(uprobe=False)
     if events is None:
         return False
     event = f"ebee_probe_{os.getpid()}"
     try:
-        append_event(events, f"p:kprobes/{event} {func}\n")
+        _append(events, f"p:kprobes/{event} {func}\n")
     except OSError:
         return False
     try:
-        append_event(events, f"-:kprobes/{event}\n")
+        _append(events, f"-:kprobes/{event}\n")
     except OSError:
         pass
     return True

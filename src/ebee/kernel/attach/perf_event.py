@@ -133,7 +133,7 @@ def _retprobe_bit(pmu: str) -> int:
         return 1
 
 
-def probe_events_file(uprobe: bool) -> Path | None:
+def _probe_events_file(uprobe: bool) -> Path | None:
     try:
         p = tracefs() / ("uprobe_events" if uprobe else "kprobe_events")
     except OSError:
@@ -144,16 +144,16 @@ def probe_events_file(uprobe: bool) -> Path | None:
 def _legacy_probe(prog, *, uprobe: bool, retprobe: bool, spec: str, target: str, pid: int,
                   cookie: int) -> PerfEventAttachment:
     """A probe made through tracefs {k,u}probe_events, removed again on detach."""
-    events = probe_events_file(uprobe)
+    events = _probe_events_file(uprobe)
     if events is None:
         raise OSError(errno.EOPNOTSUPP, _no_probes_message(uprobe))
     group = "ebee_uprobes" if uprobe else "ebee_kprobes"
     event = f"ebee_{os.getpid()}_{next(_probe_seq)}"
-    append_event(events, f"{'r' if retprobe else 'p'}:{group}/{event} {spec}\n")
+    _append(events, f"{'r' if retprobe else 'p'}:{group}/{event} {spec}\n")
 
     def remove():
         try:
-            append_event(events, f"-:{group}/{event}\n")
+            _append(events, f"-:{group}/{event}\n")
         except OSError:
             pass
     try:
@@ -165,7 +165,7 @@ def _legacy_probe(prog, *, uprobe: bool, retprobe: bool, spec: str, target: str,
     return attach_fd(prog, pfd, target, cookie=cookie, on_detach=remove)
 
 
-def append_event(path: Path, line: str) -> None:
+def _append(path: Path, line: str) -> None:
     # tracefs control files reject the seek that Python's append mode does on open
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     try:
