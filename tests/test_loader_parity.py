@@ -255,3 +255,36 @@ def test_cilium_objects_share_pinned_maps(tmp_path, family, objs):
     assert len({id(m) for m in events}) <= 2          # one cilium_events (and signals) in all
     for path in {p for obj in loaded for p in obj.pinned.values()}:
         store.unpin(path)
+
+
+# ---------------------------------------------------------------------- SEC("?...")
+
+OPTIONAL_SRC = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+SEC("?socket") __attribute__((naked)) void optional_bad(void)
+{
+    asm volatile ("r0 = r2\n exit");            /* R2 !read_ok: the kernel refuses it */
+}
+SEC("socket") int always(void *ctx) { return 1; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_optional_sections_have_their_type_and_no_autoload(tmp_path):
+    obj = ebee.load(_clang(tmp_path, OPTIONAL_SRC))
+    p = obj.programs["optional_bad"]
+    assert p.type.name == "SOCKET_FILTER" and p.section == "socket"
+    assert not p.sec_def.autoload and obj.programs["always"].sec_def.autoload
+    assert p.verify().error == "R2 !read_ok"
+
+
+@pytest.mark.kernel
+def test_optional_programs_load_in_the_kernel_only_when_asked(kernel, tmp_path):
+    from ebee.kernel.prog import KernelLoadError
+    obj = ebee.load(_clang(tmp_path, OPTIONAL_SRC))
+    with obj.load_kernel() as k:                # as libbpf: autoload off, not loaded
+        assert list(k.programs) == ["always"]
+    with pytest.raises(KernelLoadError) as e:
+        obj.load_kernel(programs=["optional_bad"])
+    assert "R2 !read_ok" in e.value.log

@@ -92,8 +92,11 @@ class KernelObject:
 # ---------------------------------------------------------------------------------------------
 
 def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
-                btf: bool = True) -> KernelObject:
-    """Load ``obj`` (an :class:`ebee.Object`) into the kernel; see the module doc."""
+                btf: bool = True, programs: "list[str] | None" = None) -> KernelObject:
+    """Load ``obj`` (an :class:`ebee.Object`) into the kernel; see the module doc.
+
+    ``programs``: the names of the programs to load; by default those libbpf loads, every
+    program but those of ``SEC("?...")`` sections (autoload off)."""
     spec = obj.spec
     warn: list[str] = []
     made: list[Any] = []          # closed again if anything fails
@@ -103,12 +106,15 @@ def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
             made.append(kbtf)
         maps, pinned, reused = _create_maps(obj, spec, kbtf, pin_root or "/sys/fs/bpf", warn,
                                             made)
-        programs: dict[str, KernelProgram] = {}
+        loaded: dict[str, KernelProgram] = {}
         for name, prog in obj.programs.items():
+            if programs is not None and name not in programs or programs is None and \
+                    prog.sec_def is not None and not prog.sec_def.autoload:
+                continue
             kp = _load_program(obj, prog, maps, kbtf, log_level)
             made.append(kp)
-            programs[name] = kp
-        _init_slots(spec, maps, programs, reused)
+            loaded[name] = kp
+        _init_slots(spec, maps, loaded, reused)
     except BaseException:
         for m in reversed(made):
             try:
@@ -123,7 +129,7 @@ def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
         raise
     for w in warn:
         warnings.warn(w, stacklevel=3)
-    return KernelObject(obj, programs, maps, kbtf, pinned, warn)
+    return KernelObject(obj, loaded, maps, kbtf, pinned, warn)
 
 
 def _load_btf(spec, warn: list[str]) -> KernelBTF | None:
@@ -253,6 +259,10 @@ def _init_slots(spec, maps, programs, reused) -> None:
         h = maps[name]
         for slot, target in sorted(m.init_slots.items()):
             if m.type == MapType.PROG_ARRAY:
+                if target not in programs:      # as libbpf: its fd is invalid (EBADF)
+                    raise OSError(errno.EBADF, f"map '{name}': failed to initialize slot "
+                                               f"[{slot}] to prog '{target}', which is not "
+                                               f"loaded")
                 h.update(slot, programs[target])
             else:
                 h.update(slot, maps[target])
