@@ -43,13 +43,31 @@ def negative_dir() -> Path:
     return d
 
 
+def pytest_report_header(config):
+    from ebee import kernel_model
+    return f"ebee {kernel_model.describe()}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that compared ebee with the running kernel says which kernel ebee
+    emulates and which one ran: a different release is a reason of its own."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and ("kernel" in getattr(item, "fixturenames", ()) or
+                       item.get_closest_marker("kernel")):
+        from ebee import kernel_model
+        rep.sections.append(("kernel model", f"ebee {kernel_model.describe()}"))
+
+
 @pytest.fixture(scope="session")
 def kernel():
     """Skips the test, with the reason, where bpf() cannot load programs."""
+    from ebee import kernel_model
     from ebee.kernel import bpf_available
     why = bpf_available()
     if why:
-        pytest.skip(why)
+        pytest.skip(f"{why} (ebee {kernel_model.describe()})")
     return True
 
 

@@ -7,6 +7,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -156,3 +157,18 @@ def run_unprivileged(fn) -> str:
     os.close(r)
     os.waitpid(pid, 0)
     return b"".join(chunks).decode()
+
+
+def released(id_list, obj_id: int, timeout: float = 5.0) -> bool:
+    """The kernel object ``obj_id`` left ``id_list()`` (its ids) within ``timeout`` s.
+
+    Dropping the last reference from bpffs (unpin) or a link detach frees the
+    object from a workqueue (``bpf_link_put`` -> ``bpf_link_put_deferred``), so its
+    id stays visible for a moment after the last close.
+    """
+    deadline = time.monotonic() + timeout
+    while obj_id in list(id_list()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -283,6 +283,8 @@ MAX_BPRINTF_BUF = 1024
 BPF_LRU_LOCAL_FREE_TARGET = 128     # LOCAL_FREE_TARGET in bpf_lru_list.c
 BPF_LRU_PERCPU_FREE_TARGET = 4      # PERCPU_FREE_TARGET in bpf_lru_list.c
 BLOOM_DEFAULT_NR_HASH_FUNCS = 5
+# bpf_local_storage.h: U16_MAX - sizeof(struct bpf_local_storage_elem) (128 on x86-64)
+BPF_LOCAL_STORAGE_MAX_VALUE_SIZE = 0xFFFF - 128
 BPF_ADDR_PERCPU = -1                # off of the verifier's 'mov rX = percpu address' (filter.h)
 # --- kfunc flags (include/linux/btf.h) ---
 KF_ACQUIRE = 1 << 0

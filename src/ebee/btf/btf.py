@@ -738,6 +738,25 @@ class BTF:
                 var = self[words[j]]
                 if var.name in offsets:
                     words[j + 1], words[j + 2] = offsets[var.name]
+        return self._with_words(words)
+
+    def with_static_funcs(self, names: "set[str]") -> "BTF":
+        """A copy where the first GLOBAL FUNC of each name is STATIC: libbpf's treatment
+        of hidden global subprograms (``__weak __hidden``), which the verifier then checks
+        in their caller's context."""
+        words = array(self._words.typecode, self._words)
+        left = set(names)
+        for idx, k in enumerate(self._kinds):
+            if k != Kind.FUNC or not left:
+                continue
+            i = self._offs[idx]
+            name = self.string(words[i])
+            if name in left and words[i + 1] & 0xFFFF == BtfFuncLinkage.GLOBAL:
+                words[i + 1] = (words[i + 1] & ~0xFFFF) | BtfFuncLinkage.STATIC
+                left.discard(name)
+        return self._with_words(words)
+
+    def _with_words(self, words) -> "BTF":
         if self.byteorder != _NATIVE:
             words.byteswap()
         hdr_fmt = ("<" if self.byteorder == "little" else ">") + HEADER.format

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import __version__
+from .. import __version__, kernel_model
 from ..errors import VMError
 from .common import UsageError
 
@@ -12,6 +12,14 @@ from .common import UsageError
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's exit code is already 2; keep it one line
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _Version(argparse.Action):
+    """--version on one line, unwrapped (argparse's own action refills the text)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"ebee {__version__}: {kernel_model.describe()}")
+        parser.exit(0)
 
 
 # With --kernel, these command groups work on the running kernel: cli/kernel_cmds.py
@@ -38,7 +46,8 @@ def build_parser(kernel: bool = False) -> argparse.ArgumentParser:
 
     p = _Parser(prog="ebee", description="eBPF, written in Python: assemble, verify, run and "
                                           "inspect eBPF programs without a kernel.")
-    p.add_argument("--version", action="version", version=f"ebee {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0,
+                   help="show ebee's version and the kernel it emulates, and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     p.add_argument("--kernel", action="store_true",

@@ -1,62 +1,234 @@
-"""The simulated current task: what ``bpf_get_current_*`` and task helpers see.
+"""The simulated current task: what ``bpf_get_current_*``, task helpers and CO-RE reads see.
 
-Programs in ebee run on behalf of a :class:`Task`.  By default it is the
-Python process itself (thread id, process id, uid/gid, ``comm`` from
-/proc/self/comm) -- exactly what the kernel reports to a program run with
-BPF_PROG_TEST_RUN from this process, so differential tests agree.  Tests
-set their own::
+Programs in ebee run on behalf of a :class:`Task`.  By default it is this thread of
+the Python process -- thread id, process id, credentials, ``comm``, flags, parent
+and memory layout read from /proc -- exactly what the kernel shows a program run
+(or attached and triggered) from this thread, so differential tests agree.  Tests
+make their own::
 
-    ebee.helpers.task.set_current(Task(pid=42, tgid=40, comm="nginx"))
-    machine.task = Task(...)          # or per machine
+    ebee.helpers.task.set_current(Task(pid=42, tgid=40, comm="nginx"))   # every CPU
+    machine.task = Task(...)          # one CPU (``Cpu.task``): its programs only
 
-``Task.memory`` is a ``task_struct``-sized region in ``SHARED`` (the address
-``bpf_get_current_task`` returns) with ``pid``, ``tgid`` and ``comm`` at the
-offsets the running kernel's BTF gives them, so CO-RE reads of those fields
-work; every other field reads as zero.  ``kernel_stack`` and ``user_stack``
-are the instruction pointers ``bpf_get_stackid``/``bpf_get_stack`` report.
+A task is a whole ``struct task_struct`` laid out from the kernel's BTF, in
+``SHARED`` (the address ``bpf_get_current_task`` returns), with what a user task
+has: ``pid``, ``tgid``, ``comm``, ``flags``, ``prio``; ``group_leader`` (the task
+itself, or the thread group's leader), ``real_parent``/``parent`` (another task;
+the chain ends at the idle task, pid 0, its own parent); ``mm``/``active_mm`` (a
+``struct mm_struct`` with the code, stack, argument and environment bounds; NULL
+for kernel threads); ``cred``/``real_cred`` (a ``struct cred`` with the real,
+effective, saved and fs ids); ``thread_pid`` (a ``struct pid`` of level 0 whose
+``numbers[0]`` is the pid in the initial pid namespace) and ``nsproxy``, both
+pointing at that ``struct pid_namespace`` (its inode number the host's).  Every
+other byte reads as zero.  A task of this process takes /proc's values when it is
+made: its ``flags`` then are the kernel's (``PF_SUPERPRIV`` appears once root used
+a privilege, so make it after that to compare).  ``kernel_stack`` and ``user_stack`` are the instruction
+pointers ``bpf_get_stackid``/``bpf_get_stack`` report.
 """
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import uapi as U
-from ..uapi import FuncId
-from ..memory import SHARED, Region
-from .registry import implements
 from ..btf import BTF
+from ..memory import SHARED, Region
+from ..uapi import FuncId
+from .registry import implements
 
 FALLBACK_TASK_SIZE = 4096
+# task->flags (include/linux/sched.h)
+PF_IDLE = 0x00000002
+PF_FORKNOEXEC = 0x00000040
+PF_KTHREAD = 0x00200000
+PF_RANDOMIZE = 0x00400000
+#: a user task after execve(): address-space randomization on, nothing else
+USER_TASK_FLAGS = PF_RANDOMIZE
+DEFAULT_PRIO = 120                  # MAX_RT_PRIO + NICE_WIDTH / 2: nice 0
+#: /proc/<pid>/stat fields (1-based, proc(5)) of an mm's bounds
+_MM_STAT = {"start_code": 26, "end_code": 27, "start_stack": 28, "arg_start": 48,
+            "arg_end": 49, "env_start": 50, "env_end": 51}
 
 
-def _self_comm() -> str:
-    try:
-        return open("/proc/self/comm").read().strip()[:U.TASK_COMM_LEN - 1]
-    except OSError:
-        return "python3"
+# ------------------------------------------------------------------------------ layouts
+
+class _Layouts:
+    """Sizes of kernel structs and offsets of (nested) members, from the kernel's BTF."""
+
+    def __init__(self) -> None:
+        try:
+            self.btf: BTF | None = BTF.load_vmlinux()
+        except Exception:
+            self.btf = None
+        self._cache: dict[tuple[str, str], tuple[int, int] | None] = {}
+
+    def size(self, struct: str, fallback: int = 0) -> int:
+        try:
+            return self.btf.find(struct, "STRUCT").size if self.btf is not None else fallback
+        except KeyError:
+            return fallback
+
+    def at(self, struct: str, path: str) -> tuple[int, int] | None:
+        """(offset, size) of ``path`` ("uid.val", "numbers[0].nr") in ``struct X``, None if
+        the kernel has no such member."""
+        key = (struct, path)
+        if key not in self._cache:
+            self._cache[key] = self._walk(struct, path)
+        return self._cache[key]
+
+    def _walk(self, struct: str, path: str) -> tuple[int, int] | None:
+        b = self.btf
+        if b is None:
+            return None
+        try:
+            t = b.find(struct, "STRUCT")
+        except KeyError:
+            return None
+        off, tid = 0, t.id
+        for part in path.split("."):
+            m = re.fullmatch(r"(\w+)(?:\[(\d+)\])?", part)
+            found = _member(b, b.resolve(tid), m.group(1))
+            if found is None:
+                return None
+            moff, tid = found
+            off += moff
+            if m.group(2) is not None:
+                arr = b.resolve(tid)
+                tid = arr.type_id
+                off += int(m.group(2)) * b.sizeof(tid)
+        return off, b.sizeof(tid)
 
 
-_layout_cache: dict = {}
+def _member(btf, t, name: str) -> tuple[int, int] | None:
+    """(byte offset, type id) of member ``name``, looking into anonymous members."""
+    for m in getattr(t, "members", ()):
+        if m.name == name:
+            return m.bits_offset // 8, m.type_id
+        if not m.name:
+            inner = _member(btf, btf.resolve(m.type_id), name)
+            if inner is not None:
+                return m.bits_offset // 8 + inner[0], inner[1]
+    return None
+
+
+_layouts: _Layouts | None = None
+
+
+def layouts() -> _Layouts:
+    global _layouts
+    if _layouts is None:
+        _layouts = _Layouts()
+    return _layouts
 
 
 def _task_layout() -> tuple[int, dict[str, int]]:
-    """sizeof(struct task_struct) and the offsets of pid, tgid, comm from vmlinux BTF."""
-    if "v" in _layout_cache:
-        return _layout_cache["v"]
-    size, offs = FALLBACK_TASK_SIZE, {"pid": 0, "tgid": 4, "comm": 8}
+    """sizeof(struct task_struct) and the offsets of pid, tgid and comm (the layout
+    without kernel BTF otherwise)."""
+    lay = layouts()
+    if lay.btf is None:
+        return FALLBACK_TASK_SIZE, {"pid": 0, "tgid": 4, "comm": 8}
+    return lay.size("task_struct"), {n: lay.at("task_struct", n)[0]
+                                     for n in ("pid", "tgid", "comm")}
+
+
+class _Struct:
+    """One kernel struct in ``SHARED``, written member by member."""
+
+    def __init__(self, name: str, what: str, fallback: int = 64, extra: int = 0):
+        self.name = name
+        self.region = Region(max(layouts().size(name, fallback) + extra, 1), what)
+        SHARED.add(self.region)
+
+    @property
+    def addr(self) -> int:
+        return self.region.start
+
+    def put(self, path: str, value: int | bytes) -> None:
+        at = layouts().at(self.name, path)
+        if at is None:
+            return                     # not in this kernel: nothing to write
+        off, size = at
+        if off + size > len(self.region.buf):
+            return
+        if isinstance(value, bytes):
+            data = value[:size] + bytes(max(0, size - len(value)))
+        else:
+            data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        self.region.buf[off:off + size] = data
+
+    def release(self) -> None:
+        try:
+            SHARED.remove(self.region)
+        except Exception:
+            pass
+
+
+# ------------------------------------------------------------------------------ the host
+
+def _read(path: str) -> str | None:
     try:
-        btf = BTF.load_vmlinux()
-        t = btf.find("task_struct", "STRUCT")
-        size = t.size
-        offs = {n: t.member(n).byte_offset for n in ("pid", "tgid", "comm")}
-    except Exception:
-        pass
-    _layout_cache["v"] = (size, offs)
-    return size, offs
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
 
 
-@dataclass
+def _stat(path: str) -> list[str] | None:
+    """/proc/<pid>/stat as fields 1..52 (index 0 unused); comm may hold spaces."""
+    text = _read(path)
+    if text is None:
+        return None
+    head, _, rest = text.rpartition(")")
+    pid, _, comm = head.partition(" (")
+    return ["", pid, comm] + rest.split()
+
+
+def _ids(status: str | None, key: str) -> list[int] | None:
+    m = re.search(rf"^{key}:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", status or "", re.M)
+    return [int(x) for x in m.groups()] if m else None
+
+
+def _self_comm() -> str:
+    c = _read("/proc/thread-self/comm") or _read("/proc/self/comm")
+    return c.strip()[:U.TASK_COMM_LEN - 1] if c else "python3"
+
+
+def _pidns_inum() -> int:
+    try:
+        m = re.search(r"\[(\d+)\]", os.readlink("/proc/self/ns/pid"))
+        return int(m.group(1)) if m else 0
+    except OSError:
+        return 0
+
+
+class _Namespace:
+    """The initial pid namespace (``init_pid_ns``) and the ``nsproxy`` tasks point to."""
+
+    def __init__(self) -> None:
+        self.pid_ns = _Struct("pid_namespace", "pid_namespace (init)")
+        self.pid_ns.put("level", 0)
+        self.pid_ns.put("ns.inum", _pidns_inum())
+        self.nsproxy = _Struct("nsproxy", "nsproxy (init)")
+        self.nsproxy.put("pid_ns_for_children", self.pid_ns.addr)
+
+
+_ns: _Namespace | None = None
+_ns_lock = threading.Lock()
+
+
+def init_ns() -> _Namespace:
+    global _ns
+    with _ns_lock:
+        if _ns is None:
+            _ns = _Namespace()
+    return _ns
+
+
+# ------------------------------------------------------------------------------ tasks
+
+@dataclass(eq=False)
 class Task:
     pid: int = field(default_factory=threading.get_native_id)
     tgid: int = field(default_factory=os.getpid)
@@ -67,33 +239,177 @@ class Task:
     kernel_stack: list[int] = field(default_factory=list)
     user_stack: list[int] = field(default_factory=list)
     memory: Region | None = field(default=None, repr=False)
+    # the rest of a task_struct: None takes the host's value for a task of this
+    # process, else what a user task started by init has
+    euid: int | None = None
+    egid: int | None = None
+    suid: int | None = None
+    sgid: int | None = None
+    flags: int | None = None
+    prio: int | None = None
+    parent: "Task | None" = field(default=None, repr=False)   # real_parent
+    leader: "Task | None" = field(default=None, repr=False)   # group_leader
+    kthread: bool = False
+    mm: dict[str, int] | None = field(default=None, repr=False)   # mm_struct bounds
 
     def __post_init__(self) -> None:
-        size, offs = _task_layout()
-        self.memory = Region(size, f"task_struct {self.comm}-{self.pid}")
-        buf = self.memory.buf
-        buf[offs["pid"]:offs["pid"] + 4] = (self.pid & 0xFFFFFFFF).to_bytes(4, "little")
-        buf[offs["tgid"]:offs["tgid"] + 4] = (self.tgid & 0xFFFFFFFF).to_bytes(4, "little")
-        c = self.comm.encode()[:U.TASK_COMM_LEN - 1]
-        buf[offs["comm"]:offs["comm"] + U.TASK_COMM_LEN] = c + bytes(U.TASK_COMM_LEN - len(c))
-        SHARED.add(self.memory)
+        host = _host_task_info(self.pid) if self.tgid == os.getpid() else None
+        if host is not None:
+            for k in ("euid", "egid", "suid", "sgid", "flags", "prio"):
+                if getattr(self, k) is None:
+                    setattr(self, k, host[k])
+            if self.mm is None and not self.kthread:
+                self.mm = host["mm"]
+        if self.flags is None:
+            self.flags = PF_KTHREAD if self.kthread else USER_TASK_FLAGS
+        if self.parent is None:
+            self.parent = (proc_task(os.getppid()) if host is not None else
+                           proc_task(1) if self.pid != 1 else idle_task())
+        if self.leader is None and self.pid != self.tgid:
+            self.leader = proc_task(self.tgid) if host is not None else \
+                Task(pid=self.tgid, tgid=self.tgid, uid=self.uid, gid=self.gid, comm=self.comm,
+                     euid=self.euid, egid=self.egid, flags=self.flags, prio=self.prio,
+                     parent=self.parent, kthread=self.kthread, mm=self.mm)
+        self._structs: list[_Struct] = []
+        self._lay_out()
+
+    def _new(self, name: str, extra: int = 0) -> _Struct:
+        s = _Struct(name, f"{name} {self.comm}-{self.pid}",
+                    FALLBACK_TASK_SIZE if name == "task_struct" else 64, extra)
+        self._structs.append(s)
+        return s
+
+    def _lay_out(self) -> None:
+        t = self._new("task_struct")
+        self.memory = t.region
+        lay = layouts()
+        if lay.btf is None:            # no kernel BTF: pid, tgid and comm at fixed places
+            buf = t.region.buf
+            buf[0:4] = (self.pid & 0xFFFFFFFF).to_bytes(4, "little")
+            buf[4:8] = (self.tgid & 0xFFFFFFFF).to_bytes(4, "little")
+            c = self.comm.encode()[:U.TASK_COMM_LEN - 1]
+            buf[8:8 + U.TASK_COMM_LEN] = c + bytes(U.TASK_COMM_LEN - len(c))
+            return
+        prio = self.prio if self.prio is not None else DEFAULT_PRIO
+        t.put("pid", self.pid)
+        t.put("tgid", self.tgid)
+        t.put("comm", self.comm.encode()[:U.TASK_COMM_LEN - 1])
+        t.put("flags", self.flags)
+        for f in ("prio", "static_prio", "normal_prio"):
+            t.put(f, prio)
+        t.put("group_leader", (self.leader or self).addr)
+        t.put("real_parent", self.parent.addr if self.parent is not None else t.addr)
+        t.put("parent", self.parent.addr if self.parent is not None else t.addr)
+        if not self.kthread:
+            mm = self._new("mm_struct")
+            for k, v in (self.mm or {}).items():
+                mm.put(k, v)
+            mm.put("owner", t.addr)
+            t.put("mm", mm.addr)
+            t.put("active_mm", mm.addr)
+        cred = self._new("cred")
+        ids = {"uid": self.uid, "gid": self.gid, "euid": _or(self.euid, self.uid),
+               "egid": _or(self.egid, self.gid), "suid": _or(self.suid, self.uid),
+               "sgid": _or(self.sgid, self.gid), "fsuid": _or(self.euid, self.uid),
+               "fsgid": _or(self.egid, self.gid)}
+        for k, v in ids.items():
+            cred.put(f"{k}.val", v)
+        t.put("cred", cred.addr)
+        t.put("real_cred", cred.addr)
+        ns = init_ns()
+        upid = layouts().size("upid", 16)
+        pid = self._new("pid", upid)        # numbers[] holds level + 1 entries: one here
+        pid.put("level", 0)
+        pid.put("numbers[0].nr", self.pid)
+        pid.put("numbers[0].ns", ns.pid_ns.addr)
+        t.put("thread_pid", pid.addr)
+        t.put("nsproxy", ns.nsproxy.addr)
 
     @property
     def addr(self) -> int:
         return self.memory.start
 
     def __del__(self) -> None:
-        try:
-            SHARED.remove(self.memory)
-        except Exception:
-            pass
+        for s in getattr(self, "_structs", ()):
+            s.release()
+
+
+def _or(v: int | None, default: int) -> int:
+    return default if v is None else v
+
+
+def _host_task_info(tid: int) -> dict[str, Any] | None:
+    """What /proc says of thread ``tid`` of this process (None if it cannot be read)."""
+    st = _stat(f"/proc/self/task/{tid}/stat") or _stat(f"/proc/{tid}/stat")
+    if st is None or len(st) < 20:
+        return None
+    status = _read(f"/proc/self/task/{tid}/status") or _read(f"/proc/{tid}/status")
+    uids, gids = _ids(status, "Uid"), _ids(status, "Gid")
+    mm = {k: int(st[i]) for k, i in _MM_STAT.items() if i < len(st)}
+    return {"euid": uids[1] if uids else None, "suid": uids[2] if uids else None,
+            "egid": gids[1] if gids else None, "sgid": gids[2] if gids else None,
+            "flags": int(st[9]), "prio": int(st[18]) + 100, "mm": mm}
+
+
+_proc_tasks: dict[int, Task] = {}
+_proc_lock = threading.RLock()
+
+
+def proc_task(pid: int) -> Task:
+    """Process ``pid`` of this machine as a task (its main thread), from /proc; its parent
+    chain down to the idle task comes along.  Built once per pid."""
+    with _proc_lock:
+        t = _proc_tasks.get(pid)
+        if t is not None:
+            return t
+        if pid <= 0:
+            return idle_task()
+        st = _stat(f"/proc/{pid}/stat")
+        if st is None or len(st) < 20:        # gone, or hidden: a plain user task
+            t = Task(pid=pid, tgid=pid, uid=0, gid=0, comm="init" if pid == 1 else "?",
+                     parent=idle_task() if pid == 1 else proc_task(1))
+        else:
+            status = _read(f"/proc/{pid}/status")
+            uids, gids = _ids(status, "Uid") or [0] * 4, _ids(status, "Gid") or [0] * 4
+            flags = int(st[9])
+            ppid = int(st[4])
+            kthread = bool(flags & PF_KTHREAD)
+            t = Task(pid=pid, tgid=pid, uid=uids[0], gid=gids[0],
+                     comm=st[2][:U.TASK_COMM_LEN - 1], euid=uids[1], egid=gids[1],
+                     suid=uids[2], sgid=gids[2], flags=flags, prio=int(st[18]) + 100,
+                     parent=proc_task(ppid) if ppid > 0 else idle_task(), kthread=kthread,
+                     mm=None if kthread else {k: int(st[i]) for k, i in _MM_STAT.items()
+                                              if i < len(st)})
+        _proc_tasks[pid] = t
+        return t
+
+
+_idle: list[Task] = []
+
+
+def idle_task() -> Task:
+    """The idle task (pid 0, ``swapper/0``): a kernel thread, its own parent -- where every
+    parent chain ends, as ``init_task`` ends it in Linux."""
+    with _proc_lock:
+        if not _idle:
+            t = Task.__new__(Task)
+            for k, v in dict(pid=0, tgid=0, uid=0, gid=0, comm="swapper/0", cgroup_id=1,
+                             kernel_stack=[], user_stack=[], memory=None, euid=0, egid=0,
+                             suid=0, sgid=0, flags=PF_KTHREAD | PF_IDLE, prio=DEFAULT_PRIO,
+                             parent=None, leader=None, kthread=True, mm=None).items():
+                setattr(t, k, v)
+            t._structs = []
+            t._lay_out()               # real_parent: itself
+            _idle.append(t)
+        return _idle[0]
 
 
 _current: Task | None = None
 
 
 def current_task(m=None) -> Task:
-    """The task a machine's programs run as: ``machine.task`` if set, else the global one."""
+    """The task a machine's programs run as: ``machine.task`` (its CPU's) if set, else the
+    global one."""
     global _current
     t = m.task if m is not None else None
     if t is not None:
@@ -104,7 +420,7 @@ def current_task(m=None) -> Task:
 
 
 def set_current(task: Task | None) -> None:
-    """Make ``task`` the current task of every machine without its own (None: this process)."""
+    """Make ``task`` the current task of every machine without its own (None: this thread)."""
     global _current
     _current = task
 

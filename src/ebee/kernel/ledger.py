@@ -11,9 +11,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import time
+
 from .info import Kind, fd_by_id, link_info
 
 LEDGER_ENV = "EBEE_KERNEL_LEDGER"
+#: seconds a link released by its last close may stay visible: the kernel frees links
+#: dropped from bpffs or detached from a workqueue (bpf_link_put_deferred)
+RELEASE_GRACE = 2.0
 
 
 def record(kind: str, **data) -> None:
@@ -42,10 +47,11 @@ def entries(path: str) -> list[dict]:
 def leftovers(path: str) -> list[str]:
     """What the ledger's links and pins left behind, one description per item."""
     out = []
+    deadline = time.monotonic() + RELEASE_GRACE
     for e in entries(path):
         if e["kind"] == "link":
             try:
-                fd = fd_by_id(Kind.LINK, e["id"])
+                fd = _live_link(e["id"], deadline)
             except OSError as err:
                 if err.errno == errno.ENOENT:
                     continue
@@ -59,3 +65,13 @@ def leftovers(path: str) -> list[str]:
         elif e["kind"] == "pin" and os.path.lexists(e["path"]):
             out.append(f"pin {e['path']} (made by pid {e['pid']}) is still there")
     return out
+
+
+def _live_link(link_id: int, deadline: float) -> int:
+    """An fd of link ``link_id`` if it is still there after the grace period (ENOENT if not)."""
+    while True:
+        fd = fd_by_id(Kind.LINK, link_id)
+        if time.monotonic() > deadline:
+            return fd
+        os.close(fd)
+        time.sleep(0.02)

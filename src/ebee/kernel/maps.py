@@ -60,12 +60,13 @@ class KernelMap:
     def __init__(self, map_type: MapType | int, key_size: int, value_size: int, max_entries: int,
                  map_flags: int = 0, *, inner_map_fd: int = 0, map_extra: int = 0, name: str = "",
                  numa_node: int = 0, btf_fd: int = 0, btf_key_type_id: int = 0,
-                 btf_value_type_id: int = 0):
+                 btf_value_type_id: int = 0, btf_vmlinux_value_type_id: int = 0):
         attr = MapCreateAttr(map_type=int(map_type), key_size=key_size, value_size=value_size,
                              max_entries=max_entries, map_flags=map_flags, inner_map_fd=inner_map_fd,
                              numa_node=numa_node, map_name=name.encode()[:15], btf_fd=btf_fd,
                              btf_key_type_id=btf_key_type_id, btf_value_type_id=btf_value_type_id,
-                             map_extra=map_extra)
+                             map_extra=map_extra,
+                             btf_vmlinux_value_type_id=btf_vmlinux_value_type_id)
         self.fd = bpf(Cmd.MAP_CREATE, attr)
         self.type = MapType(int(map_type))
         self.key_size, self.value_size, self.max_entries = key_size, value_size, max_entries

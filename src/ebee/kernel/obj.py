@@ -33,6 +33,7 @@ from typing import Any
 from .. import uapi as U
 from ..btf import Kind
 from ..isa import OP_CALL, OP_LDDW, encode, pack_slots, unpack_slots
+from ..loader.externs import essential_name
 from ..loader.plan import MapPlan, plan_maps, reuse_mismatch
 from ..uapi import AttachType, MapType, ProgType
 from .btf import KernelBTF, find_kernel_type
@@ -91,8 +92,11 @@ class KernelObject:
 # ---------------------------------------------------------------------------------------------
 
 def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
-                btf: bool = True) -> KernelObject:
-    """Load ``obj`` (an :class:`ebee.Object`) into the kernel; see the module doc."""
+                btf: bool = True, programs: "list[str] | None" = None) -> KernelObject:
+    """Load ``obj`` (an :class:`ebee.Object`) into the kernel; see the module doc.
+
+    ``programs``: the names of the programs to load; by default those libbpf loads, every
+    program but those of ``SEC("?...")`` sections (autoload off)."""
     spec = obj.spec
     warn: list[str] = []
     made: list[Any] = []          # closed again if anything fails
@@ -102,12 +106,15 @@ def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
             made.append(kbtf)
         maps, pinned, reused = _create_maps(obj, spec, kbtf, pin_root or "/sys/fs/bpf", warn,
                                             made)
-        programs: dict[str, KernelProgram] = {}
+        loaded: dict[str, KernelProgram] = {}
         for name, prog in obj.programs.items():
+            if programs is not None and name not in programs or programs is None and \
+                    prog.sec_def is not None and not prog.sec_def.autoload:
+                continue
             kp = _load_program(obj, prog, maps, kbtf, log_level)
             made.append(kp)
-            programs[name] = kp
-        _init_slots(spec, maps, programs, reused)
+            loaded[name] = kp
+        _init_slots(spec, maps, loaded, reused)
     except BaseException:
         for m in reversed(made):
             try:
@@ -122,7 +129,7 @@ def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
         raise
     for w in warn:
         warnings.warn(w, stacklevel=3)
-    return KernelObject(obj, programs, maps, kbtf, pinned, warn)
+    return KernelObject(obj, loaded, maps, kbtf, pinned, warn)
 
 
 def _load_btf(spec, warn: list[str]) -> KernelBTF | None:
@@ -199,6 +206,19 @@ def _new_map(mp: MapPlan, kbtf, warn) -> KernelMapHandle:
     use_btf = kbtf is not None and (m.btf_key_type_id or m.btf_value_type_id)
     kw = dict(inner_map_fd=inner.fd if inner is not None else 0, map_extra=m.map_extra,
               name=mp.kernel_name, numa_node=m.numa_node)
+    if m.btf_vmlinux_value_type_id:
+        # a struct_ops map: the kernel's value type, and the object's BTF (the kernel wants
+        # it to find the table's counterpart) -- libbpf's create_map
+        if kbtf is None:
+            raise OSError(errno.EINVAL, f"map '{m.name}': struct_ops maps need the object's "
+                                        f"BTF, which the kernel refused")
+        try:
+            km = KernelMap(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
+                           btf_fd=kbtf.fd, btf_vmlinux_value_type_id=m.btf_vmlinux_value_type_id,
+                           **kw)
+        except OSError as e:
+            raise OSError(e.errno, f"map '{m.name}': failed to create: {e.strerror}") from None
+        return KernelMapHandle(km, name=mp.kernel_name)
     try:
         try:
             km = KernelMap(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
@@ -239,6 +259,10 @@ def _init_slots(spec, maps, programs, reused) -> None:
         h = maps[name]
         for slot, target in sorted(m.init_slots.items()):
             if m.type == MapType.PROG_ARRAY:
+                if target not in programs:      # as libbpf: its fd is invalid (EBADF)
+                    raise OSError(errno.EBADF, f"map '{name}': failed to initialize slot "
+                                               f"[{slot}] to prog '{target}', which is not "
+                                               f"loaded")
                 h.update(slot, programs[target])
             else:
                 h.update(slot, maps[target])
@@ -253,7 +277,8 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
                               f"section '{prog.section}' does not say the program type; load "
                               f"the object with prog_type=... (--type on the command line)")
     by_id = {m.id: name for name, m in obj.maps.items()}
-    kfuncs = {e.value: e.name for e in spec.externs.values() if e.kind == "kfunc" and e.resolved}
+    kfuncs = {e.value: essential_name(e.name) for e in spec.externs.values()
+              if e.kind == "kfunc" and e.resolved}
     slots = [list(s) for s in unpack_slots(encode(prog.insns))]
     fd_array: list[int] = [0]
     module_btfs: dict[str, KernelBTF] = {}
@@ -271,6 +296,15 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
                                           f"insn {i} refers to map id {mid}, which is not in "
                                           f"the object")
                 s[3] = maps[name].fd
+            elif op == OP_LDDW and src == U.BPF_PSEUDO_BTF_ID and s[3] in kfuncs:
+                # a kfunc's address (`if (bpf_kfunc)`): its kernel BTF id, and the fd of
+                # the module BTF holding it in the second half
+                kt = find_kernel_type(kfuncs[s[3]], "func")
+                s[3] = kt.type_id
+                if kt.module is not None:
+                    if kt.module not in module_btfs:
+                        module_btfs[kt.module] = kt.open_btf()
+                    slots[i + 1][3] = module_btfs[kt.module].fd
             elif op == OP_CALL and src == U.BPF_PSEUDO_KFUNC_CALL:
                 kid = s[3]
                 fname = kfuncs.get(kid)
@@ -326,6 +360,15 @@ _BTF_PREFIX = {AttachType.TRACE_RAW_TP: ("btf_trace_", "typedef"),
 
 def _attach_target(prog) -> tuple[int, Any]:
     """attach_btf_id (and the module BTF holding it) for BTF-attached programs."""
+    if prog.type == ProgType.STRUCT_OPS and prog.attach_target:
+        # the kernel's struct the program's struct_ops map fills (loader.struct_ops)
+        try:
+            kt = find_kernel_type(prog.attach_target, "struct")
+        except OSError:
+            raise KernelLoadError(errno.ESRCH, "", f"prog '{prog.name}'",
+                                  f"struct_ops type 'struct {prog.attach_target}' not found in "
+                                  f"kernel BTF") from None
+        return kt.type_id, kt.open_btf() if kt.module is not None else None
     if prog.type not in (ProgType.TRACING, ProgType.LSM):
         return 0, None
     at = prog.expected_attach_type

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import mmap
 import os
 import re
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ..uapi import (BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_SLEEPABLE, ENOTSUPP, AttachType,
                     Cmd, FuncId, MapType, ProgType)
+from .attach.perf_event import _append, _probe_events_file, open_event, pmu_type
 from .attrs import MapCreateAttr, ProgLoadAttr
 from .syscall import addr, bpf
 from ..btf.builder import BTFBuilder
@@ -231,3 +233,68 @@ def probe(*, helpers: bool = True, prog_types=None) -> Features:
             f.helpers[name] = got if got is not None else []
     f.misc = misc_features()
     return f
+
+
+# --- libbpf's feature probes behind the virtual .kconfig externs -----------------------------
+
+#: arch_specific_syscall_pfx(): the prefix of the syscall wrappers' symbols (__x64_sys_bpf)
+_SYSCALL_PFX = {"x86_64": "x64", "i386": "ia32", "i686": "ia32", "s390x": "s390x",
+                "s390": "s390", "armv7l": "arm", "armv6l": "arm", "aarch64": "arm64",
+                "mips": "mips", "mips64": "mips", "riscv64": "riscv", "ppc64le": "powerpc64",
+                "ppc64": "powerpc64", "ppc": "powerpc"}
+
+
+@functools.lru_cache(maxsize=None)
+def has_syscall_wrapper() -> bool:
+    """libbpf's probe_kern_syscall_wrapper: whether a kprobe on ``__<arch>_sys_bpf`` can be
+    made (kprobe PMU, else tracefs kprobe_events).  False where kprobes are unavailable,
+    as libbpf then reports it -- ``LINUX_HAS_SYSCALL_WRAPPER``."""
+    pfx = _SYSCALL_PFX.get(os.uname().machine)
+    if pfx is None:
+        return False
+    func = f"__{pfx}_sys_bpf"
+    pmu = pmu_type("kprobe")
+    if pmu is not None:
+        name = ctypes.create_string_buffer(func.encode())
+        try:
+            fd = open_event(pmu, 0, pid=os.getpid(), cpu=-1, config1=addr(name))
+        except OSError:
+            return False
+        os.close(fd)
+        return True
+    events = _probe_events_file(uprobe=False)
+    if events is None:
+        return False
+    event = f"ebee_probe_{os.getpid()}"
+    try:
+        _append(events, f"p:kprobes/{event} {func}\n")
+    except OSError:
+        return False
+    try:
+        _append(events, f"-:kprobes/{event}\n")
+    except OSError:
+        pass
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def has_bpf_cookie() -> bool:
+    """libbpf's probe_kern_bpf_cookie: a tracepoint program calling bpf_get_attach_cookie
+    loads -- ``LINUX_HAS_BPF_COOKIE``."""
+    image = encode([make("call", imm=int(FuncId.get_attach_cookie)),
+                    make("mov", dst=0, imm=0, use_reg=False), make("exit")])
+    return _load(ProgType.TRACEPOINT, image)[0] == 0
+
+
+#: libbpf's virtual __kconfig externs and the probe behind each
+KCONFIG_PROBES = {"LINUX_HAS_SYSCALL_WRAPPER": has_syscall_wrapper,
+                  "LINUX_HAS_BPF_COOKIE": has_bpf_cookie}
+
+
+def kconfig_probe(name: str) -> int:
+    """The value libbpf gives a virtual ``LINUX_HAS_*`` extern on this kernel (0 where
+    the kernel cannot be asked, as libbpf's failed probes give)."""
+    try:
+        return int(KCONFIG_PROBES[name]())
+    except Exception:
+        return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import uapi as U
 from ..errors import LoadError
@@ -75,6 +76,9 @@ class MapSpec:
     inner_id: int = 0             # iproute2 bpf_elf_map.inner_id
     inner_idx: int = 0            # iproute2 bpf_elf_map.inner_idx / samples' inner_map_idx
     inner_by_index: bool = False  # kernel samples: inner_idx names the template map by index
+    # STRUCT_OPS maps (loader.struct_ops): the table, and the kernel's value type once loaded
+    struct_ops: Any = None
+    btf_vmlinux_value_type_id: int = 0
 
     @property
     def is_internal(self) -> bool:
@@ -234,6 +238,20 @@ def btf_maps(btf, sec: Section, datasec, var_offsets: dict[str, tuple[int, int, 
     return out
 
 
+def _field_long(btf, map_name: str, m) -> int:
+    """libbpf's get_map_field_long: ``__uint`` (a pointer to an array) or ``__ulong``
+    (an enum, or enum64, of one value: arena addresses do not fit in an array size)."""
+    t = btf.resolve(m.type_id)
+    if t.kind is Kind.PTR:
+        return _field_int(btf, map_name, m)
+    if t.kind not in (Kind.ENUM, Kind.ENUM64):
+        _err(f"map '{map_name}': attr '{m.name}': expected ENUM or ENUM64, got "
+             f"{t.kind.name.lower()}.")
+    if len(t.values) != 1:
+        _err(f"map '{map_name}': attr '{m.name}': invalid __ulong")
+    return t.values[0].value & ((1 << 64) - 1)
+
+
 def _field_int(btf, map_name: str, m) -> int:
     t = btf.resolve(m.type_id)
     if t.kind is not Kind.PTR:
@@ -260,7 +278,7 @@ def _parse_btf_def(btf, map_name: str, def_t, spec: MapSpec, *, is_inner: bool) 
         elif n == "numa_node":
             spec.numa_node = _field_int(btf, map_name, m)
         elif n == "map_extra":
-            spec.map_extra = _field_int(btf, map_name, m)
+            spec.map_extra = _field_long(btf, map_name, m)
         elif n == "key_size":
             sz = _field_int(btf, map_name, m)
             if key_size is not None and key_size != sz:

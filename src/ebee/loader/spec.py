@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import uapi as U
 from ..errors import LoadError
 from . import elf as E
+from . import struct_ops
 from .externs import Extern, collect, layout_kconfig
 from .link import ProgSpec, find_programs, record_relocs
 from .mapdefs import MapKind, MapSpec, Pinning, btf_maps, legacy_maps, resolve_legacy_inner
@@ -26,7 +27,6 @@ from ..btf import Kind
 
 MAPS_SEC, LEGACY_MAPS_SEC = ".maps", "maps"
 DATA_SEC, RODATA_SEC, BSS_SEC = ".data", ".rodata", ".bss"
-STRUCT_OPS_SECS = (".struct_ops", ".struct_ops.link")
 
 
 @dataclass
@@ -46,6 +46,8 @@ class ObjectSpec:
     text_idx: int | None = None
     datasecs: dict[str, list[tuple[str, int, int, int]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # struct_ops programs' attach points, set when the object loads (struct_ops.init_kern)
+    struct_ops_progs: dict[str, struct_ops.StructOpsProg] = field(default_factory=dict)
 
     @property
     def entry_programs(self) -> list[ProgSpec]:
@@ -112,14 +114,11 @@ def _open(data: bytes, path: str) -> ObjectSpec:
             raise LoadError(f"invalid kver section in '{name}': size {len(raw)}, expected 4")
         kver = struct.unpack("<I", raw)[0]
 
-    for s in STRUCT_OPS_SECS:
-        if elf.get(s) is not None:
-            raise LoadError(f"section '{s}': struct_ops maps are not supported by ebee")
-
     btf, btf_ext = _read_btf(elf, warnings)
     text = elf.get(".text")
     text_idx = text.index if text is not None and text.is_exec else None
     programs = find_programs(elf, text if text_idx is not None else None)
+    btf = _hidden_funcs_static(btf, programs, text_idx)
 
     maps: dict[str, MapSpec] = {}
 
@@ -134,6 +133,9 @@ def _open(data: bytes, path: str) -> ObjectSpec:
     legacy = legacy_maps(elf, legacy_secs)
     resolve_legacy_inner(legacy)
     for m in legacy:
+        add(m)
+
+    for m in struct_ops.collect(elf, btf, programs):
         add(m)
 
     datasecs: dict[str, list[tuple[str, int, int, int]]] = {}
@@ -159,6 +161,8 @@ def _open(data: bytes, path: str) -> ObjectSpec:
             if ds is not None:
                 datasecs[sec.name] = ds
         flags = U.BPF_F_RDONLY_PROG if kind is MapKind.RODATA else 0
+        if _mmapable(btf, elf, sec):
+            flags |= U.BPF_F_MMAPABLE
         add(MapSpec(sec.name, U.MapType.ARRAY, 4, sec.size, 1, flags,
                     kind=kind, section=sec.name, sec_index=sec.index,
                     data=elf.section_data(sec) if sec.type != E.SHT_NOBITS else bytes(sec.size)))
@@ -168,8 +172,10 @@ def _open(data: bytes, path: str) -> ObjectSpec:
     externs = collect(btf, elf)
     ksize = layout_kconfig(externs)
     if ksize:
-        add(MapSpec(".kconfig", U.MapType.ARRAY, 4, ksize, 1, U.BPF_F_RDONLY_PROG,
-                    kind=MapKind.KCONFIG, section=".kconfig"))
+        # its variables are allocated globals once the loader has placed them: mmapable
+        add(MapSpec(".kconfig", U.MapType.ARRAY, 4, ksize, 1,
+                    U.BPF_F_RDONLY_PROG | U.BPF_F_MMAPABLE, kind=MapKind.KCONFIG,
+                    section=".kconfig"))
 
     by_loc = {(m.sec_index, m.sec_offset): m.name for m in maps.values() if not m.is_internal}
     by_sec = {m.sec_index: m.name for m in maps.values()
@@ -179,6 +185,18 @@ def _open(data: bytes, path: str) -> ObjectSpec:
                   data_map=lambda shndx: by_sec.get(shndx), externs=set(externs))
     return ObjectSpec(name, path, data, elf, license, kver, btf, btf_ext, programs, maps,
                       externs, text_idx, datasecs, warnings)
+
+
+def _hidden_funcs_static(btf, programs: list[ProgSpec], text_idx: int | None):
+    """libbpf marks the BTF FUNC of a global (or weak) .text function with hidden or
+    internal visibility (``__weak __hidden``, usdt.bpf.h's bpf_usdt_arg) static, so the
+    verifier checks it in its caller's context rather than on its own."""
+    if btf is None or text_idx is None:
+        return btf
+    hidden = {p.name for p in programs
+              if p.section.index == text_idx and p.sym is not None and
+              p.sym.bind != E.STB_LOCAL and p.sym.visibility & 3 in (E.STV_HIDDEN, E.STV_INTERNAL)}
+    return btf.with_static_funcs(hidden) if hidden else btf
 
 
 def _read_btf(elf: E.ElfObject, warnings: list[str]):
@@ -218,6 +236,24 @@ def _check_ext(elf: E.ElfObject, ext) -> None:
                     raise LoadError(f".BTF.ext: section '{sec_name}': invalid {what}[{i}]."
                                     f"insn_off {r.insn_off} (prev_offset {prev})")
                 prev = r.insn_off
+
+
+def _mmapable(btf, elf: E.ElfObject, sec: E.Section) -> bool:
+    """libbpf's map_is_mmapable: a global-data map is created BPF_F_MMAPABLE when its
+    DATASEC holds a variable that is not static (hidden globals count as static)."""
+    if btf is None:
+        return False
+    try:
+        ds = btf.find(sec.name, Kind.DATASEC)
+    except KeyError:
+        return False
+    hidden = {s.name for s in elf.symbols_in(sec.index)
+              if s.name and s.visibility & 3 in (E.STV_HIDDEN, E.STV_INTERNAL)}
+    for vi in ds.vars:
+        v = btf[vi.type_id]
+        if v.kind is Kind.VAR and v.linkage != U.BtfVarLinkage.STATIC and v.name not in hidden:
+            return True
+    return False
 
 
 def _datasec(btf, elf: E.ElfObject, sec: E.Section) -> list[tuple[str, int, int, int]] | None:

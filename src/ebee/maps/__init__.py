@@ -7,7 +7,8 @@ layouts native code relies on.
 """
 from __future__ import annotations
 
-from . import array, bloom, hashtab, lpm, perf, queue, redirect, ringbuf, stacktrace, storage  # noqa: F401
+from . import (array, bloom, hashtab, lpm, perf, queue, redirect, ringbuf, sockmap,  # noqa: F401
+               stacktrace, storage, struct_ops)
 from .array import ArrayMap, ArrayOfMaps, CgroupArrayMap, PercpuArrayMap, ProgArrayMap
 from .base import Batch, Map, MappedValues, by_addr, by_id, live_maps
 from .bloom import BloomFilter
@@ -18,14 +19,19 @@ from .lpm import LpmTrie
 from .perf import PerfEventArray, PerfRing
 from .queue import QueueMap, StackMap
 from .redirect import CpuMap, DevMap, DevMapHash, XskMap
-from .ringbuf import RingBuf
+from .ringbuf import RingBuf, UserRingBuf
+from .sockmap import ReuseportArray, SockHash, SockMap
 from .stacktrace import StackTraceMap
-from .storage import CgrpStorage, InodeStorage, SkStorage, TaskStorage
+from .struct_ops import StructOpsMap
+from .storage import (CgroupStorage, CgrpStorage, InodeStorage, PercpuCgroupStorage, SkStorage,
+                      TaskStorage)
 
 #: map types ebee implements (derived from the registry, not a second table)
 SUPPORTED = frozenset(Map._types)
 
-__all__ = ["ArrayMap", "ArrayOfMaps", "Batch", "BloomFilter", "CgroupArrayMap", "CgrpStorage",
+__all__ = ["ArrayMap", "ArrayOfMaps", "Batch", "BloomFilter", "CgroupArrayMap", "CgroupStorage",
+           "CgrpStorage", "PercpuCgroupStorage", "ReuseportArray", "SockHash", "SockMap",
+           "StructOpsMap", "UserRingBuf",
            "CpuMap", "DevMap", "DevMapHash", "HashMap", "HashOfMaps", "InodeStorage", "LpmTrie",
            "LruHashMap", "LruPercpuHashMap", "Map", "MapError", "MapKeyError", "MappedValues",
            "PercpuArrayMap", "PercpuHashMap", "PerfEventArray", "PerfRing", "ProgArrayMap",

@@ -165,7 +165,8 @@ class Map:
     def __init__(self, map_type: MapType | int, key_size: int, value_size: int, max_entries: int,
                  map_flags: int = 0, *, map_extra: int = 0, inner_map: "Map | None" = None,
                  name: str = "", numa_node: int = 0, btf: Any = None, btf_key_type_id: int = 0,
-                 btf_value_type_id: int = 0, key_type: Any = None, value_type: Any = None):
+                 btf_value_type_id: int = 0, key_type: Any = None, value_type: Any = None,
+                 btf_vmlinux_value_type_id: int = 0):
         self.type = MapType(int(map_type))
         self.key_size, self.value_size, self.max_entries = key_size, value_size, max_entries
         self.flags = map_flags
@@ -173,6 +174,7 @@ class Map:
         self.name = name
         self.numa_node = numa_node
         self.btf, self.btf_key_type_id, self.btf_value_type_id = btf, btf_key_type_id, btf_value_type_id
+        self.btf_vmlinux_value_type_id = btf_vmlinux_value_type_id
         self.inner_map = inner_map
         self.frozen = False
         self._write_active = 0
@@ -210,6 +212,9 @@ class Map:
     create_flags: ClassVar[int] = 0
 
     def _check_common(self) -> None:
+        if self.btf_vmlinux_value_type_id and (self.type is not MapType.STRUCT_OPS or
+                                               self.btf_key_type_id or self.btf_value_type_id):
+            raise map_error(E.EINVAL, "btf_vmlinux_value_type_id is for struct_ops maps alone")
         if self.name and not _name_ok(self.name):
             raise map_error(E.EINVAL, f"invalid map name {self.name!r}")
         if self.map_extra and self.type not in (MapType.BLOOM_FILTER, MapType.ARENA):

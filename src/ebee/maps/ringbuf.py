@@ -186,3 +186,70 @@ class RingBufReader(EventReader):
             ok = rb.cond.wait_for(lambda: rb.notifications != self._seen or self.closed, timeout)
             self._seen = rb.notifications
         return bool(ok)
+
+
+class UserRingBuf(Map):
+    """USER_RINGBUF: the ring the other way round -- user space produces
+    (libbpf's ``user_ring_buffer__reserve``/``__submit``, here :meth:`submit`), programs
+    consume with ``bpf_user_ringbuf_drain`` (:meth:`drain` is that side).  Created
+    with the ring buffer's rules; it has no elements to look up or update (ENOTSUPP)."""
+    map_type = MapType.USER_RINGBUF
+    keyless = True
+    create_flags = U.BPF_F_NUMA_NODE
+    check_attr = RingBuf.check_attr
+
+    def alloc(self) -> None:
+        self.size = self.max_entries
+        self.mask = self.size - 1
+        self.data = self._add_region(self.size, "data")
+        self.consumer_pos = 0
+        self.producer_pos = 0
+        self._write_handle(self.data.start)
+
+    def submit(self, data: bytes, *, discard: bool = False) -> None:
+        """Reserve a sample, copy ``data`` in and commit it (or discard it).  MapError:
+        E2BIG for a sample that can never fit, ENOSPC while the ring is full."""
+        size = len(data)
+        if size & (U.BPF_RINGBUF_BUSY_BIT | U.BPF_RINGBUF_DISCARD_BIT):
+            raise map_error(E.E2BIG, "sample too large")
+        total = (size + U.BPF_RINGBUF_HDR_SZ + 7) // 8 * 8
+        if total > self.size:
+            raise map_error(E.E2BIG, f"a {size}-byte sample does not fit in the ring")
+        with self.lock:
+            prod = self.producer_pos
+            if self.size - (prod - self.consumer_pos) < total:
+                raise map_error(E.ENOSPC, "the ring is full")
+            self._put(prod + U.BPF_RINGBUF_HDR_SZ, data)
+            flag = U.BPF_RINGBUF_DISCARD_BIT if discard else 0
+            self._put(prod, HDR.pack(size | flag, 0))
+            self.producer_pos = prod + total
+
+    def _put(self, pos: int, data: bytes) -> None:
+        off = pos & self.mask
+        first = min(len(data), self.size - off)
+        buf = self.data.buf
+        buf[off:off + first] = data[:first]
+        buf[:len(data) - first] = data[first:]
+
+    def drain(self, limit: int | None = None) -> list[bytes]:
+        """The committed samples, consumed in order (discarded ones skipped), as
+        ``bpf_user_ringbuf_drain`` hands them to its callback."""
+        out: list[bytes] = []
+        buf = self.data.buf
+        with self.lock:
+            while self.consumer_pos < self.producer_pos and (limit is None or len(out) < limit):
+                cons = self.consumer_pos
+                off = cons & self.mask
+                hlen = int.from_bytes(bytes(buf[off:off + 4]), "little")
+                if hlen & U.BPF_RINGBUF_BUSY_BIT:
+                    break
+                size = hlen & ~U.BPF_RINGBUF_DISCARD_BIT
+                if not hlen & U.BPF_RINGBUF_DISCARD_BIT:
+                    start = (cons + U.BPF_RINGBUF_HDR_SZ) & self.mask
+                    first = min(size, self.size - start)
+                    out.append(bytes(buf[start:start + first]) + bytes(buf[:size - first]))
+                self.consumer_pos = cons + (size + U.BPF_RINGBUF_HDR_SZ + 7) // 8 * 8
+        return out
+
+    def __iter__(self):
+        raise TypeError("user ring buffers cannot be iterated by key; use drain()")

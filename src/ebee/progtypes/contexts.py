@@ -61,8 +61,9 @@ M = SOCK.off
 
 
 def _rxq_mapping(i: Instruction):
+    # NO_QUEUE_MAPPING reads as -1 in the u32 (BPF_MOV32_IMM); target size: the u32
     return [E.ldx(2, i.dst, i.src, M("skc_rx_queue_mapping")),
-            E.jmp_imm("jne", i.dst, 0xFFFF, 1), E.mov64_imm(i.dst, -1)], 2
+            E.jmp_imm("jne", i.dst, 0xFFFF, 1), E.mov32_imm(i.dst, -1)], 4
 
 
 def _ip6(member: str, uapi_off: int):

@@ -22,7 +22,7 @@ Self-contained on purpose: the loader and ``ebee.progtypes`` both import it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..uapi import AttachType as A
 from ..uapi import ProgType as P
@@ -74,6 +74,7 @@ class SectionDef:
     flags: SecFlag
     sec_def: str | None              # the table row that matched ("kprobe+"), None if unknown
     legacy: bool = False             # matched only by libbpf 0.x's sloppy prefix rules
+    autoload: bool = True            # False: SEC("?...") -- loaded only when asked for
 
     @property
     def known(self) -> bool:
@@ -262,8 +263,11 @@ def parse_section(name: str) -> SectionDef:
     """Program type, expected attach type and attach target of a SEC() name.
 
     Unknown names give ``prog_type=ProgType.UNSPEC`` (libbpf opens such objects
-    too and leaves the type for the user to set).
+    too and leaves the type for the user to set).  ``SEC("?name")`` is ``name`` with
+    ``autoload`` False; from then on the '?' is forgotten, as libbpf forgets it.
     """
+    if name.startswith("?"):
+        return replace(parse_section(name[1:]), autoload=False)
     d = find_sec_def(name)
     if d is not None:
         return SectionDef(name, d.prog_type, d.expected_attach_type, _target(d, name), d.flags, d.sec)

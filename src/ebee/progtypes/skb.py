@@ -90,7 +90,10 @@ def _sk(member: str, size: int, *, shift: int = 0):
     def load(i: Instruction):
         out = [E.ldx(8, i.dst, i.src, K("sk")), E.ldx(size, i.dst, i.dst, SOCK_COMMON.off(member))]
         if shift:
+            # the port sits in the upper half of the u32: the value is 4 bytes wide, so
+            # narrow loads are shifted and masked (6.18; 6.12 recorded 2 and masked less)
             out.append(E.alu32_imm("lsh", i.dst, shift))
+            return out, 4
         return out, size
     return load
 

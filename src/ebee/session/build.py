@@ -12,6 +12,7 @@ from ..errors import DecodeError, LoadError
 from ..isa import decode
 from ..loader.externs import Extern, resolve_ksyms
 from ..loader.link import Linked, ProgSpec, RelKind, encode_slots, link
+from ..loader import struct_ops
 from ..loader.spec import ObjectSpec
 from ..maps import Map
 from ..program import Owner, Program
@@ -23,7 +24,20 @@ KFUNC_POISON_IMM = 2002000000
 
 
 def resolve_externs(spec: ObjectSpec, kconfig) -> None:
-    resolve_ksyms(spec.externs)
+    resolve_ksyms(spec.externs, spec.btf)
+
+
+def resolve_struct_ops(spec: ObjectSpec) -> None:
+    """The object's struct_ops maps in their kernel form, against the kernel's BTF (done
+    once: the kernel backend loads the same spec)."""
+    if not any(m.struct_ops is not None and not m.struct_ops.kern_type_id
+               for m in spec.maps.values()):
+        return
+    try:
+        vmlinux = BTF.load_vmlinux()
+    except (BTFError, OSError):
+        vmlinux = None
+    spec.struct_ops_progs.update(struct_ops.resolve(spec.maps, spec.btf, vmlinux))
 
 
 def core_target(spec: ObjectSpec, btf_custom_path: str | None):
@@ -81,7 +95,9 @@ def build_program(spec: ObjectSpec, p: ProgSpec, poisoned: dict[tuple[int, int],
     _patch(maps, warnings, spec, p, linked)
     raw = encode_slots(linked.slots)
     try:
-        insns = decode(raw)
+        # an invalid register number is the verifier's error ("R15 is invalid"), as the
+        # kernel reports it, not the loader's: libbpf loads such an object
+        insns = decode(raw, strict=False)
     except DecodeError as e:
         raise LoadError(f"program '{p.name}' (section '{p.section.name}'): {e}") from None
     fi, li = _ext_info(spec, linked)
@@ -91,8 +107,12 @@ def build_program(spec: ObjectSpec, p: ProgSpec, poisoned: dict[tuple[int, int],
     if failures:
         register_poisoned(insns, failures)
     sd = p.sec_def
-    return Program(insns, sd.prog_type, name=p.name, section=p.section.name, sec_def=sd,
-                   expected_attach_type=sd.expected_attach_type, attach_target=sd.attach_target,
+    at, target = sd.expected_attach_type, sd.attach_target
+    st = spec.struct_ops_progs.get(p.name)
+    if st is not None:      # libbpf: attach_btf_id = the kernel struct, expected = member index
+        at, target = st.member_idx, st.type_name
+    return Program(insns, sd.prog_type, name=p.name, section=sd.section, sec_def=sd,
+                   expected_attach_type=at, attach_target=target,
                    prog_flags=sd.prog_flags, license=spec.license, kern_version=spec.kern_version,
                    btf=spec.btf, func_info=fi, line_info=li,
                    functions=[(f.name, off) for f, off in linked.layout], owner=owner)

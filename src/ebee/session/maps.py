@@ -7,6 +7,7 @@ from .. import fs
 from .. import uapi as U
 from ..btf.record import graph_roots, value_record
 from ..errors import LoadError
+from ..kernel.probe import kconfig_probe
 from ..loader.externs import kconfig_values
 from ..loader.mapdefs import MapKind, MapSpec, Pinning
 from ..loader.plan import MapPlan, reuse_mismatch
@@ -23,7 +24,8 @@ def _new_map(spec: ObjectSpec, mp: MapPlan) -> Map:
         live = Map(m.type, m.key_size, m.value_size, m.max_entries, m.flags,
                    map_extra=m.map_extra, inner_map=inner, name=mp.kernel_name,
                    numa_node=m.numa_node, btf=btf, btf_key_type_id=m.btf_key_type_id,
-                   btf_value_type_id=m.btf_value_type_id)
+                   btf_value_type_id=m.btf_value_type_id,
+                   btf_vmlinux_value_type_id=m.btf_vmlinux_value_type_id)
         if m.is_internal and spec.btf is not None:
             _datasec_record(live, spec, m)
         return live
@@ -101,7 +103,8 @@ def create_maps(spec: ObjectSpec, plan: list[MapPlan], store: fs.PinStore | None
         if mp.initial is not None:
             live.update(0, mp.initial)
         elif m.kind is MapKind.KCONFIG:
-            live.update(0, kconfig_values(spec.btf, spec.externs, kconfig, m.value_size))
+            live.update(0, kconfig_values(spec.btf, spec.externs, kconfig, m.value_size,
+                                          kconfig_probe))
         else:
             filled = False
         if path is not None:

@@ -28,7 +28,7 @@ from ..loader.spec import ObjectSpec, open_object, read_source
 from ..maps import Map, cpus
 from ..program import Program
 from ..verifier import VerifierError, VerifierResult
-from .build import apply_core, build_program, core_target, resolve_externs
+from .build import apply_core, build_program, core_target, resolve_externs, resolve_struct_ops
 from .datasec import DataSection
 from .maps import Created, create_maps, init_slots
 
@@ -189,6 +189,7 @@ def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
 def _load(spec: ObjectSpec, *, btf_custom_path, kconfig, pin_root, prog_type, store) -> Object:
     obj = Object(spec)
     obj.kconfig_arg = kconfig
+    resolve_struct_ops(spec)
     obj.plan = plan_maps(spec, pin_root, cpus.num_cpus())
     created = Created(obj.maps, obj.pinned, obj.reused)
     ok = False

@@ -70,6 +70,8 @@ class Facts:
         if slot is None:
             self._facts[idx] = slot = {}
         for r in use:
+            if r >= len(regs):      # an invalid register: check_reg_arg rejects the insn
+                continue
             reg = regs[r]
             cur = (reg.type, reg.off, reg.bounds)
             old = slot.get(r)

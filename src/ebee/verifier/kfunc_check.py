@@ -1,10 +1,12 @@
 """The body of check_kfunc_call for the kfuncs ebee's prototypes describe."""
 from __future__ import annotations
 
-from ..protos.kfuncs import KArg
+from ..protos.kfuncs import KArg, allowed_in
+from ..uapi import ProgType
 from .calls import push_callback_call
 from .env import DST_OP_NO_MARK, Env
 from .errors import EACCES, EINVAL
+from .kfuncs import CHECKED
 from .graph import (graph_node_arg, graph_root_arg, owning_to_non_owning,
                     set_rbtree_add_callback_state)
 from .precision import mark_chain_precision
@@ -19,6 +21,10 @@ def check_kfunc_call(env: Env, insn) -> int:
     if e is None:
         raise env.reject(f"calling kernel function {insn.imm} is not allowed", EACCES)
     name = e.name
+    # an EXT program calls what its target's type may (resolve_prog_type); not known here
+    if name not in CHECKED or (env.prog_type != ProgType.EXT and
+                               not allowed_in(e, ProgType(env.prog_type))):
+        raise env.reject(f"calling kernel function {name} is not allowed", EACCES)
     args = getattr(e, "args", ())
     regs = env.cur_regs()
     for i in range(len(args)):

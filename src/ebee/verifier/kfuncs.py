@@ -9,6 +9,13 @@ unknown one.  The call itself is checked in :mod:`.kfunc_check`.
 from __future__ import annotations
 
 from ..protos.kfuncs import KfuncProto, by_id
+
+#: the kfuncs whose calls :mod:`.kfunc_check` checks as Linux does; the table holds every
+#: kfunc of the kernel, and a call of any other one is refused (not checked half-way)
+CHECKED = frozenset({
+    "bpf_obj_new_impl", "bpf_obj_drop_impl", "bpf_refcount_acquire_impl",
+    "bpf_list_push_front_impl", "bpf_list_push_back_impl", "bpf_list_pop_front",
+    "bpf_list_pop_back", "bpf_rbtree_add_impl", "bpf_rbtree_first", "bpf_rbtree_remove"})
 from .env import Env
 from .insn import Insn
 
