@@ -193,6 +193,11 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
     if not (register_is_null(reg) and flags & PTR_MAYBE_NULL):
         check_reg_type(env, regno, base, flags, meta)
         check_func_arg_reg_off(env, reg, regno, base, flags)
+    elif base == ARG_PTR_TO_STACK:
+        # the NULL skipped the type checks, so a state where this register is
+        # another scalar must not be pruned as equivalent (the 6.18.44 builds
+        # mark it precise; seen for bpf_loop's callback_ctx)
+        mark_chain_precision(env, regno)
     if flags & OBJ_RELEASE:
         if base == ARG_PTR_TO_DYNPTR:
             check_release_dynptr(env, reg, regno)
