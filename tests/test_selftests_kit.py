@@ -1,0 +1,295 @@
+"""ebee's verifier against Linux's own verifier selftests, as the running kernel judged them.
+
+The kit in ``../shared/selftests`` builds the kernel's ``progs/verifier_*.c`` with
+clang and records the running kernel's verdict, errno and final error line for
+every test program, privileged and as uid 65534 (README there).  Here every
+program the kernel verified is loaded with ``ebee.load`` and verified with the
+same flags, log level and privilege, and compared:
+
+- **unsound accepts** (the kernel rejects, ebee accepts) are never allowed, on
+  whatever runs;
+- verdicts and exact final error lines must agree, except for the differences
+  known today listed with their reason in ``tests/data/selftests_expected_
+  differences.json``.  That list only shrinks: an entry that agrees now fails the
+  test until it is removed, and an unsound accept cannot be listed;
+- processed-instruction counts are reported, not asserted.
+
+By default a deterministic sample (``SAMPLE_PRIV`` + ``SAMPLE_UNPRIV`` programs
+spread over every file) runs; ``EBEE_SLOW=1`` runs every program and prints the
+agreement figures.  ``python tests/test_selftests_kit.py [--mode priv|unpriv]
+[--only FILE...] [--json OUT]`` prints the figures of a whole run.
+
+Kit results not found (``EBEE_SELFTESTS_DIR``, default
+``~/.cache/ebee-selftests``): the tests skip, saying why.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from verifier_kernel import ebee_object  # noqa: E402
+
+KIT = Path(os.environ.get("EBEE_SELFTESTS_DIR",
+                          Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                          / "ebee-selftests")) / "kernels" / os.uname().release
+RESULTS = {"priv": KIT / "kernel_results.json", "unpriv": KIT / "kernel_results_unpriv.json"}
+EXPECTED = Path(__file__).resolve().parent / "data" / "selftests_expected_differences.json"
+SLOW = os.environ.get("EBEE_SLOW") == "1"
+SAMPLE_PRIV = 110
+SAMPLE_UNPRIV = 50
+# the sample leaves out programs the kernel needed this many instructions for: a few
+# unroll loops to hundreds of thousands of states, which belongs in the slow run
+SAMPLE_MAX_INSNS = 20_000
+
+
+def key_of(rec: dict) -> str:
+    return f"{rec['mode']}/{rec['file']}/{rec['prog']}"
+
+
+def kit_records(mode: str) -> list[dict]:
+    """The test programs of ``mode`` the kernel's verifier reached."""
+    with open(RESULTS[mode]) as f:
+        data = json.load(f)
+    if data["meta"].get("kernel") != os.uname().release:
+        raise FileNotFoundError(f"{RESULTS[mode]} is for kernel {data['meta'].get('kernel')}")
+    return [r for r in data["programs"]
+            if r.get("test") and r.get("attempted") and "object_error" not in r
+            and "excluded" not in r]
+
+
+def sample(records: list[dict], n: int) -> list[dict]:
+    """``n`` programs, the same on every run, taken round-robin over the files so that
+    every file is represented; within a file in an order fixed by a hash of the name."""
+    by_file: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        if (r.get("insns_processed") or 0) <= SAMPLE_MAX_INSNS:
+            by_file[r["file"]].append(r)
+    for rs in by_file.values():
+        rs.sort(key=lambda r: hashlib.sha1(key_of(r).encode()).hexdigest())
+    out: list[dict] = []
+    files = sorted(by_file)
+    depth = 0
+    while len(out) < n and any(len(by_file[f]) > depth for f in files):
+        for f in files:
+            if len(by_file[f]) > depth and len(out) < n:
+                out.append(by_file[f][depth])
+        depth += 1
+    return out
+
+
+@dataclass
+class Row:
+    key: str
+    kernel_accepted: bool
+    kernel_error: str
+    kernel_insns: int | None
+    kernel_s: float
+    status: str = "compared"          # or "load_error", "crash"
+    accepted: bool | None = None
+    error: str | None = None
+    insns: int | None = None
+    seconds: float = 0.0
+    detail: str = ""
+
+    @property
+    def compared(self) -> bool:
+        return self.status == "compared"
+
+    @property
+    def unsound(self) -> bool:
+        return self.compared and self.accepted and not self.kernel_accepted
+
+    @property
+    def same_verdict(self) -> bool:
+        return self.compared and self.accepted == self.kernel_accepted
+
+    @property
+    def same_error(self) -> bool:
+        return self.same_verdict and (self.kernel_accepted or self.error == self.kernel_error)
+
+    def difference(self) -> str | None:
+        """What differs from the kernel, in the expected-differences file's terms."""
+        if self.status != "compared":
+            return self.status
+        if not self.same_verdict:
+            return "unsound" if self.unsound else "too_strict"
+        if not self.same_error:
+            return "error_line"
+        return None
+
+    def describe(self) -> str:
+        if self.status != "compared":
+            return f"{self.key}: {self.status}: {self.detail}"
+        k = "accepts" if self.kernel_accepted else f"rejects: {self.kernel_error!r}"
+        e = "accepts" if self.accepted else f"rejects: {self.error!r}"
+        return f"{self.key}: kernel {k}; ebee {e}"
+
+
+def compare(records: list[dict]) -> list[Row]:
+    """Verify every record's program with ebee; each object is loaded once."""
+    by_obj: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_obj[r["object"]].append(r)
+    rows: list[Row] = []
+    for path, recs in by_obj.items():
+        made = [Row(key_of(r), r["accepted"], r["error_line"], r.get("insns_processed"),
+                    r.get("load_s") or 0.0) for r in recs]
+        rows.extend(made)
+        t0 = time.perf_counter()
+        try:
+            ctx = ebee_object(path)
+            obj = ctx.__enter__()
+        except Exception as e:  # noqa: BLE001 -- a refused object is a figure of its own
+            for row in made:
+                row.status, row.detail = "load_error", f"{type(e).__name__}: {e}"
+                row.seconds = (time.perf_counter() - t0) / len(made)
+            continue
+        try:
+            for r, row in zip(recs, made):
+                prog = obj.programs.get(r["prog"])
+                if prog is None:
+                    row.status, row.detail = "load_error", "program not in ebee's object"
+                    continue
+                t = time.perf_counter()
+                try:
+                    res = prog.verify(log_level=r["log_level"], prog_flags=r["prog_flags"],
+                                      unpriv=r["mode"] == "unpriv", facts=False)
+                except Exception as e:  # noqa: BLE001 -- a verifier crash is reported as one
+                    row.status, row.detail = "crash", f"{type(e).__name__}: {e}"
+                else:
+                    row.accepted, row.error, row.insns = res.accepted, res.error, \
+                        res.insns_processed
+                    if int(prog.type) != r["prog_type"]:
+                        row.detail = f"ebee's prog type {int(prog.type)}, kernel's {r['prog_type']}"
+                row.seconds = time.perf_counter() - t
+        finally:
+            ctx.__exit__(None, None, None)
+    return rows
+
+
+def figures(rows: list[Row], mode: str) -> str:
+    n = len(rows)
+    compared = [r for r in rows if r.compared]
+    rejected = [r for r in compared if not r.kernel_accepted and not r.accepted]
+    krej = [r for r in rows if not r.kernel_accepted]
+    same_insns = sum(r.insns == r.kernel_insns for r in compared)
+
+    def pct(a, b):
+        return f"{a}/{b} ({100 * a / b:.1f}%)" if b else "0/0"
+    return "\n".join([
+        f"{mode}: {n} programs the kernel verified, {len(compared)} reached ebee's verifier "
+        f"({sum(r.status == 'load_error' for r in rows)} objects refused, "
+        f"{sum(r.status == 'crash' for r in rows)} crashes)",
+        f"  verdicts agree {pct(sum(r.same_verdict for r in rows), n)}; "
+        f"final error lines agree {pct(sum(r.same_error for r in krej), len(krej))} "
+        f"(of the kernel's rejections; {pct(sum(r.same_error for r in rejected), len(rejected))} "
+        f"where both reject)",
+        f"  unsound accepts {sum(r.unsound for r in rows)}; too strict "
+        f"{sum(r.difference() == 'too_strict' for r in rows)}; processed insns agree "
+        f"{pct(same_insns, len(compared))}",
+        f"  time: ebee {sum(r.seconds for r in rows):.1f} s, kernel "
+        f"{sum(r.kernel_s for r in rows):.1f} s (sum of load times)",
+    ])
+
+
+def load_expected() -> dict[str, dict]:
+    with open(EXPECTED) as f:
+        return json.load(f)["differences"]
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+def _records_or_skip(mode: str) -> list[dict]:
+    try:
+        return kit_records(mode)
+    except FileNotFoundError as e:
+        pytest.skip(f"kernel selftests kit results not found ({e}); run "
+                    f"../shared/selftests/prepare.sh{' --unpriv' if mode == 'unpriv' else ''}")
+
+
+def test_expected_differences_are_documented_and_sound():
+    for key, entry in load_expected().items():
+        assert entry.get("reason"), f"{key}: every expected difference says why"
+        assert entry.get("kind") in ("too_strict", "error_line", "load_error"), \
+            f"{key}: {entry.get('kind')!r} -- unsound accepts are never expected"
+
+
+def check(rows: list[Row], expected: dict[str, dict]) -> list[str]:
+    """The failures: unsound accepts, unlisted differences, listed ones that changed."""
+    bad = [f"UNSOUND ACCEPT {r.describe()}" for r in rows if r.unsound]
+    for r in rows:
+        got = r.difference()
+        want = expected.get(r.key, {}).get("kind")
+        if got == "unsound":
+            continue
+        if got != want:
+            if want is None:
+                bad.append(f"new difference ({got}) {r.describe()}")
+            elif got is None:
+                bad.append(f"{r.key} agrees with the kernel now: remove it from {EXPECTED.name}")
+            else:
+                bad.append(f"{r.key}: listed as {want}, is {got}: {r.describe()}")
+    return bad
+
+
+@pytest.mark.parametrize("mode,n", [("priv", SAMPLE_PRIV), ("unpriv", SAMPLE_UNPRIV)])
+def test_selftests_sample_matches_kernel(mode, n):
+    rows = compare(sample(_records_or_skip(mode), n))
+    print("\n" + figures(rows, f"{mode} sample"))
+    assert len(rows) == n
+    assert check(rows, load_expected()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["priv", "unpriv"])
+def test_all_selftests_match_kernel(mode):
+    rows = compare(_records_or_skip(mode))
+    print("\n" + figures(rows, mode))
+    unsound = [r.describe() for r in rows if r.unsound]
+    assert unsound == []
+    # the listed differences hold on the whole set too (the list covers the sample)
+    expected = load_expected()
+    assert check([r for r in rows if r.key in expected], expected) == []
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mode", choices=["priv", "unpriv"], action="append")
+    ap.add_argument("--only", nargs="*", help="files (verifier_X)")
+    ap.add_argument("--sample", action="store_true", help="the CI sample only")
+    ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("-v", action="store_true", help="print every difference")
+    a = ap.parse_args(argv)
+    out = []
+    for mode in a.mode or ["priv", "unpriv"]:
+        recs = kit_records(mode)
+        if a.sample:
+            recs = sample(recs, SAMPLE_PRIV if mode == "priv" else SAMPLE_UNPRIV)
+        if a.only:
+            recs = [r for r in recs if r["file"] in a.only or r["file"] in
+                    {f"verifier_{o}" for o in a.only}]
+        rows = compare(recs)
+        print(figures(rows, mode), flush=True)
+        for r in rows:
+            if r.unsound or (a.v and r.difference()):
+                print(f"  [{r.difference()}] {r.describe()}")
+        out.extend(rows)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump([r.__dict__ for r in out], f, indent=0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
