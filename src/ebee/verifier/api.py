@@ -14,7 +14,7 @@ from .bounds import Bounds
 from .core import do_check_common, do_check_subprogs, print_verification_stats
 from .env import Env, LineInfo
 from .errors import EINVAL, E2BIG, VerifierReject
-from .globals import check_max_stack_depth, func_info_records
+from .globals import check_btf_func, check_max_stack_depth, func_info_records
 from .inputs import MapDescription, VerifiableProgram
 from .insn import Insn, from_bytes, from_instructions
 from .kfuncs import default_kfuncs
@@ -256,6 +256,7 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
                                  E2BIG)
         cfg.add_subprogs(env)
         cfg.check_subprogs(env)
+        check_btf_func(env)
         cfg.resolve_pseudo_ldimm64(env)
         cfg.check_cfg(env)
         cfg.compute_scc(env)

@@ -314,10 +314,15 @@ _BTF_CTX_ATTACH = {U.AttachType.TRACE_RAW_TP, U.AttachType.TRACE_FENTRY,
                    U.AttachType.LSM_MAC, U.AttachType.LSM_CGROUP}
 
 
-def check_ctx_access(env: Env, insn_idx: int, off: int, size: int, t: int):
+def check_ctx_access(env: Env, insn_idx: int, off: int, size: int, t: int,
+                     is_ldsx: bool = False):
     info = env.ptinfo
     acc = info.ctx_access(off, size, t == BPF_WRITE) if info is not None else None
-    if acc is None:
+    # a sign-extended pointer is no pointer: the is_valid_access of every context
+    # with a 4-byte pointer field (__sk_buff, xdp_md, the flow dissector's data and
+    # data_end) refuses info->is_ldsx there
+    if acc is None or (is_ldsx and acc.reg_type is not None and
+                       _ctx_reg_type(acc.reg_type) != SCALAR_VALUE):
         raise env.reject(f"invalid bpf_context access off={off} size={size}")
     env.aux[insn_idx].ctx_field_size = acc.ctx_field_size
     return acc
@@ -563,7 +568,7 @@ def check_stack_read_fixed_off(env: Env, frame: FuncState, off: int, size: int,
                 dst.assign(reg)
                 dst.subreg_def = sub
                 if reg.bounds.width() > size * 8:
-                    dst.id = 0
+                    dst.clear_scalar_id()
             else:
                 spill_cnt = zero_cnt = 0
                 for i in range(size):
@@ -809,7 +814,7 @@ def check_mem_access(env: Env, insn_idx: int, regno: int, off: int, bpf_size: in
                 if bt is None:
                     raise env.reject(f"invalid bpf_context access off={off} size={size}")
             else:
-                acc = check_ctx_access(env, insn_idx, off, size, t)
+                acc = check_ctx_access(env, insn_idx, off, size, t, is_ldsx)
         except Exception:
             env.verbose_linfo(insn_idx, "; ")
             raise
