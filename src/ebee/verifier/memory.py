@@ -317,7 +317,8 @@ _BTF_CTX_ATTACH = {U.AttachType.TRACE_RAW_TP, U.AttachType.TRACE_FENTRY,
 def check_ctx_access(env: Env, insn_idx: int, off: int, size: int, t: int,
                      is_ldsx: bool = False):
     info = env.ptinfo
-    acc = info.ctx_access(off, size, t == BPF_WRITE) if info is not None else None
+    acc = info.ctx_access(off, size, t == BPF_WRITE, bpf_capable=env.bpf_capable) \
+        if info is not None else None
     # a sign-extended pointer is no pointer: the is_valid_access of every context
     # with a 4-byte pointer field (__sk_buff, xdp_md, the flow dissector's data and
     # data_end) refuses info->is_ldsx there
