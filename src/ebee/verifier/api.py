@@ -11,6 +11,7 @@ from ..idr import map_idr
 from ..progtypes import get as pt_get
 from . import cfg
 from .bounds import Bounds
+from .calls import check_tail_call_fixups
 from .core import do_check_common, do_check_subprogs, print_verification_stats
 from .env import Env, LineInfo
 from .errors import EINVAL, E2BIG, VerifierReject
@@ -265,6 +266,7 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
         do_check_common(env, 0)
         do_check_subprogs(env)
         check_max_stack_depth(env)
+        check_tail_call_fixups(env)
     except VerifierReject as e:
         error = e.msg.splitlines()[-1] if e.msg else ""
         errno_ = e.errno
