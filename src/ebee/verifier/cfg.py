@@ -261,6 +261,10 @@ def check_cfg(env: Env) -> None:
         if visit_callee:
             w = t + insns[t].imm + 1
             aux[t].prune_point = True
+            # merge_callee_effects: the DFS comes back here once the callee is
+            # explored, so what it (transitively) does is known by then
+            if env.subprogs[env.subprog_of(w)].changes_pkt_data:
+                env.subprogs[env.subprog_of(t)].changes_pkt_data = True
             ret = push(t, w, BRANCH)
         return ret
 

@@ -89,7 +89,8 @@ _CHANGES_PKT_DATA = {
     F.l3_csum_replace, F.l4_csum_replace, F.xdp_adjust_head, F.xdp_adjust_meta,
     F.xdp_adjust_tail, F.clone_redirect, F.msg_pull_data, F.msg_push_data, F.msg_pop_data,
     F.lwt_push_encap, F.lwt_seg6_store_bytes, F.lwt_seg6_adjust_srh, F.lwt_seg6_action,
-    F.store_hdr_opt, F.skb_ecn_set_ce, F.sock_ops_cb_flags_set}
+    F.store_hdr_opt, F.skb_ecn_set_ce, F.sock_ops_cb_flags_set,
+    F.tail_call}                    # the tail-called program may call any of these
 
 
 def helper_changes_pkt_data(func_id: int) -> bool:
