@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from ebee.idr import map_idr
 from ebee.verifier import verify
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -137,14 +138,37 @@ class Row:
         return f"{self.key}: kernel {k}; ebee {e}"
 
 
+class _MapWithoutBTF:
+    """A map as created without BTF: no special fields (spin lock, timer, kptrs...)."""
+
+    def __init__(self, m):
+        self._m = m
+        self.btf, self.btf_key_type_id, self.btf_value_type_id = None, 0, 0
+        self.record, self.graph_roots, self.spin_lock_off = {}, {}, -1
+
+    def __getattr__(self, name):
+        return getattr(self._m, name)
+
+
+def _maps_without_btf():
+    seen: dict[int, object] = {}
+
+    def get(fd):
+        if fd not in seen:
+            m = map_idr.get(fd)
+            seen[fd] = _MapWithoutBTF(m) if m is not None else None
+        return seen[fd]
+    return get
+
+
 def verify_as_kit(prog, rec: dict):
     """Verify ``prog`` as the kit's loader had the kernel verify it.  Unprivileged,
     libbpf cannot load the object's BTF (BPF_BTF_LOAD needs CAP_BPF), goes on
-    without it and so loads the program without func_info and line_info: the
-    instructions alone, as here."""
+    without it, creates the maps without BTF and loads the program without
+    func_info and line_info: the instructions alone, as here."""
     if rec["mode"] == "unpriv":
         prog.object.first_use()
-        return verify(list(prog.insns), prog_type=prog.type,
+        return verify(list(prog.insns), prog_type=prog.type, maps=_maps_without_btf(),
                       expected_attach_type=prog.expected_attach_type, license=prog.license,
                       sleepable=prog.sleepable, attach_target=prog.attach_target,
                       log_level=rec["log_level"], prog_flags=rec["prog_flags"], unpriv=True,
