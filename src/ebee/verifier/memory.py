@@ -14,7 +14,7 @@ from ..uapi import MAX_BPF_STACK
 from . import types as T
 from .bounds import S64_MIN, U64, s64
 from .btfaccess import check_map_kptr_access, check_ptr_to_btf_access, check_ptr_to_map_access
-from .btfctx import btf_ctx_access
+from .btfctx import btf_ctx_access, nf_ctx_access
 from .env import DST_OP, DST_OP_NO_MARK, SRC_OP, Env, assign_scalar_id_before_mov
 from .errors import EACCES, EFAULT, EINVAL
 from .func_proto import CallArgMeta
@@ -812,6 +812,11 @@ def check_mem_access(env: Env, insn_idx: int, regno: int, off: int, bpf_size: in
             if _btf_typed_ctx(env):
                 acc = None
                 bt = btf_ctx_access(env, off, size) if t == BPF_READ else None
+                if bt is None:
+                    raise env.reject(f"invalid bpf_context access off={off} size={size}")
+            elif env.prog_type == U.ProgType.NETFILTER:
+                acc = None
+                bt = nf_ctx_access(env, off, size, t == BPF_WRITE)
                 if bt is None:
                     raise env.reject(f"invalid bpf_context access off={off} size={size}")
             else:
