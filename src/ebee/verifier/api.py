@@ -11,10 +11,11 @@ from ..idr import map_idr
 from ..progtypes import get as pt_get
 from . import cfg
 from .bounds import Bounds
+from .calls import check_tail_call_fixups
 from .core import do_check_common, do_check_subprogs, print_verification_stats
 from .env import Env, LineInfo
 from .errors import EINVAL, E2BIG, VerifierReject
-from .globals import check_max_stack_depth, func_info_records
+from .globals import check_btf_func, check_max_stack_depth, func_info_records
 from .inputs import MapDescription, VerifiableProgram
 from .insn import Insn, from_bytes, from_instructions
 from .kfuncs import default_kfuncs
@@ -256,6 +257,7 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
                                  E2BIG)
         cfg.add_subprogs(env)
         cfg.check_subprogs(env)
+        check_btf_func(env)
         cfg.resolve_pseudo_ldimm64(env)
         cfg.check_cfg(env)
         cfg.compute_scc(env)
@@ -264,6 +266,7 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
         do_check_common(env, 0)
         do_check_subprogs(env)
         check_max_stack_depth(env)
+        check_tail_call_fixups(env)
     except VerifierReject as e:
         error = e.msg.splitlines()[-1] if e.msg else ""
         errno_ = e.errno
