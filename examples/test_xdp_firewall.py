@@ -10,8 +10,8 @@ is installed).  Packets are built with dpkt here; scapy packets work the same
 import socket
 from pathlib import Path
 
-from ebee.pytest_plugin import (assert_packet, assert_verdict, run_all, tcp_packet,
-                                udp_packet)
+from ebee.packet import tcp_packet, udp_packet
+from ebee.pytest_plugin import assert_packet, assert_verdict, run_all
 
 OBJ = Path(__file__).parent / "c" / "xdp_firewall.o"
 

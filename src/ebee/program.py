@@ -207,7 +207,8 @@ class Program(Runnable):
         BPF_PROG_LOAD would have accepted it."""
         r = self.verdict()
         if not r.accepted:
-            raise VerifierError(self.name or "program", r)
+            # as libbpf retries a failed load with a log buffer: the error carries the log
+            raise VerifierError(self.name or "program", r if r.log else self.verify(log_level=1))
         return r
 
     # -- running -------------------------------------------------------------------------

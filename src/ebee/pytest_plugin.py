@@ -15,8 +15,8 @@ Fixtures:
   that redirect, look up the FIB or sockets: ``prog.run(data=..., net=ebee_net)``.
 
 Helpers (import from ``ebee.pytest_plugin``): packet builders ``udp_packet``,
-``tcp_packet``, ``icmp_packet`` (from :mod:`ebee.packet.build`; scapy packets work too --
-anything ``bytes()`` accepts), ``run_all`` to run one program over many packets, and
+``tcp_packet``, ``icmp_packet`` (they live in :mod:`ebee.packet`, which needs no pytest;
+scapy packets work too -- anything ``bytes()`` accepts), ``run_all`` to run one program over many packets, and
 assertions ``assert_verdict``, ``assert_packet`` (with a byte diff) and
 ``assert_trace``.
 
@@ -53,8 +53,7 @@ import pytest
 
 from . import fs
 from .maps import num_cpus, set_num_cpus, set_user_cpu, user_cpu
-from .packet import Network
-from .packet.build import as_bytes, icmp_packet, tcp_packet, udp_packet
+from .packet import Network, as_bytes, icmp_packet, tcp_packet, udp_packet
 from .session import load as load_object
 from .testrun import Runner
 
