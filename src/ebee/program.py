@@ -208,7 +208,9 @@ class Program(Runnable):
         r = self.verdict()
         if not r.accepted:
             # as libbpf retries a failed load with a log buffer: the error carries the log
-            raise VerifierError(self.name or "program", r if r.log else self.verify(log_level=1))
+            if not r.log:
+                r = self.verifier_result = self.verify(log_level=1)
+            raise VerifierError(self.name or "program", r)
         return r
 
     # -- running -------------------------------------------------------------------------
