@@ -1,4 +1,4 @@
-"""Loading verifies (issue 6, item 5): a program runs only once the verifier has
+"""Loading verifies: a program runs only once the verifier has
 accepted it, as in Linux; ``verify=False`` / ``--no-verify`` is the explicit opt-in
 to running unverified programs (still with checked memory access)."""
 from __future__ import annotations
