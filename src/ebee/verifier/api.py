@@ -1,6 +1,7 @@
 """The public face of the verifier: :func:`verify` and :class:`VerifierResult`."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -295,12 +296,51 @@ def _license_is_gpl_compatible(lic: str) -> bool:
                    "Dual MPL/GPL")
 
 
+_LOG_INSN = re.compile(r"^(\d+): \([0-9a-f]{2}\) ")
+_LOG_SOURCE = re.compile(r"^; (.*?)(?: @ (\S+:\d+))?$")
+
+
 class VerifierError(LoadError):
     """A program the verifier rejected while its object was loaded (libbpf's
-    "-- BEGIN PROG LOAD LOG --" moment); ``result`` holds the verdict and log."""
+    "-- BEGIN PROG LOAD LOG --" moment); ``result`` holds the verdict and log.
+
+    ``str()`` is the verdict, then -- when the log has them -- the failing instruction,
+    the source line it came from and the log's last lines (as cilium/ebpf prints the
+    tail), so a failing test shows why; ``summary`` is the verdict alone, one line."""
+
+    TAIL = 12
 
     def __init__(self, prog_name: str, result: VerifierResult):
         self.prog_name = prog_name
         self.result = result
         self.log = result.log
-        super().__init__(f"program '{prog_name}' rejected by the verifier: {result.error}")
+        self.summary = f"program '{prog_name}' rejected by the verifier: {result.error}"
+        self.insn, self.source = _failing_insn(result.log)
+        super().__init__(self.summary)
+
+    def __str__(self) -> str:
+        lines = [self.summary]
+        if self.insn is not None:
+            lines.append(f"  at insn {self.insn}")
+        if self.source is not None:
+            lines.append(f"  source: {self.source}")
+        tail = [t for t in self.log.rstrip("\n").splitlines()][-self.TAIL:]
+        if tail:
+            lines.append(f"  verifier log (last {len(tail)} lines):")
+            lines += [f"    {t}" for t in tail]
+        return "\n".join(lines)
+
+
+def _failing_insn(log: str) -> tuple[str | None, str | None]:
+    """The last instruction the log shows being checked, and the source line before it."""
+    insn = source = None
+    pending = None
+    for line in log.splitlines():
+        m = _LOG_SOURCE.match(line)
+        if m:
+            pending = f"{m.group(1).strip()} ({m.group(2)})" if m.group(2) else m.group(1).strip()
+            continue
+        if _LOG_INSN.match(line):
+            insn = line.split(";", 1)[0].rstrip()
+            source = pending
+    return insn, source
