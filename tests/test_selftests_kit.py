@@ -306,7 +306,7 @@ def test_all_selftests_match_kernel(mode):
     assert check([r for r in rows if r.key in expected], expected) == []
 
 
-# Programs ebee once accepted though the kernel rejects them (issue 13), each checked
+# Programs ebee once accepted though the kernel rejects them, each checked
 # on every run -- verdict, final error line and the whole log -- whether or not the
 # sample picks it.
 FIXED_UNSOUND = [
