@@ -255,10 +255,15 @@ def load_expected() -> dict[str, dict]:
 
 def _records_or_skip(mode: str) -> list[dict]:
     try:
-        return kit_records(mode)
+        recs = kit_records(mode)
     except FileNotFoundError as e:
         pytest.skip(f"kernel selftests kit results not found ({e}); run "
                     f"../shared/selftests/prepare.sh{' --unpriv' if mode == 'unpriv' else ''}")
+    missing = sorted({r["object"] for r in recs if not os.path.exists(r["object"])})
+    if missing:
+        pytest.skip(f"{len(missing)} kit objects missing (e.g. {missing[0]}): rebuild them "
+                    f"with ../shared/selftests/prepare.sh (clang-19)")
+    return recs
 
 
 def test_expected_differences_are_documented_and_sound():
