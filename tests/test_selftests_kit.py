@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from ebee import kernel_model
 from ebee.idr import map_idr
 from ebee.verifier import verify
 
@@ -296,7 +297,15 @@ def test_selftests_sample_matches_kernel(mode, n):
     rows = compare(sample(_records_or_skip(mode), n))
     print("\n" + figures(rows, f"{mode} sample"))
     assert len(rows) == n
-    assert check(rows, load_expected()) == []
+    bad = check(rows, load_expected())
+    assert not [b for b in bad if b.startswith("UNSOUND")], bad
+    if bad and not kernel_model.host_logs_modelled():
+        # the list was measured on the modelled builds; another build's backports
+        # may move a verdict either way (unsound accepts fail above, everywhere)
+        pytest.xfail(f"host kernel {kernel_model.host_release()} is not one of "
+                     f"{kernel_model.LOG_BUILDS}: {len(bad)} differences from the list, "
+                     f"e.g. {bad[0]}")
+    assert bad == []
 
 
 @pytest.mark.slow
