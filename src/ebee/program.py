@@ -15,6 +15,7 @@ per instruction list and kept here -- the verifier never writes on its caller.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 
@@ -27,7 +28,7 @@ from .progtypes import ProgTypeInfo, get as progtype
 from .progtypes.sections import SectionDef
 from .runtime.program import Executable, Runnable
 from .runtime.rewrite import rewrite_map
-from .testrun import RunResult, run as test_run
+from .testrun import Runner, RunResult
 from .verifier import VerifierError, VerifierResult, verify
 
 GPL_COMPATIBLE = ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL",
@@ -88,6 +89,10 @@ class Program(Runnable):
         self.verifier_result: VerifierResult | None = None   # the verdict it runs under
         self._verdict_of: tuple[Instruction, ...] | None = None
         self._xlated: tuple[tuple, tuple[list[Instruction], dict[int, int]]] | None = None
+        # the Runner prog.run() reuses: (what it was prepared from, runner); its lock is held
+        # by the run using it, so a concurrent or nested run makes its own
+        self._runner: tuple[tuple, Runner] | None = None
+        self._runner_lock = threading.Lock()
 
     @classmethod
     def from_insns(cls, insns: Iterable[Instruction], prog_type: U.ProgType | int, *,
@@ -212,17 +217,44 @@ class Program(Runnable):
 
     # -- running -------------------------------------------------------------------------
 
-    def run(self, data: bytes | None = None, **kw) -> RunResult:
+    def run(self, data: bytes | None = None, *, engine: str | None = None, net: Any = None,
+            **kw) -> RunResult:
         """Run the program once with BPF_PROG_TEST_RUN semantics (``ebee.testrun.run``:
         ``ctx=``, ``repeat=``, ``engine=`` ...); returns a ``RunResult``.  The first run
         verifies it (unless it does not require verification): ``VerifierError`` if
-        rejected."""
+        rejected.
+
+        What a run needs once -- the verdict, the rewritten instructions, the engine's
+        image bound to a CPU -- is prepared by the first run and kept (a ``Runner``) until
+        the instructions, type or engine change; each run then does only its own work.
+        The CPU's stack is cleared before each run, as a fresh CPU's would be."""
         if self.object is not None:
             self.object.first_use()
         try:
-            return test_run(self, data, **kw)
+            if not self._runner_lock.acquire(blocking=False):
+                with Runner(self, engine=engine, net=net) as r:
+                    return r.run(data, **kw)
+            try:
+                r = self._prepared(engine, net)
+                r.clear_stack()
+                return r.run(data, **kw)
+            finally:
+                self._runner_lock.release()
         finally:
             sync_maps(self.maps)     # program-side writes reach pinned maps' store
+
+    def _prepared(self, engine: str | None, net: Any) -> Runner:
+        key = (tuple(self.insns), self.type, self.expected_attach_type, self.prog_flags,
+               self.requires_verification, self.evidence_from_verifier, self.btf, engine, net)
+        kept = self._runner
+        if kept is not None:
+            if kept[0] == key:
+                return kept[1]
+            self._runner = None
+            kept[1].close()
+        r = Runner(self, engine=engine, net=net)
+        self._runner = (key, r)
+        return r
 
     def pin(self, path: str, *, store: PinStore | None = None) -> None:
         """Pin the program: its object's bytes and name go to the pin store."""

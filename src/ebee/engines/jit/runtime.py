@@ -67,6 +67,7 @@ class JitImage(Image):
         self._callfn = abi.CALLFN(self.library.address(abi.CALLFN_SYMBOL))
         self._run = abi.RUN(self.run_addr)
         self._batch = abi.BATCH(self.batch_addr)
+        self.prandom = self.uses_prandom
 
     def text(self, pc: int) -> str | None:
         return self.text_of.text(pc)
@@ -93,6 +94,7 @@ class CpuState:
         self._regions_seen: object = None
         self._table = None
         self._mt_synced: tuple | None = None
+        self.entered: tuple | None = None     # (limit, cpu, numa node, host clock) written
         ts = self.ts
         ts.stack_lo = cpu.stack.start
         ts.stack_hi = cpu.stack.start + cpu.stack.size
@@ -309,17 +311,21 @@ class JitBinding(Bound):
         ts = st.ts
         ts.status = 0
         ts.tail_calls = 0
-        ts.limit = self.limit
-        ts.cpu = cpu.cpu
-        ts.numa_node = cpu.numa_node
-        ts.native_clock = 1 if type(cpu.clock) is HostClock else 0
-        st.refresh_regions()
-        if self.image.uses_prandom:
+        # every run enters: ctypes field writes cost, so write the CPU's settings only
+        # when they differ from the last run's on this thread state
+        entered = (self.limit, cpu.cpu, cpu.numa_node, type(cpu.clock) is HostClock)
+        if entered != st.entered:
+            ts.limit, ts.cpu, ts.numa_node = entered[0], entered[1], entered[2]
+            ts.native_clock = 1 if entered[3] else 0
+            st.entered = entered
+        if cpu.memory.generation is not st._regions_seen:
+            st.refresh_regions()
+        if self.image.prandom:
             st.mt_load()
         return ts
 
     def _leave(self) -> None:
-        if self.image.uses_prandom:
+        if self.image.prandom:
             self.state.mt_store()
         self.cpu.frame_depth = -1
 
