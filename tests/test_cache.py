@@ -1,0 +1,145 @@
+"""ebee.cache: entries are checked on every read; corrupt or stale ones are rebuilt.
+
+Covers the store itself (checksum, key, truncation, the off switch) and its two users:
+kernel BTF kept parsed (``BTF.load_vmlinux``) and JIT images (``JIT.compile``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import ebee
+from ebee import cache
+from ebee.btf import btf as btf_mod
+from ebee.btf.btf import BTF
+from ebee.btf.elf import btf_sections
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE_OBJ = ROOT / "examples" / "c" / "core_task.o"
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("EBEE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EBEE_CACHE", raising=False)
+    return tmp_path / "cache"
+
+
+def entries(d: Path, kind: str) -> list[Path]:
+    return sorted((d / kind).glob("*/*.bin"))
+
+
+def test_round_trip_and_location(cache_dir):
+    c = cache.Cache("t")
+    key = cache.digest("a", b"b")
+    assert c.get(key) is None
+    c.put(key, b"payload")
+    assert c.get(key) == b"payload"
+    assert entries(cache_dir, "t") == [c.path(key)]
+
+
+def test_default_location_is_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("EBEE_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache.root() == tmp_path / "ebee"
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "other_key", "garbage"])
+def test_damaged_entries_are_dropped(cache_dir, damage):
+    c = cache.Cache("t")
+    key, other = cache.digest("k"), cache.digest("other")
+    c.put(key, b"x" * 100)
+    p = c.path(key)
+    raw = bytearray(p.read_bytes())
+    if damage == "flip":
+        raw[-10] ^= 1
+    elif damage == "truncate":
+        raw = raw[:-1]
+    elif damage == "garbage":
+        raw = bytearray(b"not a cache entry")
+    else:                      # an intact entry of another key under this key's name
+        c.put(other, b"x" * 100)
+        raw = bytearray(c.path(other).read_bytes())
+    p.write_bytes(bytes(raw))
+    assert c.get(key) is None
+    assert not p.exists()              # removed, so the next put rebuilds it
+    c.put(key, b"y")
+    assert c.get(key) == b"y"
+
+
+def test_off_switch(cache_dir, monkeypatch):
+    c = cache.Cache("t")
+    key = cache.digest("k")
+    c.put(key, b"1")
+    monkeypatch.setenv("EBEE_CACHE", "0")
+    assert c.get(key) is None
+    c.put(cache.digest("k2"), b"2")
+    monkeypatch.delenv("EBEE_CACHE")
+    assert c.get(cache.digest("k2")) is None and c.get(key) == b"1"
+
+
+# -- kernel BTF ---------------------------------------------------------------------------
+
+
+def raw_btf(tmp_path: Path, name: str = "btf") -> Path:
+    """A raw BTF file (what /sys/kernel/btf/vmlinux is), from an example object."""
+    p = tmp_path / name
+    p.write_bytes(btf_sections(CORE_OBJ.read_bytes()).btf)
+    return p
+
+
+def load(path: Path) -> BTF:
+    """BTF.load_vmlinux(path) as a new process runs it (past the per-process cache)."""
+    return btf_mod._load_cached.__wrapped__(str(path))
+
+
+def summary(b: BTF) -> tuple:
+    names = {t.name for t in b if t.name}
+    return (b.format_raw(), sorted((n, [t.id for t in b.find_all(n)]) for n in names),
+            sorted(b.core_index().items()), b.pointer_size)
+
+
+def test_btf_parsed_once_then_read_back(cache_dir, tmp_path):
+    path = raw_btf(tmp_path)
+    cold = load(path)
+    assert len(entries(cache_dir, "btf")) == 1
+    warm = load(path)
+    assert warm is not cold and warm._core_index is not None   # came with its index
+    assert summary(warm) == summary(cold)
+    fresh = BTF.from_bytes(path.read_bytes())                   # no cache involved
+    assert summary(fresh) == summary(cold)
+
+
+def test_btf_corrupt_entry_rebuilt(cache_dir, tmp_path):
+    path = raw_btf(tmp_path)
+    want = summary(load(path))
+    (entry,) = entries(cache_dir, "btf")
+    raw = bytearray(entry.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    entry.write_bytes(bytes(raw))
+    assert summary(load(path)) == want
+    (again,) = entries(cache_dir, "btf")
+    assert again.read_bytes() != bytes(raw)          # rewritten intact
+    assert summary(load(path)) == want
+
+
+def test_btf_stale_entry_not_used(cache_dir, tmp_path):
+    path = raw_btf(tmp_path)
+    load(path)
+    # another BTF at the same path (a new kernel): its own entry, never the old one's
+    data = bytearray(path.read_bytes())
+    other = BTF.from_bytes(bytes(data))
+    first = next(t for t in other if t.name)
+    data[data.index(first.name.encode() + b"\0")] ^= 0x20    # change one name's case
+    path.write_bytes(bytes(data))
+    new = load(path)
+    assert summary(new) == summary(BTF.from_bytes(bytes(data)))
+    assert len(entries(cache_dir, "btf")) == 2
+
+
+def test_btf_cache_off(cache_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("EBEE_CACHE", "0")
+    path = raw_btf(tmp_path)
+    load(path)
+    assert entries(cache_dir, "btf") == []
