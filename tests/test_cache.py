@@ -143,3 +143,63 @@ def test_btf_cache_off(cache_dir, tmp_path, monkeypatch):
     path = raw_btf(tmp_path)
     load(path)
     assert entries(cache_dir, "btf") == []
+
+
+# -- JIT images ---------------------------------------------------------------------------
+
+jit_runtime = pytest.importorskip("ebee.engines.jit.runtime")
+
+
+def jit_image(src: str, checked: bool = True):
+    """A fresh image (past the engine's per-process cache), as a new process compiles it."""
+    return jit_runtime.JitImage(ebee.assemble(src), checked=checked)
+
+
+def run_image(img, r1: int = 0) -> int:
+    from ebee.engines import Machine
+    from ebee.helpers import RUNTIME
+    with Machine() as m:
+        return img.bind(m, RUNTIME).run(r1).retval
+
+
+PROG = "r0 = r1\nr0 *= 7\nr0 += 6\nexit"
+
+
+def test_jit_image_compiled_once_then_loaded(cache_dir):
+    cold = jit_image(PROG)
+    assert not cold.from_cache and len(entries(cache_dir, "jit")) == 1
+    warm = jit_image(PROG)
+    assert warm.from_cache and warm.layout == cold.layout
+    assert run_image(warm, 5) == run_image(cold, 5) == 41
+    unchecked = jit_image(PROG, checked=False)          # another mode: its own entry
+    assert not unchecked.from_cache and len(entries(cache_dir, "jit")) == 2
+
+
+def test_jit_corrupt_entry_recompiled(cache_dir):
+    jit_image(PROG)
+    (entry,) = entries(cache_dir, "jit")
+    raw = bytearray(entry.read_bytes())
+    raw[-20] ^= 0xFF                        # anywhere in the payload: the checksum fails
+    entry.write_bytes(bytes(raw))
+    img = jit_image(PROG)
+    assert not img.from_cache and run_image(img, 1) == 13
+    assert jit_image(PROG).from_cache       # rewritten intact
+
+
+def test_jit_stale_entry_not_used(cache_dir, tmp_path, monkeypatch):
+    src = tmp_path / "translator.py"
+    src.write_text("one")
+    monkeypatch.setattr(jit_runtime, "_SOURCES", (*jit_runtime._SOURCES, str(src)))
+    assert not jit_image(PROG).from_cache
+    assert jit_image(PROG).from_cache
+    src.write_text("an edited translator")  # the code that made the entry changed
+    cache.source_digest.cache_clear()
+    img = jit_image(PROG)
+    assert not img.from_cache and run_image(img, 2) == 20
+    cache.source_digest.cache_clear()
+
+
+def test_jit_cache_off(cache_dir, monkeypatch):
+    monkeypatch.setenv("EBEE_CACHE", "0")
+    assert not jit_image(PROG).from_cache and not jit_image(PROG).from_cache
+    assert entries(cache_dir, "jit") == []
