@@ -101,3 +101,62 @@ def test_prog_run_clears_the_stack_between_runs():
     src = "r0 = *(u64 *)(r10 - 8)\nr1 = 7\n*(u64 *)(r10 - 8) = r1\nexit"
     prog = Program.from_insns(ebee.assemble(src), P.XDP)
     assert [prog.run(bytes(64)).retval for _ in range(3)] == [0, 0, 0]
+
+
+def test_program_writes_to_pinned_maps_reach_the_store(tmp_path):
+    # a store skips maps whose memory did not change since its last sync; writes through
+    # a value pointer (no helper call) and helper updates must still reach it
+    from ebee.fs.store import PinStore
+    from ebee.maps import Map
+    from ebee.uapi import MapType
+    loc = tmp_path / "pins.sqlite3"
+    store = PinStore(loc)
+    arr = Map(MapType.ARRAY, 4, 8, 1)      # direct value access needs one entry
+    h = Map(MapType.HASH, 4, 8, 16)
+    store.pin_map("/sys/fs/bpf/arr", arr)
+    store.pin_map("/sys/fs/bpf/h", h)
+    src = f"""
+        r6 = *(u32 *)(r1 + 0)
+        r7 = *(u32 *)(r1 + 4)
+        r5 = r6
+        r5 += 1
+        if r5 > r7 goto out
+        r3 = *(u8 *)(r6 + 0)
+        r1 = map[id:{arr.id}][0]+0 ll
+        r2 = *(u64 *)(r1 + 0)
+        r2 += r3
+        *(u64 *)(r1 + 0) = r2
+        if r3 != 2 goto out
+        *(u32 *)(r10 - 4) = r3
+        *(u64 *)(r10 - 16) = r2
+        r1 = map[id:{h.id}] ll
+        r2 = r10
+        r2 += -4
+        r3 = r10
+        r3 += -16
+        r4 = 0
+        call 2
+    out:
+        r0 = 2
+        exit
+    """
+    prog = program(src)
+
+    def stored(path: str, key: bytes):
+        other = PinStore(loc)                 # what another process reads
+        try:
+            return other.get(path).lookup(key)
+        except KeyError:
+            return None
+        finally:
+            other.close()
+
+    zero = (0).to_bytes(4, "little")
+    for first, total in ((1, 1), (0, 1), (3, 4), (0, 4), (2, 6)):
+        prog.run(bytes([first]) + bytes(63))
+        assert stored("/sys/fs/bpf/arr", zero) == total.to_bytes(8, "little")
+    assert stored("/sys/fs/bpf/h", (2).to_bytes(4, "little")) == (6).to_bytes(8, "little")
+    arr.update(zero, (100).to_bytes(8, "little"))          # user space writes through
+    prog.run(bytes([0]) + bytes(63))
+    assert stored("/sys/fs/bpf/arr", zero) == (100).to_bytes(8, "little")
+    store.close()

@@ -91,7 +91,7 @@ class Program(Runnable):
         self._xlated: tuple[tuple, tuple[list[Instruction], dict[int, int]]] | None = None
         # the Runner prog.run() reuses: (what it was prepared from, runner); its lock is held
         # by the run using it, so a concurrent or nested run makes its own
-        self._runner: tuple[tuple, Runner] | None = None
+        self._runner: tuple[tuple, Runner, list] | None = None
         self._runner_lock = threading.Lock()
 
     @classmethod
@@ -230,31 +230,34 @@ class Program(Runnable):
         The CPU's stack is cleared before each run, as a fresh CPU's would be."""
         if self.object is not None:
             self.object.first_use()
+        maps = None
         try:
             if not self._runner_lock.acquire(blocking=False):
                 with Runner(self, engine=engine, net=net) as r:
                     return r.run(data, **kw)
             try:
-                r = self._prepared(engine, net)
+                r, maps = self._prepared(engine, net)
                 r.clear_stack()
                 return r.run(data, **kw)
             finally:
                 self._runner_lock.release()
         finally:
-            sync_maps(self.maps)     # program-side writes reach pinned maps' store
+            # program-side writes reach pinned maps' store
+            sync_maps(self.maps if maps is None else maps)
 
-    def _prepared(self, engine: str | None, net: Any) -> Runner:
+    def _prepared(self, engine: str | None, net: Any) -> tuple[Runner, list]:
+        """The kept Runner and the maps the program references, for these instructions."""
         key = (tuple(self.insns), self.type, self.expected_attach_type, self.prog_flags,
                self.requires_verification, self.evidence_from_verifier, self.btf, engine, net)
         kept = self._runner
         if kept is not None:
             if kept[0] == key:
-                return kept[1]
+                return kept[1], kept[2]
             self._runner = None
             kept[1].close()
         r = Runner(self, engine=engine, net=net)
-        self._runner = (key, r)
-        return r
+        self._runner = (key, r, self.maps)
+        return r, self._runner[2]
 
     def pin(self, path: str, *, store: PinStore | None = None) -> None:
         """Pin the program: its object's bytes and name go to the pin store."""
