@@ -203,3 +203,101 @@ def test_jit_cache_off(cache_dir, monkeypatch):
     monkeypatch.setenv("EBEE_CACHE", "0")
     assert not jit_image(PROG).from_cache and not jit_image(PROG).from_cache
     assert entries(cache_dir, "jit") == []
+
+
+# -- verifier verdicts ---------------------------------------------------------------------
+
+from ebee import Program  # noqa: E402
+from ebee.maps import Map  # noqa: E402
+from ebee.program import verdict_key  # noqa: E402
+from ebee.uapi import MapType, ProgType as P  # noqa: E402
+from ebee.verifier import VerifierError  # noqa: E402
+
+
+def xdp(src: str) -> Program:
+    return Program.from_insns(ebee.assemble(src), P.XDP, verify=True)
+
+
+def verdict_fields(r) -> tuple:
+    return (r.accepted, r.log, r.error, r.insns_processed, r.states, r.errno, r.peak_states,
+            r.max_states_per_insn, r.stack_depth, r.ctx_insns)
+
+
+def lookup_src(m: Map, off: int = 0) -> str:
+    return f"""
+        r1 = 0
+        *(u32 *)(r10 - 4) = r1
+        r1 = map[id:{m.id}] ll
+        r2 = r10
+        r2 += -4
+        call 1
+        if r0 == 0 goto out
+        r0 = *(u64 *)(r0 + {off})
+    out:
+        r0 = 2
+        exit
+    """
+
+
+def test_verdict_computed_once_then_read_back(cache_dir):
+    m = Map(MapType.ARRAY, 4, 8, 4)
+    cold = xdp(lookup_src(m)).verdict()
+    assert cold.accepted and cold.facts is not None
+    assert len(entries(cache_dir, "verdicts")) == 1
+    other = Map(MapType.ARRAY, 4, 8, 4)        # another map of the same definition: a hit
+    warm = xdp(lookup_src(other)).verdict()
+    assert warm.facts is None and verdict_fields(warm) == verdict_fields(cold)
+
+
+def test_rejections_are_cached_and_still_refuse_to_run(cache_dir, monkeypatch):
+    import ebee.program as program_mod
+    calls = []
+    real = program_mod.verify
+    monkeypatch.setattr(program_mod, "verify", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    m = Map(MapType.ARRAY, 4, 8, 4)
+    for _ in range(2):
+        prog = xdp(lookup_src(m, off=8))       # past the 8-byte value
+        with pytest.raises(VerifierError):
+            prog.run(bytes(64))
+        assert not prog.verifier_result.accepted
+    assert len(calls) == 1                     # the second verdict came from the cache
+
+
+def test_verdict_key_holds_what_decides_the_verdict(cache_dir):
+    a, b = Map(MapType.ARRAY, 4, 8, 4), Map(MapType.ARRAY, 4, 16, 4)
+    ka, kb = verdict_key(xdp(lookup_src(a))), verdict_key(xdp(lookup_src(b)))
+    assert ka and kb and ka != kb                               # value size
+    assert verdict_key(xdp(lookup_src(a, off=0))) != verdict_key(xdp(lookup_src(a, off=8)))
+    p = xdp(lookup_src(a))
+    p.expected_attach_type = None
+    t = Program.from_insns(p.insns, P.SCHED_CLS, verify=True)
+    assert verdict_key(t) != verdict_key(p)                     # program type
+    # frozen maps are read as constants: their contents are part of the key
+    ro = Map(MapType.ARRAY, 4, 8, 1)
+    ro.update(0, (1).to_bytes(8, "little"))
+    ro.freeze()
+    ro2 = Map(MapType.ARRAY, 4, 8, 1)
+    ro2.update(0, (2).to_bytes(8, "little"))
+    ro2.freeze()
+    src = "r1 = map[id:{}][0]+0 ll\nr0 = *(u64 *)(r1 + 0)\nexit"
+    assert verdict_key(xdp(src.format(ro.id))) != verdict_key(xdp(src.format(ro2.id)))
+
+
+def test_verdicts_of_programs_using_prog_arrays_are_not_cached(cache_dir):
+    pa = Map(MapType.PROG_ARRAY, 4, 4, 2)
+    prog = xdp(f"r2 = map[id:{pa.id}] ll\nr3 = 0\ncall 12\nr0 = 2\nexit")
+    assert verdict_key(prog) is None
+    prog.verdict()
+    assert entries(cache_dir, "verdicts") == []
+
+
+def test_corrupt_verdict_recomputed(cache_dir):
+    m = Map(MapType.ARRAY, 4, 8, 4)
+    want = verdict_fields(xdp(lookup_src(m)).verdict())
+    (entry,) = entries(cache_dir, "verdicts")
+    raw = bytearray(entry.read_bytes())
+    raw[-3] ^= 0x55
+    entry.write_bytes(bytes(raw))
+    again = xdp(lookup_src(m)).verdict()
+    assert again.facts is not None and verdict_fields(again) == want
+    assert xdp(lookup_src(m)).verdict().facts is None            # rewritten intact
