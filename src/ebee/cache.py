@@ -7,7 +7,11 @@ What is kept (one subdirectory each):
   in), keyed by the SHA-256 of the raw BTF and the parser's source;
 * ``jit/``  -- JIT images: the native object and the program-table layout, keyed by the
   program's instructions, checked or unchecked mode, the JIT's source, LLVM's version
-  and the host CPU.
+  and the host CPU;
+* ``verdicts/`` -- verifier verdicts at BPF_PROG_LOAD's defaults (``Program.verdict``),
+  keyed by the relocated instructions, the referenced maps' definitions (and frozen
+  contents), the program's type, attach target, flags, license and BTF, the kernel and
+  ebee's source (see ``ebee.program``).
 
 Where: ``$EBEE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/ebee``, else
 ``~/.cache/ebee``.  ``EBEE_CACHE=0`` turns it off (nothing read, nothing written).
