@@ -1,7 +1,7 @@
 """`make bench`: one table of the everyday paths, ebee next to a reference measured in the
 same run, with the machine and its load average.
 
-Rows (the paths of issue 17), each with its reference:
+Rows (the everyday paths users wait for), each with its reference:
 
 * verifier over a deterministic sample of ../shared/corpus (``--full``: all of it), and
   a program that hits the 1M processed-instruction limit (``--full``): the running

@@ -340,6 +340,9 @@ class Program(Runnable):
             # as libbpf retries a failed load with a log buffer: the error carries the log
             if not r.log:
                 r = self.verifier_result = self.verify(log_level=1)
+                key = verdict_key(self) if cache.enabled() else None
+                if key:                  # the next load of it has the log at once
+                    store_verdict(key, r)
             raise VerifierError(self.name or "program", r)
         return r
 
