@@ -35,8 +35,8 @@ buffers, the reservations that failed).  Each loss reaches
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable, Generic, Iterator, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,15 @@ class Record:
     """One sample from a ring buffer or perf event array.
 
     ``cpu`` is the CPU whose perf ring held the sample (-1 for ring buffers);
+    ``value`` is ``data`` as a Python value (a record with attribute access, for a
+    struct) when the reader knows the type, as BCC's ``b["events"].event(data)``;
     ``lost`` is non-zero, with empty ``data``, for a perf ``PERF_RECORD_LOST``
     notice: that many samples were dropped because the ring was full.
     """
     data: bytes
     cpu: int = -1
     lost: int = 0
+    value: Any = None      # ``data`` decoded, when the reader was given the record's type
 
 
 @dataclass(frozen=True)
@@ -81,15 +84,18 @@ class EventReader(Generic[T]):
     """Callback and iterator API over a source of events.
 
     ``callback(item)`` is called for each item by ``poll``/``consume``;
+    ``decode(data)`` (optional) fills each record's ``value``;
     without a callback, use ``read()`` or iterate.  ``lost_callback(cpu, n)``
     (perf event arrays) hears about dropped samples; without it, lost notices
     are delivered as ``Record(b"", cpu, lost=n)`` items.
     """
 
     def __init__(self, callback: Callable[[T], object] | None = None, *,
-                 lost_callback: Callable[[int, int], object] | None = None):
+                 lost_callback: Callable[[int, int], object] | None = None,
+                 decode: Callable[[bytes], Any] | None = None):
         self.callback = callback
         self.lost_callback = lost_callback
+        self.decode = decode
         self._pending: list[T] = []
         self.closed = False
         self.lost = 0
@@ -105,6 +111,10 @@ class EventReader(Generic[T]):
     def _take(self) -> list[T]:
         fetched = self._fetch()
         self.lost += sum(it.lost for it in fetched if isinstance(it, Record))
+        if self.decode is not None:
+            dec = self.decode
+            fetched = [replace(it, value=dec(it.data)) if isinstance(it, Record) and not it.lost
+                       else it for it in fetched]
         items = self._pending + fetched
         self._pending = []
         if self.lost_callback is not None:

@@ -25,6 +25,7 @@ import threading
 from typing import Callable
 
 from .. import uapi as U
+from ..btf.pyvalues import BTFValue
 from ..events import EventReader, Record
 from ..uapi import MapType
 from .base import Map
@@ -164,9 +165,14 @@ class RingBuf(Map):
                 self.consumer_pos = cons
         return out
 
-    def reader(self, callback: Callable | None = None, *, lost_callback=None) -> "RingBufReader":
-        """An :class:`ebee.events.EventReader` over this ring (BCC's open_ring_buffer)."""
-        return RingBufReader(self, callback, lost_callback=lost_callback)
+    def reader(self, callback: Callable | None = None, *, lost_callback=None,
+               type: "str | BTFValue | None" = None) -> "RingBufReader":
+        """An :class:`ebee.events.EventReader` over this ring (BCC's open_ring_buffer).
+        ``type`` -- a BTF type name such as ``"struct event"`` (looked up in the BTF of
+        the object that defined the map) or a :class:`~ebee.btf.pyvalues.BTFValue` --
+        decodes each record into ``rec.value``."""
+        return RingBufReader(self, callback, lost_callback=lost_callback,
+                             decode=record_decoder(self, type))
 
     def _sys_lookup(self, key, flags):
         raise map_error(U.ENOTSUPP)
@@ -178,9 +184,24 @@ class RingBuf(Map):
         raise TypeError("ring buffers cannot be iterated by key; use reader()")
 
 
+def record_decoder(m: Map, type: "str | BTFValue | None"):
+    """``decode`` for a reader of ``m`` whose records are of ``type``."""
+    if type is None:
+        return None
+    if isinstance(type, BTFValue):
+        return type.decode
+    btf = m.btf if m.btf is not None else m.source_btf
+    if btf is None:
+        raise ValueError(f"map {m.name!r} has no BTF to find {type!r} in; pass a BTFValue")
+    try:
+        return BTFValue.named(btf, type).decode
+    except KeyError:
+        raise ValueError(f"no BTF type {type!r} in the object of map {m.name!r}") from None
+
+
 class RingBufReader(EventReader):
-    def __init__(self, rb: RingBuf, callback=None, *, lost_callback=None):
-        super().__init__(callback, lost_callback=lost_callback)
+    def __init__(self, rb: RingBuf, callback=None, *, lost_callback=None, decode=None):
+        super().__init__(callback, lost_callback=lost_callback, decode=decode)
         self.rb = rb
         self._seen = rb.notifications
         self._dropped = rb.dropped
