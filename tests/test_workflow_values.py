@@ -129,3 +129,17 @@ def test_ring_buffer_of_an_object_with_a_btf_value():
         assert Event.from_buffer_copy(rec.data).pid > 0 and rec.value is None
         with pytest.raises(ValueError, match="no BTF type 'struct event'"):
             obj.maps["events"].reader(type="struct event")
+
+
+def test_globals_arrays_and_structs_read_as_python_values():
+    with ebee.load(KINDS, verify=False) as obj:
+        g = obj.bss.global_nested                       # struct nested, zeroed .bss
+        assert g.kind == 0 and g.matrix == [[0, 0, 0], [0, 0, 0]] and g.point.x == 0
+        obj.bss.global_nested = {"kind": 3, "matrix": [[1, 2, 3], [4, 5, 6]],
+                                 "point": {"x": -1, "y": 2}, "color": 5}
+        g = obj.bss.global_nested
+        assert (g.kind, g.matrix, g.point.x, g.point.y, g.color) == \
+            (3, [[1, 2, 3], [4, 5, 6]], -1, 2, 5)
+        g.kind = 4
+        obj.bss.global_nested = g                       # a record goes back as it came
+        assert obj.bss.global_nested.kind == 4 and obj.data.initialized == 42
