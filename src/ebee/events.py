@@ -35,11 +35,10 @@ buffers, the reservations that failed).  Each loss reaches
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 
-@dataclass(frozen=True)
 class Record:
     """One sample from a ring buffer or perf event array.
 
@@ -48,11 +47,32 @@ class Record:
     struct) when the reader knows the type, as BCC's ``b["events"].event(data)``;
     ``lost`` is non-zero, with empty ``data``, for a perf ``PERF_RECORD_LOST``
     notice: that many samples were dropped because the ring was full.
+
+    A plain class with slots rather than a frozen dataclass: readers make one per
+    record, and a frozen dataclass's ``__init__`` costs several times as much.
     """
-    data: bytes
-    cpu: int = -1
-    lost: int = 0
-    value: Any = None      # ``data`` decoded, when the reader was given the record's type
+    __slots__ = ("data", "cpu", "lost", "value")
+
+    def __init__(self, data: bytes, cpu: int = -1, lost: int = 0, value: Any = None):
+        self.data = data
+        self.cpu = cpu
+        self.lost = lost
+        self.value = value
+
+    def _key(self) -> tuple:
+        return (self.data, self.cpu, self.lost, self.value)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Record:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((self.data, self.cpu, self.lost))
+
+    def __repr__(self) -> str:
+        extra = f", value={self.value!r}" if self.value is not None else ""
+        return f"Record(data={self.data!r}, cpu={self.cpu}, lost={self.lost}{extra})"
 
 
 @dataclass(frozen=True)
@@ -113,8 +133,9 @@ class EventReader(Generic[T]):
         self.lost += sum(it.lost for it in fetched if isinstance(it, Record))
         if self.decode is not None:
             dec = self.decode
-            fetched = [replace(it, value=dec(it.data)) if isinstance(it, Record) and not it.lost
-                       else it for it in fetched]
+            for it in fetched:
+                if isinstance(it, Record) and not it.lost:
+                    it.value = dec(it.data)
         items = self._pending + fetched
         self._pending = []
         if self.lost_callback is not None:

@@ -144,25 +144,43 @@ class RingBuf(Map):
         """Every committed record available now, in order: the ring's own consumer step.
         Applications read through :meth:`reader` (``for rec in reader``,
         ``reader.drain()``), which also reports drops."""
-        out = []
-        buf = self.data.buf
+        out: list[bytes] = []
+        append = out.append
+        hdr = HDR.unpack_from
+        busy, discard, hsz = U.BPF_RINGBUF_BUSY_BIT, U.BPF_RINGBUF_DISCARD_BIT, \
+            U.BPF_RINGBUF_HDR_SZ
+        mask, size_ = self.mask, self.size
         with self.lock:
-            cons = self.consumer_pos
-            while cons < self.producer_pos:
-                hlen, _ = HDR.unpack_from(buf, cons & self.mask)
-                if hlen & U.BPF_RINGBUF_BUSY_BIT:
+            cons, prod = self.consumer_pos, self.producer_pos
+            if cons >= prod:
+                return out
+            # one copy of the data between the positions (committed records never move
+            # while the lock is held); records are sliced out of it
+            cons0 = cons
+            lo = cons & mask
+            buf = self.data.buf
+            raw = bytes(buf[lo:min(lo + prod - cons, size_)])
+            end = len(raw)
+            while cons < prod:
+                off = cons & mask
+                hlen = hdr(buf, off)[0]
+                if hlen & busy:
                     break
-                size = hlen & ~U.BPF_RINGBUF_DISCARD_BIT
-                if not hlen & U.BPF_RINGBUF_DISCARD_BIT:
-                    start = (cons & self.mask) + U.BPF_RINGBUF_HDR_SZ
-                    first = min(size, self.size - start) if start < self.size else 0
-                    rec = bytes(buf[start:start + first])
-                    if first < size:
-                        s2 = (start + first) - self.size
-                        rec += bytes(buf[s2:s2 + size - first])
-                    out.append(rec)
-                cons += (size + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
-                self.consumer_pos = cons
+                n = hlen & ~discard
+                if not hlen & discard:
+                    start = off + hsz
+                    rel = cons - cons0 + hsz
+                    if rel + n <= end:        # not past the end of the ring: in the copy
+                        append(raw[rel:rel + n])
+                    else:
+                        first = min(n, size_ - start) if start < size_ else 0
+                        rec = bytes(buf[start:start + first])
+                        if first < n:
+                            s2 = (start + first) - size_
+                            rec += bytes(buf[s2:s2 + n - first])
+                        append(rec)
+                cons += (n + hsz + 7) & ~7
+            self.consumer_pos = cons
         return out
 
     def reader(self, callback: Callable | None = None, *, lost_callback=None,
@@ -207,7 +225,7 @@ class RingBufReader(EventReader):
         self._dropped = rb.dropped
 
     def _fetch(self) -> list[Record]:
-        out = [Record(d) for d in self.rb.consume()]
+        out = list(map(Record, self.rb.consume()))
         n = self.rb.dropped - self._dropped
         if n:
             # the losses happened while the ring was full of the records before them
