@@ -169,3 +169,16 @@ def test_ring_buffer_reader_keeps_order_across_wraps(ops):
     got += r.drain()
     assert [g.data for g in got if not g.lost] == want
     assert sum(g.lost for g in got) == refused == r.lost
+
+
+def test_help_of_run_shows_its_parameters():
+    import inspect
+    import pydoc
+    from ebee.program import Program
+    from ebee.testrun import run
+    params = inspect.signature(Program.run).parameters
+    # the same keywords as ebee.testrun.run, which it calls, so none is hidden in **kw
+    assert list(params)[1:] == list(inspect.signature(run).parameters)[1:]
+    assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    text = pydoc.render_doc(Program.run, renderer=pydoc.plaintext)
+    assert "repeat" in text and "ctx_out" in text and "VerifierError" in text
