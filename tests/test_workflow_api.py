@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import ebee
 from ebee import uapi as U
@@ -148,3 +149,36 @@ def test_ctrl_c_ends_the_loop_cleanly():
         reader._wait = wait_then_interrupt
         got = [rec.data for rec in reader]                  # returns instead of raising
     assert got == [b"one record"] and waits and reader.closed
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.binary(min_size=0, max_size=700), st.just(None)), max_size=60))
+def test_ring_buffer_reader_keeps_order_across_wraps(ops):
+    """Records of any size, written and read in any interleaving on a one-page ring (so
+    they wrap), come out as written; what did not fit is counted as lost."""
+    rb = Map(U.MapType.RINGBUF, 0, 0, 4096)
+    r = rb.reader()
+    want, got, refused = [], [], 0
+    for op in ops:
+        if op is None:
+            got += r.drain()
+        elif rb.output(op, 0) == 0:
+            want.append(op)
+        else:
+            refused += 1
+    got += r.drain()
+    assert [g.data for g in got if not g.lost] == want
+    assert sum(g.lost for g in got) == refused == r.lost
+
+
+def test_help_of_run_shows_its_parameters():
+    import inspect
+    import pydoc
+    from ebee.program import Program
+    from ebee.testrun import run
+    params = inspect.signature(Program.run).parameters
+    # the same keywords as ebee.testrun.run, which it calls, so none is hidden in **kw
+    assert list(params)[1:] == list(inspect.signature(run).parameters)[1:]
+    assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    text = pydoc.render_doc(Program.run, renderer=pydoc.plaintext)
+    assert "repeat" in text and "ctx_out" in text and "VerifierError" in text

@@ -156,7 +156,9 @@ def test_readme_block_runs(block: Block, checkout, request):
                 subprocess.run(argv, cwd=checkout, env=_env(), capture_output=True, text=True,
                                timeout=300)]
     elif "each line" in block.note:
-        runs = [_interrupted(["bash", "-c", line], checkout, after or 300)
+        # `ebee trace -c CMD` and `-d` end by themselves: only the others wait for Ctrl-C
+        runs = [_interrupted(["bash", "-c", line], checkout,
+                             300 if re.search(r" -[cd] ", line) else after or 300)
                 for line in block.code.splitlines() if line.strip()]
     else:
         runs = [subprocess.run(["bash", "-c", _sh_script(block.code)], cwd=checkout,

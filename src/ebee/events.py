@@ -36,20 +36,43 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 
-@dataclass(frozen=True)
 class Record:
     """One sample from a ring buffer or perf event array.
 
     ``cpu`` is the CPU whose perf ring held the sample (-1 for ring buffers);
+    ``value`` is ``data`` as a Python value (a record with attribute access, for a
+    struct) when the reader knows the type, as BCC's ``b["events"].event(data)``;
     ``lost`` is non-zero, with empty ``data``, for a perf ``PERF_RECORD_LOST``
     notice: that many samples were dropped because the ring was full.
+
+    A plain class with slots rather than a frozen dataclass: readers make one per
+    record, and a frozen dataclass's ``__init__`` costs several times as much.
     """
-    data: bytes
-    cpu: int = -1
-    lost: int = 0
+    __slots__ = ("data", "cpu", "lost", "value")
+
+    def __init__(self, data: bytes, cpu: int = -1, lost: int = 0, value: Any = None):
+        self.data = data
+        self.cpu = cpu
+        self.lost = lost
+        self.value = value
+
+    def _key(self) -> tuple:
+        return (self.data, self.cpu, self.lost, self.value)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Record:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((self.data, self.cpu, self.lost))
+
+    def __repr__(self) -> str:
+        extra = f", value={self.value!r}" if self.value is not None else ""
+        return f"Record(data={self.data!r}, cpu={self.cpu}, lost={self.lost}{extra})"
 
 
 @dataclass(frozen=True)
@@ -81,15 +104,18 @@ class EventReader(Generic[T]):
     """Callback and iterator API over a source of events.
 
     ``callback(item)`` is called for each item by ``poll``/``consume``;
+    ``decode(data)`` (optional) fills each record's ``value``;
     without a callback, use ``read()`` or iterate.  ``lost_callback(cpu, n)``
     (perf event arrays) hears about dropped samples; without it, lost notices
     are delivered as ``Record(b"", cpu, lost=n)`` items.
     """
 
     def __init__(self, callback: Callable[[T], object] | None = None, *,
-                 lost_callback: Callable[[int, int], object] | None = None):
+                 lost_callback: Callable[[int, int], object] | None = None,
+                 decode: Callable[[bytes], Any] | None = None):
         self.callback = callback
         self.lost_callback = lost_callback
+        self.decode = decode
         self._pending: list[T] = []
         self.closed = False
         self.lost = 0
@@ -105,6 +131,11 @@ class EventReader(Generic[T]):
     def _take(self) -> list[T]:
         fetched = self._fetch()
         self.lost += sum(it.lost for it in fetched if isinstance(it, Record))
+        if self.decode is not None:
+            dec = self.decode
+            for it in fetched:
+                if isinstance(it, Record) and not it.lost:
+                    it.value = dec(it.data)
         items = self._pending + fetched
         self._pending = []
         if self.lost_callback is not None:

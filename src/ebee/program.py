@@ -30,6 +30,7 @@ from .btf.ext import FuncInfo, LineInfo
 from .fs import PinStore, default_store, sync_maps
 from .isa import OP_CALL, OP_LDDW, Instruction, encode
 from .maps import MapError, by_id as map_by_id
+from .packet import Network
 from .progtypes import ProgTypeInfo, get as progtype
 from .progtypes.sections import SectionDef
 from .runtime.program import Executable, Runnable
@@ -348,12 +349,23 @@ class Program(Runnable):
 
     # -- running -------------------------------------------------------------------------
 
-    def run(self, data: bytes | None = None, *, engine: str | None = None, net: Any = None,
-            **kw) -> RunResult:
-        """Run the program once with BPF_PROG_TEST_RUN semantics (``ebee.testrun.run``:
-        ``ctx=``, ``repeat=``, ``engine=`` ...); returns a ``RunResult``.  The first run
-        verifies it (unless it does not require verification): ``VerifierError`` if
-        rejected.
+    def run(self, data: bytes | None = None, *, ctx: bytes | None = None, repeat: int = 0,
+            engine: str | None = None, flags: int = 0, cpu: int = 0, batch_size: int = 0,
+            data_size_out: int | None = None, ctx_size_out: int | None = None,
+            ctx_out: bool = False, net: Network | None = None) -> RunResult:
+        """Run the program with BPF_PROG_TEST_RUN semantics; returns a ``RunResult``
+        (``retval``, ``verdict``, ``data_out``, ``ctx_out``, ``duration_ns``, ...).
+
+        ``data``: the packet (``data_in``); ``ctx``: ``ctx_in`` bytes (a ``__sk_buff``,
+        ``xdp_md``, ...); ``repeat``: run that many times, ``duration_ns`` the average;
+        ``engine``: ``"jit"``, ``"interp"`` or None (the JIT where it is available);
+        ``flags``, ``cpu``, ``batch_size``, ``data_size_out``, ``ctx_size_out`` as in
+        ``union bpf_attr``'s test; ``ctx_out``: return the context after the run;
+        ``net``: the modelled network (devices, routes, sockets) for redirects and lookups.
+
+        The first run verifies the program (unless it does not require verification):
+        ``VerifierError`` if rejected; ``TestRunError`` (an OSError with Linux's errno)
+        where the kernel's test run would fail.
 
         What a run needs once -- the verdict, the rewritten instructions, the engine's
         image bound to a CPU -- is prepared by the first run and kept (a ``Runner``) until
@@ -361,6 +373,8 @@ class Program(Runnable):
         The CPU's stack is cleared before each run, as a fresh CPU's would be."""
         if self.object is not None:
             self.object.first_use()
+        kw = dict(ctx=ctx, repeat=repeat, flags=flags, cpu=cpu, batch_size=batch_size,
+                  data_size_out=data_size_out, ctx_size_out=ctx_size_out, ctx_out=ctx_out)
         maps = None
         try:
             if not self._runner_lock.acquire(blocking=False):

@@ -47,6 +47,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pytest
@@ -122,8 +125,15 @@ def pytest_configure(config) -> None:
 
 
 @pytest.fixture(scope="session")
-def _ebee_pin_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("ebee-pins")
+def _ebee_pin_dir(request) -> Iterator[Path]:
+    try:
+        factory = request.getfixturevalue("tmp_path_factory")
+    except pytest.FixtureLookupError:       # -p no:tmpdir
+        d = Path(tempfile.mkdtemp(prefix="ebee-pins-"))
+        yield d
+        shutil.rmtree(d, ignore_errors=True)
+        return
+    yield factory.mktemp("ebee-pins")
 
 
 _TEST_NUMBER = itertools.count(1)

@@ -31,6 +31,7 @@ import weakref
 from typing import Any, Callable, ClassVar, Iterator
 
 from .. import uapi as U
+from ..btf.pyvalues import BTFValue
 from ..btf.record import graph_roots, value_record
 from ..layouts.maps import MAP_HANDLE
 from ..idr import map_idr
@@ -97,6 +98,8 @@ class Converter:
 
     def pack(self, v: Any) -> bytes:
         size = self.size
+        if isinstance(self.type, BTFValue) and not isinstance(v, (bytes, bytearray, memoryview)):
+            return self.type.encode(v)
         if isinstance(v, (bytes, bytearray, memoryview)):
             b = bytes(v)
         elif isinstance(v, bool):
@@ -193,6 +196,9 @@ class Map:
         # called as ``watcher(map, key)`` after every write from user space (key None: a
         # batch or a keyless map) -- how the pin store writes pinned maps through
         self.watchers: list[Callable[[Map, bytes | None], None]] = []
+        # the BTF of the object that defined the map, even where the map itself has none
+        # (ring buffers): where reader(type="struct event") looks the name up
+        self.source_btf = btf
         self.key_conv = Converter(key_size, key_type, "key")
         self.value_conv = Converter(value_size, value_type, "value")
         self._regions: list[Region] = []
@@ -311,6 +317,18 @@ class Map:
     @value_type.setter
     def value_type(self, t) -> None:
         self.value_conv.type = t
+
+    def use_btf(self) -> "Map":
+        """Keys and values as the Python values their BTF types describe (ints, records
+        with attribute access, lists, strings for ``char[]``: :mod:`ebee.btf.pyvalues`) in
+        lookups, iteration and ``items()``; updates take those or bytes.  Returns the map.
+        A map without BTF for its key or value keeps bytes for that side."""
+        if self.btf is not None:
+            if self.btf_key_type_id and self.key_size:
+                self.key_conv.type = BTFValue(self.btf, self.btf_key_type_id)
+            if self.btf_value_type_id and self.value_size:
+                self.value_conv.type = BTFValue(self.btf, self.btf_value_type_id)
+        return self
 
     def _k(self, key: Any) -> bytes | None:
         if self.keyless:

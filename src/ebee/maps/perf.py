@@ -15,10 +15,12 @@ import threading
 from typing import Callable, Iterable
 
 from .. import uapi as U
+from ..btf.pyvalues import BTFValue
 from ..events import EventReader, Record
 from ..uapi import MapType
 from .array import FdArray
 from .errors import map_error
+from .ringbuf import record_decoder
 from .cpus import num_cpus
 
 PERF_HEADER = 8       # struct perf_event_header
@@ -106,16 +108,18 @@ class PerfEventArray(FdArray):
         return ring.write(data)
 
     def reader(self, callback: Callable | None = None, *, lost_callback=None,
-               page_cnt: int = 8) -> "PerfReader":
-        """An :class:`ebee.events.EventReader` over every CPU's ring (opening them if needed)."""
+               page_cnt: int = 8, type: "str | BTFValue | None" = None) -> "PerfReader":
+        """An :class:`ebee.events.EventReader` over every CPU's ring (opening them if
+        needed); ``type`` decodes each sample into ``rec.value`` (as for ring buffers)."""
         if not any(isinstance(s, PerfRing) for s in self.slots):
             self.open(page_cnt=page_cnt)
-        return PerfReader(self, callback, lost_callback=lost_callback)
+        return PerfReader(self, callback, lost_callback=lost_callback,
+                          decode=record_decoder(self, type))
 
 
 class PerfReader(EventReader):
-    def __init__(self, m: PerfEventArray, callback=None, *, lost_callback=None):
-        super().__init__(callback, lost_callback=lost_callback)
+    def __init__(self, m: PerfEventArray, callback=None, *, lost_callback=None, decode=None):
+        super().__init__(callback, lost_callback=lost_callback, decode=decode)
         self.map = m
 
     def _fetch(self) -> list[Record]:

@@ -25,6 +25,7 @@ import threading
 from typing import Callable
 
 from .. import uapi as U
+from ..btf.pyvalues import BTFValue
 from ..events import EventReader, Record
 from ..uapi import MapType
 from .base import Map
@@ -143,30 +144,53 @@ class RingBuf(Map):
         """Every committed record available now, in order: the ring's own consumer step.
         Applications read through :meth:`reader` (``for rec in reader``,
         ``reader.drain()``), which also reports drops."""
-        out = []
-        buf = self.data.buf
+        out: list[bytes] = []
+        append = out.append
+        hdr = HDR.unpack_from
+        busy, discard, hsz = U.BPF_RINGBUF_BUSY_BIT, U.BPF_RINGBUF_DISCARD_BIT, \
+            U.BPF_RINGBUF_HDR_SZ
+        mask, size_ = self.mask, self.size
         with self.lock:
-            cons = self.consumer_pos
-            while cons < self.producer_pos:
-                hlen, _ = HDR.unpack_from(buf, cons & self.mask)
-                if hlen & U.BPF_RINGBUF_BUSY_BIT:
+            cons, prod = self.consumer_pos, self.producer_pos
+            if cons >= prod:
+                return out
+            # one copy of the data between the positions (committed records never move
+            # while the lock is held); records are sliced out of it
+            cons0 = cons
+            lo = cons & mask
+            buf = self.data.buf
+            raw = bytes(buf[lo:min(lo + prod - cons, size_)])
+            end = len(raw)
+            while cons < prod:
+                off = cons & mask
+                hlen = hdr(buf, off)[0]
+                if hlen & busy:
                     break
-                size = hlen & ~U.BPF_RINGBUF_DISCARD_BIT
-                if not hlen & U.BPF_RINGBUF_DISCARD_BIT:
-                    start = (cons & self.mask) + U.BPF_RINGBUF_HDR_SZ
-                    first = min(size, self.size - start) if start < self.size else 0
-                    rec = bytes(buf[start:start + first])
-                    if first < size:
-                        s2 = (start + first) - self.size
-                        rec += bytes(buf[s2:s2 + size - first])
-                    out.append(rec)
-                cons += (size + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
-                self.consumer_pos = cons
+                n = hlen & ~discard
+                if not hlen & discard:
+                    start = off + hsz
+                    rel = cons - cons0 + hsz
+                    if rel + n <= end:        # not past the end of the ring: in the copy
+                        append(raw[rel:rel + n])
+                    else:
+                        first = min(n, size_ - start) if start < size_ else 0
+                        rec = bytes(buf[start:start + first])
+                        if first < n:
+                            s2 = (start + first) - size_
+                            rec += bytes(buf[s2:s2 + n - first])
+                        append(rec)
+                cons += (n + hsz + 7) & ~7
+            self.consumer_pos = cons
         return out
 
-    def reader(self, callback: Callable | None = None, *, lost_callback=None) -> "RingBufReader":
-        """An :class:`ebee.events.EventReader` over this ring (BCC's open_ring_buffer)."""
-        return RingBufReader(self, callback, lost_callback=lost_callback)
+    def reader(self, callback: Callable | None = None, *, lost_callback=None,
+               type: "str | BTFValue | None" = None) -> "RingBufReader":
+        """An :class:`ebee.events.EventReader` over this ring (BCC's open_ring_buffer).
+        ``type`` -- a BTF type name such as ``"struct event"`` (looked up in the BTF of
+        the object that defined the map) or a :class:`~ebee.btf.pyvalues.BTFValue` --
+        decodes each record into ``rec.value``."""
+        return RingBufReader(self, callback, lost_callback=lost_callback,
+                             decode=record_decoder(self, type))
 
     def _sys_lookup(self, key, flags):
         raise map_error(U.ENOTSUPP)
@@ -178,15 +202,30 @@ class RingBuf(Map):
         raise TypeError("ring buffers cannot be iterated by key; use reader()")
 
 
+def record_decoder(m: Map, type: "str | BTFValue | None"):
+    """``decode`` for a reader of ``m`` whose records are of ``type``."""
+    if type is None:
+        return None
+    if isinstance(type, BTFValue):
+        return type.decode
+    btf = m.btf if m.btf is not None else m.source_btf
+    if btf is None:
+        raise ValueError(f"map {m.name!r} has no BTF to find {type!r} in; pass a BTFValue")
+    try:
+        return BTFValue.named(btf, type).decode
+    except KeyError:
+        raise ValueError(f"no BTF type {type!r} in the object of map {m.name!r}") from None
+
+
 class RingBufReader(EventReader):
-    def __init__(self, rb: RingBuf, callback=None, *, lost_callback=None):
-        super().__init__(callback, lost_callback=lost_callback)
+    def __init__(self, rb: RingBuf, callback=None, *, lost_callback=None, decode=None):
+        super().__init__(callback, lost_callback=lost_callback, decode=decode)
         self.rb = rb
         self._seen = rb.notifications
         self._dropped = rb.dropped
 
     def _fetch(self) -> list[Record]:
-        out = [Record(d) for d in self.rb.consume()]
+        out = list(map(Record, self.rb.consume()))
         n = self.rb.dropped - self._dropped
         if n:
             # the losses happened while the ring was full of the records before them

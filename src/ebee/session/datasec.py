@@ -1,9 +1,11 @@
 """Skeleton-style access to global data: ``obj.rodata.my_var`` through the BTF DATASEC."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterator
 
 from ..btf import Kind
+from ..btf.pyvalues import BTFValue
 
 
 class DataSection:
@@ -44,6 +46,9 @@ class DataSection:
             if el.kind is Kind.INT and el.size == 1:
                 is_char = el.is_char or el.name in ("char", "signed char", "unsigned char")
                 return raw.split(b"\0", 1)[0] if is_char else raw
+        if t.kind in (Kind.ARRAY, Kind.STRUCT, Kind.UNION, Kind.FLOAT):
+            # ``__u64 stats[8]`` reads as a list, a struct as a record (ebee.btf.pyvalues)
+            return BTFValue(btf, t.id).decode(raw)
         return raw
 
     def __getattr__(self, name: str) -> Any:
@@ -74,6 +79,8 @@ class DataSection:
                 raise ValueError(f"{name}: {value} does not fit in {size} bytes") from None
         elif isinstance(value, str):
             raw = value.encode()
+        elif isinstance(value, (list, tuple, dict, float)) or dataclasses.is_dataclass(value):
+            raw = BTFValue(self._btf, self._type(tid).id).encode(value)
         else:
             raw = bytes(value)
         if len(raw) > size:

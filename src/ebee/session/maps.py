@@ -28,6 +28,7 @@ def _new_map(spec: ObjectSpec, mp: MapPlan) -> Map:
                    btf_vmlinux_value_type_id=m.btf_vmlinux_value_type_id)
         if m.is_internal and spec.btf is not None:
             _datasec_record(live, spec, m)
+        live.source_btf = spec.btf
         return live
     except MapError as e:
         raise LoadError(f"map '{m.name}': failed to create: {e.strerror or e} "
