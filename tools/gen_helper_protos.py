@@ -758,7 +758,7 @@ def main() -> None:
                 uses[fid].setdefault(name, []).append((pt, at, sleepable))
     for p in problems:
         print("# problem:", p, file=sys.stderr)
-    emit(uses, protos, src_allowed, src_name, btf_check(BTF.from_file(args.btf)))
+    emit(uses, protos, src_allowed, src_name, btf_check(BTF.from_file(args.btf)), btf_sets(files))
 
 
 _PROTO_FIELDS = ["func", "gpl_only", "pkt_access", "might_sleep", "allow_fastcall", "ret_type",
@@ -806,7 +806,20 @@ def btf_check(btf: BTF) -> list[str]:
     return out
 
 
-def emit(uses, protos, src_allowed, src_name, btf_notes) -> None:
+# the BTF_SET_START sets the prototypes' .allowed callbacks test the attach target against
+ALLOWED_SETS = ("btf_allowlist_d_path", "sleepable_lsm_hooks")
+
+
+def btf_sets(files: dict[str, str]) -> dict[str, list[str]]:
+    out = {}
+    for path, text in files.items():
+        for m in re.finditer(r"BTF_SET_START\((\w+)\)(.*?)BTF_SET_END\(\1\)", text, re.S):
+            if m.group(1) in ALLOWED_SETS:
+                out[m.group(1)] = re.findall(r"BTF_ID\(func,\s*(\w+)\)", m.group(2))
+    return out
+
+
+def emit(uses, protos, src_allowed, src_name, btf_notes, sets) -> None:
     w = sys.stdout.write
     rows = []
     for fid, by_proto in uses.items():
@@ -834,7 +847,7 @@ def emit(uses, protos, src_allowed, src_name, btf_notes) -> None:
     w("from ..uapi import AttachType as AT, FuncId as F, ProgType as T\n")
     w("from .helper_types import arg, proto as P, table\n")
     w("from .vocab import Arg as A, Flag as X, Ret as R\n\n")
-    w('__all__ = ["BTF_DIFFERENCES", "DIFFERENCES", "HELPERS", "NO_PROTO", "SOURCES"]\n\n')
+    w('__all__ = ["ALLOWED_SETS", "BTF_DIFFERENCES", "DIFFERENCES", "HELPERS", "NO_PROTO", "SOURCES"]\n\n')
     w(f"SOURCES = {src_name!r}\n\n")
     w("HELPERS = table(\n")
     missing = []
@@ -869,6 +882,15 @@ def emit(uses, protos, src_allowed, src_name, btf_notes) -> None:
         if only_k or only_s:
             fmt = lambda s: "frozenset({" + ", ".join(f"F.{f.name}" for f in sorted(s)) + "})"
             w(f"    {_pair_py(*key)}: (\n        {fmt(only_k)},\n        {fmt(only_s)}),\n")
+    w("}\n\n")
+    w("# the attach targets the .allowed callbacks accept (BTF_SET_START sets of the sources)\n")
+    w("ALLOWED_SETS: dict[str, frozenset[str]] = {\n")
+    for name in ALLOWED_SETS:
+        w(f"    {name!r}: frozenset({{\n")
+        items = sorted(sets.get(name, ()))
+        for i in range(0, len(items), 4):
+            w("        " + " ".join(f"{x!r}," for x in items[i:i + 4]) + "\n")
+        w("    }),\n")
     w("}\n\n")
     w(f"# where Linux {platform.release()}'s BTF (/sys/kernel/btf/vmlinux) differs from the words\n"
       "# the sources use\n")

@@ -19,7 +19,7 @@ from ..uapi import AttachType as AT, FuncId as F, ProgType as T
 from .helper_types import arg, proto as P, table
 from .vocab import Arg as A, Flag as X, Ret as R
 
-__all__ = ["BTF_DIFFERENCES", "DIFFERENCES", "HELPERS", "NO_PROTO", "SOURCES"]
+__all__ = ["ALLOWED_SETS", "BTF_DIFFERENCES", "DIFFERENCES", "HELPERS", "NO_PROTO", "SOURCES"]
 
 SOURCES = 'linux-source-6.12'
 
@@ -410,6 +410,38 @@ DIFFERENCES: dict[tuple[T, AT | None], tuple[frozenset[F], frozenset[F]]] = {
     (T.NETFILTER, AT.NETFILTER): (
         frozenset({F.get_current_uid_gid, F.get_current_comm, F.get_cgroup_classid, F.perf_event_read, F.current_task_under_cgroup, F.perf_event_read_value, F.send_signal, F.send_signal_thread, F.get_task_stack, F.copy_from_user, F.task_storage_get, F.task_storage_delete, F.get_branch_snapshot, F.find_vma, F.copy_from_user_task}),
         frozenset({})),
+}
+
+# the attach targets the .allowed callbacks accept (BTF_SET_START sets of the sources)
+ALLOWED_SETS: dict[str, frozenset[str]] = {
+    'btf_allowlist_d_path': frozenset({
+        'dentry_open', 'filp_close', 'security_file_open', 'security_file_permission',
+        'security_inode_getattr', 'security_path_truncate', 'vfs_fallocate', 'vfs_getattr',
+        'vfs_truncate',
+    }),
+    'sleepable_lsm_hooks': frozenset({
+        'bpf_lsm_bpf', 'bpf_lsm_bpf_map', 'bpf_lsm_bpf_map_create', 'bpf_lsm_bpf_map_free',
+        'bpf_lsm_bpf_prog', 'bpf_lsm_bpf_prog_load', 'bpf_lsm_bpf_token_capable', 'bpf_lsm_bpf_token_cmd',
+        'bpf_lsm_bpf_token_create', 'bpf_lsm_bpf_token_free', 'bpf_lsm_bprm_check_security', 'bpf_lsm_bprm_committed_creds',
+        'bpf_lsm_bprm_committing_creds', 'bpf_lsm_bprm_creds_for_exec', 'bpf_lsm_bprm_creds_from_file', 'bpf_lsm_capget',
+        'bpf_lsm_capset', 'bpf_lsm_cred_prepare', 'bpf_lsm_current_getsecid_subj', 'bpf_lsm_file_ioctl',
+        'bpf_lsm_file_lock', 'bpf_lsm_file_open', 'bpf_lsm_file_post_open', 'bpf_lsm_file_receive',
+        'bpf_lsm_inode_create', 'bpf_lsm_inode_free_security', 'bpf_lsm_inode_getattr', 'bpf_lsm_inode_getxattr',
+        'bpf_lsm_inode_mknod', 'bpf_lsm_inode_need_killpriv', 'bpf_lsm_inode_post_setxattr', 'bpf_lsm_inode_readlink',
+        'bpf_lsm_inode_rename', 'bpf_lsm_inode_rmdir', 'bpf_lsm_inode_setattr', 'bpf_lsm_inode_setxattr',
+        'bpf_lsm_inode_symlink', 'bpf_lsm_inode_unlink', 'bpf_lsm_kernel_module_request', 'bpf_lsm_kernel_read_file',
+        'bpf_lsm_kernfs_init_security', 'bpf_lsm_mmap_file', 'bpf_lsm_netlink_send', 'bpf_lsm_path_chmod',
+        'bpf_lsm_path_chown', 'bpf_lsm_path_link', 'bpf_lsm_path_mkdir', 'bpf_lsm_path_notify',
+        'bpf_lsm_path_rename', 'bpf_lsm_path_rmdir', 'bpf_lsm_path_symlink', 'bpf_lsm_path_truncate',
+        'bpf_lsm_path_unlink', 'bpf_lsm_release_secctx', 'bpf_lsm_sb_alloc_security', 'bpf_lsm_sb_eat_lsm_opts',
+        'bpf_lsm_sb_kern_mount', 'bpf_lsm_sb_mount', 'bpf_lsm_sb_remount', 'bpf_lsm_sb_set_mnt_opts',
+        'bpf_lsm_sb_show_options', 'bpf_lsm_sb_statfs', 'bpf_lsm_sb_umount', 'bpf_lsm_settime',
+        'bpf_lsm_socket_accept', 'bpf_lsm_socket_bind', 'bpf_lsm_socket_connect', 'bpf_lsm_socket_create',
+        'bpf_lsm_socket_getpeername', 'bpf_lsm_socket_getpeersec_dgram', 'bpf_lsm_socket_getsockname', 'bpf_lsm_socket_getsockopt',
+        'bpf_lsm_socket_listen', 'bpf_lsm_socket_post_create', 'bpf_lsm_socket_recvmsg', 'bpf_lsm_socket_sendmsg',
+        'bpf_lsm_socket_shutdown', 'bpf_lsm_socket_socketpair', 'bpf_lsm_syslog', 'bpf_lsm_task_alloc',
+        'bpf_lsm_task_getsecid_obj', 'bpf_lsm_task_prctl', 'bpf_lsm_task_setscheduler', 'bpf_lsm_userns_create',
+    }),
 }
 
 # where Linux 6.18.44-fc-v1147's BTF (/sys/kernel/btf/vmlinux) differs from the words

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..protos.helpers import HELPERS
+from ..protos.helpers import ALLOWED_SETS, HELPERS
 from ..protos.kfuncs import by_id as kfunc_by_id
 from ..protos.vocab import BPF_BASE_TYPE_BITS, Arg, Ret
-from ..uapi import FuncId as F
+from ..uapi import AttachType as AT, FuncId as F, ProgType as PT
 from .env import Env
 from .insn import Insn
 from .types import BASE_TYPE_BITS
@@ -98,6 +98,7 @@ class Proto:
     might_sleep: bool = False
     ret_btf_id: object = None
     arg_btf_id: list = field(default_factory=list)
+    allowed: str | None = None          # the kernel's .allowed callback (helper_allowed)
 
 
 _proto_cache: dict[tuple, Proto | None] = {}
@@ -113,7 +114,36 @@ def _make_proto(fid: int, prog_type=None, attach_type=None, sleepable: bool = Fa
     args = [(int(a.type), int(a.flags) << BASE_TYPE_BITS) for a in p.args]
     sizes = [a.size for a in p.args]
     return Proto(fid, int(p.ret), int(p.ret_flags) << BASE_TYPE_BITS, args, sizes, p.gpl_only,
-                 p.pkt_access, p.might_sleep, p.ret_btf, [a.btf for a in p.args])
+                 p.pkt_access, p.might_sleep, p.ret_btf, [a.btf for a in p.args], p.allowed)
+
+
+def _lsm_sleepable(target: str | None) -> bool:
+    # bpf_lsm_is_sleepable_hook(): the hook's function is bpf_lsm_<hook>
+    if not target:
+        return False
+    name = target if target.startswith("bpf_lsm_") else "bpf_lsm_" + target
+    return name in ALLOWED_SETS["sleepable_lsm_hooks"]
+
+
+def helper_allowed(env: Env, callback: str) -> bool:
+    """The prototype's ``.allowed(prog)`` callback, by its kernel name."""
+    pt, at, target = env.prog_type, env.expected_attach_type, env.attach_target
+    if callback == "bpf_d_path_allowed":
+        if pt == PT.TRACING and at == AT.TRACE_ITER:
+            return True
+        if pt == PT.LSM:
+            return _lsm_sleepable(target)
+        return target in ALLOWED_SETS["btf_allowlist_d_path"]
+    if callback == "bpf_ima_inode_hash_allowed":
+        return _lsm_sleepable(target)
+    if callback == "bpf_sk_storage_tracing_allowed":
+        if at in (AT.TRACE_ITER, AT.TRACE_RAW_TP):
+            return True      # bpf_sk_storage has no tracepoint
+        if at in (AT.TRACE_FENTRY, AT.TRACE_FEXIT):
+            return bool(target) and not target.startswith("bpf_sk_storage")
+        return False
+    # a callback this verifier does not know: refuse, as no unsound accept is allowed
+    return False
 
 
 def helper_proto(env: Env, func_id: int) -> Proto | None:
