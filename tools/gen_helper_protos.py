@@ -80,7 +80,7 @@ def read_sources(src: str) -> tuple[dict[str, str], str]:
             data = f.read() if f is not None else b""
             if _wanted(m.name, data):
                 out[m.name.split("/", 1)[1]] = data.decode(errors="replace")
-    return out, os.path.basename(src)
+    return out, re.sub(r"\.tar(\.\w+)?$", "", os.path.basename(src))
 
 
 def _clean(text: str) -> str:
