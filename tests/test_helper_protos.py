@@ -106,6 +106,14 @@ def test_the_table_is_what_the_generator_writes():
     assert out.stdout == (ROOT / "src" / "ebee" / "protos" / "helpers.py").read_text()
 
 
+def test_the_docs_are_the_generators():
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_helper_protos.py"), "--docs"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout == (ROOT / "docs" / "helpers.md").read_text(), \
+        "regenerate: python3 tools/gen_helper_protos.py --docs > docs/helpers.md"
+
+
 @pytest.fixture(scope="module")
 def btf_ids():
     from ebee.btf import BTF
