@@ -60,6 +60,23 @@ def _probe_read_str(m, dst, size, src, *_):
 
 for _fid in (FuncId.probe_read, FuncId.probe_read_kernel, FuncId.probe_read_user):
     implements(_fid)(_probe_read)
+
+
+@implements(FuncId.copy_from_user)
+def copy_from_user(m, dst, size, user_ptr, *_):
+    # copy_from_user(): any byte it cannot copy zeroes the whole destination, -EFAULT
+    return _probe_read(m, dst, size & 0xFFFFFFFF, user_ptr)
+
+
+@implements(FuncId.copy_from_user_task)
+def copy_from_user_task(m, dst, size, user_ptr, task, flags):
+    # every task's user memory is the machine's address space here (access_process_vm)
+    if flags:
+        return -E.EINVAL
+    size &= 0xFFFFFFFF
+    if not size:
+        return 0
+    return _probe_read(m, dst, size, user_ptr)
 for _fid in (FuncId.probe_read_str, FuncId.probe_read_kernel_str, FuncId.probe_read_user_str):
     implements(_fid)(_probe_read_str)
 

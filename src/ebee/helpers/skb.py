@@ -18,6 +18,7 @@ from .registry import implements
 from ..packet.skbuff import from_ctx
 from ..packet.skbuff import HEADER_UNSET
 from ..packet import csum
+from .. import uapi as U
 from ..uapi import ProgType
 from ..packet.flowhash import skb_flow_hash
 
@@ -389,4 +390,46 @@ def set_hash(m, ctx, h, *_):
 @implements(F.set_hash_invalid)
 def set_hash_invalid(m, ctx, *_):
     skb_of(m, ctx).clear_hash()
+    return 0
+
+
+# ------------------------------------------------------------------------------- checksum state
+CHECKSUM_NONE, CHECKSUM_UNNECESSARY, CHECKSUM_COMPLETE, CHECKSUM_PARTIAL = range(4)
+SKB_MAX_CSUM_LEVEL = 3
+
+
+@implements(F.csum_update)
+def csum_update(m, ctx, value, *_):
+    """Fold a checksum difference (bpf_csum_diff's) into skb->csum; only a CHECKSUM_COMPLETE
+    skb has one to update (a test run's is CHECKSUM_NONE: -ENOTSUPP)."""
+    skb = skb_of(m, ctx)
+    if skb.ip_summed != CHECKSUM_COMPLETE:
+        return neg(ENOTSUPP)
+    skb.csum = csum.csum_add(skb.csum, value & 0xFFFFFFFF)
+    return skb.csum
+
+
+@implements(F.csum_level)
+def csum_level(m, ctx, level, *_):
+    skb = skb_of(m, ctx)
+    summed, lvl = skb.ip_summed, skb.csum_level
+    if level == U.BPF_CSUM_LEVEL_INC:          # __skb_incr_checksum_unnecessary
+        if summed == CHECKSUM_UNNECESSARY:
+            if lvl < SKB_MAX_CSUM_LEVEL:
+                skb.csum_level = lvl + 1
+        elif summed == CHECKSUM_NONE:
+            skb.ip_summed, skb.csum_level = CHECKSUM_UNNECESSARY, 0
+    elif level == U.BPF_CSUM_LEVEL_DEC:        # __skb_decr_checksum_unnecessary
+        if summed == CHECKSUM_UNNECESSARY:
+            if lvl == 0:
+                skb.ip_summed = CHECKSUM_NONE
+            else:
+                skb.csum_level = lvl - 1
+    elif level == U.BPF_CSUM_LEVEL_RESET:      # __skb_reset_checksum_unnecessary
+        if summed == CHECKSUM_UNNECESSARY:
+            skb.ip_summed, skb.csum_level = CHECKSUM_NONE, 0
+    elif level == U.BPF_CSUM_LEVEL_QUERY:
+        return lvl if summed == CHECKSUM_UNNECESSARY else neg(errno.EACCES)
+    else:
+        return neg(errno.EINVAL)
     return 0

@@ -26,6 +26,7 @@ pointers ``bpf_get_stackid``/``bpf_get_stack`` report.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import threading
@@ -39,6 +40,7 @@ from ..uapi import FuncId
 from .registry import implements
 
 FALLBACK_TASK_SIZE = 4096
+M64 = (1 << 64) - 1
 # task->flags (include/linux/sched.h)
 PF_IDLE = 0x00000002
 PF_FORKNOEXEC = 0x00000040
@@ -251,6 +253,9 @@ class Task:
     leader: "Task | None" = field(default=None, repr=False)   # group_leader
     kthread: bool = False
     mm: dict[str, int] | None = field(default=None, repr=False)   # mm_struct bounds
+    # signals programs sent it (bpf_send_signal: "process", bpf_send_signal_thread:
+    # "thread"), in order: ebee records them, it does not deliver them
+    signals: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         host = _host_task_info(self.pid) if self.tgid == os.getpid() else None
@@ -456,6 +461,57 @@ def get_current_task(m, *_):
 @implements(FuncId.get_current_task_btf)
 def get_current_task_btf(m, *_):
     return current_task(m).addr
+
+
+def _nsfs_dev() -> int:
+    """The nsfs device as the kernel encodes a dev_t (MKDEV: major << 20 | minor)."""
+    try:
+        st = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return 0
+    return (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+
+
+BPF_PIDNS_INFO_SIZE = 8          # struct bpf_pidns_info { u32 pid; u32 tgid; }
+
+
+@implements(FuncId.get_ns_current_pid_tgid)
+def get_ns_current_pid_tgid(m, dev, ino, nsdata, size, _):
+    # every modelled task is in the initial pid namespace (init_ns()): its numbers there
+    size &= 0xFFFFFFFF
+    t = current_task(m)
+    if size == BPF_PIDNS_INFO_SIZE and dev <= 0xFFFFFFFF and dev == _nsfs_dev() \
+            and ino == _pidns_inum():
+        m.write(nsdata, (t.pid & 0xFFFFFFFF).to_bytes(4, "little") +
+                (t.tgid & 0xFFFFFFFF).to_bytes(4, "little"))
+        return 0
+    m.write(nsdata, bytes(size))
+    return -errno.EINVAL & M64
+
+
+_NSIG = 64
+
+
+def _send_signal(m, sig: int, scope: str) -> int:
+    t = current_task(m)
+    sig &= 0xFFFFFFFF
+    if t.kthread or t.flags & PF_KTHREAD or (t.tgid == 1 and not t.kthread):
+        return -errno.EPERM & M64        # kernel threads and init are never signalled
+    if sig > _NSIG:
+        return -errno.EINVAL & M64
+    if sig:                               # 0: only the permission check
+        t.signals.append((sig, scope))
+    return 0
+
+
+@implements(FuncId.send_signal)
+def send_signal(m, sig, *_):
+    return _send_signal(m, sig, "process")
+
+
+@implements(FuncId.send_signal_thread)
+def send_signal_thread(m, sig, *_):
+    return _send_signal(m, sig, "thread")
 
 
 @implements(FuncId.get_current_cgroup_id)

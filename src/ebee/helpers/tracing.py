@@ -1,0 +1,93 @@
+"""What a tracing program knows of the call it traces: bpf_get_func_arg, bpf_get_func_ret,
+bpf_get_func_arg_cnt, bpf_get_func_ip and bpf_get_attach_cookie.
+
+Linux's trampoline saves the traced function's arguments as u64s -- the context an
+fentry/fexit/fmod_ret/lsm program gets (``ebee.progtypes.btf_args``) -- followed, for
+fexit and fmod_ret, by the return value, and keeps the argument count and the
+function's address just below the context (``ctx[-1]``, ``ctx[-2]``).  The verifier
+inlines the helpers as reads of those slots.  In ebee the call is a :class:`FuncEvent`
+the runner sets on the CPU (``machine.func_event``); the context is the u64 array
+itself::
+
+    ev = FuncEvent.of("tcp_v4_connect", ip=addr, ret=0, cookie=7)
+    machine.func_event = ev
+    machine.run(prog, ctx_region_holding(ev.ctx))
+"""
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass
+
+from ..btf import BTF
+from ..progtypes import btf_args
+from ..uapi import FuncId
+from .registry import implements
+
+M64 = (1 << 64) - 1
+
+
+@dataclass
+class FuncEvent:
+    """One traced call: the function's address, its argument count, whether the program
+    runs after it returned (fexit, fmod_ret: the return value follows the arguments) and
+    the attach cookie (``bpf_link_create``'s ``tracing.cookie`` / ``perf_event.bpf_cookie``)."""
+    ip: int = 0
+    nr_args: int = 0
+    has_ret: bool = False
+    cookie: int = 0
+    ctx: bytes = b""
+
+    @classmethod
+    def of(cls, func: str, *args: int, ret: int | None = None, ip: int = 0, cookie: int = 0,
+           btf: BTF | None = None, **named: int) -> "FuncEvent":
+        """The call of kernel function ``func`` (its parameters from BTF) with these
+        arguments; ``ret`` given: as fexit sees it."""
+        ctx = btf_args(func, *args, ret=ret, btf=btf, **named)
+        n = len(ctx) // 8 - (ret is not None)
+        return cls(ip=ip, nr_args=n, has_ret=ret is not None, cookie=cookie, ctx=ctx)
+
+
+def _event(m) -> FuncEvent:
+    ev = m.func_event
+    return ev if ev is not None else FuncEvent(ip=m.func_ip)
+
+
+def _u64(m, addr: int) -> int:
+    return struct.unpack("<Q", m.read(addr, 8))[0]
+
+
+@implements(FuncId.get_func_arg)
+def get_func_arg(m, ctx, n, value, *_):
+    # the verifier's inlined sequence: a 32-bit compare of n with nr_args, -EINVAL and
+    # *value untouched past the last argument
+    ev = _event(m)
+    n &= 0xFFFFFFFF
+    if n >= ev.nr_args:
+        return -errno.EINVAL & M64
+    m.write(value, struct.pack("<Q", _u64(m, (ctx + 8 * n) & M64)))
+    return 0
+
+
+@implements(FuncId.get_func_ret)
+def get_func_ret(m, ctx, value, *_):
+    ev = _event(m)
+    if not ev.has_ret:          # fentry: inlined as r0 = -EOPNOTSUPP
+        return -errno.EOPNOTSUPP & M64
+    m.write(value, struct.pack("<Q", _u64(m, (ctx + 8 * ev.nr_args) & M64)))
+    return 0
+
+
+@implements(FuncId.get_func_arg_cnt)
+def get_func_arg_cnt(m, *_):
+    return _event(m).nr_args
+
+
+@implements(FuncId.get_func_ip)
+def get_func_ip(m, *_):
+    return _event(m).ip & M64
+
+
+@implements(FuncId.get_attach_cookie)
+def get_attach_cookie(m, *_):
+    return _event(m).cookie & M64

@@ -1,0 +1,311 @@
+"""Helpers with a meaning outside the kernel, against modelled state: the checksum state of
+a packet, cgroups, the task's pid namespace, signals, user memory and the traced call.
+
+Where the program type is test-runnable here the result is compared with
+BPF_PROG_TEST_RUN (retval, packet and ctx out); the rest follow the kernel's code (the
+verifier's inlined sequences for the tracing helpers) and are checked against it in
+Python.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+import pytest
+
+import ebee
+from ebee import Program, testrun
+from ebee.engines import Machine
+from ebee.helpers import cgroups, task as tasks
+from ebee.helpers.tracing import FuncEvent
+from ebee.memory import Region
+from ebee.pytest_plugin import udp_packet
+from ebee.testrun import TestRunError
+from ebee.uapi import BPF_F_SLEEPABLE, ENOTSUPP, MapType as T, ProgType as P
+
+from maputil import MapPair, kernelize
+
+UDP = udp_packet("10.0.0.1", "10.0.0.2", 1000, 53, b"hello world")
+U32 = 0xFFFFFFFF
+
+
+def _ebee(insns, pt, data, ctx, flags):
+    try:
+        r = testrun.run(Program.from_insns(insns, pt, prog_flags=flags), data, ctx=ctx)
+    except TestRunError as e:
+        return ("errno", e.errno)
+    return (r.retval & U32, r.data_out, r.ctx_out)
+
+
+def _kernel(insns, pt, data, ctx, flags):
+    from ebee.kernel import KernelProgram
+    with KernelProgram(insns, pt, prog_flags=flags) as kp:
+        try:
+            r = kp.run(data, ctx=ctx)
+        except TestRunError as e:
+            return ("errno", e.errno)
+        return (r.retval & U32, r.data_out, r.ctx_out)
+
+
+def same(src: str, pt=P.SCHED_CLS, data=UDP, ctx=None, flags=0, pairs=()):
+    insns = ebee.assemble(src)
+    ours = _ebee(insns, pt, data, ctx, flags)
+    theirs = _kernel(kernelize(insns, {p.id: p.kernel.fd for p in pairs}), pt, data, ctx, flags)
+    assert ours == theirs
+    return ours[0]
+
+
+def calls(*steps: tuple[str, str]) -> str:
+    """A program calling each (helper, argument setup) with r1 = ctx and folding every
+    result into r0: r7 = r7 * 31 + r0, so any difference shows."""
+    out = ["r6 = r1", "r7 = 0"]
+    for helper, setup in steps:
+        out += ["r1 = r6", setup, f"call {helper}", "r7 *= 31", "r7 += r0"]
+    out += ["r0 = r7", "exit"]
+    return "\n".join(x for x in out if x)
+
+
+# ------------------------------------------------------------------------------ checksums
+
+@pytest.mark.kernel
+def test_csum_level_walks_the_checksum_state_as_linux(kernel):
+    steps = [("bpf_csum_level", f"r2 = {lv}") for lv in (0, 1, 0, 1, 1, 1, 1, 0, 2, 0, 2, 2, 0,
+                                                           1, 3, 0, 9, 0xFFFFFFFF)]
+    same(calls(*steps))
+
+
+@pytest.mark.kernel
+def test_csum_update_needs_a_complete_checksum(kernel):
+    # a test run's packet is CHECKSUM_NONE: -ENOTSUPP whatever the difference
+    assert same(calls(("bpf_csum_update", "r2 = 0x1234"))) == -ENOTSUPP & U32
+    same(calls(("bpf_csum_level", "r2 = 1"), ("bpf_csum_update", "r2 = 7")))
+
+
+def test_csum_update_folds_into_a_complete_checksum():
+    from ebee.packet.skbuff import SkBuff
+    from ebee.helpers.skb import CHECKSUM_COMPLETE, csum_update
+    from ebee.packet.net import Network
+    skb = SkBuff(UDP, dev=Network().loopback)
+    skb.ip_summed, skb.csum = CHECKSUM_COMPLETE, 0xFFFFFFF0
+    with Machine() as m:
+        assert csum_update(m, skb.addr, 0x20) == 0x11      # end-around carry
+    assert skb.csum == 0x11 and skb.ip_summed == CHECKSUM_COMPLETE
+
+
+# ------------------------------------------------------------------------------ cgroups
+
+@pytest.mark.kernel
+def test_cgroup_ids_of_a_test_run_are_the_running_tasks(kernel):
+    # the test run's packet has a socket of the running task, in its (root) cgroup
+    lv = (0, 1, 2, 0x7FFFFFFF, 0xFFFFFFFF)
+    same(calls(("bpf_skb_cgroup_id", ""),
+               *[("bpf_skb_ancestor_cgroup_id", f"r2 = {x}") for x in lv],
+               ("bpf_get_current_cgroup_id", ""),
+               *[("bpf_get_current_ancestor_cgroup_id", f"r1 = {x}") for x in lv],
+               ("bpf_get_cgroup_classid", "")))
+
+
+@pytest.mark.kernel
+def test_under_cgroup_errnos_match(kernel):
+    arr = MapPair(T.CGROUP_ARRAY, 4, 4, 2)
+    try:
+        for helper, setup in (("bpf_skb_under_cgroup", "r2 = map[id:{}] ll\nr3 = {}"),):
+            for idx in (0, 1, 2, 0xFFFFFFFF):
+                same(calls((helper, setup.format(arr.id, idx))), pairs=[arr])
+        for idx in (0, 2, 7):
+            same(calls(("bpf_current_task_under_cgroup",
+                        f"r1 = map[id:{arr.id}] ll\nr2 = {idx}")), pairs=[arr])
+    finally:
+        arr.close()
+
+
+def test_the_modelled_cgroup_tree():
+    tree = cgroups.tree()
+    leaf = tree.add("/h19/a/b")
+    mid = tree.by_path("/sys/fs/cgroup/h19/a")
+    assert leaf.level == 3 and leaf.parent is mid and mid.level == 2
+    assert leaf.ancestor(0) is tree.root and leaf.ancestor(3) is leaf
+    assert leaf.ancestor(4) is None and leaf.ancestor(-1) is None
+    arr = ebee.Map(T.CGROUP_ARRAY, 4, 4, 3)
+    arr[0] = "/h19/a"
+    arr[1] = leaf.id
+    prog = lambda helper, setup: ebee.assemble(calls((helper, setup)))    # noqa: E731
+    with Machine() as m:
+        m.task = tasks.Task(pid=4242, tgid=4242, cgroup_id=leaf.id)
+
+        def r0(helper, setup):
+            return m.run(prog(helper, setup), 0).retval
+        assert r0("bpf_get_current_cgroup_id", "") == leaf.id
+        assert r0("bpf_get_current_ancestor_cgroup_id", "r1 = 2") == mid.id
+        assert r0("bpf_get_current_ancestor_cgroup_id", "r1 = 4") == 0
+        assert r0("bpf_current_task_under_cgroup", f"r1 = map[id:{arr.id}] ll\nr2 = 0") == 1
+        assert r0("bpf_current_task_under_cgroup", f"r1 = map[id:{arr.id}] ll\nr2 = 1") == 1
+        assert r0("bpf_current_task_under_cgroup", f"r1 = map[id:{arr.id}] ll\nr2 = 2") == \
+            -errno.EAGAIN & (2**64 - 1)
+        assert r0("bpf_current_task_under_cgroup", f"r1 = map[id:{arr.id}] ll\nr2 = 3") == \
+            -errno.E2BIG & (2**64 - 1)
+        m.task = tasks.Task(pid=4243, tgid=4243, cgroup_id=mid.id)
+        assert r0("bpf_current_task_under_cgroup", f"r1 = map[id:{arr.id}] ll\nr2 = 1") == 0
+    arr.close()
+
+
+# ------------------------------------------------------------------------------ the task
+
+def _nsfs() -> tuple[int, int]:
+    st = os.stat("/proc/self/ns/pid")
+    return (os.major(st.st_dev) << 20) | os.minor(st.st_dev), st.st_ino
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("word", [0, 4])
+@pytest.mark.parametrize("bad", [None, "dev", "ino", "size"])
+def test_get_ns_current_pid_tgid_matches(kernel, word, bad):
+    dev, ino = _nsfs()
+    dev = dev + 1 if bad == "dev" else dev
+    ino = ino + 1 if bad == "ino" else ino
+    size = 12 if bad == "size" else 8
+    src = f"""
+        r1 = {dev} ll
+        r2 = {ino} ll
+        r3 = r10
+        r3 += -16
+        r4 = {size}
+        *(u64 *)(r10 - 16) = r4
+        *(u64 *)(r10 - 8) = r4
+        call bpf_get_ns_current_pid_tgid
+        r6 = r0
+        r0 = *(u32 *)(r10 - {16 - word})
+        r0 ^= r6
+        exit
+    """
+    got = same(src, P.SOCKET_FILTER)
+    want = threading_ids()[word // 4] if bad is None else (-errno.EINVAL & U32)
+    assert got == want
+
+
+def threading_ids() -> tuple[int, int]:
+    import threading
+    return threading.get_native_id(), os.getpid()
+
+
+@pytest.mark.kernel
+def test_send_signal_permission_and_validity_match(kernel):
+    # 0 checks permission only; 65 is no signal; SIGURG (ignored by default) is delivered
+    got = same(calls(("bpf_send_signal", "r1 = 0"), ("bpf_send_signal_thread", "r1 = 0"),
+                     ("bpf_send_signal", "r1 = 65"), ("bpf_send_signal_thread", "r1 = 0x100000041")),
+               P.SOCKET_FILTER)
+    assert got != 0
+
+
+def test_send_signal_is_recorded_not_delivered():
+    t = tasks.Task(pid=777, tgid=770)
+    init = tasks.Task(pid=1, tgid=1)
+    with Machine() as m:
+        m.task = t
+        assert m.run(ebee.assemble("r1 = 10\ncall bpf_send_signal\nexit"), 0).retval == 0
+        assert m.run(ebee.assemble("r1 = 12\ncall bpf_send_signal_thread\nexit"), 0).retval == 0
+        assert t.signals == [(10, "process"), (12, "thread")]
+        m.task = init
+        assert m.run(ebee.assemble("r1 = 10\ncall bpf_send_signal\nexit"), 0).retval == \
+            -errno.EPERM & (2**64 - 1)
+    assert init.signals == []
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("ptr", [0, 1, 0xFFFF_FFFF_FFFF_F000])
+def test_copy_from_user_faults_as_linux(kernel, ptr):
+    # a sleepable syscall program; addresses no process maps: -EFAULT, destination zeroed
+    src = f"""
+        r1 = -1
+        *(u64 *)(r10 - 8) = r1
+        r1 = r10
+        r1 += -8
+        r2 = 8
+        r3 = {ptr} ll
+        call bpf_copy_from_user
+        r6 = *(u64 *)(r10 - 8)
+        r0 += r6
+        exit
+    """
+    assert same(src, P.SYSCALL, data=b"", flags=BPF_F_SLEEPABLE) == \
+        -errno.EFAULT & U32
+
+
+def test_copy_from_user_reads_modelled_user_memory():
+    user = Region(b"user data!", "user page")
+    with Machine() as m:
+        m.memory.add(user)
+        try:
+            src = f"""
+                r1 = r10
+                r1 += -8
+                r2 = 8
+                r3 = {user.start} ll
+                call bpf_copy_from_user
+                r0 = *(u64 *)(r10 - 8)
+                exit
+            """
+            assert m.run(ebee.assemble(src), 0).retval == int.from_bytes(b"user dat", "little")
+        finally:
+            m.memory.remove(user)
+
+
+# ------------------------------------------------------------------------------ tracing
+
+def _trace(ev: FuncEvent, body: str) -> int:
+    with Machine() as m:
+        ctx = Region(ev.ctx or bytes(8), "fentry ctx")
+        m.memory.add(ctx)
+        m.func_event = ev
+        try:
+            return m.run(ebee.assemble(body), ctx.start).retval
+        finally:
+            m.memory.remove(ctx)
+
+
+GET_ARG = """
+    r6 = r1
+    r2 = {n}
+    r3 = r10
+    r3 += -8
+    r4 = 99
+    *(u64 *)(r10 - 8) = r4
+    call bpf_get_func_arg
+    r1 = *(u64 *)(r10 - 8)
+    r0 <<= 32
+    r0 |= r1
+    exit
+"""
+
+
+def test_get_func_arg_reads_the_saved_arguments():
+    ev = FuncEvent.of("bpf_fentry_test3", 4, 5, 6, ip=0xffffffff81000000, cookie=42)
+    assert ev.nr_args == 3 and not ev.has_ret
+    for n, want in ((0, 4), (2, 6)):
+        assert _trace(ev, GET_ARG.format(n=n)) == want
+    # past the last argument (the compare is 32-bit): -EINVAL, the value untouched
+    for n in (3, 0x100000000 + 3):
+        assert _trace(ev, GET_ARG.format(n=n)) == ((-errno.EINVAL & U32) << 32) | 99
+    assert _trace(ev, "call bpf_get_func_arg_cnt\nexit") == 3
+    assert _trace(ev, "call bpf_get_func_ip\nexit") == 0xffffffff81000000
+    assert _trace(ev, "call bpf_get_attach_cookie\nexit") == 42
+
+
+def test_get_func_ret_only_after_the_call():
+    ret = """
+        r2 = r10
+        r2 += -8
+        r3 = 7
+        *(u64 *)(r10 - 8) = r3
+        call bpf_get_func_ret
+        r1 = *(u64 *)(r10 - 8)
+        r0 <<= 32
+        r0 |= r1
+        exit
+    """
+    fexit = FuncEvent.of("bpf_fentry_test2", 2, 3, ret=5)
+    assert fexit.nr_args == 2 and fexit.has_ret
+    assert _trace(fexit, ret) == 5
+    fentry = FuncEvent.of("bpf_fentry_test2", 2, 3)
+    assert _trace(fentry, ret) == ((-errno.EOPNOTSUPP & U32) << 32) | 7
