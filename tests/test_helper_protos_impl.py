@@ -309,3 +309,57 @@ def test_get_func_ret_only_after_the_call():
     assert _trace(fexit, ret) == 5
     fentry = FuncEvent.of("bpf_fentry_test2", 2, 3)
     assert _trace(fentry, ret) == ((-errno.EOPNOTSUPP & U32) << 32) | 7
+
+
+# ------------------------------------------------------------------------------ packets
+
+def _ip_tos(pkt: bytes, tos: int) -> bytes:
+    """``pkt`` (Ethernet + IPv4) with the TOS byte set and the header checksum redone."""
+    from ebee.packet.csum import csum_fold, csum_partial
+    hdr = bytearray(pkt[14:34])
+    hdr[1] = tos
+    hdr[10:12] = b"\0\0"
+    hdr[10:12] = struct.pack("<H", csum_fold(csum_partial(bytes(hdr))))
+    return pkt[:14] + bytes(hdr) + pkt[34:]
+
+
+UDP6 = udp_packet("fd00::1", "fd00::2", 5353, 5353, b"six")
+
+
+def _tclass(pkt: bytes, ecn: int) -> bytes:
+    first = int.from_bytes(pkt[14:18], "big") | (ecn << 20)
+    return pkt[:14] + first.to_bytes(4, "big") + pkt[18:]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("ecn", [0, 1, 2, 3])
+@pytest.mark.parametrize("v6", [False, True])
+def test_skb_ecn_set_ce_matches(kernel, ecn, v6):
+    pkt = _tclass(UDP6, ecn) if v6 else _ip_tos(UDP, 0xB8 | ecn)
+    same("call bpf_skb_ecn_set_ce\nexit", data=pkt)
+    same("call bpf_skb_ecn_set_ce\nr0 &= 1\nexit", P.CGROUP_SKB, data=pkt[14:])
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("tstamp,kind", [(0, 0), (123, 0), (0, 1), (5, 1), (0, 2), (9, 2),
+                                         (7, 3), (7, 0x100000001)])
+def test_skb_set_tstamp_matches(kernel, tstamp, kind):
+    same(f"r6 = r1\nr2 = {tstamp} ll\nr3 = {kind} ll\ncall bpf_skb_set_tstamp\n"
+         f"r7 = r0\nr0 = *(u64 *)(r6 +152)\nr0 += r7\nexit")
+    arp = UDP[:12] + b"\x08\x06" + UDP[14:]
+    same(f"r2 = {tstamp} ll\nr3 = {kind} ll\ncall bpf_skb_set_tstamp\nexit", data=arp)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("size,flags", [(0, 0), (24, 0), (240, 0), (24, 1)])
+def test_get_branch_snapshot_without_branch_records(kernel, size, flags):
+    # no LBR here (nor in ebee's machine): -ENOENT, or -EINVAL for flags
+    src = f"""
+        r1 = r10
+        r1 += -240
+        r2 = {size}
+        r3 = {flags}
+        call bpf_get_branch_snapshot
+        exit
+    """
+    same(src, P.SOCKET_FILTER)
