@@ -363,3 +363,74 @@ def test_get_branch_snapshot_without_branch_records(kernel, size, flags):
         exit
     """
     same(src, P.SOCKET_FILTER)
+
+
+def test_override_return_sets_ax_and_records_it():
+    from ebee.progtypes import pt_regs
+    with Machine() as m:
+        regs = Region(pt_regs(1, 2), "pt_regs")
+        m.memory.add(regs)
+        try:
+            m.func_event = FuncEvent(ip=0x1000)
+            r = m.run(ebee.assemble("r2 = -12\ncall bpf_override_return\nexit"), regs.start)
+            assert r.retval == 0 and m.func_event.override == -12 & (2**64 - 1)
+            ax = 8 * ebee.progtypes.tracing.PT_REGS_X86_64.index("ax")
+            assert struct.unpack_from("<q", regs.buf, ax)[0] == -12
+        finally:
+            m.memory.remove(regs)
+
+
+def test_probe_write_user_writes_writable_user_memory_only():
+    user = Region(bytes(8), "user page")
+    ro = Region(bytes(8), "read-only page", writable=False)
+    prog = """
+        r1 = 0x2a2a2a2a ll
+        *(u64 *)(r10 - 8) = r1
+        r1 = {dst} ll
+        r2 = r10
+        r2 += -8
+        r3 = 4
+        call bpf_probe_write_user
+        exit
+    """
+    with Machine() as m:
+        m.memory.add(user)
+        m.memory.add(ro)
+        try:
+            assert m.run(ebee.assemble(prog.format(dst=user.start)), 0).retval == 0
+            assert bytes(user.buf[:4]) == b"****"
+            for dst in (ro.start, 0, 8):
+                assert m.run(ebee.assemble(prog.format(dst=dst)), 0).retval == \
+                    -errno.EFAULT & (2**64 - 1)
+            m.task = tasks.Task(pid=2, tgid=2, kthread=True)
+            assert m.run(ebee.assemble(prog.format(dst=user.start)), 0).retval == \
+                -errno.EPERM & (2**64 - 1)
+        finally:
+            m.memory.remove(user)
+            m.memory.remove(ro)
+
+
+def test_get_task_stack_unwinds_the_given_task():
+    other = tasks.Task(pid=900, tgid=900, kernel_stack=[0xffffffff81000010, 0xffffffff81000020],
+                       user_stack=[0x401000])
+    kt = tasks.Task(pid=3, tgid=3, kthread=True, kernel_stack=[0xffffffff81000030])
+    prog = """
+        r1 = {task} ll
+        r2 = r10
+        r2 += -16
+        r3 = 16
+        r4 = {flags}
+        call bpf_get_task_stack
+        r1 = *(u64 *)(r10 - 16)
+        r0 <<= 32
+        r0 ^= r1
+        exit
+    """
+    with Machine() as m:
+        def r0(t, flags):
+            return m.run(ebee.assemble(prog.format(task=t.addr, flags=flags)), 0).retval
+        assert r0(other, 0) == (16 << 32) ^ 0xffffffff81000010
+        assert r0(other, 1) == (8 << 32) ^ 0xffffffff81000020           # skip 1
+        assert r0(other, 256) == (8 << 32) ^ 0x401000                     # BPF_F_USER_STACK
+        assert r0(kt, 256) == ((-errno.EFAULT & U32) << 32)
+        assert r0(kt, 0) == (8 << 32) ^ 0xffffffff81000030

@@ -30,6 +30,7 @@ import errno
 import os
 import re
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,6 +288,7 @@ class Task:
     def _lay_out(self) -> None:
         t = self._new("task_struct")
         self.memory = t.region
+        _by_addr[t.region.start] = self
         lay = layouts()
         if lay.btf is None:            # no kernel BTF: pid, tgid and comm at fixed places
             buf = t.region.buf
@@ -337,6 +339,15 @@ class Task:
     def __del__(self) -> None:
         for s in getattr(self, "_structs", ()):
             s.release()
+
+
+# every live task by the address of its task_struct (what task pointers hold)
+_by_addr: "weakref.WeakValueDictionary[int, Task]" = weakref.WeakValueDictionary()
+
+
+def task_at(addr: int) -> Task | None:
+    """The task whose task_struct is at ``addr`` (a task pointer a program holds)."""
+    return _by_addr.get(addr)
 
 
 def _or(v: int | None, default: int) -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ..btf import BTF
 from ..progtypes import btf_args
+from ..progtypes.tracing import PT_REGS_X86_64
 from ..uapi import FuncId
 from .registry import implements
 
@@ -37,6 +38,8 @@ class FuncEvent:
     has_ret: bool = False
     cookie: int = 0
     ctx: bytes = b""
+    # bpf_override_return: the value the probed function returned instead of running
+    override: int | None = None
 
     @classmethod
     def of(cls, func: str, *args: int, ret: int | None = None, ip: int = 0, cookie: int = 0,
@@ -100,3 +103,18 @@ def get_branch_snapshot(m, buf, size, flags, *_):
     if flags:
         return -errno.EINVAL & M64
     return -errno.ENOENT & M64
+
+
+_PT_REGS_AX = 8 * PT_REGS_X86_64.index("ax")
+
+
+@implements(FuncId.override_return)
+def override_return(m, regs, rc, *_):
+    """regs_set_return_value() and override_function_with_return(): the probed function
+    returns ``rc`` without running.  ebee sets pt_regs->ax and records the outcome on the
+    traced call (``machine.func_event.override``)."""
+    m.write(regs + _PT_REGS_AX, struct.pack("<Q", rc & M64))
+    if m.func_event is None:
+        m.func_event = FuncEvent(ip=m.func_ip)
+    m.func_event.override = rc & M64
+    return 0
