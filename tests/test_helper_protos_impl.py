@@ -434,3 +434,67 @@ def test_get_task_stack_unwinds_the_given_task():
         assert r0(other, 256) == (8 << 32) ^ 0x401000                     # BPF_F_USER_STACK
         assert r0(kt, 256) == ((-errno.EFAULT & U32) << 32)
         assert r0(kt, 0) == (8 << 32) ^ 0xffffffff81000030
+
+
+# ------------------------------------------------------------------------------ sockets
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("pt", [P.SCHED_CLS, P.SOCKET_FILTER])
+def test_socket_owner_netns_and_classid_match(kernel, pt):
+    steps = [("bpf_get_netns_cookie", ""), ("bpf_get_netns_cookie", "r1 = 0"),
+             ("bpf_get_socket_uid", "")]
+    if pt is P.SCHED_CLS:
+        steps.append(("bpf_skb_cgroup_classid", ""))
+    same(calls(*steps), pt)
+
+
+@pytest.mark.kernel
+def test_socket_cookie_is_made_once_and_kept(kernel):
+    # the numbers are the kernel's own counter's; both give one nonzero cookie per socket
+    src = """
+        r6 = r1
+        call bpf_get_socket_cookie
+        r7 = r0
+        r1 = r6
+        call bpf_get_socket_cookie
+        r0 -= r7
+        if r7 == 0 goto bad
+        exit
+    bad:
+        r0 = 99
+        exit
+    """
+    assert same(src) == 0
+
+
+def test_socket_casts_follow_the_socket():
+    from ebee.layouts.kernel import SOCK
+    from ebee.helpers import socks
+
+    def sock(family, state, proto, type_):
+        r = Region(SOCK.size, "sock")
+        struct.pack_into("<H", r.buf, SOCK.off("skc_family"), family)
+        r.buf[SOCK.off("skc_state")] = state
+        struct.pack_into("<HH", r.buf, SOCK.off("sk_protocol"), proto, type_)
+        return r
+    tcp6 = sock(10, 1, 6, 1)
+    udp6 = sock(10, 7, 17, 2)
+    tw = sock(2, 6, 0, 0)
+    unix = sock(1, 7, 0, 1)
+    with Machine() as m:
+        for r in (tcp6, udp6, tw, unix):
+            m.memory.add(r)
+        try:
+            a = lambda r: r.start                                   # noqa: E731
+            assert socks.tcp_sock(m, a(tcp6)) == a(tcp6) and socks.tcp_sock(m, a(udp6)) == 0
+            assert socks.skc_to_tcp6_sock(m, a(tcp6)) == a(tcp6)
+            assert socks.skc_to_udp6_sock(m, a(udp6)) == a(udp6)
+            assert socks.skc_to_udp6_sock(m, a(tcp6)) == 0
+            assert socks.sk_fullsock(m, a(tw)) == 0 and socks.tcp_sock(m, a(tw)) == 0
+            assert socks.skc_to_tcp_timewait_sock(m, a(tw)) == a(tw)
+            assert socks.skc_to_unix_sock(m, a(unix)) == a(unix)
+            assert socks.get_socket_cookie(m, a(udp6)) == socks.get_socket_cookie(m, a(udp6)) != 0
+            assert socks.get_socket_cookie(m, a(tcp6)) != socks.get_socket_cookie(m, a(udp6))
+        finally:
+            for r in (tcp6, udp6, tw, unix):
+                m.memory.remove(r)

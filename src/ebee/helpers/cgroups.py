@@ -151,7 +151,7 @@ def _task_cgroup(m) -> Cgroup:
     return _tree.by_id(current_task(m).cgroup_id)
 
 
-def _full_sk_cgroup(m, sk: int) -> Cgroup | None:
+def socket_cgroup(m, sk: int) -> Cgroup | None:
     """sk_to_full_sk + sk_fullsock + sock_cgroup_ptr: None for no socket, a timewait one or
     a request socket (whose listener ebee does not model)."""
     if not sk:
@@ -199,23 +199,23 @@ def get_current_ancestor_cgroup_id(m, level, *_):
 
 @implements(F.skb_cgroup_id)
 def skb_cgroup_id(m, ctx, *_):
-    return _id(_full_sk_cgroup(m, _skb_sk(ctx)))
+    return _id(socket_cgroup(m, _skb_sk(ctx)))
 
 
 @implements(F.skb_ancestor_cgroup_id)
 def skb_ancestor_cgroup_id(m, ctx, level, *_):
-    c = _full_sk_cgroup(m, _skb_sk(ctx))
+    c = socket_cgroup(m, _skb_sk(ctx))
     return _id(c.ancestor(_level(level))) if c is not None else 0
 
 
 @implements(F.sk_cgroup_id)
 def sk_cgroup_id(m, sk, *_):
-    return _id(_full_sk_cgroup(m, sk))
+    return _id(socket_cgroup(m, sk))
 
 
 @implements(F.sk_ancestor_cgroup_id)
 def sk_ancestor_cgroup_id(m, sk, level, *_):
-    c = _full_sk_cgroup(m, sk)
+    c = socket_cgroup(m, sk)
     return _id(c.ancestor(_level(level))) if c is not None else 0
 
 
@@ -229,7 +229,7 @@ def current_task_under_cgroup(m, mp, idx, *_):
 
 @implements(F.skb_under_cgroup)
 def skb_under_cgroup(m, ctx, mp, idx, *_):
-    own = _full_sk_cgroup(m, _skb_sk(ctx))
+    own = socket_cgroup(m, _skb_sk(ctx))
     if own is None:
         return neg(errno.ENOENT)
     c = _slot_cgroup(m, mp, idx)
