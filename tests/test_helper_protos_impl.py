@@ -498,3 +498,27 @@ def test_socket_casts_follow_the_socket():
         finally:
             for r in (tcp6, udp6, tw, unix):
                 m.memory.remove(r)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("pt", [P.SCHED_CLS, P.XDP])
+@pytest.mark.parametrize("ifindex,want,diff,flags", [
+    (0, 0, 0, 0), (1, 0, 0, 0), (0, 0, 65536, 0), (0, 0, 65500, 0), (0, 1500, 0, 0),
+    (0, 65536, 1, 0), (0, 0, -100, 0), (0, 0, 0, 1), (0, 0, 5, 1), (0, 20, 0, 1),
+    (0, 0, 0, 2), (4242, 0, 0, 0)])
+def test_check_mtu_matches(kernel, pt, ifindex, want, diff, flags):
+    src = f"""
+        r6 = {want}
+        *(u32 *)(r10 - 4) = r6
+        r2 = {ifindex}
+        r3 = r10
+        r3 += -4
+        r4 = {diff}
+        r5 = {flags}
+        call bpf_check_mtu
+        r6 = *(u32 *)(r10 - 4)
+        r0 <<= 24
+        r0 ^= r6
+        exit
+    """
+    same(src, pt)
