@@ -522,3 +522,31 @@ def test_check_mtu_matches(kernel, pt, ifindex, want, diff, flags):
         exit
     """
     same(src, pt)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name,size,flags", [
+    (b"bpf_fentry_test1\0", None, 0), (b"no_such_symbol_h19\0", None, 0),
+    (b"bpf_fentry_test1\0", 1, 0), (b"bpf_fentry_test1\0", 5, 0), (b"jiffies\0", None, 0),
+    (b"bpf_fentry_test1\0", None, 1)])
+def test_kallsyms_lookup_name_matches(kernel, name, size, flags):
+    name = name + bytes(-len(name) % 8)
+    size = size if size is not None else name.index(b"\0") + 1
+    stores = "\n".join(f"r1 = {int.from_bytes(name[k:k + 8], 'little'):#x} ll\n"
+                       f"*(u64 *)(r10 - {64 - k}) = r1" for k in range(0, len(name), 8))
+    src = f"""
+        {stores}
+        r1 = r10
+        r1 += -64
+        r2 = {size}
+        r3 = {flags}
+        r4 = r10
+        r4 += -8
+        call bpf_kallsyms_lookup_name
+        r6 = *(u64 *)(r10 - 8)
+        r0 ^= r6
+        r6 >>= 32
+        r0 ^= r6
+        exit
+    """
+    same(src, P.SYSCALL, data=b"", flags=BPF_F_SLEEPABLE)

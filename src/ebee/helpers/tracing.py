@@ -118,3 +118,51 @@ def override_return(m, regs, rc, *_):
         m.func_event = FuncEvent(ip=m.func_ip)
     m.func_event.override = rc & M64
     return 0
+
+
+# ------------------------------------------------------------------------------ kernel symbols
+
+_ksyms: dict[str, int] = {}
+
+
+def _kallsyms() -> dict[str, int]:
+    """/proc/kallsyms as kallsyms_lookup_name() searches it: the kernel's own symbols
+    first (the first of a name, in address order), then the modules'; {} when the values
+    are hidden from us (kptr_restrict)."""
+    if not _ksyms:
+        core: dict[str, int] = {}
+        mods: dict[str, int] = {}
+        try:
+            with open("/proc/kallsyms") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) < 3:
+                        continue
+                    addr, name = int(parts[0], 16), parts[2]
+                    name = name.split(".llvm.")[0]          # cleanup_symbol_name()
+                    (mods if len(parts) > 3 else core).setdefault(name, addr)
+        except OSError:
+            pass
+        if any(core.values()):
+            _ksyms.update(mods)
+            _ksyms.update(core)
+    return _ksyms
+
+
+@implements(FuncId.kallsyms_lookup_name)
+def kallsyms_lookup_name(m, name, name_sz, flags, res, _):
+    m.write(res, bytes(8))
+    if flags & 0xFFFFFFFF:
+        return -errno.EINVAL & M64
+    name_sz &= 0xFFFFFFFF
+    if name_sz >> 31:
+        name_sz -= 1 << 32
+    if name_sz <= 1 or m.read(name + name_sz - 1, 1) != b"\0":
+        return -errno.EINVAL & M64
+    syms = _kallsyms()
+    if not syms:                                   # bpf_dump_raw_ok(): values hidden
+        return -errno.EPERM & M64
+    text = m.read(name, name_sz).split(b"\0")[0].decode(errors="replace")
+    addr = syms.get(text, 0)
+    m.write(res, struct.pack("<Q", addr))
+    return 0 if addr else -errno.ENOENT & M64
