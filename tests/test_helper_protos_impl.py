@@ -550,3 +550,74 @@ def test_kallsyms_lookup_name_matches(kernel, name, size, flags):
         exit
     """
     same(src, P.SYSCALL, data=b"", flags=BPF_F_SLEEPABLE)
+
+
+# ------------------------------------------------------------------------------ sysctl
+
+GET = """
+    r6 = r1
+    r1 = r6
+    r2 = r10
+    r2 += -{n}
+    r3 = {n}
+    r4 = {flags}
+    call bpf_sysctl_get_name
+    r7 = r0
+    r0 = *(u64 *)(r10 - {n})
+    r0 ^= r7
+    exit
+"""
+
+
+def test_sysctl_get_name_full_base_and_truncated():
+    from ebee.helpers.sysctl import SysctlAccess
+    acc = SysctlAccess("net/ipv4/tcp_mem", current=b"1 2 3\n")
+
+    def run(n, flags):
+        with Machine() as m:
+            return m.run(ebee.assemble(GET.format(n=n, flags=flags)), acc.ctx.start).retval
+    first8 = int.from_bytes(b"net/ipv4", "little")
+    assert run(32, 0) == first8 ^ 16                       # "net/ipv4/tcp_mem"
+    assert run(8, 1) == int.from_bytes(b"tcp_mem\0", "little") ^ 7
+    # 8 bytes: "net/ipv" and a NUL, -E2BIG
+    assert run(8, 0) == int.from_bytes(b"net/ipv\0", "little") ^ (-errno.E2BIG & (2**64 - 1))
+    acc.close()
+
+
+def test_sysctl_values_read_written_and_replaced():
+    from ebee.helpers.sysctl import SysctlAccess
+    prog = """
+        r6 = r1
+        r1 = r6
+        r2 = r10
+        r2 += -16
+        r3 = 16
+        call {helper}
+        r7 = r0
+        r0 = *(u64 *)(r10 - 16)
+        r0 ^= r7
+        exit
+    """
+    rd = SysctlAccess("kernel/pid_max", current=b"4194304\n")
+    wr = SysctlAccess("kernel/pid_max", current=b"4194304\n", new=b"32768")
+    with Machine() as m:
+        run = lambda acc, h: m.run(ebee.assemble(prog.format(helper=h)), acc.ctx.start).retval  # noqa: E731
+        assert run(rd, "bpf_sysctl_get_current_value") == int.from_bytes(b"4194304\n", "little") ^ 8
+        assert run(rd, "bpf_sysctl_get_new_value") == -errno.EINVAL & (2**64 - 1)
+        assert run(wr, "bpf_sysctl_get_new_value") == int.from_bytes(b"32768\0\0\0", "little") ^ 5
+        setp = """
+            r6 = r1
+            r1 = 0x3030303031 ll
+            *(u64 *)(r10 - 8) = r1
+            r1 = r6
+            r2 = r10
+            r2 += -8
+            r3 = 5
+            call bpf_sysctl_set_new_value
+            exit
+        """
+        assert m.run(ebee.assemble(setp), wr.ctx.start).retval == 0
+        assert wr.new_value == b"10000" and wr.new_updated
+        assert m.run(ebee.assemble(setp), rd.ctx.start).retval == -errno.EINVAL & (2**64 - 1)
+    rd.close()
+    wr.close()
