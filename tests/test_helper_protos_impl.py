@@ -621,3 +621,14 @@ def test_sysctl_values_read_written_and_replaced():
         assert m.run(ebee.assemble(setp), rd.ctx.start).retval == -errno.EINVAL & (2**64 - 1)
     rd.close()
     wr.close()
+
+
+def test_get_and_set_retval_share_the_cgroup_run_value():
+    prog = "r1 = -1\ncall bpf_set_retval\ncall bpf_get_retval\nexit"
+    with Machine() as m:
+        m.cg_retval = -errno.EPERM
+        assert m.run(ebee.assemble("call bpf_get_retval\nexit"), 0).retval == \
+            -errno.EPERM & (2**64 - 1)
+        assert m.run(ebee.assemble(prog), 0).retval == 2**64 - 1
+        assert m.run(ebee.assemble("r1 = 0x1fffffffe ll\ncall bpf_set_retval\nexit"), 0).retval == 0
+        assert m.cg_retval == -2                 # the argument is an int

@@ -243,3 +243,17 @@ def get_cgroup_classid(m, *_):
     # both prototypes: the packet's socket's class (task_get_classid) or the current
     # task's; sockets take their creator's, so both are the task's cgroup's here
     return _task_cgroup(m).classid
+
+
+# ------------------------------------------------------------------------------ retval
+
+@implements(F.get_retval)
+def get_retval(m, *_):
+    return m.cg_retval & M64
+
+
+@implements(F.set_retval)
+def set_retval(m, retval, *_):
+    retval &= 0xFFFFFFFF                 # an int
+    m.cg_retval = retval - (1 << 32) if retval >> 31 else retval
+    return 0
