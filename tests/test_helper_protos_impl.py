@@ -632,3 +632,56 @@ def test_get_and_set_retval_share_the_cgroup_run_value():
         assert m.run(ebee.assemble(prog), 0).retval == 2**64 - 1
         assert m.run(ebee.assemble("r1 = 0x1fffffffe ll\ncall bpf_set_retval\nexit"), 0).retval == 0
         assert m.cg_retval == -2                 # the argument is an int
+
+
+# ------------------------------------------------------------------------------ find_vma
+
+def _first_mapping() -> tuple[int, int]:
+    with open("/proc/self/maps") as f:
+        lo, hi = (int(x, 16) for x in f.readline().split()[0].split("-"))
+    return lo, hi
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("where,flags", [("inside", 0), ("start", 0), ("unmapped", 0),
+                                         ("inside", 1)])
+def test_find_vma_matches_the_current_tasks_address_space(kernel, where, flags):
+    from test_helpers_kernel_diff import run_both
+    lo, hi = _first_mapping()
+    addr = {"inside": lo + 0x10, "start": lo, "unmapped": 0x1000}[where]
+    src = f"""
+        r6 = 0
+        *(u64 *)(r10 - 8) = r6
+        call bpf_get_current_task_btf
+        r1 = r0
+        r2 = {addr} ll
+        r3 = subprog[cb] ll
+        r4 = r10
+        r4 += -8
+        r5 = {flags}
+        call bpf_find_vma
+        r1 = *(u64 *)(r10 - 8)
+        r0 ^= r1
+        exit
+    cb:
+        r6 = *(u64 *)(r2 + 0)
+        r7 = *(u64 *)(r2 + 8)
+        r7 -= r6
+        r6 ^= r7
+        *(u64 *)(r3 + 0) = r6
+        r0 = 0
+        exit
+    """
+    ours, theirs = run_both(src, [])
+    assert ours == theirs
+    if where != "unmapped" and not flags:
+        assert ours == (lo ^ (hi - lo)) & U32
+
+
+def test_task_pt_regs_are_the_tasks_saved_registers():
+    t = tasks.Task(pid=901, tgid=901, regs={"ip": 0x401234, "sp": 0x7ffd0000})
+    src = f"r1 = {t.addr} ll\ncall bpf_task_pt_regs\nr1 = r0\nr0 = *(u64 *)(r1 + 128)\nexit"
+    with Machine() as m:
+        assert m.run(ebee.assemble(src), 0).retval == 0x401234
+        again = f"r1 = {t.addr} ll\ncall bpf_task_pt_regs\nexit"
+        assert m.run(ebee.assemble(again), 0).retval == m.run(ebee.assemble(again), 0).retval

@@ -257,6 +257,12 @@ class Task:
     # signals programs sent it (bpf_send_signal: "process", bpf_send_signal_thread:
     # "thread"), in order: ebee records them, it does not deliver them
     signals: list[tuple[int, str]] = field(default_factory=list, repr=False)
+    # the address space bpf_find_vma searches: None takes /proc/<pid>/maps for a task
+    # of this process, else none
+    vmas: "list[Vma] | None" = field(default=None, repr=False)
+    # the user registers saved at the top of its kernel stack (task_pt_regs), by name
+    # (``ip``, ``sp``, ``ax``, ...): 0 unless given
+    regs: dict[str, int] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         host = _host_task_info(self.pid) if self.tgid == os.getpid() else None
@@ -339,6 +345,53 @@ class Task:
     def __del__(self) -> None:
         for s in getattr(self, "_structs", ()):
             s.release()
+
+
+# vm_flags (include/linux/mm.h)
+VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 1, 2, 4, 8
+
+
+@dataclass(eq=False)
+class Vma:
+    """One mapping of a task's address space, laid out as a vm_area_struct when a
+    program is shown it."""
+    start: int
+    end: int
+    flags: int = VM_READ
+    pgoff: int = 0
+    _struct: "_Struct | None" = field(default=None, repr=False)
+
+    def laid_out(self, mm_addr: int) -> int:
+        if self._struct is None:
+            s = _Struct("vm_area_struct", f"vma {self.start:#x}-{self.end:#x}")
+            s.put("vm_start", self.start)
+            s.put("vm_end", self.end)
+            s.put("vm_flags", self.flags)
+            s.put("vm_pgoff", self.pgoff)
+            s.put("vm_mm", mm_addr)
+            self._struct = s
+        return self._struct.addr
+
+
+def _host_vmas(pid: int) -> list[Vma]:
+    out = []
+    text = _read(f"/proc/{pid}/maps") or ""
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 5:
+            continue
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        perms = f[1]
+        flags = (VM_READ if "r" in perms else 0) | (VM_WRITE if "w" in perms else 0) | \
+            (VM_EXEC if "x" in perms else 0) | (VM_SHARED if "s" in perms else 0)
+        out.append(Vma(lo, hi, flags, int(f[2], 16) >> 12))
+    return out
+
+
+def task_vmas(t: "Task") -> list[Vma]:
+    if t.vmas is None:
+        t.vmas = _host_vmas(t.pid) if t.tgid == os.getpid() and not t.kthread else []
+    return sorted(t.vmas, key=lambda v: v.start)
 
 
 # every live task by the address of its task_struct (what task pointers hold)
@@ -523,6 +576,37 @@ def send_signal(m, sig, *_):
 @implements(FuncId.send_signal_thread)
 def send_signal_thread(m, sig, *_):
     return _send_signal(m, sig, "thread")
+
+
+@implements(FuncId.task_pt_regs)
+def task_pt_regs(m, task, *_):
+    t = task_at(task)
+    if t is None:
+        return 0
+    if getattr(t, "_pt_regs", None) is None:
+        r = t._new("pt_regs")
+        for name, v in (t.regs or {}).items():
+            r.put(name, v)
+        t._pt_regs = r
+    return t._pt_regs.addr
+
+
+@implements(FuncId.find_vma)
+def find_vma(m, task, addr, callback, ctx, flags):
+    if flags:
+        return -errno.EINVAL & M64
+    t = task_at(task) if task else None
+    if t is None or t.kthread or t.memory is None:
+        return -errno.ENOENT & M64
+    mm = layouts().at("task_struct", "mm")
+    mm_addr = int.from_bytes(t.memory.buf[mm[0]:mm[0] + 8], "little") if mm else 0
+    for v in task_vmas(t):                   # find_vma(): the first that ends past addr
+        if v.end > addr:
+            if v.start <= addr:
+                m.call_function(callback, task, v.laid_out(mm_addr), ctx)
+                return 0
+            break
+    return -errno.ENOENT & M64
 
 
 @implements(FuncId.get_current_cgroup_id)
