@@ -685,3 +685,60 @@ def test_task_pt_regs_are_the_tasks_saved_registers():
         assert m.run(ebee.assemble(src), 0).retval == 0x401234
         again = f"r1 = {t.addr} ll\ncall bpf_task_pt_regs\nexit"
         assert m.run(ebee.assemble(again), 0).retval == m.run(ebee.assemble(again), 0).retval
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("key,opt,get", [(True, 8, 16), (True, 8, 8), (True, 8, 4), (True, 6, 16),
+                                         (False, 8, 16), (True, 0, 16)])
+def test_tunnel_options_match(kernel, key, opt, get):
+    setkey = """
+        r1 = 0
+        *(u64 *)(r10 - 48) = r1
+        *(u64 *)(r10 - 40) = r1
+        *(u64 *)(r10 - 32) = r1
+        *(u64 *)(r10 - 24) = r1
+        *(u64 *)(r10 - 16) = r1
+        *(u64 *)(r10 - 8) = r1
+        r1 = 0x0a000001
+        *(u32 *)(r10 - 44) = r1
+        r1 = r6
+        r2 = r10
+        r2 += -48
+        r3 = 44
+        r4 = 0
+        call bpf_skb_set_tunnel_key
+        r7 = r0
+    """ if key else "r7 = 0"
+    setopt = f"""
+        r1 = 0x0102030405060708 ll
+        *(u64 *)(r10 - 64) = r1
+        r1 = r6
+        r2 = r10
+        r2 += -64
+        r3 = {opt}
+        call bpf_skb_set_tunnel_opt
+        r7 *= 31
+        r7 += r0
+    """ if opt else ""
+    src = f"""
+        r6 = r1
+        {setkey}
+        {setopt}
+        r1 = -1
+        *(u64 *)(r10 - 80) = r1
+        *(u64 *)(r10 - 72) = r1
+        r1 = r6
+        r2 = r10
+        r2 += -80
+        r3 = {get}
+        call bpf_skb_get_tunnel_opt
+        r7 *= 31
+        r7 += r0
+        r1 = *(u64 *)(r10 - 80)
+        r7 ^= r1
+        r1 = *(u64 *)(r10 - 72)
+        r7 ^= r1
+        r0 = r7
+        exit
+    """
+    same(src)

@@ -382,3 +382,37 @@ def check_mtu(m, ctx, ifindex, mtu_len, len_diff, flags):
         ret = BPF_MTU_CHK_RET_FRAG_NEEDED
     m.write(mtu_len, struct.pack("<I", mtu & 0xFFFFFFFF))
     return ret
+
+
+IP_TUNNEL_OPTS_MAX = 255        # options_len is a u8
+
+
+@implements(F.skb_set_tunnel_opt)
+def skb_set_tunnel_opt(m, ctx, frm, size, *_):
+    # only onto the metadata bpf_skb_set_tunnel_key attached (the per-CPU md_dst)
+    skb = from_ctx(ctx)
+    info = skb.tunnel
+    if info is None or size & 3:
+        return neg(errno.EINVAL)
+    if size > IP_TUNNEL_OPTS_MAX:
+        return neg(errno.ENOMEM)
+    info.options = m.read(frm, size) if size else b""
+    if size:
+        info.options_present = True
+    return 0
+
+
+@implements(F.skb_get_tunnel_opt)
+def skb_get_tunnel_opt(m, ctx, to, size, *_):
+    skb = from_ctx(ctx)
+    info = skb.tunnel if skb.tunnel is not None else (m.progctx.net.tunnel
+                                                      if m.progctx is not None else None)
+    if info is None or not info.options_present:
+        m.write(to, bytes(size))
+        return neg(errno.ENOENT)
+    n = len(info.options)
+    if size < n:
+        m.write(to, bytes(size))
+        return neg(errno.ENOMEM)
+    m.write(to, info.options + bytes(size - n))
+    return n
