@@ -742,3 +742,60 @@ def test_tunnel_options_match(kernel, key, opt, get):
         exit
     """
     same(src)
+
+
+def test_rc_reports_are_recorded():
+    from ebee.helpers.lirc import RcDevice
+    dev = RcDevice()
+    prog = """
+        r6 = r1
+        r2 = 8
+        r3 = 0x1234
+        r4 = 2
+        call bpf_rc_keydown
+        r1 = r6
+        call bpf_rc_repeat
+        r1 = r6
+        r2 = -3
+        r3 = 5
+        call bpf_rc_pointer_rel
+        exit
+    """
+    with Machine() as m:
+        assert m.run(ebee.assemble(prog), dev.sample(0x01000230).start).retval == 0
+    assert dev.events == [("keydown", 8, 0x1234, 1), ("repeat",), ("pointer_rel", -3, 5)]
+    dev.close()
+
+
+def test_read_branch_records_of_a_sample():
+    from ebee.helpers.task import layouts
+    esize = layouts().size("perf_branch_entry", 24)
+    stack = Region(struct.pack("<QQ", 2, 0) + bytes(range(2 * esize)), "perf_branch_stack")
+    sample = Region(256, "perf_sample_data")
+    ctx = Region(24, "bpf_perf_event_data_kern")
+    prog = """
+        r2 = r10
+        r2 += -{n}
+        r3 = {n}
+        r4 = {flags}
+        call bpf_read_branch_records
+        exit
+    """
+    with Machine() as m:
+        for r in (stack, sample, ctx):
+            m.memory.add(r)
+        try:
+            struct.pack_into("<Q", ctx.buf, 8, sample.start)
+            run = lambda n, flags: m.run(ebee.assemble(prog.format(n=n, flags=flags)),  # noqa: E731
+                                         ctx.start).retval
+            assert run(esize, 0) == -errno.ENOENT & (2**64 - 1)      # no branch stack sampled
+            struct.pack_into("<Q", sample.buf, 0, 1 << 11)
+            struct.pack_into("<Q", sample.buf, 88, stack.start)
+            assert run(esize, 1) == 2 * esize                         # the size it would copy
+            assert run(esize, 0) == esize
+            assert run(2 * esize, 0) == 2 * esize
+            assert run(esize + 8, 0) == -errno.EINVAL & (2**64 - 1)
+            assert run(esize, 2) == -errno.EINVAL & (2**64 - 1)
+        finally:
+            for r in (stack, sample, ctx):
+                m.memory.remove(r)

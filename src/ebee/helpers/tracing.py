@@ -20,10 +20,12 @@ import struct
 from dataclasses import dataclass
 
 from ..btf import BTF
+from ..layouts.kernel import BPF_PERF_EVENT_DATA_KERN
 from ..progtypes import btf_args
 from ..progtypes.tracing import PT_REGS_X86_64
 from ..uapi import FuncId
 from .registry import implements
+from .task import layouts
 
 M64 = (1 << 64) - 1
 
@@ -166,3 +168,38 @@ def kallsyms_lookup_name(m, name, name_sz, flags, res, _):
     addr = syms.get(text, 0)
     m.write(res, struct.pack("<Q", addr))
     return 0 if addr else -errno.ENOENT & M64
+
+
+# ------------------------------------------------------------------------------ perf samples
+
+BPF_F_GET_BRANCH_RECORDS_SIZE = 1
+PERF_SAMPLE_BRANCH_STACK = 1 << 11
+
+
+@implements(FuncId.read_branch_records)
+def read_branch_records(m, ctx, buf, size, flags, _):
+    """The branch stack of the perf sample behind a perf_event program's context
+    (perf_sample_data.br_stack, present when sample_flags has PERF_SAMPLE_BRANCH_STACK)."""
+    if flags & ~BPF_F_GET_BRANCH_RECORDS_SIZE:
+        return -errno.EINVAL & M64
+    lay = layouts()
+    sf, br = lay.at("perf_sample_data", "sample_flags"), lay.at("perf_sample_data", "br_stack")
+    ent = lay.at("perf_branch_stack", "entries")
+    esize = lay.size("perf_branch_entry", 24)
+    data = _u64(m, ctx + BPF_PERF_EVENT_DATA_KERN.off("data"))
+    if sf is None or br is None or ent is None or not data:
+        return -errno.ENOENT & M64
+    if not _u64(m, data + sf[0]) & PERF_SAMPLE_BRANCH_STACK:
+        return -errno.ENOENT & M64
+    stack = _u64(m, data + br[0])
+    if not stack:
+        return -errno.ENOENT & M64
+    nr = _u64(m, stack)
+    if flags & BPF_F_GET_BRANCH_RECORDS_SIZE:
+        return (nr * esize) & M64
+    size &= 0xFFFFFFFF
+    if not buf or size % esize:
+        return -errno.EINVAL & M64
+    n = min(nr * esize, size)
+    m.write(buf, m.read(stack + ent[0], n))
+    return n
