@@ -799,3 +799,28 @@ def test_read_branch_records_of_a_sample():
         finally:
             for r in (stack, sample, ctx):
                 m.memory.remove(r)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("pt", [P.SCHED_CLS, P.XDP])
+@pytest.mark.parametrize("ctxlen,index", [(0, 0), (14, 0), (len(UDP), 0), (len(UDP) + 1, 0),
+                                          (14, 0xFFFFFFFF), (14, 9), (14, 1 << 52)])
+def test_packet_perf_output_checks_match(kernel, pt, ctxlen, index):
+    # no ring opened on the slots: after the flag and length checks, -ENOENT (or -E2BIG)
+    arr = MapPair(T.PERF_EVENT_ARRAY, 4, 4, 4)
+    try:
+        flags = (ctxlen << 32) | index if index < (1 << 32) else index
+        src = f"""
+            r2 = 0
+            *(u64 *)(r10 - 8) = r2
+            r2 = map[id:{arr.id}] ll
+            r3 = {flags:#x} ll
+            r4 = r10
+            r4 += -8
+            r5 = 8
+            call bpf_perf_event_output
+            exit
+        """
+        same(src, pt, pairs=[arr])
+    finally:
+        arr.close()
