@@ -158,3 +158,15 @@ def skc_to_tcp_request_sock(m, sk, *_):
 def skc_to_mptcp_sock(m, sk, *_):
     # the MPTCP socket of a subflow: ebee models no MPTCP, so no TCP socket is a subflow
     return 0
+
+
+TCP_LISTEN = 10
+
+
+@implements(F.get_listener_sock)
+def get_listener_sock(m, sk, *_):
+    # a TCP listener (hashed listeners are SOCK_RCU_FREE); a request socket's listener
+    # is not modelled: NULL, as for any other socket
+    ok = _fullsock(m, sk) and _u(m, sk, "skc_state") == TCP_LISTEN and \
+        _u(m, sk, "sk_protocol") == IPPROTO_TCP
+    return sk if ok else 0
