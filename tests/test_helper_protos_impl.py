@@ -493,6 +493,9 @@ def test_socket_casts_follow_the_socket():
             assert socks.sk_fullsock(m, a(tw)) == 0 and socks.tcp_sock(m, a(tw)) == 0
             assert socks.skc_to_tcp_timewait_sock(m, a(tw)) == a(tw)
             assert socks.skc_to_unix_sock(m, a(unix)) == a(unix)
+            tcp6.buf[SOCK.off("skc_state")] = 10            # TCP_LISTEN
+            assert socks.get_listener_sock(m, a(tcp6)) == a(tcp6)
+            assert socks.get_listener_sock(m, a(udp6)) == 0
             assert socks.get_socket_cookie(m, a(udp6)) == socks.get_socket_cookie(m, a(udp6)) != 0
             assert socks.get_socket_cookie(m, a(tcp6)) != socks.get_socket_cookie(m, a(udp6))
         finally:
