@@ -827,3 +827,30 @@ def test_packet_perf_output_checks_match(kernel, pt, ctxlen, index):
         same(src, pt, pairs=[arr])
     finally:
         arr.close()
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name,kind,size,flags", [
+    (b"task_struct\0", 4, None, 0), (b"task_struct\0", 1, None, 0), (b"pid_t\0", 8, None, 0),
+    (b"bpf_fentry_test1\0", 12, None, 0), (b"no_such_type_h19\0", 4, None, 0),
+    (b"task_struct\0", 4, 1, 0), (b"task_struct\0", 4, 5, 0), (b"task_struct\0", 4, None, 1),
+    (b"task_struct\0", 99, None, 0)])
+def test_btf_find_by_name_kind_matches(kernel, name, kind, size, flags):
+    name = name + bytes(-len(name) % 8)
+    size = size if size is not None else name.index(b"\0") + 1
+    stores = "\n".join(f"r1 = {int.from_bytes(name[k:k + 8], 'little'):#x} ll\n"
+                       f"*(u64 *)(r10 - {64 - k}) = r1" for k in range(0, len(name), 8))
+    src = f"""
+        {stores}
+        r1 = r10
+        r1 += -64
+        r2 = {size}
+        r3 = {kind}
+        r4 = {flags}
+        call bpf_btf_find_by_name_kind
+        r1 = r0
+        r1 >>= 32
+        r0 ^= r1
+        exit
+    """
+    same(src, P.SYSCALL, data=b"", flags=BPF_F_SLEEPABLE)

@@ -20,6 +20,7 @@ import struct
 from dataclasses import dataclass
 
 from ..btf import BTF
+from ..btf.types import kind_of
 from ..layouts.kernel import BPF_PERF_EVENT_DATA_KERN
 from ..progtypes import btf_args
 from ..progtypes.tracing import PT_REGS_X86_64
@@ -203,3 +204,39 @@ def read_branch_records(m, ctx, buf, size, flags, _):
     n = min(nr * esize, size)
     m.write(buf, m.read(stack + ent[0], n))
     return n
+
+
+# ------------------------------------------------------------------------------ BTF lookups
+
+_vmlinux: list[BTF | None] = []
+
+
+def _vmlinux_btf() -> BTF | None:
+    if not _vmlinux:
+        try:
+            _vmlinux.append(BTF.load_vmlinux())
+        except Exception:               # no kernel BTF here: nothing to find
+            _vmlinux.append(None)
+    return _vmlinux[0]
+
+
+@implements(FuncId.btf_find_by_name_kind)
+def btf_find_by_name_kind(m, name, name_sz, kind, flags, _):
+    """The vmlinux BTF id of the first type of ``kind`` named ``name`` (module BTFs, which
+    would add an object fd in the upper 32 bits, are not searched)."""
+    if flags & 0xFFFFFFFF:
+        return -errno.EINVAL & M64
+    name_sz &= 0xFFFFFFFF
+    if name_sz >> 31:
+        name_sz -= 1 << 32
+    if name_sz <= 1 or m.read(name + name_sz - 1, 1) != b"\0":
+        return -errno.EINVAL & M64
+    btf = _vmlinux_btf()
+    text = m.read(name, name_sz).split(b"\0")[0].decode(errors="replace")
+    kind &= 0xFFFFFFFF
+    if btf is None or not text:
+        return -errno.ENOENT & M64
+    try:
+        return btf.find(text, kind_of(kind)).id
+    except (KeyError, ValueError):
+        return -errno.ENOENT & M64
