@@ -927,3 +927,53 @@ def test_syncookies_gen_then_check_as_linux(kernel, v6, mss, th_len, tamper):
         exit
     """
     same(src)
+
+
+# ------------------------------------------------------------------------------ IPsec
+
+XFRM = """
+    r2 = {index}
+    r3 = r10
+    r3 += -32
+    r4 = {size}
+    r5 = {flags}
+    call bpf_skb_get_xfrm_state
+    r1 = *(u64 *)(r10 - 32)
+    r0 ^= r1
+    r1 = *(u64 *)(r10 - 24)
+    r0 ^= r1
+    r1 = *(u64 *)(r10 - 16)
+    r0 ^= r1
+    exit
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("index,size,flags", [(0, 28, 0), (1, 28, 0), (0, 24, 0), (0, 28, 1)])
+def test_xfrm_state_of_a_packet_without_ipsec_matches(kernel, index, size, flags):
+    pre = "r6 = -1\n" + "\n".join(f"*(u64 *)(r10 - {k}) = r6" for k in (32, 24, 16, 8))
+    same(pre + XFRM.format(index=index, size=size, flags=flags))
+
+
+def test_xfrm_state_from_the_modelled_sec_path():
+    from ebee.helpers.xfrm import XfrmState, set_sec_path
+    from ebee.packet.net import Network
+    from ebee.packet.skbuff import SkBuff
+    skb = SkBuff(UDP, dev=Network().loopback)
+    set_sec_path(skb, [XfrmState(7, 0x1000, "192.0.2.1"), XfrmState(8, 0x2000, "2001:db8::1")])
+    pre = "r6 = -1\n" + "\n".join(f"*(u64 *)(r10 - {k}) = r6" for k in (32, 24, 16, 8))
+
+    def want(rec: bytes) -> int:
+        rec = rec + b"\xff" * (32 - len(rec))       # the tail keeps the -1 fill
+        w = struct.unpack("<4Q", rec)
+        return w[0] ^ w[1] ^ w[2]                  # r0 = 0 on success
+    v4 = struct.pack("<I", 7) + struct.pack(">I", 0x1000) + struct.pack("<HH", 2, 0) + \
+        bytes([192, 0, 2, 1]) + bytes(12)
+    v6 = struct.pack("<I", 8) + struct.pack(">I", 0x2000) + struct.pack("<HH", 10, 0) + \
+        bytes.fromhex("20010db8000000000000000000000001")
+    with Machine() as m:
+        run = lambda i: m.run(ebee.assemble(pre + XFRM.format(index=i, size=28, flags=0)),  # noqa: E731
+                              skb.addr).retval
+        assert run(0) == want(v4)
+        assert run(1) == want(v6)
+        assert run(2) == ((-errno.EINVAL & (2**64 - 1)) ^ want(bytes(28)))
