@@ -15,7 +15,7 @@ from ebee.helpers.calls import VirtualClock, pending_timers
 from ebee.helpers.kfuncs import collection, impl_of, live_objects
 from ebee.helpers.task import Task
 from ebee.maps import Map
-from ebee.protos import HELPERS, KFUNCS, Arg, Ret, kfunc_id
+from ebee.protos import HELPERS, KFUNCS, Arg, Flag, Ret, kfunc_id
 from ebee.uapi import BPF_F_RDONLY_PROG, BPF_F_NO_PREALLOC, FuncId, KF_ACQUIRE, KF_RELEASE, \
     KF_RET_NULL, MapType as T
 from ebee.engines import Machine
@@ -31,8 +31,9 @@ def run(src: str, machine: Machine | None = None, r1: int = 0) -> int:
 
 def test_registry_prototypes_are_complete():
     h = HELPERS[FuncId.map_lookup_elem]
-    assert h.name == "bpf_map_lookup_elem" and h.ret is Ret.PTR_TO_MAP_VALUE_OR_NULL
-    assert h.args == (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY)
+    assert h.name == "bpf_map_lookup_elem" and h.proto == "bpf_map_lookup_elem_proto"
+    assert h.ret is Ret.PTR_TO_MAP_VALUE and h.ret_flags == Flag.PTR_MAYBE_NULL
+    assert [a.type for a in h.args] == [Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY]
     assert HELPERS[FuncId.trace_printk].gpl_only
     needed = ["map_lookup_elem", "map_update_elem", "map_delete_elem", "map_push_elem",
               "map_pop_elem", "map_peek_elem", "map_lookup_percpu_elem", "ktime_get_ns",

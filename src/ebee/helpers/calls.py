@@ -60,12 +60,6 @@ def for_each_map_elem(m, mp, cb, ctx, flags, _):
     return n
 
 
-@implements(FuncId.get_func_ip)
-def get_func_ip(m, *_):
-    """The traced function's address, as the program type's runner set ``machine.func_ip``."""
-    return m.func_ip
-
-
 # ---------------------------------------------------------------------------------------
 # timers
 # ---------------------------------------------------------------------------------------

@@ -16,6 +16,9 @@ from .registry import implements
 from ..maps.ringbuf import RingBuf
 from ..maps.base import live_maps
 from ..maps.perf import PerfEventArray
+from ..packet.skbuff import from_ctx as skb_from_ctx
+from ..packet.xdpbuff import from_ctx as xdp_from_ctx
+from .. import uapi as U
 
 M64 = (1 << 64) - 1
 DYNPTR = struct.Struct("<QII")
@@ -174,9 +177,59 @@ def dynptr_data(m, ptr, offset, length, *_):
 
 # -- perf event output ---------------------------------------------------------------------
 
-@implements(FuncId.perf_event_output)
-def perf_event_output(m, ctx, mp, flags, data, size):
+def _perf_array(mp):
     pe = map_of(mp)
     if not isinstance(pe, PerfEventArray):
         raise VMError(f"map {pe.id} is a {pe.type.name}, not a PERF_EVENT_ARRAY")
-    return pe.output(flags, m.read(data, size), m.cpu)
+    return pe
+
+
+def _packet_of(ctx: int):
+    """The packet behind a packet program's context (an skb or an xdp_buff), else None."""
+    for from_ctx in (skb_from_ctx, xdp_from_ctx):
+        try:
+            return from_ctx(ctx)
+        except VMError:
+            pass
+    return None
+
+
+def _packet_bytes(pkt, n: int) -> bytes | None:
+    """The first ``n`` bytes of the packet (bpf_skb_copy / bpf_xdp_copy), None past it."""
+    if hasattr(pkt, "headbuf"):                 # an SkBuff
+        return pkt.read(0, n) if n <= pkt.len else None
+    if n > pkt.data_end - pkt.data:
+        return None
+    return bytes(pkt.frame.buf[pkt.frame_offset(pkt.data):pkt.frame_offset(pkt.data) + n])
+
+
+def _output_with_packet(m, pkt, mp, flags, data, size) -> int:
+    """bpf_skb_event_output / bpf_xdp_event_output: the record is the meta data followed by
+    the first (flags & BPF_F_CTXLEN_MASK) >> 32 bytes of the packet."""
+    pe = _perf_array(mp)
+    if flags & ~(U.BPF_F_CTXLEN_MASK | U.BPF_F_INDEX_MASK):
+        return -E.EINVAL
+    n = (flags & U.BPF_F_CTXLEN_MASK) >> 32
+    body = _packet_bytes(pkt, n) if pkt is not None else None
+    if body is None:
+        return -E.EFAULT
+    return pe.output(flags & U.BPF_F_INDEX_MASK, m.read(data, size) + body, m.cpu)
+
+
+@implements(FuncId.perf_event_output)
+def perf_event_output(m, ctx, mp, flags, data, size):
+    pkt = _packet_of(ctx)
+    if pkt is not None:                         # the packet programs' prototype
+        return _output_with_packet(m, pkt, mp, flags, data, size)
+    return _perf_array(mp).output(flags, m.read(data, size), m.cpu)
+
+
+@implements(FuncId.skb_output)
+def skb_output(m, skb, mp, flags, data, size):
+    # tracing programs: an sk_buff pointer they were given (an ebee socket buffer)
+    return _output_with_packet(m, _packet_of(skb), mp, flags, data, size)
+
+
+@implements(FuncId.xdp_output)
+def xdp_output(m, xdp, mp, flags, data, size):
+    return _output_with_packet(m, _packet_of(xdp), mp, flags, data, size)

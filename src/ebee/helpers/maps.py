@@ -12,7 +12,7 @@ from ..errors import VMError
 from ..uapi import FuncId
 from .registry import implements
 from ..maps import by_addr
-from .task import current_task
+from .task import current_task, task_at
 
 
 def map_of(ptr: int):
@@ -120,8 +120,8 @@ for _kind, _get, _del in (
 
 # -- stack traces (from the simulated task) ------------------------------------------------
 
-def _stack(m, flags: int) -> list[int]:
-    t = current_task(m)
+def _stack(m, flags: int, t=None) -> list[int]:
+    t = t if t is not None else current_task(m)
     ips = t.user_stack if flags & U.BPF_F_USER_STACK else t.kernel_stack
     return list(ips[flags & U.BPF_F_SKIP_FIELD_MASK:])
 
@@ -134,11 +134,28 @@ def get_stackid(m, ctx, mp, flags, *_):
 
 @implements(FuncId.get_stack)
 def get_stack(m, ctx, buf, size, flags, _):
+    return _get_stack(m, None, buf, size, flags)
+
+
+@implements(FuncId.get_task_stack)
+def get_task_stack(m, task, buf, size, flags, _):
+    t = task_at(task)
+    if t is None:           # not a task ebee made: nothing to unwind
+        m.write(buf, bytes(size))
+        return -E.EFAULT
+    if flags & U.BPF_F_USER_STACK and t.kthread:
+        # a kernel thread has no user-mode registers to unwind from
+        m.write(buf, bytes(size))
+        return -E.EFAULT
+    return _get_stack(m, t, buf, size, flags)
+
+
+def _get_stack(m, t, buf, size, flags):
     if flags & ~(U.BPF_F_SKIP_FIELD_MASK | U.BPF_F_USER_STACK | U.BPF_F_USER_BUILD_ID) or \
             flags & U.BPF_F_USER_BUILD_ID or size % 8:
         m.write(buf, bytes(size))
         return -E.EINVAL
-    ips = _stack(m, flags)[:size // 8]
+    ips = _stack(m, flags, t)[:size // 8]
     data = b"".join(ip.to_bytes(8, "little") for ip in ips)
     m.write(buf, data + bytes(size - len(data)))
     return len(data)

@@ -15,6 +15,7 @@ from ..errors import VMError
 from ..uapi import FuncId
 from .registry import implements
 from .printk import read_cstr
+from .task import current_task
 
 M64 = (1 << 64) - 1
 SPIN_TIMEOUT = 1.0
@@ -60,6 +61,40 @@ def _probe_read_str(m, dst, size, src, *_):
 
 for _fid in (FuncId.probe_read, FuncId.probe_read_kernel, FuncId.probe_read_user):
     implements(_fid)(_probe_read)
+
+
+@implements(FuncId.probe_write_user)
+def probe_write_user(m, dst, src, size, *_):
+    # bpf_probe_write_user_common(): never from a kernel thread; copy_to_user_nofault()
+    # into writable user memory (the machine's writable regions), else -EFAULT
+    from_task = current_task(m)
+    if from_task.kthread:
+        return -E.EPERM
+    size &= 0xFFFFFFFF
+    data = m.read(src, size) if size else b""
+    r = m.memory.find(dst, size) if size and 0 < dst <= M64 else None
+    if size and (r is None or not r.writable):
+        return -E.EFAULT
+    if size:
+        m.write(dst, data)
+    return 0
+
+
+@implements(FuncId.copy_from_user)
+def copy_from_user(m, dst, size, user_ptr, *_):
+    # copy_from_user(): any byte it cannot copy zeroes the whole destination, -EFAULT
+    return _probe_read(m, dst, size & 0xFFFFFFFF, user_ptr)
+
+
+@implements(FuncId.copy_from_user_task)
+def copy_from_user_task(m, dst, size, user_ptr, task, flags):
+    # every task's user memory is the machine's address space here (access_process_vm)
+    if flags:
+        return -E.EINVAL
+    size &= 0xFFFFFFFF
+    if not size:
+        return 0
+    return _probe_read(m, dst, size, user_ptr)
 for _fid in (FuncId.probe_read_str, FuncId.probe_read_kernel_str, FuncId.probe_read_user_str):
     implements(_fid)(_probe_read_str)
 

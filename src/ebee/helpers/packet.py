@@ -26,6 +26,7 @@ from .registry import implements
 from ..errors import VMError
 from ..maps import by_addr
 from ..packet.skbuff import from_ctx
+from ..packet.xdpbuff import from_ctx as xdp_from_ctx
 from ..uapi import BPF_F_TUNINFO_FLAGS
 from ..packet.net import TunnelKey
 
@@ -320,3 +321,98 @@ def sk_assign(m, ctx, sk, flags, *_):
     struct.pack_into("<Q", kern.buf, L.off("selected_sk"), sk if sock is not None else 0)
     kern.buf[L.off("no_reuseport")] = 1 if flags & BPF_SK_LOOKUP_F_NO_REUSEPORT else 0
     return 0
+
+
+# -- MTU checks ----------------------------------------------------------------------------
+
+BPF_MTU_CHK_SEGS = 1
+BPF_MTU_CHK_RET_SUCCESS, BPF_MTU_CHK_RET_FRAG_NEEDED, BPF_MTU_CHK_RET_SEGS_TOOBIG = range(3)
+HARD_HEADER_LEN = 14        # ETH_HLEN: what ethernet devices and lo give dev->hard_header_len
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+@implements(F.check_mtu)
+def check_mtu(m, ctx, ifindex, mtu_len, len_diff, flags):
+    """bpf_skb_check_mtu / bpf_xdp_check_mtu: would the packet (or an L3 length given in
+    *mtu_len), grown by len_diff, fit the device's MTU?  *mtu_len gets the MTU."""
+    rc = _rc(m)
+    xdp = rc.prog_type is P.XDP
+    if xdp:
+        from_xdp = xdp_from_ctx(ctx)
+        if flags:
+            return neg(errno.EINVAL)
+    else:
+        skb = from_ctx(ctx)
+        if flags & ~BPF_MTU_CHK_SEGS:
+            return neg(errno.EINVAL)
+    want = struct.unpack("<I", m.read(mtu_len, 4))[0]
+    if not xdp and flags & BPF_MTU_CHK_SEGS and (len_diff & 0xFFFFFFFF or want):
+        return neg(errno.EINVAL)
+    ifindex &= 0xFFFFFFFF
+    if ifindex == 0:
+        dev = from_xdp.dev if xdp else skb.dev
+    else:
+        dev = rc.net.devices.get(ifindex)
+        if dev is None:
+            return neg(errno.ENODEV)
+    mtu = dev.mtu
+    dev_len = mtu + HARD_HEADER_LEN
+    if xdp:
+        length = from_xdp.data_end - from_xdp.data
+    else:
+        length = skb.len
+    if want:
+        length = want + HARD_HEADER_LEN
+    length += _s32(len_diff)
+    if xdp:
+        ret = BPF_MTU_CHK_RET_FRAG_NEEDED if length > dev_len else BPF_MTU_CHK_RET_SUCCESS
+    elif length <= dev_len:
+        ret = BPF_MTU_CHK_RET_SUCCESS
+    elif skb.gso_size:
+        # a GSO packet is re-segmented on transmit; BPF_MTU_CHK_SEGS asks about each segment
+        ret = BPF_MTU_CHK_RET_SUCCESS
+        if flags & BPF_MTU_CHK_SEGS:
+            raise VMError("bpf_check_mtu with BPF_MTU_CHK_SEGS on a GSO packet: ebee does not "
+                          "segment packets")
+    else:
+        ret = BPF_MTU_CHK_RET_FRAG_NEEDED
+    m.write(mtu_len, struct.pack("<I", mtu & 0xFFFFFFFF))
+    return ret
+
+
+IP_TUNNEL_OPTS_MAX = 255        # options_len is a u8
+
+
+@implements(F.skb_set_tunnel_opt)
+def skb_set_tunnel_opt(m, ctx, frm, size, *_):
+    # only onto the metadata bpf_skb_set_tunnel_key attached (the per-CPU md_dst)
+    skb = from_ctx(ctx)
+    info = skb.tunnel
+    if info is None or size & 3:
+        return neg(errno.EINVAL)
+    if size > IP_TUNNEL_OPTS_MAX:
+        return neg(errno.ENOMEM)
+    info.options = m.read(frm, size) if size else b""
+    if size:
+        info.options_present = True
+    return 0
+
+
+@implements(F.skb_get_tunnel_opt)
+def skb_get_tunnel_opt(m, ctx, to, size, *_):
+    skb = from_ctx(ctx)
+    info = skb.tunnel if skb.tunnel is not None else (m.progctx.net.tunnel
+                                                      if m.progctx is not None else None)
+    if info is None or not info.options_present:
+        m.write(to, bytes(size))
+        return neg(errno.ENOENT)
+    n = len(info.options)
+    if size < n:
+        m.write(to, bytes(size))
+        return neg(errno.ENOMEM)
+    m.write(to, info.options + bytes(size - n))
+    return n

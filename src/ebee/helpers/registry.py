@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..protos.helpers import HELPERS, HelperProto
+from ..protos.helper_types import HelperProto
+from ..protos.helpers import HELPERS
 from ..uapi import helper_name
 from ..uapi import FuncId
 

@@ -18,6 +18,7 @@ from .registry import implements
 from ..packet.skbuff import from_ctx
 from ..packet.skbuff import HEADER_UNSET
 from ..packet import csum
+from .. import uapi as U
 from ..uapi import ProgType
 from ..packet.flowhash import skb_flow_hash
 
@@ -389,4 +390,113 @@ def set_hash(m, ctx, h, *_):
 @implements(F.set_hash_invalid)
 def set_hash_invalid(m, ctx, *_):
     skb_of(m, ctx).clear_hash()
+    return 0
+
+
+# ------------------------------------------------------------------------------- checksum state
+CHECKSUM_NONE, CHECKSUM_UNNECESSARY, CHECKSUM_COMPLETE, CHECKSUM_PARTIAL = range(4)
+SKB_MAX_CSUM_LEVEL = 3
+
+
+@implements(F.csum_update)
+def csum_update(m, ctx, value, *_):
+    """Fold a checksum difference (bpf_csum_diff's) into skb->csum; only a CHECKSUM_COMPLETE
+    skb has one to update (a test run's is CHECKSUM_NONE: -ENOTSUPP)."""
+    skb = skb_of(m, ctx)
+    if skb.ip_summed != CHECKSUM_COMPLETE:
+        return neg(ENOTSUPP)
+    skb.csum = csum.csum_add(skb.csum, value & 0xFFFFFFFF)
+    return skb.csum
+
+
+@implements(F.csum_level)
+def csum_level(m, ctx, level, *_):
+    skb = skb_of(m, ctx)
+    summed, lvl = skb.ip_summed, skb.csum_level
+    if level == U.BPF_CSUM_LEVEL_INC:          # __skb_incr_checksum_unnecessary
+        if summed == CHECKSUM_UNNECESSARY:
+            if lvl < SKB_MAX_CSUM_LEVEL:
+                skb.csum_level = lvl + 1
+        elif summed == CHECKSUM_NONE:
+            skb.ip_summed, skb.csum_level = CHECKSUM_UNNECESSARY, 0
+    elif level == U.BPF_CSUM_LEVEL_DEC:        # __skb_decr_checksum_unnecessary
+        if summed == CHECKSUM_UNNECESSARY:
+            if lvl == 0:
+                skb.ip_summed = CHECKSUM_NONE
+            else:
+                skb.csum_level = lvl - 1
+    elif level == U.BPF_CSUM_LEVEL_RESET:      # __skb_reset_checksum_unnecessary
+        if summed == CHECKSUM_UNNECESSARY:
+            skb.ip_summed, skb.csum_level = CHECKSUM_NONE, 0
+    elif level == U.BPF_CSUM_LEVEL_QUERY:
+        return lvl if summed == CHECKSUM_UNNECESSARY else neg(errno.EACCES)
+    else:
+        return neg(errno.EINVAL)
+    return 0
+
+
+def _htons(v: int) -> int:
+    return ((v & 0xFF) << 8) | ((v >> 8) & 0xFF)
+
+
+def _ip_ecn_set_ce(buf, nh: int) -> int:
+    """IP_ECN_set_ce(): CE into an ECN-capable IPv4 header, its checksum fixed up."""
+    tos = buf[nh + 1]
+    ecn = (tos + 1) & 3
+    if not ecn & 2:
+        return int(not ecn)
+    # csum16_add on the header checksum as stored (network order)
+    add = (_htons(0xFFFB) + _htons(ecn)) & 0xFFFF
+    check = int.from_bytes(buf[nh + 10:nh + 12], "little")
+    res = (check + add) & 0xFFFF
+    res = (res + (res < add)) & 0xFFFF
+    buf[nh + 10:nh + 12] = res.to_bytes(2, "little")
+    buf[nh + 1] = tos | 3
+    return 1
+
+
+def _ip6_ecn_set_ce(skb, buf, nh: int) -> int:
+    first = int.from_bytes(buf[nh:nh + 4], "big")
+    if not (first >> 20) & 3:                   # not ECN-capable
+        return 0
+    to = first | (3 << 20)
+    buf[nh:nh + 4] = to.to_bytes(4, "big")
+    if skb.ip_summed == CHECKSUM_COMPLETE:
+        raw_from = int.from_bytes(first.to_bytes(4, "big"), "little")
+        raw_to = int.from_bytes(to.to_bytes(4, "big"), "little")
+        skb.csum = csum.csum_add(csum.csum_sub(skb.csum, raw_from), raw_to)
+    return 1
+
+
+@implements(F.skb_ecn_set_ce)
+def skb_ecn_set_ce(m, ctx, *_):
+    # skb_protocol(skb, true): the protocol under hardware-accelerated VLAN tags; a frame
+    # whose tags are still in the packet (skb->protocol a VLAN type) is left alone
+    skb = skb_of(m, ctx)
+    need = {ETH_P_IP: 20, ETH_P_IPV6: 40}.get(skb.protocol)
+    if need is None or skb.headlen() < need:
+        return 0
+    nh = skb.network_header
+    if nh == HEADER_UNSET or nh + need > skb.tail:
+        return 0
+    buf = skb.headbuf.buf
+    return _ip_ecn_set_ce(buf, nh) if need == 20 else _ip6_ecn_set_ce(skb, buf, nh)
+
+
+SKB_CLOCK_REALTIME, SKB_CLOCK_MONOTONIC, SKB_CLOCK_TAI = range(3)
+
+
+@implements(F.skb_set_tstamp)
+def skb_set_tstamp(m, ctx, tstamp, tstamp_type, *_):
+    skb = skb_of(m, ctx)
+    if skb.protocol not in (ETH_P_IP, ETH_P_IPV6):
+        return neg(errno.EOPNOTSUPP)
+    tstamp_type &= 0xFFFFFFFF
+    kind = {U.BPF_SKB_CLOCK_REALTIME: SKB_CLOCK_REALTIME,
+            U.BPF_SKB_CLOCK_MONOTONIC: SKB_CLOCK_MONOTONIC,
+            U.BPF_SKB_CLOCK_TAI: SKB_CLOCK_TAI}.get(tstamp_type)
+    if kind is None or (kind != SKB_CLOCK_REALTIME and not tstamp):
+        return neg(errno.EINVAL)
+    skb.tstamp = tstamp
+    skb.tstamp_type = kind
     return 0

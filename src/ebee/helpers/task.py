@@ -26,9 +26,11 @@ pointers ``bpf_get_stackid``/``bpf_get_stack`` report.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +41,7 @@ from ..uapi import FuncId
 from .registry import implements
 
 FALLBACK_TASK_SIZE = 4096
+M64 = (1 << 64) - 1
 # task->flags (include/linux/sched.h)
 PF_IDLE = 0x00000002
 PF_FORKNOEXEC = 0x00000040
@@ -251,6 +254,15 @@ class Task:
     leader: "Task | None" = field(default=None, repr=False)   # group_leader
     kthread: bool = False
     mm: dict[str, int] | None = field(default=None, repr=False)   # mm_struct bounds
+    # signals programs sent it (bpf_send_signal: "process", bpf_send_signal_thread:
+    # "thread"), in order: ebee records them, it does not deliver them
+    signals: list[tuple[int, str]] = field(default_factory=list, repr=False)
+    # the address space bpf_find_vma searches: None takes /proc/<pid>/maps for a task
+    # of this process, else none
+    vmas: "list[Vma] | None" = field(default=None, repr=False)
+    # the user registers saved at the top of its kernel stack (task_pt_regs), by name
+    # (``ip``, ``sp``, ``ax``, ...): 0 unless given
+    regs: dict[str, int] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         host = _host_task_info(self.pid) if self.tgid == os.getpid() else None
@@ -282,6 +294,7 @@ class Task:
     def _lay_out(self) -> None:
         t = self._new("task_struct")
         self.memory = t.region
+        _by_addr[t.region.start] = self
         lay = layouts()
         if lay.btf is None:            # no kernel BTF: pid, tgid and comm at fixed places
             buf = t.region.buf
@@ -332,6 +345,62 @@ class Task:
     def __del__(self) -> None:
         for s in getattr(self, "_structs", ()):
             s.release()
+
+
+# vm_flags (include/linux/mm.h)
+VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 1, 2, 4, 8
+
+
+@dataclass(eq=False)
+class Vma:
+    """One mapping of a task's address space, laid out as a vm_area_struct when a
+    program is shown it."""
+    start: int
+    end: int
+    flags: int = VM_READ
+    pgoff: int = 0
+    _struct: "_Struct | None" = field(default=None, repr=False)
+
+    def laid_out(self, mm_addr: int) -> int:
+        if self._struct is None:
+            s = _Struct("vm_area_struct", f"vma {self.start:#x}-{self.end:#x}")
+            s.put("vm_start", self.start)
+            s.put("vm_end", self.end)
+            s.put("vm_flags", self.flags)
+            s.put("vm_pgoff", self.pgoff)
+            s.put("vm_mm", mm_addr)
+            self._struct = s
+        return self._struct.addr
+
+
+def _host_vmas(pid: int) -> list[Vma]:
+    out = []
+    text = _read(f"/proc/{pid}/maps") or ""
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 5:
+            continue
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        perms = f[1]
+        flags = (VM_READ if "r" in perms else 0) | (VM_WRITE if "w" in perms else 0) | \
+            (VM_EXEC if "x" in perms else 0) | (VM_SHARED if "s" in perms else 0)
+        out.append(Vma(lo, hi, flags, int(f[2], 16) >> 12))
+    return out
+
+
+def task_vmas(t: "Task") -> list[Vma]:
+    if t.vmas is None:
+        t.vmas = _host_vmas(t.pid) if t.tgid == os.getpid() and not t.kthread else []
+    return sorted(t.vmas, key=lambda v: v.start)
+
+
+# every live task by the address of its task_struct (what task pointers hold)
+_by_addr: "weakref.WeakValueDictionary[int, Task]" = weakref.WeakValueDictionary()
+
+
+def task_at(addr: int) -> Task | None:
+    """The task whose task_struct is at ``addr`` (a task pointer a program holds)."""
+    return _by_addr.get(addr)
 
 
 def _or(v: int | None, default: int) -> int:
@@ -456,6 +525,88 @@ def get_current_task(m, *_):
 @implements(FuncId.get_current_task_btf)
 def get_current_task_btf(m, *_):
     return current_task(m).addr
+
+
+def _nsfs_dev() -> int:
+    """The nsfs device as the kernel encodes a dev_t (MKDEV: major << 20 | minor)."""
+    try:
+        st = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return 0
+    return (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+
+
+BPF_PIDNS_INFO_SIZE = 8          # struct bpf_pidns_info { u32 pid; u32 tgid; }
+
+
+@implements(FuncId.get_ns_current_pid_tgid)
+def get_ns_current_pid_tgid(m, dev, ino, nsdata, size, _):
+    # every modelled task is in the initial pid namespace (init_ns()): its numbers there
+    size &= 0xFFFFFFFF
+    t = current_task(m)
+    if size == BPF_PIDNS_INFO_SIZE and dev <= 0xFFFFFFFF and dev == _nsfs_dev() \
+            and ino == _pidns_inum():
+        m.write(nsdata, (t.pid & 0xFFFFFFFF).to_bytes(4, "little") +
+                (t.tgid & 0xFFFFFFFF).to_bytes(4, "little"))
+        return 0
+    m.write(nsdata, bytes(size))
+    return -errno.EINVAL & M64
+
+
+_NSIG = 64
+
+
+def _send_signal(m, sig: int, scope: str) -> int:
+    t = current_task(m)
+    sig &= 0xFFFFFFFF
+    if t.kthread or t.flags & PF_KTHREAD or (t.tgid == 1 and not t.kthread):
+        return -errno.EPERM & M64        # kernel threads and init are never signalled
+    if sig > _NSIG:
+        return -errno.EINVAL & M64
+    if sig:                               # 0: only the permission check
+        t.signals.append((sig, scope))
+    return 0
+
+
+@implements(FuncId.send_signal)
+def send_signal(m, sig, *_):
+    return _send_signal(m, sig, "process")
+
+
+@implements(FuncId.send_signal_thread)
+def send_signal_thread(m, sig, *_):
+    return _send_signal(m, sig, "thread")
+
+
+@implements(FuncId.task_pt_regs)
+def task_pt_regs(m, task, *_):
+    t = task_at(task)
+    if t is None:
+        return 0
+    if getattr(t, "_pt_regs", None) is None:
+        r = t._new("pt_regs")
+        for name, v in (t.regs or {}).items():
+            r.put(name, v)
+        t._pt_regs = r
+    return t._pt_regs.addr
+
+
+@implements(FuncId.find_vma)
+def find_vma(m, task, addr, callback, ctx, flags):
+    if flags:
+        return -errno.EINVAL & M64
+    t = task_at(task) if task else None
+    if t is None or t.kthread or t.memory is None:
+        return -errno.ENOENT & M64
+    mm = layouts().at("task_struct", "mm")
+    mm_addr = int.from_bytes(t.memory.buf[mm[0]:mm[0] + 8], "little") if mm else 0
+    for v in task_vmas(t):                   # find_vma(): the first that ends past addr
+        if v.end > addr:
+            if v.start <= addr:
+                m.call_function(callback, task, v.laid_out(mm_addr), ctx)
+                return 0
+            break
+    return -errno.ENOENT & M64
 
 
 @implements(FuncId.get_current_cgroup_id)

@@ -1,35 +1,52 @@
 """Helpers ebee's runtime does not implement, though the verifier knows their prototypes.
 
-A program that calls one of these verifies as it does in Linux (the
-prototypes are in ``ebee.protos.helpers``); running the call raises
-:class:`VMError` ("helper ... is not implemented by ebee"), the message the
-engines give for any helper without an implementation.  They are registered
-here, rather than left out, so that every engine path that asks whether a
-helper id exists (``callx`` to a helper id included) answers as it does for
-the implemented ones.
+Every helper of the generated table (``ebee.protos.helpers``) verifies as it does in
+Linux; those without an implementation here are registered, last, with one that raises
+:class:`VMError` ("helper ... is not implemented by ebee"), so that every engine path
+that asks whether a helper id exists (``callx`` to a helper id included) answers as it
+does for the implemented ones.  :data:`CANNOT` are the few that have no meaning
+outside the kernel, with why (docs/helpers.md shows them).
 """
 from __future__ import annotations
 
 from ..errors import VMError
-from ..uapi import helper_name
+from ..protos.helpers import HELPERS
 from ..uapi import FuncId as F
-from .registry import Impl, implements
+from ..uapi import helper_name
+from .registry import REGISTRY, Impl, implements
 
-UNIMPLEMENTED = (
-    F.perf_event_read, F.skb_get_tunnel_opt, F.skb_set_tunnel_opt, F.skb_under_cgroup,
-    F.probe_write_user, F.current_task_under_cgroup, F.get_socket_cookie, F.setsockopt,
-    F.sock_map_update, F.perf_event_read_value, F.perf_prog_read_value, F.getsockopt,
-    F.override_return, F.sock_ops_cb_flags_set, F.get_netns_cookie, F.skc_to_tcp_sock,
-)
+#: helpers user space cannot give a meaning to: why, and what ebee does instead
+CANNOT: dict[F, str] = {
+    F.ima_inode_hash: "the hash IMA (the kernel's integrity subsystem) measured for an inode; "
+                      "there is no IMA outside the kernel. The program verifies; the call "
+                      "raises VMError.",
+    F.ima_file_hash: "as ima_inode_hash, for an open file.",
+    F.bprm_opts_set: "sets flags of the linux_binprm of an execve() in progress (bprm LSM "
+                     "hooks); ebee runs no execve. The program verifies; the call raises "
+                     "VMError.",
+    F.tcp_send_ack: "makes the kernel's TCP stack send an ACK on a connection a "
+                    "tcp_congestion_ops program controls; ebee has no TCP state machine. The "
+                    "program verifies; the call raises VMError.",
+}
 
 
 def _unimplemented(fid: F) -> Impl:
     why = f"helper {helper_name(fid)}#{int(fid)} is not implemented by ebee"
+    if fid in CANNOT:
+        why += f" ({CANNOT[fid].split(';')[0]})"
 
     def impl(m, *_):
         raise VMError(why)
     return impl
 
 
-for _fid in UNIMPLEMENTED:
+#: the helpers with a prototype and no implementation (registered below)
+UNIMPLEMENTED: frozenset[F] = frozenset(f for f in HELPERS if f not in REGISTRY)
+
+for _fid in sorted(UNIMPLEMENTED):
     implements(_fid)(_unimplemented(_fid))
+
+
+def implemented(fid: int) -> bool:
+    """Whether ebee's runtime runs helper ``fid`` (not merely verifies calls to it)."""
+    return fid in REGISTRY and fid not in UNIMPLEMENTED

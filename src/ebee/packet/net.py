@@ -88,6 +88,10 @@ class TunnelKey:
     local_ipv4: int = 0
     local_ipv6: bytes = b"\0" * 16
     ipv6: bool = False
+    # tunnel options (bpf_skb_set_tunnel_opt: Geneve/VXLAN/ERSPAN/... option bytes) and
+    # whether the *_OPT flags say they are there
+    options: bytes = b""
+    options_present: bool = False
 
 
 _cookies = itertools.count(0x1000)

@@ -13,7 +13,8 @@ import struct
 import weakref
 
 from ..errors import VMError
-from ..layouts.kernel import BPF_SKB_DATA_END, PKT_TYPE_MAX, QDISC_SKB_CB, SK_BUFF, SKB_SHARED_INFO
+from ..layouts.kernel import (BPF_SKB_DATA_END, PKT_TYPE_MAX, QDISC_SKB_CB, SK_BUFF, SKB_SHARED_INFO,
+                              TSTAMP_TYPE_MASK)
 from ..memory import SHARED, Memory, Region
 
 from ..uapi import (ETH_ALEN, ETH_HLEN, ETH_P_802_2, ETH_P_802_3, ETH_P_802_3_MIN,  # noqa: F401
@@ -124,6 +125,32 @@ class SkBuff:
         self.truesize = alloc
         self.tunnel = None          # tunnel metadata (set_tunnel_key / the receive side)
         _live[self.region.start] = self
+
+    # -- checksum state (bitfields: ip_summed bits 5-6 of __pkt_type_offset, csum_level
+    # bits 6-7 of the byte after it, as Linux 6.18 lays them out)
+    @property
+    def ip_summed(self) -> int:
+        return (self._flags1 >> 5) & 3
+
+    @ip_summed.setter
+    def ip_summed(self, v: int) -> None:
+        self._flags1 = (self._flags1 & ~0x60) | ((v & 3) << 5)
+
+    @property
+    def tstamp_type(self) -> int:
+        return self._mono_tc & TSTAMP_TYPE_MASK
+
+    @tstamp_type.setter
+    def tstamp_type(self, v: int) -> None:
+        self._mono_tc = (self._mono_tc & ~TSTAMP_TYPE_MASK) | (v & TSTAMP_TYPE_MASK)
+
+    @property
+    def csum_level(self) -> int:
+        return (self._mono_tc >> 6) & 3
+
+    @csum_level.setter
+    def csum_level(self, v: int) -> None:
+        self._mono_tc = (self._mono_tc & 0x3F) | ((v & 3) << 6)
 
     # -- geometry ------------------------------------------------------------------
 

@@ -45,6 +45,10 @@ class Cpu:
         self.task: Any = None            # an ebee.helpers.task.Task; None: the process's
         self.btf: Any = None             # the program's BTF (bpf_obj_new sizes objects from it)
         self.func_ip = 0                 # bpf_get_func_ip of a tracing run
+        self.func_event: Any = None      # the traced call (ebee.helpers.tracing.FuncEvent)
+        # bpf_cg_run_ctx.retval of a cgroup program run: what bpf_get_retval reads and
+        # bpf_set_retval writes (the runner starts it at the hook's return value)
+        self.cg_retval = 0
         # frame of the program function that called the helper now running (-1: none);
         # engines set it before each helper call, callbacks run one frame below it
         self.frame_depth = -1

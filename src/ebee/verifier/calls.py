@@ -31,7 +31,7 @@ from .func_proto import (ARG_ANYTHING, ARG_CONST_ALLOC_SIZE_OR_ZERO, ARG_CONST_M
                          BPF_FUNC_MAX_ID, RET_INTEGER, RET_PTR_TO_BTF_ID, RET_PTR_TO_MAP_VALUE,
                          RET_PTR_TO_MEM, RET_PTR_TO_MEM_OR_BTF_ID, RET_PTR_TO_SOCK_COMMON,
                          RET_PTR_TO_SOCKET, RET_PTR_TO_TCP_SOCK, RET_VOID, CallArgMeta, Proto,
-                         func_id_name, helper_changes_pkt_data, helper_proto,
+                         func_id_name, helper_allowed, helper_changes_pkt_data, helper_proto,
                          is_async_callback_calling_insn)
 from .globals import btf_check_subprog_call
 from .insn import Insn
@@ -367,6 +367,8 @@ def check_helper_call(env: Env, insn: Insn) -> None:
     if not env.gpl and fn.gpl_only:
         raise env.reject("cannot call GPL-restricted function from non-GPL compatible program",
                          EINVAL)
+    if fn.allowed is not None and not helper_allowed(env, fn.allowed):
+        raise env.reject("helper call is not allowed in probe", EINVAL)
     if not env.sleepable and fn.might_sleep:
         raise env.reject("helper call might sleep in a non-sleepable prog", EINVAL)
     s = env.cur_state
@@ -495,8 +497,25 @@ def check_helper_call(env: Env, insn: Insn) -> None:
         r0.ref_obj_id = id_
     _do_refine_retval_range(env, r0, fn, func_id, meta)
     check_map_func_compatibility(env, meta.map_ptr, func_id)
+    if func_id == F.get_func_ip:
+        check_get_func_ip(env)
     if changes_data:
         clear_all_pkt_pointers(env)
+
+
+def check_get_func_ip(env: Env) -> None:
+    """Linux's check_get_func_ip: kprobes and trampoline programs know their function."""
+    func_id = int(F.get_func_ip)
+    if env.prog_type == U.ProgType.TRACING:
+        if env.expected_attach_type not in (U.AttachType.TRACE_FENTRY, U.AttachType.TRACE_FEXIT,
+                                            U.AttachType.MODIFY_RETURN):
+            raise env.reject(f"func {func_id_name(func_id)}#{func_id} supported only for "
+                             f"fentry/fexit/fmod_ret programs", ENOTSUPP)
+        return
+    if env.prog_type == U.ProgType.KPROBE:
+        return
+    raise env.reject(f"func {func_id_name(func_id)}#{func_id} not supported for program type "
+                     f"{int(env.prog_type)}", ENOTSUPP)
 
 
 def _nr_cpu_ids() -> int:

@@ -1,86 +1,60 @@
 """Helper prototypes in kernel words (struct bpf_func_proto) and what the verifier
 knows of each helper id: which change packet data, which call back into the program.
 
-``ebee.protos.helpers`` gives each prototype in the ``Arg``/``Ret``
-vocabulary; :func:`helper_proto` translates it into the kernel's arg type +
-flag words (``enum bpf_arg_type`` / ``enum bpf_return_type`` of
-include/linux/bpf.h) that check_helper_call works on, for one program type.
+``ebee.protos.helpers`` (generated from the kernel sources) gives each prototype in
+the kernel's words, a base type and flags; :func:`helper_proto` picks the one the
+program's type, attach type and sleepability get and turns it into the arg type +
+flag numbers check_helper_call works on.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..protos.helpers import HELPERS
+from ..protos.helpers import ALLOWED_SETS, HELPERS
 from ..protos.kfuncs import by_id as kfunc_by_id
-from ..uapi import FuncId as F
+from ..protos.vocab import BPF_BASE_TYPE_BITS, Arg, Ret
+from ..uapi import AttachType as AT, FuncId as F, ProgType as PT
 from .env import Env
 from .insn import Insn
-from .types import (MEM_ALIGNED, MEM_FIXED_SIZE, MEM_RDONLY, MEM_RINGBUF, MEM_UNINIT, MEM_WRITE,
-                    OBJ_RELEASE, PTR_MAYBE_NULL, PTR_TRUSTED)
+from .types import BASE_TYPE_BITS
 
 BPF_FUNC_MAX_ID = max(int(f) for f in F) + 1      # __BPF_FUNC_MAX_ID
 
-# enum bpf_arg_type (base values; flags are the register-type flag bits)
-(ARG_DONTCARE, ARG_CONST_MAP_PTR, ARG_PTR_TO_MAP_KEY, ARG_PTR_TO_MAP_VALUE, ARG_PTR_TO_MEM,
- ARG_PTR_TO_ARENA, ARG_CONST_SIZE, ARG_CONST_SIZE_OR_ZERO, ARG_PTR_TO_CTX, ARG_ANYTHING,
- ARG_PTR_TO_SPIN_LOCK, ARG_PTR_TO_SOCK_COMMON, ARG_PTR_TO_SOCKET, ARG_PTR_TO_BTF_ID,
- ARG_PTR_TO_RINGBUF_MEM, ARG_CONST_ALLOC_SIZE_OR_ZERO, ARG_PTR_TO_BTF_ID_SOCK_COMMON,
- ARG_PTR_TO_PERCPU_BTF_ID, ARG_PTR_TO_FUNC, ARG_PTR_TO_STACK, ARG_PTR_TO_CONST_STR,
- ARG_PTR_TO_TIMER, ARG_KPTR_XCHG_DEST, ARG_PTR_TO_DYNPTR) = range(24)
+# enum bpf_arg_type / enum bpf_return_type base values (ebee.protos.vocab's)
+ARG_DONTCARE = int(Arg.DONTCARE)
+ARG_CONST_MAP_PTR = int(Arg.CONST_MAP_PTR)
+ARG_PTR_TO_MAP_KEY = int(Arg.PTR_TO_MAP_KEY)
+ARG_PTR_TO_MAP_VALUE = int(Arg.PTR_TO_MAP_VALUE)
+ARG_PTR_TO_MEM = int(Arg.PTR_TO_MEM)
+ARG_PTR_TO_ARENA = int(Arg.PTR_TO_ARENA)
+ARG_CONST_SIZE = int(Arg.CONST_SIZE)
+ARG_CONST_SIZE_OR_ZERO = int(Arg.CONST_SIZE_OR_ZERO)
+ARG_PTR_TO_CTX = int(Arg.PTR_TO_CTX)
+ARG_ANYTHING = int(Arg.ANYTHING)
+ARG_PTR_TO_SPIN_LOCK = int(Arg.PTR_TO_SPIN_LOCK)
+ARG_PTR_TO_SOCK_COMMON = int(Arg.PTR_TO_SOCK_COMMON)
+ARG_PTR_TO_SOCKET = int(Arg.PTR_TO_SOCKET)
+ARG_PTR_TO_BTF_ID = int(Arg.PTR_TO_BTF_ID)
+ARG_PTR_TO_RINGBUF_MEM = int(Arg.PTR_TO_RINGBUF_MEM)
+ARG_CONST_ALLOC_SIZE_OR_ZERO = int(Arg.CONST_ALLOC_SIZE_OR_ZERO)
+ARG_PTR_TO_BTF_ID_SOCK_COMMON = int(Arg.PTR_TO_BTF_ID_SOCK_COMMON)
+ARG_PTR_TO_PERCPU_BTF_ID = int(Arg.PTR_TO_PERCPU_BTF_ID)
+ARG_PTR_TO_FUNC = int(Arg.PTR_TO_FUNC)
+ARG_PTR_TO_STACK = int(Arg.PTR_TO_STACK)
+ARG_PTR_TO_CONST_STR = int(Arg.PTR_TO_CONST_STR)
+ARG_PTR_TO_TIMER = int(Arg.PTR_TO_TIMER)
+ARG_KPTR_XCHG_DEST = int(Arg.KPTR_XCHG_DEST)
+ARG_PTR_TO_DYNPTR = int(Arg.PTR_TO_DYNPTR)
+RET_INTEGER = int(Ret.INTEGER)
+RET_VOID = int(Ret.VOID)
+RET_PTR_TO_MAP_VALUE = int(Ret.PTR_TO_MAP_VALUE)
+RET_PTR_TO_SOCKET = int(Ret.PTR_TO_SOCKET)
+RET_PTR_TO_TCP_SOCK = int(Ret.PTR_TO_TCP_SOCK)
+RET_PTR_TO_SOCK_COMMON = int(Ret.PTR_TO_SOCK_COMMON)
+RET_PTR_TO_MEM = int(Ret.PTR_TO_MEM)
+RET_PTR_TO_MEM_OR_BTF_ID = int(Ret.PTR_TO_MEM_OR_BTF_ID)
+RET_PTR_TO_BTF_ID = int(Ret.PTR_TO_BTF_ID)
 
-# enum bpf_return_type (base values)
-(RET_INTEGER, RET_VOID, RET_PTR_TO_MAP_VALUE, RET_PTR_TO_SOCKET, RET_PTR_TO_TCP_SOCK,
- RET_PTR_TO_SOCK_COMMON, RET_PTR_TO_MEM, RET_PTR_TO_MEM_OR_BTF_ID, RET_PTR_TO_BTF_ID) = range(9)
-
-# The prototypes' Arg/Ret names are the kernel's enum names; these are their
-# definitions in include/linux/bpf.h (base type | flags), plus the fixed
-# sizes the kernel's prototypes give the legacy int/long pointer args.
-_ARG_DEF = {
-    "DONTCARE": (ARG_DONTCARE, 0), "ANYTHING": (ARG_ANYTHING, 0),
-    "CONST_MAP_PTR": (ARG_CONST_MAP_PTR, 0), "PTR_TO_MAP_KEY": (ARG_PTR_TO_MAP_KEY, 0),
-    "PTR_TO_MAP_VALUE": (ARG_PTR_TO_MAP_VALUE, 0),
-    "PTR_TO_UNINIT_MAP_VALUE": (ARG_PTR_TO_MAP_VALUE, MEM_UNINIT | MEM_WRITE),
-    "PTR_TO_MAP_VALUE_OR_NULL": (ARG_PTR_TO_MAP_VALUE, PTR_MAYBE_NULL),
-    "PTR_TO_MEM": (ARG_PTR_TO_MEM, MEM_RDONLY),
-    "PTR_TO_MEM_OR_NULL": (ARG_PTR_TO_MEM, PTR_MAYBE_NULL | MEM_RDONLY),
-    "PTR_TO_UNINIT_MEM": (ARG_PTR_TO_MEM, MEM_UNINIT | MEM_WRITE),
-    "PTR_TO_FIXED_SIZE_MEM": (ARG_PTR_TO_MEM, MEM_FIXED_SIZE),
-    "CONST_SIZE": (ARG_CONST_SIZE, 0), "CONST_SIZE_OR_ZERO": (ARG_CONST_SIZE_OR_ZERO, 0),
-    "CONST_ALLOC_SIZE_OR_ZERO": (ARG_CONST_ALLOC_SIZE_OR_ZERO, 0),
-    "PTR_TO_CTX": (ARG_PTR_TO_CTX, 0), "PTR_TO_CTX_OR_NULL": (ARG_PTR_TO_CTX, PTR_MAYBE_NULL),
-    "PTR_TO_SOCK_COMMON": (ARG_PTR_TO_SOCK_COMMON, 0), "PTR_TO_SOCKET": (ARG_PTR_TO_SOCKET, 0),
-    "PTR_TO_SOCKET_OR_NULL": (ARG_PTR_TO_SOCKET, PTR_MAYBE_NULL),
-    "PTR_TO_BTF_ID": (ARG_PTR_TO_BTF_ID, 0),
-    "PTR_TO_BTF_ID_OR_NULL": (ARG_PTR_TO_BTF_ID, PTR_MAYBE_NULL),
-    "PTR_TO_BTF_ID_SOCK_COMMON": (ARG_PTR_TO_BTF_ID_SOCK_COMMON, 0),
-    "PTR_TO_SPIN_LOCK": (ARG_PTR_TO_SPIN_LOCK, 0),
-    "PTR_TO_INT": (ARG_PTR_TO_MEM, MEM_FIXED_SIZE | MEM_UNINIT | MEM_WRITE | MEM_ALIGNED),
-    "PTR_TO_LONG": (ARG_PTR_TO_MEM, MEM_FIXED_SIZE | MEM_UNINIT | MEM_WRITE | MEM_ALIGNED),
-    "PTR_TO_ALLOC_MEM": (ARG_PTR_TO_RINGBUF_MEM, 0),
-    "PTR_TO_FUNC": (ARG_PTR_TO_FUNC, 0), "PTR_TO_STACK": (ARG_PTR_TO_STACK, 0),
-    "PTR_TO_STACK_OR_NULL": (ARG_PTR_TO_STACK, PTR_MAYBE_NULL),
-    "PTR_TO_CONST_STR": (ARG_PTR_TO_CONST_STR, 0), "PTR_TO_TIMER": (ARG_PTR_TO_TIMER, 0),
-    "PTR_TO_KPTR": (ARG_KPTR_XCHG_DEST, 0), "PTR_TO_DYNPTR": (ARG_PTR_TO_DYNPTR, 0),
-    "PTR_TO_PERCPU_BTF_ID": (ARG_PTR_TO_PERCPU_BTF_ID, 0),
-}
-_ARG_SIZE = {"PTR_TO_INT": 4, "PTR_TO_LONG": 8}
-_RET_DEF = {
-    "INTEGER": (RET_INTEGER, 0), "VOID": (RET_VOID, 0),
-    "PTR_TO_MAP_VALUE": (RET_PTR_TO_MAP_VALUE, 0),
-    "PTR_TO_MAP_VALUE_OR_NULL": (RET_PTR_TO_MAP_VALUE, PTR_MAYBE_NULL),
-    "PTR_TO_SOCKET_OR_NULL": (RET_PTR_TO_SOCKET, PTR_MAYBE_NULL),
-    "PTR_TO_TCP_SOCK_OR_NULL": (RET_PTR_TO_TCP_SOCK, PTR_MAYBE_NULL),
-    "PTR_TO_SOCK_COMMON_OR_NULL": (RET_PTR_TO_SOCK_COMMON, PTR_MAYBE_NULL),
-    "PTR_TO_RINGBUF_MEM_OR_NULL": (RET_PTR_TO_MEM, PTR_MAYBE_NULL | MEM_RINGBUF),
-    "PTR_TO_DYNPTR_MEM_OR_NULL": (RET_PTR_TO_MEM, PTR_MAYBE_NULL),
-    "PTR_TO_BTF_ID_OR_NULL": (RET_PTR_TO_BTF_ID, PTR_MAYBE_NULL),
-    "PTR_TO_BTF_ID": (RET_PTR_TO_BTF_ID, 0),
-    "PTR_TO_BTF_ID_TRUSTED": (RET_PTR_TO_BTF_ID, PTR_TRUSTED),
-    "PTR_TO_MEM_OR_BTF_ID": (RET_PTR_TO_MEM_OR_BTF_ID, 0),
-}
-# helpers whose argument is released by the call (OBJ_RELEASE in their prototypes)
-_RELEASE_ARG = {F.sk_release: 0, F.ringbuf_submit: 0, F.ringbuf_discard: 0,
-                F.ringbuf_submit_dynptr: 0, F.ringbuf_discard_dynptr: 0, F.kptr_xchg: 1}
 _SYNC_CB = {F.for_each_map_elem, F.find_vma, F.loop, F.user_ringbuf_drain}
 _ASYNC_CB = {F.timer_set_callback}
 _CHANGES_PKT_DATA = {
@@ -125,29 +99,52 @@ class Proto:
     might_sleep: bool = False
     ret_btf_id: object = None
     arg_btf_id: list = field(default_factory=list)
+    allowed: str | None = None          # the kernel's .allowed callback (helper_allowed)
 
 
-_proto_cache: dict[tuple[int, int], Proto | None] = {}
+_proto_cache: dict[tuple, Proto | None] = {}
+
+assert BASE_TYPE_BITS == BPF_BASE_TYPE_BITS
 
 
-def _make_proto(fid: int, prog_type=None) -> Proto | None:
+def _make_proto(fid: int, prog_type=None, attach_type=None, sleepable: bool = False) -> Proto | None:
     h = HELPERS.get(fid)
     if h is None:
         return None
-    args = []
-    sizes = []
-    for a in h.args_for(prog_type):
-        name = a.name
-        if name == "DONTCARE":
-            break
-        args.append(_ARG_DEF[name])
-        sizes.append(_ARG_SIZE.get(name, 0))
-    if fid in _RELEASE_ARG:
-        i = _RELEASE_ARG[fid]
-        if i < len(args):
-            args[i] = (args[i][0], args[i][1] | OBJ_RELEASE)
-    rb, rf = _RET_DEF[h.ret.name]
-    return Proto(fid, rb, rf, args, sizes, h.gpl_only, h.pkt_access, h.might_sleep, h.ret_btf)
+    p = h.for_prog(prog_type, attach_type, sleepable)
+    args = [(int(a.type), int(a.flags) << BASE_TYPE_BITS) for a in p.args]
+    sizes = [a.size for a in p.args]
+    return Proto(fid, int(p.ret), int(p.ret_flags) << BASE_TYPE_BITS, args, sizes, p.gpl_only,
+                 p.pkt_access, p.might_sleep, p.ret_btf, [a.btf for a in p.args], p.allowed)
+
+
+def _lsm_sleepable(target: str | None) -> bool:
+    # bpf_lsm_is_sleepable_hook(): the hook's function is bpf_lsm_<hook>
+    if not target:
+        return False
+    name = target if target.startswith("bpf_lsm_") else "bpf_lsm_" + target
+    return name in ALLOWED_SETS["sleepable_lsm_hooks"]
+
+
+def helper_allowed(env: Env, callback: str) -> bool:
+    """The prototype's ``.allowed(prog)`` callback, by its kernel name."""
+    pt, at, target = env.prog_type, env.expected_attach_type, env.attach_target
+    if callback == "bpf_d_path_allowed":
+        if pt == PT.TRACING and at == AT.TRACE_ITER:
+            return True
+        if pt == PT.LSM:
+            return _lsm_sleepable(target)
+        return target in ALLOWED_SETS["btf_allowlist_d_path"]
+    if callback == "bpf_ima_inode_hash_allowed":
+        return _lsm_sleepable(target)
+    if callback == "bpf_sk_storage_tracing_allowed":
+        if at in (AT.TRACE_ITER, AT.TRACE_RAW_TP):
+            return True      # bpf_sk_storage has no tracepoint
+        if at in (AT.TRACE_FENTRY, AT.TRACE_FEXIT):
+            return bool(target) and not target.startswith("bpf_sk_storage")
+        return False
+    # a callback this verifier does not know: refuse, as no unsound accept is allowed
+    return False
 
 
 # bpf_base_func_proto: helpers only a loader with CAP_BPF gets, and those that also
@@ -177,10 +174,11 @@ def helper_proto(env: Env, func_id: int) -> Proto | None:
         return None
     if func_id < 0 or func_id >= BPF_FUNC_MAX_ID:
         return None
-    key = (func_id, env.prog_type)
+    key = (func_id, env.prog_type, env.expected_attach_type, env.sleepable)
     p = _proto_cache.get(key, False)
     if p is False:
-        p = _proto_cache[key] = _make_proto(func_id, env.prog_type)
+        p = _proto_cache[key] = _make_proto(func_id, env.prog_type, env.expected_attach_type,
+                                            env.sleepable)
     if p is None:
         return None
     info = env.ptinfo
