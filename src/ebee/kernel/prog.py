@@ -203,7 +203,7 @@ class KernelProgram(FdObject):
 
     def xlated(self) -> list[Instruction]:
         """The instructions as the kernel rewrote them (``bpftool prog dump xlated``)."""
-        return decode(prog_xlated(self.fileno()))
+        return decode(prog_xlated(self.fileno()), strict=False)
 
     def jited(self):
         return prog_jited(self.fileno())
