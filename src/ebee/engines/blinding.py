@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import warnings
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Callable, Sequence
@@ -61,7 +62,10 @@ def _initial() -> JitHarden:
     try:
         return JitHarden(int(raw))
     except ValueError:
-        raise ValueError(f"{ENV_VAR}={raw!r}: expected 0, 1 or 2") from None
+        # a hardening switch that cannot be read fails safe: everything blinded
+        warnings.warn(f"{ENV_VAR}={raw!r} is not 0, 1 or 2: blinding every program (2)",
+                      RuntimeWarning, stacklevel=2)
+        return JitHarden.ALL
 
 
 _SETTING = _Setting(_initial(), threading.Lock())
