@@ -11,7 +11,9 @@ input format and lists every failure:
 * ``exit``: an exit status other than 0, 1 or 2;
 * ``message``: a bad-input exit (2) whose stderr is not exactly one line (exit 1 is
   a verdict -- a rejected program, a failed run -- and may print a log);
-* ``hang``: the case outlived its alarm.
+* ``hang``: the case outlived its alarm -- except where the alarm found the verifier
+  at work (``slow-verify``: a program that drives it to the kernel's complexity limit
+  of 1M processed instructions, which Linux also walks to the end, more quickly).
 
 Inputs are seeds mutated by a deterministic ``random.Random(seed)``: ELF objects
 (examples/c/*.o), the raw BTF of their .BTF sections, assembly text, raw
@@ -139,8 +141,17 @@ def run_case(argv: list[str]) -> tuple[str | None, str, int]:
                 code = main(argv)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 2
-    except Hang:
-        return "hang", f"over {CASE_SECONDS}s", -1
+    except Hang as h:
+        # a verifier walking the kernel's 1M-instruction complexity limit (a loop it cannot
+        # prune, as Linux cannot either) is slow in Python, not stuck: counted apart
+        tb = h.__traceback__
+        frames = []
+        while tb is not None:
+            frames.append(tb.tb_frame.f_code.co_filename)
+            tb = tb.tb_next
+        if any("/ebee/verifier/" in f for f in frames):
+            return "slow-verify", f"verifier still running after {CASE_SECONDS}s", -1
+        return "hang", f"over {CASE_SECONDS}s in {frames[-1] if frames else '?'}", -1
     except BaseException:       # noqa: BLE001 -- the bug being looked for
         return "traceback", traceback.format_exc(limit=-4), -1
     finally:

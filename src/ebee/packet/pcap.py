@@ -192,6 +192,12 @@ class Writer:
         self.written = 0
 
     def write(self, data: bytes, ts: float, comment: str | None = None) -> None:
+        # pcap keeps u32 seconds, pcapng u64 microseconds: a timestamp read from a damaged
+        # capture may fit neither
+        limit = (1 << 64) / 1e6 if self.pcapng else float(1 << 32)
+        if not 0 <= ts < limit:
+            raise PcapError(f"{self.path}: error: packet {self.written + 1}: timestamp {ts!r} "
+                            f"does not fit a {'pcapng' if self.pcapng else 'pcap'} file")
         if self.pcapng:
             ng = self._ng
             opts = []
