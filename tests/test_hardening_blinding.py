@@ -473,3 +473,44 @@ def test_kernel_cli_dumps_blinded_programs(host_harden_2, capsys):
         assert code in (0, None) and "r11 ^=" in out and "= r11" in out
     finally:
         kp.close()
+
+
+# ------------------------------------------------- the constants stay out of the JIT code
+
+SPRAY = 0x3C909090          # "nop; nop; nop; cmp al, ..": the classic JIT-spraying immediate
+SPRAYED = {
+    "mov": f"r0 = {SPRAY}\nexit",
+    "alu32": f"w0 = w1\nw0 += {SPRAY}\nexit",
+    "alu64": f"r0 = r1\nr0 ^= {SPRAY}\nexit",
+    "jmp": f"r0 = 0\nif r1 == {SPRAY} goto +1\nr0 = 1\nexit",
+    "jmp32": f"r0 = 0\nif w1 != {SPRAY} goto +1\nr0 = 1\nexit",
+    "st": f"*(u32 *)(r10 -4) = {SPRAY}\nr0 = *(u32 *)(r10 -4)\nexit",
+    "lddw": f"r0 = {SPRAY * (1 << 32) + SPRAY:#x} ll\nr0 += r1\nexit",
+}
+
+
+def _code_of(insns, checked: bool) -> bytes:
+    """The machine code LLVM makes of ``insns`` (what ``ebee prog dump jited`` shows)."""
+    from ebee.engines.jit.dump import jited
+    return b"".join(i.data for f in jited(insns, checked=checked) for i in f.insns)
+
+
+@pytest.mark.parametrize("verified", [True, False], ids=["unchecked", "checked"])
+@pytest.mark.parametrize("name", sorted(SPRAYED))
+def test_blinded_constants_never_reach_the_machine_code(name, verified):
+    pytest.importorskip("ebee.engines.jit.runtime", reason="llvmlite is not installed")
+    from ebee.engines import Machine
+    insns = assemble(SPRAYED[name])
+    needle = SPRAY.to_bytes(4, "little")
+    results = []
+    for form in (list(insns), blind(insns)[0]):
+        m = Machine()
+        try:
+            b = m.bind(form, engine="jit", verified=Verified() if verified else None)
+            results.append(b.run(0x1234, 0).retval)
+        finally:
+            m.close()
+        results.append(needle in _code_of(form, not verified))
+    plain_ret, plain_has, blind_ret, blind_has = results
+    assert plain_has, "the test cannot fail: the unblinded code lacks the constant"
+    assert not blind_has and blind_ret == plain_ret

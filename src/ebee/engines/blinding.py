@@ -159,6 +159,19 @@ def blind_insn(i: Instruction, rnd: Callable[[], int]) -> list[Instruction] | No
     return None
 
 
+def blinded_moves(insns: Sequence[Instruction]) -> frozenset[int]:
+    """The pcs of the ``AX = a`` halves of blinded pairs (``AX = a ; AX ^= b``).  A JIT
+    that folds constants must keep these opaque, or it puts ``a ^ b`` -- the constant
+    blinding hid -- back into the machine code."""
+    out = set()
+    for i, n in zip(insns, insns[1:]):
+        if (i.dst == AX and n.dst == AX and i.kind is Kind.ALU and n.kind is Kind.ALU
+                and i.spec.op == "mov" and n.spec.op == "xor"
+                and not i.spec.use_reg and not n.spec.use_reg and i.spec.is64 == n.spec.is64):
+            out.add(i.pc)
+    return frozenset(out)
+
+
 def _target(i: Instruction) -> int | None:
     k = i.kind
     if k in (Kind.JA, Kind.JCC, Kind.JCOND, Kind.CALL_LOCAL):
@@ -214,5 +227,5 @@ def blind(insns: Sequence[Instruction], *, rng: random.Random | None = None
     return out, new_pc
 
 
-__all__ = ["AX", "ENV_VAR", "JitHarden", "blind", "blind_insn", "blinding_enabled",
+__all__ = ["AX", "ENV_VAR", "JitHarden", "blind", "blind_insn", "blinded_moves", "blinding_enabled",
            "is_multi_function", "jit_harden", "set_jit_harden"]
