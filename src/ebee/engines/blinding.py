@@ -16,6 +16,9 @@ with a fresh random constant per instruction; ``r = 0`` becomes ``r ^= r``.
 Which opcodes are blinded, the order of the emitted instructions and the jump
 adjustments are the kernel's (``bpf_jit_blind_insn`` and ``bpf_adj_branches``).
 
+A JIT that folds constants would undo this (``a ^ b`` is a constant expression):
+ebee's keeps the first half of each pair opaque to LLVM (:func:`blinded_moves`).
+
 Levels, as the sysctl: 0 off, 1 programs of unprivileged loaders only, 2 all.
 ebee's level is :func:`jit_harden` / :func:`set_jit_harden` (initially
 ``EBEE_JIT_HARDEN``, default 0).
