@@ -23,10 +23,12 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, NoReturn, Protocol
 
 from . import cache, uapi as U
 from .btf.ext import FuncInfo, LineInfo
+from .engines.blinding import blind, blinding_enabled, is_multi_function, jit_harden
+from .errors import EbeeError
 from .fs import PinStore, default_store, sync_maps
 from .isa import OP_CALL, OP_LDDW, Instruction, encode
 from .maps import MapError, by_id as map_by_id
@@ -162,6 +164,56 @@ class LineRecord:
     line_text: str
 
 
+class ImmutableProgramError(EbeeError, TypeError):
+    """An attempt to change a program's instructions after it was verified or loaded to
+    run: as in the kernel, the image the verifier passed is the image that runs."""
+
+
+class InstructionArray(list):
+    """A program's instruction list: an ordinary list until :meth:`seal`, then read-only
+    (every mutator raises :class:`ImmutableProgramError`)."""
+
+    __slots__ = ("_sealed_by",)
+
+    def __init__(self, insns: Iterable[Instruction] = ()):
+        super().__init__(insns)
+        self._sealed_by: str | None = None
+
+    @property
+    def sealed(self) -> bool:
+        return self._sealed_by is not None
+
+    def seal(self, who: str) -> None:
+        if self._sealed_by is None:
+            self._sealed_by = who
+
+    def _refuse(self, *_a: Any, **_k: Any) -> NoReturn:
+        raise ImmutableProgramError(f"program {self._sealed_by!r}: its instructions are read-only "
+                                    f"once it is verified or loaded to run (build a new Program "
+                                    f"to change them)")
+
+    def __reduce__(self):
+        return (list, (list(self),))      # copies and pickles are ordinary lists
+
+
+def _guarded(name: str):
+    base = getattr(list, name)
+
+    def method(self: InstructionArray, *a: Any, **k: Any) -> Any:
+        if self.sealed:
+            self._refuse()
+        return base(self, *a, **k)
+    method.__name__ = name
+    method.__doc__ = base.__doc__
+    return method
+
+
+for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend", "insert",
+              "pop", "remove", "clear", "sort", "reverse"):
+    setattr(InstructionArray, _name, _guarded(_name))
+del _name
+
+
 class Owner(Protocol):
     """What a program needs of the object it came from (``ebee.session.Object``)."""
 
@@ -181,8 +233,9 @@ class Program(Runnable):
                  license: str = "GPL", kern_version: int = 0, btf: Any = None,
                  func_info: list[FuncInfo] | None = None, line_info: list[LineInfo] | None = None,
                  functions: list[tuple[str, int]] | None = None, owner: Owner | None = None,
-                 verify: bool = False, evidence_from_verifier: bool | None = None):
-        self.insns = list(insns)
+                 verify: bool = False, evidence_from_verifier: bool | None = None,
+                 privileged: bool = True):
+        self._insns = InstructionArray(insns)
         self.type = U.ProgType(int(prog_type))
         self.name = name
         self.section = section
@@ -203,6 +256,9 @@ class Program(Runnable):
         # does not require verification (a loaded object's programs: yes; raw lists: no)
         self.evidence_from_verifier = owner is not None if evidence_from_verifier is None \
             else evidence_from_verifier
+        # whether its loader had CAP_BPF: verified as unprivileged otherwise, and blinded
+        # at net.core.bpf_jit_harden=1
+        self.privileged = privileged
         self.verifier_result: VerifierResult | None = None   # the verdict it runs under
         self._verdict_of: tuple[Instruction, ...] | None = None
         self._xlated: tuple[tuple, tuple[list[Instruction], dict[int, int]]] | None = None
@@ -210,6 +266,7 @@ class Program(Runnable):
         # by the run using it, so a concurrent or nested run makes its own
         self._runner: tuple[tuple, Runner, list] | None = None
         self._runner_lock = threading.Lock()
+        self._blinded: tuple[tuple, tuple[list[Instruction], dict[int, int]] | None] | None = None
 
     @classmethod
     def from_insns(cls, insns: Iterable[Instruction], prog_type: U.ProgType | int, *,
@@ -221,6 +278,22 @@ class Program(Runnable):
                    verify=verify, **kw)
 
     # -- what it is ----------------------------------------------------------------------
+
+    @property
+    def insns(self) -> InstructionArray:
+        """The linked instructions; read-only once verified or loaded to run."""
+        return self._insns
+
+    @insns.setter
+    def insns(self, insns: Iterable[Instruction]) -> None:
+        if self._insns.sealed:
+            self._insns._refuse()
+        self._insns = InstructionArray(insns)
+
+    @property
+    def sealed(self) -> bool:
+        """Whether the instructions are fixed (verified, or loaded to run)."""
+        return self._insns.sealed
 
     @property
     def kernel_name(self) -> str:
@@ -266,10 +339,7 @@ class Program(Runnable):
 
     # -- as the runtime runs it ----------------------------------------------------------
 
-    def xlated(self) -> tuple[list[Instruction], dict[int, int]]:
-        """The program as the runtime runs it -- context accesses rewritten onto the
-        runtime's kernel-shaped structures, what ``bpftool prog dump xlated`` shows for
-        the kernel -- and the map from original pcs to rewritten ones (cached)."""
+    def _ctx_rewritten(self) -> tuple[list[Instruction], dict[int, int]]:
         key = (tuple(self.insns), self.type, self.expected_attach_type)
         if self._xlated is None or self._xlated[0] != key:
             info = self.info
@@ -280,8 +350,38 @@ class Program(Runnable):
             self._xlated = (key, out)
         return self._xlated[1]
 
+    @property
+    def blinding(self) -> bool:
+        """Whether ebee's ``jit_harden`` level blinds this program's constants."""
+        return blinding_enabled(jit_harden(), privileged=self.privileged)
+
+    def _blinded_image(self) -> tuple[list[Instruction], dict[int, int]] | None:
+        """The rewritten program with its constants blinded, once per image (the random
+        constants are fixed at load, as in the kernel); None when not blinded."""
+        if not self.blinding:
+            return None
+        insns, moved = self._ctx_rewritten()
+        key = tuple(insns)
+        if self._blinded is None or self._blinded[0] != key:
+            b = blind(insns)
+            out = None if b is None else (b[0], {pc: b[1][m] for pc, m in moved.items()})
+            self._blinded = (key, out)
+        return self._blinded[1]
+
+    def xlated(self) -> tuple[list[Instruction], dict[int, int]]:
+        """The program as ``bpftool prog dump xlated`` shows it for the kernel -- context
+        accesses rewritten onto the runtime's kernel-shaped structures, constants blinded
+        when ``jit_harden`` asks (not for programs with bpf-to-bpf functions: the kernel
+        blinds only their per-function JIT copies) -- and the map from original pcs to
+        rewritten ones (cached)."""
+        out = self._ctx_rewritten()
+        if not is_multi_function(out[0]):
+            out = self._blinded_image() or out
+        return out
+
     def executable(self, *, evidence: bool = True) -> Executable:
-        """The rewritten instructions and the evidence they run under.
+        """The instructions as they run -- rewritten, and blinded when ``jit_harden`` asks --
+        and the evidence they run under.  From here on the instructions are read-only.
 
         A program that requires verification is admitted first (``VerifierError`` if
         rejected).  One that does not still carries its verdict as evidence when the
@@ -292,7 +392,9 @@ class Program(Runnable):
             ev: Any = self.admit()
         else:
             ev = self.evidence() if evidence else None
-        return Executable(tuple(self.xlated()[0]), ev, self.name)
+        self._insns.seal(self.name)
+        image = self._blinded_image() or self._ctx_rewritten()
+        return Executable(tuple(image[0]), ev, self.name)
 
     def evidence(self) -> VerifierResult | None:
         """The verdict if the verifier accepted the program and it may serve as evidence
@@ -309,6 +411,7 @@ class Program(Runnable):
 
     def verify(self, **kw) -> VerifierResult:
         """Verify the program (``ebee.verifier.verify``); returns a ``VerifierResult``."""
+        kw.setdefault("unpriv", not self.privileged)
         if self.object is not None:
             self.object.first_use()
         return verify(self, **kw)
@@ -330,6 +433,8 @@ class Program(Runnable):
                     store_verdict(key, r)
             self.verifier_result = r
             self._verdict_of = insns
+        if self.verifier_result.accepted:
+            self._insns.seal(self.name)
         return self.verifier_result
 
     def admit(self) -> VerifierResult:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from .. import uapi as U
+from ..errors import EbeeError
 from ..uapi import helper_id
 from ..isa import TABLE, Kind, OpSpec
 from .common import LABEL_RE, NUM_RE, UNUM_RE, Pending, Program, check_range, is_hex, parse_int
@@ -149,7 +150,12 @@ class _Parser:
             if m:
                 if name == "mov" and hint == U.BPF_LD | U.BPF_IMM | U.BPF_DW:
                     name, m = "imm64", re.match("^" + R + r"\s*=\s*(" + N + ")$", t)
-                getattr(self, "r_" + name)(m, n)
+                try:
+                    getattr(self, "r_" + name)(m, n)
+                except EbeeError:
+                    raise
+                except ValueError as e:     # a field the rule matched but cannot read
+                    raise self.err(n, f"{e} in '{t}'") from None
                 return
         raise self.err(n, f"cannot parse instruction '{t}'")
 

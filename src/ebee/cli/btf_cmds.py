@@ -68,12 +68,16 @@ def cmd_dump(args) -> int:
     fmt = _parse_format(args.format)
     if fmt == "c" and args.json:
         raise UsageError("error: JSON output for C-syntax dump is not supported")
+    from ..btf import BTFError
     btf = load_btf_file(args.path, args.base_btf)
-    if args.json:
-        sys.stdout.write(json.dumps(btf.format_json(), separators=(",", ":"),
-                                    ensure_ascii=False) + "\n")
-    elif fmt == "c":
-        sys.stdout.write(btf.format_c())
-    else:
-        sys.stdout.write(btf.format_raw())
+    try:        # types that parse can still be impossible to print (a C member gap)
+        if args.json:
+            out = json.dumps(btf.format_json(), separators=(",", ":"), ensure_ascii=False) + "\n"
+        elif fmt == "c":
+            out = btf.format_c()
+        else:
+            out = btf.format_raw()
+    except BTFError as e:
+        raise UsageError(f"{args.path}: error: {e}") from None
+    sys.stdout.write(out)
     return 0

@@ -20,6 +20,8 @@ _EXPORTS = {
     "bpf_available": "prog", "PRIVILEGE_HINT": "syscall", "bpf": "syscall",
     "KernelMapHandle": "map_handle", "TracePipe": "trace_pipe", "RingBufReader": "ringbuf",
     "PerfBufReader": "perfbuf", "attach": "attach",
+    "host_jit_harden": "sysctl", "host_blinds": "sysctl", "follow_host": "sysctl",
+    "jit_harden_set": "sysctl",
 }
 
 __all__ = sorted(_EXPORTS)

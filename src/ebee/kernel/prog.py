@@ -17,8 +17,9 @@ from ..isa import make
 from .info import prog_info
 from .info import Kind, fd_by_id
 from .pin import obj_get
-from ..isa import decode
 from .info import prog_xlated
+from .xlated import decode_xlated
+from ..errors import DecodeError
 from .info import prog_jited
 from .pin import obj_pin
 from ..testrun import RunResult, TestRunError
@@ -203,7 +204,12 @@ class KernelProgram(FdObject):
 
     def xlated(self) -> list[Instruction]:
         """The instructions as the kernel rewrote them (``bpftool prog dump xlated``)."""
-        return decode(prog_xlated(self.fileno()))
+        out = []
+        for x in decode_xlated(prog_xlated(self.fileno())):
+            if x.insn is None:
+                raise DecodeError(f"insn {x.pc}: {x.text}", pc=x.pc)
+            out.append(x.insn)
+        return out
 
     def jited(self):
         return prog_jited(self.fileno())

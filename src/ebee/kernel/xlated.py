@@ -10,6 +10,8 @@ refuses:
   ``call pc+N#<callee symbol>``);
 * the verifier's "address of this CPU's copy" move has ``off`` ==
   ``BPF_ADDR_PERCPU``;
+* constant blinding (``net.core.bpf_jit_harden``) leaves BPF_REG_AX, r11, in
+  single-function programs;
 * a helper call's ``imm`` is the helper's address relative to
   ``__bpf_call_base``, named from kallsyms (:func:`call_name`).
 """
@@ -61,7 +63,7 @@ def decode_xlated(image: bytes, subprog_addrs: Sequence[int] = ()) -> list[Xlate
         raw = bytes(image[pc * SLOT_SIZE:(pc + n) * SLOT_SIZE])
         fields = slots[pc:pc + n]
         callee = ""
-        if code == OP_CALL and regs >> 4 == BPF_PSEUDO_CALL and subprog_addrs:
+        if code == OP_CALL and regs >> 4 == BPF_PSEUDO_CALL and (subprog_addrs or off):
             if 0 <= imm < len(subprog_addrs):
                 if names is None:
                     names = bpf_symbols()
@@ -69,7 +71,8 @@ def decode_xlated(image: bytes, subprog_addrs: Sequence[int] = ()) -> list[Xlate
                 callee = names.get(addr, f"{addr:#x}")
             fields = [(code, regs, 0, off)]
         try:
-            insn = replace(decode(pack_slots(fields))[0], pc=pc)
+            # strict=False: blinded programs use BPF_REG_AX (r11)
+            insn = replace(decode(pack_slots(fields), strict=False)[0], pc=pc)
             out.append(XlatedInsn(pc, raw, insn, callee=callee))
         except DecodeError:
             out.append(XlatedInsn(pc, raw, None, text=_kernel_only(code, regs, off, imm)))

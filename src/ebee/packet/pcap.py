@@ -93,13 +93,54 @@ def _read_pcap(path: str, f: BinaryIO, endian: str, unit: float) -> Iterator[Fra
         offset += 16 + caplen
 
 
+_SHB_MIN = 28       # type, length, byte-order magic, version, section length, length
+
+
+def _shb_problem(head: bytes, file_size: int) -> str | None:
+    """What is wrong with a pcapng section header block (``head``: the file's first
+    bytes), or None; dpkt's own messages ("length fields do not match", or none at all)
+    do not say which field or where."""
+    if len(head) < _SHB_MIN:
+        return (f"truncated section header block ({len(head)} of at least {_SHB_MIN} "
+                f"bytes)")
+    bom = head[8:12].hex()
+    if bom not in ("4d3c2b1a", "1a2b3c4d"):
+        return f"byte-order magic {bom} at byte 8 (expected 4d3c2b1a or 1a2b3c4d)"
+    e = "<" if bom == "4d3c2b1a" else ">"
+    (length,) = struct.unpack(e + "I", head[4:8])
+    if length < _SHB_MIN or length % 4:
+        return (f"section header block length {length} at byte 4 (it must be a multiple "
+                f"of 4 and at least {_SHB_MIN})")
+    if length > file_size:
+        return (f"section header block length {length} at byte 4 runs past the end of the "
+                f"file ({file_size} bytes)")
+    major, minor = struct.unpack(e + "HH", head[12:16])
+    if major != 1:
+        return f"version {major}.{minor} at byte 12 (expected 1.x)"
+    if len(head) >= length:
+        (trailer,) = struct.unpack(e + "I", head[length - 4:length])
+        if trailer != length:
+            return (f"section header block length {length} at byte 4 but {trailer} at byte "
+                    f"{length - 4} (the two must match)")
+    return None
+
+
 def _read_pcapng(path: str, f: BinaryIO) -> Iterator[Frame]:
     import dpkt
     from dpkt import pcapng
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(min(size, 1 << 16))
+    f.seek(0)
+    problem = _shb_problem(head, size)
+    if problem is not None:
+        raise PcapError(f"{path}: error: bad pcapng section header: {problem}")
     try:
         r = pcapng.Reader(f)
-    except (ValueError, dpkt.NeedData, dpkt.UnpackError) as e:
-        raise PcapError(f"{path}: error: bad pcapng section header: {e}") from None
+    except (ValueError, dpkt.NeedData, dpkt.UnpackError, struct.error) as e:
+        what = str(e) or type(e).__name__
+        if what == "IDB not found":
+            what = "no interface description block follows it"
+        raise PcapError(f"{path}: error: bad pcapng section header: {what}") from None
     linktype = r.datalink()
     index = 0
     it = iter(r)
@@ -109,7 +150,8 @@ def _read_pcapng(path: str, f: BinaryIO) -> Iterator[Frame]:
         except StopIteration:
             break
         except (ValueError, dpkt.NeedData, dpkt.UnpackError, struct.error) as e:
-            raise PcapError(f"{path}: error: bad pcapng block after packet {index}: {e}") \
+            what = "truncated block" if isinstance(e, dpkt.NeedData) else str(e) or type(e).__name__
+            raise PcapError(f"{path}: error: bad pcapng block after packet {index}: {what}") \
                 from None
         yield Frame(index, float(ts), bytes(data), len(data), linktype)
         index += 1
@@ -150,6 +192,12 @@ class Writer:
         self.written = 0
 
     def write(self, data: bytes, ts: float, comment: str | None = None) -> None:
+        # pcap keeps u32 seconds, pcapng u64 microseconds: a timestamp read from a damaged
+        # capture may fit neither
+        limit = (1 << 64) / 1e6 if self.pcapng else float(1 << 32)
+        if not 0 <= ts < limit:
+            raise PcapError(f"{self.path}: error: packet {self.written + 1}: timestamp {ts!r} "
+                            f"does not fit a {'pcapng' if self.pcapng else 'pcap'} file")
         if self.pcapng:
             ng = self._ng
             opts = []

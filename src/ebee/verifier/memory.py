@@ -16,7 +16,7 @@ from .bounds import S64_MIN, U64, s64
 from .btfaccess import check_map_kptr_access, check_ptr_to_btf_access, check_ptr_to_map_access
 from .btfctx import btf_ctx_access, nf_ctx_access
 from .env import DST_OP, DST_OP_NO_MARK, SRC_OP, Env, assign_scalar_id_before_mov
-from .errors import EACCES, EFAULT, EINVAL
+from .errors import EACCES, EFAULT, EINVAL, VerifierReject
 from .func_proto import CallArgMeta
 from .insn import Insn
 from .log import tnum_str
@@ -783,8 +783,18 @@ def check_mem_access(env: Env, insn_idx: int, regno: int, off: int, bpf_size: in
         elif t == BPF_READ and value_regno >= 0:
             m = reg.map
             if not reg.bounds.var_off.mask and _map_is_rdonly(m) and \
-                    int(m.type) == U.MapType.ARRAY and m.max_entries == 1:
-                val = _map_direct_read(m, off + reg.bounds.var_off.value, size, is_ldsx)
+                    int(m.type) == U.MapType.ARRAY:
+                # array_map_direct_value_addr() fails for more than one entry, and the
+                # kernel gives up on the program then, with no log line of its own
+                at = off + reg.bounds.var_off.value
+                if m.max_entries != 1:
+                    raise VerifierReject(f"R{regno} read of a frozen read-only array map with "
+                                         f"{m.max_entries} entries (direct value access needs "
+                                         f"1)", U.ENOTSUPP)
+                if at >= m.value_size:
+                    raise VerifierReject(f"R{regno} read at off={at} of a frozen read-only "
+                                         f"array map with value_size={m.value_size}", EINVAL)
+                val = _map_direct_read(m, at, size, is_ldsx)
                 if val is None:
                     env.mark_reg_unknown(regs, value_regno)
                 else:

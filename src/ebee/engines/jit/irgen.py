@@ -32,6 +32,7 @@ from llvmlite import ir
 
 from ... import uapi as U
 from ...isa import Instruction, Kind
+from ..blinding import blinded_moves
 from ..blocks import Cfg
 from . import abi
 
@@ -107,6 +108,7 @@ class ModuleGen:
         self.debug = debug
         self.use_natives = natives
         self.t = Cfg(insns)                 # the CFG both engines compile (engines.blocks)
+        self.opaque_pcs = blinded_moves(insns)
         self.module = ir.Module(name=name)
         self.layout = Layout()
         self.ts_off = {f[0]: abi.offset(f[0]) for f in abi.ThreadState._fields_}
@@ -352,6 +354,10 @@ class ModuleGen:
         else:
             const = (i.imm & M64) if wide else (i.imm & M32)
             x = ir.Constant(ty, const)
+            if i.pc in self.opaque_pcs:
+                # half of a blinded constant: hidden from LLVM's folding, so the machine code
+                # holds the two random halves, never their xor (see engines.blinding)
+                x = b.asm(ir.FunctionType(ty, [ty]), "", "=r,0", [x], side_effect=False)
         if op == "mov":
             self.set(i.dst, self.zx(x))
             return
