@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from hypothesis import given, settings, strategies as st
 
 import ebee
