@@ -18,22 +18,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ebee.asm import assemble
-from ebee.uapi import MapType, ProgType
-from ebee.verifier import verify
+from ebee.uapi import ProgType
 
-from verifier_kernel import comparable_log, last_error_line
+from safety_kernel import LOOKUP, NULL_CHECK, assert_same, ebee_verdict, emaps, insns_of, kmaps
+from verifier_kernel import last_error_line
+
+__all__ = ["emaps", "kmaps"]          # fixtures
 
 SLOW = os.environ.get("EBEE_SLOW") == "1"
 N = int(os.environ.get("EBEE_SAFETY_EXAMPLES", "5000" if SLOW else "200"))
 
-LOOKUP = """*(u32 *)(r10 -4) = 0
-r2 = r10
-r2 += -4
-r1 = map[fd:{ARRAY}]
-call bpf_map_lookup_elem
-"""
-NULL_CHECK = "if r0 == 0 goto out\n"
 POISON_R1 = "r1 = 0\nr1 = *(u64 *)(r1 +0)\n"
 
 # (name, program, the kernel's error line): each skipped path, when taken, fails
@@ -61,81 +55,17 @@ REGRESSIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def kmaps():
-    from ebee.kernel import bpf_available
-    from ebee.kernel.maps import KernelMap
-    why = bpf_available()
-    if why:
-        pytest.skip(why)
-    arr = KernelMap(MapType.ARRAY, 4, 48, 4)
-    rb = KernelMap(MapType.RINGBUF, 0, 0, 4096)
-    yield {"ARRAY": arr, "RINGBUF": rb}
-    arr.close()
-    rb.close()
-
-
-@pytest.fixture(scope="module")
-def emaps():
-    """ebee's own maps: the regression verdicts hold without a kernel."""
-    import ebee
-    arr = ebee.Map(MapType.ARRAY, 4, 48, 4)
-    rb = ebee.Map(MapType.RINGBUF, 0, 0, 4096)
-    yield {"ARRAY": arr, "RINGBUF": rb}
-    arr.close()
-    rb.close()
-
-
-def _number(m) -> int:
-    """What an lddw carries: a kernel map's fd, an ebee map's id."""
-    return m.fd if hasattr(m, "fd") else m.id
-
-
-def _insns(text: str, maps: dict):
-    for k, m in maps.items():
-        text = text.replace("{" + k + "}", str(_number(m)))
-    return assemble(text)
-
-
-def _kernel(insns, prog_type, level):
-    from ebee.kernel import KernelLoadError, KernelProgram
-    try:
-        kp = KernelProgram(insns, prog_type, log_level=level)
-    except KernelLoadError as e:
-        return False, e.log or ""
-    log = kp.log or ""
-    kp.close()
-    return True, log
-
-
-def _ebee(insns, prog_type, level, maps):
-    return verify(insns, prog_type=prog_type, log_level=level,
-                  maps={_number(m): m for m in maps.values()},
-                  facts=False)
-
-
-def _same(insns, prog_type, maps, level, what):
-    kacc, klog = _kernel(insns, prog_type, level)
-    r = _ebee(insns, prog_type, level, maps)
-    assert r.accepted == kacc, f"{what}: kernel {'accepts' if kacc else 'rejects'} " \
-                               f"({last_error_line(klog)!r}), ebee: {r.error!r}"
-    if not kacc:
-        assert r.error == last_error_line(klog), what
-    assert comparable_log(r.log) == comparable_log(klog), what
-    return kacc, klog
-
-
 @pytest.mark.parametrize("name,text,error", REGRESSIONS, ids=[r[0] for r in REGRESSIONS])
 def test_32bit_pointer_test_explores_both_paths(emaps, name, text, error):
-    r = _ebee(_insns(text, emaps), ProgType.SCHED_CLS, 1, emaps)
+    r = ebee_verdict(insns_of(text, emaps), ProgType.SCHED_CLS, 1, emaps)
     assert not r.accepted and r.error == error
 
 
 @pytest.mark.parametrize("name,text,error", REGRESSIONS, ids=[r[0] for r in REGRESSIONS])
 def test_32bit_pointer_test_matches_kernel(kmaps, name, text, error):
-    insns = _insns(text, kmaps)
+    insns = insns_of(text, kmaps)
     for level in (1, 2):
-        kacc, klog = _same(insns, ProgType.SCHED_CLS, kmaps, level, name)
+        kacc, klog = assert_same(insns, ProgType.SCHED_CLS, kmaps, level, name)
         assert not kacc and last_error_line(klog) == error
 
 
@@ -143,9 +73,9 @@ def test_64bit_null_test_of_non_null_pointer_is_decided(kmaps):
     """The 64-bit form stays decided (and marks the zero register precise), as Linux."""
     text = LOOKUP + NULL_CHECK + "r1 = 0\nif r0 != r1 goto l1\n" + POISON_R1 + \
         "l1:\nout:\nr0 = 0\nexit\n"
-    insns = _insns(text, kmaps)
+    insns = insns_of(text, kmaps)
     for level in (1, 2):
-        kacc, _ = _same(insns, ProgType.SCHED_CLS, kmaps, level, "64-bit")
+        kacc, _ = assert_same(insns, ProgType.SCHED_CLS, kmaps, level, "64-bit")
         assert kacc
 
 
@@ -213,4 +143,4 @@ def pointer_comparisons(draw):
           suppress_health_check=list(HealthCheck))
 @given(text=pointer_comparisons(), level=st.sampled_from([1, 2]))
 def test_generated_pointer_comparisons_match_kernel(kmaps, text, level):
-    _same(_insns(text, kmaps), ProgType.SCHED_CLS, kmaps, level, text)
+    assert_same(insns_of(text, kmaps), ProgType.SCHED_CLS, kmaps, level, text)
