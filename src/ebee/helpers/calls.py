@@ -50,7 +50,7 @@ def for_each_map_elem(m, mp, cb, ctx, flags, _):
     keybuf = Region(max(mo.key_size, 1), "for_each key", writable=False)
     m.memory.add(keybuf)
     try:
-        for key, vaddr in list(mo.for_each(m.cpu)):
+        for key, vaddr in list(mo.for_each(mo.cpu_slot(m.cpu))):
             keybuf.buf[:len(key)] = key
             n += 1
             if m.call_function(cb, mp, keybuf.start, vaddr, ctx, fn=fn):

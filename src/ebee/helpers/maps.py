@@ -31,34 +31,36 @@ def _rdonly_prog(mp) -> None:
 @implements(FuncId.map_lookup_elem)
 def map_lookup_elem(m, mp, key, *_):
     mp = map_of(mp)
-    return mp.prog_lookup(m.read(key, mp.key_size), m.cpu)
+    return mp.prog_lookup(m.read(key, mp.key_size), mp.cpu_slot(m.cpu))
 
 
 @implements(FuncId.map_update_elem)
 def map_update_elem(m, mp, key, value, flags, _):
     mp = map_of(mp)
     _rdonly_prog(mp)
-    return mp.prog_update(m.read(key, mp.key_size), m.read(value, mp.value_size), flags, m.cpu)
+    return mp.prog_update(m.read(key, mp.key_size), m.read(value, mp.value_size), flags,
+                          mp.cpu_slot(m.cpu))
 
 
 @implements(FuncId.map_delete_elem)
 def map_delete_elem(m, mp, key, *_):
     mp = map_of(mp)
     _rdonly_prog(mp)
-    return mp.prog_delete(m.read(key, mp.key_size), m.cpu)
+    return mp.prog_delete(m.read(key, mp.key_size), mp.cpu_slot(m.cpu))
 
 
 @implements(FuncId.map_push_elem)
 def map_push_elem(m, mp, value, flags, *_):
     mp = map_of(mp)
-    return mp.prog_push(m.read(value, mp.value_size), flags, m.cpu)
+    return mp.prog_push(m.read(value, mp.value_size), flags, mp.cpu_slot(m.cpu))
 
 
 def _pop_or_peek(m, mp, value, pop: bool) -> int:
     mp = map_of(mp)
     if mp.type is U.MapType.BLOOM_FILTER:
-        return -E.EOPNOTSUPP if pop else mp.prog_peek(m.cpu, m.read(value, mp.value_size))
-    got = mp.prog_pop(m.cpu) if pop else mp.prog_peek(m.cpu)
+        return -E.EOPNOTSUPP if pop else mp.prog_peek(mp.cpu_slot(m.cpu),
+                                                      m.read(value, mp.value_size))
+    got = mp.prog_pop(mp.cpu_slot(m.cpu)) if pop else mp.prog_peek(mp.cpu_slot(m.cpu))
     if isinstance(got, int):
         return got
     m.write(value, got)
