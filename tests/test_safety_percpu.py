@@ -9,6 +9,7 @@ before the maps exist, so per-CPU sums and atomic totals are exact for any
 """
 from __future__ import annotations
 
+import errno
 import json
 import struct
 from pathlib import Path
@@ -201,3 +202,18 @@ def test_replay_parallel_after_raising_the_cpu_count_is_exact(cpus, tmp_path, en
         assert len(v) == threads and all(int.from_bytes(x, "little") > 0 for x in v)
     finally:
         obj.close()
+
+
+@pytest.mark.parametrize("engine", ["interp", "jit"])
+def test_raw_tp_test_run_on_cpu_runs_there(cpus, engine):
+    """BPF_F_TEST_RUN_ON_CPU: the run is on that CPU; a CPU the runtime lacks is ENXIO."""
+    from ebee.testrun.common import TestRunError
+    from ebee.uapi import BPF_F_TEST_RUN_ON_CPU
+    set_num_cpus(4)
+    prog = Program.from_insns(assemble("call bpf_get_smp_processor_id\nexit"),
+                              ProgType.RAW_TRACEPOINT)
+    with Runner(prog, engine=engine) as r:
+        assert r.run(flags=BPF_F_TEST_RUN_ON_CPU, cpu=3).retval == 3
+        with pytest.raises(TestRunError) as e:
+            r.run(flags=BPF_F_TEST_RUN_ON_CPU, cpu=4)
+        assert e.value.errno == errno.ENXIO
