@@ -6,12 +6,14 @@ the address of the map's handle, which :func:`ebee.maps.by_addr` maps back.
 from __future__ import annotations
 
 import errno as E
+import functools
 
 from .. import uapi as U
 from ..errors import VMError
 from ..uapi import FuncId
 from .registry import implements
 from ..maps import by_addr
+from ..maps.errors import MapError
 from .task import current_task
 
 
@@ -22,6 +24,18 @@ def map_of(ptr: int):
     return mp
 
 
+def map_op(fn):
+    """A map helper: a map the helper does not apply to (what the verifier's
+    check_map_func_compatibility refuses) ends the run with a VMError naming both."""
+    @functools.wraps(fn)
+    def impl(m, *args):
+        try:
+            return fn(m, *args)
+        except MapError as e:
+            raise VMError(f"bpf_{fn.__name__}: {e.strerror}") from None
+    return impl
+
+
 def _rdonly_prog(mp) -> None:
     if mp.flags & U.BPF_F_RDONLY_PROG:
         raise VMError(f"map {mp.id} is read-only for programs (BPF_F_RDONLY_PROG): the "
@@ -29,12 +43,14 @@ def _rdonly_prog(mp) -> None:
 
 
 @implements(FuncId.map_lookup_elem)
+@map_op
 def map_lookup_elem(m, mp, key, *_):
     mp = map_of(mp)
     return mp.prog_lookup(m.read(key, mp.key_size), mp.cpu_slot(m.cpu))
 
 
 @implements(FuncId.map_update_elem)
+@map_op
 def map_update_elem(m, mp, key, value, flags, _):
     mp = map_of(mp)
     _rdonly_prog(mp)
@@ -43,6 +59,7 @@ def map_update_elem(m, mp, key, value, flags, _):
 
 
 @implements(FuncId.map_delete_elem)
+@map_op
 def map_delete_elem(m, mp, key, *_):
     mp = map_of(mp)
     _rdonly_prog(mp)
@@ -50,6 +67,7 @@ def map_delete_elem(m, mp, key, *_):
 
 
 @implements(FuncId.map_push_elem)
+@map_op
 def map_push_elem(m, mp, value, flags, *_):
     mp = map_of(mp)
     return mp.prog_push(m.read(value, mp.value_size), flags, mp.cpu_slot(m.cpu))
@@ -68,16 +86,19 @@ def _pop_or_peek(m, mp, value, pop: bool) -> int:
 
 
 @implements(FuncId.map_pop_elem)
+@map_op
 def map_pop_elem(m, mp, value, *_):
     return _pop_or_peek(m, mp, value, True)
 
 
 @implements(FuncId.map_peek_elem)
+@map_op
 def map_peek_elem(m, mp, value, *_):
     return _pop_or_peek(m, mp, value, False)
 
 
 @implements(FuncId.map_lookup_percpu_elem)
+@map_op
 def map_lookup_percpu_elem(m, mp, key, cpu, *_):
     mp = map_of(mp)
     return mp.prog_lookup_percpu(m.read(key, mp.key_size), cpu & 0xFFFFFFFF)
@@ -104,6 +125,8 @@ def _storage(kind: U.MapType):
 
     def delete(m, mp, owner, *_):
         mp = map_of(mp)
+        if mp.type is not kind:
+            raise VMError(f"map {mp.id} is a {mp.type.name}, not {kind.name}")
         if not owner:
             return -E.EINVAL
         return mp.storage_delete(owner)
@@ -129,18 +152,23 @@ def _stack(m, flags: int) -> list[int]:
 
 
 @implements(FuncId.get_stackid)
+@map_op
 def get_stackid(m, ctx, mp, flags, *_):
     mp = map_of(mp)
+    if mp.type is not U.MapType.STACK_TRACE:
+        raise VMError(f"bpf_get_stackid: map {mp.id} is a {mp.type.name}, not STACK_TRACE")
     return mp.get_stackid(_stack(m, flags), flags)
 
 
 @implements(FuncId.get_stack)
 def get_stack(m, ctx, buf, size, flags, _):
+    size &= 0xFFFFFFFF                  # u32 size
     if flags & ~(U.BPF_F_SKIP_FIELD_MASK | U.BPF_F_USER_STACK | U.BPF_F_USER_BUILD_ID) or \
             flags & U.BPF_F_USER_BUILD_ID or size % 8:
-        m.write(buf, bytes(size))
+        m.zero(buf, size)
         return -E.EINVAL
     ips = _stack(m, flags)[:size // 8]
     data = b"".join(ip.to_bytes(8, "little") for ip in ips)
-    m.write(buf, data + bytes(size - len(data)))
+    m.zero(buf, size)                   # checks the whole buffer before filling it
+    m.write(buf, data)
     return len(data)

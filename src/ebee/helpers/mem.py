@@ -9,6 +9,7 @@ with the destination zeroed, exactly as the kernel's nofault copies report.
 from __future__ import annotations
 
 import errno as E
+import threading
 import time
 
 from ..errors import VMError
@@ -18,6 +19,7 @@ from .printk import read_cstr
 
 M64 = (1 << 64) - 1
 SPIN_TIMEOUT = 1.0
+CSUM_DIFF_MAX = 512
 
 
 def _try_read(m, addr: int, size: int) -> bytes | None:
@@ -31,20 +33,22 @@ def _try_read(m, addr: int, size: int) -> bytes | None:
 
 
 def _probe_read(m, dst, size, src, *_):
+    size &= 0xFFFFFFFF                  # u32 size
     data = _try_read(m, src, size)
     if data is None:
-        m.write(dst, bytes(size))
+        m.zero(dst, size)
         return -E.EFAULT
     m.write(dst, data)
     return 0
 
 
 def _probe_read_str(m, dst, size, src, *_):
+    size &= 0xFFFFFFFF                  # u32 size
     if size == 0:
         return 0
     r = m.memory.find(src, 1) if src else None
     if r is None:
-        m.write(dst, bytes(size))
+        m.zero(dst, size)
         return -E.EFAULT
     off = src - r.start
     chunk = bytes(r.buf[off:off + size - 1])
@@ -52,7 +56,7 @@ def _probe_read_str(m, dst, size, src, *_):
     if nul >= 0:
         chunk = chunk[:nul]
     elif len(chunk) < size - 1:      # the string runs off the readable memory
-        m.write(dst, bytes(size))
+        m.zero(dst, size)
         return -E.EFAULT
     m.write(dst, chunk + b"\0")
     return len(chunk) + 1
@@ -170,7 +174,10 @@ def _from32to16(x: int) -> int:
 @implements(FuncId.csum_diff)
 def csum_diff(m, frm, from_size, to, to_size, seed):
     """Linux 6.12+: the same 16-bit folded result on every architecture."""
-    if (from_size | to_size) & 3:
+    from_size &= 0xFFFFFFFF             # u32 sizes
+    to_size &= 0xFFFFFFFF
+    # the kernel's per-CPU scratch diff buffer holds 128 words
+    if (from_size | to_size) & 3 or from_size + to_size > CSUM_DIFF_MAX:
         return -E.EINVAL & M64
     a = m.read(frm, from_size) if from_size else b""
     b = m.read(to, to_size) if to_size else b""
@@ -191,13 +198,27 @@ def kptr_xchg(m, dst, ptr, *_):
     return old
 
 
+# lock address -> the thread holding it: a thread that takes a lock it holds would spin
+# forever (Linux: a deadlock the verifier prevents), so it is stopped at once
+_holders: dict[int, int] = {}
+
+
 @implements(FuncId.spin_lock)
 def spin_lock(m, lock, *_):
     deadline = None
+    me = threading.get_ident()
     while True:
-        if m.read(lock, 4) == b"\0\0\0\0":
+        word = m.read(lock, 4)
+        if word == b"\0\0\0\0":
             m.write(lock, b"\1\0\0\0")
+            _holders[lock] = me
             return 0
+        if word != b"\1\0\0\0":        # no bpf_spin_lock took it: nothing will release it
+            raise VMError(f"bpf_spin_lock at {lock:#x}: the word holds "
+                          f"{int.from_bytes(word, 'little'):#x}, not a lock")
+        if _holders.get(lock) == me:
+            raise VMError(f"bpf_spin_lock at {lock:#x} is already held by this program "
+                          f"(deadlock)")
         if deadline is None:
             deadline = time.monotonic() + SPIN_TIMEOUT
         elif time.monotonic() > deadline:
@@ -208,4 +229,5 @@ def spin_lock(m, lock, *_):
 @implements(FuncId.spin_unlock)
 def spin_unlock(m, lock, *_):
     m.write(lock, b"\0\0\0\0")
+    _holders.pop(lock, None)
     return 0

@@ -45,8 +45,9 @@ def _done(skb) -> None:
 def skb_load_bytes(m, ctx, offset, to, length, _r5):
     skb = skb_of(m, ctx)
     offset &= 0xFFFFFFFF
+    length &= 0xFFFFFFFF
     if offset > INT_MAX or offset + length > skb.len:
-        m.write(to, bytes(length))
+        m.zero(to, length)
         return neg(errno.EFAULT)
     m.write(to, skb.read(offset, length))
     return 0
@@ -56,6 +57,7 @@ def skb_load_bytes(m, ctx, offset, to, length, _r5):
 def skb_load_bytes_relative(m, ctx, offset, to, length, start_header):
     skb = skb_of(m, ctx)
     offset &= 0xFFFFFFFF
+    length &= 0xFFFFFFFF
     start = None
     if offset <= 0xFFFF:
         if start_header == HdrStartOff.MAC and skb.mac_header != HEADER_UNSET:
@@ -63,7 +65,7 @@ def skb_load_bytes_relative(m, ctx, offset, to, length, start_header):
         elif start_header == HdrStartOff.NET:
             start = skb.network_header
     if start is None or start + offset + length > skb.tail:
-        m.write(to, bytes(length))
+        m.zero(to, length)
         return neg(errno.EFAULT)
     m.write(to, bytes(skb.headbuf.buf[start + offset:start + offset + length]))
     return 0

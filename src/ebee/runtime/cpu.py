@@ -73,6 +73,8 @@ class Cpu:
     # -- memory for helpers ------------------------------------------------------------
 
     def read(self, addr: int, size: int) -> bytes:
+        if size < 0:
+            raise MemoryFault(f"helper read of {size} bytes at {addr:#x}: negative size")
         r = self.memory.find(addr, size) if size else None
         if r is None:
             if size == 0:
@@ -90,6 +92,21 @@ class Cpu:
                               f"holds it")
         off = addr - r.start
         r.buf[off:off + len(data)] = data
+
+    def zero(self, addr: int, size: int) -> None:
+        """Clear ``size`` bytes at ``addr`` (a helper wiping its output buffer), checked
+        before anything is allocated: a program-chosen size stays bounded by the memory
+        that is really there."""
+        if size <= 0:
+            if size < 0:
+                raise MemoryFault(f"helper write of {size} bytes at {addr:#x}: negative size")
+            return
+        r = self.memory.find(addr, size)
+        if r is None or not r.writable:
+            raise MemoryFault(f"helper write of {size} bytes at {addr:#x}: no writable region "
+                              f"holds it")
+        off = addr - r.start
+        r.buf[off:off + size] = bytes(size)
 
     # -- callbacks ---------------------------------------------------------------------
 
