@@ -25,7 +25,7 @@ CSUM_DIFF_MAX = 512
 def _try_read(m, addr: int, size: int) -> bytes | None:
     if size == 0:
         return b""
-    r = m.memory.find(addr, size) if 0 < addr <= M64 else None
+    r = m.find(addr, size) if 0 < addr <= M64 else None
     if r is None:
         return None
     off = addr - r.start
@@ -46,12 +46,12 @@ def _probe_read_str(m, dst, size, src, *_):
     size &= 0xFFFFFFFF                  # u32 size
     if size == 0:
         return 0
-    r = m.memory.find(src, 1) if src else None
+    r = m.find(src, 1) if 0 < src <= M64 else None
     if r is None:
         m.zero(dst, size)
         return -E.EFAULT
     off = src - r.start
-    chunk = bytes(r.buf[off:off + size - 1])
+    chunk = bytes(r.buf[off:min(off + size - 1, m.live_end(r) - r.start)])
     nul = chunk.find(b"\0")
     if nul >= 0:
         chunk = chunk[:nul]

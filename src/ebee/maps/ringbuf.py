@@ -12,6 +12,15 @@ contiguous; ebee's data region is likewise twice the ring size, and a
 committed record that ran past the end is copied back to the start (where the
 consumer reads it) before its BUSY bit clears.
 
+A record's header lives in memory the program holding the record can write
+(an unverified program may overwrite it).  The ring therefore keeps its own
+table of the records it reserved -- size, committed, discarded -- and trusts
+that, never the header: ``submit`` of anything but a live reservation is a
+``VMError``, a commit rewrites the header from the table, and the consumer
+skips a record whose header no longer matches, counting it in ``corrupted``
+and reporting it to readers as one lost record, then carries on with the
+next one.
+
 Wakeups: a commit notifies readers when the consumer has caught up with the
 record (``BPF_RB_FORCE_WAKEUP`` always, ``BPF_RB_NO_WAKEUP`` never), as Linux
 decides when to fire its irq_work.
@@ -25,6 +34,7 @@ import threading
 from typing import Callable
 
 from .. import uapi as U
+from ..errors import VMError
 from ..events import EventReader, Record
 from ..uapi import MapType
 from .base import Map
@@ -55,6 +65,9 @@ class RingBuf(Map):
         self.pending_pos = 0
         self.cond = threading.Condition()
         self.notifications = 0
+        # ring offset -> [size, committed, discarded] of every record not yet consumed
+        self._records: dict[int, list] = {}
+        self.corrupted = 0
         self._write_handle(self.data.start)
 
     # -- producer (programs) -------------------------------------------------------------
@@ -68,19 +81,20 @@ class RingBuf(Map):
             return 0
         with self.lock:
             cons, prod = self.consumer_pos, self.producer_pos
-            pend = self.pending_pos
+            pend = max(self.pending_pos, cons)     # consumed records were all committed
             buf = self.data.buf
             while pend < prod:
-                hlen = HDR.unpack_from(buf, pend & self.mask)[0]
-                if hlen & U.BPF_RINGBUF_BUSY_BIT:
+                rec = self._records.get(pend & self.mask)
+                if rec is None or not rec[1]:
                     break
-                pend += ((hlen & ~U.BPF_RINGBUF_DISCARD_BIT) + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
+                pend += (rec[0] + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
             self.pending_pos = pend
             new = prod + length
             if new - cons > self.mask or new - pend > self.mask:
                 return 0
             off = prod & self.mask
             HDR.pack_into(buf, off, size | U.BPF_RINGBUF_BUSY_BIT, off // PAGE_SIZE)
+            self._records[off] = [size, False, False]
             self.producer_pos = new
         return self.data.start + off + U.BPF_RINGBUF_HDR_SZ
 
@@ -89,14 +103,18 @@ class RingBuf(Map):
         off = addr - U.BPF_RINGBUF_HDR_SZ - self.data.start
         buf = self.data.buf
         with self.lock:
-            hlen = HDR.unpack_from(buf, off)[0]
-            size = hlen & ~(U.BPF_RINGBUF_BUSY_BIT | U.BPF_RINGBUF_DISCARD_BIT)
+            rec = self._records.get(off)
+            if rec is None or rec[1]:
+                raise VMError(f"{addr:#x} is not a reserved ring buffer record (never reserved, "
+                              f"or already submitted or discarded)")
+            size = rec[0]
+            rec[1], rec[2] = True, discard
             end = off + U.BPF_RINGBUF_HDR_SZ + size
             if end > self.size:    # the record ran into the second mapping: fold it back
                 lo = max(off, self.size)
                 buf[lo - self.size:end - self.size] = buf[lo:end]
             new = size | (U.BPF_RINGBUF_DISCARD_BIT if discard else 0)
-            struct.pack_into("<I", buf, off, new)
+            HDR.pack_into(buf, off, new, off // PAGE_SIZE)
             rec_pos = off
             cons = self.consumer_pos & self.mask
         if flags & U.BPF_RB_FORCE_WAKEUP or (cons == rec_pos and not flags & U.BPF_RB_NO_WAKEUP):
@@ -135,24 +153,36 @@ class RingBuf(Map):
     # -- consumer (user space) -------------------------------------------------------------
 
     def consume(self) -> list[bytes]:
-        """Every committed record available now, in order (ring_buffer__consume)."""
-        out = []
+        """Every committed record available now, in order (ring_buffer__consume);
+        records whose header a program overwrote are skipped (see ``corrupted``)."""
+        return [r.data for r in self.consume_records() if not r.lost]
+
+    def consume_records(self) -> list[Record]:
+        """As :meth:`consume`, with each skipped corrupted record as ``Record(b"", lost=1)``."""
+        out: list[Record] = []
         buf = self.data.buf
         with self.lock:
             cons = self.consumer_pos
             while cons < self.producer_pos:
-                hlen, _ = HDR.unpack_from(buf, cons & self.mask)
-                if hlen & U.BPF_RINGBUF_BUSY_BIT:
+                off = cons & self.mask
+                rec = self._records.get(off)
+                if rec is None or not rec[1]:
                     break
-                size = hlen & ~U.BPF_RINGBUF_DISCARD_BIT
-                if not hlen & U.BPF_RINGBUF_DISCARD_BIT:
-                    start = (cons & self.mask) + U.BPF_RINGBUF_HDR_SZ
+                size, _, discard = rec
+                hlen, pg_off = HDR.unpack_from(buf, off)
+                if hlen != size | (U.BPF_RINGBUF_DISCARD_BIT if discard else 0) or \
+                        pg_off != off // PAGE_SIZE:
+                    self.corrupted += 1
+                    out.append(Record(b"", lost=1))
+                elif not discard:
+                    start = off + U.BPF_RINGBUF_HDR_SZ
                     first = min(size, self.size - start) if start < self.size else 0
-                    rec = bytes(buf[start:start + first])
+                    data = bytes(buf[start:start + first])
                     if first < size:
                         s2 = (start + first) - self.size
-                        rec += bytes(buf[s2:s2 + size - first])
-                    out.append(rec)
+                        data += bytes(buf[s2:s2 + size - first])
+                    out.append(Record(data))
+                del self._records[off]
                 cons += (size + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
                 self.consumer_pos = cons
         return out
@@ -178,7 +208,7 @@ class RingBufReader(EventReader):
         self._seen = rb.notifications
 
     def _fetch(self) -> list[Record]:
-        return [Record(d) for d in self.rb.consume()]
+        return self.rb.consume_records()
 
     def _wait(self, timeout: float | None) -> bool:
         rb = self.rb
@@ -204,6 +234,7 @@ class UserRingBuf(Map):
         self.data = self._add_region(self.size, "data")
         self.consumer_pos = 0
         self.producer_pos = 0
+        self.corrupted = 0          # samples drain() refused, as the kernel's reader does
         self._write_handle(self.data.start)
 
     def submit(self, data: bytes, *, discard: bool = False) -> None:
@@ -244,6 +275,12 @@ class UserRingBuf(Map):
                 if hlen & U.BPF_RINGBUF_BUSY_BIT:
                     break
                 size = hlen & ~U.BPF_RINGBUF_DISCARD_BIT
+                # __bpf_user_ringbuf_peek(): a sample past what was produced, or larger
+                # than the ring, is refused (-EINVAL/-E2BIG) and nothing is consumed
+                total = (size + U.BPF_RINGBUF_HDR_SZ + 7) // 8 * 8
+                if total > self.producer_pos - cons or total > self.size:
+                    self.corrupted += 1
+                    break
                 if not hlen & U.BPF_RINGBUF_DISCARD_BIT:
                     start = (cons + U.BPF_RINGBUF_HDR_SZ) & self.mask
                     first = min(size, self.size - start)
