@@ -16,6 +16,8 @@ from .registry import implements
 from ..maps.ringbuf import RingBuf
 from ..maps.base import live_maps
 from ..maps.perf import PerfEventArray
+from ..packet import skbuff, xdpbuff
+from ..uapi import BPF_F_CTXLEN_MASK, BPF_F_INDEX_MASK
 
 M64 = (1 << 64) - 1
 DYNPTR = struct.Struct("<QII")
@@ -140,6 +142,8 @@ def ringbuf_discard_dynptr(m, ptr, flags, *_):
 
 @implements(FuncId.dynptr_read)
 def dynptr_read(m, dst, length, src, offset, flags):
+    offset &= 0xFFFFFFFF              # u32 offset and length
+    length &= 0xFFFFFFFF
     data, size, off, typ, _ = _dyn_get(m, src)
     if not data or flags:
         return -E.EINVAL
@@ -152,6 +156,8 @@ def dynptr_read(m, dst, length, src, offset, flags):
 
 @implements(FuncId.dynptr_write)
 def dynptr_write(m, dst, offset, src, length, flags):
+    offset &= 0xFFFFFFFF              # u32 offset and length
+    length &= 0xFFFFFFFF
     data, size, off, typ, rdonly = _dyn_get(m, dst)
     if not data or rdonly:
         return -E.EINVAL
@@ -166,6 +172,8 @@ def dynptr_write(m, dst, offset, src, length, flags):
 
 @implements(FuncId.dynptr_data)
 def dynptr_data(m, ptr, offset, length, *_):
+    offset &= 0xFFFFFFFF              # u32 offset and length
+    length &= 0xFFFFFFFF
     data, size, off, typ, rdonly = _dyn_get(m, ptr)
     if not data or _check_off_len(size, offset, length) or rdonly:
         return 0
@@ -179,4 +187,28 @@ def perf_event_output(m, ctx, mp, flags, data, size):
     pe = map_of(mp)
     if not isinstance(pe, PerfEventArray):
         raise VMError(f"map {pe.id} is a {pe.type.name}, not a PERF_EVENT_ARRAY")
-    return pe.output(flags, m.read(data, size), m.cpu)
+    flags &= M64
+    pkt = _packet_of(ctx)
+    if pkt is None:                     # bpf_perf_event_output (tracing)
+        return pe.output(flags, m.read(data, size), m.cpu)
+    # bpf_xdp_event_output / bpf_skb_event_output: the upper 32 bits ask for that many
+    # bytes of the packet after the sample
+    if flags & ~(BPF_F_CTXLEN_MASK | BPF_F_INDEX_MASK):
+        return -E.EINVAL
+    length, read = pkt
+    ctx_len = (flags & BPF_F_CTXLEN_MASK) >> 32
+    if ctx_len > length:
+        return -E.EFAULT
+    return pe.output(flags & BPF_F_INDEX_MASK, m.read(data, size) + read(ctx_len), m.cpu)
+
+
+def _packet_of(ctx: int):
+    """(length, read(n)) of the XDP buffer or socket buffer ``ctx`` is, else None."""
+    for find, length in ((xdpbuff.from_ctx, lambda x: x.buff_len()),
+                         (skbuff.from_ctx, lambda x: x.len)):
+        try:
+            buf = find(ctx & M64)
+        except VMError:
+            continue
+        return length(buf), lambda n, buf=buf: buf.read(0, n) if n else b""
+    return None

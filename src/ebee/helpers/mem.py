@@ -4,11 +4,17 @@ spin locks.
 ``probe_read*`` read "kernel" or "user" memory: in ebee both are the live
 regions of the machine's address space (stack, context, packet, map values,
 the simulated task); an address outside them is a fault, reported as -EFAULT
-with the destination zeroed, exactly as the kernel's nofault copies report.
+with the destination zeroed, exactly as the kernel's nofault copies report --
+except that the kernel variants first refuse, with -ERANGE, what x86-64's
+copy_from_kernel_nofault_allowed() refuses: user addresses, the vsyscall
+page and non-canonical addresses.
 """
 from __future__ import annotations
 
 import errno as E
+import functools
+import platform
+import re
 import threading
 import time
 
@@ -22,6 +28,34 @@ SPIN_TIMEOUT = 1.0
 CSUM_DIFF_MAX = 512
 
 
+# x86-64 with 4-level paging: user space ends at TASK_SIZE_MAX + PAGE_SIZE
+USER_END = 1 << 47
+VSYSCALL_PAGE = 0xFFFFFFFFFF600000
+
+
+@functools.cache
+def _virt_bits() -> int:
+    """boot_cpu_data.x86_virt_bits: the CPU's linear-address width (CPUID), which
+    decides what is canonical -- 57 on CPUs that could do 5-level paging."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"address sizes\s*:.*?(\d+) bits virtual", f.read())
+        return int(m.group(1)) if m else 48
+    except OSError:
+        return 48
+
+
+def kernel_read_allowed(addr: int) -> bool:
+    """copy_from_kernel_nofault_allowed() on x86-64 (other architectures allow all)."""
+    if platform.machine() != "x86_64":
+        return True
+    if addr < USER_END or addr & ~0xFFF == VSYSCALL_PAGE:
+        return False
+    bits = _virt_bits()
+    top = addr >> (bits - 1)          # canonical: the bits above the width all equal
+    return top in (0, (1 << (65 - bits)) - 1)
+
+
 def _try_read(m, addr: int, size: int) -> bytes | None:
     if size == 0:
         return b""
@@ -32,24 +66,31 @@ def _try_read(m, addr: int, size: int) -> bytes | None:
     return bytes(r.buf[off:off + size])
 
 
-def _probe_read(m, dst, size, src, *_):
+def _unreadable(src: int, kernel: bool) -> int:
+    return -E.ERANGE if kernel and not kernel_read_allowed(src) else -E.EFAULT
+
+
+def _probe_read(m, dst, size, src, kernel: bool):
     size &= 0xFFFFFFFF                  # u32 size
-    data = _try_read(m, src, size)
+    src &= M64
+    data = _try_read(m, src, size) if size else \
+        (b"" if m.find(src, 1) or not kernel or kernel_read_allowed(src) else None)
     if data is None:
         m.zero(dst, size)
-        return -E.EFAULT
+        return _unreadable(src, kernel)
     m.write(dst, data)
     return 0
 
 
-def _probe_read_str(m, dst, size, src, *_):
+def _probe_read_str(m, dst, size, src, kernel: bool):
     size &= 0xFFFFFFFF                  # u32 size
+    src &= M64
     if size == 0:
         return 0
-    r = m.find(src, 1) if 0 < src <= M64 else None
+    r = m.find(src, 1) if 0 < src else None
     if r is None:
         m.zero(dst, size)
-        return -E.EFAULT
+        return _unreadable(src, kernel)
     off = src - r.start
     chunk = bytes(r.buf[off:min(off + size - 1, m.live_end(r) - r.start)])
     nul = chunk.find(b"\0")
@@ -62,10 +103,21 @@ def _probe_read_str(m, dst, size, src, *_):
     return len(chunk) + 1
 
 
-for _fid in (FuncId.probe_read, FuncId.probe_read_kernel, FuncId.probe_read_user):
-    implements(_fid)(_probe_read)
-for _fid in (FuncId.probe_read_str, FuncId.probe_read_kernel_str, FuncId.probe_read_user_str):
-    implements(_fid)(_probe_read_str)
+def _variant(fn, kernel):
+    """``kernel``: True (the _kernel helpers), False (_user) or None (the compat
+    bpf_probe_read: user addresses as _user, the rest as _kernel)."""
+    def impl(m, dst, size, src, *_):
+        return fn(m, dst, size, src, kernel if kernel is not None else
+                  (src & M64) >= USER_END)
+    return impl
+
+
+for _fid, _k in ((FuncId.probe_read, None), (FuncId.probe_read_kernel, True),
+                 (FuncId.probe_read_user, False)):
+    implements(_fid)(_variant(_probe_read, _k))
+for _fid, _k in ((FuncId.probe_read_str, None), (FuncId.probe_read_kernel_str, True),
+                 (FuncId.probe_read_user_str, False)):
+    implements(_fid)(_variant(_probe_read_str, _k))
 
 
 @implements(FuncId.strncmp)

@@ -159,6 +159,7 @@ def l4_csum_replace(m, ctx, offset, frm, to, flags):
 @implements(F.skb_pull_data)
 def skb_pull_data(m, ctx, length, *_):
     skb = skb_of(m, ctx)
+    length &= 0xFFFFFFFF                # u32 len
     if not _make_writable(skb, length or skb.headlen()):
         return neg(errno.ENOMEM)
     return 0
@@ -271,6 +272,7 @@ def skb_change_proto(m, ctx, proto, flags, *_):
 @implements(F.skb_adjust_room)
 def skb_adjust_room(m, ctx, len_diff, mode, flags, _r5):
     skb = skb_of(m, ctx)
+    mode &= 0xFFFFFFFF                  # s32 len_diff, u32 mode, u64 flags
     diff = len_diff - (1 << 64) if len_diff & (1 << 63) else len_diff
     diff = (diff & 0xFFFFFFFF) - (1 << 32) if diff & 0x80000000 else diff & 0xFFFFFFFF
     shrink = diff < 0
