@@ -48,6 +48,10 @@ def register(sub) -> None:
                         "virtual CPU (native code runs without the GIL); counts are merged. "
                         "N above the CPU count raises the virtual CPU count before the maps "
                         "are created, so per-CPU counts stay exact")
+    p.add_argument("--sanitize", action="store_true",
+                   help="run the verified program with every memory access checked anyway; "
+                        "a fault is a verifier bug (VerifierSoundnessError), like a sanitizer "
+                        "build")
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                    help=f"raw programs: maximum instructions to execute (default {DEFAULT_BUDGET})")
     p.add_argument("--no-verify", action="store_true",
@@ -84,6 +88,9 @@ def cmd_run(args) -> int:
         raise UsageError("error: --threads needs --pcap")
     if args.threads < 1:
         raise UsageError("error: --threads must be at least 1")
+    if args.sanitize and args.no_verify:
+        raise UsageError("error: --sanitize checks verified programs; it cannot go with "
+                         "--no-verify")
     if args.threads > num_cpus():
         # every thread is a virtual CPU with its own per-CPU map slots: the maps this run
         # creates must have as many (pinned maps that already exist keep theirs)
@@ -151,6 +158,9 @@ def _object_program(args):
 
 def _run_raw(args) -> int:
     from ..engines import run
+    if args.sanitize:
+        raise UsageError("error: --sanitize needs a program the verifier can judge: give "
+                         "--type (or an object file)")
     insns = load_program(args.file)
     mem = None
     if args.mem is not None:
@@ -171,7 +181,7 @@ def _runner(prog, args, link_layer: bool = False):
     from ..progtypes.ctx import CtxAccessError
     from ..verifier import VerifierError
     try:
-        return Runner(prog, engine=args.engine, link_layer=link_layer)
+        return Runner(prog, engine=args.engine, link_layer=link_layer, sanitize=args.sanitize)
     except CtxAccessError as e:
         raise UsageError(f"{prog.name or '?'}: error: the kernel would reject this "
                          f"program: {e.strerror}") from None
@@ -265,7 +275,7 @@ def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
                 try:
                     summary = replay_parallel(prog, frames_with_ts(), args.threads,
                                               engine=args.engine, link_layer=link_layer,
-                                              on_packet=sink)
+                                              on_packet=sink, sanitize=args.sanitize)
                 except ValueError as e:     # a pinned map made with fewer CPUs
                     raise UsageError(f"error: --threads {args.threads}: {e}") from None
             else:

@@ -74,7 +74,7 @@ def check_cpus(prog: TestTarget, threads: int) -> None:
 
 def replay_parallel(prog: TestTarget, frames: Iterable, threads: int, *, engine: str | None = None,
                     link_layer: bool = False, on_packet: Callable | None = None,
-                    native: bool | None = None):
+                    native: bool | None = None, sanitize: bool = False):
     """Replay ``frames`` through ``prog`` on ``threads`` threads; one merged Summary.
 
     Each thread runs a contiguous share of the capture on its own machine
@@ -86,7 +86,8 @@ def replay_parallel(prog: TestTarget, frames: Iterable, threads: int, *, engine:
     check_cpus(prog, threads)
     frames = list(frames)
     chunks = split(frames, threads)
-    runners = [Runner(prog, engine=engine, link_layer=link_layer, machine=Machine(cpu=k))
+    runners = [Runner(prog, engine=engine, link_layer=link_layer, machine=Machine(cpu=k),
+                      sanitize=sanitize)
                for k in range(len(chunks))]
     outcomes: list[list] = [[] for _ in chunks]
     try:
