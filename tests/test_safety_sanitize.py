@@ -26,6 +26,8 @@ from ebee.testrun.common import TestRunError
 from ebee.uapi import MapType, ProgType
 from ebee.verifier import VerifierError, verify
 
+from test_safety_jmp32 import pointer_comparisons
+from test_safety_spill import spill_programs
 from verifier_strategies import verifier_programs
 
 SLOW = os.environ.get("EBEE_SLOW") == "1"
@@ -115,6 +117,54 @@ def test_verified_programs_never_fault(fuzz_maps, prog, packets):
                 raise
             except VMError as e:        # nothing else may stop a verified program either
                 raise AssertionError(f"verified program stopped: {e}\n{text}") from e
+
+
+@pytest.fixture(scope="module")
+def safety_maps():
+    arr = ebee.Map(MapType.ARRAY, 4, 48, 4)
+    rb = ebee.Map(MapType.RINGBUF, 0, 0, 4096)
+    yield {"ARRAY": arr, "RINGBUF": rb}
+    arr.close()
+    rb.close()
+
+
+def _run_sanitized(text: str, maps: dict, packets) -> None:
+    for k, m in maps.items():
+        text = text.replace("{" + k + "}", str(m.id))
+    p = Program.from_insns(assemble(text), ProgType.SCHED_CLS)
+    STATS["programs"] += 1
+    if not p.verify().accepted:
+        return
+    STATS["accepted"] += 1
+    for engine in ("interp", "jit"):
+        for data in packets:
+            STATS["runs"] += 1
+            try:
+                p.run(data, sanitize=True, engine=engine)
+            except TestRunError:
+                pass
+            except VerifierSoundnessError:
+                STATS["faults"] += 1
+                raise
+
+
+FRAMES = st.lists(st.binary(min_size=14, max_size=96), min_size=1, max_size=2)
+
+
+@settings(max_examples=N, deadline=None, database=None, derandomize=not SLOW,
+          suppress_health_check=list(HealthCheck))
+@given(text=pointer_comparisons(), packets=FRAMES)
+def test_verified_pointer_comparisons_never_fault(safety_maps, text, packets):
+    """The programs of the 32-bit pointer-test hole (test_safety_jmp32), as the oracle
+    sees them: any that ebee accepts runs clean."""
+    _run_sanitized(text, safety_maps, packets)
+
+
+@settings(max_examples=N, deadline=None, database=None, derandomize=not SLOW,
+          suppress_health_check=list(HealthCheck))
+@given(text=spill_programs(), packets=FRAMES)
+def test_verified_spills_never_fault(safety_maps, text, packets):
+    _run_sanitized(text, safety_maps, packets)
 
 
 def test_fuzz_ran():
