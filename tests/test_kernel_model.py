@@ -54,3 +54,13 @@ def test_host_version_code(kernel):
     if not kernel_model.host_matches():
         pytest.skip(f"ebee {kernel_model.describe()}")
     assert kernel_version_code() >> 8 == kernel_model.VERSION_CODE >> 8
+
+
+def test_log_builds_are_builds_of_the_emulated_release():
+    """Line-by-line log parity is claimed only for named builds of the modelled release."""
+    assert kernel_model.LOG_BUILDS
+    for build in kernel_model.LOG_BUILDS:
+        assert kernel_model.host_matches(build), build
+        assert kernel_model.host_logs_modelled(build)
+    assert not kernel_model.host_logs_modelled("6.18.44-fc-v1252")
+    assert "logs of " + kernel_model.LOG_BUILDS[0] in kernel_model.describe()

@@ -25,6 +25,11 @@ BUILD = "6.18.44"
 ARCH = "x86_64"
 #: the Linux sources of the kfunc flags, struct layouts and rewrites read as text
 SOURCES = "linux-source-6.12 6.12.118-1~deb12u1 (Debian)"
+#: the builds (``uname -r``) whose verifier logs ebee reproduces line for line.
+#: Builds of one release differ in backports that show only in the log (another
+#: 6.18.44 build prints "SCC enter" lines around callbacks and types a lookup in
+#: a map-in-map as ``map_ptr_or_null``); verdicts and error lines do not move.
+LOG_BUILDS = ("6.18.44-fc-v1147",)
 
 
 def kernel_version(a: int, b: int, c: int = 0) -> int:
@@ -54,8 +59,14 @@ def host_matches(release: str | None = None) -> bool:
     return v is not None and v[:2] == VERSION[:2] and os.uname().machine == ARCH
 
 
+def host_logs_modelled(release: str | None = None) -> bool:
+    """The host kernel (or ``release``) is a build whose verifier log ebee reproduces."""
+    return (release if release is not None else host_release()) in LOG_BUILDS
+
+
 def describe() -> str:
     """One line: the emulated kernel, and the host's (marked when it is another release)."""
     host, machine = host_release(), os.uname().machine
-    text = f"emulates Linux {RELEASE} {ARCH}, tables from {BUILD}; host kernel {host}"
+    text = f"emulates Linux {RELEASE} {ARCH}, tables from {BUILD}, logs of {', '.join(LOG_BUILDS)}; " \
+        f"host kernel {host}"
     return text if host_matches(host) else f"{text} {machine}, another release"

@@ -63,11 +63,14 @@ def object_name(path: str) -> str:
 def internal_map_name(obj_name: str, sec_name: str) -> str:
     """libbpf's kernel-visible name of a global-data map (15 characters at most)."""
     max_len = 15
-    if "." in sec_name[1:]:            # .rodata.str1.1: the section name alone
+    # libbpf reserves 7 characters for the suffix even when it is shorter (".bss"):
+    # "verifier_iterating_callbacks" gives "verifier.bss"
+    sfx_len = max(7, len(sec_name))
+    if sfx_len > max_len or "." in sec_name[1:]:     # .rodata.str1.1: the section name alone
         pfx = ""
     else:
-        pfx = obj_name[:max(0, max_len - len(sec_name))]
-    name = (pfx + sec_name)[:max_len]
+        pfx = obj_name[:max_len - sfx_len]
+    name = (pfx + sec_name[:sfx_len])[:max_len]
     return "".join(c if c.isalnum() or c in "._" else "_" for c in name)
 
 

@@ -65,6 +65,7 @@ class RingBuf(Map):
         self.pending_pos = 0
         self.cond = threading.Condition()
         self.notifications = 0
+        self.dropped = 0          # reservations refused (ring full or record too large)
         # ring offset -> [size, committed, discarded] of every record not yet consumed
         self._records: dict[int, list] = {}
         self.corrupted = 0
@@ -73,11 +74,14 @@ class RingBuf(Map):
     # -- producer (programs) -------------------------------------------------------------
 
     def reserve(self, size: int) -> int:
-        """__bpf_ringbuf_reserve(): address of the record's data, or 0."""
+        """__bpf_ringbuf_reserve(): address of the record's data, or 0 (counted in
+        ``dropped``: Linux keeps no such count, but a reader here reports it)."""
         if size > RINGBUF_MAX_RECORD_SZ:
+            self.dropped += 1
             return 0
         length = (size + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
         if length > self.size:
+            self.dropped += 1
             return 0
         with self.lock:
             cons, prod = self.consumer_pos, self.producer_pos
@@ -91,6 +95,7 @@ class RingBuf(Map):
             self.pending_pos = pend
             new = prod + length
             if new - cons > self.mask or new - pend > self.mask:
+                self.dropped += 1
                 return 0
             off = prod & self.mask
             HDR.pack_into(buf, off, size | U.BPF_RINGBUF_BUSY_BIT, off // PAGE_SIZE)
@@ -153,8 +158,10 @@ class RingBuf(Map):
     # -- consumer (user space) -------------------------------------------------------------
 
     def consume(self) -> list[bytes]:
-        """Every committed record available now, in order (ring_buffer__consume);
-        records whose header a program overwrote are skipped (see ``corrupted``)."""
+        """Every committed record available now, in order: the ring's own consumer step;
+        records whose header a program overwrote are skipped (see ``corrupted``).
+        Applications read through :meth:`reader` (``for rec in reader``,
+        ``reader.drain()``), which also reports drops and corrupted records."""
         return [r.data for r in self.consume_records() if not r.lost]
 
     def consume_records(self) -> list[Record]:
@@ -206,9 +213,16 @@ class RingBufReader(EventReader):
         super().__init__(callback, lost_callback=lost_callback)
         self.rb = rb
         self._seen = rb.notifications
+        self._dropped = rb.dropped
 
     def _fetch(self) -> list[Record]:
-        return self.rb.consume_records()
+        out = self.rb.consume_records()
+        n = self.rb.dropped - self._dropped
+        if n:
+            # the losses happened while the ring was full of the records before them
+            self._dropped += n
+            out.append(Record(b"", -1, lost=n))
+        return out
 
     def _wait(self, timeout: float | None) -> bool:
         rb = self.rb

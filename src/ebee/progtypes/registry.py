@@ -48,11 +48,13 @@ class ProgTypeInfo:
     def ctx(self) -> CtxStruct | None:
         return self.rules.struct if self.rules else None
 
-    def ctx_access(self, off: int, size: int, write: bool) -> Access | None:
-        """Linux's is_valid_access: the access, or None where the verifier rejects it."""
+    def ctx_access(self, off: int, size: int, write: bool, *,
+                   bpf_capable: bool = True) -> Access | None:
+        """Linux's is_valid_access: the access, or None where the verifier rejects it
+        (``bpf_capable``: the loader has CAP_BPF)."""
         if self.rules is None:
             return None
-        return self.rules.access(off, size, write)
+        return self.rules.access(off, size, write, bpf_capable=bpf_capable)
 
     def helper_allowed(self, fid: int) -> bool:
         return fid in self.helpers
@@ -123,8 +125,10 @@ def _rules(pt: P, at: A) -> tuple[CtxRules | None, str]:
         return T.PT_REGS_RULES, "pt_regs"
     if pt is P.TRACEPOINT:
         return T.TRACEPOINT_RULES, "tp_record"
-    if pt in (P.RAW_TRACEPOINT, P.RAW_TRACEPOINT_WRITABLE):
+    if pt is P.RAW_TRACEPOINT:
         return T.RAW_TP_RULES, "u64_args"
+    if pt is P.RAW_TRACEPOINT_WRITABLE:
+        return T.RAW_TP_WRITABLE_RULES, "u64_args"
     if pt in (P.TRACING, P.LSM, P.STRUCT_OPS, P.EXT):
         return T.RAW_TP_RULES, "btf_args"
     if pt is P.SYSCALL:

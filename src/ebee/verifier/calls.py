@@ -193,6 +193,11 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
     if not (register_is_null(reg) and flags & PTR_MAYBE_NULL):
         check_reg_type(env, regno, base, flags, meta)
         check_func_arg_reg_off(env, reg, regno, base, flags)
+    elif base == ARG_PTR_TO_STACK:
+        # the NULL skipped the type checks, so a state where this register is
+        # another scalar must not be pruned as equivalent (the 6.18.44 builds
+        # mark it precise; seen for bpf_loop's callback_ctx)
+        mark_chain_precision(env, regno)
     if flags & OBJ_RELEASE:
         if base == ARG_PTR_TO_DYNPTR:
             check_release_dynptr(env, reg, regno)
@@ -546,6 +551,19 @@ def _record_func_map(env: Env, meta: CallArgMeta, func_id: int, insn_idx: int) -
         aux.map_ptr = m
     elif aux.map_ptr is not m:
         aux.map_ptr_poisoned = True
+
+
+def check_tail_call_fixups(env: Env) -> None:
+    """do_misc_fixups' tail call rewrite, after verification: for an unprivileged
+    loader each bpf_tail_call is bounded by its map's max_entries and index_mask
+    (Spectre v1), which needs one map per call site -- a call reached with
+    different maps on different paths is refused."""
+    if env.bypass_spec_v1:
+        return
+    for i, insn in enumerate(env.insns):
+        if insn.code == (U.BPF_JMP | U.BPF_CALL) and insn.src == 0 and \
+                insn.imm == F.tail_call and env.aux[i].map_ptr_poisoned:
+            raise env.reject("tail_call abusing map_ptr", EINVAL)
 
 
 def _update_loop_inline_state(env: Env, subprogno: int) -> None:

@@ -442,10 +442,12 @@ def backtrack_insn(env: Env, idx: int, subseq_idx: int, hist, bt: Backtrack) -> 
             if bt.reg_mask() & REGMASK_ARGS:
                 raise env.bug(f"backtracking call unexpected regs {bt.reg_mask():x}")
         elif op == U.BPF_EXIT:
-            if subseq_idx >= 0 and env.aux[subseq_idx].calls_callback:
-                for i in range(1, 6):
-                    bt.clear_reg(i)
-            if bt.reg_mask() & REGMASK_ARGS:
+            # Leaving a callback backwards, the caller's r1-r5 stay marked: the
+            # kernel this models keeps chasing them through the callback body
+            # and drops them only at the callback-calling instruction (upstream
+            # clears them here; the 6.18.44 builds' logs show they survive)
+            if not (subseq_idx >= 0 and env.aux[subseq_idx].calls_callback) and \
+                    bt.reg_mask() & REGMASK_ARGS:
                 raise env.bug(f"backtracking exit unexpected regs {bt.reg_mask():x}")
             r0_precise = subseq_idx - 1 >= 0 and env.insns[subseq_idx - 1].is_pseudo_call() \
                 and bt.is_reg_set(0)
