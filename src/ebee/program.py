@@ -346,7 +346,7 @@ class Program(Runnable):
     # -- running -------------------------------------------------------------------------
 
     def run(self, data: bytes | None = None, *, engine: str | None = None, net: Any = None,
-            **kw) -> RunResult:
+            sanitize: bool = False, **kw) -> RunResult:
         """Run the program once with BPF_PROG_TEST_RUN semantics (``ebee.testrun.run``:
         ``ctx=``, ``repeat=``, ``engine=`` ...); returns a ``RunResult``.  The first run
         verifies it (unless it does not require verification): ``VerifierError`` if
@@ -355,16 +355,19 @@ class Program(Runnable):
         What a run needs once -- the verdict, the rewritten instructions, the engine's
         image bound to a CPU -- is prepared by the first run and kept (a ``Runner``) until
         the instructions, type or engine change; each run then does only its own work.
-        The CPU's stack is cleared before each run, as a fresh CPU's would be."""
+        The CPU's stack is cleared before each run, as a fresh CPU's would be.
+
+        ``sanitize=True``: the program must verify, then runs with every memory access
+        checked anyway; a fault raises :class:`~ebee.errors.VerifierSoundnessError`."""
         if self.object is not None:
             self.object.first_use()
         maps = None
         try:
             if not self._runner_lock.acquire(blocking=False):
-                with Runner(self, engine=engine, net=net) as r:
+                with Runner(self, engine=engine, net=net, sanitize=sanitize) as r:
                     return r.run(data, **kw)
             try:
-                r, maps = self._prepared(engine, net)
+                r, maps = self._prepared(engine, net, sanitize)
                 r.clear_stack()
                 return r.run(data, **kw)
             finally:
@@ -373,17 +376,19 @@ class Program(Runnable):
             # program-side writes reach pinned maps' store
             sync_maps(self.maps if maps is None else maps)
 
-    def _prepared(self, engine: str | None, net: Any) -> tuple[Runner, list]:
+    def _prepared(self, engine: str | None, net: Any,
+                  sanitize: bool = False) -> tuple[Runner, list]:
         """The kept Runner and the maps the program references, for these instructions."""
         key = (tuple(self.insns), self.type, self.expected_attach_type, self.prog_flags,
-               self.requires_verification, self.evidence_from_verifier, self.btf, engine, net)
+               self.requires_verification, self.evidence_from_verifier, self.btf, engine, net,
+               sanitize)
         kept = self._runner
         if kept is not None:
             if kept[0] == key:
                 return kept[1], kept[2]
             self._runner = None
             kept[1].close()
-        r = Runner(self, engine=engine, net=net)
+        r = Runner(self, engine=engine, net=net, sanitize=sanitize)
         self._runner = (key, r, self.maps)
         return r, self._runner[2]
 

@@ -88,7 +88,10 @@ class Runner:
                 and data_size_out is None and ctx_size_out is None and type(data) is bytes \
                 and PLAIN_MIN <= len(data) <= PLAIN_MAX:
             with capture() as lines:
-                res = plain_xdp(self, data)
+                try:
+                    res = plain_xdp(self, data)
+                except MemoryFault as e:
+                    raise self._unsound(e) if self.sanitize else e
             res.trace_output = [ln.message for ln in lines]
             return res
         want_ctx_out = ctx_out or ctx is not None
@@ -102,15 +105,18 @@ class Runner:
             try:
                 res = self.driver(t)
             except MemoryFault as e:
-                if not self.sanitize:
-                    raise
-                raise VerifierSoundnessError(f"the verifier accepted this program, but it "
-                                             f"faulted: {e.reason}", pc=e.pc,
-                                             insn=e.insn) from e
+                raise self._unsound(e) if self.sanitize else e
             finally:
                 self.frames = t.frames
         res.trace_output = [ln.message for ln in lines]
         return res
+
+    @staticmethod
+    def _unsound(e: MemoryFault) -> VerifierSoundnessError:
+        err = VerifierSoundnessError(f"the verifier accepted this program, but it faulted: "
+                                     f"{e.reason}", pc=e.pc, insn=e.insn)
+        err.__cause__ = e
+        return err
 
     def clear_stack(self) -> None:
         """Zero the CPU's stack: what a run on a fresh CPU would find."""
