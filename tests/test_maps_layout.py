@@ -56,8 +56,8 @@ def test_the_handle_holds_what_its_layout_names(map_type):
         assert got == {"type": int(map_type), "key_size": 4, "value_size": 12, "max_entries": 10,
                        "map_flags": 0, "id": m.id, "elem_size": 16,
                        "slots": m.ncpus if m.percpu else 1, "values": m.value_region.start,
-                       "ctl": m.ctl.start if hasattr(m, "ctl") else 0}
-        assert not any(h[MAP_HANDLE.off("ctl") + 8:])
+                       "ctl": m.ctl.start if hasattr(m, "ctl") else 0, "ncpus": m.ncpus}
+        assert not any(h[MAP_HANDLE.off("ncpus") + 4:])
 
 
 @pytest.mark.parametrize("flags,kind", [(0, HASH_CRC32), (BPF_F_ZERO_SEED, HASH_JHASH)])
@@ -88,7 +88,7 @@ def test_a_hash_table_is_walkable_through_its_layouts(flags, kind):
 
 
 def test_a_packer_covers_the_named_members_with_zero_padding():
-    assert MAP_HANDLE.packer().format == "<IIIIIIIIQQ" + "x" * 16
+    assert MAP_HANDLE.packer().format == "<IIIIIIIIQQI" + "x" * 12
     assert HTAB_HEADER.packer().format == "<IIIIIIIII" + "xxxx" + "QQQ"
     assert HTAB_ENTRY.packer("next", "hash").format == "<II"
     with pytest.raises(ValueError):

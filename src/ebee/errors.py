@@ -57,6 +57,12 @@ class MemoryFault(VMError):
     """A load or store touched memory outside every live region."""
 
 
+class VerifierSoundnessError(VMError):
+    """A program the verifier accepted touched memory it may not: the verifier let an
+    unsafe program through.  Raised only by sanitizing runs (``sanitize=True``,
+    ``ebee run --sanitize``), which check every access of verified code."""
+
+
 class BudgetExceeded(VMError):
     """The program ran more instructions than its budget allows."""
 

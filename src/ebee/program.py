@@ -457,7 +457,8 @@ class Program(Runnable):
     def run(self, data: bytes | None = None, *, ctx: bytes | None = None, repeat: int = 0,
             engine: str | None = None, flags: int = 0, cpu: int = 0, batch_size: int = 0,
             data_size_out: int | None = None, ctx_size_out: int | None = None,
-            ctx_out: bool = False, net: Network | None = None) -> RunResult:
+            ctx_out: bool = False, net: Network | None = None,
+            sanitize: bool = False) -> RunResult:
         """Run the program with BPF_PROG_TEST_RUN semantics; returns a ``RunResult``
         (``retval``, ``verdict``, ``data_out``, ``ctx_out``, ``duration_ns``, ...).
 
@@ -466,7 +467,8 @@ class Program(Runnable):
         ``engine``: ``"jit"``, ``"interp"`` or None (the JIT where it is available);
         ``flags``, ``cpu``, ``batch_size``, ``data_size_out``, ``ctx_size_out`` as in
         ``union bpf_attr``'s test; ``ctx_out``: return the context after the run;
-        ``net``: the modelled network (devices, routes, sockets) for redirects and lookups.
+        ``net``: the modelled network (devices, routes, sockets) for redirects and lookups;
+        ``sanitize``: see below.
 
         The first run verifies the program (unless it does not require verification):
         ``VerifierError`` if rejected; ``TestRunError`` (an OSError with Linux's errno)
@@ -475,7 +477,10 @@ class Program(Runnable):
         What a run needs once -- the verdict, the rewritten instructions, the engine's
         image bound to a CPU -- is prepared by the first run and kept (a ``Runner``) until
         the instructions, type or engine change; each run then does only its own work.
-        The CPU's stack is cleared before each run, as a fresh CPU's would be."""
+        The CPU's stack is cleared before each run, as a fresh CPU's would be.
+
+        ``sanitize=True``: the program must verify, then runs with every memory access
+        checked anyway; a fault raises :class:`~ebee.errors.VerifierSoundnessError`."""
         if self.object is not None:
             self.object.first_use()
         kw = dict(ctx=ctx, repeat=repeat, flags=flags, cpu=cpu, batch_size=batch_size,
@@ -483,10 +488,10 @@ class Program(Runnable):
         maps = None
         try:
             if not self._runner_lock.acquire(blocking=False):
-                with Runner(self, engine=engine, net=net) as r:
+                with Runner(self, engine=engine, net=net, sanitize=sanitize) as r:
                     return r.run(data, **kw)
             try:
-                r, maps = self._prepared(engine, net)
+                r, maps = self._prepared(engine, net, sanitize)
                 r.clear_stack()
                 return r.run(data, **kw)
             finally:
@@ -495,17 +500,19 @@ class Program(Runnable):
             # program-side writes reach pinned maps' store
             sync_maps(self.maps if maps is None else maps)
 
-    def _prepared(self, engine: str | None, net: Any) -> tuple[Runner, list]:
+    def _prepared(self, engine: str | None, net: Any,
+                  sanitize: bool = False) -> tuple[Runner, list]:
         """The kept Runner and the maps the program references, for these instructions."""
         key = (tuple(self.insns), self.type, self.expected_attach_type, self.prog_flags,
-               self.requires_verification, self.evidence_from_verifier, self.btf, engine, net)
+               self.requires_verification, self.evidence_from_verifier, self.btf, engine, net,
+               sanitize)
         kept = self._runner
         if kept is not None:
             if kept[0] == key:
                 return kept[1], kept[2]
             self._runner = None
             kept[1].close()
-        r = Runner(self, engine=engine, net=net)
+        r = Runner(self, engine=engine, net=net, sanitize=sanitize)
         self._runner = (key, r, self.maps)
         return r, self._runner[2]
 

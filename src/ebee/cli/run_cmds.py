@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import sys
 
+from ..maps import num_cpus, set_num_cpus
 from ..program import Program
 from ..runtime import DEFAULT_BUDGET
 from .common import (ELF_MAGIC, UsageError, load_program, parse_hex, print_json, read_bytes,
@@ -44,7 +45,13 @@ def register(sub) -> None:
                         "else the interpreter)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="with --pcap: split the capture across N threads, each its own "
-                        "virtual CPU (native code runs without the GIL); counts are merged")
+                        "virtual CPU (native code runs without the GIL); counts are merged. "
+                        "N above the CPU count raises the virtual CPU count before the maps "
+                        "are created, so per-CPU counts stay exact")
+    p.add_argument("--sanitize", action="store_true",
+                   help="run the verified program with every memory access checked anyway; "
+                        "a fault is a verifier bug (VerifierSoundnessError), like a sanitizer "
+                        "build")
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                    help=f"raw programs: maximum instructions to execute (default {DEFAULT_BUDGET})")
     p.add_argument("--no-verify", action="store_true",
@@ -81,6 +88,13 @@ def cmd_run(args) -> int:
         raise UsageError("error: --threads needs --pcap")
     if args.threads < 1:
         raise UsageError("error: --threads must be at least 1")
+    if args.sanitize and args.no_verify:
+        raise UsageError("error: --sanitize checks verified programs; it cannot go with "
+                         "--no-verify")
+    if args.threads > num_cpus():
+        # every thread is a virtual CPU with its own per-CPU map slots: the maps this run
+        # creates must have as many (pinned maps that already exist keep theirs)
+        set_num_cpus(args.threads)
     if args.cbpf:
         if args.file:
             raise UsageError("error: give either a program file or --cbpf, not both")
@@ -144,6 +158,9 @@ def _object_program(args):
 
 def _run_raw(args) -> int:
     from ..engines import run
+    if args.sanitize:
+        raise UsageError("error: --sanitize needs a program the verifier can judge: give "
+                         "--type (or an object file)")
     insns = load_program(args.file)
     mem = None
     if args.mem is not None:
@@ -164,7 +181,7 @@ def _runner(prog, args, link_layer: bool = False):
     from ..progtypes.ctx import CtxAccessError
     from ..verifier import VerifierError
     try:
-        return Runner(prog, engine=args.engine, link_layer=link_layer)
+        return Runner(prog, engine=args.engine, link_layer=link_layer, sanitize=args.sanitize)
     except CtxAccessError as e:
         raise UsageError(f"{prog.name or '?'}: error: the kernel would reject this "
                          f"program: {e.strerror}") from None
@@ -255,8 +272,12 @@ def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
         try:
             if args.threads > 1:    # ebee.jit.parallel: one machine (CPU) per thread
                 from ..testrun.parallel import replay_parallel
-                summary = replay_parallel(prog, frames_with_ts(), args.threads, engine=args.engine,
-                                          link_layer=link_layer, on_packet=sink)
+                try:
+                    summary = replay_parallel(prog, frames_with_ts(), args.threads,
+                                              engine=args.engine, link_layer=link_layer,
+                                              on_packet=sink, sanitize=args.sanitize)
+                except ValueError as e:     # a pinned map made with fewer CPUs
+                    raise UsageError(f"error: --threads {args.threads}: {e}") from None
             else:
                 summary = replay(r, frames_with_ts(), on_packet=sink, progress=bar)
         except pcap.PcapError as e:

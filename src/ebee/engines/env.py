@@ -103,7 +103,9 @@ class CallEnv:
         self._tail_entry = tail_entry
         mem = cpu.memory
 
-        def find(a: int, size: int, pc: int, write: bool):
+        stack = cpu.stack
+
+        def find(a: int, size: int, pc: int, write: bool, fp: int):
             r = mem.find(a, size) if 0 <= a <= M64 else None
             if r is None:
                 kind = "write" if write else "read"
@@ -112,10 +114,19 @@ class CallEnv:
             if write and not r.writable:
                 raise MemoryFault(f"invalid write of {size} bytes at {a:#x}: region "
                                   f"'{r.name}' is read-only", pc=pc, insn=prog.text(pc))
+            if r is stack:
+                # the live stack ends at the running function's r10: frames above it
+                # belong to functions that returned
+                if a + size > fp:
+                    kind = "write" if write else "read"
+                    raise MemoryFault(f"invalid {kind} of {size} bytes at {a:#x}: above the "
+                                      f"running function's frame (a returned function's "
+                                      f"frame)", pc=pc, insn=prog.text(pc))
+                return r.buf, r.start, fp - r.start
             return r.buf, r.start, r.size
 
-        self.rfind = lambda a, size, pc: find(a, size, pc, False)
-        self.wfind = lambda a, size, pc: find(a, size, pc, True)
+        self.rfind = lambda a, size, pc, fp: find(a, size, pc, False, fp)
+        self.wfind = lambda a, size, pc, fp: find(a, size, pc, True, fp)
 
     # -- faults ----------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from ..uapi import FuncId
 from ..memory import Region
 from ..runtime.clock import Clock
 from .registry import implements
-from .maps import map_of
+from .maps import map_of, map_op
 
 M64 = (1 << 64) - 1
 
@@ -41,6 +41,7 @@ def loop(m, nr_loops, cb, ctx, flags, _):
 
 
 @implements(FuncId.for_each_map_elem)
+@map_op
 def for_each_map_elem(m, mp, cb, ctx, flags, _):
     if flags:
         return -E.EINVAL
@@ -50,7 +51,7 @@ def for_each_map_elem(m, mp, cb, ctx, flags, _):
     keybuf = Region(max(mo.key_size, 1), "for_each key", writable=False)
     m.memory.add(keybuf)
     try:
-        for key, vaddr in list(mo.for_each(m.cpu)):
+        for key, vaddr in list(mo.for_each(mo.cpu_slot(m.cpu))):
             keybuf.buf[:len(key)] = key
             n += 1
             if m.call_function(cb, mp, keybuf.start, vaddr, ctx, fn=fn):
@@ -150,6 +151,7 @@ def _owner(mp, addr: int) -> tuple[bytes, int] | None:
 
 
 @implements(FuncId.timer_init)
+@map_op
 def timer_init(m, timer, mp, flags, *_):
     clockid = flags & (MAX_CLOCKS - 1)
     if flags >= MAX_CLOCKS or clockid not in (CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_BOOTTIME):

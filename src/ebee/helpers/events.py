@@ -143,6 +143,8 @@ def ringbuf_discard_dynptr(m, ptr, flags, *_):
 
 @implements(FuncId.dynptr_read)
 def dynptr_read(m, dst, length, src, offset, flags):
+    offset &= 0xFFFFFFFF              # u32 offset and length
+    length &= 0xFFFFFFFF
     data, size, off, typ, _ = _dyn_get(m, src)
     if not data or flags:
         return -E.EINVAL
@@ -155,6 +157,8 @@ def dynptr_read(m, dst, length, src, offset, flags):
 
 @implements(FuncId.dynptr_write)
 def dynptr_write(m, dst, offset, src, length, flags):
+    offset &= 0xFFFFFFFF              # u32 offset and length
+    length &= 0xFFFFFFFF
     data, size, off, typ, rdonly = _dyn_get(m, dst)
     if not data or rdonly:
         return -E.EINVAL
@@ -169,6 +173,8 @@ def dynptr_write(m, dst, offset, src, length, flags):
 
 @implements(FuncId.dynptr_data)
 def dynptr_data(m, ptr, offset, length, *_):
+    offset &= 0xFFFFFFFF              # u32 offset and length
+    length &= 0xFFFFFFFF
     data, size, off, typ, rdonly = _dyn_get(m, ptr)
     if not data or _check_off_len(size, offset, length) or rdonly:
         return 0

@@ -4,11 +4,18 @@ spin locks.
 ``probe_read*`` read "kernel" or "user" memory: in ebee both are the live
 regions of the machine's address space (stack, context, packet, map values,
 the simulated task); an address outside them is a fault, reported as -EFAULT
-with the destination zeroed, exactly as the kernel's nofault copies report.
+with the destination zeroed, exactly as the kernel's nofault copies report --
+except that the kernel variants first refuse, with -ERANGE, what x86-64's
+copy_from_kernel_nofault_allowed() refuses: user addresses, the vsyscall
+page and non-canonical addresses.
 """
 from __future__ import annotations
 
 import errno as E
+import functools
+import platform
+import re
+import threading
 import time
 
 from ..errors import VMError
@@ -19,48 +26,99 @@ from .task import current_task
 
 M64 = (1 << 64) - 1
 SPIN_TIMEOUT = 1.0
+CSUM_DIFF_MAX = 512
+
+
+# x86-64 with 4-level paging: user space ends at TASK_SIZE_MAX + PAGE_SIZE
+USER_END = 1 << 47
+VSYSCALL_PAGE = 0xFFFFFFFFFF600000
+
+
+@functools.cache
+def _virt_bits() -> int:
+    """boot_cpu_data.x86_virt_bits: the CPU's linear-address width (CPUID), which
+    decides what is canonical -- 57 on CPUs that could do 5-level paging."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"address sizes\s*:.*?(\d+) bits virtual", f.read())
+        return int(m.group(1)) if m else 48
+    except OSError:
+        return 48
+
+
+def kernel_read_allowed(addr: int) -> bool:
+    """copy_from_kernel_nofault_allowed() on x86-64 (other architectures allow all)."""
+    if platform.machine() != "x86_64":
+        return True
+    if addr < USER_END or addr & ~0xFFF == VSYSCALL_PAGE:
+        return False
+    bits = _virt_bits()
+    top = addr >> (bits - 1)          # canonical: the bits above the width all equal
+    return top in (0, (1 << (65 - bits)) - 1)
 
 
 def _try_read(m, addr: int, size: int) -> bytes | None:
     if size == 0:
         return b""
-    r = m.memory.find(addr, size) if 0 < addr <= M64 else None
+    r = m.find(addr, size) if 0 < addr <= M64 else None
     if r is None:
         return None
     off = addr - r.start
     return bytes(r.buf[off:off + size])
 
 
-def _probe_read(m, dst, size, src, *_):
-    data = _try_read(m, src, size)
+def _unreadable(src: int, kernel: bool) -> int:
+    return -E.ERANGE if kernel and not kernel_read_allowed(src) else -E.EFAULT
+
+
+def _probe_read(m, dst, size, src, kernel: bool):
+    size &= 0xFFFFFFFF                  # u32 size
+    src &= M64
+    data = _try_read(m, src, size) if size else \
+        (b"" if m.find(src, 1) or not kernel or kernel_read_allowed(src) else None)
     if data is None:
-        m.write(dst, bytes(size))
-        return -E.EFAULT
+        m.zero(dst, size)
+        return _unreadable(src, kernel)
     m.write(dst, data)
     return 0
 
 
-def _probe_read_str(m, dst, size, src, *_):
+def _probe_read_str(m, dst, size, src, kernel: bool):
+    size &= 0xFFFFFFFF                  # u32 size
+    src &= M64
     if size == 0:
         return 0
-    r = m.memory.find(src, 1) if src else None
+    r = m.find(src, 1) if 0 < src else None
     if r is None:
-        m.write(dst, bytes(size))
-        return -E.EFAULT
+        m.zero(dst, size)
+        return _unreadable(src, kernel)
     off = src - r.start
-    chunk = bytes(r.buf[off:off + size - 1])
+    chunk = bytes(r.buf[off:min(off + size - 1, m.live_end(r) - r.start)])
     nul = chunk.find(b"\0")
     if nul >= 0:
         chunk = chunk[:nul]
     elif len(chunk) < size - 1:      # the string runs off the readable memory
-        m.write(dst, bytes(size))
+        m.zero(dst, size)
         return -E.EFAULT
     m.write(dst, chunk + b"\0")
     return len(chunk) + 1
 
 
-for _fid in (FuncId.probe_read, FuncId.probe_read_kernel, FuncId.probe_read_user):
-    implements(_fid)(_probe_read)
+def _variant(fn, kernel):
+    """``kernel``: True (the _kernel helpers), False (_user) or None (the compat
+    bpf_probe_read: user addresses as _user, the rest as _kernel)."""
+    def impl(m, dst, size, src, *_):
+        return fn(m, dst, size, src, kernel if kernel is not None else
+                  (src & M64) >= USER_END)
+    return impl
+
+
+for _fid, _k in ((FuncId.probe_read, None), (FuncId.probe_read_kernel, True),
+                 (FuncId.probe_read_user, False)):
+    implements(_fid)(_variant(_probe_read, _k))
+for _fid, _k in ((FuncId.probe_read_str, None), (FuncId.probe_read_kernel_str, True),
+                 (FuncId.probe_read_user_str, False)):
+    implements(_fid)(_variant(_probe_read_str, _k))
 
 
 @implements(FuncId.probe_write_user)
@@ -83,7 +141,7 @@ def probe_write_user(m, dst, src, size, *_):
 @implements(FuncId.copy_from_user)
 def copy_from_user(m, dst, size, user_ptr, *_):
     # copy_from_user(): any byte it cannot copy zeroes the whole destination, -EFAULT
-    return _probe_read(m, dst, size & 0xFFFFFFFF, user_ptr)
+    return _probe_read(m, dst, size & 0xFFFFFFFF, user_ptr, False)
 
 
 @implements(FuncId.copy_from_user_task)
@@ -94,9 +152,7 @@ def copy_from_user_task(m, dst, size, user_ptr, task, flags):
     size &= 0xFFFFFFFF
     if not size:
         return 0
-    return _probe_read(m, dst, size, user_ptr)
-for _fid in (FuncId.probe_read_str, FuncId.probe_read_kernel_str, FuncId.probe_read_user_str):
-    implements(_fid)(_probe_read_str)
+    return _probe_read(m, dst, size, user_ptr, False)
 
 
 @implements(FuncId.strncmp)
@@ -205,7 +261,10 @@ def _from32to16(x: int) -> int:
 @implements(FuncId.csum_diff)
 def csum_diff(m, frm, from_size, to, to_size, seed):
     """Linux 6.12+: the same 16-bit folded result on every architecture."""
-    if (from_size | to_size) & 3:
+    from_size &= 0xFFFFFFFF             # u32 sizes
+    to_size &= 0xFFFFFFFF
+    # the kernel's per-CPU scratch diff buffer holds 128 words
+    if (from_size | to_size) & 3 or from_size + to_size > CSUM_DIFF_MAX:
         return -E.EINVAL & M64
     a = m.read(frm, from_size) if from_size else b""
     b = m.read(to, to_size) if to_size else b""
@@ -226,13 +285,27 @@ def kptr_xchg(m, dst, ptr, *_):
     return old
 
 
+# lock address -> the thread holding it: a thread that takes a lock it holds would spin
+# forever (Linux: a deadlock the verifier prevents), so it is stopped at once
+_holders: dict[int, int] = {}
+
+
 @implements(FuncId.spin_lock)
 def spin_lock(m, lock, *_):
     deadline = None
+    me = threading.get_ident()
     while True:
-        if m.read(lock, 4) == b"\0\0\0\0":
+        word = m.read(lock, 4)
+        if word == b"\0\0\0\0":
             m.write(lock, b"\1\0\0\0")
+            _holders[lock] = me
             return 0
+        if word != b"\1\0\0\0":        # no bpf_spin_lock took it: nothing will release it
+            raise VMError(f"bpf_spin_lock at {lock:#x}: the word holds "
+                          f"{int.from_bytes(word, 'little'):#x}, not a lock")
+        if _holders.get(lock) == me:
+            raise VMError(f"bpf_spin_lock at {lock:#x} is already held by this program "
+                          f"(deadlock)")
         if deadline is None:
             deadline = time.monotonic() + SPIN_TIMEOUT
         elif time.monotonic() > deadline:
@@ -243,4 +316,5 @@ def spin_lock(m, lock, *_):
 @implements(FuncId.spin_unlock)
 def spin_unlock(m, lock, *_):
     m.write(lock, b"\0\0\0\0")
+    _holders.pop(lock, None)
     return 0

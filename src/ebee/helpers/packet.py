@@ -197,7 +197,7 @@ def skb_get_tunnel_key(m, ctx, to, size, flags, *_):
     elif size != TUNNEL_KEY_SIZE and size not in (28, 24, 22):
         err = errno.EINVAL
     if err is not None:
-        m.write(to, bytes(size))
+        m.zero(to, size & 0xFFFFFFFF)
         return neg(err)
     k = bytearray(TUNNEL_KEY_SIZE)
     struct.pack_into("<I", k, 0, info.tunnel_id & 0xFFFFFFFF)

@@ -36,11 +36,11 @@ def _isprint(c: int) -> bool:
 
 def read_cstr(m, addr: int, limit: int) -> bytes | None:
     """A NUL-terminated string at ``addr`` (at most ``limit`` bytes), or None if unreadable."""
-    r = m.memory.find(addr, 1) if addr else None
+    r = m.find(addr, 1) if 0 < addr < 1 << 64 else None
     if r is None:
         return None
     off = addr - r.start
-    end = min(r.size, off + limit)
+    end = min(m.live_end(r) - r.start, off + max(limit, 0))
     chunk = bytes(r.buf[off:end])
     i = chunk.find(b"\0")
     return chunk if i < 0 else chunk[:i]

@@ -46,8 +46,9 @@ def _done(skb) -> None:
 def skb_load_bytes(m, ctx, offset, to, length, _r5):
     skb = skb_of(m, ctx)
     offset &= 0xFFFFFFFF
+    length &= 0xFFFFFFFF
     if offset > INT_MAX or offset + length > skb.len:
-        m.write(to, bytes(length))
+        m.zero(to, length)
         return neg(errno.EFAULT)
     m.write(to, skb.read(offset, length))
     return 0
@@ -57,6 +58,7 @@ def skb_load_bytes(m, ctx, offset, to, length, _r5):
 def skb_load_bytes_relative(m, ctx, offset, to, length, start_header):
     skb = skb_of(m, ctx)
     offset &= 0xFFFFFFFF
+    length &= 0xFFFFFFFF
     start = None
     if offset <= 0xFFFF:
         if start_header == HdrStartOff.MAC and skb.mac_header != HEADER_UNSET:
@@ -64,7 +66,7 @@ def skb_load_bytes_relative(m, ctx, offset, to, length, start_header):
         elif start_header == HdrStartOff.NET:
             start = skb.network_header
     if start is None or start + offset + length > skb.tail:
-        m.write(to, bytes(length))
+        m.zero(to, length)
         return neg(errno.EFAULT)
     m.write(to, bytes(skb.headbuf.buf[start + offset:start + offset + length]))
     return 0
@@ -158,6 +160,7 @@ def l4_csum_replace(m, ctx, offset, frm, to, flags):
 @implements(F.skb_pull_data)
 def skb_pull_data(m, ctx, length, *_):
     skb = skb_of(m, ctx)
+    length &= 0xFFFFFFFF                # u32 len
     if not _make_writable(skb, length or skb.headlen()):
         return neg(errno.ENOMEM)
     return 0
@@ -270,6 +273,7 @@ def skb_change_proto(m, ctx, proto, flags, *_):
 @implements(F.skb_adjust_room)
 def skb_adjust_room(m, ctx, len_diff, mode, flags, _r5):
     skb = skb_of(m, ctx)
+    mode &= 0xFFFFFFFF                  # s32 len_diff, u32 mode, u64 flags
     diff = len_diff - (1 << 64) if len_diff & (1 << 63) else len_diff
     diff = (diff & 0xFFFFFFFF) - (1 << 32) if diff & 0x80000000 else diff & 0xFFFFFFFF
     shrink = diff < 0

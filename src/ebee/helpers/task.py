@@ -508,12 +508,13 @@ def get_current_uid_gid(m, *_):
 
 @implements(FuncId.get_current_comm)
 def get_current_comm(m, buf, size, *_):
+    size &= 0xFFFFFFFF                  # u32 size_of_buf
     if size == 0:
         return 0
     c = current_task(m).comm.encode()[:U.TASK_COMM_LEN - 1]
     # strscpy_pad: truncated, NUL-terminated, the rest zeroed
-    out = c[:size - 1]
-    m.write(buf, out + bytes(size - len(out)))
+    m.zero(buf, size)                   # checks the whole buffer before filling it
+    m.write(buf, c[:size - 1])
     return 0
 
 

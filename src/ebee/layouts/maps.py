@@ -13,11 +13,12 @@ from .layout import Layout
 
 #: What a map pointer points at (a read-only registered region).  ``slots`` is
 #: the number of value slots per element: the CPU count for per-CPU maps, else
-#: 1; ``values`` and ``ctl`` are addresses (0 if the map has none).
+#: 1; ``values`` and ``ctl`` are addresses (0 if the map has none); ``ncpus`` is
+#: the CPU count the map was created with (CPUs 0..ncpus-1 have per-CPU state).
 MAP_HANDLE = Layout("map handle", 64, {
     "type": (0, 4), "key_size": (4, 4), "value_size": (8, 4), "max_entries": (12, 4),
     "map_flags": (16, 4), "id": (20, 4), "elem_size": (24, 4), "slots": (28, 4),
-    "values": (32, 8), "ctl": (40, 8),
+    "values": (32, 8), "ctl": (40, 8), "ncpus": (48, 4),
 })
 
 #: The header of a hash table's control region; the bucket heads (u32 each)

@@ -32,6 +32,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 from .. import uapi as U
 from ..btf.pyvalues import BTFValue
+from ..errors import VMError
 from ..btf.record import graph_roots, value_record
 from ..layouts.maps import MAP_HANDLE
 from ..idr import map_idr
@@ -272,7 +273,7 @@ class Map:
         values, ctl = getattr(self, "_handle_ptrs", (0, 0))
         HANDLE.pack_into(handle.buf, 0, int(self.type), self.key_size, self.value_size,
                          self.max_entries, self.flags, self.id, self.elem_size,
-                         self.ncpus if self.percpu else 1, values, ctl)
+                         self.ncpus if self.percpu else 1, values, ctl, self.ncpus)
 
     @property
     def addr(self) -> int:
@@ -687,6 +688,24 @@ class Map:
         raise map_error(U.ENOTSUPP)
 
     # -- program side (helpers call these; results as the helpers return them) ---------------
+
+    def cpu_slot(self, cpu: int) -> int:
+        """The CPU whose per-CPU state a program on virtual CPU ``cpu`` uses.
+
+        A map keeps the CPU count it was created with, as Linux sizes per-CPU areas
+        once.  A per-CPU map's values are per CPU: a program on a higher CPU would
+        index past them (or share another CPU's slot and lose counts), so its run
+        stops here, naming the fix.  Other maps keep per-CPU bookkeeping only (a
+        hash table's spare elements, LRU free lists), which CPUs may share under the
+        map's lock: a higher CPU uses ``cpu % ncpus``'s."""
+        if 0 <= cpu < self.ncpus:
+            return cpu
+        if not self.percpu and cpu >= 0:
+            return cpu % self.ncpus
+        raise VMError(f"virtual CPU {cpu} has no slot in per-CPU map {self.id}"
+                      f"{f' ({self.name})' if self.name else ''}: the map was created with "
+                      f"{self.ncpus} CPUs; raise ebee.maps.set_num_cpus() before creating "
+                      f"maps to run on more")
 
     def prog_lookup(self, key: bytes, cpu: int) -> int:
         """Address of the value for ``key`` as the program sees it (its CPU's slot), or 0."""

@@ -404,7 +404,8 @@ class HashMap(Map):
         return self._read_value(slot)
 
     def _sys_update(self, key: bytes, value: bytes, flags: int) -> None:
-        err = self._update(key, value, flags, None, cpus.user_cpu())
+        # a user CPU above the map's count shares a lower CPU's spare element / LRU list
+        err = self._update(key, value, flags, None, cpus.user_cpu() % self.ncpus)
         if err:
             raise map_error(err)
         self._sync_count()

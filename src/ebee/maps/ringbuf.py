@@ -12,6 +12,15 @@ contiguous; ebee's data region is likewise twice the ring size, and a
 committed record that ran past the end is copied back to the start (where the
 consumer reads it) before its BUSY bit clears.
 
+A record's header lives in memory the program holding the record can write
+(an unverified program may overwrite it).  The ring therefore keeps its own
+table of the records it reserved -- size, committed, discarded -- and trusts
+that, never the header: ``submit`` of anything but a live reservation is a
+``VMError``, a commit rewrites the header from the table, and the consumer
+skips a record whose header no longer matches, counting it in ``corrupted``
+and reporting it to readers as one lost record, then carries on with the
+next one.
+
 Wakeups: a commit notifies readers when the consumer has caught up with the
 record (``BPF_RB_FORCE_WAKEUP`` always, ``BPF_RB_NO_WAKEUP`` never), as Linux
 decides when to fire its irq_work.
@@ -26,6 +35,7 @@ from typing import Callable
 
 from .. import uapi as U
 from ..btf.pyvalues import BTFValue
+from ..errors import VMError
 from ..events import EventReader, Record
 from ..uapi import MapType
 from .base import Map
@@ -57,6 +67,9 @@ class RingBuf(Map):
         self.cond = threading.Condition()
         self.notifications = 0
         self.dropped = 0          # reservations refused (ring full or record too large)
+        # ring offset -> [size, committed, discarded] of every record not yet consumed
+        self._records: dict[int, list] = {}
+        self.corrupted = 0
         self._write_handle(self.data.start)
 
     # -- producer (programs) -------------------------------------------------------------
@@ -73,13 +86,13 @@ class RingBuf(Map):
             return 0
         with self.lock:
             cons, prod = self.consumer_pos, self.producer_pos
-            pend = self.pending_pos
+            pend = max(self.pending_pos, cons)     # consumed records were all committed
             buf = self.data.buf
             while pend < prod:
-                hlen = HDR.unpack_from(buf, pend & self.mask)[0]
-                if hlen & U.BPF_RINGBUF_BUSY_BIT:
+                rec = self._records.get(pend & self.mask)
+                if rec is None or not rec[1]:
                     break
-                pend += ((hlen & ~U.BPF_RINGBUF_DISCARD_BIT) + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
+                pend += (rec[0] + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
             self.pending_pos = pend
             new = prod + length
             if new - cons > self.mask or new - pend > self.mask:
@@ -87,6 +100,7 @@ class RingBuf(Map):
                 return 0
             off = prod & self.mask
             HDR.pack_into(buf, off, size | U.BPF_RINGBUF_BUSY_BIT, off // PAGE_SIZE)
+            self._records[off] = [size, False, False]
             self.producer_pos = new
         return self.data.start + off + U.BPF_RINGBUF_HDR_SZ
 
@@ -95,14 +109,18 @@ class RingBuf(Map):
         off = addr - U.BPF_RINGBUF_HDR_SZ - self.data.start
         buf = self.data.buf
         with self.lock:
-            hlen = HDR.unpack_from(buf, off)[0]
-            size = hlen & ~(U.BPF_RINGBUF_BUSY_BIT | U.BPF_RINGBUF_DISCARD_BIT)
+            rec = self._records.get(off)
+            if rec is None or rec[1]:
+                raise VMError(f"{addr:#x} is not a reserved ring buffer record (never reserved, "
+                              f"or already submitted or discarded)")
+            size = rec[0]
+            rec[1], rec[2] = True, discard
             end = off + U.BPF_RINGBUF_HDR_SZ + size
             if end > self.size:    # the record ran into the second mapping: fold it back
                 lo = max(off, self.size)
                 buf[lo - self.size:end - self.size] = buf[lo:end]
             new = size | (U.BPF_RINGBUF_DISCARD_BIT if discard else 0)
-            struct.pack_into("<I", buf, off, new)
+            HDR.pack_into(buf, off, new, off // PAGE_SIZE)
             rec_pos = off
             cons = self.consumer_pos & self.mask
         if flags & U.BPF_RB_FORCE_WAKEUP or (cons == rec_pos and not flags & U.BPF_RB_NO_WAKEUP):
@@ -141,46 +159,40 @@ class RingBuf(Map):
     # -- consumer (user space) -------------------------------------------------------------
 
     def consume(self) -> list[bytes]:
-        """Every committed record available now, in order: the ring's own consumer step.
+        """Every committed record available now, in order: the ring's own consumer step;
+        records whose header a program overwrote are skipped (see ``corrupted``).
         Applications read through :meth:`reader` (``for rec in reader``,
-        ``reader.drain()``), which also reports drops."""
-        out: list[bytes] = []
-        append = out.append
-        hdr = HDR.unpack_from
-        busy, discard, hsz = U.BPF_RINGBUF_BUSY_BIT, U.BPF_RINGBUF_DISCARD_BIT, \
-            U.BPF_RINGBUF_HDR_SZ
-        mask, size_ = self.mask, self.size
+        ``reader.drain()``), which also reports drops and corrupted records."""
+        return [r.data for r in self.consume_records() if not r.lost]
+
+    def consume_records(self) -> list[Record]:
+        """As :meth:`consume`, with each skipped corrupted record as ``Record(b"", lost=1)``."""
+        out: list[Record] = []
+        buf = self.data.buf
         with self.lock:
-            cons, prod = self.consumer_pos, self.producer_pos
-            if cons >= prod:
-                return out
-            # one copy of the data between the positions (committed records never move
-            # while the lock is held); records are sliced out of it
-            cons0 = cons
-            lo = cons & mask
-            buf = self.data.buf
-            raw = bytes(buf[lo:min(lo + prod - cons, size_)])
-            end = len(raw)
-            while cons < prod:
-                off = cons & mask
-                hlen = hdr(buf, off)[0]
-                if hlen & busy:
+            cons = self.consumer_pos
+            while cons < self.producer_pos:
+                off = cons & self.mask
+                rec = self._records.get(off)
+                if rec is None or not rec[1]:
                     break
-                n = hlen & ~discard
-                if not hlen & discard:
-                    start = off + hsz
-                    rel = cons - cons0 + hsz
-                    if rel + n <= end:        # not past the end of the ring: in the copy
-                        append(raw[rel:rel + n])
-                    else:
-                        first = min(n, size_ - start) if start < size_ else 0
-                        rec = bytes(buf[start:start + first])
-                        if first < n:
-                            s2 = (start + first) - size_
-                            rec += bytes(buf[s2:s2 + n - first])
-                        append(rec)
-                cons += (n + hsz + 7) & ~7
-            self.consumer_pos = cons
+                size, _, discard = rec
+                hlen, pg_off = HDR.unpack_from(buf, off)
+                if hlen != size | (U.BPF_RINGBUF_DISCARD_BIT if discard else 0) or \
+                        pg_off != off // PAGE_SIZE:
+                    self.corrupted += 1
+                    out.append(Record(b"", lost=1))
+                elif not discard:
+                    start = off + U.BPF_RINGBUF_HDR_SZ
+                    first = min(size, self.size - start) if start < self.size else 0
+                    data = bytes(buf[start:start + first])
+                    if first < size:
+                        s2 = (start + first) - self.size
+                        data += bytes(buf[s2:s2 + size - first])
+                    out.append(Record(data))
+                del self._records[off]
+                cons += (size + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
+                self.consumer_pos = cons
         return out
 
     def reader(self, callback: Callable | None = None, *, lost_callback=None,
@@ -225,7 +237,7 @@ class RingBufReader(EventReader):
         self._dropped = rb.dropped
 
     def _fetch(self) -> list[Record]:
-        out = list(map(Record, self.rb.consume()))
+        out = self.rb.consume_records()
         n = self.rb.dropped - self._dropped
         if n:
             # the losses happened while the ring was full of the records before them
@@ -257,6 +269,7 @@ class UserRingBuf(Map):
         self.data = self._add_region(self.size, "data")
         self.consumer_pos = 0
         self.producer_pos = 0
+        self.corrupted = 0          # samples drain() refused, as the kernel's reader does
         self._write_handle(self.data.start)
 
     def submit(self, data: bytes, *, discard: bool = False) -> None:
@@ -297,6 +310,12 @@ class UserRingBuf(Map):
                 if hlen & U.BPF_RINGBUF_BUSY_BIT:
                     break
                 size = hlen & ~U.BPF_RINGBUF_DISCARD_BIT
+                # __bpf_user_ringbuf_peek(): a sample past what was produced, or larger
+                # than the ring, is refused (-EINVAL/-E2BIG) and nothing is consumed
+                total = (size + U.BPF_RINGBUF_HDR_SZ + 7) // 8 * 8
+                if total > self.producer_pos - cons or total > self.size:
+                    self.corrupted += 1
+                    break
                 if not hlen & U.BPF_RINGBUF_DISCARD_BIT:
                     start = (cons + U.BPF_RINGBUF_HDR_SZ) & self.mask
                     first = min(size, self.size - start)

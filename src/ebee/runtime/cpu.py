@@ -76,8 +76,25 @@ class Cpu:
 
     # -- memory for helpers ------------------------------------------------------------
 
+    def live_end(self, r: Region) -> int:
+        """Where the live part of region ``r`` ends.  The stack ends at the frame pointer
+        of the function that called the running helper: frames above it belong to
+        functions that returned, and are gone."""
+        if r is self.stack and self.frame_depth >= 0:
+            return min(r.end, r.start + (self.frame_depth + 1) * U.MAX_BPF_STACK)
+        return r.end
+
+    def find(self, addr: int, size: int = 1) -> Region | None:
+        """The region whose live part holds all of ``[addr, addr+size)``, or None."""
+        r = self.memory.find(addr, size) if size > 0 else None
+        if r is not None and addr + size > self.live_end(r):
+            return None
+        return r
+
     def read(self, addr: int, size: int) -> bytes:
-        r = self.memory.find(addr, size) if size else None
+        if size < 0:
+            raise MemoryFault(f"helper read of {size} bytes at {addr:#x}: negative size")
+        r = self.find(addr, size) if size else None
         if r is None:
             if size == 0:
                 return b""
@@ -88,12 +105,27 @@ class Cpu:
     def write(self, addr: int, data: bytes) -> None:
         if not data:
             return
-        r = self.memory.find(addr, len(data))
+        r = self.find(addr, len(data))
         if r is None or not r.writable:
             raise MemoryFault(f"helper write of {len(data)} bytes at {addr:#x}: no writable region "
                               f"holds it")
         off = addr - r.start
         r.buf[off:off + len(data)] = data
+
+    def zero(self, addr: int, size: int) -> None:
+        """Clear ``size`` bytes at ``addr`` (a helper wiping its output buffer), checked
+        before anything is allocated: a program-chosen size stays bounded by the memory
+        that is really there."""
+        if size <= 0:
+            if size < 0:
+                raise MemoryFault(f"helper write of {size} bytes at {addr:#x}: negative size")
+            return
+        r = self.find(addr, size)
+        if r is None or not r.writable:
+            raise MemoryFault(f"helper write of {size} bytes at {addr:#x}: no writable region "
+                              f"holds it")
+        off = addr - r.start
+        r.buf[off:off + size] = bytes(size)
 
     # -- callbacks ---------------------------------------------------------------------
 

@@ -5,6 +5,12 @@ Native code runs without the GIL, so threads that each own a
 thread's own, atomics are real atomics on shared memory) execute a program
 in parallel.  :func:`replay_parallel` splits a capture across threads and
 merges the verdict counts (``ebee run --pcap --threads N``).
+
+Thread ``k`` runs as CPU ``k``, so ``N`` threads need ``N`` virtual CPUs in every
+per-CPU map the program uses (other maps serve any CPU, see ``Map.cpu_slot``); a map keeps the CPU count it was created with
+(:func:`ebee.maps.set_num_cpus` before loading).  ``replay_parallel`` refuses
+(``ValueError``) rather than lose counts; ``ebee run --threads N`` raises the
+count before it loads the object, so its totals are exact for any ``N``.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import time
 from typing import Callable, Iterable, Sequence, TypeVar
 
 from ..engines import Machine
+from ..maps import num_cpus
 from .common import TestTarget
 from .replay import Summary, replay
 from .runner import Runner
@@ -53,9 +60,21 @@ def split(items: Sequence[T], n: int) -> list[Sequence[T]]:
     return out
 
 
+def check_cpus(prog: TestTarget, threads: int) -> None:
+    """Refuse ``threads`` virtual CPUs where the program's maps (or the runtime) have
+    fewer: the threads above would share no slot of their own."""
+    short = [m for m in getattr(prog, "maps", ()) if m.percpu and m.ncpus < threads]
+    if short or threads > num_cpus():
+        what = (f"map {short[0].name or short[0].id} was created with {short[0].ncpus}"
+                if short else f"the runtime has {num_cpus()}")
+        raise ValueError(f"{threads} threads need {threads} virtual CPUs, but {what}: call "
+                         f"ebee.maps.set_num_cpus({threads}) before loading the program "
+                         f"(ebee run --threads does)")
+
+
 def replay_parallel(prog: TestTarget, frames: Iterable, threads: int, *, engine: str | None = None,
                     link_layer: bool = False, on_packet: Callable | None = None,
-                    native: bool | None = None):
+                    native: bool | None = None, sanitize: bool = False):
     """Replay ``frames`` through ``prog`` on ``threads`` threads; one merged Summary.
 
     Each thread runs a contiguous share of the capture on its own machine
@@ -64,9 +83,11 @@ def replay_parallel(prog: TestTarget, frames: Iterable, threads: int, *, engine:
     XDP programs on the JIT run through the native batch driver
     (:func:`ebee.testrun.replay.replay`'s ``native``), with no GIL between packets.
     """
+    check_cpus(prog, threads)
     frames = list(frames)
     chunks = split(frames, threads)
-    runners = [Runner(prog, engine=engine, link_layer=link_layer, machine=Machine(cpu=k))
+    runners = [Runner(prog, engine=engine, link_layer=link_layer, machine=Machine(cpu=k),
+                      sanitize=sanitize)
                for k in range(len(chunks))]
     outcomes: list[list] = [[] for _ in chunks]
     try:

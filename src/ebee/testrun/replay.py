@@ -171,6 +171,8 @@ NATIVE_CHUNK = 4096      # frames per call of the native driver (bounds the copi
 def native_batch_unavailable(runner: Runner) -> str | None:
     """Why ``replay`` must run ``runner`` packet by packet (None: the native driver can)."""
     info = runner.info
+    if getattr(runner, "sanitize", False):
+        return "a sanitizing run checks each packet's run on its own"
     if info.prog_type is not P.XDP:
         return f"{info.prog_type.name.lower()} programs run one test run per packet"
     if info.expected_attach_type in (A.XDP_DEVMAP, A.XDP_CPUMAP):

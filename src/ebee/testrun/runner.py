@@ -12,6 +12,7 @@ import struct
 from typing import Callable
 
 from ..engines import Machine, select_engine
+from ..errors import MemoryFault, VerifierSoundnessError
 from ..helpers import RUNTIME
 from ..memory import SHARED, Region
 from ..packet.net import Network
@@ -46,11 +47,20 @@ class Runner:
     """A program bound to a CPU for test runs: run it many times cheaply (pcap replays)."""
 
     def __init__(self, prog: TestTarget, *, engine: str | None = None, net: Network | None = None,
-                 machine: Machine | None = None, link_layer: bool = False):
+                 machine: Machine | None = None, link_layer: bool = False,
+                 sanitize: bool = False):
         self.program = prog
         self.info = prog.info
         self.engine = engine
-        exe = prog.executable(evidence=engine != "interp")
+        self.sanitize = sanitize
+        exe = prog.executable(evidence=engine != "interp" or sanitize)
+        if sanitize:
+            # a sanitizer run: the program must verify, and then runs checked anyway (the
+            # interpreter, or the JIT without the verifier's evidence), so that a fault
+            # shows the verifier let an unsafe access through
+            verdict = exe.evidence if exe.evidence is not None else prog.admit()
+            self.verdict = verdict
+            exe = type(exe)(exe.insns, None, exe.name)
         self.insns = list(exe.insns)
         self.evidence = exe.evidence
         self.machine = machine or Machine()
@@ -78,7 +88,10 @@ class Runner:
                 and data_size_out is None and ctx_size_out is None and type(data) is bytes \
                 and PLAIN_MIN <= len(data) <= PLAIN_MAX:
             with capture() as lines:
-                res = plain_xdp(self, data)
+                try:
+                    res = plain_xdp(self, data)
+                except MemoryFault as e:
+                    raise self._unsound(e) if self.sanitize else e
             res.trace_output = [ln.message for ln in lines]
             return res
         want_ctx_out = ctx_out or ctx is not None
@@ -91,10 +104,19 @@ class Runner:
         with capture() as lines:
             try:
                 res = self.driver(t)
+            except MemoryFault as e:
+                raise self._unsound(e) if self.sanitize else e
             finally:
                 self.frames = t.frames
         res.trace_output = [ln.message for ln in lines]
         return res
+
+    @staticmethod
+    def _unsound(e: MemoryFault) -> VerifierSoundnessError:
+        err = VerifierSoundnessError(f"the verifier accepted this program, but it faulted: "
+                                     f"{e.reason}", pc=e.pc, insn=e.insn)
+        err.__cause__ = e
+        return err
 
     def clear_stack(self) -> None:
         """Zero the CPU's stack: what a run on a fresh CPU would find."""
@@ -118,13 +140,15 @@ class Runner:
 def run(prog: TestTarget, data: bytes | None = None, *, ctx: bytes | None = None,
         repeat: int = 0, engine: str | None = None, flags: int = 0, cpu: int = 0,
         batch_size: int = 0, data_size_out: int | None = None, ctx_size_out: int | None = None,
-        ctx_out: bool = False, net: Network | None = None) -> RunResult:
+        ctx_out: bool = False, net: Network | None = None, sanitize: bool = False) -> RunResult:
     """Run ``prog`` once (or ``repeat`` times) with BPF_PROG_TEST_RUN semantics.
 
     Raises :class:`TestRunError` (an OSError with the kernel's errno) where Linux's
-    test run fails.
+    test run fails.  ``sanitize``: the program must verify and then runs with every
+    memory access checked; a fault raises
+    :class:`~ebee.errors.VerifierSoundnessError` naming the instruction.
     """
-    with Runner(prog, engine=engine, net=net) as r:
+    with Runner(prog, engine=engine, net=net, sanitize=sanitize) as r:
         return r.run(data, ctx=ctx, repeat=repeat, flags=flags, cpu=cpu, batch_size=batch_size,
                      data_size_out=data_size_out, ctx_size_out=ctx_size_out, ctx_out=ctx_out)
 

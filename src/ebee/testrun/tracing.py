@@ -3,9 +3,9 @@ the kernel's bpf_fentry_test*()) and the types it cannot (ENOTSUPP)."""
 from __future__ import annotations
 
 import errno
-import os
 import struct
 
+from ..maps import num_cpus
 from ..memory import SHARED, Region
 from ..packet.net import Network
 from ..runtime import RunContext
@@ -45,14 +45,16 @@ def run_raw_tp(t: TestRun) -> RunResult:
         raise TestRunError(errno.EINVAL, "cpu needs BPF_F_TEST_RUN_ON_CPU")
     if flags & ~BPF_F_TEST_RUN_ON_CPU:
         raise TestRunError(errno.EINVAL, f"unknown flags {flags:#x}")
-    if flags & BPF_F_TEST_RUN_ON_CPU and cpu >= _ncpus():
+    if flags & BPF_F_TEST_RUN_ON_CPU and cpu >= num_cpus():
         raise TestRunError(errno.ENXIO, f"cpu {cpu} is not online")
-    res = _raw_args_run(p, machine, bound, ctx_in, MAX_BPF_FUNC_ARGS * 8, "raw_tp args")
-    return res
-
-
-def _ncpus() -> int:
-    return os.cpu_count() or 1
+    # BPF_F_TEST_RUN_ON_CPU runs the program on that CPU (its per-CPU map slots)
+    was = machine.cpu
+    if flags & BPF_F_TEST_RUN_ON_CPU:
+        machine.cpu = cpu
+    try:
+        return _raw_args_run(p, machine, bound, ctx_in, MAX_BPF_FUNC_ARGS * 8, "raw_tp args")
+    finally:
+        machine.cpu = was
 
 
 def _max_ctx_offset(p: TestRun) -> int:

@@ -71,6 +71,10 @@ def is_branch_taken(r1: RegState, r2: RegState, op: str, is32: bool) -> int:
         if (type_is_pkt_pointer(r2.type) or r2.type == PTR_TO_PACKET_END) and not is32:
             return _is_pkt_ptr_branch_taken(r1, r2, op)
     if r1.type != SCALAR_VALUE or r2.type != SCALAR_VALUE:
+        # a valid pointer's low 32 bits may well be zero: a 32-bit test of a
+        # pointer decides nothing, both paths are explored (Linux 6.18)
+        if is32:
+            return -1
         if not (r2.type == SCALAR_VALUE and r2.bounds.is_reg_const(is32)):
             op = flip_opcode(op)
             r1, r2 = r2, r1

@@ -484,6 +484,12 @@ def check_stack_write_var_off(env: Env, frame: FuncState, ptr_regno: int, off: i
                 s.spilled_ptr.bounds.var_off.value == 0:
             zero_used = True
             continue
+        # a write over part of a spill destroys the whole spill (scrub_special_slot):
+        # a slot left looking spilled with no register behind it would be read as one
+        types = s.slot_type
+        if _is_special(s):
+            types = "".join(c if c == STACK_INVALID else STACK_MISC for c in types)
+        stype = types[k]
         new_type = STACK_MISC
         if writing_zero and stype == STACK_ZERO:
             new_type = STACK_ZERO
@@ -491,7 +497,7 @@ def check_stack_write_var_off(env: Env, frame: FuncState, ptr_regno: int, off: i
         if stype == STACK_INVALID and not env.allow_uninit_stack:
             raise env.reject(f"uninit stack in range of var-offset write prohibited for !root; "
                              f"insn {insn_idx}, off: {i}", EINVAL)
-        set_slot(env, frame, spi, _set_byte(s.slot_type, k, new_type), None)
+        set_slot(env, frame, spi, _set_byte(types, k, new_type), None)
     if zero_used:
         mark_chain_precision(env, value_regno)
 

@@ -331,7 +331,7 @@ class Translator(Cfg):
         e(ind, f"a = r{base} + {i.off}" if i.off else f"a = r{base}")
         e(ind, f"o = a - {pre}_lo")
         e(ind, f"if o < 0 or o + {size} > {pre}_sz:")
-        e(ind + 1, f"{pre}_buf, {pre}_lo, {pre}_sz = {'wfind' if write else 'rfind'}(a, {size}, {i.pc})")
+        e(ind + 1, f"{pre}_buf, {pre}_lo, {pre}_sz = {'wfind' if write else 'rfind'}(a, {size}, {i.pc}, r10)")
         e(ind + 1, f"o = a - {pre}_lo")
         return f"{pre}_buf", "o"
 

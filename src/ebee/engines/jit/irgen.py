@@ -681,7 +681,16 @@ class ModuleGen:
             with b.if_then(b.not_(hit), likely=False):
                 res = b.call(self.find_fn(), [self.ts, a, c64(size), c64(int(write))])
                 nlo, nsz = b.extract_value(res, 0), b.extract_value(res, 1)
-                with b.if_then(b.icmp_unsigned("==", nsz, c64(0)), likely=False):
+                # the live stack ends at this function's r10: frames above it belong to
+                # functions that returned (the interpreter's find does the same)
+                live = b.sub(self.get(10), nlo)
+                on_stack = b.icmp_unsigned("==", nlo, self.ts_load(b, "stack_lo"))
+                nsz = b.select(b.and_(on_stack, b.icmp_unsigned("<", live, nsz)), live, nsz)
+                noff = b.sub(a, nlo)
+                fits = b.and_(b.icmp_unsigned("<", noff, nsz),
+                              b.icmp_unsigned("<=", c64(size), b.sub(nsz, noff)))
+                with b.if_then(b.or_(b.icmp_unsigned("==", nsz, c64(0)), b.not_(fits)),
+                               likely=False):
                     self.set_fault(abi.Status.MEM, i.pc, addr=a, size=size, write=int(write))
                     b.branch(self.bail_bb)
                 b.store(nlo, lo_p)

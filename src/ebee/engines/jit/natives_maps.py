@@ -223,6 +223,16 @@ def _lookup(g: ModuleGen) -> ir.Function:
     kp = b.inttoptr(key, PTR)
     mtype = _member(b, h, MAP_HANDLE, "type")
     cpu = g.ts_load(b, "cpu", ts)
+    is_pc = b.or_(b.icmp_unsigned("==", mtype, ir.Constant(i32, int(MapType.PERCPU_ARRAY))),
+                  b.or_(b.icmp_unsigned("==", mtype, ir.Constant(i32, int(MapType.PERCPU_HASH))),
+                        b.icmp_unsigned("==", mtype, ir.Constant(i32, int(MapType.LRU_PERCPU_HASH)))))
+    # a CPU a per-CPU map was not created for: the helper path stops the run
+    # (Map.cpu_slot), as the interpreter's does, instead of an address past the values
+    no_slot = b.and_(is_pc, b.icmp_unsigned(">=", cpu,
+                                            b.zext(_member(b, h, MAP_HANDLE, "ncpus"), i64)))
+    dispatch = fn.append_basic_block("dispatch")
+    b.cbranch(no_slot, blocks["slow"], dispatch)
+    b.position_at_end(dispatch)
     sw = b.switch(mtype, blocks["slow"])
     for t in (MapType.ARRAY, MapType.PERCPU_ARRAY):
         sw.add_case(ir.Constant(i32, int(t)), blocks["array"])
@@ -230,10 +240,6 @@ def _lookup(g: ModuleGen) -> ir.Function:
         sw.add_case(ir.Constant(i32, int(t)), blocks["hash"])
 
     def percpu_off(bld, elem_size):
-        is_pc = bld.or_(bld.icmp_unsigned("==", mtype, ir.Constant(i32, int(MapType.PERCPU_ARRAY))),
-                        bld.or_(bld.icmp_unsigned("==", mtype, ir.Constant(i32, int(MapType.PERCPU_HASH))),
-                                bld.icmp_unsigned("==", mtype,
-                                                  ir.Constant(i32, int(MapType.LRU_PERCPU_HASH)))))
         return bld.select(is_pc, bld.mul(cpu, elem_size), c64(0))
 
     # -- arrays

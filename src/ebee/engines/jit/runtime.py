@@ -455,6 +455,10 @@ class JitBinding(Bound):
                 raise MemoryFault(f"invalid write of {size} bytes at {a:#x}: region '{r.name}' is "
                                   f"read-only", pc=pc, insn=insn)
             kind = "write" if write else "read"
+            if r is self.cpu.stack:
+                raise MemoryFault(f"invalid {kind} of {size} bytes at {a:#x}: above the running "
+                                  f"function's frame (a returned function's frame)", pc=pc,
+                                  insn=insn)
             raise MemoryFault(f"invalid {kind} of {size} bytes at {a:#x}: no live region holds it",
                               pc=pc, insn=insn)
         if status is abi.Status.STATIC:
