@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 KIT = Path(os.environ.get("EBEE_SELFTESTS_DIR", Path.home() / ".cache" / "ebee-selftests"))
 K = KIT / "kernels" / platform.release()
 KLOAD = KIT / "build" / "kload"
-_ADDR = re.compile(r"0x[0-9a-f]{10,}|map\[id:\d+\]")
+_ADDR = re.compile(r"0x[0-9a-f]{10,}|map\[id:\d+\]|(?<=verification time )\d+")
 _PAD = re.compile(r"ADDR +;")
 
 
