@@ -291,8 +291,15 @@ def states_maybe_looping(old: VerifierState, cur: VerifierState) -> bool:
         return False
     fo, fc = old.frames[fr], cur.frames[fr]
     for a, b in zip(fo.regs, fc.regs):
-        if not (_head_eq(a, b) and a.bounds == b.bounds and a.id == b.id
-                and a.ref_obj_id == b.ref_obj_id):
+        # _head_eq, bounds, ids: the bounds first, as they tell loop states apart
+        ab, bb = a.bounds, b.bounds
+        if ab is not bb and ab != bb:
+            return False
+        if (a.type != b.type or a.off != b.off or a.id != b.id
+                or a.ref_obj_id != b.ref_obj_id or a.range != b.range or a.map is not b.map
+                or a.map_uid != b.map_uid or a.btf is not b.btf or a.btf_id != b.btf_id
+                or a.mem_size != b.mem_size or a.subprogno != b.subprogno
+                or a.dynptr != b.dynptr or a.iter != b.iter):
             return False
     return True
 
