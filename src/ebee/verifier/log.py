@@ -251,44 +251,46 @@ def tnum_str(t) -> str:
     return f"({t.value:#x}; {t.mask:#x})"
 
 
+def _s32v(v: int) -> int:
+    return v if -0x8000 <= v <= 0x7FFF else v & U32
+
+
 def scalar_ranges(b) -> list[str]:
     """print_scalar_ranges: the non-default bounds, equal values merged."""
-    def s32v(v):
-        return v if -0x8000 <= v <= 0x7FFF else v & U32
-    items = [
-        ["smin", b.smin_value, b.smin_value == S64_MIN],
-        ["smax", b.smax_value, b.smax_value == S64_MAX],
-        ["umin", b.umin_value, b.umin_value == 0],
-        ["umax", b.umax_value, b.umax_value == U64],
-        ["smin32", s32v(b.s32_min_value), b.s32_min_value == S32_MIN],
-        ["smax32", s32v(b.s32_max_value), b.s32_max_value == S32_MAX],
-        ["umin32", b.u32_min_value, b.u32_min_value == 0],
-        ["umax32", b.u32_max_value, b.u32_max_value == U32],
-    ]
+    vals = (b.smin_value, b.smax_value, b.umin_value, b.umax_value,
+            _s32v(b.s32_min_value), _s32v(b.s32_max_value), b.u32_min_value, b.u32_max_value)
+    omit = [b.smin_value == S64_MIN, b.smax_value == S64_MAX, b.umin_value == 0,
+            b.umax_value == U64, b.s32_min_value == S32_MIN, b.s32_max_value == S32_MAX,
+            b.u32_min_value == 0, b.u32_max_value == U32]
     out = []
-    n = len(items)
-    for i in range(n):
-        name, val, omit = items[i]
-        if omit:
+    for i in range(8):
+        if omit[i]:
             continue
-        neg1 = name[0] == "s" and val < 0
-        text = name + "="
-        for j in range(i + 2, n, 2):
-            name2, val2, omit2 = items[j]
-            if omit2 or (val2 & U64) != (val & U64):
+        val = vals[i]
+        signed = _SIGNED[i]
+        neg1 = signed and val < 0
+        text = _RANGE_NAMES[i]
+        for j in range(i + 2, 8, 2):
+            if omit[j]:
                 continue
-            neg2 = name2[0] == "s" and val2 < 0
-            if neg2 != neg1:
+            val2 = vals[j]
+            if (val2 & U64) != (val & U64) or (_SIGNED[j] and val2 < 0) != neg1:
                 continue
-            items[j][2] = True
-            text += name2 + "="
-        text += snum(val) if name[0] == "s" else unum(val)
-        out.append(text)
+            omit[j] = True
+            text += _RANGE_NAMES[j]
+        out.append(text + (snum(val) if signed else unum(val)))
     return out
+
+
+_RANGE_NAMES = ("smin=", "smax=", "umin=", "umax=", "smin32=", "smax32=", "umin32=", "umax32=")
+_SIGNED = (True, True, False, False, True, True, False, False)
 
 
 # ---------------------------------------------------------------------------
 # registers and states
+
+
+_TYPE_STR: dict[int, str] = {}      # reg_type_str of each type seen, as the log prints it
 
 
 def format_reg(reg, frameno: int) -> str:
@@ -301,7 +303,10 @@ def format_reg(reg, frameno: int) -> str:
         out = "P"
     if t == SCALAR_VALUE and not vo.mask:
         return out + snum(_sval(vo.value))
-    out += reg_type_str(t)
+    ts = _TYPE_STR.get(t)
+    if ts is None:
+        ts = _TYPE_STR[t] = reg_type_str(t)
+    out += ts
     bt = base_type(t)
     if bt == PTR_TO_ARENA:
         return out
