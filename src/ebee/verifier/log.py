@@ -80,7 +80,7 @@ class Log:
                                               len(text.encode()))
             self.pieces.append(text)
             lcum.append(le)
-            if self._bound(le) > 2 * self.size:
+            if (le if not self.fp else self._bound(le)) > 2 * self.size:
                 self._flush()
             return
         self._write(text)
@@ -301,8 +301,10 @@ def format_reg(reg, frameno: int) -> str:
     out = ""
     if t == SCALAR_VALUE and reg.precise:
         out = "P"
-    if t == SCALAR_VALUE and not vo.mask:
-        return out + snum(_sval(vo.value))
+    if t == SCALAR_VALUE:
+        if not vo.mask:
+            return out + snum(_sval(vo.value))
+        return _format_scalar(reg.precise, b, reg.id, reg.ref_obj_id, reg.off)
     ts = _TYPE_STR.get(t)
     if ts is None:
         ts = _TYPE_STR[t] = reg_type_str(t)
@@ -349,6 +351,23 @@ def format_reg(reg, frameno: int) -> str:
         if vo.mask != U64:
             attrs.append(f"var_off={tnum_str(vo)}")
     return out + "(" + ",".join(attrs) + ")"
+
+
+def _format_scalar(precise: bool, b, rid: int, ref_obj_id: int, off: int) -> str:
+    """format_reg of a scalar that is not a constant."""
+    attrs = []
+    if rid:
+        a = f"id={rid & ~BPF_ADD_CONST}"
+        if rid & BPF_ADD_CONST:
+            a += f"{off:+d}"
+        attrs.append(a)
+    if ref_obj_id:
+        attrs.append(f"ref_obj_id={ref_obj_id}")
+    attrs.extend(scalar_ranges(b))
+    vo = b.var_off
+    if vo.mask != U64:
+        attrs.append(f"var_off={tnum_str(vo)}")
+    return ("Pscalar(" if precise else "scalar(") + ",".join(attrs) + ")"
 
 
 def _sval(v: int) -> int:
@@ -414,6 +433,12 @@ class _Snapshot:
                 t = _REG_PREFIX[i] + format_reg(reg, fno)
                 items.append(t)
                 bound += len(t.encode())
+                continue
+            if t == SCALAR_VALUE:
+                # what format_reg reads of a scalar (Bounds are immutable)
+                items.append((_REG_PREFIX[i], reg.precise, reg.bounds, reg.id,
+                              reg.ref_obj_id, reg.off))
+                bound += 5 + _REG_BOUND
                 continue
             items.append((_REG_PREFIX[i], reg.copy()))
             bound += 5 + _REG_BOUND
@@ -493,7 +518,9 @@ class _Snapshot:
 
     def render(self) -> str:
         fno = self.frameno
-        return "".join([it if type(it) is str else it[0] + format_reg(it[1], fno)
+        return "".join([it if type(it) is str else
+                        it[0] + format_reg(it[1], fno) if len(it) == 2 else
+                        it[0] + _format_scalar(it[1], it[2], it[3], it[4], it[5])
                         for it in self.items]) + "\n"
 
 
