@@ -290,9 +290,6 @@ _SIGNED = (True, True, False, False, True, True, False, False)
 # registers and states
 
 
-_TYPE_STR: dict[int, str] = {}      # reg_type_str of each type seen, as the log prints it
-
-
 def format_reg(reg, frameno: int) -> str:
     """print_reg_state: ``ctx()``, ``fp-8``, ``scalar(id=2,umax=255,var_off=(0x0; 0xff))``."""
     t = reg.type
@@ -305,10 +302,7 @@ def format_reg(reg, frameno: int) -> str:
         if not vo.mask:
             return out + snum(_sval(vo.value))
         return _format_scalar(reg.precise, b, reg.id, reg.ref_obj_id, reg.off)
-    ts = _TYPE_STR.get(t)
-    if ts is None:
-        ts = _TYPE_STR[t] = reg_type_str(t)
-    out += ts
+    out += reg_type_str(t)
     bt = base_type(t)
     if bt == PTR_TO_ARENA:
         return out
