@@ -176,7 +176,9 @@ def report(rows) -> None:
     print(f"kernel: total {sum(k):8.2f} s   median {statistics.median(k) * 1e3:8.3f} ms   "
           f"(load_s of kload; {same} measured in this run, the rest from kernel_results.json)")
     print(f"ratio:  total {sum(e) / max(sum(k), 1e-9):6.1f}x   "
-          f"median {statistics.median(e) / max(statistics.median(k), 1e-9):6.1f}x")
+          f"median {statistics.median(e) / max(statistics.median(k), 1e-9):6.1f}x   (CPU time: "
+          f"{sum(c) / max(sum(k), 1e-9):.1f}x, "
+          f"{statistics.median(c) / max(statistics.median(k), 1e-9):.1f}x)")
     agree = sum(r["accepted"] == r["kernel_accepted"] for r in rows)
     print(f"verdicts agree with the kernel: {agree}/{len(rows)}")
     print("\nslowest ten (ebee s, kernel s, processed insns ebee/kernel, program):")
