@@ -563,6 +563,9 @@ def is_state_visited(env: Env, insn_idx: int) -> bool:
         clean_live_states(env, insn_idx, cur)
     states_cnt = 0
     if lst:
+        # what the loop asks of this instruction, once
+        iter_next = env.is_iter_next(insn_idx)
+        may_goto = env.insns[insn_idx].is_may_goto()
         k = 0
         while k < len(lst):
             sl = lst[k]
@@ -579,13 +582,13 @@ def is_state_visited(env: Env, insn_idx: int) -> bool:
                 if frame.in_async_callback_fn and \
                         frame.async_entry_cnt != cur.frames[cur.curframe].async_entry_cnt:
                     skip_inf = True
-                elif env.is_iter_next(insn_idx):
+                elif iter_next:
                     if states_equal(env, st, cur, RANGE_WITHIN) and \
                             env.iter_active(cur):
                         loop = hit = True
                     skip_inf = True
                 else:
-                    if env.insns[insn_idx].is_may_goto():
+                    if may_goto:
                         if st.may_goto_depth != cur.may_goto_depth and \
                                 states_equal(env, st, cur, RANGE_WITHIN):
                             loop = hit = True
