@@ -290,11 +290,14 @@ def states_maybe_looping(old: VerifierState, cur: VerifierState) -> bool:
     if old.curframe != fr:
         return False
     fo, fc = old.frames[fr], cur.frames[fr]
-    for a, b in zip(fo.regs, fc.regs):
-        # _head_eq, bounds, ids: the bounds first, as they tell loop states apart
+    pairs = tuple(zip(fo.regs, fc.regs))
+    # _head_eq, bounds, ids: every register's bounds first, as they tell loop states
+    # apart (and are mostly shared objects where equal)
+    for a, b in pairs:
         ab, bb = a.bounds, b.bounds
         if ab is not bb and ab != bb:
             return False
+    for a, b in pairs:
         if (a.type != b.type or a.off != b.off or a.id != b.id
                 or a.ref_obj_id != b.ref_obj_id or a.range != b.range or a.map is not b.map
                 or a.map_uid != b.map_uid or a.btf is not b.btf or a.btf_id != b.btf_id
