@@ -8,7 +8,11 @@ from the log.  Printed: the total and median time for each, the slowest ten
 programs with their processed-instruction counts, the largest program, and
 how many verdicts agree.
 
-Usage: ``python bench/verifier.py [FILES...] [--no-kernel] [--json OUT]``.
+Each row also holds the verdict, error line, processed count and log hash that
+a faster verifier must not change; ``--compare BASE.json`` lists the programs
+whose row differs from a saved ``--json`` run (as bench/verifier_kit.py does).
+
+Usage: ``python bench/verifier.py [FILES...] [--no-kernel] [--json OUT] [--compare BASE]``.
 """
 from __future__ import annotations
 
@@ -34,10 +38,12 @@ def main(argv=None) -> int:
     ap.add_argument("files", nargs="*", help="objects (default: the whole corpus)")
     ap.add_argument("--no-kernel", action="store_true", help="do not load into the kernel")
     ap.add_argument("--json", metavar="OUT", help="write every row as JSON")
+    ap.add_argument("--compare", metavar="BASE", help="a --json file to compare rows against")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     from ebee.verifier import verify
     from verifier_kernel import ebee_object, kernel_object
+    from verifier_kit import compare, log_hash
 
     kernel = not args.no_kernel
     if kernel:
@@ -63,10 +69,13 @@ def main(argv=None) -> int:
                 kctx = kload = None
             for name, prog in obj.programs.items():
                 t = time.perf_counter()
+                c = time.process_time()
                 r = verify(prog, log_level=1, facts=False)
                 dt = time.perf_counter() - t
                 row = {"prog": f"{os.path.relpath(path, CORPUS)}:{name}", "ebee_s": dt,
-                       "accepted": r.accepted, "insns": r.insns_processed, "size": len(prog.insns)}
+                       "ebee_cpu_s": time.process_time() - c, "accepted": r.accepted,
+                       "error": r.error, "log": log_hash(r.log),
+                       "insns": r.insns_processed, "size": len(prog.insns)}
                 if kload is not None:
                     kv = kload(prog, 1)
                     if kv.insns_processed is not None:
@@ -82,6 +91,8 @@ def main(argv=None) -> int:
     report(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.compare:
+        return compare(json.loads(Path(args.compare).read_text()), rows)
     return 0
 
 
@@ -90,8 +101,11 @@ def report(rows) -> None:
         print("no programs")
         return
     e = [r["ebee_s"] for r in rows]
-    print(f"\n{len(rows)} programs")
-    print(f"ebee:   total {sum(e):8.1f} s   median {statistics.median(e) * 1e3:8.2f} ms")
+    c = [r["ebee_cpu_s"] for r in rows]
+    print(f"\n{len(rows)} programs; {os.cpu_count()} cpus, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"ebee:   total {sum(e):8.1f} s   median {statistics.median(e) * 1e3:8.2f} ms   "
+          f"(CPU time: total {sum(c):.1f} s, median {statistics.median(c) * 1e3:.2f} ms)")
     kr = [r for r in rows if "kernel_s" in r]
     if kr:
         k = [r["kernel_s"] for r in kr]
@@ -99,6 +113,10 @@ def report(rows) -> None:
         print(f"kernel: total {sum(k):8.2f} s   median {statistics.median(k) * 1e3:8.2f} ms  "
               f"({len(kr)} programs the kernel verified; ebee on those: total {sum(ek):.1f} s, "
               f"median {statistics.median(ek) * 1e3:.2f} ms)")
+        print(f"ratio:  total {sum(ek) / max(sum(k), 1e-9):6.1f}x   median "
+              f"{statistics.median(ek) / max(statistics.median(k), 1e-9):6.1f}x   (CPU time: "
+              f"{sum(r['ebee_cpu_s'] for r in kr) / max(sum(k), 1e-9):.1f}x, "
+              f"{statistics.median(r['ebee_cpu_s'] for r in kr) / max(statistics.median(k), 1e-9):.1f}x)")
         agree = sum(r["accepted"] == r["kernel_accepted"] for r in kr)
         print(f"verdicts agree: {agree}/{len(kr)}")
     print("\nslowest ten (ebee s, kernel s, processed insns ebee/kernel, program):")

@@ -178,6 +178,25 @@ def test_fused_sync_matches_the_reference_steps(xs):
     assert b == ref
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, U64), st.lists(st.integers(0, 1 << 40), min_size=8, max_size=8))
+def test_fused_sync_of_a_constant_matches_the_reference_steps(c, d):
+    # a constant tnum with ranges that hold it (_sync's shortcut)
+    b = Bounds.const(c)
+    b.smin_value = max(-(1 << 63), b.smin_value - d[0])
+    b.smax_value = min((1 << 63) - 1, b.smax_value + d[1])
+    b.umin_value = max(0, b.umin_value - d[2])
+    b.umax_value = min(U64, b.umax_value + d[3])
+    b.s32_min_value = max(-(1 << 31), b.s32_min_value - d[4])
+    b.s32_max_value = min((1 << 31) - 1, b.s32_max_value + d[5])
+    b.u32_min_value = max(0, b.u32_min_value - d[6])
+    b.u32_max_value = min(U32, b.u32_max_value + d[7])
+    ref = b.copy()
+    b._sync()
+    ref._sync_reference()
+    assert b == ref
+
+
 @given(st.integers(0, U64), st.integers(0, U64))
 def test_tnum_range_contains_the_range(lo, hi):
     lo, hi = min(lo, hi), max(lo, hi)

@@ -281,6 +281,19 @@ class Bounds:
         variables because this is the verifier's hottest function."""
         vo = self.var_off
         v, m = vo.value, vo.mask
+        if not m:
+            # a constant within every range: each step leaves exactly the constant
+            sv = v - 0x10000000000000000 if v >> 63 else v
+            v32 = v & U32
+            sv32 = v32 - 0x100000000 if v32 >> 31 else v32
+            if (self.smin_value <= sv <= self.smax_value and self.umin_value <= v <= self.umax_value
+                    and self.s32_min_value <= sv32 <= self.s32_max_value
+                    and self.u32_min_value <= v32 <= self.u32_max_value):
+                self.smin_value = self.smax_value = sv
+                self.umin_value = self.umax_value = v
+                self.s32_min_value = self.s32_max_value = sv32
+                self.u32_min_value = self.u32_max_value = v32
+                return
         smin, smax = self.smin_value, self.smax_value
         umin, umax = self.umin_value, self.umax_value
         s32min, s32max = self.s32_min_value, self.s32_max_value

@@ -432,8 +432,10 @@ def call_num_params(env: Env, insn: Insn) -> int | None:
     return None
 
 
-def compute_postorder(env: Env) -> list[int]:
+def compute_postorder(env: Env, succ: list[tuple[int, ...]] | None = None) -> list[int]:
     n = env.insn_cnt
+    if succ is None:
+        succ = [successors(env, t) for t in range(n)]
     state = [0] * n
     order: list[int] = []
     for sp in env.subprogs:
@@ -445,7 +447,7 @@ def compute_postorder(env: Env) -> list[int]:
                 order.append(top)
                 stack.pop()
                 continue
-            for s in successors(env, top):
+            for s in succ[top]:
                 if s < n and not state[s]:
                     stack.append(s)
                     state[s] |= 1
@@ -462,8 +464,8 @@ def compute_live_registers(env: Env) -> None:
         use[i], dfn[i] = insn_use_def(env, insns[i])
     live_in = [0] * n
     live_out = [0] * n
-    order = compute_postorder(env)
-    succ = {t: successors(env, t) for t in order}
+    succ = [successors(env, t) for t in range(n)]
+    order = compute_postorder(env, succ)
     changed = True
     while changed:
         changed = False
@@ -506,10 +508,11 @@ def compute_scc(env: Env) -> None:
     while j < n:
         starts.add(j)
         j += 2 if env.insns[j].code == LDIMM64 else 1
+    succ = [successors(env, t) for t in range(n)]
     for root in range(n):
         if index[root] or root not in starts:
             continue
-        work = [(root, iter(successors(env, root)))]
+        work = [(root, iter(succ[root]))]
         index[root] = low[root] = counter[0]
         counter[0] += 1
         stk.append(root)
@@ -525,7 +528,7 @@ def compute_scc(env: Env) -> None:
                     counter[0] += 1
                     stk.append(w)
                     onstack[w] = True
-                    work.append((w, iter(successors(env, w))))
+                    work.append((w, iter(succ[w])))
                     advanced = True
                     break
                 if onstack[w]:
@@ -544,7 +547,7 @@ def compute_scc(env: Env) -> None:
                     comp.append(w)
                     if w == v:
                         break
-                if len(comp) > 1 or v in successors(env, v):
+                if len(comp) > 1 or v in succ[v]:
                     for w in comp:
                         env.aux[w].scc = next_scc
                     next_scc += 1

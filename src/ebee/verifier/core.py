@@ -100,9 +100,9 @@ def do_check(env: Env) -> None:
                 if env.verifier_state_scratched():
                     env.print_insn_state(state, state.curframe)
                 env.verbose_linfo(idx, "; ")
-                env.prev_log_pos = log.end
-                log(f"{idx}: " + format_insn(env, insn) + "\n")
-                env.prev_insn_print_pos = log.end - env.prev_log_pos
+                line = f"{idx}: " + format_insn(env, insn) + "\n"
+                log(line)
+                env.prev_insn_print_pos = len(line) if line.isascii() else len(line.encode())
                 env.prev_log_pos = log.end
             a.seen = True
             prev_insn_idx = idx

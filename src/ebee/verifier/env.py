@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .. import uapi as U
 from .errors import EACCES, EFAULT, EINVAL, VerifierReject
 from .insn import Insn
-from .log import Log, format_state, vlog_alignment
+from .log import Log, vlog_alignment
 from .state import RegState, VerifierState
 from .types import BPF_ADD_CONST, NOT_INIT, SCALAR_VALUE
 
@@ -196,8 +196,7 @@ class Env:
         return bool(self.scratched_regs or self.scratched_stack)
 
     def print_verifier_state(self, state: VerifierState, frameno: int, print_all: bool) -> None:
-        self.log(format_state(state, frameno, print_all, self.scratched_regs,
-                              self.scratched_stack) + "\n")
+        self.log.state(state, frameno, print_all, self.scratched_regs, self.scratched_stack)
         if not print_all:
             self.scratched_regs = 0
             self.scratched_stack = 0
@@ -205,7 +204,7 @@ class Env:
     def print_insn_state(self, state: VerifierState, frameno: int) -> None:
         log = self.log
         if self.prev_log_pos and self.prev_log_pos == log.end:
-            log.reset(self.prev_log_pos - 1)
+            log.unwrite(1)
             log(" " * vlog_alignment(self.prev_insn_print_pos) + ";")
         else:
             log(f"{self.insn_idx}:")

@@ -290,9 +290,19 @@ def states_maybe_looping(old: VerifierState, cur: VerifierState) -> bool:
     if old.curframe != fr:
         return False
     fo, fc = old.frames[fr], cur.frames[fr]
-    for a, b in zip(fo.regs, fc.regs):
-        if not (_head_eq(a, b) and a.bounds == b.bounds and a.id == b.id
-                and a.ref_obj_id == b.ref_obj_id):
+    pairs = tuple(zip(fo.regs, fc.regs))
+    # _head_eq, bounds, ids: every register's bounds first, as they tell loop states
+    # apart (and are mostly shared objects where equal)
+    for a, b in pairs:
+        ab, bb = a.bounds, b.bounds
+        if ab is not bb and ab != bb:
+            return False
+    for a, b in pairs:
+        if (a.type != b.type or a.off != b.off or a.id != b.id
+                or a.ref_obj_id != b.ref_obj_id or a.range != b.range or a.map is not b.map
+                or a.map_uid != b.map_uid or a.btf is not b.btf or a.btf_id != b.btf_id
+                or a.mem_size != b.mem_size or a.subprogno != b.subprogno
+                or a.dynptr != b.dynptr or a.iter != b.iter):
             return False
     return True
 
@@ -556,6 +566,9 @@ def is_state_visited(env: Env, insn_idx: int) -> bool:
         clean_live_states(env, insn_idx, cur)
     states_cnt = 0
     if lst:
+        # what the loop asks of this instruction, once
+        iter_next = env.is_iter_next(insn_idx)
+        may_goto = env.insns[insn_idx].is_may_goto()
         k = 0
         while k < len(lst):
             sl = lst[k]
@@ -572,13 +585,13 @@ def is_state_visited(env: Env, insn_idx: int) -> bool:
                 if frame.in_async_callback_fn and \
                         frame.async_entry_cnt != cur.frames[cur.curframe].async_entry_cnt:
                     skip_inf = True
-                elif env.is_iter_next(insn_idx):
+                elif iter_next:
                     if states_equal(env, st, cur, RANGE_WITHIN) and \
                             env.iter_active(cur):
                         loop = hit = True
                     skip_inf = True
                 else:
-                    if env.insns[insn_idx].is_may_goto():
+                    if may_goto:
                         if st.may_goto_depth != cur.may_goto_depth and \
                                 states_equal(env, st, cur, RANGE_WITHIN):
                             loop = hit = True

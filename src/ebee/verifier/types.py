@@ -107,6 +107,16 @@ def type_may_be_null(t: int) -> bool:
 
 def reg_type_str(t: int) -> str:
     """Linux's reg_type_str(): ``map_value_or_null``, ``rdonly_mem``, ``ptr_or_null_``."""
+    s = _TYPE_STR.get(t)
+    if s is None:
+        s = _TYPE_STR[t] = _reg_type_str(t)
+    return s
+
+
+_TYPE_STR: dict[int, str] = {}      # reg_type_str of each type seen (messages build it often)
+
+
+def _reg_type_str(t: int) -> str:
     prefix = "".join(p for flag, p in _PREFIX if t & flag)
     post = ""
     if t & PTR_MAYBE_NULL:
