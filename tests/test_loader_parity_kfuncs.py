@@ -4,7 +4,10 @@
 cpumask families, ``bpf_cast_to_kern_ctx`` and ``bpf_rdonly_cast``
 (``ebee.verifier.kfunc_btf``): references acquired and released, NULL checks,
 trusted arguments, struct types matched at offset 0, program types whose hook
-does not register the kfunc.  Verdicts and final error lines must be the kernel's.
+does not register the kfunc; the open-coded iterators ``bpf_iter_num_*`` and
+``bpf_iter_bits_*`` (``ebee.verifier.iters``): loops that converge, iterators
+used uninitialized, initialized twice, leaked.  Verdicts and final error lines
+must be the kernel's, and a ``bpf_for`` loop returns what it returns in the kernel.
 """
 from __future__ import annotations
 
@@ -39,6 +42,15 @@ extern void bpf_cpumask_set_cpu(__u32 cpu, struct bpf_cpumask *cpumask) __ksym;
 extern _Bool bpf_cpumask_test_cpu(__u32 cpu, const struct cpumask *cpumask) __ksym;
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+struct bpf_iter_num { __u64 __opaque[1]; } __attribute__((aligned(8)));
+struct bpf_iter_bits { __u64 __opaque[2]; } __attribute__((aligned(8)));
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
+extern int bpf_iter_bits_new(struct bpf_iter_bits *it, const __u64 *unsafe_ptr__ign,
+                             __u32 nr_words) __ksym;
+extern int *bpf_iter_bits_next(struct bpf_iter_bits *it) __ksym;
+extern void bpf_iter_bits_destroy(struct bpf_iter_bits *it) __ksym;
 
 SEC("syscall") int task_ok(void *ctx)
 {
@@ -160,20 +172,97 @@ SEC("tc") int rdonly_cast_write(struct __sk_buff *skb)
     kskb->len = 0;
     return 0;
 }
+SEC("socket") int num_sum(void *ctx)
+{
+    struct bpf_iter_num it;
+    int *v, sum = 0;
+    bpf_iter_num_new(&it, 3, 12);
+    while ((v = bpf_iter_num_next(&it)))
+        sum += *v;
+    bpf_iter_num_destroy(&it);
+    return sum;
+}
+SEC("socket") int num_index_array(void *ctx)
+{
+    struct bpf_iter_num it;
+    int *v, arr[8] = {}, sum = 0;
+    bpf_iter_num_new(&it, 0, 8);
+    while ((v = bpf_iter_num_next(&it)))
+        sum += arr[*v];           /* *v is any int: the index is unchecked */
+    bpf_iter_num_destroy(&it);
+    return sum;
+}
+SEC("socket") int num_leak(void *ctx)
+{
+    struct bpf_iter_num it;
+    bpf_iter_num_new(&it, 0, 8);
+    return 0;
+}
+SEC("socket") int num_next_uninit(void *ctx)
+{
+    struct bpf_iter_num it;
+    int *v = bpf_iter_num_next(&it);
+    return v ? *v : 0;
+}
+SEC("socket") int num_new_twice(void *ctx)
+{
+    struct bpf_iter_num it;
+    bpf_iter_num_new(&it, 0, 8);
+    bpf_iter_num_new(&it, 0, 8);
+    bpf_iter_num_destroy(&it);
+    return 0;
+}
+SEC("socket") int num_use_after_destroy(void *ctx)
+{
+    struct bpf_iter_num it;
+    int *v;
+    bpf_iter_num_new(&it, 0, 8);
+    bpf_iter_num_destroy(&it);
+    v = bpf_iter_num_next(&it);
+    return v ? *v : 0;
+}
+SEC("socket") int num_write_result(void *ctx)
+{
+    struct bpf_iter_num it;
+    int *v;
+    bpf_iter_num_new(&it, 0, 2);
+    v = bpf_iter_num_next(&it);
+    if (v)
+        *v = 1;                   /* read-only memory */
+    bpf_iter_num_destroy(&it);
+    return 0;
+}
+SEC("socket") int bits_count(void *ctx)
+{
+    __u64 words[2] = {0xf0f0, 3};
+    struct bpf_iter_bits it;
+    int *bit, n = 0;
+    bpf_iter_bits_new(&it, words, 2);
+    while ((bit = bpf_iter_bits_next(&it)))
+        n++;
+    bpf_iter_bits_destroy(&it);
+    return n;
+}
 char LICENSE[] SEC("license") = "GPL";
 """
 
 PROGS = ["task_ok", "task_no_null_check", "task_leak", "task_use_after_release",
          "release_current", "acquire_current", "acquire_wrong_type", "release_wrong_type",
          "cgroup_ok", "cpumask_ok", "task_in_socket_filter", "task_in_raw_tp", "kern_ctx_ok",
-         "kern_ctx_of_stack", "rdonly_cast_ok", "rdonly_cast_write"]
+         "kern_ctx_of_stack", "rdonly_cast_ok", "rdonly_cast_write", "num_sum",
+         "num_index_array", "num_leak", "num_next_uninit", "num_new_twice",
+         "num_use_after_destroy", "num_write_result", "bits_count"]
 
 
 @pytest.fixture(scope="module")
-def verdicts(tmp_path_factory):
-    path = _clang(tmp_path_factory.mktemp("kfuncs"), SRC)
+def obj_path(tmp_path_factory):
+    return _clang(tmp_path_factory.mktemp("kfuncs"), SRC)
+
+
+@pytest.fixture(scope="module")
+def verdicts(obj_path):
     out = {}
-    with ebee_object(str(path)) as obj, kernel_object(obj) as kload:
+    with ebee_object(str(obj_path)) as obj, kernel_object(obj) as kload:
         for name in PROGS:
             prog = obj.programs[name]
             out[name] = (kload(prog), prog.verify(log_level=1))
@@ -190,3 +279,10 @@ def test_verdict_and_error_are_the_kernels(verdicts, name):
 
 def test_both_outcomes_are_covered(verdicts):
     assert {k.accepted for k, _ in verdicts.values()} == {True, False}
+
+
+def test_bpf_for_loop_runs_as_in_the_kernel(obj_path):
+    """bpf_iter_num in the runtime: 3 + 4 + ... + 11, as BPF_PROG_TEST_RUN returns it."""
+    with ebee_object(str(obj_path)) as obj, obj.load_kernel(programs=["num_sum"]) as k:
+        want = k.programs["num_sum"].run(bytes(64)).retval
+        assert obj.programs["num_sum"].run(bytes(64)).retval == want == sum(range(3, 12))

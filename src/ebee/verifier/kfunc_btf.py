@@ -152,10 +152,10 @@ def check_btf_kfunc_call(env: Env, insn, e: KfuncProto) -> None:
     const_arg = None
     for i, p in enumerate(e.params):
         regno = 1 + i
-        env.check_reg_arg(regno, 0)
-        reg = regs[regno]
         if p.kind is KArg.IGNORED:
             continue
+        env.check_reg_arg(regno, 0)
+        reg = regs[regno]
         if p.kind in (KArg.SCALAR, KArg.SCALAR_CONST):
             if reg.type != SCALAR_VALUE:
                 raise env.reject(f"R{regno} is not a scalar", EINVAL)
