@@ -4,8 +4,11 @@ Programs calling the helpers these maps exist for -- ``bpf_get_local_storage`` o
 CGROUP_STORAGE / PERCPU_CGROUP_STORAGE, ``bpf_map_update_elem`` of a socket into a
 SOCKMAP / SOCKHASH (a socket is the value: ``resolve_map_arg_type``), the
 ``bpf_sk_select_reuseport`` / ``bpf_sock_hash_update`` / ``bpf_msg_redirect_*``
-family -- are verified by ebee and loaded into the kernel from the same object;
-verdicts and final error lines must be the kernel's.
+family -- and the socket helpers around them (``bpf_sk_fullsock``,
+``bpf_tcp_sock``, ``bpf_get_listener_sock``, ``bpf_skc_to_*``, SK_STORAGE's
+``bpf_sk_storage_get`` with the networking and cgroup/sock prototypes) are
+verified by ebee and loaded into the kernel from the same object; verdicts and
+final error lines must be the kernel's.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ struct { __uint(type, BPF_MAP_TYPE_SOCKMAP); __uint(max_entries, 1); __type(key,
          __type(value, int); } sockmap SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_SOCKHASH); __uint(max_entries, 1); __type(key, int);
          __type(value, int); } sockhash SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_SK_STORAGE); __uint(map_flags, BPF_F_NO_PREALLOC);
+         __type(key, int); __type(value, __u64); } sks SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY); __uint(max_entries, 1);
          __type(key, int); __type(value, int); } reuse SEC(".maps");
 
@@ -135,6 +140,86 @@ SEC("sk_skb/stream_verdict") int skb_redirect_wrong_map(struct __sk_buff *skb)
 {
     return bpf_sk_redirect_map(skb, &sockhash, 0, 0);
 }
+SEC("cgroup_skb/egress") int fullsock_ok(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk, *full;
+    struct bpf_tcp_sock *tp;
+    if (!sk)
+        return 1;
+    full = bpf_sk_fullsock(sk);
+    if (!full)
+        return 1;
+    if (full->type != 1)
+        return 1;
+    tp = bpf_tcp_sock(full);
+    if (!tp)
+        return 1;
+    return tp->snd_cwnd & 1;
+}
+SEC("cgroup_skb/egress") int fullsock_no_null_check(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk;
+    if (!sk)
+        return 1;
+    return bpf_sk_fullsock(sk)->type & 1;
+}
+SEC("cgroup_skb/egress") int fullsock_of_maybe_null(struct __sk_buff *skb)
+{
+    struct bpf_sock *full = bpf_sk_fullsock(skb->sk);
+    return full ? full->type & 1 : 1;
+}
+SEC("cgroup_skb/egress") int tcp_sock_past_end(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk;
+    struct bpf_tcp_sock *tp;
+    if (!sk)
+        return 1;
+    tp = bpf_tcp_sock(sk);
+    return tp ? *(__u64 *)((char *)tp + 200) & 1 : 1;
+}
+SEC("tc") int listener_release(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk, *l;
+    if (!sk)
+        return 0;
+    l = bpf_get_listener_sock(sk);
+    if (l)
+        bpf_sk_release(l);     /* not a reference */
+    return 0;
+}
+SEC("tc") int skc_to_tcp6(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk;
+    struct tcp6_sock *t;
+    if (!sk)
+        return 0;
+    t = bpf_skc_to_tcp6_sock(sk);
+    return t ? 1 : 0;
+}
+SEC("tc") int sk_storage_ok(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk;
+    __u64 *v;
+    if (!sk)
+        return 0;
+    sk = bpf_sk_fullsock(sk);
+    if (!sk)
+        return 0;
+    v = bpf_sk_storage_get(&sks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    return v ? *v & 1 : 0;
+}
+SEC("tc") int sk_storage_null_sock(struct __sk_buff *skb)
+{
+    __u64 *v = bpf_sk_storage_get(&sks, 0, 0, 0);
+    return v ? *v & 1 : 0;
+}
+SEC("cgroup/sock_create") int sk_storage_cg_sock(struct bpf_sock *ctx)
+{
+    __u64 *v = bpf_sk_storage_get(&sks, ctx, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    if (v)
+        *v = 1;
+    return 1;
+}
 char LICENSE[] SEC("license") = "GPL";
 """
 
@@ -143,7 +228,10 @@ PROGS = ["storage_ok", "percpu_storage_ok", "storage_past_value", "percpu_storag
          "reuseport_update", "sk_lookup_update", "sockops_update", "sockops_delete",
          "sockops_hash_update", "sockops_map_update", "sockops_map_update_hash",
          "tc_update_scalar", "select_sockmap", "select_sockhash", "select_reuseport_array",
-         "select_array", "msg_redirect", "skb_redirect", "skb_redirect_wrong_map"]
+         "select_array", "msg_redirect", "skb_redirect", "skb_redirect_wrong_map",
+         "fullsock_ok", "fullsock_no_null_check", "fullsock_of_maybe_null", "tcp_sock_past_end",
+         "listener_release", "skc_to_tcp6", "sk_storage_ok", "sk_storage_null_sock",
+         "sk_storage_cg_sock"]
 
 
 @pytest.fixture(scope="module")
