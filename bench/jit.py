@@ -1,6 +1,6 @@
 """JIT benchmark: ns per run for ebee's JIT, ebee's interpreter and Linux's JIT, one run.
 
-Workloads (issue 8, item 7), all XDP programs run with BPF_PROG_TEST_RUN
+Workloads, all XDP programs run with BPF_PROG_TEST_RUN
 semantics on the same 64-byte packet:
 
   (a) an ALU-heavy bounded loop (bench/jit_progs.c ``alu_loop``), plus the

@@ -50,7 +50,7 @@ def drop_udp(tmp_path):
     return str(p)
 
 
-def test_raw_run_keeps_issue2_json(capsys, tmp_path):
+def test_raw_run_keeps_its_json_shape(capsys, tmp_path):
     p = tmp_path / "p.s"
     p.write_text("r0 = *(u32 *)(r1 +0)\nr0 *= 3\nexit\n")
     code, out, _ = run_cli(capsys, "run", str(p), "--mem", "0e000000", "--json")

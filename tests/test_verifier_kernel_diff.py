@@ -1,6 +1,6 @@
 """ebee's verifier against the running kernel's: same verdicts, same error lines, same log.
 
-Three sets, as issue 6 measures parity:
+Three sets, by which parity is measured:
 
 - generated programs (``verifier_strategies``): about half deliberately
   broken; verdict, error line and the whole log (level 1 or 2) must match.

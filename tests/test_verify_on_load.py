@@ -1,4 +1,4 @@
-"""Loading verifies (issue 6, item 5): a program runs only once the verifier has
+"""Loading verifies: a program runs only once the verifier has
 accepted it, as in Linux; ``verify=False`` / ``--no-verify`` is the explicit opt-in
 to running unverified programs (still with checked memory access)."""
 from __future__ import annotations
@@ -31,7 +31,8 @@ def test_a_rejected_program_does_not_run():
         assert not err.result.accepted
         # the error line is the verifier's own, and the same a fresh verification gives
         assert err.result.error == verifier.verify(prog).error
-        assert str(err).endswith(err.result.error)
+        assert err.summary.endswith(err.result.error)
+        assert str(err).startswith(err.summary + "\n  at insn ")       # and where, and the log
         assert err.result.error == "R1 offset is outside of the packet"   # Linux's words
         assert prog.verifier_result is err.result
 

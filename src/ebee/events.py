@@ -16,6 +16,21 @@ A reader subclasses :class:`EventReader` and implements two methods:
 Everything else - callbacks, ``poll``/``consume`` (libbpf's
 ``ring_buffer__poll``/``__consume``), ``read``, iteration, context
 management - lives here once.
+
+Getting records, the one way for each need:
+
+* ``for rec in reader:`` - records as they arrive; Ctrl-C while it waits ends
+  the loop (the reader is closed, no traceback), so ``with`` blocks around it
+  detach what they attached;
+* ``reader.drain()`` - the records there now, as a list (never waits);
+* a callback with ``poll(timeout)`` / ``consume()`` - libbpf's calls, which
+  return how many records the callback got.
+
+Drops are counted: ``reader.lost`` is how many records the producer could not
+write because the ring was full (perf's PERF_RECORD_LOST; for ebee's ring
+buffers, the reservations that failed).  Each loss reaches
+``lost_callback(cpu, n)`` if one is given, else it is an item of its own,
+``Record(b"", cpu, lost=n)``, in the stream.
 """
 from __future__ import annotations
 
@@ -77,6 +92,7 @@ class EventReader(Generic[T]):
         self.lost_callback = lost_callback
         self._pending: list[T] = []
         self.closed = False
+        self.lost = 0
 
     # --- what a backend implements -------------------------------------------------
     def _fetch(self) -> list[T]:
@@ -87,7 +103,9 @@ class EventReader(Generic[T]):
 
     # --- shared API ----------------------------------------------------------------
     def _take(self) -> list[T]:
-        items = self._pending + self._fetch()
+        fetched = self._fetch()
+        self.lost += sum(it.lost for it in fetched if isinstance(it, Record))
+        items = self._pending + fetched
         self._pending = []
         if self.lost_callback is not None:
             kept = []
@@ -100,7 +118,9 @@ class EventReader(Generic[T]):
         return items
 
     def consume(self) -> int:
-        """Hand every available item to the callback without waiting; returns the count."""
+        """Hand every available item to the callback without waiting; returns the count
+        (libbpf's ``ring_buffer__consume``).  Without a callback the items are kept for
+        iteration -- to get them as a list, use :meth:`drain`."""
         items = self._take()
         self._dispatch(items)
         return len(items)
@@ -152,9 +172,14 @@ class EventReader(Generic[T]):
         return None
 
     def __iter__(self) -> Iterator[T]:
-        """Items as they arrive, forever (until close() or Ctrl-C)."""
+        """Items as they arrive, forever: until close(), or Ctrl-C while waiting, which
+        closes the reader and ends the loop as if it had run out."""
         while not self.closed:
-            item = self.read()
+            try:
+                item = self.read()
+            except KeyboardInterrupt:
+                self.close()
+                return
             if item is not None:
                 yield item
 

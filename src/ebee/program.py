@@ -207,6 +207,9 @@ class Program(Runnable):
         BPF_PROG_LOAD would have accepted it."""
         r = self.verdict()
         if not r.accepted:
+            # as libbpf retries a failed load with a log buffer: the error carries the log
+            if not r.log:
+                r = self.verifier_result = self.verify(log_level=1)
             raise VerifierError(self.name or "program", r)
         return r
 

@@ -15,19 +15,45 @@ Fixtures:
   that redirect, look up the FIB or sockets: ``prog.run(data=..., net=ebee_net)``.
 
 Helpers (import from ``ebee.pytest_plugin``): packet builders ``udp_packet``,
-``tcp_packet``, ``icmp_packet`` (from :mod:`ebee.packet.build`; scapy packets work too --
-anything ``bytes()`` accepts), ``run_all`` to run one program over many packets, and
+``tcp_packet``, ``icmp_packet`` (they live in :mod:`ebee.packet`, which needs no pytest;
+scapy packets work too -- anything ``bytes()`` accepts), ``run_all`` to run one program over many packets, and
 assertions ``assert_verdict``, ``assert_packet`` (with a byte diff) and
 ``assert_trace``.
+
+Isolation
+---------
+Each test gets a pin store of its own (a temporary SQLite file): maps pinned by name
+(``LIBBPF_PIN_BY_NAME``), ``ebee.pin`` and the ``ebee`` command line run from the test
+(``$EBEE_PIN_STORE`` is set for subprocesses too) all see that store, and it is thrown
+away after the test, so one test's block-list entry never reaches the next test or the
+next run.  To use the real store instead (``$EBEE_PIN_STORE`` as set outside pytest, or
+``~/.local/state/ebee/bpffs.sqlite3``) -- for a test that checks state a previous
+``ebee map update`` left -- mark the test (or module, with ``pytestmark``)::
+
+    @pytest.mark.ebee_shared_pins
+    def test_uses_what_the_cli_pinned(ebee_pin_store): ...
+
+or set ``ebee_pins = shared`` in the pytest ini file for every test.  The
+``ebee_pin_store`` fixture is the :class:`ebee.fs.PinStore` the test uses.  The number of
+virtual CPUs and the CPU user space runs as (:func:`ebee.maps.set_num_cpus`,
+:func:`ebee.maps.set_user_cpu`) are restored after each test.
+
+Under pytest-xdist (``pytest -n auto``) each worker is its own process: its own virtual
+CPUs, live maps and temporary pin stores (under the worker's ``basetemp``).  The JIT's
+disk cache (``$EBEE_JIT_CACHE``) is content-addressed and written by rename, so workers
+may share it.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+import itertools
+import os
+from typing import Any, Iterable, Iterator
 
 import pytest
 
-from .packet import Network
-from .packet.build import as_bytes, icmp_packet, tcp_packet, udp_packet
+from . import fs
+from .maps import num_cpus, set_num_cpus, set_user_cpu, user_cpu
+from .packet import Network, as_bytes, icmp_packet, tcp_packet, udp_packet
 from .session import load as load_object
 from .testrun import Runner
 
@@ -77,9 +103,62 @@ def assert_trace(result, *fragments: str) -> None:
         pos += 1
 
 
+SHARED_MARK = "ebee_shared_pins"
+PINS_INI = "ebee_pins"
+
+
+def pytest_addoption(parser) -> None:
+    parser.addini(PINS_INI, "ebee's pin store in tests: 'isolated' (default: a temporary store "
+                            "per test) or 'shared' (the real one, $EBEE_PIN_STORE or "
+                            "~/.local/state/ebee/bpffs.sqlite3)", default="isolated")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", f"{SHARED_MARK}: use the real ebee pin store instead of "
+                                       "a temporary one for this test")
+    mode = config.getini(PINS_INI)
+    if mode not in ("isolated", "shared"):
+        raise pytest.UsageError(f"{PINS_INI} = {mode!r}: expected 'isolated' or 'shared'")
+
+
+@pytest.fixture(scope="session")
+def _ebee_pin_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("ebee-pins")
+
+
+_TEST_NUMBER = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def ebee_pin_store(request, _ebee_pin_dir) -> Iterator[fs.PinStore]:
+    """The pin store this test uses: a temporary one unless the test is marked
+    ``ebee_shared_pins`` (or ``ebee_pins = shared`` is set).  Also restores the virtual CPU
+    settings afterwards."""
+    cpus, ucpu = num_cpus(), user_cpu()
+    shared = (request.node.get_closest_marker(SHARED_MARK) is not None
+              or request.config.getini(PINS_INI) == "shared")
+    saved = os.environ.get(fs.ENV_VAR)
+    location = None
+    if not shared:
+        location = str(_ebee_pin_dir / f"pins-{next(_TEST_NUMBER)}.sqlite3")
+        os.environ[fs.ENV_VAR] = location
+    try:
+        yield fs.default_store()
+    finally:
+        if location is not None:
+            fs.release_default(location)
+            if saved is None:
+                os.environ.pop(fs.ENV_VAR, None)
+            else:
+                os.environ[fs.ENV_VAR] = saved
+        set_num_cpus(cpus)
+        set_user_cpu(ucpu)
+
+
 @pytest.fixture
-def ebee_object():
-    """A factory: ``ebee_object(path, **load_options) -> ebee.Object``, closed after the test."""
+def ebee_object(ebee_pin_store):
+    """A factory: ``ebee_object(path, **load_options) -> ebee.Object``, closed after the test
+    (before its pin store goes away)."""
     opened = []
 
     def load(path, **options):

@@ -1,6 +1,7 @@
 """``ebee asm``, ``ebee disasm`` and ``ebee conformance`` (``ebee run`` is in run_cmds)."""
 from __future__ import annotations
 
+import os
 import sys
 
 from ..asm import disassemble
@@ -33,7 +34,7 @@ def register(sub) -> None:
 
 
 def cmd_asm(args) -> int:
-    insns = load_program(args.file, args.dialect)
+    insns = load_program(args.file, args.dialect, any_format=False)
     data = encode(insns)
     if args.output:
         write_atomic(args.output, data)
@@ -57,10 +58,12 @@ def cmd_disasm(args) -> int:
 def cmd_conformance(args) -> int:
     from ..conformance import collect, run_paths
 
+    for p in args.paths:
+        if not os.path.exists(p):
+            raise UsageError(f"{p}: error: no such file or directory")
     files = list(collect(args.paths))
-    missing = [p for p in args.paths if not files and True]
     if not files:
-        raise UsageError(f"error: no .data files in {', '.join(missing)}")
+        raise UsageError(f"error: no .data files in {', '.join(args.paths)}")
     passed = failed = 0
     for out in run_paths(files, engine=args.engine):
         if out.passed:

@@ -17,7 +17,8 @@ class UsageError(Exception):
 
 
 ELF_MAGIC = b"\x7fELF"
-TEXT_SUFFIXES = (".s", ".S", ".asm", ".data", ".txt")
+ASM_SUFFIXES = (".s", ".S", ".asm", ".data")
+TEXT_SUFFIXES = ASM_SUFFIXES + (".txt",)
 
 
 def read_bytes(path: str) -> bytes:
@@ -43,8 +44,13 @@ def _looks_like_text(data: bytes) -> bool:
     return all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
-def load_program(path: str, dialect: str | None = None) -> list[Instruction]:
-    """Instructions from a raw .bin, an assembly file or a conformance .data file."""
+def load_program(path: str, dialect: str | None = None, *,
+                 any_format: bool = True) -> list[Instruction]:
+    """Instructions from a raw .bin, an assembly file or a conformance .data file.
+
+    ``any_format``: the command also takes ELF objects (verify, run, disasm), so text
+    that fails on its first line is reported as not a program at all rather than as
+    an assembly error (``ebee asm`` passes False: its input is assembly)."""
     data = read_bytes(path)
     if data.startswith(ELF_MAGIC):
         raise UsageError(f"{path}: error: ELF objects are loaded with the object commands, "
@@ -58,6 +64,10 @@ def load_program(path: str, dialect: str | None = None) -> list[Instruction]:
                 return parse(path, text).program()
             return assemble(text, Dialect(dialect) if dialect else None, file=path)
         except SourceError as e:
+            if any_format and not path.endswith(ASM_SUFFIXES) and e.line is not None \
+                    and e.line == _first_line(text):
+                raise UsageError(f"{path}: error: not an ELF object, raw eBPF instructions or "
+                                 f"eBPF assembly (line {e.line}: {e.message})") from None
             raise UsageError(str(e) if e.file else f"{path}: {e}") from None
     if not data:
         raise UsageError(f"{path}: error: empty program")
@@ -67,6 +77,15 @@ def load_program(path: str, dialect: str | None = None) -> list[Instruction]:
         where = f"{path}:insn {e.pc}" if e.pc is not None else path
         reason = e.reason.split(": ", 1)[1] if e.reason.startswith("insn ") else e.reason
         raise UsageError(f"{where}: error: {reason}") from None
+
+
+def _first_line(text: str) -> int | None:
+    """The number of the first line that is neither blank nor only a comment."""
+    for n, line in enumerate(text.splitlines(), 1):
+        t = line.strip()
+        if t and not t.startswith(("#", ";", "//", "--")):
+            return n
+    return None
 
 
 def write_atomic(path: str, data: bytes) -> None:

@@ -7,6 +7,7 @@ import sys
 from ..btf.values import format_map_dump, map_dump_json
 from ..maps.errors import MapError
 from .common import UsageError, print_json
+from .fs_cmds import say_pinned
 from .kernel_common import (KernelCmdError, infos, kernel_errors, open_map, select_one,
                             type_name)
 from .map_cmds import _json_bytes, print_entry, split_spec
@@ -106,6 +107,7 @@ def cmd_map_pin(args) -> int:
         raise UsageError("error: expected pin MAP FILE")
     with open_map(i) as m:
         m.pin(rest[0])
+    say_pinned("map", f"id {i}", rest[0])
     return 0
 
 

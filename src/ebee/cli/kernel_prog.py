@@ -14,6 +14,7 @@ from ..testrun import TestRunError
 from .common import UsageError, print_json, read_bytes, write_atomic
 from .kernel_common import (KernelCmdError, infos, kernel_errors, open_prog, select_ids,
                             select_one, type_name)
+from .fs_cmds import say_pinned
 from .map_cmds import _hex
 from .prog_cmds import load_object
 
@@ -91,8 +92,13 @@ def cmd_prog_load(args) -> int:
             os.makedirs(args.path, exist_ok=True)
             for name, p in kobj.programs.items():
                 p.pin(os.path.join(args.path, name))
+                say_pinned("program", name, os.path.join(args.path, name))
         else:
-            next(iter(kobj.programs.values())).pin(args.path)
+            name, p = next(iter(kobj.programs.items()))
+            p.pin(args.path)
+            say_pinned("program", name, args.path)
+        for name, path in kobj.pinned.items():
+            say_pinned("map", name, path, how="by name")
         if args.pinmaps:
             ensure_bpffs(args.pinmaps)
             os.makedirs(args.pinmaps, exist_ok=True)
@@ -102,6 +108,7 @@ def cmd_prog_load(args) -> int:
                     # .rodata of "globals" is pinned as globals_rodata
                     pin_name = (getattr(m, "name", "") or name).replace(".", "_")
                     m.pin(os.path.join(args.pinmaps, pin_name))
+                    say_pinned("map", name, os.path.join(args.pinmaps, pin_name))
     finally:
         kobj.close()        # the pins keep what was pinned (and the maps its programs use)
         obj.close()
@@ -169,6 +176,7 @@ def cmd_prog_pin(args) -> int:
         raise UsageError("error: expected pin PROG FILE")
     with open_prog(i) as p:
         p.pin(rest[0])
+    say_pinned("program", f"id {i}", rest[0])
     return 0
 
 

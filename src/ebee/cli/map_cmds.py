@@ -8,6 +8,7 @@ Keys and values are bytes, as bpftool takes them: ``key 0x0a 0 0 1`` or
 from __future__ import annotations
 
 from .common import UsageError, print_json
+from .fs_cmds import say_pinned
 from .prog_cmds import _fs_call, load_object, store_of
 
 
@@ -266,4 +267,5 @@ def cmd_pin(args) -> int:
         raise UsageError(f"error: {args.obj}: no map named {args.name!r} "
                          f"(has: {', '.join(obj.maps) or 'none'})")
     _fs_call(st.pin_map, args.path, m)
+    say_pinned("map", args.name, args.path, store=st)
     return 0

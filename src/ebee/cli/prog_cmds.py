@@ -7,6 +7,7 @@ import sys
 from ..maps import Map
 from ..session import get_pinned
 from .common import UsageError, print_json
+from .fs_cmds import say_pinned, store_of
 
 
 def register(sub) -> None:
@@ -55,11 +56,6 @@ def register(sub) -> None:
 
 # ---------------------------------------------------------------------------------- helpers
 
-def store_of(args):
-    from ..fs import PinStore, default_store
-    return PinStore(args.store) if getattr(args, "store", None) else default_store()
-
-
 def load_object(path: str, *, prog_type: str | None = None, store=None):
     """ebee.load with CLI error handling: one line, exit code 2."""
     from ..errors import LoadError
@@ -103,30 +99,47 @@ def _first_program(obj):
 def cmd_load(args) -> int:
     st = store_of(args)
     obj = load_object(args.obj, prog_type=args.type, store=st)
-    _fs_call(st.pin_program, args.path, _first_program(obj))
-    if args.pinmaps:
-        _pin_maps(obj, args.pinmaps, st)
+    prog = _first_program(obj)
+    _check_pinmaps(obj, args.pinmaps)
+    _fs_call(st.pin_program, args.path, prog)
+    say_pinned("program", prog.name, args.path, store=st)
+    _pin_maps(obj, args.pinmaps, st)
     return 0
 
 
-def _pin_maps(obj, directory: str, st) -> None:
+def _check_pinmaps(obj, directory: str | None) -> None:
+    if not directory:
+        return
     d = directory.rstrip("/")
     for name, have in obj.pinned.items():       # libbpf refuses to pin a map twice
         if have != f"{d}/{name}":
             raise UsageError(f"error: map '{name}' already has pin path '{have}' different "
                              f"from '{d}/{name}'")
+
+
+def _pin_maps(obj, directory: str | None, st) -> None:
+    """The maps the object pinned itself (LIBBPF_PIN_BY_NAME and iproute2's namespaces),
+    then, with --pinmaps, every other map under ``directory``."""
+    for name, path in obj.pinned.items():
+        say_pinned("map", name, path, store=st,
+                   how="reused by name" if name in obj.reused else "by name")
+    if not directory:
+        return
+    d = directory.rstrip("/")
     for name, m in obj.maps.items():
         if name not in obj.pinned:
             _fs_call(st.pin_map, f"{d}/{name}", m)
+            say_pinned("map", name, f"{d}/{name}", store=st)
 
 
 def cmd_loadall(args) -> int:
     st = store_of(args)
     obj = load_object(args.obj, prog_type=args.type, store=st)
+    _check_pinmaps(obj, args.pinmaps)
     for name, prog in obj.programs.items():
         _fs_call(st.pin_program, f"{args.dir.rstrip('/')}/{name}", prog)
-    if args.pinmaps:
-        _pin_maps(obj, args.pinmaps, st)
+        say_pinned("program", name, f"{args.dir.rstrip('/')}/{name}", store=st)
+    _pin_maps(obj, args.pinmaps, st)
     return 0
 
 

@@ -169,7 +169,7 @@ def _runner(prog, args, link_layer: bool = False):
         raise UsageError(f"{prog.name or '?'}: error: the kernel would reject this "
                          f"program: {e.strerror}") from None
     except VerifierError as e:
-        raise UsageError(f"{args.file or args.cbpf}: error: {e} (the log: ebee verify "
+        raise UsageError(f"{args.file or args.cbpf}: error: {e.summary} (the log: ebee verify "
                          f"--log-level 1; --no-verify runs it anyway)") from None
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..maps import Map
 from .store import (ENV_VAR, PinError, PinnedProgram, PinStore, default_location, default_store,
-                    normpath, persisted_elements, prog_tag, sync_all, sync_maps)
+                    normpath, persisted_elements, prog_tag, release_default, sync_all,
+                    sync_maps)
 
 
 def pin(path: str, obj, *, store: PinStore | None = None) -> None:
@@ -34,5 +35,5 @@ def sync(*, store: PinStore | None = None) -> None:
 
 
 __all__ = ["ENV_VAR", "PinError", "PinnedProgram", "PinStore", "default_location",
-           "default_store", "normpath", "persisted_elements", "pin", "prog_tag", "sync", "sync_all", "sync_maps",
-           "unpin"]
+           "default_store", "normpath", "persisted_elements", "pin", "prog_tag", "release_default", "sync",
+           "sync_all", "sync_maps", "unpin"]

@@ -419,6 +419,22 @@ def default_store() -> PinStore:
     return st
 
 
+def release_default(location: str | os.PathLike) -> None:
+    """Close the default store at ``location`` and forget it: its live maps stop writing
+    through, so a temporary store (one per test) can be thrown away."""
+    st = _DEFAULT.pop(str(location), None)
+    if st is None:
+        return
+    with st._lock:
+        try:
+            st.close()
+        except (sqlite3.Error, PinError):
+            pass
+        st._live.clear()
+        st._synced.clear()
+    _STORES.discard(st)
+
+
 def sync_maps(maps) -> None:
     """Flush the given live maps to every store they are pinned in."""
     for m in maps:

@@ -61,16 +61,16 @@ def object_name(path: str) -> str:
 
 
 def internal_map_name(obj_name: str, sec_name: str) -> str:
-    """libbpf's kernel-visible name of a global-data map (15 characters at most): the
-    object name's first characters and the section name, with room kept for a suffix
-    of 7 characters even when it is shorter (``verifier.bss``, as libbpf names it)."""
+    """libbpf's kernel-visible name of a global-data map (15 characters at most)."""
     max_len = 15
-    sfx_len = min(max(7, len(sec_name)), max_len)
-    if "." in sec_name[1:]:            # .rodata.str1.1: the section name alone
-        pfx_len = 0
+    # libbpf reserves 7 characters for the suffix even when it is shorter (".bss"):
+    # "verifier_iterating_callbacks" gives "verifier.bss"
+    sfx_len = max(7, len(sec_name))
+    if sfx_len > max_len or "." in sec_name[1:]:     # .rodata.str1.1: the section name alone
+        pfx = ""
     else:
-        pfx_len = min(max_len - sfx_len, len(obj_name))
-    name = (obj_name[:pfx_len] + sec_name[:sfx_len])[:max_len]
+        pfx = obj_name[:max_len - sfx_len]
+    name = (pfx + sec_name[:sfx_len])[:max_len]
     return "".join(c if c.isalnum() or c in "._" else "_" for c in name)
 
 

@@ -55,16 +55,20 @@ class RingBuf(Map):
         self.pending_pos = 0
         self.cond = threading.Condition()
         self.notifications = 0
+        self.dropped = 0          # reservations refused (ring full or record too large)
         self._write_handle(self.data.start)
 
     # -- producer (programs) -------------------------------------------------------------
 
     def reserve(self, size: int) -> int:
-        """__bpf_ringbuf_reserve(): address of the record's data, or 0."""
+        """__bpf_ringbuf_reserve(): address of the record's data, or 0 (counted in
+        ``dropped``: Linux keeps no such count, but a reader here reports it)."""
         if size > RINGBUF_MAX_RECORD_SZ:
+            self.dropped += 1
             return 0
         length = (size + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
         if length > self.size:
+            self.dropped += 1
             return 0
         with self.lock:
             cons, prod = self.consumer_pos, self.producer_pos
@@ -78,6 +82,7 @@ class RingBuf(Map):
             self.pending_pos = pend
             new = prod + length
             if new - cons > self.mask or new - pend > self.mask:
+                self.dropped += 1
                 return 0
             off = prod & self.mask
             HDR.pack_into(buf, off, size | U.BPF_RINGBUF_BUSY_BIT, off // PAGE_SIZE)
@@ -135,7 +140,9 @@ class RingBuf(Map):
     # -- consumer (user space) -------------------------------------------------------------
 
     def consume(self) -> list[bytes]:
-        """Every committed record available now, in order (ring_buffer__consume)."""
+        """Every committed record available now, in order: the ring's own consumer step.
+        Applications read through :meth:`reader` (``for rec in reader``,
+        ``reader.drain()``), which also reports drops."""
         out = []
         buf = self.data.buf
         with self.lock:
@@ -176,9 +183,16 @@ class RingBufReader(EventReader):
         super().__init__(callback, lost_callback=lost_callback)
         self.rb = rb
         self._seen = rb.notifications
+        self._dropped = rb.dropped
 
     def _fetch(self) -> list[Record]:
-        return [Record(d) for d in self.rb.consume()]
+        out = [Record(d) for d in self.rb.consume()]
+        n = self.rb.dropped - self._dropped
+        if n:
+            # the losses happened while the ring was full of the records before them
+            self._dropped += n
+            out.append(Record(b"", -1, lost=n))
+        return out
 
     def _wait(self, timeout: float | None) -> bool:
         rb = self.rb

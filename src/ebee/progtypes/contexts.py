@@ -175,14 +175,14 @@ def _perf_check(f: Field, off: int, size: int, write: bool) -> str | None:
 
 
 class _PerfRules(CtxRules):
-    def access(self, off: int, size: int, write: bool):
+    def access(self, off: int, size: int, write: bool, *, bpf_capable: bool = True):
         # pt_regs: any 8-byte-aligned u64 (pe_prog_is_valid_access)
         if not write and 0 <= off < PT_REGS_SIZE and size == 8 and off % 8 == 0:
             f = self.struct["regs"]
             return Access(f, off, size, False, RegType.SCALAR_VALUE, 8)
         if 0 <= off < PT_REGS_SIZE:
             return None
-        return super().access(off, size, write)
+        return super().access(off, size, write, bpf_capable=bpf_capable)
 
 
 PERF_EVENT_RULES = _PerfRules(BPF_PERF_EVENT_DATA, None, frozenset())

@@ -127,14 +127,18 @@ class CtxRules:
 
     ``readable``/``writable`` hold field names; None means every field.
     ``check`` may refine the answer (for rules that depend on offsets or the
-    attach type) and returns a rejection message or None.
+    attach type) and returns a rejection message or None.  ``read_cap_bpf`` /
+    ``write_cap_bpf``: fields only a loader with CAP_BPF may read / write.
     """
     struct: CtxStruct
     readable: frozenset[str] | None = None
     writable: frozenset[str] = frozenset()
     check: Callable[[Field, int, int, bool], str | None] | None = None
+    read_cap_bpf: frozenset[str] = frozenset()
+    write_cap_bpf: frozenset[str] = frozenset()
 
-    def access(self, off: int, size: int, write: bool) -> Access | None:
+    def access(self, off: int, size: int, write: bool, *,
+               bpf_capable: bool = True) -> Access | None:
         s = self.struct
         if off < 0 or size not in (1, 2, 4, 8) or off + size > s.size or off % size:
             return None
@@ -145,6 +149,8 @@ class CtxRules:
             if f.name not in self.writable:
                 return None
         elif self.readable is not None and f.name not in self.readable:
+            return None
+        if not bpf_capable and f.name in (self.write_cap_bpf if write else self.read_cap_bpf):
             return None
         if f.elem:
             start = f.off + (off - f.off) // f.elem * f.elem

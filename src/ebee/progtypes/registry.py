@@ -48,11 +48,13 @@ class ProgTypeInfo:
     def ctx(self) -> CtxStruct | None:
         return self.rules.struct if self.rules else None
 
-    def ctx_access(self, off: int, size: int, write: bool) -> Access | None:
-        """Linux's is_valid_access: the access, or None where the verifier rejects it."""
+    def ctx_access(self, off: int, size: int, write: bool, *,
+                   bpf_capable: bool = True) -> Access | None:
+        """Linux's is_valid_access: the access, or None where the verifier rejects it
+        (``bpf_capable``: the loader has CAP_BPF)."""
         if self.rules is None:
             return None
-        return self.rules.access(off, size, write)
+        return self.rules.access(off, size, write, bpf_capable=bpf_capable)
 
     def helper_allowed(self, fid: int) -> bool:
         return fid in self.helpers

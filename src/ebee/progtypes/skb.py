@@ -7,6 +7,8 @@ per-type read/write rules are those of the ``*_is_valid_access`` functions.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..isa import Instruction
 from ..layouts.kernel import (BPF_FLOW_DISSECTOR, BPF_SKB_DATA_END, NET_DEVICE, PKT_TYPE_MAX,
                               QDISC_SKB_CB, SK_BUFF, SKB_SHARED_INFO, SOCK_COMMON, TSTAMP_TYPE_MASK)
@@ -203,8 +205,11 @@ TC_RULES = _rules(_SKB_TC, _COMMON_READ | _PKT | {"data_meta", "tc_classid", "ts
                                                   "tstamp_type", "hwtstamp"},
                   frozenset({"mark", "queue_mapping", "priority", "tc_index", "cb", "tc_classid",
                              "tstamp"}))
-CGROUP_SKB_RULES = _rules(_SKB_NULL, _COMMON_READ | _PKT | _SK_FIELDS | {"tstamp", "hwtstamp"},
-                          frozenset({"mark", "priority", "cb", "tstamp"}))
+# cg_skb_is_valid_access: direct packet access and writing tstamp need CAP_BPF
+CGROUP_SKB_RULES = replace(
+    _rules(_SKB_NULL, _COMMON_READ | _PKT | _SK_FIELDS | {"tstamp", "hwtstamp"},
+           frozenset({"mark", "priority", "cb", "tstamp"})),
+    read_cap_bpf=_PKT, write_cap_bpf=frozenset({"tstamp"}))
 LWT_RULES = _rules(_SKB_NULL, _COMMON_READ | _PKT, frozenset({"mark", "priority", "cb"}))
 def _sk_skb_data_end(i: Instruction):
     # sk_skb_convert_ctx_access(): data_end = skb->data + skb_headlen(skb)

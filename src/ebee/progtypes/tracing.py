@@ -43,7 +43,7 @@ class _ReadOnlyAnySize(CtxRules):
         object.__setattr__(self, "_hi", hi)
         object.__setattr__(self, "_max", max_size)
 
-    def access(self, off: int, size: int, write: bool):
+    def access(self, off: int, size: int, write: bool, *, bpf_capable: bool = True):
         if write or off < self._lo or off + size > self._hi or size not in (1, 2, 4, 8) \
                 or size > self._max or off % size:
             return None

@@ -128,7 +128,7 @@ class Object:
         for name, prog in self.programs.items():
             r = out[name] = prog.verify(**kw)
             if not r.accepted:
-                raise VerifierError(name, r)
+                raise VerifierError(name, r if r.log else prog.verify(**{**kw, "log_level": 1}))
         return out
 
     def load_kernel(self, **kw):

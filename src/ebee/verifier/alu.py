@@ -52,11 +52,11 @@ def check_alu_op(env: Env, insn: Insn) -> None:
         if op == U.BPF_NEG and dst.type == SCALAR_VALUE:
             env.check_reg_arg(insn.dst, DST_OP_NO_MARK)
             dst.bounds = dst.bounds.alu("neg", dst.bounds, not alu64)
-            dst.id = 0
+            dst.clear_scalar_id()
         elif op == U.BPF_END and dst.type == SCALAR_VALUE:
             env.check_reg_arg(insn.dst, DST_OP_NO_MARK)
             dst.bounds = _bswap(dst.bounds, insn)
-            dst.id = 0
+            dst.clear_scalar_id()
         else:
             env.check_reg_arg(insn.dst, DST_OP)
     elif op == U.BPF_MOV:
@@ -135,7 +135,7 @@ def _check_mov(env: Env, insn: Insn, regs: list[RegState], alu64: bool) -> None:
                         assign_scalar_id_before_mov(env, src)
                     dst.assign(src)
                     if not no_sext:
-                        dst.id = 0
+                        dst.clear_scalar_id()
                     dst.bounds = dst.bounds.sign_extend(insn.off >> 3)
                 else:
                     env.mark_reg_unknown(regs, insn.dst)
@@ -149,7 +149,7 @@ def _check_mov(env: Env, insn: Insn, regs: list[RegState], alu64: bool) -> None:
                         assign_scalar_id_before_mov(env, src)
                     dst.assign(src)
                     if not is_u32:
-                        dst.id = 0
+                        dst.clear_scalar_id()
                     dst.bounds = dst.bounds.zext()
                 else:
                     no_sext = src.bounds.umax_value < (1 << (insn.off - 1))
@@ -157,7 +157,7 @@ def _check_mov(env: Env, insn: Insn, regs: list[RegState], alu64: bool) -> None:
                         assign_scalar_id_before_mov(env, src)
                     dst.assign(src)
                     if not no_sext:
-                        dst.id = 0
+                        dst.clear_scalar_id()
                     dst.bounds = dst.bounds.sign_extend32(insn.off >> 3)
             else:
                 env.mark_reg_unknown(regs, insn.dst)
@@ -216,13 +216,12 @@ def adjust_reg_min_max_vals(env: Env, insn: Insn) -> None:
         val = s64(src_b.var_off.value)
         off = val if op == U.BPF_ADD else -val
         if (dst.id & BPF_ADD_CONST) or not -(1 << 31) <= val <= S32_MAX or off > S32_MAX:
-            dst.off = 0
-            dst.id = 0
+            dst.clear_scalar_id()
         else:
             dst.id |= BPF_ADD_CONST
             dst.off = off
     else:
-        dst.id = 0
+        dst.clear_scalar_id()
 
 
 def maybe_fork_scalars(env: Env, insn: Insn, dst: RegState) -> None:

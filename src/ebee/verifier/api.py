@@ -1,6 +1,7 @@
 """The public face of the verifier: :func:`verify` and :class:`VerifierResult`."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -11,10 +12,11 @@ from ..idr import map_idr
 from ..progtypes import get as pt_get
 from . import cfg
 from .bounds import Bounds
+from .calls import check_tail_call_fixups
 from .core import do_check_common, do_check_subprogs, print_verification_stats
 from .env import Env, LineInfo
 from .errors import EINVAL, E2BIG, VerifierReject
-from .globals import check_max_stack_depth, func_info_records
+from .globals import check_btf_func, check_max_stack_depth, func_info_records
 from .inputs import MapDescription, VerifiableProgram
 from .insn import Insn, from_bytes, from_instructions
 from .kfuncs import default_kfuncs
@@ -256,6 +258,7 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
                                  E2BIG)
         cfg.add_subprogs(env)
         cfg.check_subprogs(env)
+        check_btf_func(env)
         cfg.resolve_pseudo_ldimm64(env)
         cfg.check_cfg(env)
         cfg.compute_scc(env)
@@ -264,6 +267,7 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
         do_check_common(env, 0)
         do_check_subprogs(env)
         check_max_stack_depth(env)
+        check_tail_call_fixups(env)
     except VerifierReject as e:
         error = e.msg.splitlines()[-1] if e.msg else ""
         errno_ = e.errno
@@ -292,12 +296,51 @@ def _license_is_gpl_compatible(lic: str) -> bool:
                    "Dual MPL/GPL")
 
 
+_LOG_INSN = re.compile(r"^(\d+): \([0-9a-f]{2}\) ")
+_LOG_SOURCE = re.compile(r"^; (.*?)(?: @ (\S+:\d+))?$")
+
+
 class VerifierError(LoadError):
     """A program the verifier rejected while its object was loaded (libbpf's
-    "-- BEGIN PROG LOAD LOG --" moment); ``result`` holds the verdict and log."""
+    "-- BEGIN PROG LOAD LOG --" moment); ``result`` holds the verdict and log.
+
+    ``str()`` is the verdict, then -- when the log has them -- the failing instruction,
+    the source line it came from and the log's last lines (as cilium/ebpf prints the
+    tail), so a failing test shows why; ``summary`` is the verdict alone, one line."""
+
+    TAIL = 12
 
     def __init__(self, prog_name: str, result: VerifierResult):
         self.prog_name = prog_name
         self.result = result
         self.log = result.log
-        super().__init__(f"program '{prog_name}' rejected by the verifier: {result.error}")
+        self.summary = f"program '{prog_name}' rejected by the verifier: {result.error}"
+        self.insn, self.source = _failing_insn(result.log)
+        super().__init__(self.summary)
+
+    def __str__(self) -> str:
+        lines = [self.summary]
+        if self.insn is not None:
+            lines.append(f"  at insn {self.insn}")
+        if self.source is not None:
+            lines.append(f"  source: {self.source}")
+        tail = [t for t in self.log.rstrip("\n").splitlines()][-self.TAIL:]
+        if tail:
+            lines.append(f"  verifier log (last {len(tail)} lines):")
+            lines += [f"    {t}" for t in tail]
+        return "\n".join(lines)
+
+
+def _failing_insn(log: str) -> tuple[str | None, str | None]:
+    """The last instruction the log shows being checked, and the source line before it."""
+    insn = source = None
+    pending = None
+    for line in log.splitlines():
+        m = _LOG_SOURCE.match(line)
+        if m:
+            pending = f"{m.group(1).strip()} ({m.group(2)})" if m.group(2) else m.group(1).strip()
+            continue
+        if _LOG_INSN.match(line):
+            insn = line.split(";", 1)[0].rstrip()
+            source = pending
+    return insn, source

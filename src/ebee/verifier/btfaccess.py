@@ -8,7 +8,9 @@ comes from the kernel's BTF.
 from __future__ import annotations
 
 from ..btf import BTF
+from ..uapi import ENOTSUPP, MapType
 from .env import Env
+from .errors import EACCES, EPERM
 from .types import (MEM_ALLOC, PTR_TO_BTF_ID, PTR_TRUSTED, PTR_UNTRUSTED, SCALAR_VALUE, reg_type_str)
 
 BPF_WRITE = 2
@@ -72,12 +74,43 @@ def check_ptr_to_btf_access(env: Env, regs, regno: int, off: int, size: int, t: 
     env.mark_reg_unknown(regs, value_regno)
 
 
+_M = MapType
+# the kernel struct behind each map type (its bpf_map_ops.map_btf_id)
+MAP_BTF_STRUCT: dict[int, str] = {
+    **dict.fromkeys((_M.ARRAY, _M.PERCPU_ARRAY, _M.PROG_ARRAY, _M.PERF_EVENT_ARRAY,
+                     _M.CGROUP_ARRAY, _M.ARRAY_OF_MAPS), "bpf_array"),
+    **dict.fromkeys((_M.HASH, _M.PERCPU_HASH, _M.LRU_HASH, _M.LRU_PERCPU_HASH,
+                     _M.HASH_OF_MAPS), "bpf_htab"),
+    _M.STACK_TRACE: "bpf_stack_map", _M.LPM_TRIE: "lpm_trie",
+    _M.DEVMAP: "bpf_dtab", _M.DEVMAP_HASH: "bpf_dtab", _M.SOCKMAP: "bpf_stab",
+    _M.SOCKHASH: "bpf_shtab", _M.CPUMAP: "bpf_cpu_map", _M.XSKMAP: "xsk_map",
+    _M.CGROUP_STORAGE: "bpf_cgroup_storage_map",
+    _M.PERCPU_CGROUP_STORAGE: "bpf_cgroup_storage_map",
+    _M.REUSEPORT_SOCKARRAY: "reuseport_array", _M.QUEUE: "bpf_queue_stack",
+    _M.STACK: "bpf_queue_stack",
+    **dict.fromkeys((_M.SK_STORAGE, _M.INODE_STORAGE, _M.TASK_STORAGE, _M.CGRP_STORAGE),
+                    "bpf_local_storage_map"),
+    _M.STRUCT_OPS: "bpf_struct_ops_map", _M.RINGBUF: "bpf_ringbuf_map",
+    _M.USER_RINGBUF: "bpf_ringbuf_map", _M.BLOOM_FILTER: "bpf_bloom_filter",
+    _M.ARENA: "bpf_arena",
+}
+
+
 def check_ptr_to_map_access(env: Env, regs, regno: int, off: int, size: int, t: int,
                             value_regno: int) -> None:
-    if t == BPF_WRITE:
-        raise env.reject("only read from bpf_array is supported")
+    m = getattr(regs[regno], "map", None)
+    mtype = int(m.type) if m is not None else int(_M.ARRAY)
+    tname = MAP_BTF_STRUCT.get(mtype)
+    if tname is None:
+        raise env.reject(f"map_ptr access not supported for map type {mtype}", ENOTSUPP)
+    # reading the kernel's struct bpf_map leaks kernel pointers
+    if not env.allow_ptr_leaks:
+        raise env.reject(f"'struct {tname}' access is allowed only to CAP_PERFMON and "
+                         f"CAP_SYS_ADMIN", EPERM)
     if off < 0:
-        raise env.reject(f"R{regno} is bpf_map invalid negative access: off={off}")
+        raise env.reject(f"R{regno} is {tname} invalid negative access: off={off}", EACCES)
+    if t == BPF_WRITE:
+        raise env.reject(f"only read from {tname} is supported", EACCES)
     if value_regno >= 0:
         env.mark_reg_unknown(regs, value_regno)
 

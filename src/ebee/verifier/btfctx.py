@@ -154,3 +154,22 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
     if log.level:
         log(f"func '{tname}' arg{arg} has btf_id {btf_id} type {_kind_str(t)} '{t.name}'\n")
     return reg_type, btf, btf_id
+
+
+# struct bpf_nf_ctx { const struct nf_hook_state *state; struct sk_buff *skb; }
+_NF_CTX_FIELDS = {0: "nf_hook_state", 8: "sk_buff"}
+
+
+def nf_ctx_access(env: Env, off: int, size: int, write: bool) -> tuple[int, object, int] | None:
+    """nf_is_valid_access: the two pointers of bpf_nf_ctx, read whole, are trusted
+    pointers to the kernel's structs; nothing else is accessible."""
+    name = _NF_CTX_FIELDS.get(off)
+    if write or name is None or size != 8:
+        return None
+    try:
+        btf = BTF.load_vmlinux()
+        tid = btf.find(name, "struct").id
+    except Exception:
+        return None
+    return PTR_TO_BTF_ID | PTR_TRUSTED, btf, tid
+

@@ -558,6 +558,19 @@ def _record_func_map(env: Env, meta: CallArgMeta, func_id: int, insn_idx: int) -
         aux.map_ptr_poisoned = True
 
 
+def check_tail_call_fixups(env: Env) -> None:
+    """do_misc_fixups' tail call rewrite, after verification: for an unprivileged
+    loader each bpf_tail_call is bounded by its map's max_entries and index_mask
+    (Spectre v1), which needs one map per call site -- a call reached with
+    different maps on different paths is refused."""
+    if env.bypass_spec_v1:
+        return
+    for i, insn in enumerate(env.insns):
+        if insn.code == (U.BPF_JMP | U.BPF_CALL) and insn.src == 0 and \
+                insn.imm == F.tail_call and env.aux[i].map_ptr_poisoned:
+            raise env.reject("tail_call abusing map_ptr", EINVAL)
+
+
 def _update_loop_inline_state(env: Env, subprogno: int) -> None:
     """update_loop_inline_state: bpf_loop with constant zero flags may be inlined,
     so a zero R4 is precise (loop_flag_is_zero)."""

@@ -178,14 +178,22 @@ def resolve_map(env: Env, fd: int):
 def check_map_prog_compatibility(env: Env, m) -> None:
     """check_map_prog_compatibility: map types some program types may not use."""
     pt = env.prog_type
-    rec = m.record
-    has_lock = bool(rec and rec.get("spin_lock") is not None) if isinstance(rec, dict) else False
-    if has_lock:
+    rec = m.record if isinstance(m.record, dict) else {}
+    tracing = pt in (U.ProgType.KPROBE, U.ProgType.TRACEPOINT, U.ProgType.PERF_EVENT,
+                     U.ProgType.RAW_TRACEPOINT, U.ProgType.RAW_TRACEPOINT_WRITABLE)
+    if tracing and ("bpf_list_head" in rec or "bpf_rb_root" in rec):
+        raise env.reject("tracing progs cannot use bpf_{list_head,rb_root} yet", EINVAL)
+    if "bpf_spin_lock" in rec or "bpf_res_spin_lock" in rec:
         if pt == U.ProgType.SOCKET_FILTER:
             raise env.reject("socket filter progs cannot use bpf_spin_lock yet", EINVAL)
-        if pt in (U.ProgType.KPROBE, U.ProgType.TRACEPOINT, U.ProgType.PERF_EVENT,
-                  U.ProgType.RAW_TRACEPOINT, U.ProgType.RAW_TRACEPOINT_WRITABLE):
+        if tracing:
             raise env.reject("tracing progs cannot use bpf_spin_lock yet", EINVAL)
+    if tracing and "bpf_timer" in rec:
+        raise env.reject("tracing progs cannot use bpf_timer yet", EINVAL)
+    if tracing and "bpf_wq" in rec:
+        raise env.reject("tracing progs cannot use bpf_wq yet", EINVAL)
+    if int(m.type) == U.MapType.STRUCT_OPS:
+        raise env.reject("bpf_struct_ops map cannot be used in prog", EINVAL)
     if env.sleepable:
         mt = int(m.type)
         ok = {U.MapType.HASH, U.MapType.LRU_HASH, U.MapType.ARRAY, U.MapType.PERCPU_HASH,
@@ -261,6 +269,10 @@ def check_cfg(env: Env) -> None:
         if visit_callee:
             w = t + insns[t].imm + 1
             aux[t].prune_point = True
+            # merge_callee_effects: the DFS comes back here once the callee is
+            # explored, so what it (transitively) does is known by then
+            if env.subprogs[env.subprog_of(w)].changes_pkt_data:
+                env.subprogs[env.subprog_of(t)].changes_pkt_data = True
             ret = push(t, w, BRANCH)
         return ret
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .. import uapi as U
 from . import alu, calls, jumps, memory
-from .branches import init_func_state, pop_stack
+from .branches import init_func_state, pop_stack, push_stack
 from .calls import check_return_code, prepare_func_exit
 from .env import BPF_COMPLEXITY_LIMIT_INSNS, Env
 from .errors import E2BIG, EINVAL, VerifierReject
@@ -199,6 +199,14 @@ def do_check_insn(env: Env, insn) -> int:
         mode = insn.mode
         if mode in (U.BPF_ABS, U.BPF_IND):
             memory.check_ld_abs(env, insn)
+            if env.cur_state.curframe:
+                # bpf_gen_ld_abs() ends the program with R0 = 0 when the load fails:
+                # in a subprogram that is a return to the caller, explored on its own
+                env.mark_reg_scratched(0)
+                push_stack(env, env.insn_idx + 1, env.insn_idx, False)
+                env.cur_regs()[0].mark_known(0)
+                prepare_func_exit(env)
+                env.insn_idx -= 1
         elif mode == U.BPF_IMM:
             memory.check_ld_imm(env, insn)
             env.insn_idx += 1

@@ -287,8 +287,7 @@ def assign_scalar_id_before_mov(env: Env, src: RegState) -> None:
     if src.type != SCALAR_VALUE:
         return
     if src.id & BPF_ADD_CONST:
-        src.id = 0
-        src.off = 0
+        src.clear_scalar_id()
     if not src.id and src.bounds.var_off.mask:
         src.id = env.new_id()
 

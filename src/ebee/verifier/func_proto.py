@@ -89,7 +89,8 @@ _CHANGES_PKT_DATA = {
     F.l3_csum_replace, F.l4_csum_replace, F.xdp_adjust_head, F.xdp_adjust_meta,
     F.xdp_adjust_tail, F.clone_redirect, F.msg_pull_data, F.msg_push_data, F.msg_pop_data,
     F.lwt_push_encap, F.lwt_seg6_store_bytes, F.lwt_seg6_adjust_srh, F.lwt_seg6_action,
-    F.store_hdr_opt, F.skb_ecn_set_ce, F.sock_ops_cb_flags_set}
+    F.store_hdr_opt, F.skb_ecn_set_ce, F.sock_ops_cb_flags_set,
+    F.tail_call}                    # the tail-called program may call any of these
 
 
 def helper_changes_pkt_data(func_id: int) -> bool:
@@ -149,8 +150,31 @@ def _make_proto(fid: int, prog_type=None) -> Proto | None:
     return Proto(fid, rb, rf, args, sizes, h.gpl_only, h.pkt_access, h.might_sleep, h.ret_btf)
 
 
+# bpf_base_func_proto: helpers only a loader with CAP_BPF gets, and those that also
+# need CAP_PERFMON (they read kernel memory or pointers).  Unprivileged loads are
+# socket filters and cgroup_skb programs, whose helpers all come through it.
+_CAP_BPF_HELPERS = frozenset({
+    F.spin_lock, F.spin_unlock, F.jiffies64, F.per_cpu_ptr, F.this_cpu_ptr, F.timer_init,
+    F.timer_set_callback, F.timer_start, F.timer_cancel, F.kptr_xchg, F.for_each_map_elem,
+    F.loop, F.user_ringbuf_drain, F.ringbuf_reserve_dynptr, F.ringbuf_submit_dynptr,
+    F.ringbuf_discard_dynptr, F.dynptr_from_mem, F.dynptr_read, F.dynptr_write, F.dynptr_data,
+    F.cgrp_storage_get, F.cgrp_storage_delete, F.get_current_cgroup_id,
+    F.get_current_ancestor_cgroup_id})
+_CAP_PERFMON_HELPERS = frozenset({
+    F.trace_printk, F.get_current_task, F.get_current_task_btf, F.probe_read_user,
+    F.probe_read_kernel, F.probe_read_user_str, F.probe_read_kernel_str, F.snprintf_btf,
+    F.snprintf, F.task_pt_regs, F.trace_vprintk,
+    # bpf_sk_base_func_proto
+    F.skc_to_tcp6_sock, F.skc_to_tcp_sock, F.skc_to_tcp_timewait_sock,
+    F.skc_to_tcp_request_sock, F.skc_to_udp6_sock, F.skc_to_unix_sock, F.skc_to_mptcp_sock})
+
+
 def helper_proto(env: Env, func_id: int) -> Proto | None:
     """get_helper_proto: the prototype if this program type may call the helper."""
+    if not env.bpf_capable and func_id in _CAP_BPF_HELPERS:
+        return None
+    if not env.allow_ptr_leaks and func_id in _CAP_PERFMON_HELPERS:
+        return None
     if func_id < 0 or func_id >= BPF_FUNC_MAX_ID:
         return None
     key = (func_id, env.prog_type)

@@ -138,6 +138,25 @@ def _prepare_func_args(env: Env, subprog: int) -> list[tuple[str, int, int]]:
     return args
 
 
+def check_btf_func(env: Env) -> None:
+    """check_btf_func: a subprogram that may end the program early (LD_ABS/LD_IND's
+    hidden exit, a tail call) returns what it leaves in R0 as the program's result,
+    so it must be declared to return a scalar."""
+    if env.btf is None:
+        return
+    for i, sp in enumerate(env.subprogs):
+        if not i or not (sp.has_ld_abs or sp.has_tail_call) or sp.func_proto is None:
+            continue
+        tid = sp.func_proto.return_type_id
+        ret = env.btf.resolve(tid) if tid else None
+        kind = ret.kind.name if ret is not None else "VOID"
+        scalar = (kind == "INT" and ret.size <= 8) or kind in ("ENUM", "ENUM64")
+        if scalar:
+            continue
+        what = "LD_ABS" if sp.has_ld_abs else "tail_call"
+        raise env.reject(f"{what} is only allowed in functions that return 'int'.", EINVAL)
+
+
 def check_main_func_info(env: Env) -> None:
     """The main program's BTF prototype is checked as a global function's (the
     result only decides whether its BTF is reliable, but what is wrong is logged)."""

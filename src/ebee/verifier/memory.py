@@ -14,7 +14,7 @@ from ..uapi import MAX_BPF_STACK
 from . import types as T
 from .bounds import S64_MIN, U64, s64
 from .btfaccess import check_map_kptr_access, check_ptr_to_btf_access, check_ptr_to_map_access
-from .btfctx import btf_ctx_access
+from .btfctx import btf_ctx_access, nf_ctx_access
 from .env import DST_OP, DST_OP_NO_MARK, SRC_OP, Env, assign_scalar_id_before_mov
 from .errors import EACCES, EFAULT, EINVAL
 from .func_proto import CallArgMeta
@@ -314,10 +314,16 @@ _BTF_CTX_ATTACH = {U.AttachType.TRACE_RAW_TP, U.AttachType.TRACE_FENTRY,
                    U.AttachType.LSM_MAC, U.AttachType.LSM_CGROUP}
 
 
-def check_ctx_access(env: Env, insn_idx: int, off: int, size: int, t: int):
+def check_ctx_access(env: Env, insn_idx: int, off: int, size: int, t: int,
+                     is_ldsx: bool = False):
     info = env.ptinfo
-    acc = info.ctx_access(off, size, t == BPF_WRITE) if info is not None else None
-    if acc is None:
+    acc = info.ctx_access(off, size, t == BPF_WRITE, bpf_capable=env.bpf_capable) \
+        if info is not None else None
+    # a sign-extended pointer is no pointer: the is_valid_access of every context
+    # with a 4-byte pointer field (__sk_buff, xdp_md, the flow dissector's data and
+    # data_end) refuses info->is_ldsx there
+    if acc is None or (is_ldsx and acc.reg_type is not None and
+                       _ctx_reg_type(acc.reg_type) != SCALAR_VALUE):
         raise env.reject(f"invalid bpf_context access off={off} size={size}")
     env.aux[insn_idx].ctx_field_size = acc.ctx_field_size
     return acc
@@ -563,7 +569,7 @@ def check_stack_read_fixed_off(env: Env, frame: FuncState, off: int, size: int,
                 dst.assign(reg)
                 dst.subreg_def = sub
                 if reg.bounds.width() > size * 8:
-                    dst.id = 0
+                    dst.clear_scalar_id()
             else:
                 spill_cnt = zero_cnt = 0
                 for i in range(size):
@@ -808,8 +814,13 @@ def check_mem_access(env: Env, insn_idx: int, regno: int, off: int, bpf_size: in
                 bt = btf_ctx_access(env, off, size) if t == BPF_READ else None
                 if bt is None:
                     raise env.reject(f"invalid bpf_context access off={off} size={size}")
+            elif env.prog_type == U.ProgType.NETFILTER:
+                acc = None
+                bt = nf_ctx_access(env, off, size, t == BPF_WRITE)
+                if bt is None:
+                    raise env.reject(f"invalid bpf_context access off={off} size={size}")
             else:
-                acc = check_ctx_access(env, insn_idx, off, size, t)
+                acc = check_ctx_access(env, insn_idx, off, size, t, is_ldsx)
         except Exception:
             env.verbose_linfo(insn_idx, "; ")
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .. import uapi as U
 from ..uapi import MAX_BPF_STACK
+from .bounds import s32
 from .branches import push_stack
 from .env import Env
 from .errors import EACCES, VerifierReject
@@ -56,7 +57,9 @@ def _err(env: Env, insn: Insn, reason: int, off_is_dst: bool) -> VerifierReject:
     if reason == REASON_BOUNDS:
         msg = f"R{d if off_is_dst else s} has unknown scalar with mixed signed bounds, {_ERR}"
     elif reason == REASON_TYPE:
-        msg = f"R{s if off_is_dst else d} has pointer with unsupported alu operation, {_ERR}"
+        # Linux 6.18 names the destination, also for scalar += pointer (checked
+        # against the kernel: 6.12 named the pointer there)
+        msg = f"R{d} has pointer with unsupported alu operation, {_ERR}"
     elif reason == REASON_PATHS:
         msg = f"R{d} tried to {op} from different maps, paths or scalars, {_ERR}"
     elif reason == REASON_LIMIT:
@@ -154,7 +157,7 @@ def sanitize_check_bounds(env: Env, insn: Insn, dst: RegState) -> int:
         return 0
     d = insn.dst
     if dst.type == PTR_TO_STACK:
-        off = dst.off + dst.bounds.var_off.value
+        off = s32(dst.off + dst.bounds.var_off.value)      # Linux's int off
         if dst.bounds.var_off.mask:
             env.last_exc = env.reject(f"R{d} variable stack access prohibited for !root, "
                                       f"var_off={tnum_str(dst.bounds.var_off)} off={off}")

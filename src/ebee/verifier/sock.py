@@ -29,11 +29,9 @@ def _valid(env: Env, rt: int, off: int, size: int) -> bool:
         if moff <= off < moff + msz:
             if rt == PTR_TO_XDP_SOCK:
                 return m.name == "queue_id" and off == moff and size == 4
-            if rt == PTR_TO_SOCK_COMMON and m.name not in (
-                    "bound_dev_if", "family", "type", "protocol", "mark", "priority",
-                    "src_ip4", "src_ip6", "src_port", "dst_port", "dst_ip4", "dst_ip6", "state",
-                    "rx_queue_mapping"):
-                # sock_common exposes the fields shared by all sockets
+            if rt == PTR_TO_SOCK_COMMON and m.name in ("type", "protocol", "mark", "priority"):
+                # bpf_sock_common_is_valid_access: type..priority live in the full
+                # socket only, not in a request or time-wait socket's sock_common
                 return False
             if rt == PTR_TO_TCP_SOCK:
                 return off == moff and size == msz

@@ -108,6 +108,12 @@ class RegState:
         self.frameno = 0
         self.precise = precise
 
+    def clear_scalar_id(self) -> None:
+        """clear_scalar_id: unlinked, and without the BPF_ADD_CONST delta of the old
+        link (a stale delta would be carried into the next id this scalar gets)."""
+        self.id = 0
+        self.off = 0
+
     def mark_not_init(self, precise: bool = False) -> None:
         """__mark_reg_not_init (``precise``: unprivileged, where every scalar is)."""
         self.mark_unknown(precise)
