@@ -156,6 +156,26 @@ SEC("cgroup_skb/egress") int fullsock_ok(struct __sk_buff *skb)
         return 1;
     return tp->snd_cwnd & 1;
 }
+SEC("cgroup_skb/egress") int dst_port_bytes(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk;
+    if (!sk)
+        return 1;
+    sk = bpf_sk_fullsock(sk);
+    if (!sk)
+        return 1;
+    return (((volatile __u8 *)&sk->dst_port)[0] + ((volatile __u8 *)&sk->dst_port)[1]) & 1;
+}
+SEC("cgroup_skb/egress") int dst_port_padding(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk;
+    if (!sk)
+        return 1;
+    sk = bpf_sk_fullsock(sk);
+    if (!sk)
+        return 1;
+    return ((volatile __u16 *)&sk->dst_port)[1] & 1;
+}
 SEC("cgroup_skb/egress") int fullsock_no_null_check(struct __sk_buff *skb)
 {
     struct bpf_sock *sk = skb->sk;
@@ -229,7 +249,7 @@ PROGS = ["storage_ok", "percpu_storage_ok", "storage_past_value", "percpu_storag
          "sockops_hash_update", "sockops_map_update", "sockops_map_update_hash",
          "tc_update_scalar", "select_sockmap", "select_sockhash", "select_reuseport_array",
          "select_array", "msg_redirect", "skb_redirect", "skb_redirect_wrong_map",
-         "fullsock_ok", "fullsock_no_null_check", "fullsock_of_maybe_null", "tcp_sock_past_end",
+         "fullsock_ok", "dst_port_bytes", "dst_port_padding", "fullsock_no_null_check", "fullsock_of_maybe_null", "tcp_sock_past_end",
          "listener_release", "skc_to_tcp6", "sk_storage_ok", "sk_storage_null_sock",
          "sk_storage_cg_sock"]
 
