@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import pytest
 
+from ebee.protos.kfuncs import KFUNCS
+from ebee.uapi import ProgType
+from ebee.verifier.kfunc_btf import handles
 from test_loader_parity import _clang
 from verifier_kernel import ebee_object, kernel_object
 
@@ -286,3 +289,13 @@ def test_bpf_for_loop_runs_as_in_the_kernel(obj_path):
     with ebee_object(str(obj_path)) as obj, obj.load_kernel(programs=["num_sum"]) as k:
         want = k.programs["num_sum"].run(bytes(64)).retval
         assert obj.programs["num_sum"].run(bytes(64)).retval == want == sum(range(3, 12))
+
+
+def test_kfuncs_with_verifier_treatment_of_their_own_stay_refused():
+    """RCU/preemption sections, exceptions, dynptr slices: their prototype alone says too
+    little, so the generic check does not take them (Linux's special_kfunc_list)."""
+    for name in ("bpf_rcu_read_lock", "bpf_rcu_read_unlock", "bpf_preempt_disable",
+                 "bpf_throw", "bpf_dynptr_from_skb", "bpf_dynptr_slice"):
+        if name in KFUNCS:
+            assert not handles(KFUNCS[name], ProgType.SYSCALL), name
+    assert handles(KFUNCS["bpf_task_from_pid"], ProgType.SYSCALL)

@@ -38,6 +38,18 @@ from .types import (MEM_ALLOC, MEM_RCU, NON_OWN_REF, PTR_MAYBE_NULL, PTR_TO_BTF_
 _TRUSTED_MODIFIERS = MEM_ALLOC | PTR_TRUSTED | NON_OWN_REF
 _SIMPLE_ARGS = {KArg.SCALAR, KArg.PTR_TO_BTF_ID}
 _CASTS = {"bpf_cast_to_kern_ctx", "bpf_rdonly_cast"}
+#: kfuncs the verifier gives treatment of their own beyond their prototype (the kernel's
+#: special_kfunc_list and the 6.18 additions: RCU/preemption/IRQ sections, exceptions,
+#: dynptr slices, callbacks...): a prototype check alone would accept them unchecked
+_SPECIAL = frozenset({
+    "bpf_rcu_read_lock", "bpf_rcu_read_unlock", "bpf_preempt_disable", "bpf_preempt_enable",
+    "bpf_local_irq_save", "bpf_local_irq_restore", "bpf_throw", "bpf_dynptr_from_skb",
+    "bpf_dynptr_from_xdp", "bpf_dynptr_slice", "bpf_dynptr_slice_rdwr", "bpf_dynptr_clone",
+    "bpf_wq_set_callback_impl", "bpf_session_cookie", "bpf_get_kmem_cache",
+    "bpf_iter_css_task_new", "bpf_percpu_obj_new_impl", "bpf_percpu_obj_drop_impl",
+    "bpf_res_spin_lock", "bpf_res_spin_unlock", "bpf_res_spin_lock_irqsave",
+    "bpf_res_spin_unlock_irqrestore", "bpf_set_dentry_xattr", "bpf_remove_dentry_xattr",
+    "bpf_task_work_schedule_signal", "bpf_task_work_schedule_resume"})
 _FLAGS = U.KF_ACQUIRE | U.KF_RELEASE | U.KF_RET_NULL | U.KF_TRUSTED_ARGS | U.KF_RCU
 
 
@@ -60,7 +72,7 @@ def _struct_id(ctype: str | None) -> int | None:
 
 def handles(e: KfuncProto, prog_type: int) -> bool:
     """Whether this module checks every aspect of ``e`` that Linux checks."""
-    if not e.flags_known or e.flags & ~_FLAGS:
+    if not e.flags_known or e.flags & ~_FLAGS or e.name in _SPECIAL:
         return False
     hook = HOOK_OF_PROG_TYPE.get(ProgType(prog_type))
     if any(h == hook or h == "common" for h, _ in e.filters):
@@ -118,6 +130,12 @@ def _ids_match(btf: BTF, have: int, off: int, need: int, strict: bool) -> bool:
         if have == need and off == 0:
             return True
     return False
+
+
+def _nocast_alias(a: str, b: str) -> bool:
+    """btf_type_ids_nocast_alias: ``nf_conn`` and ``nf_conn___init`` share an essential
+    name, so one is never taken for the other by walking into its first member."""
+    return a.rsplit("___", 1)[0] == b.rsplit("___", 1)[0]
 
 
 def _struct_name(btf: BTF, tid: int) -> str:
@@ -204,7 +222,8 @@ def check_btf_kfunc_call(env: Env, insn, e: KfuncProto) -> None:
                                  f"func or trusted arg to kfunc", EINVAL)
         else:
             check_ptr_off_reg(env, reg, regno, True)
-        strict = bool(e.release and reg.ref_obj_id)
+        strict = bool(e.release and reg.ref_obj_id) or \
+            _nocast_alias(_struct_name(vml, reg.btf_id), _struct_name(vml, need))
         if not _ids_match(vml, reg.btf_id, reg.off, need, strict):
             raise env.reject(f"kernel function {name} args#{i} expected pointer to STRUCT "
                              f"{_struct_name(vml, need)} but R{regno} has a pointer to STRUCT "
