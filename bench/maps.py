@@ -30,7 +30,8 @@ from ebee.kernel import KernelProgram, bpf_available  # noqa: E402
 from ebee.kernel.maps import KernelMap  # noqa: E402
 from ebee.maps import Map  # noqa: E402
 from ebee.uapi import BPF_F_NO_PREALLOC, MapType as T, ProgType  # noqa: E402
-from ebee.engines import Machine, Region
+from ebee.engines import Machine  # noqa: E402
+from ebee.memory import Region  # noqa: E402
 
 TYPES = [("hash", T.HASH, 4, 0), ("array", T.ARRAY, 4, 0), ("lru_hash", T.LRU_HASH, 4, 0),
          ("lpm_trie", T.LPM_TRIE, 8, BPF_F_NO_PREALLOC)]

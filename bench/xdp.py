@@ -87,6 +87,11 @@ def main() -> int:
                 res = r.run(f)
                 verdicts[res.retval] = verdicts.get(res.retval, 0) + 1
             row(f"({args.engine or 'auto'}) Runner.run per packet", time.perf_counter() - t0)
+            prog.run(frames[0], engine=args.engine)
+            t0 = time.perf_counter()
+            for f in frames:
+                prog.run(f, engine=args.engine)
+            row(f"({args.engine or 'auto'}) Program.run per packet", time.perf_counter() - t0)
             caught = [pcap.Frame(k, 0.0, f, len(f)) for k, f in enumerate(frames)]
             s = replay(r, caught, native=False)
             row("replay, one test run per packet", s.seconds)

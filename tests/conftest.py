@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,14 @@ settings.register_profile("default", deadline=None,
 settings.load_profile("default")
 
 SLOW = os.environ.get("EBEE_SLOW") == "1"
+
+
+def pytest_configure(config):
+    # the suite's verdicts, JIT images and parsed BTF come from this run, not from
+    # a developer's earlier one (subprocesses inherit it); EBEE_CACHE_DIR overrides
+    if "EBEE_CACHE_DIR" not in os.environ:
+        os.environ["EBEE_CACHE_DIR"] = _CACHE = tempfile.mkdtemp(prefix="ebee-test-cache-")
+        config.add_cleanup(lambda: shutil.rmtree(_CACHE, ignore_errors=True))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from ebee import kernel_model
 from ebee.idr import map_idr
 from ebee.verifier import verify
 
@@ -102,6 +103,7 @@ class Row:
     error: str | None = None
     insns: int | None = None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     detail: str = ""
 
     @property
@@ -201,7 +203,7 @@ def compare(records: list[dict]) -> list[Row]:
                 if prog is None:
                     row.status, row.detail = "load_error", "program not in ebee's object"
                     continue
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 try:
                     res = verify_as_kit(prog, r)
                 except Exception as e:  # noqa: BLE001 -- a verifier crash is reported as one
@@ -212,6 +214,7 @@ def compare(records: list[dict]) -> list[Row]:
                     if int(prog.type) != r["prog_type"]:
                         row.detail = f"ebee's prog type {int(prog.type)}, kernel's {r['prog_type']}"
                 row.seconds = time.perf_counter() - t
+                row.cpu_seconds = time.process_time() - c
         finally:
             ctx.__exit__(None, None, None)
     return rows
@@ -237,7 +240,8 @@ def figures(rows: list[Row], mode: str) -> str:
         f"  unsound accepts {sum(r.unsound for r in rows)}; too strict "
         f"{sum(r.difference() == 'too_strict' for r in rows)}; processed insns agree "
         f"{pct(same_insns, len(compared))}",
-        f"  time: ebee {sum(r.seconds for r in rows):.1f} s, kernel "
+        f"  time: ebee {sum(r.seconds for r in rows):.1f} s "
+        f"({sum(r.cpu_seconds for r in rows):.1f} s CPU), kernel "
         f"{sum(r.kernel_s for r in rows):.1f} s (sum of load times)",
     ])
 
@@ -252,10 +256,15 @@ def load_expected() -> dict[str, dict]:
 
 def _records_or_skip(mode: str) -> list[dict]:
     try:
-        return kit_records(mode)
+        recs = kit_records(mode)
     except FileNotFoundError as e:
         pytest.skip(f"kernel selftests kit results not found ({e}); run "
                     f"../shared/selftests/prepare.sh{' --unpriv' if mode == 'unpriv' else ''}")
+    missing = sorted({r["object"] for r in recs if not os.path.exists(r["object"])})
+    if missing:
+        pytest.skip(f"{len(missing)} kit objects missing (e.g. {missing[0]}): rebuild them "
+                    f"with ../shared/selftests/prepare.sh (clang-19)")
+    return recs
 
 
 def test_expected_differences_are_documented_and_sound():
@@ -288,7 +297,15 @@ def test_selftests_sample_matches_kernel(mode, n):
     rows = compare(sample(_records_or_skip(mode), n))
     print("\n" + figures(rows, f"{mode} sample"))
     assert len(rows) == n
-    assert check(rows, load_expected()) == []
+    bad = check(rows, load_expected())
+    assert not [b for b in bad if b.startswith("UNSOUND")], bad
+    if bad and not kernel_model.host_logs_modelled():
+        # the list was measured on the modelled builds; another build's backports
+        # may move a verdict either way (unsound accepts fail above, everywhere)
+        pytest.xfail(f"host kernel {kernel_model.host_release()} is not one of "
+                     f"{kernel_model.LOG_BUILDS}: {len(bad)} differences from the list, "
+                     f"e.g. {bad[0]}")
+    assert bad == []
 
 
 @pytest.mark.slow
@@ -303,7 +320,7 @@ def test_all_selftests_match_kernel(mode):
     assert check([r for r in rows if r.key in expected], expected) == []
 
 
-# Programs ebee once accepted though the kernel rejects them (issue 13), each checked
+# Programs ebee once accepted though the kernel rejects them, each checked
 # on every run -- verdict, final error line and the whole log -- whether or not the
 # sample picks it.
 FIXED_UNSOUND = [
@@ -353,6 +370,40 @@ def test_fixed_unsound_accept_matches_kernel(key):
     with open(rec["log_file"]) as f:
         klog = f.read()
     assert comparable_log(res.log) == comparable_log(klog)
+
+
+# Other differences fixed with the unsound accepts (messages, too-strict answers):
+# verdict and final error line checked on every run.
+FIXED_DIFFERENCES = [
+    # check_map_prog_compatibility read the record's field names wrongly
+    "priv/verifier_helper_restricted/in_bpf_prog_type_kprobe_2",     # bpf_timer
+    "priv/verifier_helper_restricted/in_bpf_prog_type_kprobe_3",     # bpf_spin_lock
+    # libbpf keeps 7 characters for an internal map's suffix: verifier.bss
+    "priv/verifier_iterating_callbacks/jgt_imm64_and_may_goto",
+    # netfilter's context: trusted pointers, read only
+    "priv/verifier_netfilter_ctx/with_invalid_ctx_access_test5",
+    "priv/verifier_netfilter_retcode/with_invalid_return_code_test1",
+    # a writable raw tracepoint's buffer
+    "priv/verifier_raw_tp_writable/tracepoint_writable_reject_variable_offset",
+    # sk_lookup helpers take packet memory
+    "priv/verifier_ref_tracking/tracking_direct_access_for_lookup",
+    # the register named in unprivileged pointer-arithmetic errors; int offsets
+    "unpriv/verifier_bounds_deduction/deducing_bounds_from_const_1",
+    "unpriv/verifier_map_ptr/_0_r_r_map_ptr",
+    "unpriv/verifier_var_off/access_min_off_min_initialized",
+    # unprivileged: no bpf_spin_lock (CAP_BPF), maps without BTF
+    "unpriv/verifier_spin_lock/spin_lock_test1_success",
+]
+
+
+@pytest.mark.parametrize("key", FIXED_DIFFERENCES)
+def test_fixed_difference_matches_kernel(key):
+    mode = key.split("/")[0]
+    rec = {key_of(r): r for r in _records_or_skip(mode)}.get(key)
+    if rec is None:
+        pytest.skip(f"{key}: not verified by this kernel")
+    row = compare([rec])[0]
+    assert row.difference() is None, row.describe()
 
 
 def main(argv=None) -> int:

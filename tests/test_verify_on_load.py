@@ -53,6 +53,7 @@ def test_each_program_is_verified_once(monkeypatch):
         return real(prog, **kw)
 
     monkeypatch.setattr(ebee.program, "verify", counting)
+    monkeypatch.setenv("EBEE_CACHE", "0")     # a cached verdict would need no verifier call
     with ebee.load(EXAMPLES / "c" / "xdp_firewall.o") as obj:
         prog = obj.programs["xdp_firewall"]
         for _ in range(3):

@@ -15,20 +15,137 @@ per instruction list and kept here -- the verifier never writes on its caller.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import marshal
+import os
+import threading
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-from . import uapi as U
+from . import cache, uapi as U
 from .btf.ext import FuncInfo, LineInfo
 from .fs import PinStore, default_store, sync_maps
-from .isa import Instruction
+from .isa import OP_CALL, OP_LDDW, Instruction, encode
 from .maps import MapError, by_id as map_by_id
 from .progtypes import ProgTypeInfo, get as progtype
 from .progtypes.sections import SectionDef
 from .runtime.program import Executable, Runnable
 from .runtime.rewrite import rewrite_map
-from .testrun import RunResult, run as test_run
+from .testrun import Runner, RunResult
 from .verifier import VerifierError, VerifierResult, verify
+
+# -- the on-disk verdict cache (ebee.cache) --------------------------------------------------
+# A verdict at BPF_PROG_LOAD's defaults is a function of: the instructions (map references
+# by position, not by this process's ids), every referenced map's definition (and, when
+# frozen, its contents: the verifier reads frozen .rodata as constants), the program's
+# type, attach target, flags, license and BTF, the kernel it models and runs on, and
+# ebee's own code.  The key holds all of them; programs whose verdict may depend on
+# anything else (other programs, module BTF, maps whose verifier-visible state is more
+# than their definition) are not cached.
+
+_VERDICT_FORMAT = 1
+# maps whose definition (and frozen memory) is all the verifier sees of them: no owner
+# program (prog arrays), no inner-map templates, no sockets
+_PLAIN_MAPS = frozenset(int(t) for t in (
+    U.MapType.HASH, U.MapType.ARRAY, U.MapType.PERCPU_HASH, U.MapType.PERCPU_ARRAY,
+    U.MapType.LRU_HASH, U.MapType.LRU_PERCPU_HASH, U.MapType.LPM_TRIE, U.MapType.RINGBUF,
+    U.MapType.PERF_EVENT_ARRAY, U.MapType.QUEUE, U.MapType.STACK, U.MapType.BLOOM_FILTER))
+VERDICT_CACHE = cache.Cache("verdicts")
+
+
+@lru_cache(maxsize=1)
+def _ebee_and_kernel() -> str:
+    """ebee's code (every source file) and the kernel and machine it runs on."""
+    root = Path(__file__).resolve().parent
+    files = sorted(str(f) for f in root.rglob("*.py"))
+    parts = [cache.source_digest(*files), " ".join(os.uname())]
+    for f in ("/sys/kernel/btf/vmlinux", "/sys/devices/system/cpu/possible"):
+        try:
+            st = os.stat(f)
+            parts.append(f"{f} {st.st_size} {st.st_mtime_ns} "
+                         f"{Path(f).read_text() if f.endswith('possible') else ''}")
+        except OSError:
+            parts.append(f"{f} missing")
+    return cache.digest(*parts)
+
+
+def _btf_digest(btf: Any) -> str:
+    return hashlib.sha256(btf.data).hexdigest() if btf is not None else "-"
+
+
+def _map_part(m: Any) -> str | None:
+    if int(m.type) not in _PLAIN_MAPS:
+        return None
+    part = (f"{int(m.type)} {type(m).__name__} {m.key_size} {m.value_size} {m.max_entries} "
+            f"{m.flags} {m.map_extra} {m.name!r} {getattr(m, 'numa_node', 0)} {bool(m.frozen)} "
+            f"{_btf_digest(getattr(m, 'btf', None))} {m.btf_key_type_id} {m.btf_value_type_id} "
+            f"{m.btf_vmlinux_value_type_id}")
+    if m.frozen:
+        if not m.elements_in_regions:
+            return None
+        part += " " + hashlib.sha256(b"".join(bytes(r.buf) for r in m.regions)).hexdigest()
+    return part
+
+
+def verdict_key(prog: "Program") -> str | None:
+    """The verdict cache's key for ``prog`` at BPF_PROG_LOAD's defaults; None when its
+    verdict may depend on more than the key holds (then it is not cached)."""
+    if prog.type is U.ProgType.EXT:          # verified against another program
+        return None
+    maps: dict[int, int] = {}
+    parts: list[str] = []
+    insns: list[Instruction] = []
+    for i in prog.insns:
+        if i.opcode == OP_LDDW and i.src in (U.BPF_PSEUDO_MAP_IDX, U.BPF_PSEUDO_MAP_IDX_VALUE):
+            return None
+        if i.opcode == OP_LDDW and i.src in (U.BPF_PSEUDO_MAP_FD, U.BPF_PSEUDO_MAP_VALUE):
+            mid = i.imm & 0xFFFFFFFF
+            if mid not in maps:
+                try:
+                    part = _map_part(map_by_id(mid))
+                except MapError:
+                    return None
+                if part is None:
+                    return None
+                maps[mid] = len(parts)
+                parts.append(part)
+            i = dataclasses.replace(i, imm=maps[mid])
+        elif i.opcode == OP_CALL and i.src == U.BPF_PSEUDO_KFUNC_CALL and i.off:
+            return None                      # a kfunc of module BTF
+        insns.append(i)
+    return cache.digest(
+        "verdict", str(_VERDICT_FORMAT), _ebee_and_kernel(), encode(insns), *parts,
+        str(int(prog.type)), str(prog.expected_attach_type), str(prog.attach_target),
+        str(prog.prog_flags), prog.license, str(prog.kern_version), _btf_digest(prog.btf),
+        repr(prog.func_info), repr(prog.line_info))
+
+
+def load_verdict(key: str) -> VerifierResult | None:
+    payload = VERDICT_CACHE.get(key)
+    if payload is None:
+        return None
+    try:
+        (fmt, accepted, log, error, processed, states, errno, peak, per_insn, depth, duration,
+         ctx_insns) = marshal.loads(payload)
+    except Exception:
+        return None
+    if fmt != _VERDICT_FORMAT:
+        return None
+    return VerifierResult(accepted=accepted, log=log, error=error, insns_processed=processed,
+                          states=states, facts=None, errno=errno, peak_states=peak,
+                          max_states_per_insn=per_insn, stack_depth=tuple(depth),
+                          duration=duration, ctx_insns=tuple(ctx_insns))
+
+
+def store_verdict(key: str, r: VerifierResult) -> None:
+    VERDICT_CACHE.put(key, marshal.dumps((
+        _VERDICT_FORMAT, r.accepted, r.log, r.error, r.insns_processed, r.states, r.errno,
+        r.peak_states, r.max_states_per_insn, tuple(r.stack_depth), r.duration,
+        tuple(r.ctx_insns))))
+
 
 GPL_COMPATIBLE = ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL",
                   "Dual MPL/GPL")
@@ -88,6 +205,10 @@ class Program(Runnable):
         self.verifier_result: VerifierResult | None = None   # the verdict it runs under
         self._verdict_of: tuple[Instruction, ...] | None = None
         self._xlated: tuple[tuple, tuple[list[Instruction], dict[int, int]]] | None = None
+        # the Runner prog.run() reuses: (what it was prepared from, runner); its lock is held
+        # by the run using it, so a concurrent or nested run makes its own
+        self._runner: tuple[tuple, Runner, list] | None = None
+        self._runner_lock = threading.Lock()
 
     @classmethod
     def from_insns(cls, insns: Iterable[Instruction], prog_type: U.ProgType | int, *,
@@ -192,12 +313,21 @@ class Program(Runnable):
         return verify(self, **kw)
 
     def verdict(self) -> VerifierResult:
-        """The verdict with BPF_PROG_LOAD's defaults, computed once per instruction list."""
+        """The verdict with BPF_PROG_LOAD's defaults, computed once per instruction list
+        and kept on disk (``ebee.cache``; a verdict read back carries no ``facts``)."""
         insns = tuple(self.insns)
         if self.verifier_result is None or self._verdict_of != insns:
             # the verifier reads frozen .rodata as constants, as Linux does after libbpf's
-            # load: verify() freezes the object's read-only data first
-            self.verifier_result = self.verify()
+            # load: the object's read-only data is frozen first
+            if self.object is not None:
+                self.object.first_use()
+            key = verdict_key(self) if cache.enabled() else None
+            r = load_verdict(key) if key else None
+            if r is None:
+                r = self.verify()
+                if key:
+                    store_verdict(key, r)
+            self.verifier_result = r
             self._verdict_of = insns
         return self.verifier_result
 
@@ -215,17 +345,47 @@ class Program(Runnable):
 
     # -- running -------------------------------------------------------------------------
 
-    def run(self, data: bytes | None = None, **kw) -> RunResult:
+    def run(self, data: bytes | None = None, *, engine: str | None = None, net: Any = None,
+            **kw) -> RunResult:
         """Run the program once with BPF_PROG_TEST_RUN semantics (``ebee.testrun.run``:
         ``ctx=``, ``repeat=``, ``engine=`` ...); returns a ``RunResult``.  The first run
         verifies it (unless it does not require verification): ``VerifierError`` if
-        rejected."""
+        rejected.
+
+        What a run needs once -- the verdict, the rewritten instructions, the engine's
+        image bound to a CPU -- is prepared by the first run and kept (a ``Runner``) until
+        the instructions, type or engine change; each run then does only its own work.
+        The CPU's stack is cleared before each run, as a fresh CPU's would be."""
         if self.object is not None:
             self.object.first_use()
+        maps = None
         try:
-            return test_run(self, data, **kw)
+            if not self._runner_lock.acquire(blocking=False):
+                with Runner(self, engine=engine, net=net) as r:
+                    return r.run(data, **kw)
+            try:
+                r, maps = self._prepared(engine, net)
+                r.clear_stack()
+                return r.run(data, **kw)
+            finally:
+                self._runner_lock.release()
         finally:
-            sync_maps(self.maps)     # program-side writes reach pinned maps' store
+            # program-side writes reach pinned maps' store
+            sync_maps(self.maps if maps is None else maps)
+
+    def _prepared(self, engine: str | None, net: Any) -> tuple[Runner, list]:
+        """The kept Runner and the maps the program references, for these instructions."""
+        key = (tuple(self.insns), self.type, self.expected_attach_type, self.prog_flags,
+               self.requires_verification, self.evidence_from_verifier, self.btf, engine, net)
+        kept = self._runner
+        if kept is not None:
+            if kept[0] == key:
+                return kept[1], kept[2]
+            self._runner = None
+            kept[1].close()
+        r = Runner(self, engine=engine, net=net)
+        self._runner = (key, r, self.maps)
+        return r, self._runner[2]
 
     def pin(self, path: str, *, store: PinStore | None = None) -> None:
         """Pin the program: its object's bytes and name go to the pin store."""

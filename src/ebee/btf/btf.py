@@ -16,13 +16,17 @@ are looked up in ``base``.
 """
 from __future__ import annotations
 
+import hashlib
+import marshal
 import struct
 import sys
 from array import array
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from bisect import bisect_left
+from typing import Callable, Iterator
 
+from .. import cache
 from ..uapi import BTF_MAGIC, BTF_VERSION, BtfFuncLinkage, BtfVarLinkage
 from .errors import BTFError
 from .types import (CLASSES, MODIFIERS, VOID, Array, Composite, Datasec, DeclTag, Enum, Enum64,
@@ -67,6 +71,71 @@ _CHAIN_ONE = _CHAIN_KINDS - {int(Kind.ARRAY), int(Kind.FUNC_PROTO)}
 _DECL_TAG_TARGETS = frozenset({Kind.STRUCT, Kind.UNION, Kind.VAR, Kind.FUNC, Kind.TYPEDEF})
 
 
+def essential_name_len(name: str) -> int:
+    """Length of ``name`` without its ``___flavor`` suffix (libbpf's rule)."""
+    if "___" not in name:          # nearly every name: no flavor to strip
+        return len(name)
+    n = len(name)
+    for i in range(n - 5, -1, -1):
+        if name[i] != "_" and name[i + 1:i + 4] == "___" and name[i + 4] != "_":
+            return i + 1
+    return n
+
+
+def essential_name(name: str) -> str:
+    return name[:essential_name_len(name)]
+
+
+class NameIndex:
+    """Type ids by name, each list in id order, as flat arrays: the keys are (offset,
+    length) spans of the BTF's string section sorted by their text, so that the index is
+    stored and read back (``ebee.cache``) as a few byte strings and a lookup is a binary
+    search that decodes a dozen names -- no Python object per name until asked."""
+
+    __slots__ = ("string", "offs", "lens", "starts", "ids")
+
+    def __init__(self, string: Callable[[int], str], offs: bytes, lens: bytes, starts: bytes,
+                 ids: bytes):
+        self.string = string
+        self.offs, self.lens, self.starts, self.ids = (array("I"), array("I"), array("I"),
+                                                       array("I"))
+        for arr, raw in ((self.offs, offs), (self.lens, lens), (self.starts, starts),
+                         (self.ids, ids)):
+            arr.frombytes(raw)
+
+    @classmethod
+    def build(cls, string: Callable[[int], str],
+              groups: dict[str, tuple[int, int, list[int]]]) -> "NameIndex":
+        """From ``{key: (string offset, length, ids)}``."""
+        offs, lens, starts, ids = array("I"), array("I"), array("I", [0]), array("I")
+        for key in sorted(groups):
+            off, n, tids = groups[key]
+            offs.append(off)
+            lens.append(n)
+            ids.extend(sorted(tids))
+            starts.append(len(ids))
+        return cls(string, offs.tobytes(), lens.tobytes(), starts.tobytes(), ids.tobytes())
+
+    def state(self) -> tuple[bytes, bytes, bytes, bytes]:
+        return (self.offs.tobytes(), self.lens.tobytes(), self.starts.tobytes(),
+                self.ids.tobytes())
+
+    def key(self, k: int) -> str:
+        return self.string(self.offs[k])[:self.lens[k]]
+
+    def get(self, key: str, default=()) -> list[int]:
+        n = len(self.offs)
+        k = bisect_left(range(n), key, key=self.key)
+        if k == n or self.key(k) != key:
+            return list(default)
+        return self.ids[self.starts[k]:self.starts[k + 1]].tolist()
+
+    def items(self) -> Iterator[tuple[str, list[int]]]:
+        st, ids = self.starts, self.ids
+        for k in range(len(self.offs)):
+            yield self.key(k), ids[st[k]:st[k + 1]].tolist()
+
+
 class BTF:
     """A parsed, validated, immutable BTF blob.
 
@@ -101,7 +170,10 @@ class BTF:
         """The running kernel's BTF (parsed once per process)."""
         return _load_cached(path)
 
-    def _init(self, data: bytes, base: "BTF | None", pointer_size: int | None) -> None:
+    def _init(self, data: bytes, base: "BTF | None", pointer_size: int | None,
+              parsed: tuple | None = None) -> None:
+        # ``parsed``: the type index and name indexes of exactly these bytes, from the
+        # on-disk cache (they validated when the entry was written)
         self.data = data
         self.base = base
         magic = struct.unpack_from("<H", data)[0] if len(data) >= 2 else None
@@ -161,11 +233,20 @@ class BTF:
             words.byteswap()
         self._words = words
         self.start_id = base.type_count if base is not None else 1
-        self._index()
+        self._by_name: NameIndex | None = None
+        self._core_index: NameIndex | None = None
+        if parsed is None:
+            self._index()
+        else:
+            offs = array("I")
+            offs.frombytes(parsed[0])
+            self._offs, self._kinds = offs, parsed[1]
+            self._by_name = NameIndex(self.string, *parsed[2])
+            self._core_index = NameIndex(self.string, *parsed[3])
         self.type_count = self.start_id + len(self._offs)
         self._cache: list[Type | None] = [None] * len(self._offs)
-        self._by_name: dict[str, list[int]] | None = None
-        self._validate()
+        if parsed is None:
+            self._validate()
         if pointer_size is None:
             pointer_size = base.pointer_size if base is not None else self._guess_pointer_size()
         self.pointer_size = pointer_size
@@ -568,17 +649,38 @@ class BTF:
 
     # ------------------------------------------------------------------ lookups
 
-    def _names(self) -> dict[str, list[int]]:
+    def _names(self) -> NameIndex:
         if self._by_name is None:
-            by: dict[str, list[int]] = {}
+            by: dict[str, tuple[int, int, list[int]]] = {}
             w = self._words
             s = self.string
             for idx, i in enumerate(self._offs):
                 off = w[i]
                 if off:
-                    by.setdefault(s(off), []).append(self.start_id + idx)
-            self._by_name = by
+                    name = s(off)
+                    g = by.get(name)
+                    if g is None:
+                        g = by[name] = (off, len(name), [])
+                    g[2].append(self.start_id + idx)
+            self._by_name = NameIndex.build(s, by)
         return self._by_name
+
+    def core_index(self) -> NameIndex:
+        """This blob's named types by essential name (``___flavor`` stripped), in id
+        order: where CO-RE looks up a local type's candidates (built once)."""
+        if self._core_index is None:
+            idx: dict[str, tuple[int, int, list[int]]] = {}
+            names = self._names()
+            for k in range(len(names.offs)):
+                name = names.key(k)
+                n = essential_name_len(name)
+                ess = name[:n]
+                g = idx.get(ess)
+                if g is None:
+                    g = idx[ess] = (names.offs[k], n, [])
+                g[2].extend(names.ids[names.starts[k]:names.starts[k + 1]])
+            self._core_index = NameIndex.build(self.string, idx)
+        return self._core_index
 
     def find_all(self, name: str, kind: "Kind | str | None" = None) -> list[Type]:
         """Every type named ``name`` (of ``kind``), base types first, in id order."""
@@ -793,13 +895,42 @@ def BTF_layout(msg: str) -> BTFError:   # noqa: N802 - reads like the error it b
     return BTFError(f"BTF header: {msg}")
 
 
+BTF_CACHE = cache.Cache("btf")
+_CACHE_FORMAT = 3
+
+
+def _cache_key(data: bytes) -> str:
+    here = Path(__file__).parent
+    return cache.digest("vmlinux btf", str(_CACHE_FORMAT), hashlib.sha256(data).digest(),
+                        sys.version, cache.source_digest(str(here / "btf.py"),
+                                                         str(here / "types.py")))
+
+
 @lru_cache(maxsize=4)
 def _load_cached(path: str) -> BTF:
+    """Kernel BTF, parsed once per process and kept parsed on disk (``ebee.cache``):
+    the second process to load it reads the index instead of rebuilding it."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise BTFError(f"{path}: cannot read kernel BTF: {e.strerror}") from None
+    key = _cache_key(data) if cache.enabled() else None
+    payload = BTF_CACHE.get(key) if key else None
+    if payload is not None:
+        try:
+            fmt, pointer_size, *parsed = marshal.loads(payload)
+            if fmt == _CACHE_FORMAT:
+                btf = object.__new__(BTF)
+                btf._init(data, None, pointer_size, tuple(parsed))
+                return btf
+        except Exception:      # checksummed, so only a format change lands here: rebuild
+            pass
     try:
-        return BTF.from_bytes(data)
+        btf = BTF.from_bytes(data)
     except BTFError as e:
         raise BTFError(f"{path}: {e}") from None
+    if key:
+        BTF_CACHE.put(key, marshal.dumps((_CACHE_FORMAT, btf.pointer_size, btf._offs.tobytes(),
+                                          btf._kinds, btf._names().state(),
+                                          btf.core_index().state())))
+    return btf

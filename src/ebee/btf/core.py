@@ -41,7 +41,7 @@ from ..isa import OP_CALL, OP_LDDW, Instruction, decode, encode, pack_slots, unp
 from ..uapi import CoreReloKind as RK
 from .errors import BTFError
 from .types import Kind, MODIFIERS
-from .btf import BTF
+from .btf import BTF, essential_name, essential_name_len  # noqa: F401  (re-exported)
 from .ext import BTFExt, CoreRelo
 
 
@@ -80,17 +80,7 @@ class _Poison(Exception):
 # ---------------------------------------------------------------------------------- names
 
 
-def essential_name_len(name: str) -> int:
-    """Length of ``name`` without its ``___flavor`` suffix (libbpf's rule)."""
-    n = len(name)
-    for i in range(n - 5, -1, -1):
-        if name[i] != "_" and name[i + 1:i + 4] == "___" and name[i + 4] != "_":
-            return i + 1
-    return n
-
-
-def essential_name(name: str) -> str:
-    return name[:essential_name_len(name)]
+# essential_name, essential_name_len: defined with the BTF's own name indexes (btf.py)
 
 
 # ---------------------------------------------------------------------------------- specs
@@ -592,38 +582,24 @@ class CoreRelocator:
         self.local_btf = local_btf
         self.target_btf = target_btf
         self._cands: dict[int, list[int]] = {}
-        self._index: dict[tuple[str, int], list[int]] | None = None
 
-    def _target_index(self) -> dict[tuple[str, int], list[int]]:
-        """Target type ids by (essential name, kind group), in id order."""
-        if self._index is None:
-            idx: dict[tuple[str, int], list[int]] = {}
-            tb = self.target_btf
-            enum_group = int(Kind.ENUM)
-            for b in _chain(tb):
-                w, offs, kinds, start = b._words, b._offs, b._kinds, b.start_id
-                for j, i in enumerate(offs):
-                    off = w[i]
-                    if not off:
-                        continue
-                    k = kinds[j]
-                    if k == Kind.ENUM64:
-                        k = enum_group
-                    name = b.string(off)
-                    idx.setdefault((essential_name(name), k), []).append(start + j)
-            self._index = idx
-        return self._index
+    def _target_index(self, ess: str) -> list[int]:
+        """Target type ids of essential name ``ess``, base types first, in id order."""
+        return [tid for b in _chain(self.target_btf) for tid in b.core_index().get(ess)]
 
     def candidates(self, local_id: int) -> list[int]:
-        """Target types that may correspond to local type ``local_id``."""
+        """Target types that may correspond to local type ``local_id``: same essential
+        name, same kind (ENUM and ENUM64 as one)."""
         c = self._cands.get(local_id)
         if c is None:
             lt = self.local_btf[local_id]
             if not lt.name:
                 raise CoreError(f"relocation against anonymous type [{local_id}] "
                                 f"{lt.kind.name} is not supported")
-            k = int(Kind.ENUM) if lt.kind is Kind.ENUM64 else int(lt.kind)
-            c = list(self._target_index().get((essential_name(lt.name), k), ()))
+            tb = self.target_btf
+            want = _kind_group(int(lt.kind))
+            c = [tid for tid in self._target_index(essential_name(lt.name))
+                 if _kind_group(int(tb.kind(tid))) == want]
             self._cands[local_id] = c
         return c
 
@@ -664,6 +640,10 @@ class CoreRelocator:
             self._cands[relo.type_id] = kept
             return best
         return _calc(relo, index, local, None)
+
+
+def _kind_group(k: int) -> int:
+    return int(Kind.ENUM) if k == Kind.ENUM64 else k
 
 
 def _chain(btf: "BTF") -> list["BTF"]:

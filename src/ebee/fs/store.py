@@ -111,6 +111,9 @@ def normpath(path: str) -> str:
     return p
 
 
+_MEMORY_SNAPSHOT_MAX = 4 << 20     # bytes of map memory a store keeps a copy of
+
+
 def _meta_of(m) -> dict:
     return {"type": int(m.type), "key_size": m.key_size, "value_size": m.value_size,
             "max_entries": m.max_entries, "flags": m.flags, "map_extra": m.map_extra,
@@ -126,6 +129,10 @@ class PinStore:
         self._db: sqlite3.Connection | None = None
         self._live: dict[str, Any] = {}                 # path -> live map / program
         self._synced: dict[str, dict[bytes, bytes]] = {}  # path -> elements at last sync
+        # path -> (the map's memory, its meta) when last synced, for maps whose elements
+        # live wholly in their regions: unchanged memory means unchanged elements, and a
+        # run's sync is then a memory compare instead of a walk over every element
+        self._memory: dict[str, tuple[list[bytes], bool]] = {}
 
     # -- the database ----------------------------------------------------------------------
 
@@ -242,10 +249,19 @@ class PinStore:
                 m = self._live.get(p)
                 if m is None or _kind(m) != "map":
                     continue
+                regions = m.regions if m.elements_in_regions else ()
+                # of the meta only ``frozen`` changes in a map's life
+                seen = self._memory.get(p)
+                if seen is not None and seen[1] == bool(m.frozen) and \
+                        len(seen[0]) == len(regions) and \
+                        all(r.buf == b for r, b in zip(regions, seen[0])):
+                    continue
                 try:
                     now = dict(persisted_elements(m))
                 except Exception:
                     continue     # a closed map: nothing left to write
+                if regions and sum(r.size for r in regions) <= _MEMORY_SNAPSHOT_MAX:
+                    self._memory[p] = ([bytes(r.buf) for r in regions], bool(m.frozen))
                 old = self._synced.get(p, {})
                 if now == old:
                     continue
@@ -329,6 +345,7 @@ class PinStore:
             db.execute("DELETE FROM prog_objects WHERE path=?", (p,))
         self._live.pop(p, None)
         self._synced.pop(p, None)
+        self._memory.pop(p, None)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class ArrayMap(_ArrayBase):
 
     map_type = MapType.ARRAY
     batch_ops = frozenset({"lookup", "update"})
+    elements_in_regions = True
 
     def alloc(self) -> None:
         stride = self.elem_size * (self.ncpus if self.percpu else 1)

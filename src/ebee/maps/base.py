@@ -210,6 +210,14 @@ class Map:
 
     #: map_flags this type accepts (besides which, EINVAL)
     create_flags: ClassVar[int] = 0
+    #: every element (key and value) lives in :attr:`regions`, nowhere else: equal region
+    #: bytes mean equal elements (what the pin store's sync relies on)
+    elements_in_regions: ClassVar[bool] = False
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        """The memory the map's elements occupy."""
+        return tuple(self._regions)
 
     def _check_common(self) -> None:
         if self.btf_vmlinux_value_type_id and (self.type is not MapType.STRUCT_OPS or

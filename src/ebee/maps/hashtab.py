@@ -50,6 +50,7 @@ class HashMap(Map):
 
     map_type = MapType.HASH
     lru = False
+    elements_in_regions = True
     create_flags = U.BPF_F_NO_PREALLOC | U.BPF_F_NO_COMMON_LRU | U.BPF_F_NUMA_NODE | ACCESS_MASK | \
         U.BPF_F_ZERO_SEED
     batch_ops = frozenset({"lookup", "update", "delete", "lookup_and_delete"})

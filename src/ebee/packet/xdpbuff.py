@@ -22,6 +22,14 @@ XDP_FRAME_SIZE = 4096
 XDP_METALEN_MAX = 255
 XDP_FLAGS_HAS_FRAGS = 1 << 0
 
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_RXQ_DEV = XDP_RXQ_INFO.off("dev")
+_RXQ_QUEUE = XDP_RXQ_INFO.off("queue_index")
+_BUFF_DATA = XDP_BUFF.off("data")
+_BUFF_META = XDP_BUFF.off("data_meta")
+_BUFF_END = XDP_BUFF.off("data_end")
+
 _live: "weakref.WeakValueDictionary[int, XdpBuff]" = weakref.WeakValueDictionary()
 
 
@@ -89,21 +97,31 @@ class XdpBuff:
         """Reuse this buffer for another packet (what a driver's page pool does)."""
         if headroom + len(payload) + SHINFO_SIZE > self.frame_sz:
             raise ValueError("packet does not fit the XDP frame")
+        # a reset runs per packet: offsets and formats are module constants
+        rxq = self.rxq.buf
         if dev is not self.dev:
             self.dev = dev
-            struct.pack_into("<Q", self.rxq.buf, XDP_RXQ_INFO.off("dev"), dev.addr)
-        struct.pack_into("<I", self.rxq.buf, XDP_RXQ_INFO.off("queue_index"), queue_index)
+            _U64.pack_into(rxq, _RXQ_DEV, dev.addr)
+        _U32.pack_into(rxq, _RXQ_QUEUE, queue_index)
         if self.egress_dev is not None:
             self.egress_dev = None
             struct.pack_into("<Q", self.region.buf, XDP_BUFF.off("txq"), 0)
         buf = self.frame.buf
         buf[:] = bytes(len(buf))
         buf[headroom:headroom + len(payload)] = payload
-        start = self.frame.start
-        self.data = self.data_meta = start + headroom
-        self.data_end = start + headroom + len(payload)
-        self.frags = [bytearray(f) for f in (frags or [])]
-        self.flags = XDP_FLAGS_HAS_FRAGS if self.frags else 0
+        start = self.frame.start + headroom
+        ctl = self.region.buf
+        _U64.pack_into(ctl, _BUFF_DATA, start)
+        _U64.pack_into(ctl, _BUFF_META, start)
+        _U64.pack_into(ctl, _BUFF_END, start + len(payload))
+        if frags:
+            self.frags = [bytearray(f) for f in frags]
+            self.flags = XDP_FLAGS_HAS_FRAGS
+        else:
+            if self.frags:
+                self.frags = []
+            if self.flags:
+                self.flags = 0
 
     @property
     def addr(self) -> int:

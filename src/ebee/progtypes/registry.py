@@ -125,8 +125,10 @@ def _rules(pt: P, at: A) -> tuple[CtxRules | None, str]:
         return T.PT_REGS_RULES, "pt_regs"
     if pt is P.TRACEPOINT:
         return T.TRACEPOINT_RULES, "tp_record"
-    if pt in (P.RAW_TRACEPOINT, P.RAW_TRACEPOINT_WRITABLE):
+    if pt is P.RAW_TRACEPOINT:
         return T.RAW_TP_RULES, "u64_args"
+    if pt is P.RAW_TRACEPOINT_WRITABLE:
+        return T.RAW_TP_WRITABLE_RULES, "u64_args"
     if pt in (P.TRACING, P.LSM, P.STRUCT_OPS, P.EXT):
         return T.RAW_TP_RULES, "btf_args"
     if pt is P.SYSCALL:

@@ -17,9 +17,8 @@ from importlib import resources
 from pathlib import Path
 
 from ..uapi import MAX_BPF_FUNC_ARGS
-from .ctx import CtxRules, CtxStruct, Field
+from .ctx import Access, CtxRules, CtxStruct, Field, RegType
 from ..btf import BTF
-from .ctx import Access, RegType
 
 # struct pt_regs on x86_64, in order
 PT_REGS_X86_64 = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx",
@@ -59,6 +58,22 @@ TRACEPOINT_RULES = _ReadOnlyAnySize(TP_RECORD, 8, PERF_MAX_TRACE_SIZE)
 RAW_TP_ARGS = CtxStruct("bpf_raw_tracepoint_args", 8 * MAX_BPF_FUNC_ARGS, tuple(
     Field(f"args{k}", 8 * k, 8, any_size=True) for k in range(MAX_BPF_FUNC_ARGS)))
 RAW_TP_RULES = _ReadOnlyAnySize(RAW_TP_ARGS, 0, 8 * MAX_BPF_FUNC_ARGS)
+
+
+class _RawTpWritable(_ReadOnlyAnySize):
+    """raw_tp_writable_prog_is_valid_access: args[0] is the tracepoint's writable
+    buffer (PTR_TO_TP_BUFFER), read whole."""
+
+    def access(self, off: int, size: int, write: bool, *, bpf_capable: bool = True):
+        acc = super().access(off, size, write)
+        if off != 0 or acc is None:
+            return acc
+        if size != 8:
+            return None
+        return Access(acc.field, off, size, False, RegType.PTR_TO_TP_BUFFER, size)
+
+
+RAW_TP_WRITABLE_RULES = _RawTpWritable(RAW_TP_ARGS, 0, 8 * MAX_BPF_FUNC_ARGS)
 
 
 def pt_regs(*args: int, syscall: bool = False, **regs: int) -> bytes:

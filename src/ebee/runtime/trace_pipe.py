@@ -19,7 +19,6 @@ disabled (``...11``).  The timestamp is the machine clock's monotonic time.
 from __future__ import annotations
 
 import collections
-import contextlib
 import threading
 from typing import Callable, Iterator
 
@@ -32,7 +31,8 @@ CAPACITY = 65536            # lines kept before the oldest are overwritten
 class TracePipe:
     def __init__(self, capacity: int = CAPACITY):
         self.lines: collections.deque[TraceLine] = collections.deque(maxlen=capacity)
-        self.cond = threading.Condition()
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
         self.seq = 0
         self.overruns = 0
         self._captures: list[list[TraceLine]] = []
@@ -78,17 +78,34 @@ class TracePipe:
     def reader(self, callback: Callable[[TraceLine], object] | None = None) -> "TraceReader":
         return TraceReader(self, callback)
 
-    @contextlib.contextmanager
-    def capture(self):
+    def capture(self) -> "Capture":
         """Collect (without consuming) the lines emitted inside the block."""
-        got: list[TraceLine] = []
-        with self.cond:
-            self._captures.append(got)
-        try:
-            yield got
-        finally:
-            with self.cond:
-                self._captures.remove(got)
+        return Capture(self)
+
+
+class Capture:
+    """``with pipe.capture() as lines:`` -- a class, not a generator: every test run
+    opens one, and this costs a fraction of a contextmanager's overhead."""
+
+    __slots__ = ("pipe", "lines")
+
+    def __init__(self, pipe: TracePipe):
+        self.pipe = pipe
+        self.lines: list[TraceLine] = []
+
+    def __enter__(self) -> list[TraceLine]:
+        with self.pipe.lock:
+            self.pipe._captures.append(self.lines)
+        return self.lines
+
+    def __exit__(self, *exc) -> None:
+        with self.pipe.lock:
+            caps = self.pipe._captures
+            # by identity: another capture's list may be equal to this one (both empty)
+            for k in range(len(caps) - 1, -1, -1):
+                if caps[k] is self.lines:
+                    del caps[k]
+                    break
 
 
 class TraceReader(EventReader):
@@ -109,7 +126,7 @@ PIPE = TracePipe()
 """The process-wide trace pipe (one, as the kernel has one)."""
 
 
-def capture():
+def capture() -> Capture:
     """``with ebee.runtime.trace_pipe.capture() as lines:`` -- lines printed inside the block."""
     return PIPE.capture()
 

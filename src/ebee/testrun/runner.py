@@ -18,13 +18,13 @@ from ..packet.net import Network
 from ..layouts.kernel import BPF_PERF_EVENT_DATA_KERN, PERF_SAMPLE_DATA
 from ..runtime import RunContext
 from ..runtime.trace_pipe import capture
-from ..uapi import ProgType as P
+from ..uapi import AttachType as A, ProgType as P
 from .common import RunResult, TestRun, TestTarget
 from .flow import run_flow_dissector
 from .sk_lookup import run_sk_lookup
 from .skb import run_skb
 from .tracing import run_nf, run_raw_tp, run_struct_ops, run_syscall, run_tracing, run_unsupported
-from .xdp import run_xdp
+from .xdp import PLAIN_MAX, PLAIN_MIN, plain_xdp, run_xdp
 
 DRIVERS: dict[str, Callable[[TestRun], RunResult]] = {
     "skb": run_skb, "xdp": run_xdp, "flow_dissector": run_flow_dissector,
@@ -65,10 +65,22 @@ class Runner:
         self.link_layer = link_layer
         # the XDP frame kept between runs of a Runner that owns its CPU
         self.frames = None
+        # XDP runs of data alone take plain_xdp on the kept frame: what such a call needs
+        # of the program and its arguments is settled here, once
+        self.plain = self.driver is run_xdp and self.own_machine and \
+            self.info.expected_attach_type not in (A.XDP_DEVMAP, A.XDP_CPUMAP)
 
     def run(self, data: bytes | None = None, *, ctx: bytes | None = None, repeat: int = 0,
             flags: int = 0, cpu: int = 0, batch_size: int = 0, data_size_out: int | None = None,
             ctx_size_out: int | None = None, ctx_out: bool = False) -> RunResult:
+        if self.plain and ctx is None and repeat <= 1 and not (flags or cpu or batch_size
+                                                                or ctx_out) \
+                and data_size_out is None and ctx_size_out is None and type(data) is bytes \
+                and PLAIN_MIN <= len(data) <= PLAIN_MAX:
+            with capture() as lines:
+                res = plain_xdp(self, data)
+            res.trace_output = [ln.message for ln in lines]
+            return res
         want_ctx_out = ctx_out or ctx is not None
         if ctx_size_out is None and ctx is not None:
             ctx_size_out = len(ctx) if self.info.test_run not in ("skb", "xdp") else None
@@ -83,6 +95,11 @@ class Runner:
                 self.frames = t.frames
         res.trace_output = [ln.message for ln in lines]
         return res
+
+    def clear_stack(self) -> None:
+        """Zero the CPU's stack: what a run on a fresh CPU would find."""
+        buf = self.machine.stack.buf
+        buf[:] = bytes(len(buf))
 
     def close(self) -> None:
         if self.frames is not None:

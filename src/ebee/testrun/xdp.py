@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import errno
 import struct
+from time import perf_counter_ns
+from typing import Protocol
 
 from ..packet.xdpbuff import XDP_METALEN_MAX, XDP_PACKET_HEADROOM, XdpBuff
+from ..engines import Bound, Machine
+from ..layouts.kernel import XDP_BUFF
+from ..packet.net import Network
 from ..progtypes.contexts import XDP_MD
 from ..runtime import RunContext
 from ..uapi import BPF_F_TEST_XDP_LIVE_FRAMES, AttachType as A, ProgType as P
@@ -15,6 +20,54 @@ from .common import (PAGE_SIZE, SKB_TAILROOM, TEST_XDP_MAX_BATCH, U32_MAX, RunRe
 from ..packet.skbuff import ETH_HLEN
 
 XDP_MD_SIZEOF = XDP_MD.size
+# the data_in sizes a run with no ctx_in takes without fragments (bpf_test_init's limits)
+PLAIN_MIN = ETH_HLEN
+PLAIN_MAX = PAGE_SIZE - XDP_PACKET_HEADROOM - SKB_TAILROOM
+_OFF_DATA = XDP_BUFF.off("data")
+_OFF_DATA_META = XDP_BUFF.off("data_meta")
+_OFF_DATA_END = XDP_BUFF.off("data_end")
+_U64 = struct.Struct("<Q")
+
+
+class FrameHolder(Protocol):
+    """What :func:`plain_xdp` runs on (a ``Runner`` that owns its CPU)."""
+    machine: Machine
+    bound: Bound
+    net: Network
+    frames: XdpBuff | None
+
+
+def plain_xdp(r: FrameHolder, data: bytes) -> RunResult:
+    """bpf_prog_test_run_xdp() for its everyday call: data only (PLAIN_MIN..PLAIN_MAX
+    bytes), no ctx_in or ctx_out, no flags, batch or repeat, on the frame ``r`` keeps
+    between runs.  The same outcome as :func:`run_xdp` for such a call, without
+    re-deciding per call what the arguments already settle -- what a pytest loop or a
+    replay packet by packet runs."""
+    net, machine, bound = r.net, r.machine, r.bound
+    xdp = r.frames
+    dev = net.loopback
+    if xdp is None:
+        xdp = r.frames = XdpBuff(data, dev=dev)
+    else:
+        xdp.reset(data, dev=dev)
+    rc = RunContext(net, P.XDP, xdp)
+    machine.progctx = rc
+    try:
+        t0 = perf_counter_ns()
+        ex = bound.run(xdp.addr)
+        duration = min(perf_counter_ns() - t0, U32_MAX)
+    finally:
+        machine.progctx = None
+    ctl = xdp.region.buf
+    start = xdp.frame.start
+    out = bytes(xdp.frame.buf[_U64.unpack_from(ctl, _OFF_DATA_META)[0] - start:
+                              _U64.unpack_from(ctl, _OFF_DATA_END)[0] - start])
+    if xdp.frags:
+        out += b"".join(bytes(f) for f in xdp.frags)
+    retval = ex.retval & U32_MAX
+    return RunResult(retval, out, None, duration,
+                     redirect_outcome(P.XDP, retval, rc) if retval > 2 else None,
+                     rc.trace, len(out), ex.insns, P.XDP, rc.clones)
 
 
 def run_xdp(t: TestRun) -> RunResult:

@@ -6,9 +6,10 @@ machine and the O2 pipeline; each compiled program is a :class:`CodeLibrary`
 whose addresses can only be taken after :meth:`CodeLibrary.finalize` (the
 one place that happens).
 
-Compiled objects can also be kept on disk (``EBEE_JIT_CACHE=DIR`` or
-``Codegen.cache_dir``): the key is a digest of the IR text, the LLVM version
-and the host CPU, so a hit skips optimization and code generation entirely.
+Whole images (object and layout) are kept on disk by the engine (``ebee.cache``,
+keyed by the instructions, so a hit skips IR generation too); ``Codegen.cache_dir``
+is a lower-level object cache keyed by a digest of the IR text, the LLVM version and
+the host CPU, off unless set.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class CodeLibrary:
         self.key = key
         self.compile_ns = compile_ns
         self.from_disk = cached
+        self.object: bytes | None = None     # the native object, when asked to keep it
         self._finalized = False
 
     def finalize(self) -> None:
@@ -79,8 +81,7 @@ class Codegen:
         self.tm_obj = target.create_target_machine(cpu=self.cpu, features=self.features, opt=opt,
                                                    reloc="pic")
         self.data_layout = str(self.tm.target_data)
-        env = os.environ.get("EBEE_JIT_CACHE")
-        self.cache_dir: Path | None = Path(env) if env else None
+        self.cache_dir: Path | None = None
 
     def _new_tm(self):
         # An execution engine takes ownership of its target machine (and frees it
@@ -124,23 +125,48 @@ class Codegen:
             h.update(b"\0")
         return h.hexdigest()
 
-    def compile(self, module: ir.Module) -> CodeLibrary:
+    def compile(self, module: ir.Module, *, keep_object: bool = False) -> CodeLibrary:
+        """Optimize and compile ``module``; ``keep_object`` keeps the native object on the
+        library (``.object``) for a cache of whole images."""
         t0 = time.perf_counter_ns()
+        emitted: list[bytes] = []
         with self.lock:
             text, llmod = self._prepare(module)
             key = self.key(text)
             obj = self._disk_get(key)
             if obj is not None:
-                engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self._new_tm())
-                engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+                engine = self._engine_of(obj)
             else:
                 self._optimize(llmod)
                 engine = llvm.create_mcjit_compiler(llmod, self._new_tm())
-                if self.cache_dir is not None:
-                    engine.set_object_cache(lambda _m, buf: self._disk_put(key, buf), lambda _m: None)
+                if self.cache_dir is not None or keep_object:
+                    engine.set_object_cache(lambda _m, buf: emitted.append(bytes(buf)),
+                                            lambda _m: None)
                 engine.finalize_object()
-        return CodeLibrary(self, engine, llmod, key, compile_ns=time.perf_counter_ns() - t0,
-                           cached=obj is not None)
+                if emitted:
+                    self._disk_put(key, emitted[0])
+        lib = CodeLibrary(self, engine, llmod, key, compile_ns=time.perf_counter_ns() - t0,
+                          cached=obj is not None)
+        if keep_object:
+            lib.object = obj if obj is not None else (emitted[0] if emitted else None)
+        return lib
+
+    def _engine_of(self, obj: bytes):
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self._new_tm())
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        return engine
+
+    def load_object(self, obj: bytes, key: str) -> CodeLibrary:
+        """A library from a native object this codegen compiled before (no IR, no
+        optimisation: what a cached image needs)."""
+        t0 = time.perf_counter_ns()
+        with self.lock:
+            engine = self._engine_of(obj)
+            engine.finalize_object()
+        lib = CodeLibrary(self, engine, None, key, compile_ns=time.perf_counter_ns() - t0,
+                          cached=True)
+        lib.object = obj
+        return lib
 
     def optimized_ir(self, module: ir.Module) -> str:
         with self.lock:

@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import marshal
+import os
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
-from ... import uapi as U
+import llvmlite.binding as llvm
+
+from ... import cache, uapi as U
 from ...errors import BudgetExceeded, MemoryFault, VMError
 from ...isa import Instruction, Kind, encode
 from ...memory import Region
@@ -46,6 +51,50 @@ class LdAbsInCallback(Exception):
 
 
 
+# -- the on-disk image cache (ebee.cache) -------------------------------------------------
+# An image is a pure function of the instructions, checked or not, the code that
+# translates them and the LLVM/host that compiles them: that is the key.  The entry holds
+# the native object and the program-table layout, so a hit skips IR generation and LLVM.
+
+_IMAGE_FORMAT = 1
+_HERE = Path(__file__).resolve().parent
+_SOURCES = tuple(str(p) for p in (
+    *sorted(_HERE.glob("*.py")), _HERE.parent / "blocks.py", _HERE.parents[1] / "isa.py",
+    _HERE.parents[1] / "uapi.py", *sorted((_HERE.parents[1] / "layouts").glob("*.py")),
+    _HERE.parents[1] / "maps" / "jhash.py"))
+
+
+def image_cache() -> cache.Cache:
+    env = os.environ.get("EBEE_JIT_CACHE")       # the JIT's own directory, if given
+    return cache.Cache("jit", Path(env) if env else None)
+
+
+def image_key(codegen: Codegen, image: bytes, checked: bool) -> str:
+    return cache.digest("jit image", str(_IMAGE_FORMAT), image, "checked" if checked else "",
+                        cache.source_digest(*_SOURCES), str(llvm.llvm_version_info), codegen.triple,
+                        codegen.cpu, codegen.features, str(codegen.opt))
+
+
+def load_image(codegen: Codegen, key: str):
+    payload = image_cache().get(key)
+    if payload is None:
+        return None
+    try:
+        fmt, obj, slots, messages, entries, natives = marshal.loads(payload)
+        if fmt != _IMAGE_FORMAT:
+            return None
+        layout = irgen.Layout([tuple(s) for s in slots], list(messages), list(entries),
+                              set(natives))
+        return layout, codegen.load_object(obj, key)
+    except Exception:      # checksummed: only an unreadable object lands here; recompile
+        return None
+
+
+def store_image(key: str, layout: "irgen.Layout", obj: bytes) -> None:
+    image_cache().put(key, marshal.dumps((_IMAGE_FORMAT, obj, layout.slots, layout.messages,
+                                          layout.entries, sorted(layout.natives))))
+
+
 class JitImage(Image):
     """A program translated to native code once; bound to CPUs on demand."""
 
@@ -57,9 +106,20 @@ class JitImage(Image):
         self.text_of = ProgramText(self.insns, self.image)
         self.by_pc = self.text_of.by_pc
         self.digest = hashlib.sha256(self.image).hexdigest()
-        module, self.layout = irgen.generate(self.insns, checked=checked, name=f"ebee_{self.digest[:16]}")
-        self.irgen_ns = time.perf_counter_ns() - t0
-        self.library = Codegen.get().compile(module)
+        codegen = Codegen.get()
+        key = image_key(codegen, self.image, checked) if cache.enabled() else None
+        cached = load_image(codegen, key) if key else None
+        self.from_cache = cached is not None
+        if cached is not None:
+            self.layout, self.library = cached
+            self.irgen_ns = 0
+        else:
+            module, self.layout = irgen.generate(self.insns, checked=checked,
+                                                 name=f"ebee_{self.digest[:16]}")
+            self.irgen_ns = time.perf_counter_ns() - t0
+            self.library = codegen.compile(module, keep_object=key is not None)
+            if key and self.library.object is not None:
+                store_image(key, self.layout, self.library.object)
         self.compile_ns = time.perf_counter_ns() - t0
         self.run_addr = self.library.address(abi.RUN_SYMBOL)
         self.batch_addr = self.library.address(abi.BATCH_SYMBOL)
@@ -67,6 +127,7 @@ class JitImage(Image):
         self._callfn = abi.CALLFN(self.library.address(abi.CALLFN_SYMBOL))
         self._run = abi.RUN(self.run_addr)
         self._batch = abi.BATCH(self.batch_addr)
+        self.prandom = self.uses_prandom
 
     def text(self, pc: int) -> str | None:
         return self.text_of.text(pc)
@@ -93,6 +154,7 @@ class CpuState:
         self._regions_seen: object = None
         self._table = None
         self._mt_synced: tuple | None = None
+        self.entered: tuple | None = None     # (limit, cpu, numa node, host clock) written
         ts = self.ts
         ts.stack_lo = cpu.stack.start
         ts.stack_hi = cpu.stack.start + cpu.stack.size
@@ -309,17 +371,21 @@ class JitBinding(Bound):
         ts = st.ts
         ts.status = 0
         ts.tail_calls = 0
-        ts.limit = self.limit
-        ts.cpu = cpu.cpu
-        ts.numa_node = cpu.numa_node
-        ts.native_clock = 1 if type(cpu.clock) is HostClock else 0
-        st.refresh_regions()
-        if self.image.uses_prandom:
+        # every run enters: ctypes field writes cost, so write the CPU's settings only
+        # when they differ from the last run's on this thread state
+        entered = (self.limit, cpu.cpu, cpu.numa_node, type(cpu.clock) is HostClock)
+        if entered != st.entered:
+            ts.limit, ts.cpu, ts.numa_node = entered[0], entered[1], entered[2]
+            ts.native_clock = 1 if entered[3] else 0
+            st.entered = entered
+        if cpu.memory.generation is not st._regions_seen:
+            st.refresh_regions()
+        if self.image.prandom:
             st.mt_load()
         return ts
 
     def _leave(self) -> None:
-        if self.image.uses_prandom:
+        if self.image.prandom:
             self.state.mt_store()
         self.cpu.frame_depth = -1
 
