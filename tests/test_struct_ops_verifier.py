@@ -23,6 +23,7 @@ from ebee.uapi import ENOTSUPP
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ROOT / "tests" / "data" / "struct_ops" / "variants.o"
 EXAMPLE = ROOT / "examples" / "c" / "tcp_reno_cc.o"
+FIXED = ROOT / "tests" / "data" / "struct_ops" / "fixed_window.o"
 
 OK = (True, 0, None)
 #: program -> (accepted, errno, the log's last line) as Linux 6.18 answers
@@ -113,7 +114,8 @@ def _kernel_verdict(obj, name: str):
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("path", [VARIANTS, EXAMPLE], ids=["variants", "example"])
+@pytest.mark.parametrize("path", [VARIANTS, EXAMPLE, FIXED],
+                         ids=["variants", "example", "cong_control"])
 def test_verdicts_match_the_kernel(kernel, vmlinux, path):
     obj = ebee.load(path)
     for name, p in obj.programs.items():
@@ -132,7 +134,8 @@ def _log_lines(log: str) -> list[str]:
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("path", [VARIANTS, EXAMPLE], ids=["variants", "example"])
+@pytest.mark.parametrize("path", [VARIANTS, EXAMPLE, FIXED],
+                         ids=["variants", "example", "cong_control"])
 def test_logs_match_the_kernel(kernel, vmlinux, path):
     """log_level 2, line by line: the member's argument types, the promotion of sock to
     tcp_sock, the subsystem's write checks and the void-return exits print as Linux's."""

@@ -25,7 +25,7 @@ from ebee.cli.main import main as cli_main
 from ebee.cli.struct_ops_cmds import parse_rate, parse_ratio, parse_time, svg_plot
 from ebee.testrun.tcp_cc import PathModel, SimError, simulate
 
-from kernel_helpers import EXAMPLES
+from kernel_helpers import EXAMPLES, ROOT
 
 EXAMPLE = EXAMPLES / "tcp_reno_cc.o"
 STATS = ("init", "release", "ssthresh", "cong_avoid", "set_state", "cwnd_event", "pkts_acked",
@@ -105,6 +105,16 @@ def test_reordering_is_undone():
     assert stats(obj.bss.stats)["undo_cwnd"] == r.calls["undo_cwnd"]
     plain = simulate(ebee.load(EXAMPLE), PathModel(rtt=0.01, rate=100e6, loss=0.001), 3.0)
     assert plain.calls["undo_cwnd"] == 0 and r.goodput > plain.goodput
+
+
+def test_cong_control_replaces_cong_avoid():
+    """A table with cong_control gets a rate_sample per ACK and sets cwnd itself."""
+    obj = ebee.load(ROOT / "tests" / "data" / "struct_ops" / "fixed_window.o")
+    r = simulate(obj, PathModel(loss=0.001), 2.0)
+    assert r.calls["cong_avoid"] == 0 and r.calls["cong_control"] == obj.bss.controls > 0
+    assert obj.bss.acked * 1448 == r.delivered_bytes      # rate_sample.acked_sacked
+    assert obj.bss.lossy == r.calls["ssthresh"] == len(r.losses) > 0
+    assert {c for _, c in r.trace} == {10, 44, 50}          # 50, less an eighth on loss
 
 
 def test_deterministic():

@@ -11,7 +11,8 @@ net/ipv4 calls the congestion-control operations:
   acked, RTT sample, packets in flight), then loss handling
   (``tcp_fastretrans_alert``: on the first loss of a window ``ssthresh`` and
   ``set_state(TCP_CA_Recovery)``, cwnd reduced to ssthresh -- PRR's end
-  point --, ``set_state(TCP_CA_Open)`` once the recovery point is acked),
+  point, unless the table has ``cong_control`` --, ``set_state(TCP_CA_Open)``
+  once the recovery point is acked),
   then ``cong_control`` with a ``rate_sample`` if the table has one, else
   ``cong_avoid(sk, ack, acked)`` when the state is Open;
 * ``cwnd_event(CA_EVENT_TX_START)`` when sending starts with nothing in
@@ -292,18 +293,22 @@ def simulate(obj, path: PathModel, duration: float, *, map_name: str | None = No
     qlimit = path.queue_limit()
     ops = _Ops(progs, engine)
     sk = _Sock(btf)
-    sample_buf = SHARED.add(Region(64, "ack_sample/rate_sample"))
+    sample_buf = SHARED.add(Region(btf.find("ack_sample", Kind.STRUCT).size, "ack_sample"))
+    rst = btf.find("rate_sample", Kind.STRUCT)
+    rs_layout = {m.name: (m.bits_offset // 8, btf.sizeof(m.type_id)) for m in rst.members}
+    rs = SHARED.add(Region(rst.size, "rate_sample"))
     try:
-        return _run(ops, sk, sample_buf, name, path, duration, dt, interval, pkt_rate, qlimit,
-                    rng)
+        return _run(ops, sk, sample_buf, rs, rs_layout, name, path, duration, dt, interval,
+                    pkt_rate, qlimit, rng)
     finally:
+        SHARED.remove(rs)
         SHARED.remove(sample_buf)
         sk.close()
         ops.close()
 
 
-def _run(ops: _Ops, sk: _Sock, sbuf: Region, name, path, duration, dt, interval, pkt_rate,
-         qlimit, rng) -> SimResult:
+def _run(ops: _Ops, sk: _Sock, sbuf: Region, rs: Region, rs_layout, name, path, duration, dt,
+         interval, pkt_rate, qlimit, rng) -> SimResult:
     mss = path.mss
     sk["mss_cache"] = mss
     sk["snd_cwnd"] = TCP_INIT_CWND
@@ -364,6 +369,7 @@ def _run(ops: _Ops, sk: _Sock, sbuf: Region, name, path, duration, dt, interval,
             sk["snd_una"] = snd_una
             sk["delivered"] = delivered
             if acked:
+                # struct ack_sample {u32 pkts_acked; s32 rtt_us; u32 in_flight}
                 struct.pack_into("<IiI", sbuf.buf, 0, acked, int(rtt_sample * 1e6), inflight)
                 ops("pkts_acked", sk.addr, sbuf.start)
             # --- tcp_fastretrans_alert ------------------------------------------------------
@@ -377,8 +383,10 @@ def _run(ops: _Ops, sk: _Sock, sbuf: Region, name, path, duration, dt, interval,
                 sk.set_ca_state(state)
                 ops("set_state", sk.addr, TCP_CA_Recovery)
                 recovery_point = snd_nxt
-                # PRR ends the reduction at ssthresh (tcp_end_cwnd_reduction)
-                sk["snd_cwnd"] = max(ssth, 2)
+                # PRR ends the reduction at ssthresh (tcp_end_cwnd_reduction); a table
+                # with cong_control sets cwnd itself (tcp_cong_control skips PRR)
+                if not ops.has("cong_control"):
+                    sk["snd_cwnd"] = max(ssth, 2)
                 sk["snd_cwnd_stamp"] = int(t * 1000)
                 losses.append(t)
                 sk["lost_out"] = lost
@@ -394,9 +402,13 @@ def _run(ops: _Ops, sk: _Sock, sbuf: Region, name, path, duration, dt, interval,
                 sk["lost_out"] = 0
             # --- tcp_cong_control ------------------------------------------------------------
             if ops.has("cong_control"):
-                struct.pack_into("<QIIIiii", sbuf.buf, 0, 0, delivered, 0,
-                                 int(dt * 1e6), int(rtt_sample * 1e6), lost, acked)
-                ops("cong_control", sk.addr, snd_una, 0, sbuf.start)
+                rs.buf[:] = bytes(len(rs.buf))
+                for f, v in (("delivered", acked), ("interval_us", int(rtt_sample * 1e6)),
+                             ("rtt_us", int(rtt_sample * 1e6)), ("losses", lost),
+                             ("acked_sacked", acked), ("prior_in_flight", inflight + acked)):
+                    off, size = rs_layout[f]
+                    rs.buf[off:off + size] = (v & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+                ops("cong_control", sk.addr, snd_una, 0, rs.start)
             elif state == TCP_CA_Open and acked:
                 ops("cong_avoid", sk.addr, snd_una, acked)
         # --- retransmission timeout ---------------------------------------------------------

@@ -130,8 +130,8 @@ def run_unsupported(p, *a, **k) -> RunResult:
 
 
 def run_struct_ops(p, *a, **k) -> RunResult:
-    raise TestRunError(errno.EINVAL, "struct_ops test runs need a registered struct_ops map "
-                                     "(bpf_dummy_ops); ebee does not model struct_ops")
+    raise TestRunError(errno.EINVAL, "struct_ops test runs (bpf_dummy_ops) are not modelled by "
+                                     "ebee; tcp_congestion_ops tables run in ebee.testrun.tcp_cc")
 
 
 def run_nf(p, *a, **k) -> RunResult:
