@@ -46,6 +46,7 @@ EXPECTED = {
     "ok_read_walk": OK,
     "dummy_null_deref": (False, errno.EACCES, "R1 invalid mem access 'trusted_ptr_or_null_'"),
     "dummy_ok": OK,
+    "dummy_test_2_ok": OK,
     "dummy_bad_write": (False, errno.EACCES, "write access at off 0 with size 8"),
     "dummy_sleepable_ok": OK,
     "dummy_sleepable_bad": (False, errno.EINVAL, "attach to unsupported member test_1 of struct "

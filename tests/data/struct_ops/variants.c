@@ -115,6 +115,13 @@ SEC("struct_ops") int BPF_PROG(dummy_bad_write, struct bpf_dummy_ops_state *st, 
 	*(volatile __u64 *)st = a4;
 	return 0;
 }
+/* test_2's state is not __nullable: it may be used directly */
+SEC("struct_ops") int BPF_PROG(dummy_test_2_ok, struct bpf_dummy_ops_state *st, int a1,
+			       unsigned short a2, char a3, unsigned long a4)
+{
+	st->val = a1 + a2 + a3 + (int)a4;
+	return a1 * 2;
+}
 SEC("struct_ops.s") int BPF_PROG(dummy_sleepable_ok, struct bpf_dummy_ops_state *st)
 {
 	return 0;
@@ -127,6 +134,6 @@ SEC(".struct_ops")
 struct bpf_dummy_ops dummy_a = { .test_1 = (void *)dummy_null_deref,
 	.test_2 = (void *)dummy_bad_write, .test_sleepable = (void *)dummy_sleepable_ok };
 SEC(".struct_ops")
-struct bpf_dummy_ops dummy_b = { .test_1 = (void *)dummy_ok };
+struct bpf_dummy_ops dummy_b = { .test_1 = (void *)dummy_ok, .test_2 = (void *)dummy_test_2_ok };
 SEC(".struct_ops")
 struct bpf_dummy_ops dummy_c = { .test_1 = (void *)dummy_sleepable_bad };
