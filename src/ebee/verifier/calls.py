@@ -46,6 +46,7 @@ from .prune import find_prev_entry, widen_imprecise_scalars
 from .refs import (acquire_reference, check_resource_leak, mark_reg_invalid, release_reference,
                    release_reference_nomark)
 from .state import FuncState, RegState, VerifierState, for_each_reg
+from .struct_ops import void_return
 from .types import (BPF_REG_SIZE, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_TYPE_LOCAL,
                     DYNPTR_TYPE_RINGBUF, DYNPTR_TYPE_SKB, DYNPTR_TYPE_XDP,
                     MEM_ALIGNED, MEM_ALLOC, MEM_FIXED_SIZE, MEM_PERCPU, MEM_RCU, MEM_RDONLY,
@@ -954,6 +955,8 @@ def check_return_code(env: Env, regno: int, name: str) -> None:
     frame = s.frames[0]
     reg = s.regs[regno]
     is_subprog = frame.subprogno != 0
+    if not is_subprog and void_return(env):
+        return          # a struct_ops member returning void: R0 is not looked at
     env.check_reg_arg(regno, SRC_OP)
     if env.is_pointer_value(reg):
         raise env.reject(f"R{regno} leaks addr as return value")
