@@ -40,8 +40,11 @@ def _vmlinux():
         pytest.skip(f"no kernel BTF: {e}")
 
 
-def stats(raw: bytes) -> dict[str, int]:
-    return dict(zip(STATS, struct.unpack_from("<10QII", raw)))
+def stats(value) -> dict[str, int]:
+    """The counters, from the typed global (a record) or the raw .bss bytes."""
+    if isinstance(value, (bytes, bytearray)):
+        return dict(zip(STATS, struct.unpack_from("<10QII", value)))
+    return {name: getattr(value, name) for name in STATS}
 
 
 def _cwnd_at(trace, t):

@@ -3,6 +3,7 @@ the kernel's bpf_fentry_test*()) and the types it cannot (ENOTSUPP)."""
 from __future__ import annotations
 
 import errno
+import os
 import struct
 
 from ..maps import num_cpus
