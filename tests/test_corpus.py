@@ -155,7 +155,7 @@ def _load_mutant(data: bytes, tmp_path) -> None:
         obj.close()
 
 
-@settings(max_examples=int(os.environ.get("EBEE_FUZZ_EXAMPLES", "150")), deadline=5000,
+@settings(max_examples=int(os.environ.get("EBEE_FUZZ_EXAMPLES", "150")), deadline=20000,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(seed=st.integers(0, 5), cut=st.integers(0, 1 << 20))
 def test_truncated_objects(seed, cut, tmp_path):
@@ -163,7 +163,7 @@ def test_truncated_objects(seed, cut, tmp_path):
     _load_mutant(data[:cut % len(data)], tmp_path)
 
 
-@settings(max_examples=int(os.environ.get("EBEE_FUZZ_EXAMPLES", "150")), deadline=5000,
+@settings(max_examples=int(os.environ.get("EBEE_FUZZ_EXAMPLES", "150")), deadline=20000,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(seed=st.integers(0, 5),
        edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1,

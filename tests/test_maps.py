@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import resource
 import struct
 
 import pytest
@@ -395,3 +396,15 @@ def test_spin_lock_values_and_bpf_f_lock_match_the_kernel(kernel, mt):
     assert a == b_ == ("err", ENOTSUPP)
     km.close()
     kb.close()
+
+
+def test_fd_array_slots_cost_nothing_until_filled():
+    """A program array may declare billions of slots (a mutated object did): creating
+    it allocates nothing per slot, lookups of empty slots are ENOENT, filled ones work."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    m = Map(T.PROG_ARRAY, 4, 4, (1 << 32) - 1)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024   # KiB
+    assert m.program(123456789) is None and m.program((1 << 32) - 2) is None
+    with pytest.raises(MapError) as e:
+        m.lookup(struct.pack("<I", 7))
+    assert e.value.errno == errno.ENOENT

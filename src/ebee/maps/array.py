@@ -188,6 +188,39 @@ class PercpuArrayMap(ArrayMap):
 
 
 # ---------------------------------------------------------------------------------------
+class SparseSlots:
+    """``n`` slots, ``None`` where empty, holding memory only for the filled ones: an fd
+    array may declare up to 2^32 entries (Linux allocates a pointer for each; a mutated
+    object asking for billions must not cost gigabytes before any slot is used)."""
+
+    __slots__ = ("n", "_filled")
+
+    def __init__(self, n: int):
+        self.n = n
+        self._filled: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _check(self, i: int) -> int:
+        if not 0 <= i < self.n:
+            raise IndexError(f"slot {i} of {self.n}")
+        return i
+
+    def __getitem__(self, i: int) -> Any:
+        return self._filled.get(self._check(i))
+
+    def __setitem__(self, i: int, value: Any) -> None:
+        if value is None:
+            self._filled.pop(self._check(i), None)
+        else:
+            self._filled[self._check(i)] = value
+
+    def filled(self) -> list[Any]:
+        """The objects in the filled slots, by index."""
+        return [self._filled[i] for i in sorted(self._filled)]
+
+
 # fd arrays: slots hold objects (programs, maps, cgroups, perf rings)
 # ---------------------------------------------------------------------------------------
 
@@ -207,7 +240,7 @@ class FdArray(_ArrayBase):
         super().check_attr()
 
     def alloc(self) -> None:
-        self.slots: list[Any] = [None] * self.max_entries
+        self.slots = SparseSlots(self.max_entries)
 
     def _sys_value(self, value: Any) -> Any:
         return self.check_value(value)

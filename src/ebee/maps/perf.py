@@ -111,7 +111,7 @@ class PerfEventArray(FdArray):
                page_cnt: int = 8, type: "str | BTFValue | None" = None) -> "PerfReader":
         """An :class:`ebee.events.EventReader` over every CPU's ring (opening them if
         needed); ``type`` decodes each sample into ``rec.value`` (as for ring buffers)."""
-        if not any(isinstance(s, PerfRing) for s in self.slots):
+        if not any(isinstance(s, PerfRing) for s in self.slots.filled()):
             self.open(page_cnt=page_cnt)
         return PerfReader(self, callback, lost_callback=lost_callback,
                           decode=record_decoder(self, type))
@@ -124,7 +124,7 @@ class PerfReader(EventReader):
 
     def _fetch(self) -> list[Record]:
         out: list[Record] = []
-        for s in self.map.slots:
+        for s in self.map.slots.filled():
             if isinstance(s, PerfRing):
                 out.extend(s.drain())
         return out
@@ -134,4 +134,4 @@ class PerfReader(EventReader):
         with m.cond:
             return bool(m.cond.wait_for(
                 lambda: self.closed or any(isinstance(s, PerfRing) and (s.samples or s.lost)
-                                           for s in m.slots), timeout))
+                                           for s in m.slots.filled()), timeout))
