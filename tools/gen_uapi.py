@@ -322,6 +322,7 @@ SKF_AD_MAX = 64
 ENOTSUPP = 524                      # include/linux/errno.h; returned by bpf() for unsupported ops
 PCPU_MIN_UNIT_SIZE = 32 << 10       # bound on a per-CPU value
 KMALLOC_MAX_SIZE = 1 << 22          # x86-64: 1 << (MAX_PAGE_ORDER + PAGE_SHIFT)
+INT_MAX = (1 << 31) - 1            # include/linux/limits.h; bound on a map value_size
 LPM_DATA_SIZE_MAX = 256
 LPM_DATA_SIZE_MIN = 1
 PERF_MAX_STACK_DEPTH = 127

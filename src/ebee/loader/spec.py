@@ -163,6 +163,10 @@ def _open(data: bytes, path: str) -> ObjectSpec:
             ds = _datasec(btf, elf, sec)
             if ds is not None:
                 datasecs[sec.name] = ds
+        if sec.size > U.INT_MAX:
+            # array_map_alloc_check(): E2BIG; and bytes(sec.size) would exhaust memory first
+            raise LoadError(f"section '{sec.name}' has {sec.size} bytes: a map value holds at "
+                            f"most {U.INT_MAX}")
         flags = U.BPF_F_RDONLY_PROG if kind is MapKind.RODATA else 0
         if _mmapable(btf, elf, sec):
             flags |= U.BPF_F_MMAPABLE

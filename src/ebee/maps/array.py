@@ -21,7 +21,7 @@ from .errors import map_error
 from .base import by_id
 
 _U32 = struct.Struct("<I")
-INT_MAX = (1 << 31) - 1
+
 MAX_MAP_BYTES = 1 << 34      # beyond this ebee answers ENOMEM, as a kernel would run out
 
 
@@ -43,7 +43,7 @@ class _ArrayBase(Map):
             raise map_error(E.EINVAL, "BPF_F_MMAPABLE and BPF_F_INNER_MAP are for plain arrays")
         if self.type is not MapType.PERF_EVENT_ARRAY and self.flags & U.BPF_F_PRESERVE_ELEMS:
             raise map_error(E.EINVAL, "BPF_F_PRESERVE_ELEMS is for perf event arrays")
-        if self.value_size > INT_MAX:
+        if self.value_size > U.INT_MAX:
             raise map_error(E.E2BIG)
         if self.percpu and round_up(self.value_size, 8) > U.PCPU_MIN_UNIT_SIZE:
             raise map_error(E.E2BIG, f"per-CPU values are limited to {U.PCPU_MIN_UNIT_SIZE} bytes")
