@@ -257,13 +257,13 @@ def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
                     raise pcap.PcapError(f"{args.pcap}: error: link type {fr.linktype} is not "
                                          f"Ethernet (DLT_EN10MB)")
                 if writer is not None:
-                    ts[fr.index] = fr.ts
+                    ts[fr.index] = fr.ts_ns if fr.ts_ns is not None else round(fr.ts * 1e9)
                 yield fr
 
         def on_packet(out):
-            t = ts.pop(out.index, 0.0)
+            t = ts.pop(out.index, 0)
             if out.data_out is not None:
-                writer.write(out.data_out, t, out.mark)
+                writer.write(out.data_out, comment=out.mark, ts_ns=t)
 
         # without an output capture no per-packet outcome is needed: the native batch
         # path then only counts (no Python per packet at all)
