@@ -14,6 +14,7 @@ import sys
 from ..maps import num_cpus, set_num_cpus
 from ..program import Program
 from ..runtime import DEFAULT_BUDGET
+from ..session.mapargs import MapArgError, apply_updates
 from .common import (ELF_MAGIC, UsageError, load_program, parse_hex, print_json, read_bytes,
                      write_atomic)
 
@@ -36,6 +37,13 @@ def register(sub) -> None:
     g.add_argument("--pcap", metavar="IN", help="run over every packet of a pcap/pcapng file")
     p.add_argument("--pcap-out", metavar="OUT", help="write the resulting packets (pcap, or "
                                                      "pcapng with XDP_TX/redirect comments)")
+    p.add_argument("--map-update", nargs=3, action="append", default=[],
+                   metavar=("NAME", "KEY", "VALUE"),
+                   help="set an element of the object's map NAME before the run "
+                        "(repeatable): 0x and the exact size in hex digits is raw bytes, "
+                        "anything else JSON encoded through the map's BTF (an integer, a "
+                        "list, {\"member\": ...}); a map pinned by name is the pin's, so the entry stays in "
+                        "the pin store")
     p.add_argument("--ctx", metavar="FILE", help="ctx_in, from a file (binary struct)")
     p.add_argument("--ctx-hex", metavar="HEX", help="ctx_in, as hex")
     p.add_argument("--repeat", type=int, default=0, metavar="N", help="run N times (duration is "
@@ -96,6 +104,8 @@ def cmd_run(args) -> int:
         # creates must have as many (pinned maps that already exist keep theirs)
         set_num_cpus(args.threads)
     if args.cbpf:
+        if args.map_update:
+            raise UsageError("error: --map-update sets maps of an object file (.o)")
         if args.file:
             raise UsageError("error: give either a program file or --cbpf, not both")
         prog, label = _cbpf_program(args.cbpf), "cbpf"
@@ -105,7 +115,13 @@ def cmd_run(args) -> int:
     head = read_bytes(args.file)[:4]
     if head == ELF_MAGIC:
         prog = _object_program(args)
+        try:
+            apply_updates(prog.object.maps, [tuple(u) for u in args.map_update])
+        except MapArgError as e:
+            raise UsageError(f"{args.file}: error: --map-update: {e}") from None
         return _run_typed(args, prog, prog.name)
+    if args.map_update:
+        raise UsageError("error: --map-update sets maps of an object file (.o)")
     if args.type is None and args.pcap is None and _read_data(args) is None and _read_ctx(args) is None:
         return _run_raw(args)
     if args.mem is not None or args.mem_file is not None:
