@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import sys
 
@@ -104,6 +105,8 @@ def cmd_run(args) -> int:
         # creates must have as many (pinned maps that already exist keep theirs)
         set_num_cpus(args.threads)
     if args.cbpf:
+        if args.kernel:
+            raise UsageError("error: --kernel runs programs of object files (.o)")
         if args.map_update:
             raise UsageError("error: --map-update sets maps of an object file (.o)")
         if args.file:
@@ -116,12 +119,15 @@ def cmd_run(args) -> int:
     if head == ELF_MAGIC:
         prog = _object_program(args)
         try:
-            apply_updates(prog.object.maps, [tuple(u) for u in args.map_update])
+            if not args.kernel:     # with --kernel, the kernel's maps (_any_runner)
+                apply_updates(prog.object.maps, [tuple(u) for u in args.map_update])
         except MapArgError as e:
             raise UsageError(f"{args.file}: error: --map-update: {e}") from None
         return _run_typed(args, prog, prog.name)
     if args.map_update:
         raise UsageError("error: --map-update sets maps of an object file (.o)")
+    if args.kernel:
+        raise UsageError("error: --kernel runs programs of object files (.o)")
     if args.type is None and args.pcap is None and _read_data(args) is None and _read_ctx(args) is None:
         return _run_raw(args)
     if args.mem is not None or args.mem_file is not None:
@@ -206,6 +212,36 @@ def _runner(prog, args, link_layer: bool = False):
                          f"--log-level 1; --no-verify runs it anyway)") from None
 
 
+@contextlib.contextmanager
+def _any_runner(prog, args, link_layer: bool):
+    """ebee's runner, or with ``--kernel`` the program's object loaded into the running
+    kernel (every run one BPF_PROG_TEST_RUN; session/kernel_check.py)."""
+    if not getattr(args, "kernel", False):
+        with _runner(prog, args, link_layer) as r:
+            yield r
+        return
+    from ..kernel.prog import KernelLoadError
+    from ..session import kernel_check as kc
+    if prog.object is None:
+        raise UsageError("error: --kernel runs programs of object files (.o)")
+    if args.engine or args.sanitize or args.threads != 1 or args.no_verify:
+        raise UsageError("error: --kernel runs in the kernel: --engine, --sanitize, --threads "
+                         "and --no-verify are ebee's")
+    why = kc.available()
+    if why:
+        raise UsageError(f"error: --kernel: {why}")
+    try:
+        with kc.kernel_object(prog.object) as kobj:
+            try:
+                apply_updates(kobj.maps, [tuple(u) for u in args.map_update])
+            except MapArgError as e:
+                raise UsageError(f"{args.file}: error: --map-update: {e}") from None
+            yield kc.KernelRunner(kobj.programs[prog.name], prog.name)
+    except KernelLoadError as e:
+        raise UsageError(f"{args.file}: error: the kernel refuses {prog.name}: {e.strerror} "
+                         f"(the log: ebee --kernel verify)") from None
+
+
 def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
     if args.mem is not None or args.mem_file is not None:
         raise UsageError("error: --mem/--mem-file are for raw programs; use --data-hex/--data")
@@ -214,7 +250,7 @@ def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
     from ..testrun import TestRunError
     data = _read_data(args)
     ctx = _read_ctx(args)
-    with _runner(prog, args, link_layer) as r:
+    with _any_runner(prog, args, link_layer) as r:
         try:
             res = r.run(data, ctx=ctx, repeat=args.repeat)
         except TestRunError as e:
@@ -253,7 +289,7 @@ def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
 def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
     from ..packet import pcap
     from ..testrun.replay import REPLAY_TYPES, ProgressBar, format_summary, replay
-    with _runner(prog, args, link_layer) as r:
+    with _any_runner(prog, args, link_layer) as r:
         pt = r.info.prog_type
         if pt not in REPLAY_TYPES:
             raise UsageError(f"{label}: error: --pcap runs XDP, tc, socket filter and cgroup_skb "
@@ -295,7 +331,8 @@ def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
                 except ValueError as e:     # a pinned map made with fewer CPUs
                     raise UsageError(f"error: --threads {args.threads}: {e}") from None
             else:
-                summary = replay(r, frames_with_ts(), on_packet=sink, progress=bar)
+                summary = replay(r, frames_with_ts(), on_packet=sink, progress=bar,
+                                 native=False if args.kernel else None)
         except pcap.PcapError as e:
             if writer is not None:
                 writer.abort()
