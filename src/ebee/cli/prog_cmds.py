@@ -294,8 +294,13 @@ def _rewritten(prog):
 def xlated_lines(prog, *, linum: bool = False, opcodes: bool = False) -> list[str]:
     """The program as ``bpftool prog dump xlated`` prints it, with BTF source lines."""
     from ..asm.disasm import format_xlated
-    insns, moved = _rewritten(prog)
-    body = format_xlated(insns, opcodes=opcodes)
+    from ..kernel.xlated import call_name
+    from ..session.xlated import kernel_xlated
+    try:
+        insns, moved = kernel_xlated(prog)
+    except (OSError, ValueError):
+        insns, moved = list(prog.insns), {}
+    body = format_xlated(insns, opcodes=opcodes, call=call_name)
     # body lines start with "%4d: " per instruction; opcodes add continuation lines
     funcs = {moved.get(fi.insn, fi.insn): fi for fi in prog.func_info} \
         if prog.btf is not None else {}
