@@ -101,3 +101,23 @@ def test_xlated_count(results):
     print(f"\nxlated identical to bpftool on {len(same)} of {len(progs)} programs "
           f"({len(results)} objects)")
     assert len(same) == len(progs) - len([k for k in KNOWN if k in progs])
+
+
+def test_xlated_json_is_bpftools(tmp_path):
+    """``-j``: the same objects (``disasm``, ``src``, ``proto``) as bpftool's."""
+    import json
+    obj = EX / "lpm_filter.o"
+    pins = Path("/sys/fs/bpf") / f"ebee-xlj-{os.getpid()}"
+    subprocess.run([BPFTOOL, "prog", "loadall", str(obj), str(pins)], check=True,
+                   capture_output=True)
+    try:
+        theirs = subprocess.run([BPFTOOL, "-j", "prog", "dump", "xlated", "pinned",
+                                 str(pins / "lpm_filter")], capture_output=True, text=True,
+                                check=True).stdout
+    finally:
+        subprocess.run(["rm", "-rf", str(pins)])
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["-j", "prog", "dump", "xlated", str(obj), "--store",
+                     str(tmp_path / "s.db")]) == 0
+    assert json.loads(_norm(buf.getvalue())) == json.loads(_norm(theirs))

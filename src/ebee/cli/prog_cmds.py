@@ -352,17 +352,12 @@ def cmd_dump(args) -> int:
     if args.what == "jited":
         return dump_jited(progs, args)
     if args.json:
-        from ..isa import encode
-        res = []
-        for p in progs:
-            ins = []
-            for i in p.insns:
-                d = {"pc": i.pc, "disasm": str(i)}
-                if args.opcodes:
-                    d["opcodes"] = {"code": f"0x{i.spec.opcode:02x}",
-                                    "bytes": [f"0x{b:02x}" for b in encode([i])]}
-                ins.append(d)
-            res.append({"name": p.name, "section": p.section, "insns": ins})
+        # bpftool's -j shape (one object per instruction: "disasm", with "proto", "src"
+        # and "opcodes" where they apply), from the same lines as the text dump
+        from .kernel_prog_dump import xlated_json
+        res = [{"name": p.name, "section": p.section,
+                "insns": xlated_json(xlated_lines(p, linum=args.linum, opcodes=args.opcodes))}
+               for p in progs]
         print_json(res if len(res) != 1 else res[0]["insns"])
         return 0
     for n, p in enumerate(progs):
