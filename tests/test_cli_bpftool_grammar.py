@@ -98,6 +98,8 @@ def test_trace_keeps_its_own_p():
     assert split_output_flags(["-p", "prog", "show", "-j"]) == (["prog", "show"],
                                                                {"pretty", "json"})
     assert split_output_flags(["run", "--", "-j"]) == (["run", "--", "-j"], set())
+    assert split_output_flags(["verify", "--kernel", "x.o", "-j"]) == \
+        (["--kernel", "verify", "x.o"], {"json"})
 
 
 BPFTOOL = shutil.which("bpftool")

@@ -123,19 +123,22 @@ OWN_P = {"trace"}
 
 def split_output_flags(argv: list[str]) -> tuple[list[str], set[str]]:
     """``argv`` without bpftool's global output flags, and which were given: ``-j`` and
-    ``-p`` go before or after the subcommand, as bpftool takes them.  Nothing after
-    ``--`` is touched."""
+    ``-p`` go before or after the subcommand, as bpftool takes them; ``--kernel``
+    anywhere moves to the front.  Nothing after ``--`` is touched."""
     command = next((a for a in argv if not a.startswith("-")), None)
     out, got, done = [], set(), False
+    kernel = False
     for a in argv:
         if done or a == "--":
             done = True
             out.append(a)
         elif a in OUTPUT_FLAGS and not (command in OWN_P and a in ("-p", "--pretty")):
             got.add(OUTPUT_FLAGS[a])
+        elif a == "--kernel":       # a global option too: ``ebee verify --kernel x.o``
+            kernel = True
         else:
             out.append(a)
-    return out, got
+    return (["--kernel", *out] if kernel else out), got
 
 
 def print_json(obj) -> None:
