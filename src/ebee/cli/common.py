@@ -107,8 +107,43 @@ def write_atomic(path: str, data: bytes) -> None:
         raise
 
 
+class OutputOptions:
+    """bpftool's global output options (``-j``, ``-p``), set once per invocation by main."""
+    json = False
+    pretty = False
+
+
+OUTPUT = OutputOptions()
+
+# bpftool's global options, accepted anywhere on the line (not only before the command)
+OUTPUT_FLAGS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty"}
+# commands whose own -p means something else (``ebee trace -p PID``, as bpftrace's)
+OWN_P = {"trace"}
+
+
+def split_output_flags(argv: list[str]) -> tuple[list[str], set[str]]:
+    """``argv`` without bpftool's global output flags, and which were given: ``-j`` and
+    ``-p`` go before or after the subcommand, as bpftool takes them; ``--kernel``
+    anywhere moves to the front.  Nothing after ``--`` is touched."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    out, got, done = [], set(), False
+    kernel = False
+    for a in argv:
+        if done or a == "--":
+            done = True
+            out.append(a)
+        elif a in OUTPUT_FLAGS and not (command in OWN_P and a in ("-p", "--pretty")):
+            got.add(OUTPUT_FLAGS[a])
+        elif a == "--kernel":       # a global option too: ``ebee verify --kernel x.o``
+            kernel = True
+        else:
+            out.append(a)
+    return (["--kernel", *out] if kernel else out), got
+
+
 def print_json(obj) -> None:
-    print(json.dumps(obj))
+    """JSON on one line, or indented as bpftool's ``-p`` (pretty) indents it."""
+    print(json.dumps(obj, indent=4) if OUTPUT.pretty else json.dumps(obj))
 
 
 def parse_hex(text: str, what: str) -> bytes:

@@ -59,8 +59,12 @@ def register(sub) -> None:
     p = sub.add_parser("feature", help="what this kernel supports (like bpftool feature)")
     fs = p.add_subparsers(dest="feature_cmd", metavar="CMD")
     fs.required = True
-    q = fs.add_parser("probe", help="probe program types, map types, helpers: probe [kernel]")
-    q.add_argument("target", nargs="?", choices=("kernel",), help="the running kernel (default)")
+    q = fs.add_parser("probe", help="probe the system configuration, program types, map "
+                                    "types, helpers: probe [kernel] [unprivileged] "
+                                    "[macros [prefix PREFIX]]")
+    q.add_argument("words", nargs="*", metavar="kernel|unprivileged|macros|prefix PREFIX",
+                   help="kernel: the running kernel (the default); unprivileged: as a "
+                        "process without capabilities; macros: C #defines")
     q.add_argument("--no-helpers", action="store_true", help="skip the helper probes")
     _json(q)
     q.set_defaults(func=_cmd("kernel_misc", "cmd_feature_probe"))

@@ -6,7 +6,7 @@ import sys
 
 from .. import __version__, kernel_model
 from ..errors import VMError
-from .common import UsageError
+from .common import OUTPUT, UsageError, split_output_flags
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +28,7 @@ KERNEL_REPLACES = {"prog_cmds", "map_cmds", "btf_cmds"}
 
 # Subcommand modules, each with register(subparsers).  Add yours here.
 COMMAND_MODULES = ["asm_cmds", "btf_cmds", "prog_cmds", "map_cmds", "run_cmds", "kernel_cmds",
-                   "verify_cmds", "trace_cmds", "fs_cmds", "struct_ops_cmds"]
+                   "verify_cmds", "trace_cmds", "fs_cmds", "struct_ops_cmds", "completion"]
 
 
 def _wants_kernel(argv: list[str] | None) -> bool:
@@ -63,8 +63,14 @@ def build_parser(kernel: bool = False) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, flags = split_output_flags(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser(kernel=_wants_kernel(argv))
     args = parser.parse_args(argv)
+    # -p implies -j, as in bpftool
+    OUTPUT.pretty = "pretty" in flags
+    OUTPUT.json = bool(flags) or bool(getattr(args, "json", False))
+    if OUTPUT.json and hasattr(args, "json"):
+        args.json = True
     try:
         return args.func(args) or 0
     except UsageError as e:

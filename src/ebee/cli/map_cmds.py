@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from .common import UsageError, print_json
 from .fs_cmds import say_pinned
-from .prog_cmds import _fs_call, load_object, store_of
+from ..fs import normpath
+from ..session.select import KEYWORDS, pinned
+from .prog_cmds import _fs_call, load_object, select_pins, store_of
 
 
 def register(sub) -> None:
@@ -23,32 +25,30 @@ def register(sub) -> None:
         if json_:
             q.add_argument("-j", "--json", action="store_true", help="JSON output")
 
-    q = ps.add_parser("show", help="list pinned maps")
-    q.add_argument("path", nargs="?", help="one pinned map, or a directory of pins")
+    q = ps.add_parser("show", aliases=["list"], help="list pinned maps: show [id N | pinned "
+                                                     "PATH | name NAME | DIR]")
+    q.add_argument("sel", nargs="*", metavar="MAP")
     common(q)
     q.set_defaults(func=cmd_show)
 
-    q = ps.add_parser("dump", help="print every element of a pinned map")
-    q.add_argument("path")
+    q = ps.add_parser("dump", help="print every element: dump id N | pinned PATH | name NAME")
+    q.add_argument("sel", nargs="+", metavar="MAP")
     common(q)
     q.set_defaults(func=cmd_dump)
 
-    q = ps.add_parser("lookup", help="print one element: lookup PATH key BYTES...")
-    q.add_argument("path")
-    q.add_argument("spec", nargs="+", metavar="key BYTES")
+    q = ps.add_parser("lookup", help="print one element: lookup MAP key BYTES...")
+    q.add_argument("sel", nargs="+", metavar="MAP key BYTES")
     common(q)
     q.set_defaults(func=cmd_lookup)
 
-    q = ps.add_parser("update", help="update PATH key BYTES... value BYTES... [any|exist|noexist]")
-    q.add_argument("path")
-    q.add_argument("spec", nargs="+", metavar="key BYTES value BYTES")
-    common(q, json_=False)
+    q = ps.add_parser("update", help="update MAP key BYTES... value BYTES... [any|exist|noexist]")
+    q.add_argument("sel", nargs="+", metavar="MAP key BYTES value BYTES")
+    common(q)
     q.set_defaults(func=cmd_update)
 
-    q = ps.add_parser("delete", help="delete one element: delete PATH key BYTES...")
-    q.add_argument("path")
-    q.add_argument("spec", nargs="+", metavar="key BYTES")
-    common(q, json_=False)
+    q = ps.add_parser("delete", help="delete one element: delete MAP key BYTES...")
+    q.add_argument("sel", nargs="+", metavar="MAP key BYTES")
+    common(q)
     q.set_defaults(func=cmd_delete)
 
     q = ps.add_parser("pin", help="pin map NAME of object OBJ at PATH")
@@ -111,8 +111,16 @@ def _json_bytes(b: bytes) -> list[str]:
     return [f"0x{x:02x}" for x in b]
 
 
-def _open_map(args):
+def _open_map(args, *, spec: bool = False):
+    """The one map the selector names (``args.path`` set to its pin); the tokens after
+    the selector go to ``args.spec``."""
     st = store_of(args)
+    rows, rest = select_pins(st, "map", args.sel)
+    if len(rows) != 1:
+        raise UsageError(f"error: {len(rows)} maps match; select one by id")
+    if rest and not spec:
+        raise UsageError(f"error: unexpected {' '.join(rest)!r}")
+    args.spec, args.path = rest, rows[0].path
     m = _fs_call(st.get, args.path)
     if hasattr(m, "insns"):
         raise UsageError(f"error: {args.path}: pinned object is a program, not a map")
@@ -146,15 +154,21 @@ def print_entry(m, key: bytes, value: bytes) -> None:
 def cmd_show(args) -> int:
     from ..uapi import MapType
     st = store_of(args)
-    rows = [(i, p, m) for i, (p, k, m) in enumerate(_fs_call(st.list, args.path or "/"), 1)
-            if k == "map"]
-    if args.path and not rows:
-        raise UsageError(f"error: {args.path}: no pinned map")
+    if args.sel:
+        found, rest = select_pins(st, "map", args.sel, prefix_ok=True)
+        if rest:
+            raise UsageError(f"error: unexpected {' '.join(rest)!r}")
+    else:
+        found = _fs_call(lambda: pinned(st, "map"))
+    rows = [(x.id, x.path, x.meta) for x in found]
     if args.json:
-        print_json([{"id": i, "type": MapType(m["type"]).name.lower(), "name": m["name"],
-                     "flags": m["flags"], "bytes_key": m["key_size"],
-                     "bytes_value": m["value_size"], "max_entries": m["max_entries"],
-                     "frozen": int(m.get("frozen", False)), "pinned": [p]} for i, p, m in rows])
+        js = [{"id": i, "type": MapType(m["type"]).name.lower(), "name": m["name"],
+               "flags": m["flags"], "bytes_key": m["key_size"],
+               "bytes_value": m["value_size"], "max_entries": m["max_entries"],
+               "frozen": int(m.get("frozen", False)), "pinned": [p]} for i, p, m in rows]
+        one = bool(args.sel) and len(rows) == 1 and (
+            args.sel[0] in KEYWORDS or args.sel[0].isdigit() or normpath(args.sel[0]) == rows[0][1])
+        print_json(js[0] if one else js)
         return 0
     for i, p, m in rows:
         name = f"  name {m['name']}" if m["name"] else ""
@@ -215,7 +229,7 @@ def cmd_dump(args) -> int:
 
 def cmd_lookup(args) -> int:
     from ..maps.errors import MapError
-    st, m = _open_map(args)
+    st, m = _open_map(args, spec=True)
     key, _, _ = split_spec(args.spec, False)
     try:
         v = _raw_value(m, m.lookup(key))
@@ -237,7 +251,7 @@ def cmd_lookup(args) -> int:
 
 def cmd_update(args) -> int:
     from ..maps.errors import MapError
-    st, m = _open_map(args)
+    st, m = _open_map(args, spec=True)
     key, value, flags = split_spec(args.spec, True)
     try:
         m.update(key, value, flags)
@@ -249,7 +263,7 @@ def cmd_update(args) -> int:
 
 def cmd_delete(args) -> int:
     from ..maps.errors import MapError
-    st, m = _open_map(args)
+    st, m = _open_map(args, spec=True)
     key, _, _ = split_spec(args.spec, False)
     try:
         m.delete(key)

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
+from ..fs import normpath
 from ..maps import Map
 from ..session import get_pinned
+from ..session.select import KEYWORDS, SelectError, pinned, select
 from .common import UsageError, print_json
 from .fs_cmds import say_pinned, store_of
 
@@ -37,15 +40,21 @@ def register(sub) -> None:
     common(q, json_=False)
     q.set_defaults(func=cmd_loadall)
 
-    q = ps.add_parser("show", help="list pinned programs")
-    q.add_argument("path", nargs="?", help="one pinned program, or a directory of pins")
+    q = ps.add_parser("show", aliases=["list"], help="list pinned programs: show [id N | "
+                                                     "pinned PATH | name NAME | tag TAG | DIR]")
+    q.add_argument("sel", nargs="*", metavar="PROG",
+                   help="id N, pinned PATH, name NAME, tag TAG, or a directory of pins")
     common(q)
     q.set_defaults(func=cmd_show)
 
-    q = ps.add_parser("dump", help="dump a program's instructions")
+    q = ps.add_parser("dump", help="dump a program's instructions: dump xlated|jited "
+                                   "id N | pinned PATH | name NAME | tag TAG | OBJ.o "
+                                   "[opcodes] [linum]")
     q.add_argument("what", choices=("xlated", "jited"),
                    help="xlated: the instructions as loaded; jited: the JIT's machine code")
-    q.add_argument("target", help="a pinned program's path, or an object file (.o)")
+    q.add_argument("target", nargs="+", metavar="PROG",
+                   help="id N, pinned PATH, name NAME, tag TAG, a pinned program's path, or "
+                        "an object file (.o); then bpftool's opcodes / linum")
     q.add_argument("--prog", metavar="NAME", help="only this program of an object")
     q.add_argument("--linum", action="store_true", help="with file, line and column of each "
                                                         "source line")
@@ -147,23 +156,49 @@ def _prog_type_name(t) -> str:
     return t.name.lower() if t.value else "unspec"
 
 
+def select_pins(st, kind: str, tokens: list[str], *, prefix_ok: bool = False):
+    """bpftool's selector over the store (ebee.session.select), errors as usage errors."""
+    try:
+        return _fs_call(lambda: select(st, kind, tokens, prefix_ok=prefix_ok))
+    except SelectError as e:
+        raise UsageError(f"error: {e}") from None
+
+
+def _loaded_at(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
+def prog_show_json(x) -> dict:
+    """bpftool's ``prog show -j`` fields that a pin of the store has, plus where it came
+    from (section, object)."""
+    m = x.meta
+    return {"id": x.id, "type": _prog_type_name(_ptype(m)), "name": m["name"][:15],
+            "tag": m["tag"], "gpl_compatible": _gpl(m["license"]),
+            "loaded_at": int(x.created), "bytes_xlated": 8 * m["insns"], "jited": False,
+            "pinned": [x.path], "section": m["section"], "object": m["object_path"]}
+
+
 def cmd_show(args) -> int:
     st = store_of(args)
-    rows = _fs_call(st.list, args.path or "/")
-    rows = [(i, p, m) for i, (p, k, m) in enumerate(rows, 1) if k == "prog"]
-    if args.path and not rows:
-        raise UsageError(f"error: {args.path}: no pinned program")
+    if args.sel:
+        rows, rest = select_pins(st, "prog", args.sel, prefix_ok=True)
+        if rest:
+            raise UsageError(f"error: unexpected {' '.join(rest)!r}")
+    else:
+        rows = _fs_call(lambda: pinned(st, "prog"))
     if args.json:
-        print_json([{"id": i, "type": _prog_type_name(_ptype(m)), "name": m["name"][:15],
-                     "tag": m["tag"], "gpl_compatible": _gpl(m["license"]),
-                     "bytes_xlated": 8 * m["insns"], "pinned": [p], "section": m["section"],
-                     "object": m["object_path"]} for i, p, m in rows])
+        # bpftool prints one object for a selector that names one program
+        one = bool(args.sel) and len(rows) == 1 and (
+            args.sel[0] in KEYWORDS or args.sel[0].isdigit() or normpath(args.sel[0]) == rows[0].path)
+        print_json(prog_show_json(rows[0]) if one else [prog_show_json(x) for x in rows])
         return 0
-    for i, p, m in rows:
+    for x in rows:
+        m = x.meta
         gpl = "  gpl" if _gpl(m["license"]) else ""
-        print(f"{i}: {_prog_type_name(_ptype(m))}  name {m['name'][:15]}  tag {m['tag']}{gpl}")
-        print(f"\txlated {8 * m['insns']}B  section {m['section']}")
-        print(f"\tpinned {p}")
+        print(f"{x.id}: {_prog_type_name(_ptype(m))}  name {m['name'][:15]}  tag {m['tag']}{gpl}")
+        print(f"\tloaded_at {_loaded_at(x.created)}")
+        print(f"\txlated {8 * m['insns']}B  not jited  section {m['section']}")
+        print(f"\tpinned {x.path}")
     return 0
 
 
@@ -259,8 +294,13 @@ def _rewritten(prog):
 def xlated_lines(prog, *, linum: bool = False, opcodes: bool = False) -> list[str]:
     """The program as ``bpftool prog dump xlated`` prints it, with BTF source lines."""
     from ..asm.disasm import format_xlated
-    insns, moved = _rewritten(prog)
-    body = format_xlated(insns, opcodes=opcodes)
+    from ..kernel.xlated import call_name
+    from ..session.xlated import kernel_xlated
+    try:
+        insns, moved = kernel_xlated(prog)
+    except (OSError, ValueError):
+        insns, moved = list(prog.insns), {}
+    body = format_xlated(insns, opcodes=opcodes, call=call_name)
     # body lines start with "%4d: " per instruction; opcodes add continuation lines
     funcs = {moved.get(fi.insn, fi.insn): fi for fi in prog.func_info} \
         if prog.btf is not None else {}
@@ -268,7 +308,6 @@ def xlated_lines(prog, *, linum: bool = False, opcodes: bool = False) -> list[st
     for li in prog.line_info:
         lines_at.setdefault(moved.get(li.insn, li.insn), []).append(li)
     out: list[str] = []
-    last = None
     for line in body:
         head = line.split(":", 1)[0].strip()
         pc = int(head) if head.isdigit() else None
@@ -279,32 +318,46 @@ def xlated_lines(prog, *, linum: bool = False, opcodes: bool = False) -> list[st
                     out.append(f"{func_signature(prog.btf, fi.type_id)}:")
                 except Exception:
                     pass
-            for li in lines_at.get(pc, ()):
-                text = format_linfo(li, linum)
-                if text != last:
-                    out.append(text)
-                    last = text
+            # bpftool prints every line_info record, the same source line again included
+            out.extend(format_linfo(li, linum) for li in lines_at.get(pc, ()))
         out.append(line)
     return out
 
 
+def _dump_targets(args, st) -> list:
+    """The programs ``prog dump``'s tokens name, bpftool's trailing keywords applied."""
+    tokens = [t for t in args.target if t not in ("opcodes", "linum", "visual")]
+    args.opcodes = args.opcodes or "opcodes" in args.target
+    args.linum = args.linum or "linum" in args.target
+    if tokens and tokens[0] in KEYWORDS:
+        rows, rest = select_pins(st, "prog", tokens)
+        if rest:
+            raise UsageError(f"error: unexpected {' '.join(rest)!r}")
+        return [p for x in rows for p in programs_of(x.path, st, args.prog)]
+    if len(tokens) != 1:
+        raise UsageError("error: expected id N | pinned PATH | name NAME | tag TAG | OBJ.o")
+    if tokens[0].isdigit() and not os.path.exists(tokens[0]):
+        return _dump_targets_id(st, tokens[0], args)
+    return programs_of(tokens[0], st, args.prog)
+
+
+def _dump_targets_id(st, n: str, args) -> list:
+    rows, _ = select_pins(st, "prog", ["id", n])
+    return programs_of(rows[0].path, st, args.prog)
+
+
 def cmd_dump(args) -> int:
     st = store_of(args)
-    progs = programs_of(args.target, st, args.prog)
+    progs = _dump_targets(args, st)
     if args.what == "jited":
         return dump_jited(progs, args)
     if args.json:
-        from ..isa import encode
-        res = []
-        for p in progs:
-            ins = []
-            for i in p.insns:
-                d = {"pc": i.pc, "disasm": str(i)}
-                if args.opcodes:
-                    d["opcodes"] = {"code": f"0x{i.spec.opcode:02x}",
-                                    "bytes": [f"0x{b:02x}" for b in encode([i])]}
-                ins.append(d)
-            res.append({"name": p.name, "section": p.section, "insns": ins})
+        # bpftool's -j shape (one object per instruction: "disasm", with "proto", "src"
+        # and "opcodes" where they apply), from the same lines as the text dump
+        from .kernel_prog_dump import xlated_json
+        res = [{"name": p.name, "section": p.section,
+                "insns": xlated_json(xlated_lines(p, linum=args.linum, opcodes=args.opcodes))}
+               for p in progs]
         print_json(res if len(res) != 1 else res[0]["insns"])
         return 0
     for n, p in enumerate(progs):

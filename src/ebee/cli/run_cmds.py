@@ -8,12 +8,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import sys
 
 from ..maps import num_cpus, set_num_cpus
 from ..program import Program
 from ..runtime import DEFAULT_BUDGET
+from ..session.mapargs import MapArgError, apply_updates
 from .common import (ELF_MAGIC, UsageError, load_program, parse_hex, print_json, read_bytes,
                      write_atomic)
 
@@ -36,6 +38,13 @@ def register(sub) -> None:
     g.add_argument("--pcap", metavar="IN", help="run over every packet of a pcap/pcapng file")
     p.add_argument("--pcap-out", metavar="OUT", help="write the resulting packets (pcap, or "
                                                      "pcapng with XDP_TX/redirect comments)")
+    p.add_argument("--map-update", nargs=3, action="append", default=[],
+                   metavar=("NAME", "KEY", "VALUE"),
+                   help="set an element of the object's map NAME before the run "
+                        "(repeatable): 0x and the exact size in hex digits is raw bytes, "
+                        "anything else JSON encoded through the map's BTF (an integer, a "
+                        "list, {\"member\": ...}); a map pinned by name is the pin's, so the entry stays in "
+                        "the pin store")
     p.add_argument("--ctx", metavar="FILE", help="ctx_in, from a file (binary struct)")
     p.add_argument("--ctx-hex", metavar="HEX", help="ctx_in, as hex")
     p.add_argument("--repeat", type=int, default=0, metavar="N", help="run N times (duration is "
@@ -96,6 +105,10 @@ def cmd_run(args) -> int:
         # creates must have as many (pinned maps that already exist keep theirs)
         set_num_cpus(args.threads)
     if args.cbpf:
+        if args.kernel:
+            raise UsageError("error: --kernel runs programs of object files (.o)")
+        if args.map_update:
+            raise UsageError("error: --map-update sets maps of an object file (.o)")
         if args.file:
             raise UsageError("error: give either a program file or --cbpf, not both")
         prog, label = _cbpf_program(args.cbpf), "cbpf"
@@ -105,7 +118,16 @@ def cmd_run(args) -> int:
     head = read_bytes(args.file)[:4]
     if head == ELF_MAGIC:
         prog = _object_program(args)
+        try:
+            if not args.kernel:     # with --kernel, the kernel's maps (_any_runner)
+                apply_updates(prog.object.maps, [tuple(u) for u in args.map_update])
+        except MapArgError as e:
+            raise UsageError(f"{args.file}: error: --map-update: {e}") from None
         return _run_typed(args, prog, prog.name)
+    if args.map_update:
+        raise UsageError("error: --map-update sets maps of an object file (.o)")
+    if args.kernel:
+        raise UsageError("error: --kernel runs programs of object files (.o)")
     if args.type is None and args.pcap is None and _read_data(args) is None and _read_ctx(args) is None:
         return _run_raw(args)
     if args.mem is not None or args.mem_file is not None:
@@ -190,6 +212,36 @@ def _runner(prog, args, link_layer: bool = False):
                          f"--log-level 1; --no-verify runs it anyway)") from None
 
 
+@contextlib.contextmanager
+def _any_runner(prog, args, link_layer: bool):
+    """ebee's runner, or with ``--kernel`` the program's object loaded into the running
+    kernel (every run one BPF_PROG_TEST_RUN; session/kernel_check.py)."""
+    if not getattr(args, "kernel", False):
+        with _runner(prog, args, link_layer) as r:
+            yield r
+        return
+    from ..kernel.prog import KernelLoadError
+    from ..session import kernel_check as kc
+    if prog.object is None:
+        raise UsageError("error: --kernel runs programs of object files (.o)")
+    if args.engine or args.sanitize or args.threads != 1 or args.no_verify:
+        raise UsageError("error: --kernel runs in the kernel: --engine, --sanitize, --threads "
+                         "and --no-verify are ebee's")
+    why = kc.available()
+    if why:
+        raise UsageError(f"error: --kernel: {why}")
+    try:
+        with kc.kernel_object(prog.object) as kobj:
+            try:
+                apply_updates(kobj.maps, [tuple(u) for u in args.map_update])
+            except MapArgError as e:
+                raise UsageError(f"{args.file}: error: --map-update: {e}") from None
+            yield kc.KernelRunner(kobj.programs[prog.name], prog.name)
+    except KernelLoadError as e:
+        raise UsageError(f"{args.file}: error: the kernel refuses {prog.name}: {e.strerror} "
+                         f"(the log: ebee --kernel verify)") from None
+
+
 def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
     if args.mem is not None or args.mem_file is not None:
         raise UsageError("error: --mem/--mem-file are for raw programs; use --data-hex/--data")
@@ -198,7 +250,7 @@ def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
     from ..testrun import TestRunError
     data = _read_data(args)
     ctx = _read_ctx(args)
-    with _runner(prog, args, link_layer) as r:
+    with _any_runner(prog, args, link_layer) as r:
         try:
             res = r.run(data, ctx=ctx, repeat=args.repeat)
         except TestRunError as e:
@@ -237,7 +289,7 @@ def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
 def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
     from ..packet import pcap
     from ..testrun.replay import REPLAY_TYPES, ProgressBar, format_summary, replay
-    with _runner(prog, args, link_layer) as r:
+    with _any_runner(prog, args, link_layer) as r:
         pt = r.info.prog_type
         if pt not in REPLAY_TYPES:
             raise UsageError(f"{label}: error: --pcap runs XDP, tc, socket filter and cgroup_skb "
@@ -257,13 +309,13 @@ def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
                     raise pcap.PcapError(f"{args.pcap}: error: link type {fr.linktype} is not "
                                          f"Ethernet (DLT_EN10MB)")
                 if writer is not None:
-                    ts[fr.index] = fr.ts
+                    ts[fr.index] = fr.ts_ns if fr.ts_ns is not None else round(fr.ts * 1e9)
                 yield fr
 
         def on_packet(out):
-            t = ts.pop(out.index, 0.0)
+            t = ts.pop(out.index, 0)
             if out.data_out is not None:
-                writer.write(out.data_out, t, out.mark)
+                writer.write(out.data_out, comment=out.mark, ts_ns=t)
 
         # without an output capture no per-packet outcome is needed: the native batch
         # path then only counts (no Python per packet at all)
@@ -279,7 +331,8 @@ def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
                 except ValueError as e:     # a pinned map made with fewer CPUs
                     raise UsageError(f"error: --threads {args.threads}: {e}") from None
             else:
-                summary = replay(r, frames_with_ts(), on_packet=sink, progress=bar)
+                summary = replay(r, frames_with_ts(), on_packet=sink, progress=bar,
+                                 native=False if args.kernel else None)
         except pcap.PcapError as e:
             if writer is not None:
                 writer.abort()

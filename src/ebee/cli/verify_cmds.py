@@ -49,6 +49,8 @@ def cmd_verify(args) -> int:
     level = args.log_level | (4 if args.stats else 0)
     pt = _prog_type(args.type)
     data = read_bytes(args.file)
+    if getattr(args, "kernel", False):
+        return _verify_kernel(args, data, pt, level)
     results = []
     if data.startswith(ELF_MAGIC):
         from .prog_cmds import load_object
@@ -150,3 +152,53 @@ def facts_json(r, insns) -> list[dict]:
                       "smin": f.smin, "smax": f.smax, "const": f.const}
             for n, f in sorted((regs or {}).items())}})
     return rows
+
+
+def _verify_kernel(args, data: bytes, pt, level: int) -> int:
+    """``ebee --kernel verify``: PROG_LOAD's verdict and the kernel verifier's log."""
+    from ..session import kernel_check as kc
+    if args.unpriv or args.facts:
+        raise UsageError(f"error: --kernel verify: {'--unpriv' if args.unpriv else '--facts'} "
+                         f"is ebee's verifier only")
+    why = kc.available()
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 1
+    if data.startswith(ELF_MAGIC):
+        from .prog_cmds import load_object
+        obj = load_object(args.file, prog_type=args.type)
+        try:
+            names = list(obj.programs)
+            if args.prog is not None:
+                if args.prog not in names:
+                    raise UsageError(f"{args.file}: error: no program named {args.prog!r} "
+                                     f"(programs: {', '.join(names) or 'none'})")
+                names = [args.prog]
+            if not names:
+                raise UsageError(f"{args.file}: error: the object has no programs")
+            verdicts = kc.verify_object(obj, names, log_level=level or 1)
+        finally:
+            obj.close()
+    else:
+        if args.prog is not None:
+            raise UsageError(f"{args.file}: error: --prog applies to ELF objects only")
+        from ..uapi import ProgType
+        verdicts = [kc.verify_insns(load_program(args.file), pt or ProgType.SOCKET_FILTER,
+                                    log_level=level or 1)]
+    many = len(verdicts) > 1
+    for v in verdicts:
+        log = v.log if args.log_level else ""
+        if args.json:
+            obj = {"accepted": v.accepted, "error": v.error,
+                   "insns_processed": v.insns_processed, "log": log, "verifier": "kernel"}
+            print(json.dumps({"prog": v.name, **obj} if many else obj))
+            continue
+        if log:
+            sys.stdout.write(log if log.endswith("\n") else log + "\n")
+        who = f"{v.name}: " if v.name else ""
+        if v.accepted:
+            n = f"{v.insns_processed} insns processed, " if v.insns_processed is not None else ""
+            print(f"{who}accepted by the kernel ({n}PROG_LOAD succeeded)")
+        else:
+            print(f"{who}rejected by the kernel: {v.error}")
+    return 0 if all(v.accepted for v in verdicts) else 1

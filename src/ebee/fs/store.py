@@ -173,6 +173,13 @@ class PinStore:
         return [(p, k, json.loads(m)) for p, k, m in rows
                 if not pfx or p == pfx or p.startswith(pfx + "/")]
 
+    def entries(self) -> list[tuple[int, str, str, dict, float]]:
+        """Every pin as (id, path, kind, meta, created): the id is the pin's row, stable
+        for as long as the pin exists (what bpftool's object ids are to bpffs)."""
+        rows = self.db.execute("SELECT rowid, path, kind, meta, created FROM pins "
+                               "ORDER BY rowid").fetchall()
+        return [(i, p, k, json.loads(m), c) for i, p, k, m, c in rows]
+
     def info(self, path: str) -> tuple[str, dict] | None:
         row = self.db.execute("SELECT kind, meta FROM pins WHERE path=?",
                               (normpath(path),)).fetchone()

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 DLT_EN10MB = 1
-_PCAP_MAGICS = {0xA1B2C3D4: ("<", 1e-6), 0xA1B23C4D: ("<", 1e-9),
-                0xD4C3B2A1: (">", 1e-6), 0x4D3CB2A1: (">", 1e-9)}
+# magic -> (byte order, nanoseconds per unit of the fraction field)
+_PCAP_MAGICS = {0xA1B2C3D4: ("<", 1000), 0xA1B23C4D: ("<", 1),
+                0xD4C3B2A1: (">", 1000), 0x4D3CB2A1: (">", 1)}
 _PCAPNG_MAGIC = 0x0A0D0D0A
 
 
@@ -29,10 +31,13 @@ class PcapError(ValueError):
 class Frame:
     """One captured packet."""
     index: int          # 0-based position in the capture
-    ts: float           # seconds since the epoch
+    ts: float           # seconds since the epoch (display only: a float drifts)
     data: bytes
     orig_len: int       # length on the wire (may exceed len(data) if the capture was cut)
     linktype: int = DLT_EN10MB
+    # the exact timestamp in integer nanoseconds, what writers use: a float of seconds
+    # since the epoch cannot hold a microsecond timestamp exactly
+    ts_ns: int | None = None
 
 
 def _open(path: str) -> BinaryIO:
@@ -64,7 +69,7 @@ def read(path: str) -> Iterator[Frame]:
         yield from _read_pcap(path, f, *_PCAP_MAGICS[magic_le])
 
 
-def _read_pcap(path: str, f: BinaryIO, endian: str, unit: float) -> Iterator[Frame]:
+def _read_pcap(path: str, f: BinaryIO, endian: str, unit_ns: int) -> Iterator[Frame]:
     rest = f.read(20)
     if len(rest) < 20:
         raise PcapError(f"{path}: error: truncated pcap file header")
@@ -88,7 +93,8 @@ def _read_pcap(path: str, f: BinaryIO, endian: str, unit: float) -> Iterator[Fra
         if len(data) < caplen:
             raise PcapError(f"{path}: error: packet {index + 1} at byte {offset} is truncated "
                             f"({len(data)} of {caplen} bytes)")
-        yield Frame(index, sec + frac * unit, data, wirelen, linktype)
+        ts_ns = sec * 1_000_000_000 + frac * unit_ns
+        yield Frame(index, ts_ns / 1e9, data, wirelen, linktype, ts_ns)
         index += 1
         offset += 16 + caplen
 
@@ -143,22 +149,65 @@ def _read_pcapng(path: str, f: BinaryIO) -> Iterator[Frame]:
         raise PcapError(f"{path}: error: bad pcapng section header: {what}") from None
     linktype = r.datalink()
     index = 0
-    it = iter(r)
+    it = _pcapng_packets(r)
     while True:
         try:
-            ts, data = next(it)
+            ts_ns, data = next(it)
         except StopIteration:
             break
         except (ValueError, dpkt.NeedData, dpkt.UnpackError, struct.error) as e:
             what = "truncated block" if isinstance(e, dpkt.NeedData) else str(e) or type(e).__name__
             raise PcapError(f"{path}: error: bad pcapng block after packet {index}: {what}") \
                 from None
-        yield Frame(index, float(ts), bytes(data), len(data), linktype)
+        yield Frame(index, ts_ns / 1e9, bytes(data), len(data), linktype, ts_ns)
         index += 1
     tail = f.read(1)
     if tail:
         raise PcapError(f"{path}: error: trailing data after packet {index} is not a "
                         f"pcapng block")
+
+
+def _tsresol(r) -> tuple[int, int]:
+    """The interface's timestamp units per second (if_tsresol; 10**6 by default) and
+    its offset in seconds (if_tsoffset)."""
+    from dpkt import pcapng
+    per_s, offset = 1_000_000, 0
+    le = r.idb.__hdr_fmt__[0] == "<"
+    for opt in r.idb.opts:
+        if opt.code == pcapng.PCAPNG_OPT_IF_TSRESOL and opt.data:
+            v = opt.data[0]
+            per_s = (2 if v & 0x80 else 10) ** (v & 0x7F)
+        elif opt.code == pcapng.PCAPNG_OPT_IF_TSOFFSET and len(opt.data) >= 8:
+            (offset,) = struct.unpack("<q" if le else ">q", opt.data[:8])
+    return per_s, offset
+
+
+def _pcapng_packets(r) -> Iterator[tuple[int, bytes]]:
+    """(timestamp in integer nanoseconds, data) of each packet block: dpkt's own iterator
+    divides the timestamp into a float of seconds, which drifts."""
+    from dpkt import pcapng
+    per_s, offset = _tsresol(r)
+    le = r.idb.__hdr_fmt__[0] == "<"
+    f = r._Reader__f            # dpkt's reader keeps the file under a mangled name
+    hdr = "<II" if le else ">II"
+    while True:
+        buf = f.read(8)
+        if len(buf) < 8:
+            if buf:
+                raise ValueError("truncated block")
+            return
+        blk_type, blk_len = struct.unpack(hdr, buf)
+        buf += f.read(blk_len - 8)
+        if blk_type == pcapng.PCAPNG_BT_EPB:
+            b = pcapng.EnhancedPacketBlockLE(buf) if le else pcapng.EnhancedPacketBlock(buf)
+        elif blk_type == pcapng.PCAPNG_BT_PB:
+            b = pcapng.PacketBlockLE(buf) if le else pcapng.PacketBlock(buf)
+        else:
+            continue
+        units = (b.ts_high << 32) | b.ts_low
+        # round to the nearest nanosecond (exact for resolutions down to 1 ns)
+        ns = (units * 1_000_000_000 * 2 + per_s) // (2 * per_s)
+        yield offset * 1_000_000_000 + ns, b.pkt_data
 
 
 def count(path: str) -> int:
@@ -184,20 +233,34 @@ class Writer:
         except OSError as e:
             raise PcapError(f"{path}: error: {e.strerror}") from None
         self._f = os.fdopen(fd, "wb")
+        self.nano = nano
         if self.pcapng:
             self._ng = ng
-            self._w = ng.Writer(self._f, snaplen=262144, linktype=linktype)
+            # nanosecond timestamps (if_tsresol 9), so that neither µs nor ns input loses
+            # a digit on the way through
+            idb = ng.InterfaceDescriptionBlockLE(snaplen=262144, linktype=linktype, opts=[
+                ng.PcapngOptionLE(code=ng.PCAPNG_OPT_IF_TSRESOL, data=b"\x09"),
+                ng.PcapngOptionLE(code=ng.PCAPNG_OPT_ENDOFOPT)])
+            self._w = ng.Writer(self._f, snaplen=262144, linktype=linktype, idb=idb)
         else:
             self._w = dpkt.pcap.Writer(self._f, snaplen=262144, linktype=linktype, nano=nano)
+            self._rec = struct.Struct("<IIII" if sys.byteorder == "little" else ">IIII")
         self.written = 0
 
-    def write(self, data: bytes, ts: float, comment: str | None = None) -> None:
-        # pcap keeps u32 seconds, pcapng u64 microseconds: a timestamp read from a damaged
+    def write(self, data: bytes, ts: float | None = None, comment: str | None = None, *,
+              ts_ns: int | None = None) -> None:
+        """One packet; ``ts_ns`` (integer nanoseconds) is exact, ``ts`` (float seconds)
+        is rounded to the nanosecond."""
+        if ts_ns is None:
+            ts_ns = round((ts or 0.0) * 1e9) if isinstance(ts, float) else int(ts or 0) * 10**9
+        # pcap keeps u32 seconds, pcapng u64 nanoseconds: a timestamp read from a damaged
         # capture may fit neither
-        limit = (1 << 64) / 1e6 if self.pcapng else float(1 << 32)
-        if not 0 <= ts < limit:
-            raise PcapError(f"{self.path}: error: packet {self.written + 1}: timestamp {ts!r} "
-                            f"does not fit a {'pcapng' if self.pcapng else 'pcap'} file")
+        limit = 1 << 64 if self.pcapng else (1 << 32) * 1_000_000_000
+        if not 0 <= ts_ns < limit:
+            shown = ts if ts is not None else ts_ns / 1e9
+            raise PcapError(f"{self.path}: error: packet {self.written + 1}: timestamp "
+                            f"{shown!r} does not fit a {'pcapng' if self.pcapng else 'pcap'} "
+                            f"file")
         if self.pcapng:
             ng = self._ng
             opts = []
@@ -205,10 +268,13 @@ class Writer:
                 opts = [ng.PcapngOptionLE(code=ng.PCAPNG_OPT_COMMENT, text=comment.encode()),
                         ng.PcapngOptionLE(code=ng.PCAPNG_OPT_ENDOFOPT)]
             epb = ng.EnhancedPacketBlockLE(pkt_data=bytes(data), pkt_len=len(data),
-                                           caplen=len(data), opts=opts)
-            self._w.writepkt(epb, ts=ts)
+                                           caplen=len(data), opts=opts,
+                                           ts_high=ts_ns >> 32, ts_low=ts_ns & 0xFFFFFFFF)
+            self._f.write(bytes(epb))    # dpkt's writepkt puts the current time on ts 0
         else:
-            self._w.writepkt(bytes(data), ts=ts)
+            sec, ns = divmod(ts_ns, 1_000_000_000)
+            frac = ns if self.nano else ns // 1000
+            self._f.write(self._rec.pack(sec, frac, len(data), len(data)) + bytes(data))
         self.written += 1
 
     def close(self) -> None:

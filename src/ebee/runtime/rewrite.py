@@ -188,6 +188,13 @@ def rewrite_map(insns: list[Instruction], rules: CtxRules,
     return _relink(insns, pieces)
 
 
+def relink(insns: list[Instruction], pieces: list[list[Instruction]]
+           ) -> tuple[list[Instruction], dict[int, int]]:
+    """Replace each instruction by its piece (``[i]`` keeps it), fixing the pc-relative
+    offsets that cross them; returns the program and old pc -> new pc."""
+    return _relink(insns, pieces)
+
+
 def _relink(insns: list[Instruction], pieces: list[list[Instruction]]
             ) -> tuple[list[Instruction], dict[int, int]]:
     """Lay out the pieces and fix pc-relative offsets that cross them."""

@@ -44,6 +44,9 @@ class Summary:
     verdicts: Counter = field(default_factory=Counter)
     redirects: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    # why: (errno name, the test run's reason) -> packets, and the first packet (1-based)
+    error_reasons: Counter = field(default_factory=Counter)
+    first_error: dict = field(default_factory=dict)
     written: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -59,6 +62,9 @@ class Summary:
                 "packets": self.packets, "seconds": round(self.seconds, 6),
                 "packets_per_second": round(self.pps, 1), "verdicts": dict(self.verdicts),
                 "redirects": dict(self.redirects), "errors": dict(self.errors),
+                "error_reasons": [{"error": e, "reason": r, "packets": n,
+                                   "first_packet": self.first_error.get((e, r))}
+                                  for (e, r), n in self.error_reasons.most_common()],
                 "written": self.written, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
                 "native_packets": self.native}
 
@@ -122,6 +128,8 @@ def _run_one(runner, fr: Frame, s: Summary) -> Outcome:
     except TestRunError as e:
         name = E.errorcode.get(e.errno, str(e.errno))
         s.errors[name] += 1
+        s.error_reasons[name, e.reason] += 1
+        s.first_error.setdefault((name, e.reason), fr.index + 1)
         return Outcome(fr.index, None, f"error {name}", None, error=e.reason)
     return _outcome(s, s.prog_type, fr, res.retval, res.data_out, res.redirect)
 
@@ -356,6 +364,12 @@ def format_summary(s: Summary) -> str:
     lines.append(f"{'verdict':<{w}}  {'packets':>9}  {'share':>6}")
     for v, n in rows:
         lines.append(f"{v:<{w}}  {n:>9,}  {100 * n / total:>5.1f}%")
+    if s.error_reasons:
+        lines.append("")
+        for (e, r), n in s.error_reasons.most_common():
+            first = s.first_error.get((e, r))
+            lines.append(f"{e}: {r} ({n:,} packet{'s' if n != 1 else ''}"
+                         + (f", first: packet {first}" if first else "") + ")")
     if s.redirects:
         lines.append("")
         w2 = max(len("redirect target"), *(len(t) for t in s.redirects))
