@@ -8,10 +8,12 @@ comes from the kernel's BTF.
 from __future__ import annotations
 
 from ..btf import BTF
+from ..layouts.maps import MAP_HANDLE
 from ..uapi import ENOTSUPP, MapType
 from .env import Env
-from .errors import EACCES, EPERM
-from .types import (MEM_ALLOC, PTR_TO_BTF_ID, PTR_TRUSTED, PTR_UNTRUSTED, SCALAR_VALUE, reg_type_str)
+from .errors import EACCES, EFAULT, EINVAL, EPERM
+from .types import (MEM_ALLOC, MEM_PERCPU, MEM_RCU, MEM_USER, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED,
+                    PTR_UNTRUSTED, SCALAR_VALUE, reg_type_str)
 
 BPF_WRITE = 2
 
@@ -96,6 +98,126 @@ MAP_BTF_STRUCT: dict[int, str] = {
 }
 
 
+class _WalkError(Exception):
+    def __init__(self, msg: str, errno: int) -> None:
+        super().__init__(msg)
+        self.errno = errno
+
+
+_TAG_FLAGS = {"user": MEM_USER, "percpu": MEM_PERCPU, "rcu": MEM_RCU}
+
+
+def _resolve_size(btf, tid: int):
+    """__btf_resolve_size: (type or first array, total size, element type, element id,
+    element count, resolved id)."""
+    t, array_type, nelems, rid, elem_id = btf[tid], None, 1, tid, 0
+    for _ in range(32):
+        k = t.kind.name
+        if k in ("INT", "STRUCT", "UNION", "ENUM", "FLOAT", "ENUM64"):
+            size = t.size
+            break
+        if k == "PTR":
+            size = 8
+            break
+        if k in ("TYPEDEF", "VOLATILE", "CONST", "RESTRICT", "TYPE_TAG"):
+            rid = t.type_id
+            t = btf[t.type_id]
+        elif k == "ARRAY":
+            array_type = array_type or t
+            nelems *= t.nelems
+            elem_id = t.type_id
+            t = btf[t.type_id]
+        else:
+            return None
+    else:
+        return None
+    return (array_type or t), nelems * size, t, elem_id, nelems, rid
+
+
+def _struct_walk(btf, t, off: int, size: int, flag: int, walk_flex: bool):
+    """btf_struct_walk: ("scalar", ...), ("ptr", id, flag) or ("struct", id, flag)."""
+    while True:
+        t = btf.resolve(t)
+        tname = t.name
+        if t.kind.name not in ("STRUCT", "UNION"):
+            raise _WalkError(f"Type '{tname}' is not a struct", EINVAL)
+        members = t.members
+        if t.kind.name == "UNION" and len(members) != 1:
+            flag |= PTR_UNTRUSTED       # walking unions yields untrusted pointers
+        if off + size > t.size:
+            last = members[-1] if walk_flex and members else None
+            at = btf.resolve(last.type_id) if last is not None else None
+            if at is not None and at.kind.name == "ARRAY" and at.nelems == 0 \
+                    and off >= last.bits_offset // 8:
+                et = btf.resolve(at.type_id)
+                if et.kind.name == "INT":
+                    return ("scalar", 0, flag)
+                if et.kind.name in ("STRUCT", "UNION") and et.size:
+                    off = (off - last.bits_offset // 8) % et.size
+                    t = et
+                    continue
+            raise _WalkError(f"access beyond struct {tname} at off {off} size {size}", EACCES)
+        descend = False
+        for m in members:
+            moff = m.bits_offset // 8
+            if off + size <= moff:
+                break
+            if m.bitfield_size:
+                end_bit = m.bits_offset + m.bitfield_size
+                if off <= moff and (end_bit + 7) // 8 <= off + size:
+                    return ("scalar", 0, flag)
+                continue
+            if off < moff:
+                break       # a hole
+            rs = _resolve_size(btf, m.type_id)
+            if rs is None:
+                raise _WalkError(f"field {m.name} doesn't have size", EFAULT)
+            mtype, msize, elem_type, elem_id, total, mid = rs
+            mtrue_end = moff + msize
+            if off >= mtrue_end:
+                continue
+            if mtype.kind.name == "ARRAY":
+                if moff == mtrue_end:
+                    continue
+                msize //= total
+                moff += (off - moff) // msize * msize
+                mtype, mid = elem_type, elem_id
+            if mtype.kind.name in ("STRUCT", "UNION"):
+                if off == moff:
+                    return ("struct", mid, flag)
+                off -= moff
+                t, descend = mtype, True
+                break
+            if mtype.kind.name == "PTR":
+                if msize != size or off != moff:
+                    raise _WalkError(f"cannot access ptr member {m.name} with moff {moff} in "
+                                     f"struct {tname} with off {off} size {size}", EACCES)
+                tag = btf[mtype.type_id]
+                tmp = _TAG_FLAGS.get(tag.name, 0) if tag.kind.name == "TYPE_TAG" else 0
+                st = btf.resolve(mtype.type_id)
+                if st.kind.name in ("STRUCT", "UNION"):
+                    return ("ptr", st.id, flag | tmp)
+            if off + size > mtrue_end and not flag & PTR_UNTRUSTED:
+                raise _WalkError(f"access beyond the end of member {m.name} (mend:{mtrue_end}) "
+                                 f"in struct {tname} with off {off} size {size}", EACCES)
+            return ("scalar", 0, flag)
+        if not descend:
+            raise _WalkError(f"struct {tname} doesn't have field at offset {off}", EINVAL)
+
+
+def btf_struct_access(btf, tid: int, off: int, size: int, walk_flex: bool = True):
+    """btf_struct_access for a kernel (non-allocated) object: (SCALAR_VALUE, 0, 0) or
+    (PTR_TO_BTF_ID, btf_id, flag); _WalkError with the kernel's message otherwise."""
+    t, flag = btf[tid], 0
+    while True:
+        kind, nid, flag = _struct_walk(btf, t, off, size, flag, walk_flex)
+        if kind == "ptr":
+            return PTR_TO_BTF_ID, nid, flag
+        if kind == "scalar":
+            return SCALAR_VALUE, 0, 0
+        t, off = btf[nid], 0
+
+
 def check_ptr_to_map_access(env: Env, regs, regno: int, off: int, size: int, t: int,
                             value_regno: int) -> None:
     m = getattr(regs[regno], "map", None)
@@ -103,6 +225,12 @@ def check_ptr_to_map_access(env: Env, regs, regno: int, off: int, size: int, t: 
     tname = MAP_BTF_STRUCT.get(mtype)
     if tname is None:
         raise env.reject(f"map_ptr access not supported for map type {mtype}", ENOTSUPP)
+    try:
+        btf = _vmlinux()
+        struct = btf.find(tname, "struct")
+    except Exception:
+        raise env.reject("map_ptr access not supported without CONFIG_DEBUG_INFO_BTF",
+                         ENOTSUPP) from None
     # reading the kernel's struct bpf_map leaks kernel pointers
     if not env.allow_ptr_leaks:
         raise env.reject(f"'struct {tname}' access is allowed only to CAP_PERFMON and "
@@ -111,8 +239,27 @@ def check_ptr_to_map_access(env: Env, regs, regno: int, off: int, size: int, t: 
         raise env.reject(f"R{regno} is {tname} invalid negative access: off={off}", EACCES)
     if t == BPF_WRITE:
         raise env.reject(f"only read from {tname} is supported", EACCES)
-    if value_regno >= 0:
-        env.mark_reg_unknown(regs, value_regno)
+    try:
+        rtype, btf_id, flag = btf_struct_access(btf, struct.id, off, size)
+    except _WalkError as e:
+        raise env.reject(str(e), e.errno) from None
+    # At run time a map pointer points at ebee's own handle (layouts.maps.MAP_HANDLE),
+    # not at a struct bpf_map: a scalar read there would not give Linux's value and a
+    # read past it would leave the handle, so only pointer fields inside it (whose
+    # values are opaque to a program) are let through.
+    if rtype == SCALAR_VALUE or off + size > MAP_HANDLE.size:
+        raise env.reject(f"ebee: reading struct {tname} at off {off} size {size} through a "
+                         f"map pointer is not supported (ebee's map handle is not a "
+                         f"struct {tname})", ENOTSUPP)
+    if value_regno < 0:
+        return
+    dst = regs[value_regno]
+    dst.mark_unknown()
+    dst.mark_known(0)
+    dst.type = PTR_TO_BTF_ID | flag
+    dst.btf, dst.btf_id = btf, btf_id
+    if flag & PTR_MAYBE_NULL:
+        dst.id = env.new_id()
 
 
 def check_btf_id_arg(env: Env, regno: int, reg, arg_base: int, meta) -> None:
