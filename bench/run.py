@@ -287,7 +287,7 @@ def run_rows(tmp: str, packets: int) -> None:
     prog_s = per_call(lambda: prog.run(pkt), n)
     # from a blocked source: the program counts the drop in its pinned blocklist, so the
     # run ends with a write to the pin store (a SQLite transaction)
-    from ebee.pytest_plugin import udp_packet
+    from ebee.packet import udp_packet
     blocked = udp_packet("10.0.0.1", "10.0.0.2", 1000, 53, bytes(22))
     assert len(blocked) == 64 and prog.run(blocked).retval == 1
     prog_w = per_call(lambda: prog.run(blocked), 200)

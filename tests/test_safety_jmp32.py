@@ -3,8 +3,8 @@
 A non-null pointer compared with zero decides a 64-bit ``==``/``!=``; a 32-bit
 one decides nothing (the low half of a valid pointer may well be zero), so
 Linux 6.18 explores both paths.  Deciding it skips a path the program can
-take at run time: an unsound accept (issue 14).  The regression programs are
-the issue's; the property test generates 32- and 64-bit comparisons (every
+take at run time: an unsound accept.  The regression programs are
+the reported ones; the property test generates 32- and 64-bit comparisons (every
 jump op) of each pointer type against constants and registers, on either
 side, with a poisoned or harmless body on each path, and compares verdict,
 error line and the level-2 log with the kernel's.  ``EBEE_SLOW=1`` runs more

@@ -7,13 +7,14 @@ The prototypes, and the ids the loader writes into call instructions, are
 
 Implemented: the graph/allocation kfuncs -- bpf_obj_new / bpf_obj_drop,
 bpf_refcount_acquire, bpf_list_push_front / push_back / pop_front / pop_back,
-bpf_rbtree_add / first / remove.  Objects are zeroed regions of ``SHARED``
-sized from the *program's* BTF (``machine.btf``, set by the runner from the
-loaded Program); lists and trees are kept by the runtime, keyed by the
+bpf_rbtree_add / first / remove -- and the numbers iterator (bpf_iter_num_*).
+Objects are zeroed regions of ``SHARED`` sized from the *program's* BTF
+(``machine.btf``, set by the runner from the loaded Program); lists and trees are kept by the runtime, keyed by the
 address of their ``bpf_list_head`` / ``bpf_rb_root``.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Callable
 
@@ -203,3 +204,45 @@ def bpf_rbtree_remove(m, root, node, *_):
 def collection(addr: int) -> list[int]:
     """Node addresses in the list or tree whose head/root is at ``addr`` (for tests and tools)."""
     return list(_lists.get(addr) or _trees.get(addr) or [])
+
+
+# ---------------------------------------------------------------------------------------
+# bpf_iter_num: the numbers iterator behind bpf_for() / bpf_repeat() (kernel/bpf/bpf_iter.c)
+# ---------------------------------------------------------------------------------------
+
+_NUM = struct.Struct("<ii")      # struct bpf_iter_num_kern { int cur; int end; }
+BPF_MAX_LOOPS = 8 * 1024 * 1024
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+@implements_kfunc("bpf_iter_num_new")
+def bpf_iter_num_new(m, it, start, end, *_):
+    start, end = _s32(start), _s32(end)
+    if start > end:
+        m.write(it, _NUM.pack(0, 0))
+        return -22 & M64
+    if end - start > BPF_MAX_LOOPS:
+        m.write(it, _NUM.pack(0, 0))
+        return -7 & M64
+    m.write(it, _NUM.pack(_s32(start - 1), end))
+    return 0
+
+
+@implements_kfunc("bpf_iter_num_next")
+def bpf_iter_num_next(m, it, *_):
+    cur, end = _NUM.unpack(m.read(it, 8))
+    if _s32(cur + 1) >= end:        # the int addition wraps, as the kernel's does
+        m.write(it, _NUM.pack(0, 0))
+        return 0
+    m.write(it, _NUM.pack(_s32(cur + 1), end))
+    return it                       # &s->cur: the first member
+
+
+@implements_kfunc("bpf_iter_num_destroy")
+def bpf_iter_num_destroy(m, it, *_):
+    m.write(it, _NUM.pack(0, 0))
+    return 0

@@ -7,7 +7,6 @@ from ..uapi import ENOTSUPP, ETH_HLEN, FuncId as F
 from .registry import implements
 from ..packet.xdpbuff import from_ctx
 from ..packet.xdpbuff import XDP_METALEN_MAX
-from ..packet.skbuff import SHINFO_SIZE
 
 M64 = (1 << 64) - 1
 XDP_FRAME_SIZE = 40          # sizeof(struct xdp_frame): kept at the start of the headroom
@@ -99,7 +98,6 @@ def _frags_adjust_tail(x, off: int) -> int:
         x.data_end -= shrink
     if not x.frags:
         x.flags = 0
-    del SHINFO_SIZE
     return 0
 
 

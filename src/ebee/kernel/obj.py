@@ -15,7 +15,8 @@ whose CO-RE relocations were applied against the host's BTF:
    the kfunc in vmlinux or a module (module BTF fds go in ``fd_array``);
    fentry/fexit/fmod_ret/lsm/tp_btf/iter targets are looked up in kernel BTF;
    func_info and line_info come along;
-4. prog arrays and map-in-maps get their initial slots (libbpf's ``values``).
+4. prog arrays and map-in-maps get their initial slots (libbpf's ``values``);
+5. struct_ops tables are registered on request (:meth:`KernelObject.attach_struct_ops`).
 
 The result, :class:`KernelObject`, has ``programs`` and ``maps`` with the same
 Python API as the user-space ones: ``prog.run(...)`` (BPF_PROG_TEST_RUN) and
@@ -35,10 +36,11 @@ from ..btf import Kind
 from ..isa import OP_CALL, OP_LDDW, encode, pack_slots, unpack_slots
 from ..loader.externs import essential_name
 from ..loader.plan import MapPlan, plan_maps, reuse_mismatch
-from ..uapi import AttachType, MapType, ProgType
+from ..uapi import BPF_F_LINK, AttachType, MapType, ProgType
 from .btf import KernelBTF, find_kernel_type
 from .btf_fixup import fixup
 from .fs import ensure_bpffs
+from .links import Attachment, CallbackAttachment, Link
 from .map_handle import KernelMapHandle
 from .maps import KernelMap, possible_cpus
 from .prog import KernelLoadError, KernelProgram
@@ -65,8 +67,41 @@ class KernelObject:
         self.attachments.append(a)
         return a
 
+    def attach_struct_ops(self, map_name: str) -> Attachment:
+        """Register a struct_ops map's table with its kernel subsystem, as libbpf's
+        ``bpf_map__attach_struct_ops`` does: the element is updated with the kernel value
+        (scalar members as loaded, each function pointer the fd of its program), then a
+        ``.struct_ops.link`` map gets a ``BPF_STRUCT_OPS`` link (detaching closes it) and a
+        ``.struct_ops`` map is registered by the update itself (detaching deletes the
+        element).  Unregistered on close."""
+        m = self.source.spec.maps.get(map_name)
+        if m is None or m.struct_ops is None or map_name not in self.maps:
+            raise KeyError(f"no struct_ops map '{map_name}' in this object")
+        st = m.struct_ops
+        vdata = bytearray(st.kern_vdata)
+        for off, prog in st.kern_func_off.items():
+            if prog not in self.programs:
+                raise OSError(errno.ENOENT, f"struct_ops {map_name}: program '{prog}' is not "
+                                            f"loaded")
+            vdata[off:off + 8] = self.programs[prog].fd.to_bytes(8, "little")
+        h = self.maps[map_name]
+        linked = bool(m.flags & BPF_F_LINK)
+        try:
+            h.kmap.update(bytes(4), bytes(vdata))
+        except OSError as e:
+            # EBUSY: the value was set by an earlier attach; a link may still be made of it
+            if not linked or e.errno != errno.EBUSY:
+                raise OSError(e.errno, f"struct_ops {map_name}: failed to register: "
+                                       f"{e.strerror}") from None
+        if linked:
+            a: Attachment = Link.create(h.fd, 0, AttachType.STRUCT_OPS, target=map_name)
+        else:
+            a = CallbackAttachment(lambda: h.kmap.delete(bytes(4)), target=map_name, keep=(h,))
+        self.attachments.append(a)
+        return a
+
     def close(self) -> None:
-        for a in self.attachments:
+        for a in reversed(self.attachments):    # struct_ops tables before their programs
             a.detach()
         self.attachments = []
         for p in self.programs.values():

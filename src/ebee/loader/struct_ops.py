@@ -69,9 +69,14 @@ def collect(elf: E.ElfObject, btf, programs: list[ProgSpec]) -> list[MapSpec]:
         except KeyError:
             raise LoadError(f"struct_ops init: DATASEC {sec.name} not found") from None
         data = elf.section_data(sec) if sec.type != E.SHT_NOBITS else bytes(sec.size)
+        # clang leaves the DATASEC's offsets 0: the variables' symbols place them (libbpf
+        # fixes the DATASEC up from the symbol table before reading struct_ops maps)
+        placed = {s.name: s.value for s in elf.symbols_in(sec.index) if s.name}
         maps = []
         for vi in ds.vars:
             var = btf[vi.type_id]
+            if var.name in placed:
+                vi = replace(vi, offset=placed[var.name])
             t = btf.resolve(var.type_id)
             if not t.name:
                 raise LoadError("struct_ops init: anonymous type is not supported")

@@ -3,9 +3,12 @@ the kernel's bpf_fentry_test*()) and the types it cannot (ENOTSUPP)."""
 from __future__ import annotations
 
 import errno
+import os
 import struct
 
 from ..maps import num_cpus
+from ..btf import BTF
+from ..btf.errors import BTFError
 from ..memory import SHARED, Region
 from ..packet.net import Network
 from ..runtime import RunContext
@@ -131,9 +134,82 @@ def run_unsupported(p, *a, **k) -> RunResult:
                                  f"use run_event() for tracing programs")
 
 
-def run_struct_ops(p, *a, **k) -> RunResult:
-    raise TestRunError(errno.EINVAL, "struct_ops test runs need a registered struct_ops map "
-                                     "(bpf_dummy_ops); ebee does not model struct_ops")
+def run_struct_ops(t: TestRun) -> RunResult:
+    """bpf_struct_ops_test_run(): only ``bpf_dummy_ops`` members run (EOPNOTSUPP for the
+    rest).  ctx_in is the member's u64 arguments, exactly as many as it takes (EINVAL);
+    args[0] is a user pointer to a ``struct bpf_dummy_ops_state`` (or 0: NULL, allowed
+    for ``__nullable`` arguments only), copied in before the run and back after it --
+    this process's memory, as the kernel's copy_from_user/copy_to_user see it (EFAULT
+    where nothing is mapped)."""
+    p = t.target
+    if p.attach_target != "bpf_dummy_ops":
+        raise TestRunError(errno.EOPNOTSUPP, "struct_ops test runs are for bpf_dummy_ops "
+                                             "members only")
+    try:
+        btf = BTF.load_vmlinux()
+        st = btf.find("bpf_dummy_ops", "STRUCT")
+        state_size = btf.find("bpf_dummy_ops_state", "STRUCT").size
+    except (OSError, KeyError, BTFError):
+        raise TestRunError(errno.EINVAL, "no bpf_dummy_ops in the kernel's BTF") from None
+    idx = int(getattr(p, "expected_attach_type", 0) or 0)
+    if idx >= len(st.members):
+        raise TestRunError(errno.EINVAL, f"bpf_dummy_ops has no member {idx}")
+    proto = btf.resolve(btf.resolve(st.members[idx].type_id).type_id)
+    nr = len(proto.params)
+    ctx_in = t.ctx_in or b""
+    if len(ctx_in) != 8 * nr:
+        raise TestRunError(errno.EINVAL, f"ctx_in must be the {nr} u64 arguments of "
+                                         f"{st.members[idx].name} ({8 * nr} bytes)")
+    args = list(struct.unpack(f"<{nr}Q", ctx_in))
+    nullable = _nullable_params(btf, f"bpf_dummy_ops__{st.members[idx].name}")
+    for i, prm in enumerate(proto.params):
+        if btf.resolve(prm.type_id).kind.name == "PTR" and not args[i] and i not in nullable:
+            raise TestRunError(errno.EINVAL, f"argument {i} of {st.members[idx].name} is a "
+                                             f"pointer that may not be NULL")
+    state = Region(state_size, "bpf_dummy_ops_state")
+    if args[0]:
+        state.buf[:] = _user_read(args[0], state_size)
+    SHARED.add(state)
+    try:
+        if args[0]:
+            args[0] = state.start
+        res = _raw_args_run(t, t.machine, t.bound, struct.pack(f"<{nr}Q", *args),
+                            MAX_BPF_FUNC_ARGS * 8, "bpf_dummy_ops args")
+        if args[0]:
+            _user_write(struct.unpack("<Q", ctx_in[:8])[0], bytes(state.buf))
+    finally:
+        SHARED.remove(state)
+    return res
+
+
+def _nullable_params(btf, stub: str) -> set[int]:
+    """The ``__nullable`` parameters of a CFI stub (prepare_arg_info)."""
+    try:
+        f = btf.find(stub, "FUNC")
+    except KeyError:
+        return set()
+    return {i for i, prm in enumerate(btf[f.type_id].params) if prm.name.endswith("__nullable")}
+
+
+def _user_read(addr: int, size: int) -> bytes:
+    try:
+        with open("/proc/self/mem", "rb", buffering=0) as f:
+            data = os.pread(f.fileno(), size, addr)
+    except (OSError, OverflowError, ValueError):
+        data = b""
+    if len(data) != size:
+        raise TestRunError(errno.EFAULT, f"cannot read {size} bytes at {addr:#x}")
+    return data
+
+
+def _user_write(addr: int, data: bytes) -> None:
+    try:
+        with open("/proc/self/mem", "r+b", buffering=0) as f:
+            n = os.pwrite(f.fileno(), data, addr)
+    except (OSError, OverflowError, ValueError):
+        n = -1
+    if n != len(data):
+        raise TestRunError(errno.EFAULT, f"cannot write {len(data)} bytes at {addr:#x}")
 
 
 def run_nf(p, *a, **k) -> RunResult:

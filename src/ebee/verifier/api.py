@@ -21,6 +21,7 @@ from .inputs import MapDescription, VerifiableProgram
 from .insn import Insn, from_bytes, from_instructions
 from .kfuncs import default_kfuncs
 from .liveness import StackLiveness
+from .struct_ops import check_struct_ops_btf_id
 from .types import PTR_MAYBE_NULL, RegType, base_type
 
 
@@ -259,6 +260,7 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
         cfg.add_subprogs(env)
         cfg.check_subprogs(env)
         check_btf_func(env)
+        env.struct_ops_member = check_struct_ops_btf_id(env)
         cfg.resolve_pseudo_ldimm64(env)
         cfg.check_cfg(env)
         cfg.compute_scc(env)

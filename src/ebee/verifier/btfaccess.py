@@ -12,6 +12,7 @@ from ..layouts.maps import MAP_HANDLE
 from ..uapi import ENOTSUPP, MapType
 from .env import Env
 from .errors import EACCES, EFAULT, EINVAL, EPERM
+from .struct_ops import btf_struct_write
 from .types import (MEM_ALLOC, MEM_PERCPU, MEM_RCU, MEM_USER, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED,
                     PTR_UNTRUSTED, SCALAR_VALUE, reg_type_str)
 
@@ -31,15 +32,17 @@ def check_ptr_to_btf_access(env: Env, regs, regno: int, off: int, size: int, t: 
         tname = struct.name
     except Exception:
         raise env.reject(f"R{regno} invalid mem access '{reg_type_str(reg.type)}'") from None
-    # program-allocated objects (bpf_obj_new) are the program's to write; kernel ones not
-    if t == BPF_WRITE and not reg.type & MEM_ALLOC:
-        raise env.reject("only read is supported")
     if off < 0:
         raise env.reject(f"R{regno} is ptr_{tname} invalid negative access: off={off}")
     if reg.bounds.var_off.mask:
         raise env.reject(f"R{regno} is ptr_{tname} invalid variable offset: off={off}, "
                          f"var_off={reg.bounds.var_off}")
     total = off + reg.bounds.var_off.value
+    # program-allocated objects (bpf_obj_new) are the program's to write; kernel ones only
+    # where the program type's btf_struct_access allows (struct_ops subsystems)
+    if t == BPF_WRITE and not reg.type & MEM_ALLOC:
+        btf_struct_write(env, btf, struct, total, size)
+        return
     try:
         ssize = btf.sizeof(struct)
     except Exception:
@@ -49,17 +52,7 @@ def check_ptr_to_btf_access(env: Env, regs, regno: int, off: int, size: int, t: 
     if t == BPF_WRITE or value_regno < 0:
         return
     dst = regs[value_regno]
-    member = None
-    for m in getattr(struct, "members", ()):
-        moff = m.bits_offset // 8
-        mt = btf.resolve(m.type_id)
-        try:
-            msz = btf.sizeof(mt)
-        except Exception:
-            msz = 0
-        if moff <= total < moff + msz:
-            member = (m, mt, moff, msz)
-            break
+    member = _member_at(btf, struct, total)
     if member is not None and member[1].kind.name == "PTR" and member[2] == total and size == 8:
         target = btf.skip_mods(member[1].type_id)
         dst.mark_unknown()
@@ -96,6 +89,25 @@ MAP_BTF_STRUCT: dict[int, str] = {
     _M.USER_RINGBUF: "bpf_ringbuf_map", _M.BLOOM_FILTER: "bpf_bloom_filter",
     _M.ARENA: "bpf_arena",
 }
+
+
+def _member_at(btf, struct, off: int, base: int = 0):
+    """(member, its resolved type, offset, size) of the innermost member holding ``off``,
+    descending into nested structs and unions as btf_struct_walk does."""
+    for m in getattr(struct, "members", ()):
+        moff = base + m.bits_offset // 8
+        mt = btf.resolve(m.type_id)
+        try:
+            msz = btf.sizeof(mt)
+        except Exception:
+            msz = 0
+        if moff <= off < moff + msz:
+            if mt.kind.name in ("STRUCT", "UNION"):
+                inner = _member_at(btf, mt, off, moff)
+                if inner is not None:
+                    return inner
+            return m, mt, moff, msz
+    return None
 
 
 class _WalkError(Exception):

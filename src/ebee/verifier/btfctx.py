@@ -5,8 +5,10 @@ its target's arguments (u64 each).  Which argument a load reads, and what it
 is -- a scalar, or a pointer to a kernel struct the program may then walk --
 comes from the target's BTF prototype in the running kernel: the typedef
 ``btf_trace_<tp>`` for tp_btf, the function itself for fentry/fexit, and
-``bpf_lsm_<hook>`` for LSM.  A pointer argument becomes PTR_TO_BTF_ID
-(trusted for tp_btf, as Linux's prog_args_trusted says).
+``bpf_lsm_<hook>`` for LSM, and for struct_ops the function pointer type of
+the member the program implements (:mod:`.struct_ops`).  A pointer argument
+becomes PTR_TO_BTF_ID (trusted for tp_btf and struct_ops, as Linux's
+prog_args_trusted says).
 
 Targets only in module BTF are not resolved: such programs' arguments read
 as scalars (the kernel needs the target to load them at all).
@@ -18,6 +20,7 @@ from functools import lru_cache
 from .. import uapi as U
 from ..btf import BTF
 from .env import Env
+from .struct_ops import member_of, promote
 from .types import PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED, SCALAR_VALUE
 
 A = U.AttachType
@@ -47,6 +50,10 @@ def attach_proto(env: Env) -> AttachProto | None:
     if env._attach_proto is not False:
         return env._attach_proto
     env._attach_proto = None
+    so = member_of(env)
+    if so is not None:
+        env._attach_proto = AttachProto(so.btf, so.proto, so.name, False)
+        return env._attach_proto
     target = env.attach_target
     try:
         at = A(int(env.expected_attach_type)) if env.expected_attach_type is not None else None
@@ -101,11 +108,16 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
         args = args[1:]
     nr_args = len(args)
     arg = off // 8
+    if arg == nr_args and not ap.proto.return_type_id:
+        arg += 1        # get_ctx_arg_idx(): a void return takes no slot
     if arg > nr_args:
         if log.level:
             log(f"func '{tname}' doesn't have {arg + 1}-th argument\n")
         return None
     at = env.expected_attach_type
+    so = member_of(env)
+    if so is not None:
+        at = None                   # a member index, not an attach type
     if arg == nr_args:
         if at in (A.LSM_MAC, A.LSM_CGROUP, A.TRACE_FEXIT):
             t = btf[ap.proto.return_type_id]
@@ -138,9 +150,10 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
     if pointee is None or pointee.kind.name in ("INT", "UNKN"):
         return SCALAR_VALUE, None, 0       # void * / int *: a scalar to the verifier
     reg_type = PTR_TO_BTF_ID
-    if at in (A.TRACE_RAW_TP, A.TRACE_ITER):
+    if at in (A.TRACE_RAW_TP, A.TRACE_ITER) or so is not None:
         reg_type |= PTR_TRUSTED
-    if arg < nr_args and getattr(args[arg], "name", "").endswith("__nullable"):
+    if arg < nr_args and getattr(args[arg], "name", "").endswith("__nullable") or \
+            so is not None and arg in so.nullable:
         reg_type |= PTR_MAYBE_NULL
     btf_id = t.type_id
     t = btf[t.type_id]
@@ -151,8 +164,11 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
         if log.level:
             log(f"func '{tname}' arg{arg} type {_kind_str(t)} is not a struct\n")
         return None
-    if log.level:
+    # struct_ops arguments of the member's ctx_arg_info (__nullable) are typed silently
+    if log.level and not (so is not None and arg in so.nullable):
         log(f"func '{tname}' arg{arg} has btf_id {btf_id} type {_kind_str(t)} '{t.name}'\n")
+    if so is not None:
+        btf_id = promote(env, btf, btf_id)
     return reg_type, btf, btf_id
 
 

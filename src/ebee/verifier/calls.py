@@ -20,7 +20,7 @@ from .branches import init_func_state, push_async_cb, push_stack
 from .btfaccess import check_btf_id_arg, helper_ret_btf
 from .dynptr import check_release_dynptr, process_dynptr_func, unmark_stack_slots_dynptr
 from .env import DST_OP_NO_MARK, SRC_OP, Env
-from .errors import E2BIG, EINVAL, VerifierReject
+from .errors import E2BIG, EACCES, EINVAL, VerifierReject
 from .func_proto import (ARG_ANYTHING, ARG_CONST_ALLOC_SIZE_OR_ZERO, ARG_CONST_MAP_PTR,
                          ARG_CONST_SIZE, ARG_CONST_SIZE_OR_ZERO, ARG_DONTCARE, ARG_KPTR_XCHG_DEST,
                          ARG_PTR_TO_BTF_ID, ARG_PTR_TO_BTF_ID_SOCK_COMMON, ARG_PTR_TO_CONST_STR,
@@ -46,6 +46,7 @@ from .prune import find_prev_entry, widen_imprecise_scalars
 from .refs import (acquire_reference, check_resource_leak, mark_reg_invalid, release_reference,
                    release_reference_nomark)
 from .state import FuncState, RegState, VerifierState, for_each_reg
+from .struct_ops import void_return
 from .types import (BPF_REG_SIZE, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_TYPE_LOCAL,
                     DYNPTR_TYPE_RINGBUF, DYNPTR_TYPE_SKB, DYNPTR_TYPE_XDP,
                     MEM_ALIGNED, MEM_ALLOC, MEM_FIXED_SIZE, MEM_PERCPU, MEM_RCU, MEM_RDONLY,
@@ -189,7 +190,7 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
                                                                          BPF_READ):
         raise env.reject("helper access to the packet is not allowed")
     if base == ARG_PTR_TO_MAP_VALUE:
-        flags = _resolve_map_arg_type(env, meta, flags)
+        base, flags = _resolve_map_arg_type(env, meta, flags)
     if not (register_is_null(reg) and flags & PTR_MAYBE_NULL):
         check_reg_type(env, regno, base, flags, meta)
         check_func_arg_reg_off(env, reg, regno, base, flags)
@@ -273,15 +274,20 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
         process_kptr_func(env, regno, meta)
 
 
-def _resolve_map_arg_type(env: Env, meta: CallArgMeta, flags: int) -> int:
+def _resolve_map_arg_type(env: Env, meta: CallArgMeta, flags: int) -> tuple[int, int]:
+    """resolve_map_arg_type: a socket map's value is a socket, and a bloom filter's
+    peek reads the value it is given rather than filling it."""
     m = meta.map_ptr
     if m is None:
-        raise env.bug("invalid map_ptr to access map->type")
+        raise env.reject("invalid map_ptr to access map->type", EACCES)
     mt = int(m.type)
-    if mt in (U.MapType.SOCKMAP, U.MapType.SOCKHASH) and \
-            meta.func_id in (F.map_update_elem,):
-        pass
-    return flags
+    if mt in (U.MapType.SOCKMAP, U.MapType.SOCKHASH):
+        if flags:
+            raise env.reject("invalid arg_type for sockmap/sockhash", EINVAL)
+        return ARG_PTR_TO_BTF_ID_SOCK_COMMON, 0
+    if mt == U.MapType.BLOOM_FILTER and meta.func_id == F.map_peek_elem:
+        return ARG_PTR_TO_MAP_VALUE, 0
+    return ARG_PTR_TO_MAP_VALUE, flags
 
 
 def _can_elide_value_nullness(m) -> bool:
@@ -949,6 +955,8 @@ def check_return_code(env: Env, regno: int, name: str) -> None:
     frame = s.frames[0]
     reg = s.regs[regno]
     is_subprog = frame.subprogno != 0
+    if not is_subprog and void_return(env):
+        return          # a struct_ops member returning void: R0 is not looked at
     env.check_reg_arg(regno, SRC_OP)
     if env.is_pointer_value(reg):
         raise env.reject(f"R{regno} leaks addr as return value")

@@ -296,6 +296,10 @@ def check_cfg(env: Env) -> None:
                 aux[t].force_checkpoint = True
                 aux[t].prune_point = True
                 aux[t].jmp_point = True
+            if env.is_iter_next(t):
+                # the _next() call of an open-coded iterator is where its loop converges
+                aux[t].prune_point = True
+                aux[t].force_checkpoint = True
             if insn.is_helper_call():
                 if helper_changes_pkt_data(insn.imm):
                     env.subprogs[env.subprog_of(t)].changes_pkt_data = True

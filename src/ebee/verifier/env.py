@@ -97,6 +97,7 @@ class Env:
         self.attach_btf = attach_btf
         self.attach_target = attach_target    # tp_btf/fentry/lsm: the kernel function or event
         self._attach_proto = False            # resolved lazily (ebee.verifier.btfctx)
+        self.struct_ops_member = None         # struct_ops: the member implemented (.struct_ops)
         self.line_info = line_info or []
         self.func_info = func_info or []
         self.aux = [InsnAux() for _ in range(len(insns))]

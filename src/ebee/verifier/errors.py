@@ -8,6 +8,7 @@ EINVAL = _errno.EINVAL
 E2BIG = _errno.E2BIG
 EFAULT = _errno.EFAULT
 EPERM = _errno.EPERM
+EPROTO = _errno.EPROTO
 
 
 class VerifierReject(Exception):

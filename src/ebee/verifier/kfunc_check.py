@@ -7,6 +7,8 @@ from .calls import push_callback_call
 from .env import DST_OP_NO_MARK, Env
 from .errors import EACCES, EINVAL
 from .kfuncs import CHECKED
+from .kfunc_btf import check_btf_kfunc_call, handles
+from .iters import check_iter_kfunc_call, handles_iter
 from .graph import (graph_node_arg, graph_root_arg, owning_to_non_owning,
                     set_rbtree_add_callback_state)
 from .precision import mark_chain_precision
@@ -22,9 +24,17 @@ def check_kfunc_call(env: Env, insn) -> int:
         raise env.reject(f"calling kernel function {insn.imm} is not allowed", EACCES)
     name = e.name
     # an EXT program calls what its target's type may (resolve_prog_type); not known here
-    if name not in CHECKED or (env.prog_type != ProgType.EXT and
-                               not allowed_in(e, ProgType(env.prog_type))):
+    ext = env.prog_type == ProgType.EXT
+    if not ext and not allowed_in(e, ProgType(env.prog_type)):
         raise env.reject(f"calling kernel function {name} is not allowed", EACCES)
+    if name not in CHECKED:
+        if not ext and handles_iter(e):
+            check_iter_kfunc_call(env, insn, e)
+            return 0
+        if ext or not handles(e, env.prog_type):
+            raise env.reject(f"calling kernel function {name} is not allowed", EACCES)
+        check_btf_kfunc_call(env, insn, e)
+        return 0
     args = getattr(e, "args", ())
     regs = env.cur_regs()
     for i in range(len(args)):

@@ -306,7 +306,7 @@ def _ctx_reg_type(rt) -> int:
 def _btf_typed_ctx(env: Env) -> bool:
     """Is the context the BTF-typed argument array of a trampoline/tp_btf/LSM program?"""
     return env.prog_type in (U.ProgType.TRACING, U.ProgType.LSM) and \
-        env.expected_attach_type in _BTF_CTX_ATTACH
+        env.expected_attach_type in _BTF_CTX_ATTACH or env.struct_ops_member is not None
 
 
 _BTF_CTX_ATTACH = {U.AttachType.TRACE_RAW_TP, U.AttachType.TRACE_FENTRY,

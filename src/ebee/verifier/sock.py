@@ -36,7 +36,8 @@ def _valid(env: Env, rt: int, off: int, size: int) -> bool:
             if rt == PTR_TO_TCP_SOCK:
                 return off == moff and size == msz
             if m.name == "dst_port":
-                return size in (2, 4) and (size == 4 or off == moff)
+                # narrow loads of the 16-bit port; a word load at its offset
+                return size in (1, 2) or (size == 4 and off == moff)
             if msz > 4 and m.name.endswith("ip6"):
                 return size <= 4
             if off == moff and size == msz:
