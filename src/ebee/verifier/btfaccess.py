@@ -4,12 +4,24 @@ Reading a kernel structure field through a BTF pointer is allowed by field
 (btf_struct_access): the result is a scalar, or another BTF pointer for
 pointer members.  Programs here use it for tracing contexts; the layout
 comes from the kernel's BTF.
+
+A map pointer (CONST_PTR_TO_MAP) is read as the kernel's struct behind the
+map type (``struct bpf_array``, ``struct bpf_htab``, ...: MAP_BTF_STRUCT) with
+btf_struct_access, read-only, as Linux does.  What it points at in ebee is the
+map's *kernel view* (:func:`map_view`): that struct's bytes, laid out from the
+same BTF, holding the members ebee's map can give exactly (MAP_VIEW_MEMBERS:
+map_type, key_size, value_size, max_entries, ... at their BTF offsets).  Reads
+of any other member -- kernel pointers, reference counts, locks -- are refused
+(ENOTSUPP), never served with a made-up value.
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from typing import Any
+
 from ..btf import BTF
-from ..layouts.maps import MAP_HANDLE
-from ..uapi import ENOTSUPP, MapType
+from ..uapi import BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_WRONLY, ENOTSUPP, MapType
 from .env import Env
 from .errors import EACCES, EFAULT, EINVAL, EPERM
 from .struct_ops import btf_struct_write
@@ -89,6 +101,100 @@ MAP_BTF_STRUCT: dict[int, str] = {
     _M.USER_RINGBUF: "bpf_ringbuf_map", _M.BLOOM_FILTER: "bpf_bloom_filter",
     _M.ARENA: "bpf_arena",
 }
+
+#: The members of a map's kernel struct that ebee's map memory serves, per struct
+#: (``bpf_map`` is embedded in every map type's struct): each is a pure function of
+#: the map's creation attributes (MapView.pack), so it reads as in Linux.
+MAP_VIEW_MEMBERS: dict[str, tuple[str, ...]] = {
+    "bpf_map": ("sha", "excl", "map_type", "key_size", "value_size", "max_entries", "map_extra",
+                "map_flags", "id", "numa_node", "name"),
+    "bpf_array": ("elem_size", "index_mask"),
+}
+NUMA_NO_NODE = -1
+
+
+def _index_mask(max_entries: int) -> int:
+    # array_map_alloc: (1 << fls_long(max_entries - 1)) - 1, whatever bypass_spec_v1 says
+    return (1 << max(max_entries - 1, 0).bit_length()) - 1
+
+
+#: map attribute -> the member's value (Linux's bpf_map_init_from_attr, array_map_alloc)
+_VIEW_VALUES: dict[str, Any] = {
+    # the map's SHA-256 is computed only when BPF_OBJ_GET_INFO_BY_FD asks for it (info.hash)
+    # and the exclusive program's only when BPF_MAP_CREATE names one: ebee's maps do neither
+    "sha": lambda m: b"",
+    "excl": lambda m: 0,
+    "map_type": lambda m: int(m.type),
+    "key_size": lambda m: m.key_size,
+    "value_size": lambda m: m.value_size,
+    "max_entries": lambda m: m.max_entries,
+    "map_extra": lambda m: getattr(m, "map_extra", 0),
+    # bpf_map_flags_retain_permanent: the access flags belong to the fd, not the map
+    "map_flags": lambda m: m.flags & ~(BPF_F_RDONLY | BPF_F_WRONLY),
+    "id": lambda m: m.id,
+    "numa_node": lambda m: (getattr(m, "numa_node", 0) if m.flags & BPF_F_NUMA_NODE
+                            else NUMA_NO_NODE),
+    "name": lambda m: (m.name or "").encode()[:15],
+    "elem_size": lambda m: (m.value_size + 7) // 8 * 8,
+    "index_mask": lambda m: _index_mask(m.max_entries),
+}
+
+
+@dataclass(frozen=True)
+class MapView:
+    """What a map pointer points at: the kernel struct ``struct`` of the map type,
+    ``size`` bytes, with ``members`` (name -> (offset, size)) served."""
+    struct: str
+    size: int
+    members: dict[str, tuple[int, int]]
+
+    def serving(self, off: int, size: int) -> str | None:
+        """The served member holding all of [off, off + size), or None."""
+        for name, (moff, msize) in self.members.items():
+            if moff <= off and off + size <= moff + msize:
+                return name
+        return None
+
+    def pack(self, m: Any) -> bytes:
+        """The view's bytes for map ``m`` (an ``ebee.maps.Map``); unserved bytes are 0."""
+        buf = bytearray(self.size)
+        for name, (off, size) in self.members.items():
+            v = _VIEW_VALUES[name](m)
+            if isinstance(v, bytes):
+                buf[off:off + size] = v[:size].ljust(size, b"\0")
+            else:
+                buf[off:off + size] = (v & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+        return bytes(buf)
+
+
+def _view_members(btf, t, base: int, out: dict[str, tuple[int, int]]) -> None:
+    served = MAP_VIEW_MEMBERS.get(t.name, ())
+    for m in t.members:
+        if m.bitfield_size:
+            continue
+        off = base + m.bits_offset // 8
+        mt = btf.resolve(m.type_id)
+        if mt.kind.name == "STRUCT" and mt.name in MAP_VIEW_MEMBERS:
+            _view_members(btf, mt, off, out)
+        elif m.name in served:
+            out[m.name] = (off, btf.sizeof(mt))
+
+
+@functools.cache
+def map_view(map_type: int) -> MapView | None:
+    """The kernel view of a map of ``map_type`` as the running kernel's BTF lays it out;
+    None where the type has no kernel struct or there is no kernel BTF."""
+    tname = MAP_BTF_STRUCT.get(int(map_type))
+    if tname is None:
+        return None
+    try:
+        btf = _vmlinux()
+        t = btf.find(tname, "struct")
+    except Exception:
+        return None
+    members: dict[str, tuple[int, int]] = {}
+    _view_members(btf, t, 0, members)
+    return MapView(tname, t.size, members)
 
 
 def _member_at(btf, struct, off: int, base: int = 0):
@@ -255,14 +361,14 @@ def check_ptr_to_map_access(env: Env, regs, regno: int, off: int, size: int, t: 
         rtype, btf_id, flag = btf_struct_access(btf, struct.id, off, size)
     except _WalkError as e:
         raise env.reject(str(e), e.errno) from None
-    # At run time a map pointer points at ebee's own handle (layouts.maps.MAP_HANDLE),
-    # not at a struct bpf_map: a scalar read there would not give Linux's value and a
-    # read past it would leave the handle, so only pointer fields inside it (whose
-    # values are opaque to a program) are let through.
-    if rtype == SCALAR_VALUE or off + size > MAP_HANDLE.size:
+    # At run time a map pointer points at the map's kernel view: only the members it
+    # serves hold the kernel's values, and a pointer read there would be NULL (or worse)
+    # where Linux has a real object the program could follow.
+    view = map_view(mtype)
+    if rtype != SCALAR_VALUE or view is None or view.serving(off, size) is None:
+        served = ", ".join(view.members) if view else "nothing"
         raise env.reject(f"ebee: reading struct {tname} at off {off} size {size} through a "
-                         f"map pointer is not supported (ebee's map handle is not a "
-                         f"struct {tname})", ENOTSUPP)
+                         f"map pointer is not supported (only {served} are served)", ENOTSUPP)
     if value_regno < 0:
         return
     dst = regs[value_regno]
