@@ -25,7 +25,7 @@ from ..uapi import BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_WRONLY, ENOTSUPP, MapTyp
 from .env import Env
 from .errors import EACCES, EFAULT, EINVAL, EPERM
 from .struct_ops import btf_struct_write
-from .types import (MEM_ALLOC, MEM_PERCPU, MEM_RCU, MEM_USER, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED,
+from .types import (MEM_ALLOC, MEM_PERCPU, MEM_RCU, MEM_USER, PTR_TO_BTF_ID, PTR_TRUSTED,
                     PTR_UNTRUSTED, SCALAR_VALUE, reg_type_str)
 
 BPF_WRITE = 2
@@ -358,7 +358,7 @@ def check_ptr_to_map_access(env: Env, regs, regno: int, off: int, size: int, t: 
     if t == BPF_WRITE:
         raise env.reject(f"only read from {tname} is supported", EACCES)
     try:
-        rtype, btf_id, flag = btf_struct_access(btf, struct.id, off, size)
+        rtype, _btf_id, _flag = btf_struct_access(btf, struct.id, off, size)
     except _WalkError as e:
         raise env.reject(str(e), e.errno) from None
     # At run time a map pointer points at the map's kernel view: only the members it
@@ -369,15 +369,8 @@ def check_ptr_to_map_access(env: Env, regs, regno: int, off: int, size: int, t: 
         served = ", ".join(view.members) if view else "nothing"
         raise env.reject(f"ebee: reading struct {tname} at off {off} size {size} through a "
                          f"map pointer is not supported (only {served} are served)", ENOTSUPP)
-    if value_regno < 0:
-        return
-    dst = regs[value_regno]
-    dst.mark_unknown()
-    dst.mark_known(0)
-    dst.type = PTR_TO_BTF_ID | flag
-    dst.btf, dst.btf_id = btf, btf_id
-    if flag & PTR_MAYBE_NULL:
-        dst.id = env.new_id()
+    if value_regno >= 0:
+        env.mark_reg_unknown(regs, value_regno)
 
 
 def check_btf_id_arg(env: Env, regno: int, reg, arg_base: int, meta) -> None:
