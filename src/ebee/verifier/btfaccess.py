@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..btf import BTF
-from ..uapi import BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_WRONLY, ENOTSUPP, MapType
+from ..uapi import (BPF_ATOMIC, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_WRONLY, BPF_STX, ENOTSUPP,
+                    MapType)
 from .env import Env
 from .errors import EACCES, EFAULT, EINVAL, EPERM
 from .struct_ops import btf_struct_write
@@ -222,6 +223,7 @@ class _WalkError(Exception):
         self.errno = errno
 
 
+ANON = "(anon)"
 _TAG_FLAGS = {"user": MEM_USER, "percpu": MEM_PERCPU, "rcu": MEM_RCU}
 
 
@@ -256,7 +258,7 @@ def _struct_walk(btf, t, off: int, size: int, flag: int, walk_flex: bool):
     """btf_struct_walk: ("scalar", ...), ("ptr", id, flag) or ("struct", id, flag)."""
     while True:
         t = btf.resolve(t)
-        tname = t.name
+        tname = t.name or ANON     # __btf_name_by_offset
         if t.kind.name not in ("STRUCT", "UNION"):
             raise _WalkError(f"Type '{tname}' is not a struct", EINVAL)
         members = t.members
@@ -289,7 +291,7 @@ def _struct_walk(btf, t, off: int, size: int, flag: int, walk_flex: bool):
                 break       # a hole
             rs = _resolve_size(btf, m.type_id)
             if rs is None:
-                raise _WalkError(f"field {m.name} doesn't have size", EFAULT)
+                raise _WalkError(f"field {m.name or ANON} doesn't have size", EFAULT)
             mtype, msize, elem_type, elem_id, total, mid = rs
             mtrue_end = moff + msize
             if off >= mtrue_end:
@@ -308,7 +310,7 @@ def _struct_walk(btf, t, off: int, size: int, flag: int, walk_flex: bool):
                 break
             if mtype.kind.name == "PTR":
                 if msize != size or off != moff:
-                    raise _WalkError(f"cannot access ptr member {m.name} with moff {moff} in "
+                    raise _WalkError(f"cannot access ptr member {m.name or ANON} with moff {moff} in "
                                      f"struct {tname} with off {off} size {size}", EACCES)
                 tag = btf[mtype.type_id]
                 tmp = _TAG_FLAGS.get(tag.name, 0) if tag.kind.name == "TYPE_TAG" else 0
@@ -316,7 +318,7 @@ def _struct_walk(btf, t, off: int, size: int, flag: int, walk_flex: bool):
                 if st.kind.name in ("STRUCT", "UNION"):
                     return ("ptr", st.id, flag | tmp)
             if off + size > mtrue_end and not flag & PTR_UNTRUSTED:
-                raise _WalkError(f"access beyond the end of member {m.name} (mend:{mtrue_end}) "
+                raise _WalkError(f"access beyond the end of member {m.name or ANON} (mend:{mtrue_end}) "
                                  f"in struct {tname} with off {off} size {size}", EACCES)
             return ("scalar", 0, flag)
         if not descend:
@@ -365,6 +367,9 @@ def check_ptr_to_map_access(env: Env, regs, regno: int, off: int, size: int, t: 
     # serves hold the kernel's values, and a pointer read there would be NULL (or worse)
     # where Linux has a real object the program could follow.
     view = map_view(mtype)
+    insn = env.insns[env.insn_idx]
+    if insn.cls == BPF_STX and insn.mode == BPF_ATOMIC:
+        return          # the read-modify-write's write is refused next, as in Linux
     if rtype != SCALAR_VALUE or view is None or view.serving(off, size) is None:
         served = ", ".join(view.members) if view else "nothing"
         raise env.reject(f"ebee: reading struct {tname} at off {off} size {size} through a "
