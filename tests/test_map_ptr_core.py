@@ -1,0 +1,190 @@
+"""A C program reading its maps as the kernel's structs (``((struct bpf_map *)&m)->max_entries``).
+
+The program is built with clang-19 as users build CO-RE programs: ``struct bpf_map``
+and ``struct bpf_array`` declared with only the members it reads, under
+``preserve_access_index``, so the loader relocates every offset against the
+kernel's BTF.  It copies what it reads from six maps of different types, sizes and
+flags into a results array.  It runs in the kernel (BPF_PROG_TEST_RUN) and in ebee's
+interpreter and JIT, and every value must agree: the map pointer's memory in ebee
+(the map's kernel view, ``ebee.verifier.btfaccess.map_view``) serves these members
+at the kernel's offsets.  ``id`` is each system's own map id.
+"""
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import ebee
+from ebee.uapi import BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, MapType as T
+
+SRC = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#define __ca __attribute__((preserve_access_index))
+struct bpf_map {
+    enum bpf_map_type map_type;         /* an enum in the kernel: CO-RE wants the same kind */
+    __u32 key_size, value_size, max_entries;
+    __u64 map_extra;
+    __u32 map_flags, id;
+    int numa_node;
+} __ca;
+struct bpf_array { struct bpf_map map; __u32 elem_size, index_mask; } __ca;
+
+struct out {
+    __u32 map_type, key_size, value_size, max_entries, map_flags, id;
+    __s32 numa_node;
+    __u32 elem_size, index_mask, seen;
+    __u64 map_extra;
+};
+struct val12 { __u32 a, b, c; };
+
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 8);
+         __type(key, __u32); __type(value, struct out); } results SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 13); __uint(map_flags, BPF_F_NO_PREALLOC);
+         __type(key, __u64); __type(value, struct val12); } htab SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 3);
+         __type(key, __u32); __type(value, __u64); } pcpu SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 5); __uint(map_flags, BPF_F_RDONLY_PROG);
+         __type(key, __u32); __type(value, struct val12); } rdonly_arr SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096); } rb SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_BLOOM_FILTER); __uint(max_entries, 16); __uint(map_extra, 3);
+         __type(value, __u32); } bloom SEC(".maps");
+
+static __always_inline struct out *map_fields(__u32 i, struct bpf_map *m)
+{
+    struct out *o = bpf_map_lookup_elem(&results, &i);
+    if (!o)
+        return 0;
+    o->map_type = m->map_type;
+    o->key_size = m->key_size;
+    o->value_size = m->value_size;
+    o->max_entries = m->max_entries;
+    o->map_flags = m->map_flags;
+    o->id = m->id;
+    o->numa_node = m->numa_node;
+    o->map_extra = m->map_extra;
+    o->seen++;
+    return o;
+}
+
+static __always_inline void array_fields(__u32 i, struct bpf_array *a)
+{
+    struct out *o = map_fields(i, &a->map);
+    if (o) {
+        o->elem_size = a->elem_size;
+        o->index_mask = a->index_mask;
+    }
+}
+
+SEC("xdp")
+int read_maps(struct xdp_md *ctx)
+{
+    map_fields(0, (struct bpf_map *)&htab);
+    array_fields(1, (struct bpf_array *)&pcpu);
+    array_fields(2, (struct bpf_array *)&rdonly_arr);
+    map_fields(3, (struct bpf_map *)&rb);
+    map_fields(4, (struct bpf_map *)&bloom);
+    array_fields(5, (struct bpf_array *)&results);
+    return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+#: results index -> (map, type, key_size, value_size, max_entries, map_flags, map_extra,
+#: elem_size, index_mask) as declared above (elem_size/index_mask 0: not an array)
+MAPS = {
+    0: ("htab", T.HASH, 8, 12, 13, BPF_F_NO_PREALLOC, 0, 0, 0),
+    1: ("pcpu", T.PERCPU_ARRAY, 4, 8, 3, 0, 0, 8, 3),
+    2: ("rdonly_arr", T.ARRAY, 4, 12, 5, BPF_F_RDONLY_PROG, 0, 16, 7),
+    3: ("rb", T.RINGBUF, 0, 0, 4096, 0, 0, 0, 0),
+    4: ("bloom", T.BLOOM_FILTER, 0, 4, 16, 0, 3, 0, 0),
+    5: ("results", T.ARRAY, 4, 48, 8, 0, 0, 48, 7),
+}
+
+
+class Out(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint32) for n in
+                ("map_type", "key_size", "value_size", "max_entries", "map_flags", "id")] + \
+               [("numa_node", ctypes.c_int32)] + \
+               [(n, ctypes.c_uint32) for n in ("elem_size", "index_mask", "seen")] + \
+               [("map_extra", ctypes.c_uint64)]
+
+
+def _rows(lookup) -> dict[int, dict]:
+    rows = {}
+    for i in MAPS:
+        o = Out.from_buffer_copy(lookup(i.to_bytes(4, "little")))
+        rows[i] = {n: getattr(o, n) for n, _ in Out._fields_}
+    return rows
+
+
+@pytest.fixture(scope="module")
+def obj_path(tmp_path_factory):
+    clang = shutil.which("clang-19")
+    if clang is None or not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        pytest.skip("needs clang-19 and libbpf headers")
+    try:
+        ebee.btf.BTF.load_vmlinux()
+    except OSError as e:
+        pytest.skip(f"no kernel BTF for CO-RE: {e}")
+    d = tmp_path_factory.mktemp("map_ptr")
+    (d / "m.c").write_text(SRC)
+    r = subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-Wall", "-Werror",
+                        "-I/usr/include/x86_64-linux-gnu", "-c", str(d / "m.c"), "-o",
+                        str(d / "m.o")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return d / "m.o"
+
+
+PACKET = bytes(64)
+
+
+def _expected(rows: dict[int, dict], ids: dict[str, int]) -> None:
+    """What the declarations say (the kernel's own rules for flags and numa_node)."""
+    assert set(rows) == set(MAPS)
+    for i, (name, mt, ks, vs, n, flags, extra, es, mask) in MAPS.items():
+        assert rows[i] == {"map_type": int(mt), "key_size": ks, "value_size": vs,
+                           "max_entries": n, "map_flags": flags, "id": ids[name],
+                           "numa_node": -1, "elem_size": es, "index_mask": mask, "seen": 1,
+                           "map_extra": extra}, name
+
+
+def _ebee_rows(obj, engine: str) -> dict[int, dict]:
+    zero = bytes(ctypes.sizeof(Out))
+    for i in MAPS:
+        obj.maps["results"].update(i.to_bytes(4, "little"), zero)
+    res = obj.programs["read_maps"].run(PACKET, engine=engine)
+    assert res.retval == 2            # XDP_PASS
+    return _rows(obj.maps["results"].lookup)
+
+
+@pytest.mark.parametrize("engine", ["interp", "jit"])
+def test_map_fields_as_declared(obj_path, engine):
+    obj = ebee.load(obj_path)
+    rows = _ebee_rows(obj, engine)
+    _expected(rows, {name: obj.maps[name].id for name, *_ in MAPS.values()})
+
+
+@pytest.mark.kernel
+def test_map_fields_match_the_kernels_test_run(kernel, obj_path):
+    from ebee.kernel.info import map_info
+    obj = ebee.load(obj_path)
+    with obj.load_kernel() as k:
+        res = k.programs["read_maps"].run(PACKET)
+        assert res.retval == 2
+        theirs = _rows(k.maps["results"].lookup)
+        kids = {name: map_info(k.maps[name].fd).id for name, *_ in MAPS.values()}
+    _expected(theirs, kids)
+    ours = {name: obj.maps[name].id for name, *_ in MAPS.values()}
+    for engine in ("interp", "jit"):
+        mine = _ebee_rows(obj, engine)
+        for i, (name, *_) in MAPS.items():
+            # the same but for the id: each system's own id of the map
+            assert mine[i]["id"] == ours[name] and theirs[i]["id"] == kids[name]
+            assert {**mine[i], "id": 0} == {**theirs[i], "id": 0}, (engine, name)
