@@ -188,3 +188,81 @@ def test_map_fields_match_the_kernels_test_run(kernel, obj_path):
             # the same but for the id: each system's own id of the map
             assert mine[i]["id"] == ours[name] and theirs[i]["id"] == kids[name]
             assert {**mine[i], "id": 0} == {**theirs[i], "id": 0}, (engine, name)
+
+
+# -- every served member of every map type, read by instructions at the BTF offsets ------
+
+#: map type -> (key_size, value_size, max_entries, map_flags, extra Map/KernelMap keywords)
+SERVED_MAPS = {
+    T.ARRAY: (4, 12, 5, 0, {}), T.PERCPU_ARRAY: (4, 8, 3, 0, {}),
+    T.HASH: (8, 16, 7, BPF_F_NO_PREALLOC, {"name": "a_hash"}),
+    T.LRU_HASH: (4, 8, 16, 0, {}), T.RINGBUF: (0, 0, 4096, 0, {"name": "events"}),
+    T.QUEUE: (0, 8, 4, 0, {}), T.BLOOM_FILTER: (0, 8, 4, 0, {"map_extra": 5}),
+    T.PROG_ARRAY: (4, 4, 4, 0, {}), T.STACK_TRACE: (4, 8 * 127, 4, 0, {}),
+}
+
+
+def served_reads(fd_or_id: int, res: int, view) -> tuple[str, dict[str, tuple[int, int]]]:
+    """Instructions that copy every served member of the map's view, in 8-byte (or the
+    member's own) loads, into the results map's value; where each member goes there."""
+    body, out, where = [], 0, {}
+    for name, (off, size) in view.members.items():
+        where[name] = (out, size)
+        step = min(size, 8)
+        for part in range(0, size, step):
+            ty = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}[step]
+            body += [f"r2 = *({ty} *)(r1 {off + part:+d})", f"*({ty} *)(r6 {out:+d}) = r2"]
+            out += step
+    src = "\n".join([
+        "r1 = 0", "*(u32 *)(r10 - 4) = r1", f"r1 = map[{{k}}:{res}] ll", "r2 = r10",
+        "r2 += -4", "call 1", "if r0 == 0 goto out", "r6 = r0",
+        f"r1 = map[{{k}}:{fd_or_id}] ll", *body, "out:", "r0 = 2", "exit", ""])
+    return src, where
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("map_type", list(SERVED_MAPS), ids=lambda t: t.name)
+def test_served_members_match_the_kernel(kernel, map_type):
+    """The bytes of every member the view serves, as a test run reads them in the kernel
+    and in both of ebee's engines (the id excepted: each system's own)."""
+    from maputil import MapPair, kernelize
+    from ebee import Program
+    from ebee.kernel import KernelProgram
+    from ebee.kernel.info import map_info
+    from ebee.uapi import ProgType
+    from ebee.verifier.btfaccess import map_view
+
+    view = map_view(map_type)
+    if view is None:
+        pytest.skip("no kernel BTF")
+    ks, vs, n, flags, kw = SERVED_MAPS[map_type]
+    m = MapPair(map_type, ks, vs, n, flags, **kw)
+    res = MapPair(T.ARRAY, 4, 512, 1)
+    try:
+        src, where = served_reads(m.id, res.id, view)
+        size = sum(s for _, s in where.values())
+        insns = ebee.assemble(src.replace("{k}", "id"))
+        kp = KernelProgram(kernelize(insns, {m.id: m.kernel.fd, res.id: res.kernel.fd}),
+                           ProgType.XDP)
+        try:
+            assert kp.run(PACKET).retval == 2
+        finally:
+            kp.close()
+        theirs = res.kernel.lookup(bytes(4))[:size]
+        kid = map_info(m.kernel.fd).id
+        ioff = where["id"][0]
+        for engine in ("interp", "jit"):
+            res.ebee.update(bytes(4), bytes(512))
+            p = Program.from_insns(insns, ProgType.XDP, verify=True)
+            assert p.run(PACKET, engine=engine).retval == 2
+            mine = bytes(res.ebee.lookup(bytes(4)))[:size]
+            assert int.from_bytes(mine[ioff:ioff + 4], "little") == m.ebee.id
+            assert int.from_bytes(theirs[ioff:ioff + 4], "little") == kid
+            blank = slice(ioff, ioff + 4)
+            a, b = bytearray(mine), bytearray(theirs)
+            a[blank] = b[blank] = bytes(4)
+            assert a == b, (engine, {name: (bytes(a[o:o + s]), bytes(b[o:o + s]))
+                                     for name, (o, s) in where.items()})
+    finally:
+        m.close()
+        res.close()
