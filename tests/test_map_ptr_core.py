@@ -8,6 +8,11 @@ flags into a results array.  It runs in the kernel (BPF_PROG_TEST_RUN) and in eb
 interpreter and JIT, and every value must agree: the map pointer's memory in ebee
 (the map's kernel view, ``ebee.verifier.btfaccess.map_view``) serves these members
 at the kernel's offsets.  ``id`` is each system's own map id.
+
+Then every member the view serves (``name`` and ``sha`` too, which C cannot read
+without pointer arithmetic on the map pointer) is read by instructions at its BTF
+offset from maps of nine types, in a kernel test run and in both engines, and the
+bytes compared.
 """
 from __future__ import annotations
 

@@ -209,7 +209,8 @@ class Map:
         self.alloc()
         self.id = map_idr.register(self)
         self._view = map_view(self.type)
-        self.handle = Region(MAP_VIEW_OFF + (self._view.size if self._view else 0),
+        # without kernel BTF there is no view, but the map pointer stays inside its region
+        self.handle = Region(MAP_VIEW_OFF + (self._view.size if self._view else 8),
                              f"map {self.id} {self.name or self.type.name.lower()}",
                              writable=False)
         self._write_handle()
