@@ -58,8 +58,11 @@ MAPS = {
     T.BLOOM_FILTER: (0, 8, 4, 0, 3), T.DEVMAP: (4, 4, 4, 0, 0), T.DEVMAP_HASH: (4, 4, 4, 0, 0),
     T.CPUMAP: (4, 4, 4, 0, 0), T.XSKMAP: (4, 4, 4, 0, 0), T.SOCKMAP: (4, 4, 4, 0, 0),
     T.SOCKHASH: (4, 4, 4, 0, 0), T.REUSEPORT_SOCKARRAY: (4, 4, 4, 0, 0),
+    T.ARRAY_OF_MAPS: (4, 4, 2, 0, 0), T.HASH_OF_MAPS: (4, 4, 2, 0, 0),
+    T.CGROUP_STORAGE: (16, 8, 0, 0, 0), T.PERCPU_CGROUP_STORAGE: (8, 8, 0, 0, 0),
     T.ARENA: (0, 0, 4, BPF_F_MMAPABLE, 0),
 }
+OF_MAPS = (T.ARRAY_OF_MAPS, T.HASH_OF_MAPS)
 SIZES = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
 OPS = ("ldx", "ldsx", "stx", "st", "atomic")
 
@@ -120,15 +123,18 @@ def grid(map_types) -> list[Case]:
 def kmaps():
     from ebee.kernel.maps import KernelMap
     made, refused = {}, {}
+    inner = KernelMap(T.ARRAY, 4, 8, 2)
     for mt, (ks, vs, n, flags, extra) in MAPS.items():
         try:
-            made[mt] = KernelMap(mt, ks, vs, n, flags, map_extra=extra)
-        except OSError as e:
+            made[mt] = KernelMap(mt, ks, vs, n, flags, map_extra=extra,
+                                 inner_map_fd=inner.fd if mt in OF_MAPS else 0)
+        except OSError as e:          # ARENA where bpf_arena is not allowed
             refused[mt] = e
     assert T.ARRAY in made and T.HASH in made, refused
     yield made
     for m in made.values():
         m.close()
+    inner.close()
 
 
 def kernel_verdict(insns) -> tuple[bool, str]:
