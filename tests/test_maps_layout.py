@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ebee.layouts import Layout
-from ebee.layouts.maps import HASH_CRC32, HASH_JHASH, HTAB_ENTRY, HTAB_HEADER, MAP_HANDLE, STATE_USED
+from ebee.layouts.maps import (HASH_CRC32, HASH_JHASH, HTAB_ENTRY, HTAB_HEADER, MAP_HANDLE,
+                               MAP_VIEW_OFF, STATE_USED)
 from ebee.maps import Map
 from ebee.maps.jhash import htab_hash
 from ebee.uapi import BPF_F_ZERO_SEED, MapType as T
@@ -34,7 +35,7 @@ def _doc_table(after: str) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize("layout,after", [
-    (MAP_HANDLE, "## The handle: what a map pointer points at"),
+    (MAP_HANDLE, "## The handle: just before what a map pointer points at"),
     (HTAB_HEADER, "Control region:"),
     (HTAB_ENTRY, "Entry:"),
 ], ids=["handle", "htab_header", "htab_entry"])
@@ -50,8 +51,8 @@ def _read(buf, layout: Layout, name: str) -> int:
 @pytest.mark.parametrize("map_type", [T.ARRAY, T.PERCPU_ARRAY, T.HASH, T.LRU_PERCPU_HASH])
 def test_the_handle_holds_what_its_layout_names(map_type):
     with Map(map_type, 4, 12, 10) as m:
-        h = m.handle.buf
-        assert len(h) == MAP_HANDLE.size
+        assert m.addr == m.handle.start + MAP_VIEW_OFF
+        h = m.handle.buf[:MAP_HANDLE.size]
         got = {name: _read(h, MAP_HANDLE, name) for name in MAP_HANDLE.members}
         assert got == {"type": int(map_type), "key_size": 4, "value_size": 12, "max_entries": 10,
                        "map_flags": 0, "id": m.id, "elem_size": 16,

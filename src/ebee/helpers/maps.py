@@ -1,7 +1,8 @@
 """Map helpers: lookup/update/delete, queues, per-CPU lookups, local storage, stack traces.
 
 A map argument is the map pointer a program got from ``lddw rX, map[id:N]``:
-the address of the map's handle, which :func:`ebee.maps.by_addr` maps back.
+the address of the map's kernel view (its handle just before), which
+:func:`ebee.maps.by_addr` maps back.
 """
 from __future__ import annotations
 

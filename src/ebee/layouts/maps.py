@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from .layout import Layout
 
-#: What a map pointer points at (a read-only registered region).  ``slots`` is
+#: ebee's own description of a map, just before what a map pointer points at (both in
+#: one read-only registered region, see MAP_VIEW_OFF).  ``slots`` is
 #: the number of value slots per element: the CPU count for per-CPU maps, else
 #: 1; ``values`` and ``ctl`` are addresses (0 if the map has none); ``ncpus`` is
 #: the CPU count the map was created with (CPUs 0..ncpus-1 have per-CPU state).
@@ -20,6 +21,13 @@ MAP_HANDLE = Layout("map handle", 64, {
     "map_flags": (16, 4), "id": (20, 4), "elem_size": (24, 4), "slots": (28, 4),
     "values": (32, 8), "ctl": (40, 8), "ncpus": (48, 4),
 })
+
+#: A map pointer is the handle's address plus this.  The map's *kernel view* follows
+#: the handle -- the bytes of the kernel's struct for the map type, laid out from the
+#: kernel's BTF (``ebee.verifier.btfaccess.map_view``) -- because programs may read a
+#: map pointer as that struct (``map->max_entries``), as in Linux.  The handle then
+#: sits at negative offsets, which the verifier never lets a program read.
+MAP_VIEW_OFF = MAP_HANDLE.size
 
 #: The header of a hash table's control region; the bucket heads (u32 each)
 #: follow it, then the entries.  ``buckets``, ``entries`` and ``values`` are

@@ -15,10 +15,12 @@ map: access-flag and freeze checks, flag validation, and conversion between
 Python values (bytes, ints, ctypes structures) and the raw bytes.
 
 Memory: a map registers a small read-only *handle* region in
-``vm.memory.SHARED``; its address is the map pointer programs hold
-(``CONST_PTR_TO_MAP``).  Values live in regions of ``SHARED`` owned by the
-map, so lookups from programs return real addresses.  The handle's layout is
-``ebee.layouts.maps.MAP_HANDLE`` (described in ``docs/maps-layout.md``).
+``vm.memory.SHARED``: ebee's handle (``ebee.layouts.maps.MAP_HANDLE``, described
+in ``docs/maps-layout.md``), then the map's kernel view (the kernel's struct for
+the map type with the members ebee serves, ``ebee.verifier.btfaccess.map_view``).
+The view's address is the map pointer programs hold (``CONST_PTR_TO_MAP``).
+Values live in regions of ``SHARED`` owned by the map, so lookups from programs
+return real addresses.
 """
 from __future__ import annotations
 
@@ -34,10 +36,11 @@ from .. import uapi as U
 from ..btf.pyvalues import BTFValue
 from ..errors import VMError
 from ..btf.record import graph_roots, value_record
-from ..layouts.maps import MAP_HANDLE
+from ..layouts.maps import MAP_HANDLE, MAP_VIEW_OFF
 from ..idr import map_idr
 from ..uapi import MapType
 from ..memory import SHARED, Region
+from ..verifier.btfaccess import map_view
 from . import cpus
 from .errors import MapError, MapKeyError, map_error
 
@@ -205,12 +208,15 @@ class Map:
         self._regions: list[Region] = []
         self.alloc()
         self.id = map_idr.register(self)
-        self.handle = Region(HANDLE_SIZE, f"map {self.id} {self.name or self.type.name.lower()}",
+        self._view = map_view(self.type)
+        # without kernel BTF there is no view, but the map pointer stays inside its region
+        self.handle = Region(MAP_VIEW_OFF + (self._view.size if self._view else 8),
+                             f"map {self.id} {self.name or self.type.name.lower()}",
                              writable=False)
         self._write_handle()
         SHARED.add(self.handle)
         with _registry_lock:
-            _by_addr[self.handle.start] = self
+            _by_addr[self.addr] = self
         self._finalizer = weakref.finalize(self, _release, self._regions, self.handle)
 
     # -- creation ---------------------------------------------------------------------
@@ -274,11 +280,13 @@ class Map:
         HANDLE.pack_into(handle.buf, 0, int(self.type), self.key_size, self.value_size,
                          self.max_entries, self.flags, self.id, self.elem_size,
                          self.ncpus if self.percpu else 1, values, ctl, self.ncpus)
+        if self._view is not None:
+            handle.buf[MAP_VIEW_OFF:MAP_VIEW_OFF + self._view.size] = self._view.pack(self)
 
     @property
     def addr(self) -> int:
-        """The map pointer programs hold (address of the handle)."""
-        return self.handle.start
+        """The map pointer programs hold (address of the map's kernel view)."""
+        return self.handle.start + MAP_VIEW_OFF
 
     def close(self) -> None:
         """Release the map's memory now (also happens when it is garbage-collected)."""
@@ -287,7 +295,7 @@ class Map:
                 fn(self)
         map_idr.remove(self.id)
         with _registry_lock:
-            _by_addr.pop(self.handle.start, None)
+            _by_addr.pop(self.addr, None)
         self._finalizer()
 
     def __enter__(self):

@@ -25,7 +25,8 @@ from __future__ import annotations
 from llvmlite import ir
 
 from ...layouts import Layout
-from ...layouts.maps import HASH_JHASH, HTAB_BUCKET_SIZE, HTAB_ENTRY, HTAB_HEADER, MAP_HANDLE
+from ...layouts.maps import (HASH_JHASH, HTAB_BUCKET_SIZE, HTAB_ENTRY, HTAB_HEADER, MAP_HANDLE,
+                             MAP_VIEW_OFF)
 from ...maps.jhash import JHASH_INITVAL
 from ...uapi import FuncId, MapType
 from .irgen import PTR, ModuleGen, c64, i32, i64, native_helper
@@ -219,7 +220,7 @@ def _lookup(g: ModuleGen) -> ir.Function:
               ("entry", "array", "array_in", "hash", "crc", "jh", "walk", "loop", "cmp", "next",
                "found", "lru", "setref", "value", "miss", "slow")}
     b = ir.IRBuilder(blocks["entry"])
-    h = b.inttoptr(mp, PTR)
+    h = b.inttoptr(b.sub(mp, c64(MAP_VIEW_OFF)), PTR)     # the handle precedes the view
     kp = b.inttoptr(key, PTR)
     mtype = _member(b, h, MAP_HANDLE, "type")
     cpu = g.ts_load(b, "cpu", ts)
