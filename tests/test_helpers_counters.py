@@ -144,7 +144,7 @@ def test_local_storage_outside_a_test_run_is_the_cgroups_element():
     with Machine() as m:
         for _ in range(3):
             m.run(prog, 0)
-            seen.append(out[0])
+            seen.append(int.from_bytes(out[0], "little"))
     assert seen == [103, 206, 309] and len(list(st.keys())) == 1
 
 
