@@ -163,3 +163,59 @@ def test_route_realm_of_a_routed_packet():
     counters.set_route_realm(skb, 0x10002)
     with Machine() as m:
         assert counters.get_route_realm(m, skb.addr) == 0x10002
+
+
+# ------------------------------------------------------------------------- user ring buffers
+
+DRAIN = """
+    r6 = 0
+    *(u64 *)(r10 - 8) = r6
+    r1 = map[id:{id}] ll
+    r2 = subprog[cb] ll
+    r3 = r10
+    r3 += -8
+    r4 = {flags}
+    call bpf_user_ringbuf_drain
+    r1 = *(u64 *)(r10 - 8)
+    r1 <<= 16
+    r0 += r1
+    exit
+cb:
+    r6 = r2
+    *(u32 *)(r10 - 4) = 0
+    r2 = r10
+    r2 += -4
+    r3 = r1
+    r1 = r2
+    r2 = 4
+    r4 = 0
+    r5 = 0
+    call bpf_dynptr_read
+    r1 = *(u32 *)(r10 - 4)
+    r2 = *(u64 *)(r6 + 0)
+    r2 += r1
+    *(u64 *)(r6 + 0) = r2
+    r0 = 0
+    if r1 != 99 goto keep
+    r0 = 1
+keep:
+    exit
+"""
+
+
+@pytest.mark.parametrize("samples, flags, want", [
+    ([1, 2, 3], 0, (3, 6)), ([], 0, (0, 0)), ([5, 99, 7], 0, (2, 104)),
+    ([4, 4], 1, (2, 8)), ([4, 4], 2, (2, 8)), ([4], 4, (-errno.EINVAL, 0)),
+])
+def test_user_ringbuf_drain_consumes_in_order(samples, flags, want):
+    rb = ebee.Map(T.USER_RINGBUF, 0, 0, 4096)
+    for v in samples:
+        rb.submit(v.to_bytes(4, "little") + b"pad")
+    rb.submit(b"\x07\x00\x00\x00", discard=True)        # skipped, not counted
+    prog = ebee.assemble(DRAIN.format(id=rb.id, flags=flags))
+    with Machine() as m:
+        r0 = m.run(prog, 0).retval
+    n, total = want
+    assert r0 == ((total << 16) + n) & (1 << 64) - 1
+    if n >= 0:      # what the callback stopped before stays for the next drain
+        assert len(rb.drain()) == len(samples) - n
