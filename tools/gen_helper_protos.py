@@ -911,7 +911,7 @@ def docs() -> str:
     """docs/helpers.md: every helper, the program types that may call it, whether ebee's
     runtime implements it, and why not for the few user space cannot."""
     # the runtime, only for the docs: the table itself is made without it
-    from ebee.helpers.unimplemented import CANNOT, implemented  # noqa: E402
+    from ebee.helpers.unimplemented import CANNOT, NOT_YET, implemented  # noqa: E402
     from ebee.protos.helpers import HELPERS, NO_PROTO, SOURCES  # noqa: E402
 
     all_types = {pt for pt, _ in FUNC_PROTOS}
@@ -929,8 +929,9 @@ def docs() -> str:
         f"{len(HELPERS)} with a prototype generated from the kernel sources ({SOURCES}; "
         "`ebee.protos.helpers`, tools/gen_helper_protos.py), which the verifier checks calls "
         f"against as Linux does. ebee's user-space runtime implements {n_impl}; calling "
-        "another raises `VMError` (\"helper ... is not implemented by ebee\"). The few "
-        "that have no meaning outside the kernel say why.",
+        "another raises `VMError` (\"helper ... is not implemented by ebee\"). Those "
+        "not implemented say why: *cannot* for the few without a meaning outside the "
+        "kernel, *not yet* for those that need state ebee does not model yet.",
         "",
         "*Program types* are those this kernel lets call the helper (probed: "
         "tools/gen_func_protos.py); *all* means every type it loads here, and an attach "
@@ -966,6 +967,8 @@ def docs() -> str:
             impl = "yes"
         elif f in CANNOT:
             impl = "cannot: " + CANNOT[f]
+        elif f in NOT_YET:
+            impl = "not yet: " + NOT_YET[f]
         else:
             impl = "not yet"
         variants = ", ".join(f"`{p.proto}`" for p in row.protos) if row and row.variants else ""

@@ -13,7 +13,9 @@ from ..errors import VMError
 from ..uapi import FuncId
 from .maps import map_of
 from .registry import implements
-from ..maps.ringbuf import RingBuf
+from ..maps.ringbuf import RingBuf, UserRingBuf
+from ..memory import Region
+from .. import uapi as U
 from ..maps.base import live_maps
 from ..maps.perf import PerfEventArray
 from ..packet.skbuff import from_ctx as skb_from_ctx
@@ -239,3 +241,43 @@ def skb_output(m, skb, mp, flags, data, size):
 @implements(FuncId.xdp_output)
 def xdp_output(m, xdp, mp, flags, data, size):
     return _output_with_packet(m, _packet_of(xdp), mp, flags, data, size)
+
+
+# -- user ring buffers -------------------------------------------------------------------
+
+#: kernel/bpf/ringbuf.c: the most samples one bpf_user_ringbuf_drain call consumes
+MAX_USER_RINGBUF_SAMPLES = 128 * 1024
+
+
+@implements(FuncId.user_ringbuf_drain)
+def user_ringbuf_drain(m, mp, cb, cb_ctx, flags, _):
+    """Consume samples user space submitted, one callback(dynptr, ctx) each, until the
+    ring is empty, the callback returns non-zero or MAX_USER_RINGBUF_SAMPLES; returns how
+    many were consumed.  Each sample is a read-only local dynptr over a copy of it.  A
+    malformed sample header stops the drain with -EINVAL (nothing of it consumed)."""
+    if flags & ~(U.BPF_RB_NO_WAKEUP | U.BPF_RB_FORCE_WAKEUP):
+        return -E.EINVAL
+    rb = map_of(mp)
+    if not isinstance(rb, UserRingBuf):
+        raise VMError(f"bpf_user_ringbuf_drain needs a user ring buffer; map {rb.id} is not one")
+    fn = m.find_function(cb)
+    samples = 0
+    dyn = m.memory.add(Region(DYNPTR.size, "user ringbuf dynptr"))
+    try:
+        while samples < MAX_USER_RINGBUF_SAMPLES:
+            bad = rb.corrupted
+            got = rb.drain(limit=1)
+            if not got:
+                return -E.EINVAL if rb.corrupted != bad else samples
+            data = m.memory.add(Region(got[0] or b"\0", "user ringbuf sample", writable=False))
+            try:
+                _dyn_set(m, dyn.start, data.start, len(got[0]), DYNPTR_TYPE_LOCAL, rdonly=True)
+                ret = m.call_function(cb, dyn.start, cb_ctx, fn=fn)
+            finally:
+                m.memory.remove(data)
+            samples += 1
+            if ret:
+                break
+        return samples
+    finally:
+        m.memory.remove(dyn)

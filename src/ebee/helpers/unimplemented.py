@@ -29,11 +29,54 @@ CANNOT: dict[F, str] = {
                     "program verifies; the call raises VMError.",
 }
 
+_NO_SOCKET_RUNTIME = ("ebee has no runtime for {} programs (the kernel cannot test-run them "
+                      "either); the program verifies, the call raises VMError.")
+_SOCKMAP = _NO_SOCKET_RUNTIME.format("sk_msg, sk_skb verdict and sock_ops")
+
+#: helpers user space could give a meaning to that ebee does not implement yet: why
+NOT_YET: dict[F, str] = {
+    **dict.fromkeys((F.setsockopt, F.getsockopt), "socket options of the hook's socket; "
+                    + _NO_SOCKET_RUNTIME.format("sock_ops, cgroup_sock_addr and "
+                                                "cgroup_sockopt")),
+    **dict.fromkeys((F.sk_redirect_map, F.sk_redirect_hash, F.sock_map_update,
+                     F.sock_hash_update, F.msg_redirect_map, F.msg_redirect_hash,
+                     F.msg_apply_bytes, F.msg_cork_bytes, F.msg_pull_data, F.msg_push_data,
+                     F.msg_pop_data), "socket redirection through SOCKMAP/SOCKHASH; "
+                    + _SOCKMAP),
+    F.perf_prog_read_value: "the counter of the perf event that fired; ebee's synthetic "
+                            "perf_event runs (testrun.run_event) carry no counter yet.",
+    **dict.fromkeys((F.sock_ops_cb_flags_set, F.load_hdr_opt, F.store_hdr_opt,
+                     F.reserve_hdr_opt), "a TCP connection's callbacks and header options; "
+                    + _NO_SOCKET_RUNTIME.format("sock_ops")),
+    F.bind: "binds the connecting socket; " + _NO_SOCKET_RUNTIME.format("cgroup_sock_addr"),
+    F.lwt_push_encap: "pushes an IP or SRv6 encapsulation and re-routes the packet; ebee's "
+                      "LWT test runs have no route (dst) to redo yet.",
+    **dict.fromkeys((F.lwt_seg6_store_bytes, F.lwt_seg6_adjust_srh, F.lwt_seg6_action),
+                    "edit the SRH of an SRv6 End.BPF action (the per-CPU "
+                    "seg6_bpf_srh_state); ebee does not model seg6local processing."),
+    F.sk_select_reuseport: "picks a socket of a REUSEPORT_SOCKARRAY for an incoming "
+                           "packet; " + _NO_SOCKET_RUNTIME.format("sk_reuseport"),
+    **dict.fromkeys((F.tcp_check_syncookie, F.tcp_gen_syncookie),
+                    "need a listening TCP socket's syncookie state (its secret, backlog "
+                    "and MSS table); ebee's modelled sockets have none. The raw variants "
+                    "(bpf_tcp_raw_*_syncookie_*), which take no socket, are implemented."),
+    **dict.fromkeys((F.d_path, F.sock_from_file), "need modelled files (struct path, "
+                    "struct file); ebee models no VFS."),
+    **dict.fromkeys((F.snprintf_btf, F.seq_printf_btf), "btf_show() rendering of any "
+                    "kernel type from BTF; not written yet."),
+    **dict.fromkeys((F.per_cpu_ptr, F.this_cpu_ptr), "take per-CPU kernel variables "
+                    "(ksyms, BPF_PSEUDO_BTF_ID), of which ebee's memory holds no copy."),
+    **dict.fromkeys((F.sys_bpf, F.sys_close), "run bpf() commands and close() on the "
+                    "calling process's file descriptors; ebee's user-space objects have ids, "
+                    "not descriptors."),
+}
+
 
 def _unimplemented(fid: F) -> Impl:
     why = f"helper {helper_name(fid)}#{int(fid)} is not implemented by ebee"
-    if fid in CANNOT:
-        why += f" ({CANNOT[fid].split(';')[0]})"
+    reason = CANNOT.get(fid) or NOT_YET.get(fid)
+    if reason:
+        why += f" ({reason.split(';')[0]})"
 
     def impl(m, *_):
         raise VMError(why)

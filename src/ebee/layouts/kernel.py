@@ -90,3 +90,15 @@ BPF_PERF_EVENT_DATA_KERN = Layout("bpf_perf_event_data_kern", 24, {
 PERF_SAMPLE_DATA = Layout("perf_sample_data", 256, {"period": (8, 8), "addr": (184, 8)})
 
 PT_REGS_SIZE = 168     # struct pt_regs on x86_64 (21 u64s)
+
+#: struct bpf_map, the fields an iterator program reads of the map it is shown (iter/bpf_map,
+#: iter/bpf_map_elem's ctx->map)
+BPF_MAP = Layout("bpf_map", 296, {
+    "map_type": (64, 4), "key_size": (68, 4), "value_size": (72, 4), "max_entries": (76, 4),
+    "map_extra": (80, 8), "map_flags": (88, 4), "id": (92, 4), "name": (136, 16),
+})
+
+#: struct bpf_iter_meta: every iterator context's first member points at one
+BPF_ITER_META = Layout("bpf_iter_meta", 24, {
+    "seq": (0, 8), "session_id": (8, 8), "seq_num": (16, 8),
+})

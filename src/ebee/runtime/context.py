@@ -46,6 +46,9 @@ class RunContext:
         self.redirect: Redirect | None = None
         self.clones: list[Redirect] = []
         self.trace: list[str] = []
+        # bpf_get_local_storage: the cgroup storage a test run allocates for each storage
+        # map the program uses (map id -> address), fresh per run, kept across repeats
+        self.local_storage: dict[int, int] = {}
 
     def reset(self) -> None:
         self.redirect = None

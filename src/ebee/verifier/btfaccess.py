@@ -36,6 +36,16 @@ def _vmlinux():
     return BTF.load_vmlinux()
 
 
+# BTF_TYPE_SAFE_TRUSTED (kernel/bpf/verifier.c): struct -> pointer fields that are trusted
+_SAFE_TRUSTED: dict[str, frozenset[str]] = {
+    "bpf_iter_meta": frozenset({"seq"}),
+    "bpf_iter__task": frozenset({"meta", "task"}),
+    "linux_binprm": frozenset({"file"}),
+    "file": frozenset({"f_inode"}),
+    "dentry": frozenset({"d_inode"}),
+}
+
+
 def check_ptr_to_btf_access(env: Env, regs, regno: int, off: int, size: int, t: int,
                             value_regno: int) -> None:
     reg = regs[regno]
@@ -68,12 +78,16 @@ def check_ptr_to_btf_access(env: Env, regs, regno: int, off: int, size: int, t: 
     member = _member_at(btf, struct, total)
     if member is not None and member[1].kind.name == "PTR" and member[2] == total and size == 8:
         target = btf.skip_mods(member[1].type_id)
+        # type_is_trusted(): the BTF_TYPE_SAFE_TRUSTED fields stay trusted when read
+        # through a trusted pointer (read before dst, which may be reg, is overwritten)
+        trusted = reg.type & PTR_TRUSTED and not reg.type & PTR_UNTRUSTED and \
+            member[0].name in _SAFE_TRUSTED.get(tname, ())
         dst.mark_unknown()
         dst.mark_known(0)
         dst.type = PTR_TO_BTF_ID | (reg.type & (PTR_UNTRUSTED | PTR_TRUSTED)) | PTR_UNTRUSTED \
             if target.kind.name == "STRUCT" else SCALAR_VALUE
         if dst.type != SCALAR_VALUE:
-            dst.type = PTR_TO_BTF_ID | PTR_UNTRUSTED
+            dst.type = PTR_TO_BTF_ID | (PTR_TRUSTED if trusted else PTR_UNTRUSTED)
             dst.btf = btf
             dst.btf_id = target.id
         else:

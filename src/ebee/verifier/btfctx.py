@@ -21,12 +21,24 @@ from .. import uapi as U
 from ..btf import BTF
 from .env import Env
 from .struct_ops import member_of, promote
-from .types import PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED, SCALAR_VALUE
+from .types import MEM_RDONLY, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TRUSTED, SCALAR_VALUE
 
 A = U.AttachType
 _PREFIX = {A.TRACE_RAW_TP: ("btf_trace_", "TYPEDEF"), A.LSM_MAC: ("bpf_lsm_", "FUNC"),
            A.LSM_CGROUP: ("bpf_lsm_", "FUNC"), A.TRACE_FENTRY: ("", "FUNC"),
-           A.TRACE_FEXIT: ("", "FUNC"), A.MODIFY_RETURN: ("", "FUNC")}
+           A.TRACE_FEXIT: ("", "FUNC"), A.MODIFY_RETURN: ("", "FUNC"),
+           A.TRACE_ITER: ("bpf_iter_", "FUNC")}
+
+# bpf_iter_reg.ctx_arg_info of the iterator targets: argument index -> the register
+# type Linux gives the load (PTR_TO_BUF for map keys and values; the object pointers are
+# NULL in the final, stop call).  A target not listed here gets every object pointer
+# PTR_MAYBE_NULL, the stricter reading.
+_BUF_RO, _BUF_RW = PTR_TO_BUF | PTR_MAYBE_NULL | MEM_RDONLY, PTR_TO_BUF | PTR_MAYBE_NULL
+_ITER_CTX_ARGS: dict[str, dict[int, int]] = {
+    "bpf_map_elem": {1: 0, 2: _BUF_RO, 3: _BUF_RW},
+    "bpf_sk_storage_map": {1: 0, 2: PTR_MAYBE_NULL, 3: _BUF_RW},
+    "sockmap": {1: 0, 2: _BUF_RO, 3: PTR_MAYBE_NULL},
+}
 
 
 @lru_cache(maxsize=1)
@@ -146,6 +158,11 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
         if log.level:
             log(f"func '{tname}' size {size} must be 8\n")
         return None
+    iter_arg = None
+    if at == A.TRACE_ITER and arg > 0:
+        iter_arg = _ITER_CTX_ARGS.get(tname, {}).get(arg, PTR_MAYBE_NULL)
+        if iter_arg & PTR_TO_BUF:
+            return iter_arg, None, 0
     pointee = _skip_mods(btf, btf[t.type_id]) if t.type_id else None
     if pointee is None or pointee.kind.name in ("INT", "UNKN"):
         return SCALAR_VALUE, None, 0       # void * / int *: a scalar to the verifier
@@ -155,6 +172,8 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
     if arg < nr_args and getattr(args[arg], "name", "").endswith("__nullable") or \
             so is not None and arg in so.nullable:
         reg_type |= PTR_MAYBE_NULL
+    if iter_arg:
+        reg_type |= iter_arg
     btf_id = t.type_id
     t = btf[t.type_id]
     while t.kind.name in ("TYPEDEF", "CONST", "VOLATILE", "RESTRICT", "TYPE_TAG"):

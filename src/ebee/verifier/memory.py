@@ -311,7 +311,7 @@ def _btf_typed_ctx(env: Env) -> bool:
 
 _BTF_CTX_ATTACH = {U.AttachType.TRACE_RAW_TP, U.AttachType.TRACE_FENTRY,
                    U.AttachType.TRACE_FEXIT, U.AttachType.MODIFY_RETURN,
-                   U.AttachType.LSM_MAC, U.AttachType.LSM_CGROUP}
+                   U.AttachType.LSM_MAC, U.AttachType.LSM_CGROUP, U.AttachType.TRACE_ITER}
 
 
 def check_ctx_access(env: Env, insn_idx: int, off: int, size: int, t: int,
