@@ -393,6 +393,20 @@ FIXED_DIFFERENCES = [
     "unpriv/verifier_var_off/access_min_off_min_initialized",
     # unprivileged: no bpf_spin_lock (CAP_BPF), maps without BTF
     "unpriv/verifier_spin_lock/spin_lock_test1_success",
+    # global functions' arg:<tag> decl tags (btf_prepare_func_args): __arg_ctx per
+    # program type, __arg_nonnull, __arg_trusted (+ __arg_nullable, CO-RE flavours)
+    *(f"priv/verifier_global_subprogs/arg_tag_ctx_{t}" for t in (
+        "raw_tp", "raw_tp_writable", "raw_tp_btf", "tp", "kprobe", "perf", "iter_task",
+        "struct_ops", "syscall")),
+    "priv/verifier_global_subprogs/arg_tag_nonnull_ptr_good",
+    "priv/verifier_global_ptr_args/trusted_task_arg_nullable",
+    "priv/verifier_global_ptr_args/trusted_task_arg_nonnull",
+    "priv/verifier_global_ptr_args/trusted_task_arg_nonnull_fail1",
+    "priv/verifier_global_ptr_args/trusted_task_arg_nonnull_fail2",
+    "priv/verifier_global_ptr_args/flavor_ptr_nullable",
+    "priv/verifier_global_ptr_args/flavor_ptr_nonnull",
+    "priv/verifier_global_ptr_args/trusted_destroy_fail",
+    "priv/verifier_global_ptr_args/trusted_acq_rel",
 ]
 
 
