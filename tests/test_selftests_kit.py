@@ -407,6 +407,10 @@ FIXED_DIFFERENCES = [
     "priv/verifier_global_ptr_args/flavor_ptr_nonnull",
     "priv/verifier_global_ptr_args/trusted_destroy_fail",
     "priv/verifier_global_ptr_args/trusted_acq_rel",
+    # packet dynptrs: bpf_dynptr_from_xdp/skb (a netfilter program's ctx->skb), slices,
+    # a dynptr passed to a global function
+    "priv/verifier_global_subprogs/arg_tag_dynptr",
+    "priv/verifier_netfilter_ctx/with_valid_ctx_access_test6",
 ]
 
 

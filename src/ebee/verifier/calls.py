@@ -82,7 +82,9 @@ _PTR_CAST = {F.tcp_sock, F.sk_fullsock, F.skc_to_tcp_sock, F.skc_to_tcp6_sock,
 
 def clear_all_pkt_pointers(env: Env) -> None:
     def fn(frame, reg):
-        if type_is_pkt_pointer(reg.type) or reg.type == 9:   # PTR_TO_PACKET_END
+        if type_is_pkt_pointer(reg.type) or reg.type == 9 or (   # PTR_TO_PACKET_END
+                base_type(reg.type) == PTR_TO_MEM and reg.type & (DYNPTR_TYPE_SKB |
+                                                                  DYNPTR_TYPE_XDP)):
             mark_reg_invalid(env, reg)
             return True
         return False

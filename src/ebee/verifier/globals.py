@@ -72,7 +72,7 @@ def _kind_str(t) -> str:
     return "UNKNOWN" if t.kind.name == "UNKN" else t.kind.name
 
 
-def _canonical_ctx_type(prog_type):
+def canonical_ctx_type(prog_type):
     """find_canonical_prog_ctx_type: the context type the program type's uapi names
     (the ``_prog`` member of vmlinux's ``struct bpf_ctx_convert``), or None."""
     try:
@@ -96,7 +96,7 @@ def _is_prog_ctx_type(env: Env, btf, ptr, prog_type, arg: int) -> bool:
     t = btf.resolve(t)
     if t.kind.name not in ("STRUCT", "UNION"):
         return False
-    ctx = _canonical_ctx_type(prog_type)
+    ctx = canonical_ctx_type(prog_type)
     if ctx is None:
         env.verbose("btf_vmlinux is malformed\n")
         return False
@@ -152,7 +152,7 @@ def _validate_prog_ctx_type(env: Env, btf, ptr, arg: int) -> bool:
         return True
     if prog_type in (P.TRACEPOINT, P.SYSCALL, P.EXT):
         return True             # anything goes
-    ctx = _canonical_ctx_type(prog_type)
+    ctx = canonical_ctx_type(prog_type)
     if ctx is None:
         env.verbose("btf_vmlinux is malformed\n")
         return False
@@ -368,7 +368,7 @@ def prepare_global_args(env: Env, subprog: int, regs: list[RegState]) -> None:
             # assumed a local dynptr: what the caller passes is checked at the call
             reg.mark_known(0)
             reg.type = CONST_PTR_TO_DYNPTR
-            reg.dynptr = ("local", True)
+            reg.dynptr = ("skb", True)     # as Linux 6.18 marks it: packet-like, conservatively
             reg.id = env.new_id()
         elif arg.kind == ARG_PTR_TO_MEM:
             reg.mark_known(0)
