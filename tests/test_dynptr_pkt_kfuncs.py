@@ -1,5 +1,7 @@
 """Packet dynptrs against the running kernel: bpf_dynptr_from_skb/xdp and
-bpf_dynptr_slice/slice_rdwr, and global functions' arg:<tag> arguments.
+bpf_dynptr_slice/slice_rdwr, global functions' arg:<tag> arguments, an
+iter/task program's context (its task may be NULL) and the struct a helper's
+BTF pointer argument must point to.
 
 A slice of a packet dynptr is packet memory: a helper that changes packet data
 must invalidate it as it invalidates packet pointers, or ebee would accept a
@@ -157,12 +159,41 @@ int pass_moved_ctx(struct __sk_buff *skb)
     return ctx_len((char *)skb + 4);
 }
 
+struct task_struct { int pid; } __attribute__((preserve_access_index));
+struct bpf_iter_meta { void *seq; } __attribute__((preserve_access_index));
+struct bpf_iter__task {
+    struct bpf_iter_meta *meta;
+    struct task_struct *task;
+} __attribute__((preserve_access_index));
+
+SEC("iter/task")
+int iter_task_unchecked(struct bpf_iter__task *ctx)
+{
+    return ctx->task->pid & 1;      /* NULL at the end of the iteration */
+}
+
+SEC("iter/task")
+int iter_task_checked(struct bpf_iter__task *ctx)
+{
+    struct task_struct *t = ctx->task;
+
+    return t ? t->pid & 1 : 0;
+}
+
+SEC("tp_btf/task_newtask")
+int helper_wrong_btf_type(unsigned long long *ctx)
+{
+    /* a task_struct where bpf_sock_from_file takes a struct file */
+    return bpf_sock_from_file((void *)ctx[0]) != 0;
+}
+
 char _license[] SEC("license") = "GPL";
 """
 
 PROGS = ["slice_read", "slice_read_past_end", "slice_write_rdonly", "slice_after_pull",
          "slice_rdwr_without_pkt_writes", "xdp_slice_after_adjust_head", "xdp_dynptr_not_ctx",
-         "pass_null_to_nonnull", "pass_stack_to_nonnull", "pass_moved_ctx"]
+         "pass_null_to_nonnull", "pass_stack_to_nonnull", "pass_moved_ctx",
+         "iter_task_unchecked", "iter_task_checked", "helper_wrong_btf_type"]
 
 
 @pytest.fixture(scope="module")

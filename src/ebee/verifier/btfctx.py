@@ -26,7 +26,12 @@ from .types import PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED, SCALAR_VALUE
 A = U.AttachType
 _PREFIX = {A.TRACE_RAW_TP: ("btf_trace_", "TYPEDEF"), A.LSM_MAC: ("bpf_lsm_", "FUNC"),
            A.LSM_CGROUP: ("bpf_lsm_", "FUNC"), A.TRACE_FENTRY: ("", "FUNC"),
-           A.TRACE_FEXIT: ("", "FUNC"), A.MODIFY_RETURN: ("", "FUNC")}
+           A.TRACE_FEXIT: ("", "FUNC"), A.MODIFY_RETURN: ("", "FUNC"),
+           A.TRACE_ITER: ("bpf_iter_", "FUNC")}
+# The iterator targets whose context is typed here, with the arguments their
+# registration's ctx_arg_info declares PTR_TO_BTF_ID_OR_NULL (the last call of an
+# iteration sees NULL).  Other targets keep an untyped context.
+_ITER_NULLABLE = {"task": frozenset({1})}
 
 
 @lru_cache(maxsize=1)
@@ -59,7 +64,8 @@ def attach_proto(env: Env) -> AttachProto | None:
         at = A(int(env.expected_attach_type)) if env.expected_attach_type is not None else None
     except ValueError:
         at = None
-    if not target or at not in _PREFIX or ":" in target:
+    if not target or at not in _PREFIX or ":" in target or (
+            at == A.TRACE_ITER and target not in _ITER_NULLABLE):
         return None
     btf = _vmlinux()
     if btf is None:
@@ -75,7 +81,8 @@ def attach_proto(env: Env) -> AttachProto | None:
             t = btf[t.type_id]
     if t.kind.name != "FUNC_PROTO":
         return None
-    env._attach_proto = AttachProto(btf, t, target, at == A.TRACE_RAW_TP)
+    name = prefix + target if at == A.TRACE_ITER else target     # bpf_iter_task
+    env._attach_proto = AttachProto(btf, t, name, at == A.TRACE_RAW_TP)
     return env._attach_proto
 
 
@@ -152,8 +159,9 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
     reg_type = PTR_TO_BTF_ID
     if at in (A.TRACE_RAW_TP, A.TRACE_ITER) or so is not None:
         reg_type |= PTR_TRUSTED
+    iter_null = at == A.TRACE_ITER and arg in _ITER_NULLABLE.get(env.attach_target, ())
     if arg < nr_args and getattr(args[arg], "name", "").endswith("__nullable") or \
-            so is not None and arg in so.nullable:
+            so is not None and arg in so.nullable or iter_null:
         reg_type |= PTR_MAYBE_NULL
     btf_id = t.type_id
     t = btf[t.type_id]
@@ -165,7 +173,7 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
             log(f"func '{tname}' arg{arg} type {_kind_str(t)} is not a struct\n")
         return None
     # struct_ops arguments of the member's ctx_arg_info (__nullable) are typed silently
-    if log.level and not (so is not None and arg in so.nullable):
+    if log.level and not (so is not None and arg in so.nullable) and not iter_null:
         log(f"func '{tname}' arg{arg} has btf_id {btf_id} type {_kind_str(t)} '{t.name}'\n")
     if so is not None:
         btf_id = promote(env, btf, btf_id)

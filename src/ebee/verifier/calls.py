@@ -118,7 +118,8 @@ COMPATIBLE = {
 DYNPTR_TYPE_FLAG_MASK = DYNPTR_TYPE_LOCAL | DYNPTR_TYPE_RINGBUF | DYNPTR_TYPE_SKB | DYNPTR_TYPE_XDP
 
 
-def check_reg_type(env: Env, regno: int, arg_base: int, arg_flags: int, meta: CallArgMeta) -> None:
+def check_reg_type(env: Env, regno: int, arg_base: int, arg_flags: int, meta: CallArgMeta,
+                   arg_btf: str | None = None) -> None:
     reg = env.cur_regs()[regno]
     t = reg.type
     compatible = COMPATIBLE[arg_base]
@@ -132,7 +133,7 @@ def check_reg_type(env: Env, regno: int, arg_base: int, arg_flags: int, meta: Ca
         t &= ~(MEM_ALLOC | MEM_PERCPU)
     if t in compatible:
         if base_type(reg.type) == PTR_TO_BTF_ID:
-            check_btf_id_arg(env, regno, reg, arg_base, meta)
+            check_btf_id_arg(env, regno, reg, arg_base, meta, arg_flags, arg_btf)
         return
     raise env.reject(f"R{regno} type={reg_type_str(reg.type)} expected=" +
                      ", ".join(reg_type_str(x) for x in compatible))
@@ -203,7 +204,8 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
     if base == ARG_PTR_TO_MAP_VALUE:
         base, flags = _resolve_map_arg_type(env, meta, flags)
     if not (register_is_null(reg) and flags & PTR_MAYBE_NULL):
-        check_reg_type(env, regno, base, flags, meta)
+        arg_btf = fn.arg_btf_id[arg] if arg < len(fn.arg_btf_id) else None
+        check_reg_type(env, regno, base, flags, meta, arg_btf)
         check_func_arg_reg_off(env, reg, regno, base, flags)
     elif base == ARG_PTR_TO_STACK:
         # the NULL skipped the type checks, so a state where this register is
