@@ -393,6 +393,29 @@ FIXED_DIFFERENCES = [
     "unpriv/verifier_var_off/access_min_off_min_initialized",
     # unprivileged: no bpf_spin_lock (CAP_BPF), maps without BTF
     "unpriv/verifier_spin_lock/spin_lock_test1_success",
+    # global functions' arg:<tag> decl tags (btf_prepare_func_args): __arg_ctx per
+    # program type, __arg_nonnull, __arg_trusted (+ __arg_nullable, CO-RE flavours)
+    *(f"priv/verifier_global_subprogs/arg_tag_ctx_{t}" for t in (
+        "raw_tp", "raw_tp_writable", "raw_tp_btf", "tp", "kprobe", "perf", "iter_task",
+        "struct_ops", "syscall")),
+    "priv/verifier_global_subprogs/arg_tag_nonnull_ptr_good",
+    "priv/verifier_global_ptr_args/trusted_task_arg_nullable",
+    "priv/verifier_global_ptr_args/trusted_task_arg_nonnull",
+    "priv/verifier_global_ptr_args/trusted_task_arg_nonnull_fail1",
+    "priv/verifier_global_ptr_args/trusted_task_arg_nonnull_fail2",
+    "priv/verifier_global_ptr_args/flavor_ptr_nullable",
+    "priv/verifier_global_ptr_args/flavor_ptr_nonnull",
+    "priv/verifier_global_ptr_args/trusted_destroy_fail",
+    "priv/verifier_global_ptr_args/trusted_acq_rel",
+    # packet dynptrs: bpf_dynptr_from_xdp/skb (a netfilter program's ctx->skb), slices,
+    # a dynptr passed to a global function
+    "priv/verifier_global_subprogs/arg_tag_dynptr",
+    "priv/verifier_netfilter_ctx/with_valid_ctx_access_test6",
+    # a signed 32-bit range across zero against an unsigned one in one half of the
+    # domain (__reg32_deduce_bounds): no false REG INVARIANTS violation
+    "priv/verifier_bounds/signed_unsigned_intersection32_case1",
+    "priv/verifier_bounds/signed_unsigned_intersection32_case2",
+    "priv/verifier_bounds/crossing_32_bit_signed_boundary_2",
 ]
 
 

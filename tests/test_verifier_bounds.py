@@ -219,3 +219,19 @@ def test_kernel_print_forms():
     assert format_reg(p, 0) == "pkt(off=14,r=0xfffffffffffffffe)"
     assert format_reg(RegState(SCALAR_VALUE, 0, Bounds.const(-5)), 0) == "-5"
     assert format_reg(RegState(SCALAR_VALUE, 0, Bounds.const(0x12345)), 0) == "0x12345"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, U32), st.integers(0, U32), st.integers(0, U32), st.integers(0, 1 << 32),
+       st.integers(0, 1 << 32))
+def test_sync_keeps_values_when_s32_range_crosses_zero(v, du_lo, du_hi, ds_lo, ds_hi):
+    """A signed 32-bit range across zero and an unsigned one in one half of the
+    domain tighten each other (__reg32_deduce_bounds); no value in both is lost."""
+    b = UNBOUNDED.copy()
+    b.var_off = trange(0, U32)
+    b.umin_value, b.umax_value, b.smin_value, b.smax_value = 0, U32, 0, U32
+    b.u32_min_value, b.u32_max_value = max(0, v - du_lo), min(U32, v + du_hi)
+    sv = s32(v)
+    b.s32_min_value = max(-(1 << 31), sv - ds_lo)
+    b.s32_max_value = min((1 << 31) - 1, sv + ds_hi)
+    assert contains(b.sync(), v)

@@ -227,6 +227,14 @@ class Bounds:
         if (self.s32_min_value & U32) <= (self.s32_max_value & U32):
             self.u32_min_value = max(self.s32_min_value & U32, self.u32_min_value)
             self.u32_max_value = min(self.s32_max_value & U32, self.u32_max_value)
+        elif self.u32_max_value < (self.s32_min_value & U32):
+            # the signed range wraps around the middle of the unsigned domain: an
+            # unsigned range in one half only tightens it (as the 64-bit case)
+            self.s32_min_value = s32(self.u32_min_value)
+            self.u32_max_value = min(self.u32_max_value, self.s32_max_value & U32)
+        elif (self.s32_max_value & U32) < self.u32_min_value:
+            self.s32_max_value = s32(self.u32_max_value)
+            self.u32_min_value = max(self.u32_min_value, self.s32_min_value & U32)
 
     def _deduce64(self) -> None:
         if s64(self.umin_value) <= s64(self.umax_value):
@@ -375,6 +383,14 @@ class Bounds:
                     u32min = a
                 if c < u32max:
                     u32max = c
+            elif u32max < a:
+                s32min = s32(u32min)
+                if c < u32max:
+                    u32max = c
+            elif c < u32min:
+                s32max = s32(u32max)
+                if a > u32min:
+                    u32min = a
             # __reg64_deduce_bounds
             a, c = s64(umin), s64(umax)
             if a <= c:

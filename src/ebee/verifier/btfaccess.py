@@ -22,11 +22,14 @@ from typing import Any
 
 from ..btf import BTF
 from ..uapi import (BPF_ATOMIC, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_WRONLY, BPF_STX, ENOTSUPP,
-                    MapType)
+                    FuncId, MapType)
+from .btfids import btf_struct_ids_match
 from .env import Env
 from .errors import EACCES, EFAULT, EINVAL, EPERM
 from .struct_ops import btf_struct_write
-from .types import (MEM_ALLOC, MEM_PERCPU, MEM_RCU, MEM_USER, PTR_TO_BTF_ID, PTR_TRUSTED,
+from .func_proto import ARG_PTR_TO_BTF_ID_SOCK_COMMON
+from .types import (MEM_ALLOC, MEM_PERCPU, MEM_RCU, MEM_USER, OBJ_RELEASE, PTR_MAYBE_NULL,
+                    PTR_TO_BTF_ID, PTR_TRUSTED,
                     PTR_UNTRUSTED, SCALAR_VALUE, reg_type_str)
 
 BPF_WRITE = 2
@@ -392,8 +395,27 @@ def check_ptr_to_map_access(env: Env, regs, regno: int, off: int, size: int, t: 
         env.mark_reg_unknown(regs, value_regno)
 
 
-def check_btf_id_arg(env: Env, regno: int, reg, arg_base: int, meta) -> None:
-    return None
+def check_btf_id_arg(env: Env, regno: int, reg, arg_base: int, meta, arg_flags: int = 0,
+                     arg_btf: str | None = None) -> None:
+    """check_reg_type's BTF part: a kernel pointer passed to a helper points to the
+    struct its prototype names (sock_common for the socket ones), or one holding it
+    at the pointer's offset; exactly it for a release.  Per-cpu, allocated and
+    kptr_xchg pointers are checked by their helpers."""
+    t = reg.type
+    if t & (MEM_ALLOC | MEM_PERCPU) or meta.func_id == FuncId.kptr_xchg:
+        return
+    release = bool(arg_flags & OBJ_RELEASE)
+    if t & PTR_MAYBE_NULL and (not arg_flags & PTR_MAYBE_NULL or release):
+        raise env.reject(f"Possibly NULL pointer passed to helper arg{regno}")
+    name = arg_btf or ("sock_common" if arg_base == ARG_PTR_TO_BTF_ID_SOCK_COMMON else None)
+    if name is None:
+        raise env.bug("missing arg compatible BTF ID")
+    vml = _vmlinux()
+    need = vml.find(name, "struct").id
+    strict = release and meta.func_id != FuncId.sk_release
+    if reg.btf is not vml or not btf_struct_ids_match(vml, reg.btf_id, reg.off, need, strict):
+        have = reg.btf[reg.btf_id].name if reg.btf is not None else ""
+        raise env.reject(f"R{regno} is of type {have} but {name} is expected")
 
 
 def helper_ret_btf(env: Env, fn, meta, r0, rb: int, rflag: int) -> None:

@@ -87,7 +87,8 @@ def attach_proto(env: Env) -> AttachProto | None:
             t = btf[t.type_id]
     if t.kind.name != "FUNC_PROTO":
         return None
-    env._attach_proto = AttachProto(btf, t, target, at == A.TRACE_RAW_TP)
+    name = prefix + target if at == A.TRACE_ITER else target     # bpf_iter_task
+    env._attach_proto = AttachProto(btf, t, name, at == A.TRACE_RAW_TP)
     return env._attach_proto
 
 
@@ -169,6 +170,8 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
     reg_type = PTR_TO_BTF_ID
     if at in (A.TRACE_RAW_TP, A.TRACE_ITER) or so is not None:
         reg_type |= PTR_TRUSTED
+    # ctx_arg_info entries are typed without a log line (btf_ctx_access returns early)
+    iter_null = iter_arg is not None
     if arg < nr_args and getattr(args[arg], "name", "").endswith("__nullable") or \
             so is not None and arg in so.nullable:
         reg_type |= PTR_MAYBE_NULL
@@ -184,7 +187,7 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
             log(f"func '{tname}' arg{arg} type {_kind_str(t)} is not a struct\n")
         return None
     # struct_ops arguments of the member's ctx_arg_info (__nullable) are typed silently
-    if log.level and not (so is not None and arg in so.nullable):
+    if log.level and not (so is not None and arg in so.nullable) and not iter_null:
         log(f"func '{tname}' arg{arg} has btf_id {btf_id} type {_kind_str(t)} '{t.name}'\n")
     if so is not None:
         btf_id = promote(env, btf, btf_id)

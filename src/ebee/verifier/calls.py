@@ -16,11 +16,13 @@ import os
 from .. import uapi as U
 from ..uapi import ENOTSUPP, MAX_CALL_FRAMES
 from ..uapi import FuncId as F
+from ..btf import BTF
 from .branches import init_func_state, push_async_cb, push_stack
+from .btfids import btf_struct_ids_match
 from .btfaccess import check_btf_id_arg, helper_ret_btf
 from .dynptr import check_release_dynptr, process_dynptr_func, unmark_stack_slots_dynptr
 from .env import DST_OP_NO_MARK, SRC_OP, Env
-from .errors import E2BIG, EACCES, EINVAL, VerifierReject
+from .errors import E2BIG, EACCES, EFAULT, EINVAL, VerifierReject
 from .func_proto import (ARG_ANYTHING, ARG_CONST_ALLOC_SIZE_OR_ZERO, ARG_CONST_MAP_PTR,
                          ARG_CONST_SIZE, ARG_CONST_SIZE_OR_ZERO, ARG_DONTCARE, ARG_KPTR_XCHG_DEST,
                          ARG_PTR_TO_BTF_ID, ARG_PTR_TO_BTF_ID_SOCK_COMMON, ARG_PTR_TO_CONST_STR,
@@ -33,7 +35,13 @@ from .func_proto import (ARG_ANYTHING, ARG_CONST_ALLOC_SIZE_OR_ZERO, ARG_CONST_M
                          RET_PTR_TO_SOCKET, RET_PTR_TO_TCP_SOCK, RET_VOID, CallArgMeta, Proto,
                          func_id_name, helper_allowed, helper_changes_pkt_data, helper_proto,
                          is_async_callback_calling_insn)
-from .globals import btf_check_subprog_call
+from .globals import ARG_ANYTHING as SUB_ANYTHING
+from .globals import ARG_PTR_TO_ARENA as SUB_ARENA
+from .globals import ARG_PTR_TO_BTF_ID as SUB_BTF_ID
+from .globals import ARG_PTR_TO_CTX as SUB_CTX
+from .globals import ARG_PTR_TO_DYNPTR as SUB_DYNPTR
+from .globals import ARG_PTR_TO_MEM as SUB_MEM
+from .globals import prepare_subprog_args
 from .insn import Insn
 from .locks import (process_kptr_func, process_spin_lock, process_timer_helper,
                     reg_may_point_to_spin_lock)
@@ -54,7 +62,8 @@ from .types import (BPF_REG_SIZE, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_
                     PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX,
                     PTR_TO_FUNC, PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TO_PACKET,
                     PTR_TO_PACKET_META, PTR_TO_SOCK_COMMON, PTR_TO_SOCKET, PTR_TO_STACK,
-                    PTR_TO_TCP_SOCK, PTR_TO_XDP_SOCK, PTR_TRUSTED, SCALAR_VALUE, STACK_SPILL,
+                    PTR_TO_TCP_SOCK, PTR_TO_XDP_SOCK, PTR_TRUSTED, PTR_UNTRUSTED, SCALAR_VALUE,
+                    STACK_SPILL,
                     STACK_ZERO, base_type, reg_type_str, type_is_pkt_pointer)
 
 MAX_BPF_FUNC_REG_ARGS = 5
@@ -73,7 +82,9 @@ _PTR_CAST = {F.tcp_sock, F.sk_fullsock, F.skc_to_tcp_sock, F.skc_to_tcp6_sock,
 
 def clear_all_pkt_pointers(env: Env) -> None:
     def fn(frame, reg):
-        if type_is_pkt_pointer(reg.type) or reg.type == 9:   # PTR_TO_PACKET_END
+        if type_is_pkt_pointer(reg.type) or reg.type == 9 or (   # PTR_TO_PACKET_END
+                base_type(reg.type) == PTR_TO_MEM and reg.type & (DYNPTR_TYPE_SKB |
+                                                                  DYNPTR_TYPE_XDP)):
             mark_reg_invalid(env, reg)
             return True
         return False
@@ -107,7 +118,8 @@ COMPATIBLE = {
 DYNPTR_TYPE_FLAG_MASK = DYNPTR_TYPE_LOCAL | DYNPTR_TYPE_RINGBUF | DYNPTR_TYPE_SKB | DYNPTR_TYPE_XDP
 
 
-def check_reg_type(env: Env, regno: int, arg_base: int, arg_flags: int, meta: CallArgMeta) -> None:
+def check_reg_type(env: Env, regno: int, arg_base: int, arg_flags: int, meta: CallArgMeta,
+                   arg_btf: str | None = None) -> None:
     reg = env.cur_regs()[regno]
     t = reg.type
     compatible = COMPATIBLE[arg_base]
@@ -121,7 +133,7 @@ def check_reg_type(env: Env, regno: int, arg_base: int, arg_flags: int, meta: Ca
         t &= ~(MEM_ALLOC | MEM_PERCPU)
     if t in compatible:
         if base_type(reg.type) == PTR_TO_BTF_ID:
-            check_btf_id_arg(env, regno, reg, arg_base, meta)
+            check_btf_id_arg(env, regno, reg, arg_base, meta, arg_flags, arg_btf)
         return
     raise env.reject(f"R{regno} type={reg_type_str(reg.type)} expected=" +
                      ", ".join(reg_type_str(x) for x in compatible))
@@ -192,7 +204,8 @@ def check_func_arg(env: Env, arg: int, meta: CallArgMeta, fn: Proto, insn_idx: i
     if base == ARG_PTR_TO_MAP_VALUE:
         base, flags = _resolve_map_arg_type(env, meta, flags)
     if not (register_is_null(reg) and flags & PTR_MAYBE_NULL):
-        check_reg_type(env, regno, base, flags, meta)
+        arg_btf = fn.arg_btf_id[arg] if arg < len(fn.arg_btf_id) else None
+        check_reg_type(env, regno, base, flags, meta, arg_btf)
         check_func_arg_reg_off(env, reg, regno, base, flags)
     elif base == ARG_PTR_TO_STACK:
         # the NULL skipped the type checks, so a state where this register is
@@ -775,6 +788,90 @@ def clear_caller_saved_regs(env: Env, regs: list[RegState]) -> None:
     for r in range(6):
         regs[r].mark_not_init(not env.bpf_capable)
         env.mark_reg_scratched(r)
+
+
+def _check_mem_reg(env: Env, reg: RegState, regno: int, size: int) -> None:
+    """check_mem_reg: ``size`` bytes behind the register are readable and writable
+    (a maybe-NULL pointer checked as if it were not NULL)."""
+    if register_is_null(reg):
+        return
+    saved = None
+    if reg.type & PTR_MAYBE_NULL:
+        saved = reg.copy()
+        reg.type &= ~PTR_MAYBE_NULL
+    try:
+        check_helper_mem_access(env, regno, size, BPF_READ, True, None)
+        check_helper_mem_access(env, regno, size, BPF_WRITE, True, None)
+    finally:
+        if saved is not None:
+            reg.assign(saved)
+
+
+def btf_check_subprog_call(env: Env, subprog: int, regs: list[RegState]) -> bool:
+    """btf_check_func_arg_match: do the caller's registers match what the global
+    function's prototype promises its body?  True = they do not (the reason logged)."""
+    args = prepare_subprog_args(env, subprog)
+    if args is None:
+        return True
+    try:
+        for i, arg in enumerate(args):
+            regno = i + 1
+            reg = regs[regno]
+            if arg.kind == SUB_ANYTHING:
+                if reg.type != SCALAR_VALUE:
+                    env.verbose(f"R{regno} is not a scalar\n")
+                    return True
+            elif arg.flags & PTR_UNTRUSTED:
+                # read only, through probe reads: anything may be passed
+                continue
+            elif arg.kind == SUB_CTX:
+                check_func_arg_reg_off(env, reg, regno, ARG_DONTCARE, 0)
+                if reg.type != PTR_TO_CTX:
+                    env.verbose(f"arg#{i} expects pointer to ctx\n")
+                    return True
+            elif arg.kind == SUB_MEM:
+                check_func_arg_reg_off(env, reg, regno, ARG_DONTCARE, 0)
+                _check_mem_reg(env, reg, regno, arg.mem_size)
+                if not arg.flags & PTR_MAYBE_NULL and reg.type & PTR_MAYBE_NULL:
+                    env.verbose(f"arg#{i} is expected to be non-NULL\n")
+                    return True
+            elif arg.kind == SUB_ARENA:
+                if reg.type not in (PTR_TO_ARENA, SCALAR_VALUE):
+                    env.verbose(f"R{regno} is not a pointer to arena or scalar.\n")
+                    return True
+            elif arg.kind == SUB_DYNPTR:
+                check_func_arg_reg_off(env, reg, regno, ARG_PTR_TO_DYNPTR, 0)
+                process_dynptr_func(env, regno, -1, arg.flags, 0)
+            elif arg.kind == SUB_BTF_ID:
+                if register_is_null(reg) and arg.flags & PTR_MAYBE_NULL:
+                    continue
+                _check_btf_id_reg(env, reg, regno, arg)
+                check_func_arg_reg_off(env, reg, regno, ARG_PTR_TO_BTF_ID, 0)
+            else:
+                raise env.bug(f"unrecognized arg#{i} type {arg.kind}")
+    except VerifierReject as e:
+        if e.errno == EFAULT:
+            raise
+        return True
+    return False
+
+
+_BTF_PTR_TYPES = (PTR_TO_BTF_ID, PTR_TO_BTF_ID | PTR_TRUSTED, PTR_TO_BTF_ID | MEM_RCU)
+
+
+def _check_btf_id_reg(env: Env, reg: RegState, regno: int, arg) -> None:
+    """check_reg_type for a global function's ARG_PTR_TO_BTF_ID argument: a kernel
+    pointer (trusted, RCU or plain) to the struct the prototype names, or to a
+    struct that holds it at the pointer's offset."""
+    t = reg.type & ~PTR_MAYBE_NULL if arg.flags & PTR_MAYBE_NULL else reg.type
+    if t not in _BTF_PTR_TYPES:
+        raise env.reject(f"R{regno} type={reg_type_str(reg.type)} expected=" +
+                         ", ".join(reg_type_str(x) for x in _BTF_PTR_TYPES))
+    vml = BTF.load_vmlinux()
+    if reg.btf is not vml or not btf_struct_ids_match(vml, reg.btf_id, reg.off, arg.btf_id,
+                                                      False):
+        have = reg.btf[reg.btf_id].name if reg.btf is not None else ""
+        raise env.reject(f"R{regno} is of type {have} but {vml[arg.btf_id].name} is expected")
 
 
 def check_func_call(env: Env, insn: Insn) -> None:

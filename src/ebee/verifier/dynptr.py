@@ -42,7 +42,24 @@ def _dynptr_type_for_call(env: Env) -> str:
     return "local"
 
 
-def process_dynptr_func(env: Env, regno: int, insn_idx: int, flags: int, clone_ref: int) -> None:
+def dynptr_at(env: Env, reg: RegState) -> RegState | None:
+    """The register state that describes the dynptr ``reg`` points to (its first
+    stack slot, or ``reg`` itself for a CONST_PTR_TO_DYNPTR), None if there is none."""
+    if reg.type == CONST_PTR_TO_DYNPTR:
+        return reg
+    if reg.type != PTR_TO_STACK:
+        return None
+    frame = env.cur_state.frames[reg.frameno]
+    spi = _spi(env, reg)
+    if spi >= len(frame.stack) or frame.stack[spi].slot_type[0] != STACK_DYNPTR:
+        return None
+    return frame.stack[spi].reg()
+
+
+def process_dynptr_func(env: Env, regno: int, insn_idx: int, flags: int, clone_ref: int,
+                        dtype: str | None = None) -> None:
+    """``dtype``: the type of the dynptr a kfunc initializes (skb, xdp), which the
+    helpers' ids do not tell."""
     regs = env.cur_regs()
     reg = regs[regno]
     if reg.type == CONST_PTR_TO_DYNPTR:
@@ -59,7 +76,7 @@ def process_dynptr_func(env: Env, regno: int, insn_idx: int, flags: int, clone_r
         for k in (spi, spi - 1):
             if frame.stack[k].slot_type[0] == STACK_DYNPTR:
                 raise env.reject("Dynptr has to be an uninitialized dynptr", EINVAL)
-        dtype = _dynptr_type_for_call(env)
+        dtype = dtype or _dynptr_type_for_call(env)
         id_ = env.new_id()
         ref = 0
         if dtype == "ringbuf":
@@ -72,6 +89,7 @@ def process_dynptr_func(env: Env, regno: int, insn_idx: int, flags: int, clone_r
             r.id = id_
             r.ref_obj_id = ref
             frame.stack[k] = StackSlot(STACK_DYNPTR * BPF_REG_SIZE, r)
+            env.mark_stack_slot_scratched(k)
         return
     if spi >= len(frame.stack) or frame.stack[spi].slot_type[0] != STACK_DYNPTR or \
             not frame.stack[spi].reg().dynptr or not frame.stack[spi].reg().dynptr[1]:

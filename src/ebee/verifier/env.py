@@ -38,6 +38,7 @@ class SubprogInfo:
     linkage: int = 0
     func_proto: object = None   # BTF FUNC_PROTO of a global function, for argument checks
     arg_types: tuple = ()       # for global subprogs: what each argument register must be
+    args_cached: bool = False   # arg_types derived (btf_prepare_func_args succeeded)
     visited: bool = False
 
 

@@ -9,6 +9,9 @@ E2BIG = _errno.E2BIG
 EFAULT = _errno.EFAULT
 EPERM = _errno.EPERM
 EPROTO = _errno.EPROTO
+ENOENT = _errno.ENOENT
+ESRCH = _errno.ESRCH
+EOPNOTSUPP = _errno.EOPNOTSUPP
 
 
 class VerifierReject(Exception):

@@ -26,6 +26,7 @@ from .. import uapi as U
 from ..btf import BTF
 from ..protos.kfuncs import HOOK_OF_PROG_TYPE, KArg, KfuncProto, KRet
 from ..uapi import ProgType
+from .btfids import btf_struct_ids_match
 from .calls import check_func_arg_reg_off
 from .env import DST_OP_NO_MARK, Env
 from .errors import EACCES, EINVAL
@@ -97,39 +98,6 @@ def _is_trusted(reg) -> bool:
     if reg.ref_obj_id:
         return True
     return bool(reg.type & _TRUSTED_MODIFIERS) and not _unsafe_modifiers(reg.type)
-
-
-def _ids_match(btf: BTF, have: int, off: int, need: int, strict: bool) -> bool:
-    """btf_struct_ids_match: ``have`` at ``off`` is ``need``, or (not strict) a struct
-    that holds ``need`` at that offset, nested members walked at their offset."""
-    if off == 0 and have == need:
-        return True
-    if strict:
-        return False
-    seen = 0
-    while seen < 16:
-        seen += 1
-        try:
-            t = btf.resolve(have)
-        except Exception:
-            return False
-        nested = None
-        for m in getattr(t, "members", ()) or ():
-            moff = m.bits_offset // 8
-            try:
-                mt = btf.resolve(m.type_id)
-                msz = btf.sizeof(mt)
-            except Exception:
-                continue
-            if moff <= off < moff + msz and mt.kind.name == "STRUCT":
-                nested = (mt.id, off - moff)
-                break
-        if nested is None:
-            return False
-        have, off = nested
-        if have == need and off == 0:
-            return True
-    return False
 
 
 def _nocast_alias(a: str, b: str) -> bool:
@@ -224,7 +192,7 @@ def check_btf_kfunc_call(env: Env, insn, e: KfuncProto) -> None:
             check_ptr_off_reg(env, reg, regno, True)
         strict = bool(e.release and reg.ref_obj_id) or \
             _nocast_alias(_struct_name(vml, reg.btf_id), _struct_name(vml, need))
-        if not _ids_match(vml, reg.btf_id, reg.off, need, strict):
+        if not btf_struct_ids_match(vml, reg.btf_id, reg.off, need, strict):
             raise env.reject(f"kernel function {name} args#{i} expected pointer to STRUCT "
                              f"{_struct_name(vml, need)} but R{regno} has a pointer to STRUCT "
                              f"{_struct_name(vml, reg.btf_id)}", EINVAL)

@@ -8,6 +8,7 @@ from .env import DST_OP_NO_MARK, Env
 from .errors import EACCES, EINVAL
 from .kfuncs import CHECKED
 from .kfunc_btf import check_btf_kfunc_call, handles
+from .kfunc_dynptr import DYNPTR_KFUNCS, check_dynptr_kfunc_call
 from .iters import check_iter_kfunc_call, handles_iter
 from .graph import (graph_node_arg, graph_root_arg, owning_to_non_owning,
                     set_rbtree_add_callback_state)
@@ -27,6 +28,9 @@ def check_kfunc_call(env: Env, insn) -> int:
     ext = env.prog_type == ProgType.EXT
     if not ext and not allowed_in(e, ProgType(env.prog_type)):
         raise env.reject(f"calling kernel function {name} is not allowed", EACCES)
+    if name in DYNPTR_KFUNCS and not ext:
+        check_dynptr_kfunc_call(env, insn, e)
+        return 0
     if name not in CHECKED:
         if not ext and handles_iter(e):
             check_iter_kfunc_call(env, insn, e)

@@ -14,7 +14,7 @@ from ..uapi import MAX_BPF_STACK
 from . import types as T
 from .bounds import S64_MIN, U64, s64
 from .btfaccess import check_map_kptr_access, check_ptr_to_btf_access, check_ptr_to_map_access
-from .btfctx import btf_ctx_access, nf_ctx_access
+from .btfctx import attach_proto, btf_ctx_access, nf_ctx_access
 from .env import DST_OP, DST_OP_NO_MARK, SRC_OP, Env, assign_scalar_id_before_mov
 from .errors import EACCES, EFAULT, EINVAL, VerifierReject
 from .func_proto import CallArgMeta
@@ -305,6 +305,9 @@ def _ctx_reg_type(rt) -> int:
 
 def _btf_typed_ctx(env: Env) -> bool:
     """Is the context the BTF-typed argument array of a trampoline/tp_btf/LSM program?"""
+    if env.prog_type == U.ProgType.TRACING and env.expected_attach_type == \
+            U.AttachType.TRACE_ITER:
+        return attach_proto(env) is not None     # an iterator target typed in btfctx
     return env.prog_type in (U.ProgType.TRACING, U.ProgType.LSM) and \
         env.expected_attach_type in _BTF_CTX_ATTACH or env.struct_ops_member is not None
 
