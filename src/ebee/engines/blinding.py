@@ -25,8 +25,10 @@ ebee's level is :func:`jit_harden` / :func:`set_jit_harden` (initially
 
 Where ebee differs: ``lddw`` of a map, map value or BTF object is resolved by the
 runtime when an image binds, not before, so it stays unblinded (its value is an
-address, never chosen by the program's author; the kernel blinds it as any
-other constant).
+address, never chosen by the program's author).  The kernel blinds it:
+``convert_pseudo_ld_imm64()`` (kernel/bpf/verifier.c) clears its ``src_reg`` after
+verification, and ``bpf_jit_blind_constants()`` skips only ``bpf_pseudo_func()``
+(kernel/bpf/core.c) -- see docs/hardening.md.
 """
 from __future__ import annotations
 
