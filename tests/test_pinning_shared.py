@@ -237,3 +237,79 @@ def test_killed_writer_leaves_whole_values_and_every_acknowledged_update(tmp_pat
     for g in range(max(1, seen - 15), seen + 1):            # every acknowledged update
         assert vals[g % 16] >= g
     assert m.lookup(seen % 16)[:8] == vals[seen % 16].to_bytes(8, "little")
+
+
+COUNTER_C = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} hits SEC(".maps");
+
+SEC("xdp")
+int count(struct xdp_md *ctx)
+{
+    __u32 k = 0;
+    __u64 *v = bpf_map_lookup_elem(&hits, &k);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+    return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+LOADER = """
+    import sys, ebee
+    obj = ebee.load(sys.argv[1])
+    prog = obj.programs["count"]
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for _ in range(int(sys.argv[3])):
+        prog.run(bytes(64), engine=sys.argv[2])
+    print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("engines", [("interp", "jit"), ("jit", "jit")])
+def test_two_ebee_load_processes_share_a_pinned_by_name_counter(tmp_path, engines):
+    """The issue's case: a clang-built program, its map pinned by name, run through
+    ``Program.run`` (which syncs pinned maps) in two processes at once."""
+    import shutil
+    clang = shutil.which("clang-19") or shutil.which("clang")
+    if clang is None or not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        pytest.skip("clang or libbpf's headers are not installed")
+    src, obj = tmp_path / "count.c", tmp_path / "count.o"
+    src.write_text(COUNTER_C)
+    subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
+                    "-c", str(src), "-o", str(obj)], check=True, capture_output=True)
+    db = tmp_path / "pins.sqlite3"
+    n = N // 3
+    env = dict(os.environ, EBEE_PIN_STORE=str(db))
+    procs = []
+    try:
+        # one after the other up to "ready": the first creates and pins, the second opens
+        # (two loaders racing to pin one name: one gets EEXIST, as with libbpf)
+        for e in engines:
+            p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(LOADER), str(obj), e,
+                                  str(n)], env=env, cwd=ROOT, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            procs.append(p)
+            assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            assert p.stdout.readline().strip() == "done", p.stderr.read()
+            assert p.wait(60) == 0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
+    m = PinStore(db).get("/sys/fs/bpf/hits")
+    assert int.from_bytes(m.lookup(0), "little") == 2 * n

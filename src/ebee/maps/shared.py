@@ -42,8 +42,9 @@ def round_page(n: int) -> int:
 
 
 def anonymous(size: int) -> mmap.mmap:
-    """Page-aligned private-to-this-map memory a pin can later replace with a file."""
-    return mmap.mmap(-1, max(size, 1), flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    """Page-aligned memory a pin can later replace with a file.  Private: a forked
+    child gets its own copy of an unpinned map, as it would of a bytearray."""
+    return mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
