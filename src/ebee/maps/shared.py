@@ -27,6 +27,7 @@ import mmap
 import os
 import struct
 import threading
+import weakref
 from typing import Callable
 
 PAGE = mmap.PAGESIZE
@@ -66,6 +67,7 @@ class SharedValues:
         self.values: mmap.mmap | None = None
         # flock is per open file: threads of one process serialize here first
         self._tlock = threading.Lock()
+        self._fin = weakref.finalize(self, _close_fd, fd)
 
     # -- creating and opening ------------------------------------------------------------
 
@@ -170,7 +172,14 @@ class SharedValues:
         try:
             self.head.close()
         finally:
-            os.close(self.fd)
+            self._fin()
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------------------------
