@@ -79,13 +79,19 @@ def test_pinned_map_outlives_its_process(db):
 
 
 def test_sync_flushes_writes_that_bypass_the_api(db):
-    """Program-side writes reach the store at sync points (Program.run, sync(), exit)."""
+    """Program-side writes to a copied (not shared) pinned map reach the store at sync
+    points (Program.run, sync(), exit); a shared one (an array) has them at once."""
     st = PinStore(db)
-    m = Map(U.MapType.ARRAY, 4, 8, 4)
-    st.pin_map("/sys/fs/bpf/arr", m)
+    m = Map(U.MapType.HASH, 4, 8, 4)
+    st.pin_map("/sys/fs/bpf/h", m)
     m._sys_update((1).to_bytes(4, "little"), (77).to_bytes(8, "little"), 0)   # as a helper would
-    assert PinStore(db).get("/sys/fs/bpf/arr").lookup(1) == bytes(8)          # not yet
+    with pytest.raises(KeyError):
+        PinStore(db).get("/sys/fs/bpf/h").lookup(1)                          # not yet
     ebee.fs.sync(store=st)
+    assert PinStore(db).get("/sys/fs/bpf/h").lookup(1) == (77).to_bytes(8, "little")
+    a = Map(U.MapType.ARRAY, 4, 8, 4)
+    st.pin_map("/sys/fs/bpf/arr", a)
+    a.prog_update((1).to_bytes(4, "little"), (77).to_bytes(8, "little"), 0, 0)
     assert PinStore(db).get("/sys/fs/bpf/arr").lookup(1) == (77).to_bytes(8, "little")
 
 

@@ -1,7 +1,7 @@
 """Real memory with checked access.
 
 Every byte a program can touch lives in a :class:`Region`: a ``bytearray``
-pinned by a ctypes view, so its address is a real, stable host address.
+(or an ``mmap``, for memory other processes may share) pinned by a ctypes view, so its address is a real, stable host address.
 Pointers in registers are those addresses; the interpreter, helpers and a
 native JIT all see the same bytes.  :class:`Memory` is the set of live
 regions; the interpreter asks it which region (if any) contains an access.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import mmap
 import threading
 from typing import Iterator
 
@@ -19,10 +20,12 @@ class Region:
 
     __slots__ = ("name", "buf", "start", "size", "end", "writable", "_pin", "__weakref__")
 
-    def __init__(self, size_or_data: int | bytes | bytearray, name: str = "", *, writable: bool = True):
+    def __init__(self, size_or_data: int | bytes | bytearray | mmap.mmap, name: str = "", *,
+                 writable: bool = True):
         if isinstance(size_or_data, int):
             buf = bytearray(size_or_data)
-        elif isinstance(size_or_data, bytearray):
+        elif isinstance(size_or_data, (bytearray, mmap.mmap)):
+            # an mmap: memory that may become shared with other processes (ebee.maps.shared)
             buf = size_or_data
         else:
             buf = bytearray(size_or_data)

@@ -30,6 +30,7 @@ from .btf.ext import FuncInfo, LineInfo
 from .engines.blinding import blind, blinding_enabled, is_multi_function, jit_harden
 from .errors import EbeeError
 from .fs import PinStore, default_store, sync_maps
+from .helpers import RUNTIME
 from .isa import OP_CALL, OP_LDDW, Instruction, encode
 from .maps import MapError, by_id as map_by_id
 from .packet import Network
@@ -363,7 +364,9 @@ class Program(Runnable):
         insns, moved = self._ctx_rewritten()
         key = tuple(insns)
         if self._blinded is None or self._blinded[0] != key:
-            b = blind(insns)
+            # map lddws are blinded as addresses, as the kernel blinds them (the runner
+            # binds images to RUNTIME, so this is the value they would load)
+            b = blind(insns, resolve=RUNTIME.ld_imm64)
             out = None if b is None else (b[0], {pc: b[1][m] for pc, m in moved.items()})
             self._blinded = (key, out)
         return self._blinded[1]

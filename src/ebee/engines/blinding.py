@@ -23,10 +23,11 @@ Levels, as the sysctl: 0 off, 1 programs of unprivileged loaders only, 2 all.
 ebee's level is :func:`jit_harden` / :func:`set_jit_harden` (initially
 ``EBEE_JIT_HARDEN``, default 0).
 
-Where ebee differs: ``lddw`` of a map, map value or BTF object is resolved by the
-runtime when an image binds, not before, so it stays unblinded (its value is an
-address, never chosen by the program's author; the kernel blinds it as any
-other constant).
+``lddw`` of a map or map value is blinded too, as the kernel does: its
+``convert_pseudo_ld_imm64()`` (kernel/bpf/verifier.c) makes it a plain constant after
+verification, and ``bpf_jit_blind_constants()`` (kernel/bpf/core.c) skips only
+``bpf_pseudo_func()``.  :func:`blind` takes the address from ``resolve`` (the
+runtime's ``ld_imm64``), so the blinded image holds the address in two random halves.
 """
 from __future__ import annotations
 
@@ -192,17 +193,35 @@ def _retarget(i: Instruction, here: int, to: int) -> Instruction | None:
     return replace(i, off=delta, pc=here) if _S16[0] <= delta <= _S16[1] else None
 
 
-def blind(insns: Sequence[Instruction], *, rng: random.Random | None = None
+#: the ``lddw`` sources the kernel turns into plain constants before blinding them
+#: (``convert_pseudo_ld_imm64()``: every one but BPF_PSEUDO_FUNC)
+_RESOLVED_SOURCES = frozenset((U.BPF_PSEUDO_MAP_FD, U.BPF_PSEUDO_MAP_VALUE))
+
+
+def blind(insns: Sequence[Instruction], *, rng: random.Random | None = None,
+          resolve: Callable[[Instruction], int] | None = None
           ) -> tuple[list[Instruction], dict[int, int]] | None:
     """``bpf_jit_blind_constants()``: the program with its constants blinded and the map
     from old pcs to new ones; None if a jump no longer reaches (the kernel then runs the
-    program unblinded in its interpreter, and so does ebee: the caller keeps ``insns``)."""
+    program unblinded in its interpreter, and so does ebee: the caller keeps ``insns``).
+
+    ``resolve`` gives the address a map or map-value ``lddw`` stands for (what the
+    runtime would load); with it those are blinded as the kernel blinds them, after
+    ``convert_pseudo_ld_imm64()`` made them plain constants.  An ``lddw`` it cannot
+    resolve (raises) stays as it is, for the runtime to report when the image binds."""
     draw = (rng or random.SystemRandom()).getrandbits
     pieces: list[list[Instruction]] = []
     for i in insns:
         if i.kind is Kind.LD_IMM64 and i.src == U.BPF_PSEUDO_FUNC:
             pieces.append([i])      # a subprogram's address, not a user constant
             continue
+        if i.kind is Kind.LD_IMM64 and i.src in _RESOLVED_SOURCES and resolve is not None:
+            try:
+                v = resolve(i) & ((1 << 64) - 1)
+            except Exception:       # the runtime's error, at bind time
+                pieces.append([i])
+                continue
+            i = replace(i, src=0, imm=v & 0xFFFFFFFF, imm_hi=v >> 32)
         pieces.append(blind_insn(i, lambda: draw(32)) or [i])
     new_pc: dict[int, int] = {}
     pc = 0

@@ -29,6 +29,11 @@ builds a live map with the stored attributes and elements.  Within one
 process a path always gives the same live object, as an fd from
 ``BPF_OBJ_GET`` names the same kernel map.
 
+ARRAY and PERCPU_ARRAY maps are *shared* instead (:data:`SHARED_TYPES`): their values
+live in a file under :attr:`PinStore.files`, mapped in place into every process that
+pins or opens them (:mod:`ebee.maps.shared`).  Their elements are not rows; programs and
+user space in all processes meet in the same bytes, and nothing is synced.
+
 Contents that are references to other live objects -- programs in a prog
 array, maps in a map-in-map, perf-event and ring-buffer records, sockets --
 are not persisted; their maps pin with their attributes only.
@@ -42,6 +47,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +57,7 @@ from .. import uapi as U
 from ..btf import BTF
 from ..isa import encode
 from ..maps import Map, MapError
+from ..maps.shared import MMAP, SharedValues
 
 ENV_VAR = "EBEE_PIN_STORE"
 _SCHEMA = """
@@ -114,10 +121,24 @@ def normpath(path: str) -> str:
 _MEMORY_SNAPSHOT_MAX = 4 << 20     # bytes of map memory a store keeps a copy of
 
 
+#: map types whose values live in a file every process opening the pin maps (shared, as
+#: one kernel map behind a bpffs pin); the other types are copied in and synced
+SHARED_TYPES = frozenset({U.MapType.ARRAY, U.MapType.PERCPU_ARRAY})
+
+
 def _meta_of(m) -> dict:
-    return {"type": int(m.type), "key_size": m.key_size, "value_size": m.value_size,
+    meta = {"type": int(m.type), "key_size": m.key_size, "value_size": m.value_size,
             "max_entries": m.max_entries, "flags": m.flags, "map_extra": m.map_extra,
             "name": m.name, "numa_node": getattr(m, "numa_node", 0), "frozen": bool(m.frozen)}
+    if m.shared is not None:
+        meta["file"] = os.path.basename(m.shared.path)
+        meta["ncpus"] = m.ncpus
+    return meta
+
+
+def _shareable(m) -> bool:
+    r = getattr(m, "value_region", None)
+    return m.type in SHARED_TYPES and r is not None and isinstance(r.buf, MMAP) and r.size > 0
 
 
 class PinStore:
@@ -193,7 +214,44 @@ class PinStore:
         ``empty``: the caller just created ``m`` and knows it holds nothing (saves a scan).
         """
         p = normpath(path)
-        with self._lock, self._tx() as db:
+        with self._lock:
+            if self.exists(p):
+                raise PinError(17, f"{p}: File exists")
+            created = None
+            if m.shared is None and _shareable(m):
+                created = self._share(m)
+            try:
+                self._insert_map(p, m, empty)
+            except BaseException:
+                if created is not None:
+                    _unlink(created)
+                raise
+
+    @property
+    def files(self) -> Path:
+        """The directory of the files shared maps' values live in."""
+        return self.location.with_name(self.location.name + ".maps")
+
+    def _share(self, m) -> str:
+        """Move ``m``'s values into a new file and map it in place; its path."""
+        try:
+            self.files.mkdir(parents=True, exist_ok=True)
+            f = str(self.files / f"{uuid.uuid4().hex}.map")
+            with m.lock:
+                sv = SharedValues.create(f, bytes(m.value_region.buf), m.stride)
+                try:
+                    sv.attach(m.value_region.buf)
+                except OSError:
+                    sv.close()
+                    _unlink(f)
+                    raise
+                m.shared = sv
+        except OSError as e:
+            raise PinError(e.errno or 5, f"pin store {self.files}: {e}") from None
+        return f
+
+    def _insert_map(self, p: str, m, empty: bool) -> None:
+        with self._tx() as db:
             if db.execute("SELECT 1 FROM pins WHERE path=?", (p,)).fetchone():
                 raise PinError(17, f"{p}: File exists")
             db.execute("INSERT INTO pins VALUES (?, 'map', ?, ?)",
@@ -202,7 +260,7 @@ class PinStore:
             if btf is not None and (m.btf_key_type_id or m.btf_value_type_id):
                 db.execute("INSERT INTO map_btf VALUES (?, ?, ?, ?)",
                            (p, btf.data, m.btf_key_type_id, m.btf_value_type_id))
-            elems = {} if empty else dict(persisted_elements(m))
+            elems = {} if empty or m.shared is not None else dict(persisted_elements(m))
             db.executemany("INSERT INTO map_elems VALUES (?, ?, ?)",
                            [(p, k, v) for k, v in elems.items()])
         self._synced[p] = elems
@@ -227,8 +285,27 @@ class PinStore:
             btf_kw = {"btf": BTF.from_bytes(bytes(row[0])), "btf_key_type_id": row[1],
                       "btf_value_type_id": row[2]}
         m = Map(U.MapType(meta["type"]), meta["key_size"], meta["value_size"],
-                         meta["max_entries"], meta["flags"], map_extra=meta.get("map_extra", 0),
-                         name=meta.get("name", ""), numa_node=meta.get("numa_node", 0), **btf_kw)
+                meta["max_entries"], meta["flags"], map_extra=meta.get("map_extra", 0),
+                name=meta.get("name", ""), numa_node=meta.get("numa_node", 0),
+                ncpus=meta.get("ncpus"), **btf_kw)
+        if meta.get("file"):
+            f = str(self.files / os.path.basename(meta["file"]))
+            try:
+                sv = SharedValues.open(f)
+                try:
+                    sv.attach(m.value_region.buf)
+                except OSError:
+                    sv.close()
+                    raise
+            except OSError as e:
+                m.close()
+                raise PinError(e.errno or 5, f"{p}: values file {f}: {e}") from None
+            m.shared = sv
+            if meta.get("frozen"):
+                m.freeze()
+            self._synced[p] = {}
+            self._adopt(p, m)
+            return m
         elems = {bytes(k): bytes(v) for k, v in self.db.execute(
             "SELECT key, value FROM map_elems WHERE path=?", (p,))}
         for k, v in elems.items():
@@ -256,12 +333,22 @@ class PinStore:
                 m = self._live.get(p)
                 if m is None or _kind(m) != "map":
                     continue
+                if m.shared is not None:
+                    # the values are the file's own; only ``frozen`` can change in the meta
+                    if self._memory.get(p, (None, None))[1] != bool(m.frozen):
+                        with self._tx() as db:
+                            db.execute("UPDATE pins SET meta=? WHERE path=?",
+                                       (json.dumps(_meta_of(m)), p))
+                        self._memory[p] = ([], bool(m.frozen))
+                    if path is None:
+                        m.shared.flush()
+                    continue
                 regions = m.regions if m.elements_in_regions else ()
                 # of the meta only ``frozen`` changes in a map's life
                 seen = self._memory.get(p)
                 if seen is not None and seen[1] == bool(m.frozen) and \
                         len(seen[0]) == len(regions) and \
-                        all(r.buf == b for r, b in zip(regions, seen[0])):
+                        all(memoryview(r.buf) == b for r, b in zip(regions, seen[0])):
                     continue
                 try:
                     now = dict(persisted_elements(m))
@@ -285,6 +372,8 @@ class PinStore:
 
     def _write_key(self, p: str, m, key: bytes | None) -> None:
         """Write one element (or its absence) through to the store."""
+        if m.shared is not None:
+            return      # the write is already in the shared file
         if key is None or p not in self._live:
             self.sync(p)
             return
@@ -344,9 +433,16 @@ class PinStore:
     def unpin(self, path: str) -> None:
         p = normpath(path)
         with self._lock, self._tx() as db:
-            if not db.execute("SELECT 1 FROM pins WHERE path=?", (p,)).fetchone():
+            row = db.execute("SELECT meta FROM pins WHERE path=?", (p,)).fetchone()
+            if row is None:
                 raise PinError(2, f"{p}: No such file or directory")
             db.execute("DELETE FROM pins WHERE path=?", (p,))
+            f = json.loads(row[0]).get("file")
+            if f and not any(json.loads(mt).get("file") == f for (mt,) in db.execute(
+                    "SELECT meta FROM pins WHERE kind='map'")):
+                # live maps in any process keep their mapping, as a map outlives its
+                # last pin while fds hold it
+                _unlink(str(self.files / os.path.basename(f)))
             db.execute("DELETE FROM map_elems WHERE path=?", (p,))
             db.execute("DELETE FROM map_btf WHERE path=?", (p,))
             db.execute("DELETE FROM prog_objects WHERE path=?", (p,))
@@ -381,6 +477,13 @@ class _Tx:
             self.db.execute("COMMIT")
         else:
             self.db.execute("ROLLBACK")
+
+
+def _unlink(f: str) -> None:
+    try:
+        os.unlink(f)
+    except OSError:
+        pass
 
 
 def _kind(o) -> str:

@@ -71,8 +71,8 @@ class ArrayMap(_ArrayBase):
         if total > MAX_MAP_BYTES:
             raise map_error(E.ENOMEM, f"{total} bytes of values")
         self.stride = stride
-        self.value_region = self._add_region(total, "values",
-                                       writable=not self.flags & U.BPF_F_RDONLY_PROG)
+        self.value_region = self._add_region(total, "values", mappable=True,
+                                             writable=not self.flags & U.BPF_F_RDONLY_PROG)
         self.buf = self.value_region.buf
         self._write_handle(self.value_region.start)
 
@@ -83,9 +83,14 @@ class ArrayMap(_ArrayBase):
         if idx >= self.max_entries:
             raise map_error(E.ENOENT)
         off = idx * self.stride
+        if self.shared is not None:
+            with self.shared:       # no half-written value of another process
+                raw = self.buf[off:off + self.stride]
+        else:
+            raw = self.buf[off:off + self.stride]
         if self.percpu:
-            return bytes(self.buf[off:off + self.stride])
-        out = bytearray(self.buf[off:off + self.value_size])
+            return bytes(raw)
+        out = bytearray(raw[:self.value_size])
         if flags & U.BPF_F_LOCK or self.spin_lock_off >= 0:
             # copy_map_value_locked / check_and_init_map_value: the lock reads as zero
             out[self.spin_lock_off:self.spin_lock_off + 4] = bytes(4)
@@ -106,6 +111,13 @@ class ArrayMap(_ArrayBase):
 
     def _copy_in(self, off: int, value: bytes) -> None:
         lo = self.spin_lock_off
+        if self.shared is not None:
+            with self.shared:
+                if lo >= 0:
+                    cur = self.buf[off + lo:off + lo + 4]
+                    value = value[:lo] + cur + value[lo + 4:self.value_size]
+                self.shared.write(off, value[:self.value_size])
+            return
         if lo >= 0:   # copy_map_value(): special fields are not overwritten
             self.buf[off:off + lo] = value[:lo]
             self.buf[off + lo + 4:off + self.value_size] = value[lo + 4:self.value_size]
@@ -118,6 +130,13 @@ class ArrayMap(_ArrayBase):
         off = idx * self.stride
         if self.percpu:
             es, vs = self.elem_size, self.value_size
+            if self.shared is not None:
+                with self.shared:   # every CPU's value in one journaled step
+                    raw = bytearray(self.buf[off:off + self.stride])
+                    for c in range(self.ncpus):
+                        raw[c * es:c * es + vs] = value[c * es:c * es + vs]
+                    self.shared.write(off, bytes(raw))
+                return
             for c in range(self.ncpus):
                 self.buf[off + c * es:off + c * es + vs] = value[c * es:c * es + vs]
         else:
@@ -154,7 +173,11 @@ class ArrayMap(_ArrayBase):
         off = idx * self.stride
         if self.percpu:
             off += cpu * self.elem_size
-            self.buf[off:off + self.value_size] = value[:self.value_size]
+            if self.shared is not None:
+                with self.shared:
+                    self.shared.write(off, value[:self.value_size])
+            else:
+                self.buf[off:off + self.value_size] = value[:self.value_size]
         else:
             self._copy_in(off, value)
         return 0

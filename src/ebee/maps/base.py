@@ -43,6 +43,7 @@ from ..memory import SHARED, Region
 from ..verifier.btfaccess import map_view
 from . import cpus
 from .errors import MapError, MapKeyError, map_error
+from .shared import SharedValues, anonymous
 
 ACCESS_MASK = U.BPF_F_RDONLY | U.BPF_F_WRONLY | U.BPF_F_RDONLY_PROG | U.BPF_F_WRONLY_PROG
 
@@ -173,7 +174,7 @@ class Map:
                  map_flags: int = 0, *, map_extra: int = 0, inner_map: "Map | None" = None,
                  name: str = "", numa_node: int = 0, btf: Any = None, btf_key_type_id: int = 0,
                  btf_value_type_id: int = 0, key_type: Any = None, value_type: Any = None,
-                 btf_vmlinux_value_type_id: int = 0):
+                 btf_vmlinux_value_type_id: int = 0, ncpus: int | None = None):
         self.type = MapType(int(map_type))
         self.key_size, self.value_size, self.max_entries = key_size, value_size, max_entries
         self.flags = map_flags
@@ -194,9 +195,12 @@ class Map:
         if self.graph_roots is None:        # Linux refuses such a value's whole record
             self.record, self.graph_roots = {}, {}
         self.spin_lock_off = self.record.get("bpf_spin_lock", -1)
-        self.ncpus = cpus.num_cpus()
+        # ncpus: a pinned per-CPU map opened again keeps the CPU count of its file
+        self.ncpus = ncpus or cpus.num_cpus()
         self.elem_size = round_up(value_size, 8)
         self.lock = threading.RLock()
+        #: the pin file behind the values when the map is shared with other processes
+        self.shared: SharedValues | None = None
         # called as ``watcher(map, key)`` after every write from user space (key None: a
         # batch or a keyless map) -- how the pin store writes pinned maps through
         self.watchers: list[Callable[[Map, bytes | None], None]] = []
@@ -258,8 +262,11 @@ class Map:
         """Allocate the map's memory (regions added with :meth:`_add_region`)."""
 
     def _add_region(self, size: int, what: str, *, shared: bool = True,
-                    writable: bool = True) -> Region:
-        r = Region(size, f"{self.type.name.lower()} {what}", writable=writable)
+                    writable: bool = True, mappable: bool = False) -> Region:
+        # mappable: mmap'd pages a pin can replace in place with a file other processes
+        # map too (ebee.maps.shared), keeping every address programs already hold
+        r = Region(anonymous(size) if mappable else size, f"{self.type.name.lower()} {what}",
+                   writable=writable)
         self._regions.append(r)
         if shared:
             SHARED.add(r)

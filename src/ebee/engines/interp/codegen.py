@@ -390,8 +390,20 @@ class Translator(Cfg):
         up, pk = _STRUCT[(size, False)]
         m = _MASK[size]
         s = f"r{i.src}"
-        e(ind, f"old = {up}({buf}, {off})[0]")
         op = i.spec.op
+        if buf != "STK" and size in (4, 8):
+            # mmap'd memory may be shared with a JIT or another process: the host's
+            # atomic instruction, not a read and a write
+            e(ind, f"if ATOMICS is not None and type({buf}) is MMAP and not a & {size - 1}:")
+            if op == "cmpxchg":
+                e(ind + 1, f"r0 = ATOMICS['cmpxchg', {size}](a, r0 & {m:#x}, {s} & {m:#x})")
+            elif i.spec.fetch:
+                e(ind + 1, f"{s} = ATOMICS[{op!r}, {size}](a, {s} & {m:#x})")
+            else:
+                e(ind + 1, f"ATOMICS[{op!r}, {size}](a, {s} & {m:#x})")
+            e(ind, "else:")
+            ind += 1
+        e(ind, f"old = {up}({buf}, {off})[0]")
         if op == "cmpxchg":
             e(ind, f"if old == r0 & {m:#x}: {pk}({buf}, {off}, {s} & {m:#x})")
             e(ind, "r0 = old")

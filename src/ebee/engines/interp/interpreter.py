@@ -11,6 +11,7 @@ import threading
 from typing import Any, Sequence
 
 from ...isa import Instruction, encode
+from ...maps.shared import ATOMICS, MMAP
 from ...memory import Region
 from ...runtime.cpu import Cpu
 from ..base import Bound, Engine, Execution, Image, Services
@@ -51,7 +52,7 @@ class Interpreter(Bound):
         # the code image gives function pointers (lddw src=4) real addresses
         self._code = Region(image.image, "code", writable=False)
         env = CallEnv(cpu, runtime, image.text_of, self._code, cpu.budget, self._tail_entry)
-        ns: dict = {}
+        ns: dict = {"ATOMICS": ATOMICS, "MMAP": MMAP}
         exec(image.code, ns)
         self.functions, faddr = ns["factory"](env)
         cpu.functions.update(faddr)
