@@ -137,6 +137,15 @@ class _SockMapBase(Map):
             if r:
                 raise map_error(-r, "the socket has an sk_msg program already")
 
+    @staticmethod
+    def _unlink(sk: Any) -> None:
+        """sock_map_unref(): the socket's last map link gone, its psock (and the sk_msg
+        program it took) goes."""
+        if isinstance(sk, Socket) and sk.psock is not None:
+            sk.psock.links -= 1
+            if sk.psock.links <= 0:
+                sk.psock = None
+
     def prog_update_sock(self, key: bytes, sk_addr: int, flags: int, *,
                          checked: bool = True) -> int:
         """bpf_map_update_elem (checked) or bpf_sock_map/hash_update from a program:
@@ -255,13 +264,15 @@ class SockMap(_SockMapBase):
         if old is None and flags == U.BPF_EXIST:
             raise map_error(E.ENOENT)
         self._link(sk)
+        if old is not None:
+            self._unlink(old)
         self.sks[idx] = sk
 
     def _sys_delete(self, key: bytes) -> None:
         idx = int.from_bytes(key, "little")
         if idx >= self.max_entries or self._slot(idx) is None:
             raise map_error(E.EINVAL)          # __sock_map_delete of an empty slot
-        del self.sks[idx]
+        self._unlink(self.sks.pop(idx))
 
     def _get_next_key(self, key: bytes | None) -> bytes:
         i = int.from_bytes(key, "little") if key is not None else 0xFFFFFFFF
@@ -330,14 +341,16 @@ class SockHash(_SockMapBase):
             raise map_error(E.E2BIG, "the map is full")
         self._link(sk)
         if old is not None:
+            self._unlink(b[old][1])
             del b[old]
         b.insert(0, (key, sk))                  # hlist_add_head_rcu
 
     def _sys_delete(self, key: bytes) -> None:
         b = self._bucket_at(self._hash(key))
-        for i, (k, _) in enumerate(b):
+        for i, (k, sk) in enumerate(b):
             if k == key:
                 del b[i]
+                self._unlink(sk)
                 return
         raise map_error(E.ENOENT)
 

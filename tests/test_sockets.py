@@ -1,0 +1,322 @@
+"""Modelled sockets (ebee.sockets) and the sockops + sk_msg bypass example
+(examples/c/sockops_bypass.c): bytes reach the peer through the sk_msg redirect, in
+ebee's loopback stack and in the kernel (a cgroup v2 directory and a network namespace
+the test makes), with the same counters and map contents; SOCKMAP/SOCKHASH take
+modelled sockets with the errnos Linux gives real ones."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import uuid
+
+import pytest
+
+import ebee
+from ebee.maps import Map, MapError
+from ebee.sockets import STATE_NAMES
+from ebee.testrun import sockets
+from ebee.uapi import BPF_ANY, BPF_EXIST, BPF_NOEXIST, MapType
+
+from kernel_helpers import EXAMPLES
+
+EXAMPLE = EXAMPLES / "sockops_bypass.o"
+STATS = ("active_established", "passive_established", "inserted", "insert_failed",
+         "state_changes", "msgs", "msg_bytes", "redirected", "redirected_bytes", "passed",
+         "first_msg_linear", "last_insert_err")
+PING, PONG = b"hello world", b"x" * 10000
+
+
+def _bss(raw: bytes) -> tuple[dict[str, int], list[int]]:
+    """(stats, calls) from the example's .bss: calls[32] then struct stats."""
+    calls = list(struct.unpack_from("<32I", raw, 0))
+    vals = struct.unpack_from("<11Qq", raw, 128)
+    return dict(zip(STATS, vals)), calls
+
+
+def _key(raw: bytes) -> tuple[str, str, int, int]:
+    sip, dip = socket.inet_ntoa(raw[0:4]), socket.inet_ntoa(raw[4:8])
+    sport, dport = struct.unpack_from("<II", raw, 8)
+    return sip, dip, sport, dport
+
+
+def _ebee_run(cgroup: str = "/mesh", msg_prog: bool = True):
+    obj = ebee.load(EXAMPLE)
+    st = sockets.stack()
+    st.attach_sockops(obj.programs["bypass_sockops"], cgroup)
+    hmap = obj.maps["sock_ops_map"]
+    if msg_prog:
+        sockets.attach_sk_msg(obj.programs["bypass_sk_msg"], hmap)
+    srv = st.socket(cgroup="/mesh")
+    st.bind(srv, ("127.0.0.1", 8080))
+    st.listen(srv)
+    cli = st.socket(cgroup="/mesh")
+    st.connect(cli, ("127.0.0.1", 8080))
+    peer = st.accept(srv)
+    keys = sorted(_key(bytes(k)) for k in hmap.keys())
+    st.send(cli, PING)
+    got_ping = list(peer.rx)
+    st.recv(peer)
+    st.send(peer, PONG)
+    got_pong = st.recv(cli)
+    ports = (cli.local[1], srv.local[1])
+    for s in (cli, peer, srv):
+        st.close(s)
+    left = len(hmap)
+    raw = bytes(obj.maps[".bss"].lookup(0))
+    return obj, st, keys, ports, got_ping, got_pong, left, raw, (cli, peer)
+
+
+def test_bypass_redirects_to_the_peer():
+    obj, st, keys, (cport, sport), got_ping, got_pong, left, raw, (cli, peer) = _ebee_run()
+    assert [(d.data, d.via, d.src_cookie) for d in got_ping] == [(PING, "redirect", cli.cookie)]
+    assert got_pong == PONG
+    assert cli.sent == [(PING, f"redirect ingress {peer.cookie}")]
+    # the SOCKHASH held both ends under their 4-tuples until they closed
+    assert keys == sorted([("127.0.0.1", "127.0.0.1", cport, sport),
+                           ("127.0.0.1", "127.0.0.1", sport, cport)])
+    assert left == 0
+    stats, calls = _bss(raw)
+    assert stats["inserted"] == 2 and stats["redirected"] == 2 and stats["passed"] == 0
+    assert stats["redirected_bytes"] == len(PING) + len(PONG)
+    # client FIN_WAIT1, FIN_WAIT2, CLOSE; server SYN_RECV->ESTABLISHED, CLOSE_WAIT, LAST_ACK,
+    # CLOSE (the child asked for STATE_CB while still SYN_RECV)
+    assert stats["state_changes"] == 7
+    assert {i: n for i, n in enumerate(calls) if n} == st.calls
+
+
+def test_without_sk_msg_bytes_take_tcp():
+    _, st, keys, _, got_ping, got_pong, left, raw, _ = _ebee_run(msg_prog=False)
+    assert [d.via for d in got_ping] == ["tcp"] and got_pong == PONG
+    stats, _ = _bss(raw)
+    assert stats["inserted"] == 2 and stats["msgs"] == 0 and len(keys) == 2
+
+
+def test_other_cgroups_run_no_sockops():
+    _, st, keys, _, got_ping, _, _, raw, _ = _ebee_run(cgroup="/elsewhere")
+    assert keys == [] and st.calls == {} and [d.via for d in got_ping] == ["tcp"]
+    assert _bss(raw)[0]["inserted"] == 0
+
+
+def test_states_and_log():
+    st = sockets.stack()
+    srv = st.socket()
+    st.bind(srv, ("127.0.0.1", 9000))
+    st.listen(srv)
+    c = st.socket()
+    st.connect(c, ("127.0.0.1", 9000))
+    p = st.accept(srv)
+    assert STATE_NAMES[c.state] == STATE_NAMES[p.state] == "TCP_ESTABLISHED"
+    assert (c.remote[1], p.remote[1]) == (9000, c.local[1])
+    with pytest.raises(ConnectionRefusedError):
+        st.connect(st.socket(), ("127.0.0.1", 9001))
+    st.close(c)
+    assert STATE_NAMES[p.state] == "TCP_CLOSE_WAIT"
+    with pytest.raises(BrokenPipeError):
+        st.send(c, b"late")
+
+
+# --- SOCKMAP / SOCKHASH insertion rules, against the kernel's for real sockets -----------
+
+def _modelled(kind: str, st):
+    if kind == "tcp_unconnected":
+        return st.socket()
+    if kind == "tcp_listen":
+        s = st.socket()
+        st.bind(s, ("127.0.0.1", 0))
+        st.listen(s)
+        return s
+    if kind == "tcp_established":
+        srv = _modelled("tcp_listen", st)
+        c = st.socket()
+        st.connect(c, ("127.0.0.1", srv.local[1]))
+        return c
+    if kind == "udp_unbound":
+        return st.socket(type=socket.SOCK_DGRAM)
+    s = st.socket(type=socket.SOCK_DGRAM)
+    st.bind(s, ("127.0.0.1", 0))
+    return s
+
+
+def _real(kind: str, keep: list):
+    if kind.startswith("udp"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if kind == "udp_bound":
+            s.bind(("127.0.0.1", 0))
+        keep.append(s)
+        return s
+    s = socket.socket()
+    keep.append(s)
+    if kind == "tcp_listen":
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+    elif kind == "tcp_established":
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        c = socket.socket()
+        c.connect(s.getsockname())
+        keep.append(c)
+        keep.append(s.accept()[0])
+        return c
+    return s
+
+
+KINDS = ("tcp_unconnected", "tcp_listen", "tcp_established", "udp_unbound", "udp_bound")
+# (key index, flags) in order, each on a fresh map with one socket of the kind
+STEPS = ((0, BPF_ANY), (0, BPF_NOEXIST), (0, BPF_EXIST), (1, BPF_EXIST), (1, 4), (9, BPF_ANY))
+
+
+def _errno_of(fn) -> int:
+    try:
+        fn()
+        return 0
+    except (MapError, OSError) as e:
+        return e.errno
+
+
+def _outcomes(make_map, sock) -> list[int]:
+    m = make_map()
+    out = []
+    for idx, flags in STEPS:
+        key = struct.pack("<I" if m.key_size == 4 else "<Q", idx)
+        out.append(_errno_of(lambda: m.update(key, sock, flags)))
+    out.append(_errno_of(lambda: m.delete(struct.pack("<I" if m.key_size == 4 else "<Q", 3))))
+    return out
+
+
+def _ebee_outcomes(mt, kind):
+    st = sockets.stack()
+    sock = _modelled(kind, st)
+    return _outcomes(lambda: Map(mt, 4 if mt is MapType.SOCKMAP else 8, 8, 4), sock)
+
+
+def test_modelled_insertion_rules():
+    est = _ebee_outcomes(MapType.SOCKHASH, "tcp_established")
+    assert est == [0, errno.EEXIST, 0, errno.ENOENT, errno.EINVAL, 0, errno.ENOENT]
+    assert _ebee_outcomes(MapType.SOCKMAP, "tcp_unconnected")[0] == errno.EOPNOTSUPP
+    assert _ebee_outcomes(MapType.SOCKMAP, "tcp_established")[5] == errno.E2BIG
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("mt", [MapType.SOCKMAP, MapType.SOCKHASH])
+def test_insertion_rules_match_the_kernel(kernel, mt):
+    from ebee.kernel.maps import KernelMap
+    keep: list = []
+    try:
+        for kind in KINDS:
+            real = _real(kind, keep)
+            ks = _outcomes(lambda: KernelMap(mt, 4 if mt is MapType.SOCKMAP else 8, 8, 4),
+                           struct.pack("<Q", real.fileno()))
+            assert _ebee_outcomes(mt, kind) == ks, kind
+    finally:
+        for s in keep:
+            s.close()
+
+
+def test_a_socket_joins_one_map_with_an_sk_msg_program():
+    obj = ebee.load(EXAMPLE)
+    st = sockets.stack()
+    hmap = obj.maps["sock_ops_map"]
+    sockets.attach_sk_msg(obj.programs["bypass_sk_msg"], hmap)
+    c = _modelled("tcp_established", st)
+    k1, k2 = bytes(16), b"\1" + bytes(15)
+    assert [_errno_of(lambda: hmap.update(k, c)) for k in (k1, k2, k1)] == \
+        [0, errno.EBUSY, errno.EBUSY]
+    hmap.delete(k1)
+    assert _errno_of(lambda: hmap.update(k2, c)) == 0
+
+
+@pytest.mark.kernel
+def test_a_socket_joins_one_map_with_an_sk_msg_program_kernel(kernel):
+    from ebee.kernel.links import Link
+    from ebee.uapi import AttachType
+    obj = ebee.load(EXAMPLE)
+    keep: list = []
+    with obj.load_kernel() as k:
+        m = k.maps["sock_ops_map"]
+        link = Link.create(k.programs["bypass_sk_msg"].fd, m.fd, AttachType.SK_MSG_VERDICT)
+        try:
+            c = _real("tcp_established", keep)
+            k1, k2 = bytes(16), b"\1" + bytes(15)
+            assert [_errno_of(lambda: m.update(kk, c.fileno())) for kk in (k1, k2, k1)] == \
+                [0, errno.EBUSY, errno.EBUSY]
+            m.delete(k1)
+            assert _errno_of(lambda: m.update(k2, c.fileno())) == 0
+        finally:
+            link.detach()
+            for s in keep:
+                s.close()
+
+
+# --- the kernel: the same example on real loopback connections ---------------------------
+
+def _cgroup2_root() -> str | None:
+    from ebee.kernel.attach.cgroup import cgroup2_root
+    return cgroup2_root()
+
+
+@pytest.mark.kernel
+def test_bypass_in_the_kernel_matches_ebee(kernel):
+    from ebee.kernel import netns
+    from ebee.kernel.links import Link
+    from ebee.uapi import AttachType
+    root, ip = _cgroup2_root(), shutil.which("ip")
+    if root is None or ip is None:
+        pytest.skip("needs a cgroup v2 hierarchy and iproute2")
+    tag = uuid.uuid4().hex[:6]
+    cg, ns = os.path.join(root, f"ebee-sk{tag}"), f"ebee-sk{tag}"
+    home = next(ln.split("::", 1)[1].strip() for ln in open("/proc/self/cgroup")
+                if ln.startswith("0::"))
+    os.mkdir(cg)
+    subprocess.run([ip, "netns", "add", ns], check=True, capture_output=True)
+    obj = ebee.load(EXAMPLE)
+    try:
+        subprocess.run([ip, "-n", ns, "link", "set", "lo", "up"], check=True)
+        with obj.load_kernel() as k:
+            k.attach("bypass_sockops", cg)
+            m = k.maps["sock_ops_map"]
+            link = Link.create(k.programs["bypass_sk_msg"].fd, m.fd,
+                               AttachType.SK_MSG_VERDICT)
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+            try:
+                with netns.enter(ns):
+                    srv = socket.socket()
+                    srv.bind(("127.0.0.1", 0))
+                    srv.listen()
+                    c = socket.socket()
+                    c.connect(srv.getsockname())
+                    s, _ = srv.accept()
+                    cport, sport = c.getsockname()[1], srv.getsockname()[1]
+                    kkeys = sorted(_key(bytes(x)) for x in m.keys())
+                    c.sendall(PING)
+                    kping = s.recv(100)
+                    s.sendall(PONG)
+                    got = b""
+                    while len(got) < len(PONG):
+                        got += c.recv(1 << 16)
+                    for x in (c, s, srv):
+                        x.close()
+            finally:
+                with open(os.path.join(root, home.lstrip("/"), "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            kraw = bytes(k.maps[".bss"].lookup(0))
+            link.detach()
+    finally:
+        subprocess.run([ip, "netns", "del", ns], capture_output=True)
+        os.rmdir(cg)
+    assert kping == PING and got == PONG
+    assert kkeys == sorted([("127.0.0.1", "127.0.0.1", cport, sport),
+                            ("127.0.0.1", "127.0.0.1", sport, cport)])
+    _, st, ekeys, (ecport, esport), _, _, _, eraw, _ = _ebee_run()
+    assert ekeys == sorted([("127.0.0.1", "127.0.0.1", ecport, esport),
+                            ("127.0.0.1", "127.0.0.1", esport, ecport)])
+    kstats, kcalls = _bss(kraw)
+    estats, ecalls = _bss(eraw)
+    assert kstats["redirected"] == 2 and kstats["redirected_bytes"] == len(PING) + len(PONG)
+    assert estats == kstats
+    assert ecalls == kcalls
+    assert kraw == eraw
