@@ -320,3 +320,130 @@ def test_bypass_in_the_kernel_matches_ebee(kernel):
     assert estats == kstats
     assert ecalls == kcalls
     assert kraw == eraw
+
+
+# --- sk_msg verdicts: apply_bytes, cork_bytes, pull_data, drop, redirects -----------------
+
+MODES = "tests/data/sockets/msg_modes.o"
+PASS, DROP, REDIRECT, APPLY, CORK, PULL, REDIRECT_EGRESS = range(7)
+D10 = b"0123456789"
+#: (name, mode, arg, arg2, sends): each scenario on a fresh connection whose two ends are
+#: socks[0] (the sender) and socks[1] (its peer)
+SCENARIOS = [
+    ("pass", PASS, 0, 0, [D10]),
+    ("drop", DROP, 0, 0, [D10, D10]),
+    ("redirect to the peer's ingress", REDIRECT, 1, 0, [D10]),
+    ("redirect to our own ingress", REDIRECT, 0, 0, [D10]),
+    ("redirect out of the peer", REDIRECT_EGRESS, 1, 0, [D10]),
+    ("redirect to an empty slot", REDIRECT, 3, 0, [D10]),
+    ("apply_bytes", APPLY, 25, 0, [D10, D10, D10]),
+    ("apply_bytes inside one message", APPLY, 4, 0, [D10]),
+    ("cork_bytes", CORK, 25, 0, [D10, D10, D10]),
+    ("pull_data", PULL, 2, 6, [D10]),
+    ("pull_data past the end", PULL, 2, 20, [D10]),
+    ("pull_data, empty window", PULL, 6, 6, [D10]),
+]
+
+
+def _runs(obj) -> list[tuple[int, int, int, int]]:
+    b = obj.bss
+    return [(r.size, r.linear, r.ret, r.first) for r in list(b.runs)[:b.nruns]]
+
+
+def _scenario_ebee(obj, mode, arg, arg2, sends):
+    st = sockets.stack()
+    m = obj.maps["socks"]
+    sockets.attach_sk_msg(obj.programs["msg_modes"], m)
+    srv = st.socket()
+    st.bind(srv, ("127.0.0.1", 7000))
+    st.listen(srv)
+    c = st.socket()
+    st.connect(c, ("127.0.0.1", 7000))
+    p = st.accept(srv)
+    m.update(0, c)
+    m.update(1, p)
+    obj.bss.mode, obj.bss.arg, obj.bss.arg2, obj.bss.nruns = mode, arg, arg2, 0
+    out = []
+    for data in sends:
+        try:
+            r = st.send(c, data)
+        except OSError as e:
+            r = -e.errno
+        out.append((r, st.recv(p), st.recv(c)))
+    return out, _runs(obj)
+
+
+def _drain(s, want: int) -> bytes:
+    """What arrived: waits (boundedly) for the ``want`` bytes ebee delivered, then takes
+    whatever else is already there."""
+    import select
+    got = b""
+    while select.select([s], [], [], 1.0 if len(got) < want else 0)[0]:
+        b = s.recv(1 << 16)
+        if not b:
+            break
+        got += b
+    return got
+
+
+def test_msg_verdicts_in_ebee():
+    obj = ebee.load(MODES)
+    res = {name: _scenario_ebee(obj, mo, a, a2, sends) for name, mo, a, a2, sends in SCENARIOS}
+    assert res["pass"] == ([(10, D10, b"")], [(10, 10, 0, ord("0"))])
+    assert res["drop"][0] == [(-errno.EACCES, b"", b"")] * 2
+    assert res["redirect to the peer's ingress"][0] == [(10, D10, b"")]
+    assert res["redirect to our own ingress"][0] == [(10, b"", D10)]
+    assert res["redirect out of the peer"][0] == [(10, b"", D10)]
+    # apply_bytes 25 over three 10-byte sends: the verdict holds for 25 bytes, then the
+    # program runs again on the last 5
+    assert [r[0] for r in res["apply_bytes"][1]] == [10, 5]
+    # apply_bytes 4 on 10 bytes: 4 go, the program runs on the 6 left (and applies 4), 2
+    assert [r[0] for r in res["apply_bytes inside one message"][1]] == [10, 6, 2]
+    # a drop verdict sticks: the second send is dropped without a run
+    assert len(res["drop"][1]) == 1
+    # cork_bytes 25: nothing goes until 25 bytes are there, then one run on all 30
+    assert res["cork_bytes"][0] == [(10, b"", b""), (10, b"", b""), (10, D10 * 3, b"")]
+    assert [r[0] for r in res["cork_bytes"][1]] == [10, 30]
+    assert res["pull_data"][1] == [(10, 4, 0, ord("2"))]
+    assert res["pull_data past the end"][1] == [(10, 10, -errno.EINVAL, ord("0"))]
+
+
+@pytest.mark.kernel
+def test_msg_verdicts_match_the_kernel(kernel):
+    from ebee.kernel.links import Link
+    from ebee.uapi import AttachType
+    ours = ebee.load(MODES)
+    expect = {name: _scenario_ebee(ours, mo, a, a2, sends)
+              for name, mo, a, a2, sends in SCENARIOS}
+    obj = ebee.load(MODES)
+    got = {}
+    with obj.load_kernel() as k:
+        m, bss = k.maps["socks"], k.maps[".bss"]
+        link = Link.create(k.programs["msg_modes"].fd, m.fd, AttachType.SK_MSG_VERDICT)
+        try:
+            for name, mode, arg, arg2, sends in SCENARIOS:
+                srv = socket.socket()
+                srv.bind(("127.0.0.1", 0))
+                srv.listen()
+                c = socket.socket()
+                c.connect(srv.getsockname())
+                p, _ = srv.accept()
+                m.update(struct.pack("<I", 0), struct.pack("<Q", c.fileno()))
+                m.update(struct.pack("<I", 1), struct.pack("<Q", p.fileno()))
+                obj.bss.mode, obj.bss.arg, obj.bss.arg2, obj.bss.nruns = mode, arg, arg2, 0
+                bss.update(0, bytes(obj.maps[".bss"].lookup(0)))
+                out = []
+                for i, data in enumerate(sends):
+                    try:
+                        r = c.send(data)
+                    except OSError as e:
+                        r = -e.errno
+                    _, to_p, to_c = expect[name][0][i]
+                    out.append((r, _drain(p, len(to_p)), _drain(c, len(to_c))))
+                obj.maps[".bss"].update(0, bytes(bss.lookup(0)))
+                got[name] = (out, _runs(obj))
+                for s in (c, p, srv):
+                    s.close()
+        finally:
+            link.detach()
+    assert got == expect

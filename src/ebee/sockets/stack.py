@@ -342,8 +342,8 @@ class Stack:
                 ps.pending.clear()
                 copied -= tosend + delta
                 sock.sent.append((chunk, "dropped"))
-                if not ps.apply_bytes:
-                    ps.eval, ps.sk_redir = EVAL_NONE, None
+                # the drop returns before the verdict is reset: it holds for later sends
+                # too (tcp_bpf_send_verdict), as the kernel shows
                 if copied <= 0:
                     raise PermissionError(E.EACCES, "the sk_msg program dropped the message")
                 return copied
