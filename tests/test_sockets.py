@@ -258,11 +258,14 @@ def _cgroup2_root() -> str | None:
     return cgroup2_root()
 
 
-@pytest.mark.kernel
-def test_bypass_in_the_kernel_matches_ebee(kernel):
+import contextlib  # noqa: E402
+
+
+@contextlib.contextmanager
+def _cgroup_and_netns():
+    """A cgroup v2 directory (its path yielded) that this process is moved into, and a
+    network namespace with loopback up that the body runs in; both removed after."""
     from ebee.kernel import netns
-    from ebee.kernel.links import Link
-    from ebee.uapi import AttachType
     root, ip = _cgroup2_root(), shutil.which("ip")
     if root is None or ip is None:
         pytest.skip("needs a cgroup v2 hierarchy and iproute2")
@@ -271,43 +274,58 @@ def test_bypass_in_the_kernel_matches_ebee(kernel):
     home = next(ln.split("::", 1)[1].strip() for ln in open("/proc/self/cgroup")
                 if ln.startswith("0::"))
     os.mkdir(cg)
-    subprocess.run([ip, "netns", "add", ns], check=True, capture_output=True)
-    obj = ebee.load(EXAMPLE)
     try:
-        subprocess.run([ip, "-n", ns, "link", "set", "lo", "up"], check=True)
-        with obj.load_kernel() as k:
-            k.attach("bypass_sockops", cg)
-            m = k.maps["sock_ops_map"]
-            link = Link.create(k.programs["bypass_sk_msg"].fd, m.fd,
-                               AttachType.SK_MSG_VERDICT)
-            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
-                f.write(str(os.getpid()))
-            try:
-                with netns.enter(ns):
-                    srv = socket.socket()
-                    srv.bind(("127.0.0.1", 0))
-                    srv.listen()
-                    c = socket.socket()
-                    c.connect(srv.getsockname())
-                    s, _ = srv.accept()
-                    cport, sport = c.getsockname()[1], srv.getsockname()[1]
-                    kkeys = sorted(_key(bytes(x)) for x in m.keys())
-                    c.sendall(PING)
-                    kping = s.recv(100)
-                    s.sendall(PONG)
-                    got = b""
-                    while len(got) < len(PONG):
-                        got += c.recv(1 << 16)
-                    for x in (c, s, srv):
-                        x.close()
-            finally:
-                with open(os.path.join(root, home.lstrip("/"), "cgroup.procs"), "w") as f:
+        subprocess.run([ip, "netns", "add", ns], check=True, capture_output=True)
+        try:
+            subprocess.run([ip, "-n", ns, "link", "set", "lo", "up"], check=True)
+            entered: list = []
+
+            @contextlib.contextmanager
+            def inside():
+                with open(os.path.join(cg, "cgroup.procs"), "w") as f:
                     f.write(str(os.getpid()))
-            kraw = bytes(k.maps[".bss"].lookup(0))
-            link.detach()
+                try:
+                    with netns.enter(ns):
+                        yield
+                finally:
+                    with open(os.path.join(root, home.lstrip("/"), "cgroup.procs"), "w") as f:
+                        f.write(str(os.getpid()))
+            entered.append(inside)
+            yield cg, inside
+        finally:
+            subprocess.run([ip, "netns", "del", ns], capture_output=True)
     finally:
-        subprocess.run([ip, "netns", "del", ns], capture_output=True)
         os.rmdir(cg)
+
+
+@pytest.mark.kernel
+def test_bypass_in_the_kernel_matches_ebee(kernel):
+    from ebee.kernel.links import Link
+    from ebee.uapi import AttachType
+    obj = ebee.load(EXAMPLE)
+    with _cgroup_and_netns() as (cg, inside), obj.load_kernel() as k:
+        k.attach("bypass_sockops", cg)
+        m = k.maps["sock_ops_map"]
+        link = Link.create(k.programs["bypass_sk_msg"].fd, m.fd, AttachType.SK_MSG_VERDICT)
+        with inside():
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 0))
+            srv.listen()
+            c = socket.socket()
+            c.connect(srv.getsockname())
+            s, _ = srv.accept()
+            cport, sport = c.getsockname()[1], srv.getsockname()[1]
+            kkeys = sorted(_key(bytes(x)) for x in m.keys())
+            c.sendall(PING)
+            kping = s.recv(100)
+            s.sendall(PONG)
+            got = b""
+            while len(got) < len(PONG):
+                got += c.recv(1 << 16)
+            for x in (c, s, srv):
+                x.close()
+        kraw = bytes(k.maps[".bss"].lookup(0))
+        link.detach()
     assert kping == PING and got == PONG
     assert kkeys == sorted([("127.0.0.1", "127.0.0.1", cport, sport),
                             ("127.0.0.1", "127.0.0.1", sport, cport)])
@@ -320,6 +338,75 @@ def test_bypass_in_the_kernel_matches_ebee(kernel):
     assert estats == kstats
     assert ecalls == kcalls
     assert kraw == eraw
+
+
+# --- sockops callbacks in order ------------------------------------------------------------
+
+LOG = "tests/data/sockets/sockops_log.o"
+
+
+def _events(obj, sport: int) -> list[tuple]:
+    b = obj.bss
+    out = []
+    for e in list(b.events)[:b.nevents]:
+        role = {sport: "S"}
+        out.append((e.op, e.args0, e.args1, e.state, e.is_fullsock,
+                    role.get(e.local_port, "C"), role.get(e.remote_port, "C"), e.cb_flags,
+                    e.sock_map_ret, e.snd_cwnd, e.has_sk))
+    return out
+
+
+def _log_ebee():
+    obj = ebee.load(LOG)
+    st = sockets.stack()
+    st.attach_sockops(obj.programs["sockops_log"], "/t")
+    obj.bss.server_port = 8080
+    srv = st.socket(cgroup="/t")
+    st.bind(srv, ("127.0.0.1", 8080))
+    st.listen(srv)
+    c = st.socket(cgroup="/t")
+    st.connect(c, ("127.0.0.1", 8080))
+    s = st.accept(srv)
+    for x in (c, s, srv):
+        st.close(x)
+    return _events(obj, 8080)
+
+
+def test_sockops_callbacks_in_ebee():
+    ev = _log_ebee()
+    ops = [e[0] for e in ev]
+    assert ops[0] == 11 and 4 in ops and 5 in ops          # listen, active, passive
+    assert ops.index(3) < ops.index(4) < ops.index(5)      # connect before established
+    # bpf_sock_map_update: fine at the established and listen callbacks, EOPNOTSUPP
+    # elsewhere (sock_map_op_okay)
+    assert {e[8] for e in ev if e[0] in (4, 5, 11)} == {0}
+    # the child inherits the listener's callback flags; both ends see their close
+    assert [(e[1], e[2]) for e in ev if e[0] == 10] == [
+        (3, 1), (1, 4), (1, 8), (8, 9), (4, 5), (5, 7), (9, 7), (10, 7)]
+    assert {e[8] for e in ev if e[0] == 1} == {-errno.EOPNOTSUPP}
+
+
+@pytest.mark.kernel
+def test_sockops_callbacks_match_the_kernel(kernel):
+    expect = _log_ebee()
+    obj = ebee.load(LOG)
+    with _cgroup_and_netns() as (cg, inside), obj.load_kernel() as k:
+        k.attach("sockops_log", cg)
+        with inside():
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 0))
+            sport = srv.getsockname()[1]
+            obj.bss.server_port = sport
+            k.maps[".bss"].update(0, bytes(obj.maps[".bss"].lookup(0)))
+            srv.listen()
+            c = socket.socket()
+            c.connect(srv.getsockname())
+            s, _ = srv.accept()
+            for x in (c, s, srv):
+                x.close()
+        obj.maps[".bss"].update(0, bytes(k.maps[".bss"].lookup(0)))
+    got = _events(obj, sport)
+    assert got == expect
 
 
 # --- sk_msg verdicts: apply_bytes, cork_bytes, pull_data, drop, redirects -----------------

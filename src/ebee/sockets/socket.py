@@ -60,6 +60,8 @@ class Socket:
         self.sent: list[tuple[bytes, str]] = []   # what each send did: (bytes, where)
         self.peer: Socket | None = None     # the other end of a modelled TCP connection
         self.cb_flags = 0                   # tcp_sock.bpf_sock_ops_cb_flags
+        self.snd_cwnd = 10                  # TCP_INIT_CWND; +1 per acked FIN (slow start)
+        self.ack_pending = False            # a FIN received, its ACK delayed
         self.psock: Any = None              # sockmap state (ebee.sockets.psock.Psock)
         self._memory = memory
         self.region = memory.add(Region(SOCK.size, "sock"))

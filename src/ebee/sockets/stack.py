@@ -35,7 +35,7 @@ from .socket import (TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT1, 
 SOCK_STREAM, SOCK_DGRAM = 1, 2
 SK_DROP, SK_PASS = 0, 1
 BPF_F_INGRESS = 1
-TCP_INIT_CWND, TCP_INFINITE_SSTHRESH = 10, 0x7FFFFFFF
+TCP_INFINITE_SSTHRESH = 0x7FFFFFFF
 # psock->eval
 EVAL_NONE, EVAL_PASS, EVAL_REDIRECT, EVAL_DROP = 0, 1, 2, 3
 
@@ -250,9 +250,10 @@ class Stack:
                      (str(sock.local[0]), sock.local[1]), state=TCP_NEW_SYN_RECV,
                      cgroup=lst.cgroup)
         try:
-            self._call(req, NEEDS_ECN, fullsock=False, cgroup_of=lst)
+            # tcp_openreq_init_rwin(), the SYN-ACK's RTO, then its ECN (tcp_conn_request)
             self._call(req, RWND_INIT, fullsock=False, cgroup_of=lst)
             self._call(req, TIMEOUT_INIT, fullsock=False, cgroup_of=lst)
+            self._call(req, NEEDS_ECN, fullsock=False, cgroup_of=lst)
         finally:
             req.close()
         # the SYN-ACK: the client is established (tcp_finish_connect)
@@ -295,6 +296,7 @@ class Stack:
     def _push(self, sock: Socket, data: bytes) -> None:
         """tcp_push(): the bytes go out and reach the peer's receive queue."""
         peer = sock.peer
+        self._ack(sock)
         sock.sent.append((data, "tcp"))
         if peer is not None and not peer.closed and data:
             peer.rx.append(Delivery(data, sock.cookie, "tcp"))
@@ -407,7 +409,8 @@ class Stack:
 
     def close(self, sock: Socket) -> None:
         """close(): the socket leaves every map; a connected TCP socket runs the FIN
-        exchange with its peer (states as loopback TCP passes them)."""
+        exchange with its peer as loopback TCP does: the peer ACKs a FIN late (delayed ACK,
+        pingpong mode), with its own next segment or when :meth:`delayed_acks` fires."""
         if sock.closed:
             return
         sock.closed = True              # sock_map_close(): out of every map first
@@ -416,16 +419,38 @@ class Stack:
             self._set_state(sock, TCP_FIN_WAIT1)
             if peer.state == TCP_ESTABLISHED:
                 self._set_state(peer, TCP_CLOSE_WAIT)
-            self._set_state(sock, TCP_FIN_WAIT2)
+                peer.ack_pending = True
+            else:
+                self._fin_acked(sock)
         elif sock.is_tcp and sock.state == TCP_CLOSE_WAIT and peer is not None:
             self._set_state(sock, TCP_LAST_ACK)
+            self._ack(sock)                         # the FIN carries the late ACK
             if peer.state == TCP_FIN_WAIT2:
-                self._set_state(peer, TCP_CLOSE)       # tcp_time_wait() -> tcp_done()
+                self._set_state(peer, TCP_CLOSE)    # tcp_time_wait() -> tcp_done()
+            self._fin_acked(sock)
             self._set_state(sock, TCP_CLOSE)
         elif sock.is_tcp and sock.state != TCP_CLOSE:
             self._set_state(sock, TCP_CLOSE)
         sock.closed = False
         sock.close()
+
+    def _fin_acked(self, sock: Socket) -> None:
+        sock.snd_cwnd += 1              # slow start: one more segment (the FIN) acked
+
+    def _ack(self, sock: Socket) -> None:
+        """``sock`` sends a segment: it carries the ACK of the peer's FIN if one is due."""
+        peer = sock.peer
+        if getattr(sock, "ack_pending", False) and peer is not None:
+            sock.ack_pending = False
+            self._fin_acked(peer)
+            if peer.state == TCP_FIN_WAIT1:
+                self._set_state(peer, TCP_FIN_WAIT2)
+
+    def delayed_acks(self) -> None:
+        """The delayed-ACK timers fire: every FIN received is acknowledged."""
+        for s in self.sockets:
+            if not s.closed:
+                self._ack(s)
 
     def close_all(self) -> None:
         for s in list(self.sockets):
@@ -480,7 +505,7 @@ def _fill_sock_ops(region: Region, sock: Socket, op: int, args: tuple[int, ...],
     struct.pack_into("<I", b, o("is_fullsock"), int(fullsock))
     struct.pack_into("<I", b, o("state"), sock.state)
     if fullsock:        # the tcp_sock fields read 0 through a request socket
-        struct.pack_into("<I", b, o("snd_cwnd"), TCP_INIT_CWND)
+        struct.pack_into("<I", b, o("snd_cwnd"), sock.snd_cwnd)
         struct.pack_into("<I", b, o("snd_ssthresh"), TCP_INFINITE_SSTHRESH)
         struct.pack_into("<I", b, o("bpf_sock_ops_cb_flags"), sock.cb_flags)
         struct.pack_into("<Q", b, o("sk"), sock.addr)
