@@ -40,7 +40,7 @@ class ProgramRunner:
         self._bound: dict[int, tuple[Any, Any]] = {}
         self.runs: dict[str, int] = {}
 
-    def _bind(self, prog: Any) -> Any:
+    def _compiled(self, prog: Any) -> Any:
         b = self._bound.get(id(prog))
         if b is None:
             if prog.type not in (P.SOCK_OPS, P.SK_MSG):
@@ -55,7 +55,7 @@ class ProgramRunner:
         return b[1]
 
     def __call__(self, prog: Any, ctx_addr: int, ctx_obj: Any) -> int:
-        bound = self._bind(prog)
+        bound = self._compiled(prog)
         self.machine.progctx = RunContext(self.net, prog.type, ctx_obj)
         try:
             self.runs[prog.name] = self.runs.get(prog.name, 0) + 1
