@@ -534,3 +534,86 @@ def test_msg_verdicts_match_the_kernel(kernel):
         finally:
             link.detach()
     assert got == expect
+
+
+# --- bpf_map_update_elem with a socket pointer (tc, after bpf_sk_lookup_tcp) --------------
+
+TCMAP = "tests/data/sockets/tc_sockmap.o"
+PKT = bytes(64)
+#: (what to look up, slot, flags)
+TC_STEPS = [("established", 0, BPF_ANY), ("listener", 1, BPF_ANY),
+            ("established", 0, BPF_NOEXIST), ("listener", 1, BPF_EXIST), ("established", 9, 0),
+            ("nothing", 2, 0), ("established", 2, 7)]
+
+
+def _tc_set(obj, tup, slot, flags) -> None:
+    b = obj.bss
+    (sa, sp), (da, dp) = tup
+    b.saddr = struct.unpack("<I", socket.inet_aton(sa))[0]
+    b.daddr = struct.unpack("<I", socket.inet_aton(da))[0]
+    b.sport, b.dport = socket.htons(sp), socket.htons(dp)
+    b.slot, b.flags, b.found, b.update_ret = slot, flags, 0, 0
+
+
+def test_tc_stores_a_looked_up_socket_in_ebee():
+    from ebee.packet import Network
+    net = Network()
+    lst = net.add_socket(2, 6, ("127.0.0.1", 7000))
+    est = net.add_socket(2, 6, ("127.0.0.1", 7000), ("127.0.0.1", 40001), state=1)
+    obj = ebee.load(TCMAP)
+    res = _tc_run_ebee(obj, net, lst, est)
+    assert res == [(1, 0), (1, 0), (1, -errno.EEXIST), (1, 0), (1, -errno.E2BIG), (0, 0),
+                   (1, -errno.EINVAL)]
+    # user space reads the socket's cookie back
+    assert bytes(obj.maps["socks"].lookup(0)) == est.cookie.to_bytes(8, "little")
+    assert bytes(obj.maps["socks"].lookup(1)) == lst.cookie.to_bytes(8, "little")
+    net.close()
+
+
+def _tc_tuples(lport: int, cport: int):
+    return {"established": (("127.0.0.1", cport), ("127.0.0.1", lport)),
+            "listener": (("127.0.0.1", 1), ("127.0.0.1", lport)),
+            "nothing": (("127.0.0.1", 1), ("127.0.0.1", 9))}
+
+
+def _tc_run_ebee(obj, net, lst, est):
+    from ebee import testrun
+    tups = _tc_tuples(lst.local[1], est.remote[1])
+    out = []
+    for what, slot, flags in TC_STEPS:
+        _tc_set(obj, tups[what], slot, flags)
+        testrun.run(obj.programs["tc_sockmap"], PKT, net=net)
+        out.append((obj.bss.found, obj.bss.update_ret))
+    return out
+
+
+@pytest.mark.kernel
+def test_tc_stores_a_looked_up_socket_like_the_kernel(kernel):
+    from ebee.packet import Network
+    net = Network()
+    lst = net.add_socket(2, 6, ("127.0.0.1", 7000))
+    est = net.add_socket(2, 6, ("127.0.0.1", 7000), ("127.0.0.1", 40001), state=1)
+    expect = _tc_run_ebee(ebee.load(TCMAP), net, lst, est)
+    net.close()
+    obj = ebee.load(TCMAP)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    c = socket.socket()
+    c.connect(srv.getsockname())
+    s, _ = srv.accept()
+    tups = _tc_tuples(srv.getsockname()[1], c.getsockname()[1])
+    got = []
+    try:
+        with obj.load_kernel() as k:
+            bss = k.maps[".bss"]
+            for what, slot, flags in TC_STEPS:
+                _tc_set(obj, tups[what], slot, flags)
+                bss.update(0, bytes(obj.maps[".bss"].lookup(0)))
+                k.programs["tc_sockmap"].test_run(PKT)
+                obj.maps[".bss"].update(0, bytes(bss.lookup(0)))
+                got.append((obj.bss.found, obj.bss.update_ret))
+    finally:
+        for x in (c, s, srv):
+            x.close()
+    assert got == expect
