@@ -617,3 +617,91 @@ def test_tc_stores_a_looked_up_socket_like_the_kernel(kernel):
         for x in (c, s, srv):
             x.close()
     assert got == expect
+
+
+# --- sk_skb verdicts on receive -----------------------------------------------------------
+
+SKB = "tests/data/sockets/skb_modes.o"
+SKB_SCENARIOS = [("pass", 0, 0), ("drop", 1, 0), ("redirect to the sender's ingress", 2, 0),
+                 ("redirect to our own ingress", 2, 1), ("redirect out of us", 3, 1),
+                 ("redirect to an empty slot", 2, 3)]
+
+
+def _skb_runs(obj, sport: int) -> list[tuple]:
+    b = obj.bss
+    return [(r.len, r.first, r.local_port == sport, socket.ntohs(r.remote_port) != sport,
+             r.verdict) for r in list(b.runs)[:b.nruns]]
+
+
+def _skb_ebee() -> dict:
+    out = {}
+    for name, mode, arg in SKB_SCENARIOS:
+        obj = ebee.load(SKB)
+        st = sockets.stack()
+        m = obj.maps["socks"]
+        sockets.attach_sk_skb(obj.programs["skb_modes"], m)
+        srv = st.socket()
+        st.bind(srv, ("127.0.0.1", 7100))
+        st.listen(srv)
+        c = st.socket()
+        st.connect(c, ("127.0.0.1", 7100))
+        p = st.accept(srv)
+        m.update(0, c)
+        m.update(1, p)
+        obj.bss.mode, obj.bss.arg, obj.bss.only_port = mode, arg, 7100
+        sent = st.send(c, D10)
+        out[name] = (sent, st.recv(p), st.recv(c), _skb_runs(obj, 7100))
+    return out
+
+
+def test_skb_verdicts_in_ebee():
+    r = _skb_ebee()
+    assert r["pass"][:3] == (10, D10, b"")
+    assert r["drop"][:3] == (10, b"", b"")
+    assert r["redirect to the sender's ingress"][:3] == (10, b"", D10)
+    assert r["redirect to our own ingress"][:3] == (10, D10, b"")
+    assert r["redirect out of us"][:3] == (10, b"", D10)
+    assert r["redirect to an empty slot"][:3] == (10, b"", b"")
+    assert r["pass"][3] == [(10, ord("0"), True, True, 1)]
+
+
+@pytest.mark.kernel
+def test_skb_verdicts_match_the_kernel(kernel):
+    from ebee.kernel.links import Link
+    from ebee.uapi import AttachType
+    expect = _skb_ebee()
+    got = {}
+    for name, mode, arg in SKB_SCENARIOS:
+        obj = ebee.load(SKB)
+        with obj.load_kernel() as k:
+            m, bss = k.maps["socks"], k.maps[".bss"]
+            link = Link.create(k.programs["skb_modes"].fd, m.fd, AttachType.SK_SKB_VERDICT)
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 0))
+            srv.listen()
+            sport = srv.getsockname()[1]
+            c = socket.socket()
+            c.connect(srv.getsockname())
+            p, _ = srv.accept()
+            try:
+                m.update(struct.pack("<I", 0), struct.pack("<Q", c.fileno()))
+                m.update(struct.pack("<I", 1), struct.pack("<Q", p.fileno()))
+                obj.bss.mode, obj.bss.arg, obj.bss.only_port = mode, arg, sport
+                bss.update(0, bytes(obj.maps[".bss"].lookup(0)))
+                sent = c.send(D10)
+                _, to_p, to_c, _ = expect[name]
+                rp, rc = _drain(p, len(to_p)), _drain(c, len(to_c))
+                obj.maps[".bss"].update(0, bytes(bss.lookup(0)))
+                got[name] = (sent, rp, rc, _skb_runs(obj, sport))
+            finally:
+                link.detach()
+                for x in (c, p, srv):
+                    x.close()
+
+    def no_window(r):
+        return {n: (a, b, c, [(x[0],) + x[2:] for x in runs]) for n, (a, b, c, runs) in r.items()}
+    assert no_window(got) == no_window(expect)
+    # a known difference (docs/sockets.md): on loopback the kernel's skb holds the
+    # payload in page fragments, so data..data_end is empty; ebee's is linear
+    assert {x[1] for v in got.values() for x in v[3]} == {0xFFFF}
+    assert {x[1] for v in expect.values() for x in v[3]} == {ord("0")}

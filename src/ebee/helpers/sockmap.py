@@ -1,7 +1,7 @@
 """Helpers of sockops and sk_msg programs over ebee's modelled sockets
 (``ebee.sockets``): bpf_sock_map_update, bpf_sock_hash_update, bpf_sock_ops_cb_flags_set,
-bpf_msg_redirect_map/hash, bpf_msg_apply_bytes, bpf_msg_cork_bytes, bpf_msg_pull_data
-(net/core/sock_map.c, net/core/filter.c).
+bpf_msg_redirect_map/hash, bpf_msg_apply_bytes, bpf_msg_cork_bytes, bpf_msg_pull_data, and
+sk_skb's bpf_sk_redirect_map/hash (net/core/sock_map.c, net/core/filter.c).
 
 The context object of the run (``cpu.progctx.ctx_obj``) is the stack's
 :class:`~ebee.sockets.SockOpsCall` or :class:`~ebee.sockets.MsgCall`.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno as E
 
 from ..errors import VMError
-from ..sockets import MsgCall, SockOpsCall, redirect_allowed, suitable
+from ..sockets import MsgCall, SkbCall, SockOpsCall, redirect_allowed, suitable
 from ..uapi import (BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_ALL_CB_FLAGS,
                     BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, BPF_SOCK_OPS_TCP_LISTEN_CB,
                     FuncId as F, MapType)
@@ -73,8 +73,8 @@ def sock_ops_cb_flags_set(m, ctx, argval, *_):
     return (v & ~BPF_SOCK_OPS_ALL_CB_FLAGS) & 0xFFFFFFFF
 
 
-def _redirect(m, mp, key_bytes_of, flags, want: MapType):
-    call = _call(m, MsgCall)
+def _redirect(m, mp, key_bytes_of, flags, want: MapType, kind=MsgCall):
+    call = _call(m, kind)
     mp = map_of(mp)
     if mp.type is not want:
         raise VMError(f"map {mp.id} is not a {want.name} (the verifier rejects this call)")
@@ -121,3 +121,15 @@ def msg_pull_data(m, msg, start, end, flags, *_):
         return _neg(E.EINVAL)
     call.set_window(start, end)
     return 0
+
+
+@implements(F.sk_redirect_map)
+def sk_redirect_map(m, skb, mp, key, flags, *_):
+    return _redirect(m, mp, lambda _m: (key & 0xFFFFFFFF).to_bytes(4, "little"), flags,
+                     MapType.SOCKMAP, SkbCall)
+
+
+@implements(F.sk_redirect_hash)
+def sk_redirect_hash(m, skb, mp, key, flags, *_):
+    return _redirect(m, mp, lambda mm: m.read(key, mm.key_size), flags, MapType.SOCKHASH,
+                     SkbCall)

@@ -128,14 +128,15 @@ class _SockMapBase(Map):
     holds_sockets = True
 
     def alloc_progs(self) -> None:
-        #: programs attached to the map (BPF_SK_MSG_VERDICT: "msg_verdict")
+        #: programs attached to the map (BPF_SK_MSG_VERDICT: "msg_verdict",
+        #: BPF_SK_SKB_VERDICT / BPF_SK_SKB_STREAM_VERDICT: "skb_verdict")
         self.progs: dict[str, Any] = {}
 
     def _link(self, sk: Any) -> None:
         if isinstance(sk, Socket):
-            r = link_psock(sk, self.progs.get("msg_verdict"))
+            r = link_psock(sk, self.progs.get("msg_verdict"), self.progs.get("skb_verdict"))
             if r:
-                raise map_error(-r, "the socket has an sk_msg program already")
+                raise map_error(-r, "the socket has an sk_msg or sk_skb program already")
 
     @staticmethod
     def _unlink(sk: Any) -> None:

@@ -62,6 +62,7 @@ class Socket:
         self.cb_flags = 0                   # tcp_sock.bpf_sock_ops_cb_flags
         self.snd_cwnd = 10                  # TCP_INIT_CWND; +1 per acked FIN (slow start)
         self.ack_pending = False            # a FIN received, its ACK delayed
+        self.rx_dropped = 0                 # bytes an sk_skb verdict dropped
         self.psock: Any = None              # sockmap state (ebee.sockets.psock.Psock)
         self._memory = memory
         self.region = memory.add(Region(SOCK.size, "sock"))

@@ -43,6 +43,10 @@ EVAL_NONE, EVAL_PASS, EVAL_REDIRECT, EVAL_DROP = 0, 1, 2, 3
 class Runner(Protocol):
     def __call__(self, prog: Any, ctx_addr: int, ctx_obj: Any) -> int: ...
 
+    def skb(self, prog: Any, call: "SkbCall") -> int:
+        """Run an sk_skb program on ``call.data`` received by ``call.sock``."""
+        ...
+
 
 @dataclass
 class SockOpsCall:
@@ -76,10 +80,21 @@ class MsgCall:
 
 
 @dataclass
+class SkbCall:
+    """What an sk_skb verdict run's helpers reach: the receiving socket and the
+    program's redirect (bpf_sk_redirect_map/hash)."""
+    sock: Socket
+    data: bytes
+    sk_redir: Socket | None = None
+    flags: int = 0
+
+
+@dataclass
 class Psock:
     """``struct sk_psock``: the sk_msg program a socket took from the map it joined, and the
     verdict state that outlives one sendmsg (apply_bytes, cork_bytes, the redirect)."""
     msg_prog: Any = None
+    skb_prog: Any = None        # SK_SKB_VERDICT / SK_SKB_STREAM_VERDICT (no parser)
     links: int = 0
     eval: int = EVAL_NONE
     apply_bytes: int = 0
@@ -109,16 +124,19 @@ def redirect_allowed(sock: Socket) -> bool:
     return sock.state == TCP_ESTABLISHED
 
 
-def link_psock(sock: Socket, msg_prog: Any) -> int:
+def link_psock(sock: Socket, msg_prog: Any, skb_prog: Any = None) -> int:
     """sock_map_link(): 0, or -EBUSY when both the socket and the map have an sk_msg
-    program."""
+    program, or both an sk_skb verdict program."""
     ps = sock.psock
-    if ps is not None and msg_prog is not None and ps.msg_prog is not None:
+    if ps is not None and ((msg_prog is not None and ps.msg_prog is not None) or
+                           (skb_prog is not None and ps.skb_prog is not None)):
         return -E.EBUSY
     if ps is None:
         ps = sock.psock = Psock()
     if msg_prog is not None:
         ps.msg_prog = msg_prog
+    if skb_prog is not None:
+        ps.skb_prog = skb_prog
     ps.links += 1
     return 0
 
@@ -299,7 +317,28 @@ class Stack:
         self._ack(sock)
         sock.sent.append((data, "tcp"))
         if peer is not None and not peer.closed and data:
-            peer.rx.append(Delivery(data, sock.cookie, "tcp"))
+            self._receive(peer, data, sock.cookie)
+
+    def _receive(self, sock: Socket, data: bytes, src: int) -> None:
+        """Bytes arrive at ``sock``: through its sk_skb verdict program if it has one
+        (sk_psock_verdict_recv: one run per segment; the stack sends each send as one)."""
+        ps = sock.psock
+        if ps is None or ps.skb_prog is None or self.runner is None:
+            sock.rx.append(Delivery(data, src, "tcp"))
+            return
+        call = SkbCall(sock, data)
+        ret = self.runner.skb(ps.skb_prog, call) & 0xFFFFFFFF
+        redir = call.sk_redir if ret == SK_PASS else None
+        self.log.append(Event("sk_skb", sock.cookie, f"verdict {ret} len {len(data)}"))
+        if ret != SK_PASS:
+            sock.rx_dropped += len(data)
+        elif redir is None:
+            sock.rx.append(Delivery(data, src, "tcp"))
+        elif call.flags & BPF_F_INGRESS:
+            if not redir.closed:
+                redir.rx.append(Delivery(data, src, "skb redirect"))
+        else:
+            self._push(redir, data)
 
     def _sendmsg_bpf(self, sock: Socket, ps: Psock, data: bytes) -> int:
         copied = len(data)
@@ -523,7 +562,7 @@ def _fill_sk_msg(md: Region, sock: Socket, data: Region, size: int) -> None:
     struct.pack_into("<Q", b, o("sk"), sock.addr)
 
 
-__all__ = ["Event", "MsgCall", "Psock", "Runner", "SockOpsCall", "Stack", "link_psock",
+__all__ = ["Event", "MsgCall", "Psock", "Runner", "SkbCall", "SockOpsCall", "Stack", "link_psock",
            "redirect_allowed", "state_allowed", "suitable"]
 
 

@@ -25,8 +25,9 @@ from ..helpers import RUNTIME
 from ..helpers.cgroups import set_socket_cgroup, tree
 from ..maps import SockHash, SockMap
 from ..packet.net import Network
+from ..packet.skbuff import SkBuff
 from ..runtime import RunContext
-from ..sockets import Socket, Stack
+from ..sockets import SkbCall, Socket, Stack
 from ..uapi import ProgType as P
 
 
@@ -43,7 +44,7 @@ class ProgramRunner:
     def _compiled(self, prog: Any) -> Any:
         b = self._bound.get(id(prog))
         if b is None:
-            if prog.type not in (P.SOCK_OPS, P.SK_MSG):
+            if prog.type not in (P.SOCK_OPS, P.SK_MSG, P.SK_SKB):
                 raise ValueError(f"{prog.name}: a {prog.type.name.lower()} program does not "
                                  f"run on socket events")
             if getattr(prog, "btf", None) is not None:
@@ -62,6 +63,20 @@ class ProgramRunner:
             return bound.run(ctx_addr).retval
         finally:
             self.machine.progctx = None
+
+    def skb(self, prog: Any, call: SkbCall) -> int:
+        """An sk_skb verdict run: an skb of the received bytes (``data`` at the TCP
+        payload, as tcp_read_skb hands it over) owned by the receiving socket."""
+        bound = self._compiled(prog)
+        skb = SkBuff(call.data, dev=self.net.loopback)
+        skb.sk_ptr = call.sock.addr
+        self.machine.progctx = RunContext(self.net, prog.type, call)
+        try:
+            self.runs[prog.name] = self.runs.get(prog.name, 0) + 1
+            return bound.run(skb.addr).retval
+        finally:
+            self.machine.progctx = None
+            skb.close()
 
     def close(self) -> None:
         self.machine.close()
@@ -104,3 +119,13 @@ def attach_sk_msg(prog: Any, sockmap: SockMap | SockHash) -> None:
     if not isinstance(sockmap, (SockMap, SockHash)):
         raise ValueError("sk_msg programs attach to a SOCKMAP or SOCKHASH")
     sockmap.progs["msg_verdict"] = prog
+
+
+def attach_sk_skb(prog: Any, sockmap: SockMap | SockHash) -> None:
+    """BPF_SK_SKB_VERDICT (or STREAM_VERDICT without a parser): sockets that join
+    ``sockmap`` from now on run ``prog`` on the bytes they receive."""
+    if prog.type is not P.SK_SKB:
+        raise ValueError(f"{prog.name} is not an sk_skb program")
+    if not isinstance(sockmap, (SockMap, SockHash)):
+        raise ValueError("sk_skb programs attach to a SOCKMAP or SOCKHASH")
+    sockmap.progs["skb_verdict"] = prog
