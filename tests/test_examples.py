@@ -37,6 +37,8 @@ EXPECTED = {
                      ("init", "release", "ssthresh", "cong_avoid", "set_state", "cwnd_event",
                       "pkts_acked", "undo_cwnd")},
                     {"ebee_reno": "STRUCT_OPS", ".bss": "ARRAY"}),
+    "sockops_bypass": ({"bypass_sockops": "SOCK_OPS", "bypass_sk_msg": "SK_MSG"},
+                       {"sock_ops_map": "SOCKHASH", ".bss": "ARRAY"}),
 }
 
 

@@ -55,6 +55,8 @@ def map_lookup_elem(m, mp, key, *_):
 def map_update_elem(m, mp, key, value, flags, _):
     mp = map_of(mp)
     _rdonly_prog(mp)
+    if getattr(mp, "holds_sockets", False):     # the value is a socket pointer
+        return mp.prog_update_sock(m.read(key, mp.key_size), value, flags) & ((1 << 64) - 1)
     return mp.prog_update(m.read(key, mp.key_size), m.read(value, mp.value_size), flags,
                           mp.cpu_slot(m.cpu))
 

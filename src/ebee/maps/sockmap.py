@@ -8,8 +8,11 @@ cannot hold or a TCP socket neither established nor listening), and the element
 keeps the socket's cookie.  A socket closed since goes away from the map, as
 Linux unlinks a socket from every map when it is closed.
 
-What programs do with the sockets (``bpf_sk_redirect_map``, sk_msg/sk_skb
-verdicts, lookups returning a socket) is not modelled.
+The maps also hold ebee's modelled sockets (:class:`ebee.sockets.Socket`, passed as
+the value itself): user space and sockops programs (``bpf_sock_map_update``,
+``bpf_sock_hash_update``, ``bpf_map_update_elem`` with a socket pointer) insert them
+with Linux's checks, the socket takes the map's sk_msg program (``progs``) into its
+psock, and ``bpf_msg_redirect_map/hash`` find them (docs/sockets.md).
 """
 from __future__ import annotations
 
@@ -24,8 +27,9 @@ from .. import uapi as U
 from ..uapi import MapType
 from .array import ArrayMap
 from .base import Map
-from .errors import map_error
+from .errors import MapError, map_error
 from .jhash import jhash
+from ..sockets import Socket, by_addr as sock_by_addr, link_psock, state_allowed, suitable
 
 #: map_flags sockmap and sockhash accept (SOCK_CREATE_FLAG_MASK)
 SOCK_CREATE_FLAGS = U.BPF_F_NUMA_NODE | U.BPF_F_RDONLY | U.BPF_F_WRONLY
@@ -105,14 +109,96 @@ def sock_from_fd(ufd: int) -> _Sock:
     return _Sock(ufd, cookie)
 
 
+def modelled_sock(value: Socket, from_prog: bool) -> Socket:
+    """The checks of sock_map_update_elem_sys() (user space) or sock_map_update_elem()
+    (a program's bpf_map_update_elem) on a modelled socket."""
+    if value.closed:
+        raise map_error(E.EBADF if not from_prog else E.EINVAL, "the socket is closed")
+    if not suitable(value):
+        raise map_error(E.EOPNOTSUPP, "sockmap holds TCP and UDP sockets")
+    if not state_allowed(value):
+        raise map_error(E.EOPNOTSUPP, "a TCP socket must be established or listening, a UDP "
+                                      "socket bound")
+    return value
+
+
 class _SockMapBase(Map):
     create_flags = SOCK_CREATE_FLAGS
+    #: holds sockets: a program's bpf_map_update_elem passes a socket pointer
+    holds_sockets = True
+
+    def alloc_progs(self) -> None:
+        #: programs attached to the map (BPF_SK_MSG_VERDICT: "msg_verdict",
+        #: BPF_SK_SKB_VERDICT / BPF_SK_SKB_STREAM_VERDICT: "skb_verdict")
+        self.progs: dict[str, Any] = {}
+
+    def _link(self, sk: Any) -> None:
+        if isinstance(sk, Socket):
+            r = link_psock(sk, self.progs.get("msg_verdict"), self.progs.get("skb_verdict"))
+            if r:
+                raise map_error(-r, "the socket has an sk_msg or sk_skb program already")
+
+    @staticmethod
+    def _unlink(sk: Any) -> None:
+        """sock_map_unref(): the socket's last map link gone, its psock (and the sk_msg
+        program it took) goes."""
+        if isinstance(sk, Socket) and sk.psock is not None:
+            sk.psock.links -= 1
+            if sk.psock.links <= 0:
+                sk.psock = None
+
+    def prog_update_sock(self, key: bytes, sk_addr: int, flags: int, *,
+                         checked: bool = True) -> int:
+        """bpf_map_update_elem (checked) or bpf_sock_map/hash_update from a program:
+        0 or -errno."""
+        sk = sock_by_addr(sk_addr)
+        if sk is None or sk.closed:
+            return -E.EINVAL
+        try:
+            if checked:
+                modelled_sock(sk, True)
+            with self.lock:
+                self._insert(key, sk, flags)
+        except MapError as e:
+            return -e.errno
+        return 0
+
+    def prog_lookup(self, key: bytes, cpu: int) -> int:
+        """__sock_map_lookup_elem for a program: the modelled socket's address, or 0."""
+        try:
+            s = self._lookup_sock(key)
+        except MapError:
+            return 0
+        return s.addr if isinstance(s, Socket) else 0
+
+    def prog_delete(self, key: bytes, cpu: int) -> int:
+        try:
+            with self.lock:
+                self._sys_delete(key)
+        except MapError as e:
+            return -e.errno
+        return 0
+
+    def lookup_socket(self, key: bytes) -> Socket | None:
+        """The modelled socket under ``key`` (redirect helpers), or None."""
+        try:
+            s = self._lookup_sock(key)
+        except MapError:
+            return None
+        return s if isinstance(s, Socket) else None
+
+    def _sock_value(self, value: Any) -> Any:
+        if isinstance(value, Socket):
+            return modelled_sock(value, False)
+        return sock_from_fd(self._ufd(value))
 
     def check_attr(self) -> None:
         if self.btf_key_type_id or self.btf_value_type_id:
             raise map_error(U.ENOTSUPP, f"{self.type.name} maps take no BTF")   # map_check_no_btf
 
     def _sys_value(self, value: Any) -> Any:
+        if isinstance(value, Socket):
+            return value
         if isinstance(value, socket.socket):
             value = value.fileno()
         return self._v(value)
@@ -140,13 +226,21 @@ class SockMap(_SockMapBase):
         super().check_attr()
 
     def alloc(self) -> None:
-        self.sks: dict[int, _Sock] = {}
+        self.sks: dict[int, Any] = {}
+        self.alloc_progs()
 
-    def _slot(self, idx: int) -> _Sock | None:
+    def _slot(self, idx: int) -> Any:
         s = self.sks.get(idx)
         if s is not None and not s.alive():     # closed: Linux unlinked it (sock_map_close)
             del self.sks[idx]
             s = None
+        return s
+
+    def _lookup_sock(self, key: bytes) -> Any:
+        idx = int.from_bytes(key[:4], "little")
+        s = self._slot(idx) if idx < self.max_entries else None
+        if s is None:
+            raise map_error(E.ENOENT)
         return s
 
     def _sys_lookup(self, key: bytes, flags: int) -> bytes:
@@ -155,8 +249,11 @@ class SockMap(_SockMapBase):
         idx = int.from_bytes(key, "little")
         return self._cookie_of(self._slot(idx) if idx < self.max_entries else None)
 
-    def _sys_update(self, key: bytes, value: bytes, flags: int) -> None:
-        sk = sock_from_fd(self._ufd(value))
+    def _sys_update(self, key: bytes, value: Any, flags: int) -> None:
+        self._insert(key, self._sock_value(value), flags)
+
+    def _insert(self, key: bytes, sk: Any, flags: int) -> None:
+        """sock_map_update_common()."""
         idx = int.from_bytes(key, "little")
         if flags > U.BPF_EXIST:
             raise map_error(E.EINVAL, f"invalid update flags {flags:#x}")
@@ -167,13 +264,16 @@ class SockMap(_SockMapBase):
             raise map_error(E.EEXIST)
         if old is None and flags == U.BPF_EXIST:
             raise map_error(E.ENOENT)
+        self._link(sk)
+        if old is not None:
+            self._unlink(old)
         self.sks[idx] = sk
 
     def _sys_delete(self, key: bytes) -> None:
         idx = int.from_bytes(key, "little")
         if idx >= self.max_entries or self._slot(idx) is None:
             raise map_error(E.EINVAL)          # __sock_map_delete of an empty slot
-        del self.sks[idx]
+        self._unlink(self.sks.pop(idx))
 
     def _get_next_key(self, key: bytes | None) -> bytes:
         i = int.from_bytes(key, "little") if key is not None else 0xFFFFFFFF
@@ -197,7 +297,8 @@ class SockHash(_SockMapBase):
     def alloc(self) -> None:
         n = self.max_entries
         self.nbuckets = 1 if n <= 1 else 1 << (n - 1).bit_length()
-        self.buckets: dict[int, list[tuple[bytes, _Sock]]] = {}
+        self.buckets: dict[int, list[tuple[bytes, Any]]] = {}
+        self.alloc_progs()
 
     def _hash(self, key: bytes) -> int:
         return jhash(key, 0) & (self.nbuckets - 1)       # sock_hash_bucket_hash
@@ -207,8 +308,14 @@ class SockHash(_SockMapBase):
         b[:] = [(k, s) for k, s in b if s.alive()]     # closed sockets left every map
         return b
 
-    def _find(self, key: bytes) -> _Sock | None:
+    def _find(self, key: bytes) -> Any:
         return next((s for k, s in self._bucket_at(self._hash(key)) if k == key), None)
+
+    def _lookup_sock(self, key: bytes) -> Any:
+        s = self._find(bytes(key[:self.key_size]))
+        if s is None:
+            raise map_error(E.ENOENT)
+        return s
 
     def _count(self) -> int:
         return sum(len(self._bucket_at(h)) for h in list(self.buckets))
@@ -218,8 +325,11 @@ class SockHash(_SockMapBase):
             raise map_error(E.ENOSPC, "socket cookies are read through 8-byte values")
         return self._cookie_of(self._find(key))
 
-    def _sys_update(self, key: bytes, value: bytes, flags: int) -> None:
-        sk = sock_from_fd(self._ufd(value))
+    def _sys_update(self, key: bytes, value: Any, flags: int) -> None:
+        self._insert(key, self._sock_value(value), flags)
+
+    def _insert(self, key: bytes, sk: Any, flags: int) -> None:
+        """sock_hash_update_common()."""
         if flags > U.BPF_EXIST:
             raise map_error(E.EINVAL, f"invalid update flags {flags:#x}")
         b = self._bucket_at(self._hash(key))
@@ -230,15 +340,18 @@ class SockHash(_SockMapBase):
             raise map_error(E.ENOENT)
         if old is None and self._count() >= self.max_entries:
             raise map_error(E.E2BIG, "the map is full")
+        self._link(sk)
         if old is not None:
+            self._unlink(b[old][1])
             del b[old]
         b.insert(0, (key, sk))                  # hlist_add_head_rcu
 
     def _sys_delete(self, key: bytes) -> None:
         b = self._bucket_at(self._hash(key))
-        for i, (k, _) in enumerate(b):
+        for i, (k, sk) in enumerate(b):
             if k == key:
                 del b[i]
+                self._unlink(sk)
                 return
         raise map_error(E.ENOENT)
 

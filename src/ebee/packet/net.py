@@ -9,12 +9,12 @@ socket table for ``bpf_sk_lookup_tcp/udp`` and SK_LOOKUP programs.
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import struct
 from dataclasses import dataclass, field
 
-from ..layouts.kernel import NET_DEVICE, SOCK
+from ..layouts.kernel import NET_DEVICE
 from ..memory import SHARED, Memory, Region
+from ..sockets.socket import Socket
 
 from ..uapi import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP  # noqa: F401
 
@@ -92,57 +92,6 @@ class TunnelKey:
     # whether the *_OPT flags say they are there
     options: bytes = b""
     options_present: bool = False
-
-
-_cookies = itertools.count(0x1000)
-
-
-class Socket:
-    """A socket in the modelled socket table; its ``sock`` region is what programs point at."""
-
-    def __init__(self, family: int, protocol: int, local: tuple[str, int],
-                 remote: tuple[str, int] | None = None, *, state: int = 10, reuseport: bool = False,
-                 mark: int = 0, priority: int = 0, bound_dev_if: int = 0,
-                 memory: Memory = SHARED):
-        self.family = family
-        self.protocol = protocol
-        self.local = (ipaddress.ip_address(local[0]), local[1])
-        self.remote = (ipaddress.ip_address(remote[0]), remote[1]) if remote else None
-        self.state = state          # TCP_LISTEN (10) by default; 1 = ESTABLISHED
-        self.reuseport = reuseport
-        self.cookie = next(_cookies)
-        self._memory = memory
-        self.region = memory.add(Region(SOCK.size, "sock"))
-        b = self.region.buf
-        m = SOCK.members
-        struct.pack_into("<H", b, m["skc_family"][0], family)
-        struct.pack_into("<B", b, m["skc_state"][0], state)
-        struct.pack_into("<i", b, m["skc_bound_dev_if"][0], bound_dev_if)
-        struct.pack_into("<H", b, m["sk_protocol"][0], protocol)
-        struct.pack_into("<H", b, m["sk_type"][0], 1 if protocol == IPPROTO_TCP else 2)
-        struct.pack_into("<I", b, m["sk_mark"][0], mark)
-        struct.pack_into("<I", b, m["sk_priority"][0], priority)
-        struct.pack_into("<Q", b, m["skc_cookie"][0], self.cookie)
-        struct.pack_into("<H", b, m["skc_rx_queue_mapping"][0], 0xFFFF)
-        struct.pack_into("<H", b, m["skc_num"][0], self.local[1])
-        if family == AF_INET:
-            b[0:4] = self.remote[0].packed if self.remote else b"\0" * 4
-            b[4:8] = self.local[0].packed
-        else:
-            o = m["skc_v6_rcv_saddr"][0]
-            b[o:o + 16] = self.local[0].packed
-            if self.remote:
-                o = m["skc_v6_daddr"][0]
-                b[o:o + 16] = self.remote[0].packed
-        if self.remote:
-            struct.pack_into(">H", b, m["skc_dport"][0], self.remote[1])
-
-    @property
-    def addr(self) -> int:
-        return self.region.start
-
-    def close(self) -> None:
-        self._memory.remove(self.region)
 
 
 @dataclass

@@ -859,14 +859,13 @@ def _lsh32(d: Bounds, s: Bounds) -> None:
 
 def _lsh64(d: Bounds, s: Bounds) -> None:
     umin_val, umax_val = s.umin_value, s.umax_value
-    if umin_val == 32 and umax_val == 32 and d.s32_max_value >= 0:
+    # <<32 (the compiler's sign-extension idiom, then s>>32): the s32 bounds shifted are
+    # exact, negative ones included, as Linux 6.18 has it (__scalar64_min_max_lsh)
+    if umin_val == 32 and umax_val == 32:
         d.smax_value = d.s32_max_value << 32
-    else:
-        d.smax_value = S64_MAX
-    if umin_val == 32 and umax_val == 32 and d.s32_min_value >= 0:
         d.smin_value = d.s32_min_value << 32
     else:
-        d.smin_value = S64_MIN
+        d.smax_value, d.smin_value = S64_MAX, S64_MIN
     if d.umax_value > 1 << (63 - umax_val):
         d.umin_value, d.umax_value = 0, U64
     else:
