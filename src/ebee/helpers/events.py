@@ -13,7 +13,8 @@ from ..errors import VMError
 from ..uapi import FuncId
 from .maps import map_of
 from .registry import implements
-from ..maps.ringbuf import RingBuf
+from ..maps.ringbuf import BPF_MAX_USER_RINGBUF_SAMPLES, RingBuf, UserRingBuf
+from ..memory import Region
 from ..maps.base import live_maps
 from ..maps.perf import PerfEventArray
 from ..packet.skbuff import from_ctx as skb_from_ctx
@@ -179,6 +180,45 @@ def dynptr_data(m, ptr, offset, length, *_):
     if not data or _check_off_len(size, offset, length) or rdonly:
         return 0
     return data + off + offset
+
+
+@implements(FuncId.user_ringbuf_drain)
+def user_ringbuf_drain(m, mp, cb, cb_ctx, flags, _):
+    """bpf_user_ringbuf_drain as kernel/bpf/ringbuf.c runs it: each sample goes to the
+    callback as a read-only local dynptr; the return is the number of samples the
+    callback saw (a discarded one is consumed, not counted), or the reader's -errno
+    for a corrupted ring, -EBUSY while another drain of the ring is running."""
+    rb = map_of(mp)
+    if not isinstance(rb, UserRingBuf):
+        raise VMError(f"map {rb.id} is a {rb.type.name}, not a USER_RINGBUF")
+    if flags & ~(U.BPF_RB_NO_WAKEUP | U.BPF_RB_FORCE_WAKEUP):
+        return -E.EINVAL
+    with rb.lock:
+        if rb.busy:
+            return -E.EBUSY
+        rb.busy = True
+    fn = m.find_function(cb)
+    dyn = m.memory.add(Region(16, "user ringbuf dynptr"))
+    try:
+        samples = discarded = ret = 0
+        while samples < BPF_MAX_USER_RINGBUF_SAMPLES and ret == 0:
+            err, addr, size = rb.peek()
+            if err == -E.ENODATA:
+                break
+            if err == -E.EAGAIN:
+                discarded += 1
+                samples += 1
+                continue
+            if err:
+                return err
+            dyn.buf[:] = DYNPTR.pack(addr, size | (DYNPTR_TYPE_LOCAL << DYNPTR_TYPE_SHIFT), 0)
+            ret = m.call_function(cb, dyn.start, cb_ctx, 0, 0, 0, fn=fn)
+            rb.release(size)
+            samples += 1
+        return samples - discarded
+    finally:
+        m.memory.remove(dyn)
+        rb.busy = False
 
 
 # -- perf event output ---------------------------------------------------------------------
