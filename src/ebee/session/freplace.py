@@ -202,7 +202,7 @@ class XdpDispatcher:
         # the stubs go: every call of them now goes to its program (Linux's verifier
         # refuses unreachable instructions)
         return Program(splice(base[:len(base) - 2 * n], funcs), U.ProgType.XDP,
-                       name="xdp_dispatcher", license="GPL")
+                       name="xdp_dispatcher", license="GPL", verify=True)
 
     def run_counts(self) -> dict[str, int]:
         """How many times each program ran, by name."""
