@@ -179,3 +179,60 @@ def test_drain_script_matches_the_kernel(kernel):
         with ebee.kernel.UserRingBufWriter(k.maps["urb"]) as w:
             got = script(Backend(k.programs, k.maps, w, lambda: w.data))
     assert got == want
+
+
+# -- random scripts, both backends ----------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("submit"), st.integers(0, 600)),
+    st.tuples(st.just("discard"), st.integers(0, 300)),
+    st.tuples(st.just("hold"), st.integers(0, 64)),       # reserve, submit at the next drain
+    st.tuples(st.just("drain"), st.integers(0, 4)),       # callback stops after N (0: never)
+), min_size=1, max_size=40)
+
+
+def random_script(b: Backend, ops) -> list:
+    log, held, n = [], [], 0
+    for op, arg in ops:
+        try:
+            if op in ("submit", "discard"):
+                n += 1
+                b.w.submit(sample(n, arg) + bytes(arg % 17), discard=op == "discard")
+                log.append((op, "ok"))
+            elif op == "hold":
+                held.append(b.w.reserve(16 + arg))
+                log.append((op, "ok"))
+            else:
+                b.cfg(stop_after=arg)
+                log.append((op, b.drain()))
+                for s in held:
+                    s.write(sample(99, 99))
+                    s.submit()
+                held.clear()
+        except OSError as e:
+            log.append((op, errno.errorcode[e.errno]))
+    for s in held:
+        s.discard()
+    b.cfg()
+    log.append(("final", b.drain()))
+    return log
+
+
+@pytest.fixture(scope="module")
+def both():
+    """One ring in each backend for all examples: every example leaves both drained, at
+    the same positions."""
+    obj, eb = ebee_backend()
+    with ebee.load(OBJ).load_kernel() as k:
+        with ebee.kernel.UserRingBufWriter(k.maps["urb"]) as w:
+            yield eb, Backend(k.programs, k.maps, w, lambda: w.data)
+
+
+@pytest.mark.kernel
+@settings(max_examples=60, deadline=None)
+@given(ops=OPS)
+def test_random_scripts_match_the_kernel(kernel, both, ops):
+    eb, kb = both
+    assert random_script(kb, ops) == random_script(eb, ops)
