@@ -66,6 +66,12 @@ def storage(maps) -> dict:
     return out
 
 
+def shared(maps) -> dict:
+    """The 8-byte-keyed map: cgroup id -> (packets, bytes), both attach types together."""
+    return {struct.unpack("<Q", bytes(k))[0]: struct.unpack("<QQ", bytes(maps["shared"].lookup(k)))
+            for k in maps["shared"].keys()}
+
+
 def test_attached_runs_count_per_cgroup_and_attach_type():
     obj = ebee.load(OBJ)
     ip_udp = PKT[:14] + bytes(28 + 7)
@@ -99,19 +105,22 @@ def test_attached_storage_matches_the_kernel(kernel, tmp_path):
     try:
         with ebee.load(OBJ).load_kernel() as k:
             with attach_cgroup(k.programs["count_egress"], cg), \
-                    attach_cgroup(k.programs["count_ingress"], cg):
+                    attach_cgroup(k.programs["count_ingress"], cg), \
+                    attach_cgroup(k.programs["shared_egress"], cg), \
+                    attach_cgroup(k.programs["shared_ingress"], cg):
                 subprocess.run(["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec "
                                             f"{sys.executable} -c \"{SENDER.format(n=n, size=size)}\""],
                                check=True)
-                got = storage(k.maps)
+                got = storage(k.maps), shared(k.maps)
         cg_id = os.stat(cg).st_ino
     finally:
         os.rmdir(cg)
     obj = ebee.load(OBJ)
     pkt = PKT[:14] + bytes(28 + size)                 # IPv4 + UDP + payload
     for _ in range(n):
-        obj.programs["count_egress"].run(pkt, cgroup=cg_id)
-        obj.programs["count_ingress"].run(pkt, cgroup=cg_id)
-    want = storage(obj.maps)
-    assert got == want == {(cg_id, int(AttachType.CGROUP_INET_EGRESS)): (n, n * 68, n),
-                           (cg_id, int(AttachType.CGROUP_INET_INGRESS)): (n, n * 68, n)}
+        for p in ("count_egress", "count_ingress", "shared_egress", "shared_ingress"):
+            obj.programs[p].run(pkt, cgroup=cg_id)
+    want = storage(obj.maps), shared(obj.maps)
+    assert got == want == ({(cg_id, int(AttachType.CGROUP_INET_EGRESS)): (n, n * 68, n),
+                            (cg_id, int(AttachType.CGROUP_INET_INGRESS)): (n, n * 68, n)},
+                           {cg_id: (2 * n, 2 * n * 68)})

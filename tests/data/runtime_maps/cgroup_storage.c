@@ -57,4 +57,32 @@ int count_ingress(struct __sk_buff *skb)
 	return count(skb);
 }
 
+// keyed by the cgroup id alone: one element the cgroup's attach types share
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_STORAGE);
+	__type(key, __u64);
+	__type(value, struct counts);
+} shared SEC(".maps");
+
+static int count_shared(struct __sk_buff *skb)
+{
+	struct counts *c = bpf_get_local_storage(&shared, 0);
+
+	__sync_fetch_and_add(&c->packets, 1);
+	__sync_fetch_and_add(&c->bytes, skb->len);
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int shared_egress(struct __sk_buff *skb)
+{
+	return count_shared(skb);
+}
+
+SEC("cgroup_skb/ingress")
+int shared_ingress(struct __sk_buff *skb)
+{
+	return count_shared(skb);
+}
+
 char LICENSE[] SEC("license") = "GPL";
