@@ -181,17 +181,20 @@ class Runner:
 def run(prog: TestTarget, data: bytes | None = None, *, ctx: bytes | None = None,
         repeat: int = 0, engine: str | None = None, flags: int = 0, cpu: int = 0,
         batch_size: int = 0, data_size_out: int | None = None, ctx_size_out: int | None = None,
-        ctx_out: bool = False, net: Network | None = None, sanitize: bool = False) -> RunResult:
+        ctx_out: bool = False, net: Network | None = None, sanitize: bool = False,
+        cgroup: int | tuple[int, int] | None = None) -> RunResult:
     """Run ``prog`` once (or ``repeat`` times) with BPF_PROG_TEST_RUN semantics.
 
     Raises :class:`TestRunError` (an OSError with the kernel's errno) where Linux's
     test run fails.  ``sanitize``: the program must verify and then runs with every
     memory access checked; a fault raises
-    :class:`~ebee.errors.VerifierSoundnessError` naming the instruction.
+    :class:`~ebee.errors.VerifierSoundnessError` naming the instruction.  ``cgroup``: run
+    as attached to that cgroup (see :meth:`ebee.program.Program.run`).
     """
     with Runner(prog, engine=engine, net=net, sanitize=sanitize) as r:
         return r.run(data, ctx=ctx, repeat=repeat, flags=flags, cpu=cpu, batch_size=batch_size,
-                     data_size_out=data_size_out, ctx_size_out=ctx_size_out, ctx_out=ctx_out)
+                     data_size_out=data_size_out, ctx_size_out=ctx_size_out, ctx_out=ctx_out,
+                     cgroup=cgroup)
 
 
 def run_event(prog: TestTarget, ctx: bytes, *, engine: str | None = None,
