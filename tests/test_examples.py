@@ -33,6 +33,7 @@ EXPECTED = {
     "core_task": ({"on_fork": "TRACING"}, {"tasks": "HASH", ".kconfig": "ARRAY"}),
     "xdp_reflect": ({"xdp_reflect": "XDP"}, {"actions": "ARRAY"}),
     "cgroup_skb_counter": ({"count_ingress": "CGROUP_SKB"}, {"per_proto": "HASH"}),
+    "lirc_nec": ({"nec_decode": "LIRC_MODE2"}, {"nec": "ARRAY"}),
     "tcp_reno_cc": ({f"ebee_reno_{op}": "STRUCT_OPS" for op in
                      ("init", "release", "ssthresh", "cong_avoid", "set_state", "cwnd_event",
                       "pkts_acked", "undo_cwnd")},

@@ -137,17 +137,6 @@ def test_local_storage_of_a_test_run_is_fresh_and_kept_across_repeats(kernel, mt
         out.close()
 
 
-def test_local_storage_outside_a_test_run_is_the_cgroups_element():
-    st, out = ebee.Map(T.CGROUP_STORAGE, 8, 16, 0), ebee.Map(T.ARRAY, 4, 8, 1)
-    prog = ebee.assemble(STORAGE_COUNT.format(id=st.id, out=out.id))
-    seen = []
-    with Machine() as m:
-        for _ in range(3):
-            m.run(prog, 0)
-            seen.append(int.from_bytes(out[0], "little"))
-    assert seen == [103, 206, 309] and len(list(st.keys())) == 1
-
-
 # ------------------------------------------------------------------------- route realm
 
 @pytest.mark.kernel

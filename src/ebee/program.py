@@ -461,7 +461,7 @@ class Program(Runnable):
             engine: str | None = None, flags: int = 0, cpu: int = 0, batch_size: int = 0,
             data_size_out: int | None = None, ctx_size_out: int | None = None,
             ctx_out: bool = False, net: Network | None = None,
-            sanitize: bool = False) -> RunResult:
+            sanitize: bool = False, cgroup: int | tuple[int, int] | None = None) -> RunResult:
         """Run the program with BPF_PROG_TEST_RUN semantics; returns a ``RunResult``
         (``retval``, ``verdict``, ``data_out``, ``ctx_out``, ``duration_ns``, ...).
 
@@ -471,7 +471,10 @@ class Program(Runnable):
         ``flags``, ``cpu``, ``batch_size``, ``data_size_out``, ``ctx_size_out`` as in
         ``union bpf_attr``'s test; ``ctx_out``: return the context after the run;
         ``net``: the modelled network (devices, routes, sockets) for redirects and lookups;
-        ``sanitize``: see below.
+        ``sanitize``: see below; ``cgroup``: run as attached to that cgroup (id, or (id,
+        attach type)): ``bpf_get_local_storage`` then answers that cgroup's element of
+        each cgroup storage map (made as attaching makes it) instead of the test run's own
+        zeroed storage.
 
         The first run verifies the program (unless it does not require verification):
         ``VerifierError`` if rejected; ``TestRunError`` (an OSError with Linux's errno)
@@ -487,7 +490,8 @@ class Program(Runnable):
         if self.object is not None:
             self.object.first_use()
         kw = dict(ctx=ctx, repeat=repeat, flags=flags, cpu=cpu, batch_size=batch_size,
-                  data_size_out=data_size_out, ctx_size_out=ctx_size_out, ctx_out=ctx_out)
+                  data_size_out=data_size_out, ctx_size_out=ctx_size_out, ctx_out=ctx_out,
+                  cgroup=cgroup)
         maps = None
         try:
             if not self._runner_lock.acquire(blocking=False):

@@ -5,6 +5,7 @@
     ebee run obj.o [--prog NAME] --data pkt.bin       an object's program (test run)
     ebee run obj.o --pcap in.pcap [--pcap-out out.pcapng]
     ebee run --cbpf filter.txt --pcap in.pcap         classic BPF (tcpdump -dd) as a socket filter
+    ebee run decoder.o --lirc samples.txt             lirc_mode2 decoder over IR samples
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def register(sub) -> None:
     g.add_argument("--mem", metavar="HEX", help="raw programs: memory passed in r1 (length in "
                                                 "r2), as hex")
     g.add_argument("--mem-file", metavar="F", help="raw programs: memory from a file")
+    g.add_argument("--lirc", metavar="FILE", help="lirc_mode2 programs: run on each infrared "
+                   "sample of FILE (mode2's 'pulse 9000' lines or ir-ctl's '+9000 -4500') and "
+                   "print the keys it reports")
     g.add_argument("--pcap", metavar="IN", help="run over every packet of a pcap/pcapng file")
     p.add_argument("--pcap-out", metavar="OUT", help="write the resulting packets (pcap, or "
                                                      "pcapng with XDP_TX/redirect comments)")
@@ -247,6 +251,8 @@ def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
         raise UsageError("error: --mem/--mem-file are for raw programs; use --data-hex/--data")
     if args.pcap:
         return _run_pcap(args, prog, label, link_layer)
+    if args.lirc:
+        return _run_lirc(args, prog)
     from ..testrun import TestRunError
     data = _read_data(args)
     ctx = _read_ctx(args)
@@ -282,6 +288,31 @@ def _run_typed(args, prog, label: str, link_layer: bool = False) -> int:
     if res.ctx_out is not None:
         print(f"ctx_out: {res.ctx_out.hex()}")
     for line in res.trace_output:
+        print(f"trace: {line}")
+    return 0
+
+
+def _run_lirc(args, prog) -> int:
+    from ..testrun.lirc import LircReceiver, parse_samples
+    from ..testrun import TestRunError
+    try:
+        samples = parse_samples(read_bytes(args.lirc).decode("utf-8", "replace"))
+    except ValueError as e:
+        raise UsageError(f"{args.lirc}: error: {e}") from None
+    try:
+        rx = LircReceiver(prog, engine=None if args.engine == "auto" else args.engine)
+    except TestRunError as e:
+        raise UsageError(f"error: --lirc: {e.reason}") from None
+    with rx:
+        events = rx.feed(samples)
+    if args.json:
+        print_json({"samples": len(samples), "events": [e.__dict__ for e in events],
+                    "trace_output": rx.trace_output})
+        return 0
+    print(f"samples: {len(samples)}")
+    for e in events:
+        print(e.describe())
+    for line in rx.trace_output:
         print(f"trace: {line}")
     return 0
 

@@ -257,3 +257,17 @@ def set_retval(m, retval, *_):
     retval &= 0xFFFFFFFF                 # an int
     m.cg_retval = retval - (1 << 32) if retval >> 31 else retval
     return 0
+
+
+@implements(F.get_local_storage)
+def get_local_storage(m, mp, flags, *_):
+    """The running program's storage in a CGROUP_STORAGE / PERCPU_CGROUP_STORAGE map
+    (this CPU's value for the per-CPU one); flags are refused by the verifier."""
+    mo = map_of(mp)
+    addr = m.cgroup_storage.get(mo.id)
+    if addr is None:
+        raise VMError(f"bpf_get_local_storage: the program runs without storage in map "
+                      f"{mo.id} (only test runs and attached runs have one)")
+    if mo.percpu:
+        addr += mo.cpu_slot(m.cpu) * mo.elem_size
+    return addr

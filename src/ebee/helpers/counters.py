@@ -1,6 +1,6 @@
 """Helpers over state the kernel keeps beside the program: perf counters
-(bpf_perf_event_read, bpf_perf_event_read_value), cgroup storage
-(bpf_get_local_storage) and the route of a packet (bpf_get_route_realm).
+(bpf_perf_event_read, bpf_perf_event_read_value) and the route of a packet
+(bpf_get_route_realm); cgroup storage is in cgroups.py.
 
 Perf counters are modelled: a PERF_EVENT_ARRAY slot holds a :class:`Counter` (set with
 :func:`set_counter`) -- the perf event a user opened on one CPU with its count, enabled
@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import uapi as U
-from ..memory import SHARED, Region
 from ..packet.skbuff import from_ctx
 from ..uapi import FuncId as F
 from .maps import map_of
 from .registry import implements
-from .task import current_task
 
 M64 = (1 << 64) - 1
 #: struct bpf_perf_event_value { __u64 counter; __u64 enabled; __u64 running; }
@@ -94,28 +92,6 @@ def perf_event_read_value(m, mp, flags, buf, size, _r5):
             return 0
     m.zero(buf, size)           # the kernel clears the buffer on any error
     return neg(-err)
-
-
-# -- cgroup storage ----------------------------------------------------------------------
-
-@implements(F.get_local_storage)
-def get_local_storage(m, mp, flags, *_):
-    """The cgroup storage of the running program for ``mp``.  A test run
-    (BPF_PROG_TEST_RUN) gets storage of its own, zeroed, kept across its repeats and not
-    linked into the map (bpf_cgroup_storages_alloc); a run outside one uses the element
-    of the current task's cgroup, as a program attached there would.  Per-CPU storage:
-    this CPU's copy."""
-    mp = map_of(mp)
-    rc = m.progctx
-    if rc is None:
-        base = mp.attach(current_task(m).cgroup_id)
-    else:
-        base = rc.local_storage.get(mp.id)
-        if base is None:
-            r = SHARED.add(Region(mp.value_buf_size, f"cgroup storage of map {mp.id}"))
-            weakref.finalize(rc, SHARED.remove, r)     # freed with the run
-            base = rc.local_storage[mp.id] = r.start
-    return base + (m.cpu * mp.elem_size if mp.percpu else 0)
 
 
 # -- routes ------------------------------------------------------------------------------

@@ -13,9 +13,8 @@ from ..errors import VMError
 from ..uapi import FuncId
 from .maps import map_of
 from .registry import implements
-from ..maps.ringbuf import RingBuf, UserRingBuf
+from ..maps.ringbuf import BPF_MAX_USER_RINGBUF_SAMPLES, RingBuf, UserRingBuf
 from ..memory import Region
-from .. import uapi as U
 from ..maps.base import live_maps
 from ..maps.perf import PerfEventArray
 from ..packet.skbuff import from_ctx as skb_from_ctx
@@ -183,6 +182,45 @@ def dynptr_data(m, ptr, offset, length, *_):
     return data + off + offset
 
 
+@implements(FuncId.user_ringbuf_drain)
+def user_ringbuf_drain(m, mp, cb, cb_ctx, flags, _):
+    """bpf_user_ringbuf_drain as kernel/bpf/ringbuf.c runs it: each sample goes to the
+    callback as a read-only local dynptr; the return is the number of samples the
+    callback saw (a discarded one is consumed, not counted), or the reader's -errno
+    for a corrupted ring, -EBUSY while another drain of the ring is running."""
+    rb = map_of(mp)
+    if not isinstance(rb, UserRingBuf):
+        raise VMError(f"map {rb.id} is a {rb.type.name}, not a USER_RINGBUF")
+    if flags & ~(U.BPF_RB_NO_WAKEUP | U.BPF_RB_FORCE_WAKEUP):
+        return -E.EINVAL
+    with rb.lock:
+        if rb.busy:
+            return -E.EBUSY
+        rb.busy = True
+    fn = m.find_function(cb)
+    dyn = m.memory.add(Region(16, "user ringbuf dynptr"))
+    try:
+        samples = discarded = ret = 0
+        while samples < BPF_MAX_USER_RINGBUF_SAMPLES and ret == 0:
+            err, addr, size = rb.peek()
+            if err == -E.ENODATA:
+                break
+            if err == -E.EAGAIN:
+                discarded += 1
+                samples += 1
+                continue
+            if err:
+                return err
+            dyn.buf[:] = DYNPTR.pack(addr, size | (DYNPTR_TYPE_LOCAL << DYNPTR_TYPE_SHIFT), 0)
+            ret = m.call_function(cb, dyn.start, cb_ctx, 0, 0, 0, fn=fn)
+            rb.release(size)
+            samples += 1
+        return samples - discarded
+    finally:
+        m.memory.remove(dyn)
+        rb.busy = False
+
+
 # -- perf event output ---------------------------------------------------------------------
 
 def _perf_array(mp):
@@ -241,43 +279,3 @@ def skb_output(m, skb, mp, flags, data, size):
 @implements(FuncId.xdp_output)
 def xdp_output(m, xdp, mp, flags, data, size):
     return _output_with_packet(m, _packet_of(xdp), mp, flags, data, size)
-
-
-# -- user ring buffers -------------------------------------------------------------------
-
-#: kernel/bpf/ringbuf.c: the most samples one bpf_user_ringbuf_drain call consumes
-MAX_USER_RINGBUF_SAMPLES = 128 * 1024
-
-
-@implements(FuncId.user_ringbuf_drain)
-def user_ringbuf_drain(m, mp, cb, cb_ctx, flags, _):
-    """Consume samples user space submitted, one callback(dynptr, ctx) each, until the
-    ring is empty, the callback returns non-zero or MAX_USER_RINGBUF_SAMPLES; returns how
-    many were consumed.  Each sample is a read-only local dynptr over a copy of it.  A
-    malformed sample header stops the drain with -EINVAL (nothing of it consumed)."""
-    if flags & ~(U.BPF_RB_NO_WAKEUP | U.BPF_RB_FORCE_WAKEUP):
-        return -E.EINVAL
-    rb = map_of(mp)
-    if not isinstance(rb, UserRingBuf):
-        raise VMError(f"bpf_user_ringbuf_drain needs a user ring buffer; map {rb.id} is not one")
-    fn = m.find_function(cb)
-    samples = 0
-    dyn = m.memory.add(Region(DYNPTR.size, "user ringbuf dynptr"))
-    try:
-        while samples < MAX_USER_RINGBUF_SAMPLES:
-            bad = rb.corrupted
-            got = rb.drain(limit=1)
-            if not got:
-                return -E.EINVAL if rb.corrupted != bad else samples
-            data = m.memory.add(Region(got[0] or b"\0", "user ringbuf sample", writable=False))
-            try:
-                _dyn_set(m, dyn.start, data.start, len(got[0]), DYNPTR_TYPE_LOCAL, rdonly=True)
-                ret = m.call_function(cb, dyn.start, cb_ctx, fn=fn)
-            finally:
-                m.memory.remove(data)
-            samples += 1
-            if ret:
-                break
-        return samples
-    finally:
-        m.memory.remove(dyn)

@@ -19,7 +19,7 @@ _EXPORTS = {
     "KernelLoadError": "prog", "KernelProgram": "prog", "TestRun": "prog",
     "bpf_available": "prog", "PRIVILEGE_HINT": "syscall", "bpf": "syscall",
     "KernelMapHandle": "map_handle", "TracePipe": "trace_pipe", "RingBufReader": "ringbuf",
-    "PerfBufReader": "perfbuf", "attach": "attach",
+    "PerfBufReader": "perfbuf", "attach": "attach", "UserRingBufWriter": "user_ringbuf",
     "host_jit_harden": "sysctl", "host_blinds": "sysctl", "follow_host": "sysctl",
     "jit_harden_set": "sysctl",
 }

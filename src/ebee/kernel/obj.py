@@ -40,6 +40,7 @@ from ..uapi import BPF_F_LINK, AttachType, MapType, ProgType
 from .btf import KernelBTF, find_kernel_type
 from .btf_fixup import fixup
 from .fs import ensure_bpffs
+from .info import prog_info
 from .links import Attachment, CallbackAttachment, Link
 from .map_handle import KernelMapHandle
 from .maps import KernelMap, possible_cpus
@@ -127,11 +128,15 @@ class KernelObject:
 # ---------------------------------------------------------------------------------------------
 
 def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
-                btf: bool = True, programs: "list[str] | None" = None) -> KernelObject:
+                btf: bool = True, programs: "list[str] | None" = None,
+                attach_prog: "KernelProgram | int | None" = None) -> KernelObject:
     """Load ``obj`` (an :class:`ebee.Object`) into the kernel; see the module doc.
 
     ``programs``: the names of the programs to load; by default those libbpf loads, every
-    program but those of ``SEC("?...")`` sections (autoload off)."""
+    program but those of ``SEC("?...")`` sections (autoload off).  ``attach_prog``: the
+    loaded program (or its fd) the object's ``freplace/FUNC`` programs replace FUNC of
+    (libbpf's ``bpf_program__set_attach_target``); FUNC is looked up in that program's
+    BTF as the kernel holds it."""
     spec = obj.spec
     warn: list[str] = []
     made: list[Any] = []          # closed again if anything fails
@@ -146,7 +151,7 @@ def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
             if programs is not None and name not in programs or programs is None and \
                     prog.sec_def is not None and not prog.sec_def.autoload:
                 continue
-            kp = _load_program(obj, prog, maps, kbtf, log_level)
+            kp = _load_program(obj, prog, maps, kbtf, log_level, attach_prog)
             made.append(kp)
             loaded[name] = kp
         _init_slots(spec, maps, loaded, reused)
@@ -305,7 +310,8 @@ def _init_slots(spec, maps, programs, reused) -> None:
 
 # --- programs ------------------------------------------------------------------------------------
 
-def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) -> KernelProgram:
+def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level,
+                  attach_prog=None) -> KernelProgram:
     spec = obj.spec
     if prog.type == ProgType.UNSPEC:
         raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}'",
@@ -356,7 +362,10 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
                     idx = fd_array.index(module_btfs[kt.module].fd)
                 s[2], s[3] = idx, kt.type_id
             i += 2 if op == OP_LDDW else 1
-        attach_btf_id, attach_obj = _attach_target(prog)
+        if prog.type == ProgType.EXT:
+            attach_btf_id, attach_obj = _ext_target(prog, attach_prog), None
+        else:
+            attach_btf_id, attach_obj = _attach_target(prog)
         if attach_obj is not None:
             keep.append(attach_obj)
         kw = {}
@@ -371,6 +380,8 @@ def _load_program(obj, prog, maps: dict[str, KernelMapHandle], kbtf, log_level) 
             name=prog.name, expected_attach_type=int(prog.expected_attach_type or 0),
             prog_flags=prog.prog_flags, attach_btf_id=attach_btf_id,
             attach_btf_obj_fd=attach_obj.fd if attach_obj is not None else 0,
+            attach_prog_fd=(attach_prog if isinstance(attach_prog, int) else attach_prog.fileno())
+            if prog.type == ProgType.EXT and attach_prog is not None else 0,
             fd_array=fd_array if len(fd_array) > 1 else None,
             kern_version=prog.kern_version or 0, **kw)
     except KernelLoadError as e:
@@ -391,6 +402,26 @@ _BTF_PREFIX = {AttachType.TRACE_RAW_TP: ("btf_trace_", "typedef"),
                AttachType.LSM_CGROUP: ("bpf_lsm_", "func"),
                AttachType.TRACE_FENTRY: ("", "func"), AttachType.TRACE_FEXIT: ("", "func"),
                AttachType.MODIFY_RETURN: ("", "func")}
+
+
+def _ext_target(prog, attach_prog) -> int:
+    """attach_btf_id of an EXT program: its target function's id in the BTF of the
+    program it replaces a function of (libbpf_find_prog_btf_id)."""
+    if attach_prog is None:
+        # what BPF_PROG_LOAD answers an EXT program without a target
+        return 0
+    fd = attach_prog if isinstance(attach_prog, int) else attach_prog.fileno()
+    info = prog_info(fd)
+    if not info.btf_id:
+        raise KernelLoadError(errno.EINVAL, "", f"prog '{prog.name}'",
+                              "the target program has no BTF (freplace needs its func_info)")
+    with KernelBTF.from_id(info.btf_id) as b:
+        try:
+            return b.parse().find(prog.attach_target or "", "FUNC").id
+        except KeyError:
+            raise KernelLoadError(errno.ESRCH, "", f"prog '{prog.name}'",
+                                  f"the target program has no function "
+                                  f"'{prog.attach_target}'") from None
 
 
 def _attach_target(prog) -> tuple[int, Any]:

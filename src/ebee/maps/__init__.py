@@ -19,7 +19,7 @@ from .lpm import LpmTrie
 from .perf import PerfEventArray, PerfRing
 from .queue import QueueMap, StackMap
 from .redirect import CpuMap, DevMap, DevMapHash, XskMap
-from .ringbuf import RingBuf, UserRingBuf
+from .ringbuf import RingBuf, UserRingBuf, UserSample
 from .sockmap import ReuseportArray, SockHash, SockMap
 from .stacktrace import StackTraceMap
 from .struct_ops import StructOpsMap
@@ -31,7 +31,7 @@ SUPPORTED = frozenset(Map._types)
 
 __all__ = ["ArrayMap", "ArrayOfMaps", "Batch", "BloomFilter", "CgroupArrayMap", "CgroupStorage",
            "CgrpStorage", "PercpuCgroupStorage", "ReuseportArray", "SockHash", "SockMap",
-           "StructOpsMap", "UserRingBuf",
+           "StructOpsMap", "UserRingBuf", "UserSample",
            "CpuMap", "DevMap", "DevMapHash", "HashMap", "HashOfMaps", "InodeStorage", "LpmTrie",
            "LruHashMap", "LruPercpuHashMap", "Map", "MapError", "MapKeyError", "MappedValues",
            "PercpuArrayMap", "PercpuHashMap", "PerfEventArray", "PerfRing", "ProgArrayMap",

@@ -253,11 +253,50 @@ class RingBufReader(EventReader):
         return bool(ok)
 
 
+#: at most this many samples per bpf_user_ringbuf_drain call (kernel/bpf/ringbuf.c)
+BPF_MAX_USER_RINGBUF_SAMPLES = 128 * 1024
+#: bpf_dynptr_check_size(): a dynptr holds at most 2^24 - 1 bytes
+DYNPTR_MAX_SIZE = (1 << 24) - 1
+
+
+class UserSample:
+    """A sample user space reserved in a :class:`UserRingBuf` (libbpf's
+    ``user_ring_buffer__reserve``): write it, then :meth:`submit` or :meth:`discard`.
+    Until then its header's BUSY bit holds back the kernel's reader at this sample."""
+
+    def __init__(self, ring: "UserRingBuf", pos: int, size: int):
+        self.ring, self.pos, self.size = ring, pos, size
+        self.done = False
+
+    def write(self, data: bytes, offset: int = 0) -> None:
+        if offset < 0 or offset + len(data) > self.size:
+            raise ValueError(f"{len(data)} bytes at {offset} do not fit a {self.size}-byte sample")
+        self.ring._put(self.pos + U.BPF_RINGBUF_HDR_SZ + offset, bytes(data))
+
+    def submit(self) -> None:
+        self._commit(0)
+
+    def discard(self) -> None:
+        self._commit(U.BPF_RINGBUF_DISCARD_BIT)
+
+    def _commit(self, flag: int) -> None:
+        if self.done:
+            raise ValueError("this sample was already submitted or discarded")
+        self.done = True
+        self.ring._put(self.pos, HDR.pack(self.size | flag, 0))
+
+
 class UserRingBuf(Map):
     """USER_RINGBUF: the ring the other way round -- user space produces
-    (libbpf's ``user_ring_buffer__reserve``/``__submit``, here :meth:`submit`), programs
-    consume with ``bpf_user_ringbuf_drain`` (:meth:`drain` is that side).  Created
-    with the ring buffer's rules; it has no elements to look up or update (ENOTSUPP)."""
+    (libbpf's ``user_ring_buffer__reserve``/``__submit``: :meth:`reserve` and
+    :meth:`submit`), programs consume with ``bpf_user_ringbuf_drain`` (:meth:`peek` and
+    :meth:`release` are that side, :meth:`drain` all of it at once).  Created with the
+    ring buffer's rules; it has no elements to look up or update (ENOTSUPP).
+
+    As in Linux the data pages are mapped twice in a row (here: a region twice the ring
+    size whose halves are kept equal), so a sample that wraps is contiguous where the
+    program's dynptr points.  ``producer_pos`` and the headers are user memory in Linux:
+    a test may overwrite them, and the reader answers as ``__bpf_user_ringbuf_peek``."""
     map_type = MapType.USER_RINGBUF
     keyless = True
     create_flags = U.BPF_F_NUMA_NODE
@@ -266,17 +305,19 @@ class UserRingBuf(Map):
     def alloc(self) -> None:
         self.size = self.max_entries
         self.mask = self.size - 1
-        self.data = self._add_region(self.size, "data")
+        self.data = self._add_region(2 * self.size, "data")
         self.consumer_pos = 0
         self.producer_pos = 0
         self.corrupted = 0          # samples drain() refused, as the kernel's reader does
+        self.busy = False           # a bpf_user_ringbuf_drain is running (rb->busy)
         self._write_handle(self.data.start)
 
-    def submit(self, data: bytes, *, discard: bool = False) -> None:
-        """Reserve a sample, copy ``data`` in and commit it (or discard it).  MapError:
-        E2BIG for a sample that can never fit, ENOSPC while the ring is full."""
-        size = len(data)
-        if size & (U.BPF_RINGBUF_BUSY_BIT | U.BPF_RINGBUF_DISCARD_BIT):
+    # -- the producer (user space, libbpf's side) ---------------------------------------
+
+    def reserve(self, size: int) -> UserSample:
+        """user_ring_buffer__reserve: MapError E2BIG for a sample that can never fit,
+        ENOSPC while the ring is full."""
+        if size < 0 or size & (U.BPF_RINGBUF_BUSY_BIT | U.BPF_RINGBUF_DISCARD_BIT):
             raise map_error(E.E2BIG, "sample too large")
         total = (size + U.BPF_RINGBUF_HDR_SZ + 7) // 8 * 8
         if total > self.size:
@@ -285,42 +326,72 @@ class UserRingBuf(Map):
             prod = self.producer_pos
             if self.size - (prod - self.consumer_pos) < total:
                 raise map_error(E.ENOSPC, "the ring is full")
-            self._put(prod + U.BPF_RINGBUF_HDR_SZ, data)
-            flag = U.BPF_RINGBUF_DISCARD_BIT if discard else 0
-            self._put(prod, HDR.pack(size | flag, 0))
+            self._put(prod, HDR.pack(size | U.BPF_RINGBUF_BUSY_BIT, 0))
             self.producer_pos = prod + total
+        return UserSample(self, prod, size)
+
+    def submit(self, data: bytes, *, discard: bool = False) -> None:
+        """Reserve a sample, copy ``data`` in and commit it (or discard it)."""
+        s = self.reserve(len(data))
+        s.write(data)
+        s.discard() if discard else s.submit()
 
     def _put(self, pos: int, data: bytes) -> None:
         off = pos & self.mask
-        first = min(len(data), self.size - off)
-        buf = self.data.buf
-        buf[off:off + first] = data[:first]
-        buf[:len(data) - first] = data[first:]
+        buf, n, size = self.data.buf, len(data), self.size
+        first = min(n, size - off)
+        for base in (0, size):           # both copies of the pages
+            buf[base + off:base + off + first] = data[:first]
+            buf[base:base + n - first] = data[first:]
+
+    # -- the consumer (bpf_user_ringbuf_drain's side) ------------------------------------
+
+    def peek(self) -> tuple[int, int, int]:
+        """__bpf_user_ringbuf_peek: (0, address, size) of the next sample, or (-errno,
+        0, 0): ENODATA when there is none (or it is still being written), EAGAIN for a
+        discarded one (consumed here), EINVAL/E2BIG for a header the producer
+        corrupted."""
+        prod, cons = self.producer_pos, self.consumer_pos
+        if prod % 8:
+            return -E.EINVAL, 0, 0
+        if cons >= prod:
+            return -E.ENODATA, 0, 0
+        off = cons & self.mask
+        hlen = int.from_bytes(bytes(self.data.buf[off:off + 4]), "little")
+        flags = hlen & (U.BPF_RINGBUF_BUSY_BIT | U.BPF_RINGBUF_DISCARD_BIT)
+        size = hlen & ~flags
+        total = (size + U.BPF_RINGBUF_HDR_SZ + 7) // 8 * 8
+        if total > prod - cons:
+            return -E.EINVAL, 0, 0
+        if total > self.size or size > DYNPTR_MAX_SIZE:
+            return -E.E2BIG, 0, 0
+        if flags & U.BPF_RINGBUF_DISCARD_BIT:
+            self.consumer_pos = cons + total
+            return -E.EAGAIN, 0, 0
+        if flags & U.BPF_RINGBUF_BUSY_BIT:
+            return -E.ENODATA, 0, 0
+        return 0, self.data.start + ((cons + U.BPF_RINGBUF_HDR_SZ) & self.mask), size
+
+    def release(self, size: int) -> None:
+        """__bpf_user_ringbuf_sample_release: consume the sample just peeked."""
+        self.consumer_pos += (size + U.BPF_RINGBUF_HDR_SZ + 7) // 8 * 8
 
     def drain(self, limit: int | None = None) -> list[bytes]:
         """The committed samples, consumed in order (discarded ones skipped), as
         ``bpf_user_ringbuf_drain`` hands them to its callback."""
         out: list[bytes] = []
-        buf = self.data.buf
         with self.lock:
-            while self.consumer_pos < self.producer_pos and (limit is None or len(out) < limit):
-                cons = self.consumer_pos
-                off = cons & self.mask
-                hlen = int.from_bytes(bytes(buf[off:off + 4]), "little")
-                if hlen & U.BPF_RINGBUF_BUSY_BIT:
+            while limit is None or len(out) < limit:
+                err, addr, size = self.peek()
+                if err == -E.EAGAIN:
+                    continue
+                if err:
+                    if err != -E.ENODATA:
+                        self.corrupted += 1
                     break
-                size = hlen & ~U.BPF_RINGBUF_DISCARD_BIT
-                # __bpf_user_ringbuf_peek(): a sample past what was produced, or larger
-                # than the ring, is refused (-EINVAL/-E2BIG) and nothing is consumed
-                total = (size + U.BPF_RINGBUF_HDR_SZ + 7) // 8 * 8
-                if total > self.producer_pos - cons or total > self.size:
-                    self.corrupted += 1
-                    break
-                if not hlen & U.BPF_RINGBUF_DISCARD_BIT:
-                    start = (cons + U.BPF_RINGBUF_HDR_SZ) & self.mask
-                    first = min(size, self.size - start)
-                    out.append(bytes(buf[start:start + first]) + bytes(buf[:size - first]))
-                self.consumer_pos = cons + (size + U.BPF_RINGBUF_HDR_SZ + 7) // 8 * 8
+                off = addr - self.data.start
+                out.append(bytes(self.data.buf[off:off + size]))
+                self.release(size)
         return out
 
     def __iter__(self):

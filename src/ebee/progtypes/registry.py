@@ -140,7 +140,19 @@ def _rules(pt: P, at: A) -> tuple[CtxRules | None, str]:
     return None, "none"
 
 
+# lirc_mode2_func_proto() (drivers/media/rc/bpf-lirc.c): no bpf_base_func_proto fallback.
+# Not in the generated table: this host's kernel is built without CONFIG_BPF_LIRC_MODE2,
+# so the generator could not probe the type.  trace_printk needs CAP_PERFMON.
+_LIRC_MODE2_HELPERS = frozenset({
+    FuncId.rc_repeat, FuncId.rc_keydown, FuncId.rc_pointer_rel, FuncId.map_lookup_elem,
+    FuncId.map_update_elem, FuncId.map_delete_elem, FuncId.map_push_elem, FuncId.map_pop_elem,
+    FuncId.map_peek_elem, FuncId.ktime_get_ns, FuncId.ktime_get_boot_ns, FuncId.tail_call,
+    FuncId.get_prandom_u32, FuncId.trace_printk})
+
+
 def _helpers(pt: P, at: A | None) -> frozenset[FuncId]:
+    if pt is P.LIRC_MODE2:
+        return _LIRC_MODE2_HELPERS
     if (pt, at) in FUNC_PROTOS:
         return FUNC_PROTOS[(pt, at)]
     if (pt, None) in FUNC_PROTOS:

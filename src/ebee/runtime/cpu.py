@@ -49,6 +49,10 @@ class Cpu:
         # bpf_cg_run_ctx.retval of a cgroup program run: what bpf_get_retval reads and
         # bpf_set_retval writes (the runner starts it at the hook's return value)
         self.cg_retval = 0
+        # bpf_get_local_storage's answer per cgroup storage map id: the address (CPU 0's
+        # value) of the storage the running program has -- a test run's own, or the
+        # (cgroup, attach type) element of an attached run (set by whoever runs it)
+        self.cgroup_storage: dict[int, int] = {}
         # frame of the program function that called the helper now running (-1: none);
         # engines set it before each helper call, callbacks run one frame below it
         self.frame_depth = -1

@@ -9,6 +9,7 @@ synthetic event.
 from __future__ import annotations
 
 import struct
+from contextlib import contextmanager
 from typing import Callable
 
 from ..engines import Machine, select_engine
@@ -19,7 +20,7 @@ from ..packet.net import Network
 from ..layouts.kernel import BPF_PERF_EVENT_DATA_KERN, PERF_SAMPLE_DATA
 from ..runtime import RunContext
 from ..runtime.trace_pipe import capture
-from ..uapi import AttachType as A, ProgType as P
+from ..uapi import AttachType as A, MapType, ProgType as P
 from .common import RunResult, TestRun, TestTarget
 from .flow import run_flow_dissector
 from .sk_lookup import run_sk_lookup
@@ -77,12 +78,52 @@ class Runner:
         self.frames = None
         # XDP runs of data alone take plain_xdp on the kept frame: what such a call needs
         # of the program and its arguments is settled here, once
-        self.plain = self.driver is run_xdp and self.own_machine and \
-            self.info.expected_attach_type not in (A.XDP_DEVMAP, A.XDP_CPUMAP)
+        # the cgroup storage maps whose bpf_get_local_storage each run must answer
+        self.storage_maps = [mp for mp in getattr(prog, "maps", ())
+                             if mp.type in (MapType.CGROUP_STORAGE, MapType.PERCPU_CGROUP_STORAGE)]
+        self.plain = self.driver is run_xdp and self.own_machine and not self.storage_maps \
+            and self.info.expected_attach_type not in (A.XDP_DEVMAP, A.XDP_CPUMAP)
 
     def run(self, data: bytes | None = None, *, ctx: bytes | None = None, repeat: int = 0,
             flags: int = 0, cpu: int = 0, batch_size: int = 0, data_size_out: int | None = None,
-            ctx_size_out: int | None = None, ctx_out: bool = False) -> RunResult:
+            ctx_size_out: int | None = None, ctx_out: bool = False,
+            cgroup: int | tuple[int, int] | None = None) -> RunResult:
+        if self.storage_maps or cgroup is not None:
+            with self._storage(cgroup):
+                return self._run(data, ctx=ctx, repeat=repeat, flags=flags, cpu=cpu,
+                                 batch_size=batch_size, data_size_out=data_size_out,
+                                 ctx_size_out=ctx_size_out, ctx_out=ctx_out)
+        return self._run(data, ctx=ctx, repeat=repeat, flags=flags, cpu=cpu,
+                         batch_size=batch_size, data_size_out=data_size_out,
+                         ctx_size_out=ctx_size_out, ctx_out=ctx_out)
+
+    @contextmanager
+    def _storage(self, cgroup: int | tuple[int, int] | None):
+        """The cgroup storage of one run.  A test run has its own, zeroed, for all its
+        repetitions and in no map (bpf_test_run's bpf_cgroup_storages_alloc); a run as
+        attached to ``cgroup`` (an id, or (id, attach type); the program's expected attach
+        type by default) uses that cgroup's element of each map, made as attaching does."""
+        made: list[Region] = []
+        table = self.machine.cgroup_storage
+        try:
+            for mp in self.storage_maps:
+                if cgroup is None:
+                    r = SHARED.add(Region(mp.value_buf_size, "test run cgroup storage"))
+                    made.append(r)
+                    table[mp.id] = r.start
+                else:
+                    cg, at = cgroup if isinstance(cgroup, tuple) else \
+                        (cgroup, int(self.info.expected_attach_type or 0))
+                    table[mp.id] = mp.attach(cg, at)
+            yield
+        finally:
+            table.clear()
+            for r in made:
+                SHARED.remove(r)
+
+    def _run(self, data: bytes | None = None, *, ctx: bytes | None = None, repeat: int = 0,
+             flags: int = 0, cpu: int = 0, batch_size: int = 0, data_size_out: int | None = None,
+             ctx_size_out: int | None = None, ctx_out: bool = False) -> RunResult:
         if self.plain and ctx is None and repeat <= 1 and not (flags or cpu or batch_size
                                                                 or ctx_out) \
                 and data_size_out is None and ctx_size_out is None and type(data) is bytes \
@@ -140,17 +181,20 @@ class Runner:
 def run(prog: TestTarget, data: bytes | None = None, *, ctx: bytes | None = None,
         repeat: int = 0, engine: str | None = None, flags: int = 0, cpu: int = 0,
         batch_size: int = 0, data_size_out: int | None = None, ctx_size_out: int | None = None,
-        ctx_out: bool = False, net: Network | None = None, sanitize: bool = False) -> RunResult:
+        ctx_out: bool = False, net: Network | None = None, sanitize: bool = False,
+        cgroup: int | tuple[int, int] | None = None) -> RunResult:
     """Run ``prog`` once (or ``repeat`` times) with BPF_PROG_TEST_RUN semantics.
 
     Raises :class:`TestRunError` (an OSError with the kernel's errno) where Linux's
     test run fails.  ``sanitize``: the program must verify and then runs with every
     memory access checked; a fault raises
-    :class:`~ebee.errors.VerifierSoundnessError` naming the instruction.
+    :class:`~ebee.errors.VerifierSoundnessError` naming the instruction.  ``cgroup``: run
+    as attached to that cgroup (see :meth:`ebee.program.Program.run`).
     """
     with Runner(prog, engine=engine, net=net, sanitize=sanitize) as r:
         return r.run(data, ctx=ctx, repeat=repeat, flags=flags, cpu=cpu, batch_size=batch_size,
-                     data_size_out=data_size_out, ctx_size_out=ctx_size_out, ctx_out=ctx_out)
+                     data_size_out=data_size_out, ctx_size_out=ctx_size_out, ctx_out=ctx_out,
+                     cgroup=cgroup)
 
 
 def run_event(prog: TestTarget, ctx: bytes, *, engine: str | None = None,

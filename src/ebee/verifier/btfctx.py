@@ -161,7 +161,7 @@ def btf_ctx_access(env: Env, off: int, size: int) -> tuple[int, object, int] | N
         return None
     iter_arg = None
     if at == A.TRACE_ITER and arg > 0:
-        iter_arg = _ITER_CTX_ARGS.get(tname, {}).get(arg, PTR_MAYBE_NULL)
+        iter_arg = _ITER_CTX_ARGS.get(env.attach_target, {}).get(arg, PTR_MAYBE_NULL)
         if iter_arg & PTR_TO_BUF:
             return iter_arg, None, 0
     pointee = _skip_mods(btf, btf[t.type_id]) if t.type_id else None

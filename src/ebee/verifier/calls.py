@@ -132,8 +132,16 @@ def check_reg_type(env: Env, regno: int, arg_base: int, arg_flags: int, meta: Ca
     if meta.func_id == F.kptr_xchg and t & MEM_ALLOC and regno == 2:
         t &= ~(MEM_ALLOC | MEM_PERCPU)
     if t in compatible:
-        if base_type(reg.type) == PTR_TO_BTF_ID:
-            check_btf_id_arg(env, regno, reg, arg_base, meta, arg_flags, arg_btf)
+        if base_type(reg.type) != PTR_TO_BTF_ID:
+            return
+        if compatible is _MEM:
+            # a kernel struct is memory a helper may read, never write
+            if not arg_flags & MEM_RDONLY:
+                raise env.reject(f"{func_id_name(meta.func_id)}() may "
+                                 f"write into memory pointed by R{regno} "
+                                 f"type={reg_type_str(reg.type)}")
+            return
+        check_btf_id_arg(env, regno, reg, arg_base, meta, arg_flags, arg_btf)
         return
     raise env.reject(f"R{regno} type={reg_type_str(reg.type)} expected=" +
                      ", ".join(reg_type_str(x) for x in compatible))
