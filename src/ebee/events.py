@@ -128,9 +128,17 @@ class EventReader(Generic[T]):
         raise NotImplementedError
 
     # --- shared API ----------------------------------------------------------------
-    def _take(self) -> list[T]:
+    def _fetch_counted(self) -> tuple[list[T], int]:
+        """``_fetch()`` and how many records its lost notices stand for; a backend that
+        knows the count without scanning overrides this (the hot path of fast readers)."""
         fetched = self._fetch()
-        self.lost += sum(it.lost for it in fetched if isinstance(it, Record))
+        return fetched, sum(it.lost for it in fetched if isinstance(it, Record))
+
+    def _take(self) -> list[T]:
+        fetched, lost = self._fetch_counted()
+        self.lost += lost
+        if not lost and self.decode is None and not self._pending:
+            return fetched
         if self.decode is not None:
             dec = self.decode
             for it in fetched:

@@ -241,6 +241,8 @@ class Program(Runnable):
         self.name = name
         self.section = section
         self.sec_def = sec_def
+        # libbpf's bpf_program__set_autoload(): whether load_kernel() loads it (SEC("?..."): no)
+        self.autoload = sec_def.autoload if sec_def is not None else True
         self.expected_attach_type = (U.AttachType(int(expected_attach_type))
                                      if expected_attach_type is not None else None)
         self.attach_target = attach_target

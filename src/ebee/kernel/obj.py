@@ -28,7 +28,7 @@ from __future__ import annotations
 import errno
 import os
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import uapi as U
@@ -62,11 +62,38 @@ class KernelObject:
         self.warnings = warnings_
         self.attachments: list = []
 
-    def attach(self, program: str, target=None, **kw):
-        """Attach one program (see :func:`ebee.kernel.attach.attach`); detached on close."""
+    def attach(self, program: str | None = None, target=None, **kw):
+        """Attach one program (see :func:`ebee.kernel.attach.attach`); detached on close.
+
+        Without a program: every loaded program whose section says where it attaches
+        (tracepoint, raw_tp, kprobe, uprobe with its binary, fentry/lsm/tp_btf, ...), as
+        libbpf's skeleton ``__attach()`` does -- but one that cannot attach does not undo
+        the others: the :class:`AttachReport` says which attached, which could not (and
+        why), and which were skipped because their section names no target (XDP, tc,
+        cgroup, socket filters, perf_event: attach those with a target)."""
+        if program is None:
+            if target is not None or kw:
+                raise TypeError("attach() of every program takes no target or options")
+            return self._attach_all()
         a = self.programs[program].attach(target, **kw)
         self.attachments.append(a)
         return a
+
+    def _attach_all(self) -> "AttachReport":
+        report = AttachReport()
+        for name, prog in self.programs.items():
+            sd = prog.sec_def
+            if sd is None or not _auto_target(prog):
+                report.skipped.append(name)
+                continue
+            try:
+                a = prog.attach()
+            except (OSError, ValueError, LookupError) as e:
+                report.failed[name] = getattr(e, "strerror", None) or str(e)
+                continue
+            self.attachments.append(a)
+            report.attached[name] = a
+        return report
 
     def attach_struct_ops(self, map_name: str) -> Attachment:
         """Register a struct_ops map's table with its kernel subsystem, as libbpf's
@@ -125,6 +152,38 @@ class KernelObject:
                 f"maps={list(self.maps)}>")
 
 
+@dataclass
+class AttachReport:
+    """What :meth:`KernelObject.attach` of every program did, by program name."""
+    attached: dict[str, Any] = field(default_factory=dict)     # name -> Attachment
+    failed: dict[str, str] = field(default_factory=dict)       # name -> why
+    skipped: list[str] = field(default_factory=list)           # no target in the section
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def __str__(self) -> str:
+        lines = [f"attached: {', '.join(self.attached) or 'none'}"]
+        lines += [f"failed: {n}: {why}" for n, why in self.failed.items()]
+        if self.skipped:
+            lines.append(f"skipped (attach with a target): {', '.join(self.skipped)}")
+        return "\n".join(lines)
+
+
+#: program types whose section alone says where they attach (libbpf's auto-attach)
+_AUTO_TYPES = {ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
+               ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.TRACING, ProgType.LSM}
+
+
+def _auto_target(prog) -> bool:
+    if prog.type not in _AUTO_TYPES:
+        return False
+    if prog.type in (ProgType.TRACING, ProgType.LSM):
+        return prog.expected_attach_type != AttachType.TRACE_ITER
+    return bool(prog.sec_def.attach_target)     # "kprobe" alone: libbpf skips it too
+
+
 # ---------------------------------------------------------------------------------------------
 
 def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
@@ -133,10 +192,11 @@ def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
     """Load ``obj`` (an :class:`ebee.Object`) into the kernel; see the module doc.
 
     ``programs``: the names of the programs to load; by default those libbpf loads, every
-    program but those of ``SEC("?...")`` sections (autoload off).  ``attach_prog``: the
-    loaded program (or its fd) the object's ``freplace/FUNC`` programs replace FUNC of
-    (libbpf's ``bpf_program__set_attach_target``); FUNC is looked up in that program's
-    BTF as the kernel holds it."""
+    program whose ``autoload`` is on (off for ``SEC("?...")`` sections, or set by the
+    user between :func:`ebee.open_object` and load).  ``attach_prog``: the loaded program
+    (or its fd) the object's ``freplace/FUNC`` programs replace FUNC of (libbpf's
+    ``bpf_program__set_attach_target``); FUNC is looked up in that program's BTF as the
+    kernel holds it."""
     spec = obj.spec
     warn: list[str] = []
     made: list[Any] = []          # closed again if anything fails
@@ -149,7 +209,7 @@ def load_object(obj, *, log_level: int = 0, pin_root: str | None = None,
         loaded: dict[str, KernelProgram] = {}
         for name, prog in obj.programs.items():
             if programs is not None and name not in programs or programs is None and \
-                    prog.sec_def is not None and not prog.sec_def.autoload:
+                    not prog.autoload:
                 continue
             kp = _load_program(obj, prog, maps, kbtf, log_level, attach_prog)
             made.append(kp)

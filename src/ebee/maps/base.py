@@ -30,7 +30,7 @@ import itertools
 import struct
 import threading
 import weakref
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 from .. import uapi as U
 from ..btf.pyvalues import BTFValue
@@ -44,6 +44,7 @@ from ..verifier.btfaccess import map_view
 from . import cpus
 from .errors import MapError, MapKeyError, map_error
 from .shared import SharedValues, anonymous
+from .hist import format_linear_hist, format_log2_hist
 
 ACCESS_MASK = U.BPF_F_RDONLY | U.BPF_F_WRONLY | U.BPF_F_RDONLY_PROG | U.BPF_F_WRONLY_PROG
 
@@ -684,6 +685,33 @@ class Map:
                 self.delete(k)
             except MapKeyError:
                 pass
+
+    # -- histograms (BCC's table methods) ----------------------------------------------------
+
+    def print_log2_hist(self, val_type: str = "value", section_header: str = "Bucket ptr",
+                        section_print_fn: Callable[[Any], str] | None = None,
+                        bucket_fn: Callable[[Any], Any] | None = None,
+                        strip_leading_zero: bool | None = None,
+                        bucket_sort_fn: Callable[[list], Iterable] | None = None, *,
+                        file: Any = None) -> None:
+        """Print the map as a log2 histogram, exactly as BCC's ``print_log2_hist``: keys
+        are slots (``bpf_log2l`` of the value), values counts.  A struct key
+        ``{bucket, slot}`` prints one histogram per bucket under
+        ``"<section_header> = <bucket>"`` (``section_print_fn(bucket)`` formats it,
+        ``bucket_fn`` maps it first, ``bucket_sort_fn`` orders the buckets).  ``file``:
+        where to print (stdout).  See :mod:`ebee.maps.hist`."""
+        print(format_log2_hist(self, val_type, section_header, section_print_fn, bucket_fn,
+                               strip_leading_zero, bucket_sort_fn), end="", file=file)
+
+    def print_linear_hist(self, val_type: str = "value", section_header: str = "Bucket ptr",
+                          section_print_fn: Callable[[Any], str] | None = None,
+                          bucket_fn: Callable[[Any], Any] | None = None,
+                          bucket_sort_fn: Callable[[list], Iterable] | None = None, *,
+                          file: Any = None) -> None:
+        """Print the map as a linear histogram (one row per slot 0..last used), exactly
+        as BCC's ``print_linear_hist``; struct keys as in :meth:`print_log2_hist`."""
+        print(format_linear_hist(self, val_type, section_header, section_print_fn,
+                                 bucket_fn, bucket_sort_fn), end="", file=file)
 
     # -- operations a type implements (raw bytes) ---------------------------------------------
 

@@ -28,7 +28,9 @@ decides when to fire its irq_work.
 from __future__ import annotations
 
 import errno as E
+import itertools
 import mmap
+import operator
 import struct
 import threading
 from typing import Callable
@@ -42,6 +44,7 @@ from .base import Map
 from .errors import map_error
 
 HDR = struct.Struct("<II")
+_SIZE, _DISCARD = operator.itemgetter(0), operator.itemgetter(2)   # of a _records entry
 RINGBUF_MAX_RECORD_SZ = 0xFFFFFFFF >> 2
 PAGE_SIZE = mmap.PAGESIZE
 
@@ -163,46 +166,152 @@ class RingBuf(Map):
         records whose header a program overwrote are skipped (see ``corrupted``).
         Applications read through :meth:`reader` (``for rec in reader``,
         ``reader.drain()``), which also reports drops and corrupted records."""
-        return [r.data for r in self.consume_records() if not r.lost]
+        return self.consume_raw()[0]
 
     def consume_records(self) -> list[Record]:
         """As :meth:`consume`, with each skipped corrupted record as ``Record(b"", lost=1)``."""
-        out: list[Record] = []
-        buf = self.data.buf
+        data, bad = self.consume_raw()
+        out = [Record(d) for d in data]
+        for i in reversed(bad):
+            out.insert(i, Record(b"", lost=1))
+        return out
+
+    def consume_raw(self) -> tuple[list[bytes], list[int]]:
+        """The consumer step at full speed: the records' data, and the positions in that
+        list where a corrupted record was skipped (counted in ``corrupted``).
+
+        One pass with everything in locals; the data of every record that does not wrap
+        is sliced out of one copy of the consumed span, so a record costs one ``bytes``
+        object and no other allocation."""
         with self.lock:
-            cons = self.consumer_pos
-            while cons < self.producer_pos:
-                off = cons & self.mask
-                rec = self._records.get(off)
+            fast = self._consume_batch()
+        if fast is not None:
+            return fast, []
+        data: list[bytes] = []
+        bad: list[int] = []
+        append = data.append
+        buf = self.data.buf
+        records = self._records
+        get = records.get
+        unpack = HDR.unpack_from
+        ring, mask = self.size, self.mask
+        hdr_sz = U.BPF_RINGBUF_HDR_SZ
+        discard_bit = U.BPF_RINGBUF_DISCARD_BIT
+        with self.lock:
+            cons = first = self.consumer_pos
+            prod = self.producer_pos
+            # the span a single copy covers: from the consumer to the producer, or to the
+            # end of the ring if the producer wrapped
+            base = cons & mask
+            span = bytes(buf[base:base + min(prod - cons, ring - base)])
+            limit = len(span)
+            while cons < prod:
+                off = cons & mask
+                rec = get(off)
                 if rec is None or not rec[1]:
                     break
                 size, _, discard = rec
-                hlen, pg_off = HDR.unpack_from(buf, off)
-                if hlen != size | (U.BPF_RINGBUF_DISCARD_BIT if discard else 0) or \
+                hlen, pg_off = unpack(buf, off)
+                rel = off - base
+                if hlen != (size | discard_bit if discard else size) or \
                         pg_off != off // PAGE_SIZE:
                     self.corrupted += 1
-                    out.append(Record(b"", lost=1))
+                    bad.append(len(data))
                 elif not discard:
-                    start = off + U.BPF_RINGBUF_HDR_SZ
-                    first = min(size, self.size - start) if start < self.size else 0
-                    data = bytes(buf[start:start + first])
-                    if first < size:
-                        s2 = (start + first) - self.size
-                        data += bytes(buf[s2:s2 + size - first])
-                    out.append(Record(data))
-                del self._records[off]
-                cons += (size + U.BPF_RINGBUF_HDR_SZ + 7) & ~7
+                    start = rel + hdr_sz
+                    if 0 <= rel and start + size <= limit:
+                        append(span[start:start + size])
+                    else:   # wrapped: the tail of the ring, then its start (folded back)
+                        a = off + hdr_sz
+                        n1 = min(size, ring - a) if a < ring else 0
+                        d = bytes(buf[a:a + n1])
+                        if n1 < size:
+                            s2 = a + n1 - ring
+                            d += bytes(buf[s2:s2 + size - n1])
+                        append(d)
+                del records[off]
+                cons += (size + hdr_sz + 7) & ~7
+            if cons != first:
                 self.consumer_pos = cons
-        return out
+        return data, bad
+
+    def _consume_batch(self) -> list[bytes] | None:
+        """The common case in bulk, or None to take the record-by-record walk: every
+        committed record lies in one unwrapped span and every header is intact.
+
+        ``_records`` keeps insertion order, which is reservation order, so its first
+        entries are the records the consumer reaches next; the header check compares
+        whole lists (one C-level comparison) instead of record by record."""
+        records = self._records
+        if not records:
+            return []
+        states = [r[1] for r in records.values()]
+        try:
+            k = states.index(False)
+        except ValueError:
+            k = len(states)
+        if k == 0:
+            return []
+        offs = list(itertools.islice(records, k))
+        recs = list(itertools.islice(records.values(), k))
+        ring, mask, hdr_sz = self.size, self.mask, U.BPF_RINGBUF_HDR_SZ
+        base = self.consumer_pos & mask
+        last = recs[-1][0]
+        end = offs[-1] + hdr_sz + last
+        if offs[0] != base or offs[-1] < base or end > ring:
+            return None     # wraps: the walk folds it
+        sizes = list(map(_SIZE, recs))
+        size = sizes[0]
+        step = (size + hdr_sz + 7) & ~7
+        if sizes.count(size) == k and not any(map(_DISCARD, recs)) and \
+                offs[-1] == base + (k - 1) * step:    # reservations are contiguous
+            # records of one size, none discarded: every step is done by C loops
+            # (map, slice, list comparison), none by Python bytecode per record
+            total = k * step
+            span = bytes(self.data.buf[base:base + total])
+            w = memoryview(span).cast("I")
+            if w[0::step // 4].tolist() != [size] * k or w[1::step // 4].tolist() != list(
+                    map(operator.floordiv, range(base, base + total, step),
+                        itertools.repeat(PAGE_SIZE))):
+                return None
+            first = hdr_sz + size
+            data = list(map(span.__getitem__, map(slice, range(hdr_sz, hdr_sz + total, step),
+                                                  range(first, first + total, step))))
+        else:
+            data = self._batch_mixed(offs, recs, base, end)
+            if data is None:
+                return None
+        if k == len(records):
+            records.clear()
+        else:
+            for o in offs:
+                del records[o]
+        self.consumer_pos += (end - base + 7) & ~7
+        return data
+
+    def _batch_mixed(self, offs, recs, base, end) -> list[bytes] | None:
+        hdr_sz = U.BPF_RINGBUF_HDR_SZ
+        span = bytes(self.data.buf[base:end])
+        words = memoryview(span).cast("Q") if not len(span) % 8 else \
+            memoryview(span + bytes(8 - len(span) % 8)).cast("Q")
+        disc = U.BPF_RINGBUF_DISCARD_BIT
+        got = [words[(o - base) >> 3] for o in offs]
+        want = [(r[0] | disc if r[2] else r[0]) | (o // PAGE_SIZE) << 32
+                for o, r in zip(offs, recs)]
+        if got != want:
+            return None     # a corrupted header: the walk reports which
+        return [span[o - base + hdr_sz:o - base + hdr_sz + r[0]]
+                for o, r in zip(offs, recs) if not r[2]]
 
     def reader(self, callback: Callable | None = None, *, lost_callback=None,
-               type: "str | BTFValue | None" = None) -> "RingBufReader":
+               type: "str | BTFValue | None" = None, raw: bool = False) -> "RingBufReader":
         """An :class:`ebee.events.EventReader` over this ring (BCC's open_ring_buffer).
         ``type`` -- a BTF type name such as ``"struct event"`` (looked up in the BTF of
         the object that defined the map) or a :class:`~ebee.btf.pyvalues.BTFValue` --
-        decodes each record into ``rec.value``."""
+        decodes each record into ``rec.value``; ``raw=True`` -- items are the records'
+        ``bytes``, no object per record (see :class:`RingBufReader`)."""
         return RingBufReader(self, callback, lost_callback=lost_callback,
-                             decode=record_decoder(self, type))
+                             decode=record_decoder(self, type), raw=raw)
 
     def _sys_lookup(self, key, flags):
         raise map_error(U.ENOTSUPP)
@@ -230,20 +339,40 @@ def record_decoder(m: Map, type: "str | BTFValue | None"):
 
 
 class RingBufReader(EventReader):
-    def __init__(self, rb: RingBuf, callback=None, *, lost_callback=None, decode=None):
+    """``raw=True``: items are the records' ``bytes`` themselves -- no :class:`Record`
+    per record, the fastest way to consume; losses are then only counted
+    (``reader.lost``, ``lost_callback``), not items of the stream."""
+
+    def __init__(self, rb: RingBuf, callback=None, *, lost_callback=None, decode=None,
+                 raw: bool = False):
+        if raw and decode is not None:
+            raise ValueError("a raw reader hands out bytes: it cannot also decode a type")
         super().__init__(callback, lost_callback=lost_callback, decode=decode)
         self.rb = rb
+        self.raw = raw
         self._seen = rb.notifications
         self._dropped = rb.dropped
 
     def _fetch(self) -> list[Record]:
-        out = self.rb.consume_records()
-        n = self.rb.dropped - self._dropped
+        return self._fetch_counted()[0]
+
+    def _fetch_counted(self):
+        rb = self.rb
+        data, bad = rb.consume_raw()
+        n = rb.dropped - self._dropped
+        self._dropped += n
+        if self.raw:
+            lost = n + len(bad)
+            if lost and self.lost_callback is not None:
+                self.lost_callback(-1, lost)
+            return data, lost
+        out = [Record(d) for d in data]
+        for i in reversed(bad):
+            out.insert(i, Record(b"", lost=1))
         if n:
             # the losses happened while the ring was full of the records before them
-            self._dropped += n
             out.append(Record(b"", -1, lost=n))
-        return out
+        return out, n + len(bad)
 
     def _wait(self, timeout: float | None) -> bool:
         rb = self.rb

@@ -137,14 +137,93 @@ class Object:
         return load_object(self, **kw)
 
 
-def open_file(path_or_bytes) -> ObjectSpec:
-    """Parse an object without creating anything (libbpf's ``bpf_object__open``).
+class _SpecValue:
+    """A global-data map's initial value in the spec, behind the map calls DataSection
+    makes: setting ``.rodata`` before load writes what load will copy in."""
 
-    Change its map specs -- ``spec.maps["m"].max_entries = 4096`` -- then pass
-    it to :func:`load`, as a libbpf user does between open and load.
-    """
+    frozen = False
+
+    def __init__(self, m):
+        self._m = m
+
+    def lookup(self, key) -> bytes:
+        d = self._m.data
+        return bytes(d) if d is not None else bytes(self._m.value_size)
+
+    def update(self, key, value: bytes) -> None:
+        self._m.data = bytes(value)
+
+
+class OpenProgram:
+    """A program of an opened object: ``autoload`` (libbpf's
+    ``bpf_program__set_autoload``) -- off, the kernel backend does not load it."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.name = spec.name
+        self.section = spec.sec_def.section
+        self.autoload = spec.sec_def.autoload
+
+    def __repr__(self) -> str:
+        return f"<OpenProgram {self.name!r} SEC({self.section!r}) autoload={self.autoload}>"
+
+
+class OpenObject:
+    """An object file opened, nothing created (libbpf's ``bpf_object__open``): the
+    skeleton's window between open and load.
+
+    * ``obj.programs["p"].autoload = False`` -- not loaded into the kernel;
+    * ``obj.maps["m"].max_entries = 4096`` -- the map specs (``value_size`` and
+      ``flags`` too), as ``bpf_map__set_max_entries``;
+    * ``obj.rodata.var = 5`` (also ``.data``, ``.bss``) -- initial values of globals,
+      before the verifier reads ``.rodata`` as constants;
+
+    then :meth:`load` (user space) -- and ``.load_kernel()`` on the result for the
+    kernel, whose ``attach()`` auto-attaches every program."""
+
+    def __init__(self, spec: ObjectSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.maps = spec.maps
+        self.programs = {p.name: OpenProgram(p) for p in spec.entry_programs}
+
+    def data_section(self, sec: str) -> DataSection:
+        m = self.spec.maps.get(sec)
+        if m is None or m.kind is MapKind.USER:
+            raise KeyError(f"object '{self.name}' has no global data section {sec!r}")
+        return DataSection({sec: _SpecValue(m)}, self.spec.btf, sec,
+                           self.spec.datasecs.get(sec, []))
+
+    @property
+    def rodata(self) -> DataSection:
+        return self.data_section(".rodata")
+
+    @property
+    def data(self) -> DataSection:
+        return self.data_section(".data")
+
+    @property
+    def bss(self) -> DataSection:
+        return self.data_section(".bss")
+
+    def load(self, **kw) -> Object:
+        """:func:`load` of this object, with the changes made since open."""
+        obj = load(self.spec, **kw)
+        for name, p in self.programs.items():
+            if name in obj.programs:
+                obj.programs[name].autoload = p.autoload
+        return obj
+
+    def __repr__(self) -> str:
+        return f"<OpenObject {self.name!r} programs={list(self.programs)} maps={list(self.maps)}>"
+
+
+def open_file(path_or_bytes) -> OpenObject:
+    """Open an object without creating anything (libbpf's ``bpf_object__open``),
+    exported as ``ebee.open_object``: see :class:`OpenObject` for what can change
+    before :meth:`OpenObject.load`."""
     data, path = read_source(path_or_bytes)
-    return open_object(data, path)
+    return OpenObject(open_object(data, path))
 
 
 def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
@@ -167,6 +246,10 @@ def load(path_or_bytes, *, btf_custom_path: str | None = None, kconfig=None,
     frozen ``.rodata`` as constants, and user space sets ``.rodata`` after this
     call (libbpf's skeleton does so between open and load).
     """
+    if isinstance(path_or_bytes, OpenObject):
+        return path_or_bytes.load(btf_custom_path=btf_custom_path, kconfig=kconfig,
+                                  pin_root=pin_root, prog_type=prog_type, store=store,
+                                  verify=verify)
     if isinstance(path_or_bytes, ObjectSpec):
         spec, path = path_or_bytes, path_or_bytes.path
     else:
