@@ -24,6 +24,12 @@ OBJECTS = sorted(EX.glob("*.o"))
 KNOWN = {
     ("globals", "globals"): "the kernel removes branches its verifier proved dead "
                             "(opt_hard_wire_dead_code_branches, opt_remove_dead_code)",
+    ("sockops_bypass", "bypass_sk_msg"): "sk_msg_md fields: the kernel reads them from its "
+                                         "struct sk_msg (data at +640); ebee's modelled "
+                                         "message keeps its own layout",
+    ("sockops_bypass", "bypass_sockops"): "bpf_sock_ops fields: the kernel reads them from "
+                                          "struct bpf_sock_ops_kern and the socket; ebee's "
+                                          "modelled socket keeps its own layout",
     ("bpf2bpf", "calls"): "the kernel inlines bpf_loop (inline_bpf_loop) and names "
                           "subprogram calls by their JIT symbols",
 }

@@ -40,6 +40,10 @@ EXPECTED = {
                     {"ebee_reno": "STRUCT_OPS", ".bss": "ARRAY"}),
     "sockops_bypass": ({"bypass_sockops": "SOCK_OPS", "bypass_sk_msg": "SK_MSG"},
                        {"sock_ops_map": "SOCKHASH", ".bss": "ARRAY"}),
+    "pktlen_hist": ({"count_sizes": "XDP"}, {"by_proto": "HASH", "linear": "ARRAY"}),
+    "skeleton": ({"on_openat": "TRACEPOINT", "on_sys_enter": "RAW_TRACEPOINT",
+                  "on_missing": "KPROBE", "on_close": "TRACEPOINT", "pass": "XDP"},
+                 {"per_tgid": "HASH", ".rodata": "ARRAY", ".bss": "ARRAY"}),
 }
 
 

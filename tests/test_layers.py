@@ -95,7 +95,9 @@ def _private_definitions() -> dict[str, set[str]]:
                 names.add(n.attr)
             elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                 names.add(n.id)
-    return {pkg: {x for x in names if x.startswith("_") and not x.startswith("__")}
+    # _sunder_ names (ctypes' _fields_, _pack_; enum's _value_) are those libraries' API
+    return {pkg: {x for x in names if x.startswith("_") and not x.startswith("__")
+                  and not (x.endswith("_") and not x.endswith("__"))}
             for pkg, names in defined.items()}
 
 
