@@ -35,7 +35,26 @@ from .maps import Created, create_maps, init_slots
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
 
 
-class Object:
+class GlobalData:
+    """libbpf skeleton's ``.rodata``/``.data``/``.bss`` views over ``data_section``."""
+
+    def data_section(self, sec: str) -> DataSection:
+        raise NotImplementedError
+
+    @property
+    def rodata(self) -> DataSection:
+        return self.data_section(".rodata")
+
+    @property
+    def data(self) -> DataSection:
+        return self.data_section(".data")
+
+    @property
+    def bss(self) -> DataSection:
+        return self.data_section(".bss")
+
+
+class Object(GlobalData):
     """A loaded BPF object: programs, maps and BTF.  Closing it closes its maps."""
 
     def __init__(self, spec: ObjectSpec):
@@ -64,17 +83,6 @@ class Object:
             raise KeyError(f"object '{self.name}' has no global data section {sec!r}")
         return DataSection(self.maps, self.btf, sec, self.spec.datasecs.get(sec, []))
 
-    @property
-    def rodata(self) -> DataSection:
-        return self.data_section(".rodata")
-
-    @property
-    def data(self) -> DataSection:
-        return self.data_section(".data")
-
-    @property
-    def bss(self) -> DataSection:
-        return self.data_section(".bss")
 
     @property
     def kconfig(self) -> DataSection:
@@ -168,7 +176,7 @@ class OpenProgram:
         return f"<OpenProgram {self.name!r} SEC({self.section!r}) autoload={self.autoload}>"
 
 
-class OpenObject:
+class OpenObject(GlobalData):
     """An object file opened, nothing created (libbpf's ``bpf_object__open``): the
     skeleton's window between open and load.
 
@@ -194,17 +202,6 @@ class OpenObject:
         return DataSection({sec: _SpecValue(m)}, self.spec.btf, sec,
                            self.spec.datasecs.get(sec, []))
 
-    @property
-    def rodata(self) -> DataSection:
-        return self.data_section(".rodata")
-
-    @property
-    def data(self) -> DataSection:
-        return self.data_section(".data")
-
-    @property
-    def bss(self) -> DataSection:
-        return self.data_section(".bss")
 
     def load(self, **kw) -> Object:
         """:func:`load` of this object, with the changes made since open."""
