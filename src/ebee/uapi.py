@@ -121,6 +121,11 @@ BTF_VERSION = 1
 BTF_INT_SIGNED = 1 << 0
 BTF_INT_CHAR = 1 << 1
 BTF_INT_BOOL = 1 << 2
+# bpf_snprintf_btf() / bpf_seq_printf_btf() flags (enum in include/uapi/linux/bpf.h)
+BTF_F_COMPACT = 1 << 0
+BTF_F_NONAME = 1 << 1
+BTF_F_PTR_RAW = 1 << 2
+BTF_F_ZERO = 1 << 3
 # --- perf_event_open(2) (include/uapi/linux/perf_event.h) ---
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 PERF_EVENT_IOC_ENABLE = 0x2400

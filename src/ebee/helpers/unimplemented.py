@@ -31,23 +31,20 @@ CANNOT: dict[F, str] = {
 
 _NO_SOCKET_RUNTIME = ("ebee has no runtime for {} programs (the kernel cannot test-run them "
                       "either); the program verifies, the call raises VMError.")
-_SOCKMAP = _NO_SOCKET_RUNTIME.format("sk_msg, sk_skb verdict and sock_ops")
 
 #: helpers user space could give a meaning to that ebee does not implement yet: why
 NOT_YET: dict[F, str] = {
     **dict.fromkeys((F.setsockopt, F.getsockopt), "socket options of the hook's socket; "
-                    + _NO_SOCKET_RUNTIME.format("sock_ops, cgroup_sock_addr and "
-                                                "cgroup_sockopt")),
-    **dict.fromkeys((F.sk_redirect_map, F.sk_redirect_hash, F.sock_map_update,
-                     F.sock_hash_update, F.msg_redirect_map, F.msg_redirect_hash,
-                     F.msg_apply_bytes, F.msg_cork_bytes, F.msg_pull_data, F.msg_push_data,
-                     F.msg_pop_data), "socket redirection through SOCKMAP/SOCKHASH; "
-                    + _SOCKMAP),
+                    "ebee's modelled sockets (ebee.sockets) keep no socket options yet, and "
+                    + _NO_SOCKET_RUNTIME.format("cgroup_sock_addr and cgroup_sockopt")),
+    **dict.fromkeys((F.msg_push_data, F.msg_pop_data), "insert or remove bytes of an "
+                    "sk_msg's scatterlist; ebee's sk_msg runs (ebee.sockets) do not model "
+                    "them yet."),
     F.perf_prog_read_value: "the counter of the perf event that fired; ebee's synthetic "
                             "perf_event runs (testrun.run_event) carry no counter yet.",
-    **dict.fromkeys((F.sock_ops_cb_flags_set, F.load_hdr_opt, F.store_hdr_opt,
-                     F.reserve_hdr_opt), "a TCP connection's callbacks and header options; "
-                    + _NO_SOCKET_RUNTIME.format("sock_ops")),
+    **dict.fromkeys((F.load_hdr_opt, F.store_hdr_opt,
+                     F.reserve_hdr_opt), "TCP header options seen and written by sock_ops "
+                    "callbacks; ebee's loopback TCP (ebee.sockets) carries no options yet."),
     F.bind: "binds the connecting socket; " + _NO_SOCKET_RUNTIME.format("cgroup_sock_addr"),
     F.lwt_push_encap: "pushes an IP or SRv6 encapsulation and re-routes the packet; ebee's "
                       "LWT test runs have no route (dst) to redo yet.",
@@ -62,8 +59,6 @@ NOT_YET: dict[F, str] = {
                     "(bpf_tcp_raw_*_syncookie_*), which take no socket, are implemented."),
     **dict.fromkeys((F.d_path, F.sock_from_file), "need modelled files (struct path, "
                     "struct file); ebee models no VFS."),
-    **dict.fromkeys((F.snprintf_btf, F.seq_printf_btf), "btf_show() rendering of any "
-                    "kernel type from BTF; not written yet."),
     **dict.fromkeys((F.per_cpu_ptr, F.this_cpu_ptr), "take per-CPU kernel variables "
                     "(ksyms, BPF_PSEUDO_BTF_ID), of which ebee's memory holds no copy."),
     **dict.fromkeys((F.sys_bpf, F.sys_close), "run bpf() commands and close() on the "
