@@ -40,8 +40,7 @@ NOT_YET: dict[F, str] = {
                                                 "cgroup_sockopt")),
     **dict.fromkeys((F.sk_redirect_map, F.sk_redirect_hash, F.sock_map_update,
                      F.sock_hash_update, F.msg_redirect_map, F.msg_redirect_hash,
-                     F.msg_apply_bytes, F.msg_cork_bytes, F.msg_pull_data, F.msg_push_data,
-                     F.msg_pop_data), "socket redirection through SOCKMAP/SOCKHASH; "
+                     F.msg_apply_bytes, F.msg_cork_bytes, F.msg_pull_data), "socket redirection through SOCKMAP/SOCKHASH; "
                     + _SOCKMAP),
     F.perf_prog_read_value: "the counter of the perf event that fired; ebee's synthetic "
                             "perf_event runs (testrun.run_event) carry no counter yet.",
