@@ -1,6 +1,7 @@
 """Helpers of sockops and sk_msg programs over ebee's modelled sockets
 (``ebee.sockets``): bpf_sock_map_update, bpf_sock_hash_update, bpf_sock_ops_cb_flags_set,
-bpf_msg_redirect_map/hash, bpf_msg_apply_bytes, bpf_msg_cork_bytes, bpf_msg_pull_data, and
+bpf_msg_redirect_map/hash, bpf_msg_apply_bytes, bpf_msg_cork_bytes, bpf_msg_pull_data,
+bpf_msg_push_data, bpf_msg_pop_data (ebee.sockets.skmsg), and
 sk_skb's bpf_sk_redirect_map/hash (net/core/sock_map.c, net/core/filter.c).
 
 The context object of the run (``cpu.progctx.ctx_obj``) is the stack's
@@ -114,13 +115,17 @@ def msg_cork_bytes(m, msg, nbytes, *_):
 
 @implements(F.msg_pull_data)
 def msg_pull_data(m, msg, start, end, flags, *_):
-    # the message is one linear element in ebee: the window is [start, end) of it
-    call = _call(m, MsgCall)
-    start, end = start & 0xFFFFFFFF, end & 0xFFFFFFFF
-    if flags or end <= start or start >= call.size or end > call.size:
-        return _neg(E.EINVAL)
-    call.set_window(start, end)
-    return 0
+    return _call(m, MsgCall).pull(start, end, flags) & M64
+
+
+@implements(F.msg_push_data)
+def msg_push_data(m, msg, start, length, flags, *_):
+    return _call(m, MsgCall).push(start, length, flags) & M64
+
+
+@implements(F.msg_pop_data)
+def msg_pop_data(m, msg, start, length, flags, *_):
+    return _call(m, MsgCall).pop(start, length, flags) & M64
 
 
 @implements(F.sk_redirect_map)

@@ -37,9 +37,6 @@ NOT_YET: dict[F, str] = {
     **dict.fromkeys((F.setsockopt, F.getsockopt), "socket options of the hook's socket; "
                     "ebee's modelled sockets (ebee.sockets) keep no socket options yet, and "
                     + _NO_SOCKET_RUNTIME.format("cgroup_sock_addr and cgroup_sockopt")),
-    **dict.fromkeys((F.msg_push_data, F.msg_pop_data), "insert or remove bytes of an "
-                    "sk_msg's scatterlist; ebee's sk_msg runs (ebee.sockets) do not model "
-                    "them yet."),
     F.perf_prog_read_value: "the counter of the perf event that fired; ebee's synthetic "
                             "perf_event runs (testrun.run_event) carry no counter yet.",
     **dict.fromkeys((F.load_hdr_opt, F.store_hdr_opt,

@@ -28,6 +28,7 @@ from ..uapi import (AF_INET, IPPROTO_TCP, IPPROTO_UDP,
                     BPF_SOCK_OPS_TCP_CONNECT_CB as TCP_CONNECT,
                     BPF_SOCK_OPS_TCP_LISTEN_CB as TCP_LISTEN_CB,
                     BPF_SOCK_OPS_TIMEOUT_INIT as TIMEOUT_INIT)
+from .skmsg import SkMsgSg
 from .socket import (TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
                      TCP_LAST_ACK, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_SYN_SENT,
                      Delivery, Socket)
@@ -62,21 +63,60 @@ class SockOpsCall:
                          flags)
 
 
-@dataclass
 class MsgCall:
-    """What an sk_msg run's helpers reach (``struct sk_msg``): the message bytes, the
-    program's apply/cork requests and redirect target."""
-    sock: Socket
-    data: Region
-    md: Region
-    size: int
-    apply_bytes: int = 0
-    cork_bytes: int = 0
-    sk_redir: Socket | None = None
-    flags: int = 0
+    """What an sk_msg run's helpers reach (``struct sk_msg``): the message (its bytes in
+    ``data``, a region programs read and write, and its scatterlist), the program's
+    apply/cork requests and redirect target."""
 
-    def set_window(self, start: int, end: int) -> None:
-        struct.pack_into("<QQ", self.md.buf, 0, self.data.start + start, self.data.start + end)
+    def __init__(self, sock: Socket, sg: SkMsgSg, md: Region):
+        self.sock, self.sg, self.md = sock, sg, md
+        self.apply_bytes = 0
+        self.cork_bytes = 0
+        self.sk_redir: Socket | None = None
+        self.flags = 0
+        self.data = SHARED.add(Region(max(sg.size, 1), "sk_msg data"))
+        self.data.buf[:sg.size] = sg.data
+        self._pointers()
+
+    @property
+    def size(self) -> int:
+        return self.sg.size
+
+    def _pointers(self) -> None:
+        """data, data_end and size as the context conversion reads them (live)."""
+        off, n = self.sg.win
+        struct.pack_into("<QQ", self.md.buf, 0, self.data.start + off, self.data.start + off + n)
+        struct.pack_into("<I", self.md.buf, SK_MSG_MD.offsetof("size"), self.sg.size)
+
+    def _edit(self, op, *args: int) -> int:
+        """Run a scatterlist edit on what the program wrote so far; a message whose length
+        changed moves to a new region (the verifier forgot every packet pointer)."""
+        self.sg.data[:] = self.data.buf[:self.sg.size]
+        before = self.sg.size
+        r = op(*args)
+        if self.sg.size != before:
+            old = self.data
+            self.data = SHARED.add(Region(max(self.sg.size, 1), "sk_msg data"))
+            SHARED.remove(old)
+        self.data.buf[:self.sg.size] = self.sg.data
+        if r == 0:
+            self._pointers()
+        return r
+
+    def pull(self, start: int, end: int, flags: int) -> int:
+        return self._edit(self.sg.pull, start, end, flags)
+
+    def push(self, start: int, n: int, flags: int) -> int:
+        return self._edit(self.sg.push, start, n, flags)
+
+    def pop(self, start: int, n: int, flags: int) -> int:
+        return self._edit(self.sg.pop, start, n, flags)
+
+    def finish(self) -> SkMsgSg:
+        """The message after the run (the program's writes in it); frees the region."""
+        self.sg.data[:] = self.data.buf[:self.sg.size]
+        SHARED.remove(self.data)
+        return self.sg
 
 
 @dataclass
@@ -101,7 +141,7 @@ class Psock:
     cork_bytes: int = 0
     sk_redir: Socket | None = None
     redir_ingress: bool = False
-    pending: bytearray = field(default_factory=bytearray)
+    pending: SkMsgSg = field(default_factory=lambda: SkMsgSg(b""))   # the message in flight
     msg_cork: int = 0       # the last run's bpf_msg_cork_bytes
 
 
@@ -342,7 +382,7 @@ class Stack:
 
     def _sendmsg_bpf(self, sock: Socket, ps: Psock, data: bytes) -> int:
         copied = len(data)
-        ps.pending += data
+        ps.pending.append(data)
         if ps.cork_bytes:
             ps.cork_bytes = 0 if len(data) > ps.cork_bytes else ps.cork_bytes - len(data)
             if ps.cork_bytes:
@@ -350,11 +390,11 @@ class Stack:
                 return copied
             ps.eval = EVAL_NONE          # every corked byte is here: run the program again
         # tcp_bpf_send_verdict()
-        while ps.pending:
+        while ps.pending.size:
             delta = 0
             if ps.eval == EVAL_NONE:
                 ps.eval, delta = self._verdict(sock, ps)
-            size = len(ps.pending)
+            size = ps.pending.size
             if ps.msg_cork and ps.msg_cork > size:
                 ps.cork_bytes = ps.msg_cork - size
                 sock.sent.append((data, "corked"))
@@ -362,8 +402,7 @@ class Stack:
             tosend = size
             if ps.apply_bytes and ps.apply_bytes < tosend:
                 tosend = ps.apply_bytes
-            chunk = bytes(ps.pending[:tosend])
-            del ps.pending[:tosend]
+            chunk = ps.pending.consume(tosend)
             ev = ps.eval
             redir = ps.sk_redir
             ingress = ps.redir_ingress
@@ -380,7 +419,7 @@ class Stack:
                     sock.sent.append((chunk, f"redirect egress {redir.cookie}"))
                     self._push(redir, chunk)
             else:
-                ps.pending.clear()
+                ps.pending = SkMsgSg(b"")
                 copied -= tosend + delta
                 sock.sent.append((chunk, "dropped"))
                 # the drop returns before the verdict is reset: it holds for later sends
@@ -394,20 +433,19 @@ class Stack:
 
     def _verdict(self, sock: Socket, ps: Psock) -> tuple[int, int]:
         """sk_psock_msg_verdict(): run the program on the pending bytes."""
-        size = len(ps.pending)
-        data = SHARED.add(Region(max(size, 1), "sk_msg data"))
+        size = ps.pending.size
         md = SHARED.add(Region(SK_MSG_MD.size, "sk_msg_md", writable=False))
         try:
-            data.buf[:size] = ps.pending
-            call = MsgCall(sock, data, md, size)
-            _fill_sk_msg(md, sock, data, size)
-            ret = self.runner(ps.msg_prog, md.start, call) & 0xFFFFFFFF
-            # bpf_msg_pull_data and friends may have changed the bytes the program saw
-            ps.pending[:] = bytes(data.buf[:call.size])
+            _fill_sk_msg(md, sock)
+            call = MsgCall(sock, ps.pending, md)
+            try:
+                ret = self.runner(ps.msg_prog, md.start, call) & 0xFFFFFFFF
+            finally:
+                # what the program wrote, pushed and popped is the message now
+                ps.pending = call.finish()
         finally:
             SHARED.remove(md)
-            SHARED.remove(data)
-        delta = size - call.size
+        delta = size - ps.pending.size
         ps.apply_bytes = call.apply_bytes
         ps.msg_cork = call.cork_bytes
         if ret == SK_PASS and call.sk_redir is not None:
@@ -550,15 +588,13 @@ def _fill_sock_ops(region: Region, sock: Socket, op: int, args: tuple[int, ...],
         struct.pack_into("<Q", b, o("sk"), sock.addr)
 
 
-def _fill_sk_msg(md: Region, sock: Socket, data: Region, size: int) -> None:
+def _fill_sk_msg(md: Region, sock: Socket) -> None:
     b, o = md.buf, SK_MSG_MD.offsetof
-    struct.pack_into("<QQ", b, 0, data.start, data.start + size)
     _fill_addrs(b, sock, o("remote_ip4"), o("local_ip4"), o("remote_ip6"), o("local_ip6"),
                 o("family"))
     rport, lport = _ports(sock)
     b[o("remote_port"):o("remote_port") + 4] = rport
     struct.pack_into("<I", b, o("local_port"), lport)
-    struct.pack_into("<I", b, o("size"), size)
     struct.pack_into("<Q", b, o("sk"), sock.addr)
 
 
