@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 import ebee  # noqa: E402
 from ebee.kernel import KernelProgram, bpf_available  # noqa: E402
 from ebee.kernel.maps import KernelMap  # noqa: E402
-from ebee.maps import Map  # noqa: E402
+from ebee.maps import LpmTrie, Map  # noqa: E402
 from ebee.uapi import BPF_F_NO_PREALLOC, MapType as T, ProgType  # noqa: E402
 from ebee.engines import Machine  # noqa: E402
 from ebee.memory import Region  # noqa: E402
@@ -132,20 +132,8 @@ def ebee_bytes(m: Map) -> int:
         # the LRU lists' link arrays: Python ints in lists, ~8 bytes a slot plus objects
         total += sys.getsizeof(m.lru_lists.prev) + sys.getsizeof(m.lru_lists.next) + \
             sys.getsizeof(m.lru_lists.type) + sys.getsizeof(m.lru_lists.cpu)
-    if hasattr(m, "root"):     # LPM trie nodes are Python objects
-        total += _lpm_bytes(m)
-    return total
-
-
-def _lpm_bytes(m) -> int:
-    seen, stack, total = 0, [m.root], 0
-    while stack:
-        node = stack.pop()
-        if node is None:
-            continue
-        seen += 1
-        total += sys.getsizeof(node) + sys.getsizeof(node.data) + sys.getsizeof(node.child)
-        stack += node.child
+    if isinstance(m, LpmTrie):     # the node pool: typed arrays beside the values region
+        total += m.node_memory()
     return total
 
 
@@ -163,7 +151,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 K entries only")
     ap.add_argument("--ops", type=int, default=20_000, help="operations per measurement")
+    ap.add_argument("--types", default=",".join(t[0] for t in TYPES),
+                    help="comma-separated map kinds to measure (default: all)")
     args = ap.parse_args()
+    kinds = set(args.types.split(","))
     kernel_ok = bpf_available() is None
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"Linux {platform.release()}; kernel maps: {'yes' if kernel_ok else 'no (' + bpf_available() + ')'}")
@@ -171,6 +162,8 @@ def main() -> int:
     print(f"{'map':10} {'entries':>9} {'op':14} {'ebee ops/s':>12} {'kernel ops/s':>13} {'ratio':>7}")
     mem_rows = []
     for kind, mt, ks, flags in TYPES:
+        if kind not in kinds:
+            continue
         for size in sizes:
             em = Map(mt, ks, 8, size, flags)
             km = KernelMap(mt, ks, 8, size, flags) if kernel_ok else None
