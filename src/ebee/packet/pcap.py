@@ -329,6 +329,12 @@ class Writer:
             self._f.write(self._rec.pack(sec, frac, len(data), len(data)) + bytes(data))
         self.written += 1
 
+    def write_records(self, records, count: int) -> None:
+        """``count`` packets already formatted as this file's records (what ``write`` would
+        write for each: ebee.engines.jit.capture writes them natively)."""
+        self._f.write(records)
+        self.written += count
+
     def close(self) -> None:
         """Finish the file and move it into place."""
         if self._f is None:

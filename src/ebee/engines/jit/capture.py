@@ -25,12 +25,15 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import struct
+import sys
 import threading
 from array import array
+from itertools import accumulate
 
 from llvmlite import ir
 
-from ...packet.pcap import layout, read_from
+from ...packet.pcap import Frame, layout, read_from
 from .codegen import Codegen
 from .irgen import PTR, c64, i8, i64
 
@@ -509,6 +512,31 @@ class MappedCapture:
             if count:
                 yield chunk
 
+    def frames(self):
+        """Every frame as a :class:`~ebee.packet.pcap.Frame` (what :func:`ebee.packet.pcap.read`
+        yields), for the paths that run packets one at a time."""
+        lt = self.layout.linktype
+        wire = struct.Struct((">" if (self.layout.swap == (sys.byteorder == "little")) else "<")
+                             + "I")
+        for ch in self.chunks():
+            base = ch.addr - self.addr
+            for k in range(ch.count):
+                t = self.ts_ns(ch.ts[k]) if self.raw_ts else ch.ts[k]
+                d = ch.data(k)
+                orig = len(d) if self.layout.pcapng else \
+                    wire.unpack_from(self.view, base + ch.off[k] - 4)[0]
+                yield Frame(ch.index + k, t / 1e9, d, orig, lt, t)
+        yield from self.rest()
+
+    def count(self) -> int:
+        """How many packets the capture holds (PcapError for a bad record), scanned
+        natively; the capture is read again from its start afterwards."""
+        n = sum(ch.count for ch in self.chunks())
+        for _ in self.rest():
+            n += 1
+        self.pos, self.index, self.stopped, self.done = self.layout.start, 0, False, False
+        return n
+
     def rest(self):
         """The Python reader from the record the scan stopped at (nothing if it did not)."""
         if not self.stopped:
@@ -532,10 +560,75 @@ class MappedCapture:
         self.close()
 
 
+class BatchWriter:
+    """Packets in the batch driver's output buffer appended to a
+    :class:`~ebee.packet.pcap.Writer` natively: the bytes ``Writer.write`` would
+    write for each, one ``write`` call per buffer-full.  ``marks`` (u32 per
+    packet) say which packets are written: 0 not, 1 without a comment, ``m``
+    with comment ``m - 2`` of :meth:`comment_id`."""
+
+    def __init__(self, writer, *, capacity: int = 1 << 22):
+        if sys.byteorder != "little":
+            raise ValueError("native capture writing needs a little-endian host")
+        self.writer = writer
+        self.fn = routines()[1]
+        self.buf = bytearray(capacity)
+        self.comments: list[str] = []
+        self._ids: dict[str, int] = {}
+        # never empty: the routine reads entry 0 for packets without a comment too
+        self._cm = (b"", array("I", [0]), array("I", [0]))
+        ws = self.ws = WriteState()
+        ws.pcapng, ws.nano = int(writer.pcapng), int(writer.nano)
+        ws.ts_limit = (1 << 64) - 1 if writer.pcapng else (1 << 32) * 1_000_000_000
+
+    def comment_id(self, text: str) -> int:
+        """The mark for a packet written with comment ``text``."""
+        m = self._ids.get(text)
+        if m is None:
+            m = self._ids[text] = len(self.comments) + 2
+            self.comments.append(text)
+            blobs = [c.encode() for c in self.comments]
+            self._cm = (b"".join(blobs), array("I", accumulate(map(len, blobs[:-1]), initial=0)),
+                        array("I", map(len, blobs)))
+        return m
+
+    def write(self, count: int, marks, ts_addr: int, src, off_addr: int, len_addr: int,
+              data_of) -> None:
+        """Packets 0..count-1: bytes ``len[k]`` at ``src + off[k]`` (``src`` a buffer),
+        timestamps (u64 ns) at ``ts_addr``; ``data_of(k)`` gives a packet's bytes for one
+        written by ``Writer.write`` (whose timestamp the native check refused)."""
+        ws, w = self.ws, self.writer
+        cm, cm_off, cm_len = self._cm
+        ws.marks = marks.buffer_info()[0]
+        ws.ts, ws.src_off, ws.src_len = ts_addr, off_addr, len_addr
+        ws.src = ctypes.addressof(ctypes.c_char.from_buffer(src)) if len(src) else 0
+        ws.cm_buf = ctypes.cast(ctypes.c_char_p(cm), ctypes.c_void_p).value or 0
+        ws.cm_off, ws.cm_len = cm_off.buffer_info()[0], cm_len.buffer_info()[0]
+        ws.next, ws.count = 0, count
+        tss = (ctypes.c_uint64 * count).from_address(ts_addr) if count else ()
+        while True:
+            ws.dst, ws.cap = ctypes.addressof(ctypes.c_char.from_buffer(self.buf)), len(self.buf)
+            ws.pos = ws.written = 0
+            self.fn(ctypes.addressof(ws))
+            if ws.pos:
+                w.write_records(memoryview(self.buf)[:ws.pos], ws.written)
+            if ws.stop == WRITE_DONE:
+                return
+            if ws.stop == WRITE_FULL:
+                if ws.pos == 0:                 # one packet larger than the buffer
+                    self.buf = bytearray(2 * len(self.buf))
+                continue
+            k = ws.next                         # WRITE_BAD_TS: the writer's own check
+            m = marks[k]
+            w.write(data_of(k), comment=self.comments[m - 2] if m >= 2 else None,
+                    ts_ns=tss[k])
+            ws.next = k + 1
+
+
 def open_capture(path: str, *, chunk: int = 4096) -> MappedCapture:
     """Map ``path`` for native scanning; PcapError for a bad file header."""
     return MappedCapture(layout(path), chunk=chunk)
 
 
-__all__ = ["Chunk", "MappedCapture", "open_capture", "ScanState", "WriteState", "routines", "STOP_END", "STOP_LIMIT", "STOP_PYTHON",
+__all__ = ["BatchWriter", "Chunk", "MappedCapture", "open_capture", "ScanState", "WriteState", "routines", "STOP_END", "STOP_LIMIT", "STOP_PYTHON",
            "WRITE_DONE", "WRITE_FULL", "WRITE_BAD_TS"]
