@@ -319,50 +319,64 @@ def _run_lirc(args, prog) -> int:
 
 def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
     from ..packet import pcap
-    from ..testrun.replay import REPLAY_TYPES, ProgressBar, format_summary, replay
+    from ..testrun.replay import (REPLAY_TYPES, ProgressBar, format_summary, open_capture,
+                                  outcome_writer, replay, replay_capture)
     with _any_runner(prog, args, link_layer) as r:
         pt = r.info.prog_type
         if pt not in REPLAY_TYPES:
             raise UsageError(f"{label}: error: --pcap runs XDP, tc, socket filter and cgroup_skb "
                              f"programs, not {pt.name.lower()}")
+        cap = None
         try:
-            total = pcap.count(args.pcap)
-            frames = pcap.read(args.pcap)
+            if open_capture is not None:    # memory-mapped, records scanned natively
+                cap = open_capture(args.pcap)
+                total = cap.count()
+                if total and cap.layout.linktype != pcap.DLT_EN10MB:
+                    raise pcap.PcapError(f"{args.pcap}: error: link type "
+                                         f"{cap.layout.linktype} is not Ethernet (DLT_EN10MB)")
+                frames = None
+            else:
+                total = pcap.count(args.pcap)
+                frames = pcap.read(args.pcap)
             writer = pcap.Writer(args.pcap_out) if args.pcap_out else None
         except pcap.PcapError as e:
+            if cap is not None:
+                cap.close()
             raise UsageError(str(e)) from None
         bar = ProgressBar(total) if total >= 20000 and not args.json else None
-        ts = {}
 
-        def frames_with_ts():
-            for fr in frames:
+        def checked(it):
+            for fr in it:
                 if fr.linktype != pcap.DLT_EN10MB:
                     raise pcap.PcapError(f"{args.pcap}: error: link type {fr.linktype} is not "
                                          f"Ethernet (DLT_EN10MB)")
-                if writer is not None:
-                    ts[fr.index] = fr.ts_ns if fr.ts_ns is not None else round(fr.ts * 1e9)
                 yield fr
-
-        def on_packet(out):
-            t = ts.pop(out.index, 0)
-            if out.data_out is not None:
-                writer.write(out.data_out, comment=out.mark, ts_ns=t)
-
-        # without an output capture no per-packet outcome is needed: the native batch
-        # path then only counts (no Python per packet at all)
-        sink = on_packet if writer is not None else None
 
         try:
             if args.threads > 1:    # ebee.jit.parallel: one machine (CPU) per thread
-                from ..testrun.parallel import replay_parallel
+                from ..testrun.parallel import replay_capture_parallel, replay_parallel
                 try:
-                    summary = replay_parallel(prog, frames_with_ts(), args.threads,
-                                              engine=args.engine, link_layer=link_layer,
-                                              on_packet=sink, sanitize=args.sanitize)
+                    if cap is not None and writer is None:
+                        summary = replay_capture_parallel(prog, cap, args.threads,
+                                                          engine=args.engine,
+                                                          link_layer=link_layer,
+                                                          sanitize=args.sanitize)
+                    else:
+                        it = checked(cap.frames() if cap is not None else frames)
+                        it, sink = outcome_writer(writer, it) if writer is not None \
+                            else (it, None)
+                        summary = replay_parallel(prog, it, args.threads,
+                                                  engine=args.engine, link_layer=link_layer,
+                                                  on_packet=sink, sanitize=args.sanitize)
                 except ValueError as e:     # a pinned map made with fewer CPUs
                     raise UsageError(f"error: --threads {args.threads}: {e}") from None
+            elif cap is not None:
+                summary = replay_capture(r, cap, writer=writer, progress=bar,
+                                         native=False if args.kernel else None)
             else:
-                summary = replay(r, frames_with_ts(), on_packet=sink, progress=bar,
+                it = checked(frames)
+                it, sink = outcome_writer(writer, it) if writer is not None else (it, None)
+                summary = replay(r, it, on_packet=sink, progress=bar,
                                  native=False if args.kernel else None)
         except pcap.PcapError as e:
             if writer is not None:
@@ -375,6 +389,8 @@ def _run_pcap(args, prog, label: str, link_layer: bool) -> int:
         finally:
             if bar is not None:
                 bar.close()
+            if cap is not None:
+                cap.close()
         if writer is not None:
             writer.close()
     summary.program = label

@@ -53,31 +53,77 @@ def _open(path: str) -> BinaryIO:
 
 def read(path: str) -> Iterator[Frame]:
     """The frames of a pcap or pcapng file, in order; PcapError on bad input."""
-    f = _open(path)
-    with f:
+    lay = layout(path)
+    yield from read_from(lay, lay.start, 0)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a capture's headers say: where its records start and how to read them
+    (what a native record scanner needs; see :func:`ebee.engines.jit.capture`)."""
+    path: str
+    pcapng: bool
+    swap: bool              # multi-byte fields are in the other byte order than the host's
+    start: int              # the byte offset of the first record (pcapng: after the first IDB)
+    linktype: int
+    snaplen: int = 0        # pcap
+    unit_ns: int = 1000     # pcap: ns per unit of the fraction field
+    per_s: int = 1_000_000  # pcapng: timestamp units per second (if_tsresol)
+    tsoffset: int = 0       # pcapng: seconds added to every timestamp (if_tsoffset)
+    size: int = 0           # the file's size when its headers were read
+
+    @property
+    def caplen_max(self) -> int:
+        return max(self.snaplen, 262144)
+
+
+_HOST = "<" if sys.byteorder == "little" else ">"
+
+
+def layout(path: str) -> Layout:
+    """Read a capture's headers; PcapError (what :func:`read` raises) on a bad one."""
+    with _open(path) as f:
+        size = os.fstat(f.fileno()).st_size
         head = f.read(4)
         if len(head) < 4:
             raise PcapError(f"{path}: error: not a capture file (only {len(head)} bytes)")
         magic_le = struct.unpack("<I", head)[0]
         if magic_le == _PCAPNG_MAGIC:
             f.seek(0)
-            yield from _read_pcapng(path, f)
-            return
+            r, le = _pcapng_reader(path, f)
+            per_s, offset = _tsresol(r)
+            return Layout(path, True, ("<" if le else ">") != _HOST, f.tell(), r.datalink(),
+                          per_s=per_s, tsoffset=offset, size=size)
         if magic_le not in _PCAP_MAGICS:
             raise PcapError(f"{path}: error: not a pcap or pcapng file (magic "
                             f"{head.hex()}; expected a1b2c3d4, a1b23c4d or 0a0d0d0a)")
-        yield from _read_pcap(path, f, *_PCAP_MAGICS[magic_le])
+        endian, unit_ns = _PCAP_MAGICS[magic_le]
+        rest = f.read(20)
+        if len(rest) < 20:
+            raise PcapError(f"{path}: error: truncated pcap file header")
+        _vmaj, _vmin, _zone, _sig, snaplen, linktype = struct.unpack(endian + "HHiIII", rest)
+        return Layout(path, False, endian != _HOST, 24, linktype & 0x0FFFFFFF, snaplen=snaplen,
+                      unit_ns=unit_ns, size=size)
 
 
-def _read_pcap(path: str, f: BinaryIO, endian: str, unit_ns: int) -> Iterator[Frame]:
-    rest = f.read(20)
-    if len(rest) < 20:
-        raise PcapError(f"{path}: error: truncated pcap file header")
-    _vmaj, _vmin, _zone, _sig, snaplen, linktype = struct.unpack(endian + "HHiIII", rest)
-    linktype &= 0x0FFFFFFF
+def read_from(lay: Layout, pos: int, index: int) -> Iterator[Frame]:
+    """The frames from byte ``pos`` on (the record of packet ``index``): the reader
+    resumed where a native scan stopped."""
+    f = _open(lay.path)
+    with f:
+        if lay.pcapng:
+            r, _ = _pcapng_reader(lay.path, f)
+            f.seek(pos)
+            yield from _read_pcapng(lay.path, f, r, index)
+        else:
+            f.seek(pos)
+            yield from _read_pcap(lay.path, f, "<" if (lay.swap == (_HOST == ">")) else ">",
+                                  lay.unit_ns, lay.snaplen, lay.linktype, index, pos)
+
+
+def _read_pcap(path: str, f: BinaryIO, endian: str, unit_ns: int, snaplen: int, linktype: int,
+               index: int, offset: int) -> Iterator[Frame]:
     rec = struct.Struct(endian + "IIII")
-    index = 0
-    offset = 24
     while True:
         h = f.read(16)
         if not h:
@@ -131,7 +177,9 @@ def _shb_problem(head: bytes, file_size: int) -> str | None:
     return None
 
 
-def _read_pcapng(path: str, f: BinaryIO) -> Iterator[Frame]:
+def _pcapng_reader(path: str, f: BinaryIO):
+    """dpkt's reader past the section header and the first interface block, and whether
+    the section is little-endian."""
     import dpkt
     from dpkt import pcapng
     size = os.fstat(f.fileno()).st_size
@@ -147,8 +195,12 @@ def _read_pcapng(path: str, f: BinaryIO) -> Iterator[Frame]:
         if what == "IDB not found":
             what = "no interface description block follows it"
         raise PcapError(f"{path}: error: bad pcapng section header: {what}") from None
+    return r, r.idb.__hdr_fmt__[0] == "<"
+
+
+def _read_pcapng(path: str, f: BinaryIO, r, index: int = 0) -> Iterator[Frame]:
+    import dpkt
     linktype = r.datalink()
-    index = 0
     it = _pcapng_packets(r)
     while True:
         try:
@@ -276,6 +328,12 @@ class Writer:
             frac = ns if self.nano else ns // 1000
             self._f.write(self._rec.pack(sec, frac, len(data), len(data)) + bytes(data))
         self.written += 1
+
+    def write_records(self, records, count: int) -> None:
+        """``count`` packets already formatted as this file's records (what ``write`` would
+        write for each: ebee.engines.jit.capture writes them natively)."""
+        self._f.write(records)
+        self.written += count
 
     def close(self) -> None:
         """Finish the file and move it into place."""

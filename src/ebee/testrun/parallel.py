@@ -20,8 +20,10 @@ from typing import Callable, Iterable, Sequence, TypeVar
 
 from ..engines import Machine
 from ..maps import num_cpus
+from ..packet.pcap import Frame
 from .common import TestTarget
-from .replay import Summary, replay
+from .replay import (MappedCapture, Summary, native_batch_unavailable, replay,
+                     replay_mapped_chunks)
 from .runner import Runner
 
 T = TypeVar("T")
@@ -101,6 +103,17 @@ def replay_parallel(prog: TestTarget, frames: Iterable, threads: int, *, engine:
         for r in runners:
             r.close()
             r.machine.close()
+    total = merge(parts)
+    total.seconds = seconds
+    if on_packet is not None:
+        for part in outcomes:
+            for out in part:
+                on_packet(out)
+    return total
+
+
+def merge(parts: Sequence[Summary]) -> Summary:
+    """One Summary of the threads' (in capture order)."""
     total = Summary(parts[0].program, parts[0].prog_type)
     for s in parts:
         total.packets += s.packets
@@ -112,9 +125,68 @@ def replay_parallel(prog: TestTarget, frames: Iterable, threads: int, *, engine:
         total.bytes_out += s.bytes_out
         total.native += s.native
         total.native_ns += s.native_ns
-    total.seconds = seconds
-    if on_packet is not None:
-        for part in outcomes:
-            for out in part:
-                on_packet(out)
+        for key, n in s.error_reasons.items():
+            total.error_reasons[key] += n
+        for key, first in s.first_error.items():
+            total.first_error.setdefault(key, first)
     return total
+
+
+def replay_capture_parallel(prog: TestTarget, cap: MappedCapture, threads: int, *,
+                            engine: str | None = None, link_layer: bool = False,
+                            sanitize: bool = False) -> Summary:
+    """Counts of a mapped capture replayed on ``threads`` threads (no output capture).
+
+    The capture is scanned once natively; its chunks are dealt out in contiguous
+    runs of nearly equal packet counts, each thread running its share on its own
+    machine through the native driver with no Python per packet.  Where the
+    native driver cannot run the program, or the scan stopped at a record the
+    Python reader must read, the frames go to :func:`replay_parallel` instead.
+    """
+    check_cpus(prog, threads)
+    chunks = list(cap.chunks())
+    if cap.stopped:
+        return replay_parallel(prog, [f for ch in chunks for f in _frames(cap, ch)]
+                               + list(cap.rest()), threads, engine=engine,
+                               link_layer=link_layer, sanitize=sanitize)
+    runners = [Runner(prog, engine=engine, link_layer=link_layer, machine=Machine(cpu=k),
+                      sanitize=sanitize) for k in range(threads)]
+    try:
+        if native_batch_unavailable(runners[0]) is not None:
+            frames = [f for ch in chunks for f in _frames(cap, ch)]
+            for r in runners:
+                r.close()
+                r.machine.close()
+            runners = []
+            return replay_parallel(prog, frames, threads, engine=engine, link_layer=link_layer,
+                                   sanitize=sanitize)
+        shares = _deal(chunks, threads)
+        t0 = time.perf_counter()
+        parts = run_threads([(lambda k=k: replay_mapped_chunks(runners[k], cap, shares[k]))
+                             for k in range(threads)])
+        seconds = time.perf_counter() - t0
+    finally:
+        for r in runners:
+            r.close()
+            r.machine.close()
+    total = merge(parts)
+    total.seconds = seconds
+    return total
+
+
+def _frames(cap: MappedCapture, ch):
+    for k in range(ch.count):
+        d = ch.data(k)
+        yield Frame(ch.index + k, ch.ts[k] / 1e9, d, len(d), cap.layout.linktype, ch.ts[k])
+
+
+def _deal(chunks: list, n: int) -> list[list]:
+    """Contiguous runs of chunks, one per thread, of nearly equal packet counts."""
+    total = sum(ch.count for ch in chunks)
+    out: list[list] = [[] for _ in range(n)]
+    done = 0
+    for ch in chunks:
+        k = min(n - 1, done * n // max(total, 1))
+        out[k].append(ch)
+        done += ch.count
+    return out

@@ -4,13 +4,15 @@ from __future__ import annotations
 import errno as E
 import sys
 import time
+from array import array
 from collections import Counter
 from itertools import compress, islice
 from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from ..packet.pcap import Frame
+from ..engines.jit import BatchWriter, MappedCapture, open_capture
+from ..packet.pcap import Frame, Writer
 from ..packet.skbuff import ETH_HLEN
 from ..packet.xdpbuff import XDP_PACKET_HEADROOM, XdpBuff
 from ..progtypes.verdicts import is_redirect, verdict_name
@@ -153,14 +155,18 @@ def replay(runner, frames: Iterable[Frame], *, on_packet: Callable[[Outcome], No
     if why is None:
         _replay_native(runner, frames, s, on_packet, progress)
     else:
-        for fr in frames:
-            s.packets += 1
-            s.bytes_in += len(fr.data)
-            _emit(s, _run_one(runner, fr, s), on_packet)
-            if progress is not None and s.packets % 1000 == 0:
-                progress(s.packets)
+        _replay_each(runner, frames, s, on_packet, progress)
     s.seconds = time.perf_counter() - t0
     return s
+
+
+def _replay_each(runner, frames: Iterable[Frame], s: Summary, on_packet, progress) -> None:
+    for fr in frames:
+        s.packets += 1
+        s.bytes_in += len(fr.data)
+        _emit(s, _run_one(runner, fr, s), on_packet)
+        if progress is not None and s.packets % 1000 == 0:
+            progress(s.packets)
 
 
 def _emit(s: Summary, out: Outcome, on_packet) -> None:
@@ -227,66 +233,115 @@ class _BatchContext:
             setattr(self._base, name, v)
 
 
-def _replay_native(runner, frames: Iterable[Frame], s: Summary, on_packet, progress) -> None:
-    pt = s.prog_type
-    machine, net = runner.machine, runner.net
-    xdp = runner.frames
-    if xdp is not None:
-        runner.frames = None
-        xdp.reset(bytes(ETH_HLEN), dev=net.loopback)
-    else:
-        xdp = XdpBuff(bytes(ETH_HLEN), dev=net.loopback)
-    batch = runner.bound.native_frames(xdp)
-    rc = _BatchContext(RunContext(net, P.XDP, xdp), lambda: batch.cur)
-    tx = Redirect("tx", ifindex=net.loopback.ifindex)
-    names: dict[int, str] = {}
-    keeps: dict[int, bool] = {}
-    group: list[Frame] = []             # the frames the driver is running
+class _Native:
+    """One replay's use of the native XDP driver: runs stretches of packets (from
+    Frame objects or straight from a mapped capture) and folds their results into
+    the Summary -- counts with C-level passes only; an Outcome per packet only for
+    ``on_packet``; output packets through a :class:`BatchWriter` natively."""
 
-    def classify(v: int) -> None:
-        if v not in names:
-            names[v], keeps[v] = _classify(pt, v)
+    def __init__(self, runner, s: Summary, on_packet, progress, out=None):
+        self.runner, self.s, self.on_packet, self.progress, self.out = \
+            runner, s, on_packet, progress, out
+        net = runner.net
+        xdp = runner.frames
+        if xdp is not None:
+            runner.frames = None
+            xdp.reset(bytes(ETH_HLEN), dev=net.loopback)
+        else:
+            xdp = XdpBuff(bytes(ETH_HLEN), dev=net.loopback)
+        self.xdp = xdp
+        self.batch = runner.bound.native_frames(xdp)
+        self.rc = _BatchContext(RunContext(net, P.XDP, xdp), lambda: self.batch.cur)
+        self.tx = Redirect("tx", ifindex=net.loopback.ifindex)
+        self.names: dict[int, str] = {}
+        self.keeps: dict[int, bool] = {}
+        self.marks: dict[int, int] = {}       # return value -> BatchWriter mark
+        self.ns0 = s.native_ns
+        self.frame_of: Callable[[int], Frame] = lambda k: None   # type: ignore[assignment, return-value]
+        self.ts_addr = 0                        # u64 ns per packet of the running stretch
 
-    def redirect_of(k: int, v: int):
+    def classify(self, v: int) -> None:
+        if v not in self.names:
+            self.names[v], self.keeps[v] = _classify(self.s.prog_type, v)
+            if self.out is not None:
+                self.marks[v] = 0 if not self.keeps[v] else \
+                    self.out.comment_id(f"{self.names[v]} -> {self.tx.describe()}") \
+                    if v == XdpAction.TX else 1
+
+    def redirect_of(self, k: int, v: int):
         if v == XdpAction.TX:              # _redirect_outcome: XDP_TX goes back out
-            return tx
-        return rc.redirects.get(k) if is_redirect(pt, v) else None
+            return self.tx
+        return self.rc.redirects.get(k) if is_redirect(self.s.prog_type, v) else None
 
-    def results(start, stop, rets, ooff, olen, out) -> None:
+    def results(self, start, stop, rets, ooff, olen, out) -> None:
+        s, pt = self.s, self.s.prog_type
         s.native += stop - start
-        if on_packet is not None:
+        if self.on_packet is not None:
             for k in range(start, stop):
                 v = rets[k]
                 o = ooff[k]
-                _emit(s, _outcome(s, pt, group[k], v, bytes(out[o:o + olen[k]]),
-                                  redirect_of(k, v)), on_packet)
-        else:   # counts only: C-level passes over the arrays, no Python per packet
+                _emit(s, _outcome(s, pt, self.frame_of(k), v, bytes(out[o:o + olen[k]]),
+                                  self.redirect_of(k, v)), self.on_packet)
+        else:   # C-level passes over the arrays, no Python per packet
+            names, keeps = self.names, self.keeps
             r = rets[start:stop]
             counts = Counter(r)
             for v, n in counts.items():
-                classify(v)
+                self.classify(v)
                 s.verdicts[names[v]] += n
                 if keeps[v]:
                     s.written += n
             s.bytes_out += sum(compress(olen[start:stop], map(keeps.__getitem__, r)))
             if XdpAction.TX in counts:
-                s.redirects[tx.describe()] += counts[XdpAction.TX]
-            for k, red in rc.redirects.items():
+                s.redirects[self.tx.describe()] += counts[XdpAction.TX]
+            reds = []
+            for k, red in self.rc.redirects.items():
                 if start <= k < stop and rets[k] != XdpAction.TX and is_redirect(pt, rets[k]):
                     s.redirects[red.describe()] += 1
-        if progress is not None:
-            progress(s.packets)
+                    reds.append((k, red))
+            if self.out is not None:
+                marks = array("I", map(self.marks.__getitem__, r))
+                for k, red in reds:
+                    if keeps[rets[k]]:
+                        marks[k - start] = self.out.comment_id(f"{names[rets[k]]} -> "
+                                                               f"{red.describe()}")
+                self.out.write(stop - start, marks, self.ts_addr + 8 * start, out,
+                               ooff.buffer_info()[0] + 4 * start,
+                               olen.buffer_info()[0] + 4 * start,
+                               lambda j: bytes(out[ooff[start + j]:ooff[start + j]
+                                                   + olen[start + j]]))
+        if self.progress is not None:
+            self.progress(s.packets)
 
-    def native(part: list[Frame], datas: list[bytes], lens: list[int]) -> None:
-        group[:] = part
-        machine.progctx = rc
+    def _run(self, go) -> None:
+        machine = self.runner.machine
+        machine.progctx = self.rc
         try:
-            batch.run(datas, lens, results)
+            go()
         finally:
             machine.progctx = None
-            rc.redirects.clear()
-            s.native_ns = batch.ns
+            self.rc.redirects.clear()
+            self.s.native_ns = self.ns0 + self.batch.ns
 
+    def run_frames(self, part: list[Frame], datas: list[bytes], lens: list[int]) -> None:
+        self.frame_of = part.__getitem__
+        self._run(lambda: self.batch.run(datas, lens, self.results))
+
+    def run_raw(self, addr: int, offs_addr: int, lens_addr: int, count: int, frame_of,
+                ts_addr: int) -> None:
+        self.frame_of, self.ts_addr = frame_of, ts_addr
+        self._run(lambda: self.batch.run_raw(addr, offs_addr, lens_addr, count, self.results))
+
+    def close(self) -> None:
+        runner = self.runner
+        if runner.own_machine and runner.frames is None:
+            runner.frames = self.xdp
+        else:
+            self.xdp.close()
+
+
+def _replay_native(runner, frames: Iterable[Frame], s: Summary, on_packet, progress) -> None:
+    nat = _Native(runner, s, on_packet, progress)
     lo, hi = _linear_limits()
 
     def chunk_run(chunk: list[Frame]) -> None:
@@ -295,17 +350,17 @@ def _replay_native(runner, frames: Iterable[Frame], s: Summary, on_packet, progr
         s.packets += len(chunk)
         s.bytes_in += sum(lens)
         if lo <= min(lens) and max(lens) <= hi:      # the usual case: C-level checks only
-            native(chunk, datas, lens)
+            nat.run_frames(chunk, datas, lens)
             return
         start = 0                  # fragments or runts: those take the test run's own path
         for k, n in enumerate(lens):
             if not lo <= n <= hi:
                 if k > start:
-                    native(chunk[start:k], datas[start:k], lens[start:k])
+                    nat.run_frames(chunk[start:k], datas[start:k], lens[start:k])
                 _emit(s, _run_one(runner, chunk[k], s), on_packet)
                 start = k + 1
         if start < len(chunk):
-            native(chunk[start:], datas[start:], lens[start:])
+            nat.run_frames(chunk[start:], datas[start:], lens[start:])
 
     it = iter(frames)
     try:
@@ -321,10 +376,111 @@ def _replay_native(runner, frames: Iterable[Frame], s: Summary, on_packet, progr
                 break
             chunk_run(chunk)
     finally:
-        if runner.own_machine and runner.frames is None:
-            runner.frames = xdp
+        nat.close()
+
+
+# -- captures replayed from a memory-mapped file ------------------------------------------------
+
+def outcome_writer(writer: Writer, frames: Iterable[Frame]):
+    """(frames, on_packet): ``on_packet`` writes each outcome's packet to ``writer``
+    with its frame's timestamp (the packet-by-packet way of ``replay_capture``)."""
+    ts: dict[int, int] = {}
+
+    def tracked():
+        for fr in frames:
+            ts[fr.index] = fr.ts_ns if fr.ts_ns is not None else round(fr.ts * 1e9)
+            yield fr
+
+    def on_packet(out: Outcome) -> None:
+        t = ts.pop(out.index, 0)
+        if out.data_out is not None:
+            writer.write(out.data_out, comment=out.mark, ts_ns=t)
+    return tracked(), on_packet
+
+
+def replay_capture(runner, cap: MappedCapture, *, writer: Writer | None = None,
+                   progress: Callable[[int], None] | None = None,
+                   native: bool | None = None) -> Summary:
+    """:func:`replay` over a memory-mapped capture (:func:`ebee.engines.jit.capture.open_capture`),
+    its packets written to ``writer`` if given.
+
+    On the native path (as for ``replay``) the packets go from the mapping to the
+    driver and from its output buffer to the file with no Python object per packet;
+    otherwise each frame takes a test run.  Both give the same counts and the same
+    output file, byte for byte, as ``replay`` over :func:`ebee.packet.pcap.read`.
+    """
+    pt = runner.info.prog_type
+    s = Summary(runner.program.name or "?", pt)
+    why = native_batch_unavailable(runner) if native is not False else "not asked for"
+    if native and why:
+        raise ValueError(f"no native batch replay for this program: {why}")
+    t0 = time.perf_counter()
+    if why is None and not (writer is not None and cap.raw_ts):
+        _replay_mapped(runner, cap, cap.chunks(), s, writer, progress)
+        if cap.stopped:        # the rest from the Python reader (or its error)
+            frames, on_packet = outcome_writer(writer, cap.rest()) if writer is not None \
+                else (cap.rest(), None)
+            _replay_native(runner, frames, s, on_packet, progress)
+    else:
+        frames, on_packet = outcome_writer(writer, cap.frames()) if writer is not None \
+            else (cap.frames(), None)
+        if why is None:
+            _replay_native(runner, frames, s, on_packet, progress)
         else:
-            xdp.close()
+            _replay_each(runner, frames, s, on_packet, progress)
+    s.seconds = time.perf_counter() - t0
+    return s
+
+
+def replay_mapped_chunks(runner, cap: MappedCapture, chunks: Iterable) -> Summary:
+    """Counts of ``chunks`` of ``cap`` through the native driver (a share of a capture
+    that :func:`ebee.testrun.parallel.replay_capture_parallel` gives one thread)."""
+    s = Summary(runner.program.name or "?", runner.info.prog_type)
+    t0 = time.perf_counter()
+    _replay_mapped(runner, cap, chunks, s, None, None)
+    s.seconds = time.perf_counter() - t0
+    return s
+
+
+def _replay_mapped(runner, cap: MappedCapture, chunks: Iterable, s: Summary, writer,
+                   progress) -> None:
+    """The native path over ``chunks`` of ``cap`` (not what follows a stop of its scan)."""
+    out = BatchWriter(writer) if writer is not None else None
+    nat = _Native(runner, s, None, progress, out)
+    lo, hi = _linear_limits()
+    lt = cap.layout.linktype
+    try:
+        for ch in chunks:
+            n = ch.count
+            s.packets += n
+            s.bytes_in += sum(ch.lens[:n]) if n < len(ch.lens) else sum(ch.lens)
+            offs, lens, tss = (a.buffer_info()[0] for a in (ch.off, ch.lens, ch.ts))
+
+            def frame(k: int, ch=ch) -> Frame:
+                d = ch.data(k)
+                return Frame(ch.index + k, ch.ts[k] / 1e9, d, len(d), lt, ch.ts[k])
+
+            def stretch(a: int, b: int, ch=ch, offs=offs, lens=lens, tss=tss) -> None:
+                nat.run_raw(ch.addr, offs + 4 * a, lens + 4 * a, b - a,
+                            lambda k, a=a: frame(a + k), tss + 8 * a)
+
+            if lo <= ch.min_len and ch.max_len <= hi:
+                stretch(0, n)
+                continue
+            start = 0              # fragments or runts: those take the test run's own path
+            for k in range(n):
+                if not lo <= ch.lens[k] <= hi:
+                    if k > start:
+                        stretch(start, k)
+                    o = _run_one(runner, frame(k), s)
+                    _emit(s, o, None)
+                    if writer is not None and o.data_out is not None:
+                        writer.write(o.data_out, comment=o.mark, ts_ns=ch.ts[k])
+                    start = k + 1
+            if start < n:
+                stretch(start, n)
+    finally:
+        nat.close()
 
 
 class ProgressBar:

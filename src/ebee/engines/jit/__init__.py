@@ -26,8 +26,10 @@ except ImportError as e:  # pragma: no cover - exercised where llvmlite is absen
 
 if WHY_NOT is None:
     from .runtime import JIT, CpuState, JitBinding, JitEngine, JitImage, cpu_state
+    from .capture import BatchWriter, MappedCapture, open_capture
 else:  # pragma: no cover
     JIT = None
+    BatchWriter = MappedCapture = open_capture = None   # captures are read by ebee.packet.pcap
 
 
 def available() -> bool:

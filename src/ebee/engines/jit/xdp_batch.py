@@ -267,15 +267,22 @@ class FrameBatch:
         """Run every payload (``lens``: their lengths); ``on_chunk(start, stop, retvals,
         out_off, out_len, out)`` gets each stretch whose outputs are in the buffer.
         A failed run raises after ``on_chunk`` has seen the packets before it."""
-        d, st, b = self.d, self.binding.state, self.binding
-        count = len(payloads)
         lens = array("I", lens)
         offs = array("I", accumulate(lens[:-1], initial=0))
         inbuf = b"".join(payloads)        # read in place (the driver never writes it)
+        addr = ctypes.cast(ctypes.c_char_p(inbuf), ctypes.c_void_p).value or 0
+        self.run_raw(addr, offs.buffer_info()[0], lens.buffer_info()[0], len(payloads), on_chunk)
+
+    def run_raw(self, in_addr: int, offs_addr: int, lens_addr: int, count: int,
+                on_chunk) -> None:
+        """``run`` on packets already in memory: packet k is the ``lens[k]`` bytes at
+        ``in_addr + offs[k]`` (u32 arrays at ``offs_addr``, ``lens_addr``), which must stay
+        alive and unchanged for the call (a memory-mapped capture)."""
+        d, st, b = self.d, self.binding.state, self.binding
         zeros = bytes(4 * count)
         rets, ooff, olen = array("I", zeros), array("I", zeros), array("I", zeros)
-        d.in_buf = ctypes.cast(ctypes.c_char_p(inbuf), ctypes.c_void_p).value or 0
-        d.in_off, d.in_len = offs.buffer_info()[0], lens.buffer_info()[0]
+        d.in_buf = in_addr
+        d.in_off, d.in_len = offs_addr, lens_addr
         d.retval, d.out_off, d.out_len = (a.buffer_info()[0] for a in (rets, ooff, olen))
         d.out_buf, d.out_cap = _addr(self.out), len(self.out)
         d.count, d.next = count, 0
