@@ -12,6 +12,11 @@ environment binds the helpers, memory lookups and the stack and returns
 ``f(r1, r2, r3, r4, r5, depth, n) -> (r0, n)`` where ``n`` counts executed
 instructions (the budget) across the whole run.
 
+Instrumented translations (:mod:`..probes`) add, before every instruction,
+``CV[pc] += 1`` (coverage: ``CT[pc] += 1`` too where a conditional jump jumps) or
+``TR(pc, depth, regs)`` (the debugger's stepping hook); the names are globals of the
+generated module, so the plain translation is byte-for-byte what it was.
+
 Memory accesses based on r10 with a constant offset are checked at
 translation time against the 512-byte frame and go straight to the stack
 buffer.  All other accesses go through a one-entry region cache per
@@ -58,9 +63,11 @@ def _sx(v: int, bits: int) -> int:
 
 
 class Translator(Cfg):
-    def __init__(self, insns: list[Instruction]):
+    def __init__(self, insns: list[Instruction], *, count: bool = False, step: bool = False):
         super().__init__(insns)
         self.lines: list[str] = []
+        self.count = count
+        self.step = step
 
     # -- emission ------------------------------------------------------------
 
@@ -125,6 +132,10 @@ class Translator(Cfg):
         if start in back:
             e(ind, f"if n > LIMIT: budget({start}, n)")
         for i in blk:
+            if self.count:
+                e(ind, f"CV[{i.pc}] += 1")
+            if self.step:
+                e(ind, f"TR({i.pc}, depth, (r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10))")
             getattr(self, "k_" + i.kind.name.lower())(i, ind)
         last = blk[-1]
         if last.kind not in (Kind.EXIT, Kind.JA):
@@ -263,6 +274,8 @@ class Translator(Cfg):
         else:
             cond = f"{d} {_CMP[op]} {x}"
         self.emit(ind, f"if {cond}:")
+        if self.count:
+            self.emit(ind + 1, f"CT[{i.pc}] += 1")
         self.goto(i, ind + 1)
 
     # -- calls ---------------------------------------------------------------
@@ -439,7 +452,9 @@ class Translator(Cfg):
         self.emit(ind, self._RESET)
 
 
-def translate(insns: list[Instruction]) -> Translation:
+def translate(insns: list[Instruction], *, count: bool = False,
+              step: bool = False) -> Translation:
+    """``count``: with coverage counters; ``step``: with the stepping hook."""
     if not insns:
         raise ValueError("empty program")
-    return Translator(insns).translate()
+    return Translator(insns, count=count, step=step).translate()
