@@ -27,6 +27,7 @@ from ..loader.plan import MapPlan, plan_maps
 from ..loader.spec import ObjectSpec, open_object, read_source
 from ..maps import Map, cpus
 from ..program import Program
+from ..testrun.events import AttachReport, EventAttachment, EventSource, attach_all
 from ..verifier import VerifierError, VerifierResult
 from .build import apply_core, build_program, core_target, resolve_externs, resolve_struct_ops
 from .datasec import DataSection
@@ -75,6 +76,7 @@ class Object(GlobalData):
         self.warnings: list[str] = list(spec.warnings)
         self.reused: set[str] = set()    # maps taken over from an existing pin
         self.plan: list[MapPlan] = []    # what loading its maps means (ebee.loader.plan)
+        self._events: EventSource | None = None
 
     # -- skeleton-like global data ------------------------------------------------------
 
@@ -100,12 +102,50 @@ class Object(GlobalData):
             if spec is not None and spec.kind in (MapKind.RODATA, MapKind.KCONFIG) and not m.frozen:
                 m.freeze()
 
+    # -- attaching (ebee's synthetic kernel) -------------------------------------------------
+
+    @property
+    def events(self) -> EventSource:
+        """Where this object's programs attach in user space (made on first use): fire
+        events at it (``obj.events.fire("tracepoint/syscalls/sys_enter_openat",
+        filename=b"/etc/passwd")``), deliver packets to its devices
+        (``obj.events.receive("eth0", frame)``); ``obj.events.net`` is its network."""
+        if self._events is None:
+            self._events = EventSource()
+        return self._events
+
+    def attach(self, program: str | None = None, target=None, *,
+               events: EventSource | None = None,
+               **kw) -> "AttachReport | EventAttachment":
+        """The libbpf skeleton's ``__attach()`` in user space, as
+        :meth:`ebee.kernel.KernelObject.attach` is in the kernel.
+
+        Without a program: every program whose ``autoload`` is on and whose section says
+        where it attaches (tracepoint, raw_tp, kprobe, uprobe with its binary, fentry/fexit,
+        lsm, tp_btf) is attached to ``events`` (default :attr:`events`) -- the attach
+        point ebee's synthetic events are fired at; the :class:`AttachReport` says which
+        attached, which could not and why (a tracepoint or kernel function the host does
+        not have, a uprobe binary that does not exist, a verifier rejection), and which
+        were skipped because their section names no target (XDP, tc, cgroup, socket
+        filters, perf_event).  With a program: that one, XDP and tc ones to the device
+        ``target`` of the source's network (added if new), ``direction`` for tc.
+        Detached when the object closes."""
+        self.first_use()
+        src = events if events is not None else self.events
+        if program is None:
+            if target is not None or kw:
+                raise TypeError("attach() of every program takes no target or options")
+            return attach_all(self.programs, src)
+        return src.attach(self.programs[program], target, **kw)
+
     # -- lifetime ----------------------------------------------------------------------
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._events is not None:
+            self._events.close()
         fs.sync_maps(self.maps.values())
         for name, m in self.maps.items():
             if name not in self.pinned:
