@@ -285,7 +285,7 @@ def _new_pins(made) -> list[str]:
 def _new_map(mp: MapPlan, kbtf, warn) -> KernelMapHandle:
     inner = _new_map(mp.inner, kbtf, warn) if mp.inner is not None else None
     m = mp.spec
-    if kbtf is not None and m.is_internal and not m.btf_value_type_id:
+    if kbtf is not None and m.is_internal and not m.btf_value_type_id and not m.btf_cleared:
         m = _with_datasec(m, kbtf)
     use_btf = kbtf is not None and (m.btf_key_type_id or m.btf_value_type_id)
     kw = dict(inner_map_fd=inner.fd if inner is not None else 0, map_extra=m.map_extra,

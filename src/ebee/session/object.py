@@ -24,6 +24,7 @@ from ..errors import LoadError
 from ..kernel import load_object
 from ..loader.mapdefs import MapKind
 from ..loader.plan import MapPlan, plan_maps
+from ..loader.resize import set_value_size
 from ..loader.spec import ObjectSpec, open_object, read_source
 from ..maps import Map, cpus
 from ..program import Program
@@ -202,6 +203,51 @@ class _SpecValue:
         self._m.data = bytes(value)
 
 
+class OpenMap:
+    """A map of an opened object: its definition, changeable until load (libbpf's
+    ``bpf_map__set_max_entries``, ``__set_value_size``, ``__set_map_flags``, ...).
+
+    Setting ``value_size`` of a global-data map resizes it as libbpf does: the data is
+    kept (zero-extended), and when the section's last variable is an array the BTF
+    follows -- the array gets the new length, so ``obj.bss.arr`` reads that many
+    elements (:mod:`ebee.loader.resize`)."""
+
+    def __init__(self, spec: ObjectSpec, name: str):
+        object.__setattr__(self, "_spec", spec)
+        object.__setattr__(self, "name", name)
+
+    @property
+    def _map(self):
+        return self._spec.maps[self.name]
+
+    @property
+    def value_size(self) -> int:
+        return self._map.value_size
+
+    @value_size.setter
+    def value_size(self, size: int) -> None:
+        set_value_size(self._spec, self.name, size)
+
+    @property
+    def initial_value(self) -> bytes | None:
+        """``bpf_map__initial_value``: a global-data map's contents as load will set them."""
+        return self._map.data
+
+    def __getattr__(self, attr: str):
+        return getattr(self._map, attr)
+
+    def __setattr__(self, attr: str, value) -> None:
+        if attr == "value_size":
+            object.__setattr__(self, attr, value)      # the property
+        elif hasattr(self._map, attr):
+            setattr(self._map, attr, value)
+        else:
+            raise AttributeError(f"map '{self.name}' has no attribute {attr!r}")
+
+    def __repr__(self) -> str:
+        return f"<OpenMap {self._map.describe()}>"
+
+
 class OpenProgram:
     """A program of an opened object: ``autoload`` (libbpf's
     ``bpf_program__set_autoload``) -- off, the kernel backend does not load it."""
@@ -222,7 +268,8 @@ class OpenObject(GlobalData):
 
     * ``obj.programs["p"].autoload = False`` -- not loaded into the kernel;
     * ``obj.maps["m"].max_entries = 4096`` -- the map specs (``value_size`` and
-      ``flags`` too), as ``bpf_map__set_max_entries``;
+      ``flags`` too), as ``bpf_map__set_max_entries``; ``value_size`` of a global-data
+      map resizes it and its last array, as ``bpf_map__set_value_size`` (:class:`OpenMap`);
     * ``obj.rodata.var = 5`` (also ``.data``, ``.bss``) -- initial values of globals,
       before the verifier reads ``.rodata`` as constants;
 
@@ -232,7 +279,7 @@ class OpenObject(GlobalData):
     def __init__(self, spec: ObjectSpec):
         self.spec = spec
         self.name = spec.name
-        self.maps = spec.maps
+        self.maps = {name: OpenMap(spec, name) for name in spec.maps}
         self.programs = {p.name: OpenProgram(p) for p in spec.entry_programs}
 
     def data_section(self, sec: str) -> DataSection:
