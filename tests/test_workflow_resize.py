@@ -73,7 +73,7 @@ def test_when_the_btf_cannot_follow():
     o = ebee.open_object(OBJ)
     o.maps[".bss"].value_size = 16                # last variable is no array
     o.maps[".data.arr"].value_size = 44           # 36 bytes are no whole __u64s
-    assert [w.split(",")[1].strip() for w in o.spec.warnings[-2:]] == \
+    assert [w.split(", ")[1].split(";")[0] for w in o.spec.warnings[-2:]] == \
         ["last var must be an array", "element size (8) doesn't align with new total size (44)"]
     assert o.maps[".bss"].value_size == 16 and o.maps[".bss"].initial_value == bytes(16)
     assert list(o.data_section(".data.arr")) == ["scale"]   # arr no longer described
