@@ -44,6 +44,8 @@ EXPECTED = {
     "skeleton": ({"on_openat": "TRACEPOINT", "on_sys_enter": "RAW_TRACEPOINT",
                   "on_missing": "KPROBE", "on_close": "TRACEPOINT", "pass": "XDP"},
                  {"per_tgid": "HASH", ".rodata": "ARRAY", ".bss": "ARRAY"}),
+    "trace_events": ({"on_openat": "TRACEPOINT", "on_readline": "KPROBE"},
+                     {"events": "RINGBUF", ".rodata": "ARRAY", ".bss": "ARRAY"}),
 }
 
 

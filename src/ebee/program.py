@@ -39,6 +39,7 @@ from .progtypes.sections import SectionDef
 from .runtime.program import Executable, Runnable
 from .runtime.rewrite import rewrite_map
 from .testrun import Runner, RunResult
+from .testrun.events import fire as fire_event
 from .verifier import VerifierError, VerifierResult, verify
 
 # -- the on-disk verdict cache (ebee.cache) --------------------------------------------------
@@ -508,6 +509,29 @@ class Program(Runnable):
         finally:
             # program-side writes reach pinned maps' store
             sync_maps(self.maps if maps is None else maps)
+
+    def fire(self, *args: Any, task: Any = None, cpu: int = 0, retval: int = 0, ip: int = 0,
+             engine: str | None = None, point: str | None = None, **fields: Any) -> RunResult:
+        """Run this tracing program on one synthetic event (Linux has no test run for
+        tracepoints, kprobes or uprobes); the event is built from the program's section
+        and Python values, as :mod:`ebee.testrun.events` describes.
+
+        ``fields``: a tracepoint's fields by name (``filename=b"/etc/passwd"``: pointer
+        fields point at a copy in readable memory); ``args``: a kprobe's, uprobe's, raw
+        tracepoint's or fentry's arguments in order (strings placed in memory too);
+        ``retval``: a kretprobe/uretprobe's or fexit's return value; ``task``: the
+        :class:`ebee.helpers.task.Task` it happens in (``bpf_get_current_pid_tgid``,
+        ``_comm``, ``_uid_gid``, ``_task`` read it; default: a task of this process);
+        ``cpu``: the CPU it runs on; ``point``: the attach point when the section names
+        none (``"kprobe/do_unlinkat"``).  Returns the :class:`RunResult` (``retval``,
+        ``trace_output``); what the program wrote is in its maps."""
+        if self.object is not None:
+            self.object.first_use()
+        try:
+            return fire_event(self, *args, task=task, cpu=cpu, retval=retval, ip=ip,
+                              engine=engine, point=point, **fields)
+        finally:
+            sync_maps(self.maps)
 
     def _prepared(self, engine: str | None, net: Any,
                   sanitize: bool = False) -> tuple[Runner, list]:

@@ -18,6 +18,7 @@ from typing import Any
 from ..btf.record import value_record
 from ..maps.base import Converter, Map, MappedValues, round_up
 from ..maps.errors import map_error
+from ..maps.ringbuf import record_decoder
 from ..uapi import MapType
 from .maps import KernelMap, possible_cpus
 from .syscall import PRIVILEGE_HINT
@@ -56,6 +57,9 @@ class KernelMapHandle(Map):
         self.name = name
         self.numa_node = 0
         self.btf, self.btf_key_type_id, self.btf_value_type_id = btf, btf_key_type_id, btf_value_type_id
+        # the BTF of the object that defined the map (set by load_kernel): where
+        # reader(type="struct event") looks the name up, as the user-space map does
+        self.source_btf = btf
         self.inner_map = None
         self.watchers = []
         self.frozen = False
@@ -237,12 +241,17 @@ class KernelMapHandle(Map):
         return _KernelMapped(self, view, writable, mm)
 
     # --- what programs produce ----------------------------------------------------------------
-    def reader(self, callback=None, *, lost_callback=None, **options):
-        """An event reader (``ebee.events.EventReader``) for a ring buffer or perf event array."""
+    def reader(self, callback=None, *, lost_callback=None, type=None, **options):
+        """An event reader (``ebee.events.EventReader``) for a ring buffer or perf event
+        array; ``type`` (``"struct event"``, or a ``BTFValue``) decodes each record into
+        ``rec.value``, as the user-space map's reader does."""
+        decode = record_decoder(self, type)
         if self.type == MapType.RINGBUF:
-            return RingBufReader(self, callback, max_entries=self.max_entries, **options)
+            return RingBufReader(self, callback, max_entries=self.max_entries, decode=decode,
+                                 **options)
         if self.type == MapType.PERF_EVENT_ARRAY:
-            return PerfBufReader(self, callback, lost_callback=lost_callback, **options)
+            return PerfBufReader(self, callback, lost_callback=lost_callback, decode=decode,
+                                 **options)
         raise TypeError(f"{self.type.name} maps produce no events to read")
 
     def format_items(self, btf=None) -> list[tuple[Any, Any]]:

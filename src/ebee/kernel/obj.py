@@ -28,7 +28,7 @@ from __future__ import annotations
 import errno
 import os
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from .. import uapi as U
@@ -36,6 +36,7 @@ from ..btf import Kind
 from ..isa import OP_CALL, OP_LDDW, encode, pack_slots, unpack_slots
 from ..loader.externs import essential_name
 from ..loader.plan import MapPlan, plan_maps, reuse_mismatch
+from ..testrun.events import AttachReport
 from ..uapi import BPF_F_LINK, AttachType, MapType, ProgType
 from .btf import KernelBTF, find_kernel_type
 from .btf_fixup import fixup
@@ -152,25 +153,6 @@ class KernelObject:
                 f"maps={list(self.maps)}>")
 
 
-@dataclass
-class AttachReport:
-    """What :meth:`KernelObject.attach` of every program did, by program name."""
-    attached: dict[str, Any] = field(default_factory=dict)     # name -> Attachment
-    failed: dict[str, str] = field(default_factory=dict)       # name -> why
-    skipped: list[str] = field(default_factory=list)           # no target in the section
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def __str__(self) -> str:
-        lines = [f"attached: {', '.join(self.attached) or 'none'}"]
-        lines += [f"failed: {n}: {why}" for n, why in self.failed.items()]
-        if self.skipped:
-            lines.append(f"skipped (attach with a target): {', '.join(self.skipped)}")
-        return "\n".join(lines)
-
-
 #: program types whose section alone says where they attach (libbpf's auto-attach)
 _AUTO_TYPES = {ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.RAW_TRACEPOINT,
                ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.TRACING, ProgType.LSM}
@@ -275,11 +257,13 @@ def _create_maps(obj, spec, kbtf, pin_root, warn, made):
                 raise OSError(errno.EINVAL, f"map '{name}': couldn't reuse pinned map at "
                                             f"'{path}': parameter mismatch ({problem})")
             made.append(h)
+            h.source_btf = spec.btf
             maps[name], pinned[name] = h, path
             reused.add(name)
             continue
         h = _new_map(mp, kbtf, warn)
         made.append(h)
+        h.source_btf = spec.btf
         maps[name] = h
         if m.is_internal and user is not None and m.value_size:
             h.update(0, user.raw_lookup((0).to_bytes(4, "little"))[:m.value_size])
@@ -301,7 +285,7 @@ def _new_pins(made) -> list[str]:
 def _new_map(mp: MapPlan, kbtf, warn) -> KernelMapHandle:
     inner = _new_map(mp.inner, kbtf, warn) if mp.inner is not None else None
     m = mp.spec
-    if kbtf is not None and m.is_internal and not m.btf_value_type_id:
+    if kbtf is not None and m.is_internal and not m.btf_value_type_id and not m.btf_cleared:
         m = _with_datasec(m, kbtf)
     use_btf = kbtf is not None and (m.btf_key_type_id or m.btf_value_type_id)
     kw = dict(inner_map_fd=inner.fd if inner is not None else 0, map_extra=m.map_extra,

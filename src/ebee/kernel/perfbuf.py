@@ -94,8 +94,8 @@ class PerfBufReader(EventReader[Record]):
     """
 
     def __init__(self, map, callback=None, *, lost_callback=None, pages: int = 8,
-                 cpus: list[int] | None = None):
-        super().__init__(callback, lost_callback=lost_callback)
+                 cpus: list[int] | None = None, decode=None):
+        super().__init__(callback, lost_callback=lost_callback, decode=decode)
         if pages <= 0 or pages & (pages - 1):
             raise ValueError(f"pages must be a power of two, not {pages}")
         self.map = map

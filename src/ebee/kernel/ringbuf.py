@@ -28,8 +28,8 @@ _U32 = struct.Struct("=I")
 class RingBufReader(EventReader[Record]):
     """Records from a kernel ring buffer map (``map`` is a handle with ``fd``, or an fd)."""
 
-    def __init__(self, map, callback=None, *, max_entries: int | None = None):
-        super().__init__(callback)
+    def __init__(self, map, callback=None, *, max_entries: int | None = None, decode=None):
+        super().__init__(callback, decode=decode)
         self.map = map                      # keeps the map alive
         fd = map if isinstance(map, int) else map.fd
         if max_entries is None:

@@ -79,6 +79,9 @@ class MapSpec:
     # STRUCT_OPS maps (loader.struct_ops): the table, and the kernel's value type once loaded
     struct_ops: Any = None
     btf_vmlinux_value_type_id: int = 0
+    # a global-data map resized so that its DATASEC no longer describes it: created
+    # without BTF, as libbpf clears the map's BTF type ids (loader.resize)
+    btf_cleared: bool = False
 
     @property
     def is_internal(self) -> bool:

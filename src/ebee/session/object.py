@@ -24,9 +24,11 @@ from ..errors import LoadError
 from ..kernel import load_object
 from ..loader.mapdefs import MapKind
 from ..loader.plan import MapPlan, plan_maps
+from ..loader.resize import set_value_size
 from ..loader.spec import ObjectSpec, open_object, read_source
 from ..maps import Map, cpus
 from ..program import Program
+from ..testrun.events import AttachReport, EventAttachment, EventSource, attach_all
 from ..verifier import VerifierError, VerifierResult
 from .build import apply_core, build_program, core_target, resolve_externs, resolve_struct_ops
 from .datasec import DataSection
@@ -75,6 +77,7 @@ class Object(GlobalData):
         self.warnings: list[str] = list(spec.warnings)
         self.reused: set[str] = set()    # maps taken over from an existing pin
         self.plan: list[MapPlan] = []    # what loading its maps means (ebee.loader.plan)
+        self._events: EventSource | None = None
 
     # -- skeleton-like global data ------------------------------------------------------
 
@@ -100,12 +103,50 @@ class Object(GlobalData):
             if spec is not None and spec.kind in (MapKind.RODATA, MapKind.KCONFIG) and not m.frozen:
                 m.freeze()
 
+    # -- attaching (ebee's synthetic kernel) -------------------------------------------------
+
+    @property
+    def events(self) -> EventSource:
+        """Where this object's programs attach in user space (made on first use): fire
+        events at it (``obj.events.fire("tracepoint/syscalls/sys_enter_openat",
+        filename=b"/etc/passwd")``), deliver packets to its devices
+        (``obj.events.receive("eth0", frame)``); ``obj.events.net`` is its network."""
+        if self._events is None:
+            self._events = EventSource()
+        return self._events
+
+    def attach(self, program: str | None = None, target=None, *,
+               events: EventSource | None = None,
+               **kw) -> "AttachReport | EventAttachment":
+        """The libbpf skeleton's ``__attach()`` in user space, as
+        :meth:`ebee.kernel.KernelObject.attach` is in the kernel.
+
+        Without a program: every program whose ``autoload`` is on and whose section says
+        where it attaches (tracepoint, raw_tp, kprobe, uprobe with its binary, fentry/fexit,
+        lsm, tp_btf) is attached to ``events`` (default :attr:`events`) -- the attach
+        point ebee's synthetic events are fired at; the :class:`AttachReport` says which
+        attached, which could not and why (a tracepoint or kernel function the host does
+        not have, a uprobe binary that does not exist, a verifier rejection), and which
+        were skipped because their section names no target (XDP, tc, cgroup, socket
+        filters, perf_event).  With a program: that one, XDP and tc ones to the device
+        ``target`` of the source's network (added if new), ``direction`` for tc.
+        Detached when the object closes."""
+        self.first_use()
+        src = events if events is not None else self.events
+        if program is None:
+            if target is not None or kw:
+                raise TypeError("attach() of every program takes no target or options")
+            return attach_all(self.programs, src)
+        return src.attach(self.programs[program], target, **kw)
+
     # -- lifetime ----------------------------------------------------------------------
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._events is not None:
+            self._events.close()
         fs.sync_maps(self.maps.values())
         for name, m in self.maps.items():
             if name not in self.pinned:
@@ -162,6 +203,51 @@ class _SpecValue:
         self._m.data = bytes(value)
 
 
+class OpenMap:
+    """A map of an opened object: its definition, changeable until load (libbpf's
+    ``bpf_map__set_max_entries``, ``__set_value_size``, ``__set_map_flags``, ...).
+
+    Setting ``value_size`` of a global-data map resizes it as libbpf does: the data is
+    kept (zero-extended), and when the section's last variable is an array the BTF
+    follows -- the array gets the new length, so ``obj.bss.arr`` reads that many
+    elements (:mod:`ebee.loader.resize`)."""
+
+    def __init__(self, spec: ObjectSpec, name: str):
+        object.__setattr__(self, "_spec", spec)
+        object.__setattr__(self, "name", name)
+
+    @property
+    def _map(self):
+        return self._spec.maps[self.name]
+
+    @property
+    def value_size(self) -> int:
+        return self._map.value_size
+
+    @value_size.setter
+    def value_size(self, size: int) -> None:
+        set_value_size(self._spec, self.name, size)
+
+    @property
+    def initial_value(self) -> bytes | None:
+        """``bpf_map__initial_value``: a global-data map's contents as load will set them."""
+        return self._map.data
+
+    def __getattr__(self, attr: str):
+        return getattr(self._map, attr)
+
+    def __setattr__(self, attr: str, value) -> None:
+        if attr == "value_size":
+            object.__setattr__(self, attr, value)      # the property
+        elif hasattr(self._map, attr):
+            setattr(self._map, attr, value)
+        else:
+            raise AttributeError(f"map '{self.name}' has no attribute {attr!r}")
+
+    def __repr__(self) -> str:
+        return f"<OpenMap {self._map.describe()}>"
+
+
 class OpenProgram:
     """A program of an opened object: ``autoload`` (libbpf's
     ``bpf_program__set_autoload``) -- off, the kernel backend does not load it."""
@@ -182,7 +268,8 @@ class OpenObject(GlobalData):
 
     * ``obj.programs["p"].autoload = False`` -- not loaded into the kernel;
     * ``obj.maps["m"].max_entries = 4096`` -- the map specs (``value_size`` and
-      ``flags`` too), as ``bpf_map__set_max_entries``;
+      ``flags`` too), as ``bpf_map__set_max_entries``; ``value_size`` of a global-data
+      map resizes it and its last array, as ``bpf_map__set_value_size`` (:class:`OpenMap`);
     * ``obj.rodata.var = 5`` (also ``.data``, ``.bss``) -- initial values of globals,
       before the verifier reads ``.rodata`` as constants;
 
@@ -192,7 +279,7 @@ class OpenObject(GlobalData):
     def __init__(self, spec: ObjectSpec):
         self.spec = spec
         self.name = spec.name
-        self.maps = spec.maps
+        self.maps = {name: OpenMap(spec, name) for name in spec.maps}
         self.programs = {p.name: OpenProgram(p) for p in spec.entry_programs}
 
     def data_section(self, sec: str) -> DataSection:

@@ -198,20 +198,25 @@ def run(prog: TestTarget, data: bytes | None = None, *, ctx: bytes | None = None
 
 
 def run_event(prog: TestTarget, ctx: bytes, *, engine: str | None = None,
-              sample_period: int = 0, addr: int = 0) -> RunResult:
+              sample_period: int = 0, addr: int = 0, task=None, cpu: int = 0) -> RunResult:
     """Run a tracing program on one synthetic event (Linux has no test run for these).
 
     ``ctx`` is what the program's context points at: ``pt_regs`` bytes for
     kprobe/uprobe (see :func:`ebee.progtypes.tracing.pt_regs`), a tracepoint
     record (``tracepoint_format(...).record(...)``), u64 arguments for raw
     tracepoints, fentry/fexit, tp_btf and lsm, or ``pt_regs`` for perf_event
-    (with ``sample_period`` and ``addr``).
+    (with ``sample_period`` and ``addr``).  ``task``: the :class:`ebee.helpers.task.Task`
+    the event happens in (what ``bpf_get_current_*`` answer); ``cpu``: the CPU it runs on
+    (its per-CPU map slots).  :func:`ebee.testrun.events.fire` builds ``ctx`` from Python
+    values.
     """
     pt = prog.info.prog_type
     exe = prog.executable(evidence=engine != "interp")
     m = Machine()
     if prog.btf is not None:
         m.btf = prog.btf
+    m.task = task
+    m.cpu = cpu
     regions = []
     try:
         bound = select_engine(engine, exe.evidence).compile(exe.insns, exe.evidence) \
