@@ -8,12 +8,9 @@ import pytest
 from ebee import aot, conformance as C
 from ebee.aot import build
 
-CORPUS = "../shared/corpus/conformance/tests/*.data"
-
-
-def _cases():
+def _cases(d):
     out = []
-    for p in sorted(glob.glob(CORPUS)):
+    for p in sorted(glob.glob(str(d / "*.data"))):
         try:
             tc = C.parse(p)
             out.append((tc, tc.program()))
@@ -23,10 +20,10 @@ def _cases():
 
 
 @pytest.mark.parametrize("cc", ["gcc", "clang-19"])
-def test_conformance_matches_jit(cc, tmp_path):
+def test_conformance_matches_jit(cc, tmp_path, conformance_dir):
     if shutil.which(cc) is None:
         pytest.skip(f"{cc} not installed")
-    cases = _cases()
+    cases = _cases(conformance_dir)
     if not cases:
         pytest.skip("conformance corpus not found")
     units = [aot.raw_unit(tc.name, insns) for tc, insns in cases]
