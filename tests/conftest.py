@@ -83,6 +83,20 @@ def kernel():
     return True
 
 
+@pytest.fixture
+def tracing(kernel):
+    """The kernel's ring buffer switched on for the test (an oops earlier in the machine's
+    life switches it off), and back as it was after."""
+    from ebee.kernel.fs import tracefs
+    path = tracefs() / "tracing_on"
+    was = path.read_text().strip()
+    if was == "0":
+        path.write_text("1")
+    yield path
+    if was == "0":
+        path.write_text("0")
+
+
 @pytest.fixture(scope="session")
 def llvm_objdump() -> str:
     for name in ("llvm-objdump-19", "llvm-objdump"):

@@ -209,7 +209,7 @@ def test_feature_probe_helpers(kernel):
     assert "bpf_skb_load_bytes" in sf and "bpf_skb_load_bytes" not in xdp
 
 
-def test_trace_pipe_command(kernel, tmp_path):
+def test_trace_pipe_command(tracing, tmp_path):
     marker = "ebee" + uuid.uuid4().hex[:8]
     words = struct.unpack("<QQ", (marker + "\0").encode().ljust(16, b"\0"))
     from ebee.kernel.prog import KernelProgram
@@ -309,3 +309,17 @@ def test_attach_until_ctrl_c(kernel):
                 proc.wait()
         code = main(["--kernel", "prog", "attach", "id", str(pid), "--section", "raw_tp/x"])
         assert code == 2                    # a tracepoint program named like a raw_tp one
+
+
+def test_trace_pipe_says_when_tracing_is_off(kernel, tmp_path, monkeypatch, capsys):
+    from ebee.cli import kernel_misc
+    from ebee.kernel.trace_pipe import tracing_on
+    flag = tmp_path / "tracing_on"
+    flag.write_text("0\n")
+    assert tracing_on(str(flag)) is False
+    flag.write_text("1\n")
+    assert tracing_on(str(flag)) is True
+    monkeypatch.setattr(kernel_misc, "tracing_on", lambda: False)
+    assert main(["trace-pipe", "--timeout", "0.1"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("ebee: warning: tracing is off") and err.count("\n") == 1

@@ -117,7 +117,7 @@ def test_perf_event_array_samples_and_lost(kernel):
     pa.close()
 
 
-def test_trace_pipe_reads_bpf_printk(kernel):
+def test_trace_pipe_reads_bpf_printk(tracing):
     from ebee.kernel.trace_pipe import TracePipe, parse_line
     marker = "ebee" + uuid.uuid4().hex[:8]
     words = struct.unpack("<QQ", (marker + "\0").encode().ljust(16, b"\0"))

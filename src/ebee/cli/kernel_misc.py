@@ -9,7 +9,7 @@ from ..kernel.probe import helper_names, probe
 from ..kernel.sysconfig import (MACRO_OPTIONS, probe_unprivileged, system_config,
                                 system_config_lines)
 from ..kernel.prog import bpf_available
-from ..kernel.trace_pipe import TracePipe
+from ..kernel.trace_pipe import TracePipe, tracing_on
 from .common import UsageError, print_json
 from .kernel_common import KernelCmdError, kernel_errors
 
@@ -24,6 +24,10 @@ _MISC = {"have_large_insn_limit": "Large program size limit",
 def cmd_trace_pipe(args) -> int:
     n = 0
     with TracePipe() as tp:
+        if not tracing_on():
+            print("ebee: warning: tracing is off (tracing_on is 0): nothing reaches "
+                  "trace_pipe until `echo 1 > /sys/kernel/tracing/tracing_on`",
+                  file=sys.stderr, flush=True)
         try:
             while True:
                 line = tp.read(args.timeout)

@@ -29,6 +29,17 @@ def parse_line(line: str) -> TraceLine:
                      m["func"].strip(), m["msg"])
 
 
+def tracing_on(path: str | None = None) -> bool:
+    """Whether the ring buffer records anything (``tracing_on``).  An oops switches it off
+    (oops_enter() calls tracing_off()), after which bpf_printk writes nothing."""
+    p = path or str(tracefs() / "tracing_on")
+    try:
+        with open(p) as f:
+            return f.read().strip() != "0"
+    except OSError:
+        return True
+
+
 class TracePipe(EventReader[TraceLine]):
     """``for line in TracePipe(): print(line.message)`` — or with a callback and poll()."""
 
