@@ -6,9 +6,10 @@ Rows (the everyday paths users wait for), each with its reference:
 * verifier over a deterministic sample of ../shared/corpus (``--full``: all of it), and
   a program that hits the 1M processed-instruction limit (``--full``): the running
   kernel's own ``verification time`` (BPF_LOG_STATS) on the same programs;
-* ``ebee.load()`` of a CO-RE object, cold (empty ebee cache) and warm, each in a fresh
-  process: ``bpftool prog loadall`` of the same object (libbpf, including the kernel's
-  verification);
+* ``ebee.load()`` of CO-RE objects (examples/c/core_task.o; BCC libbpf-tools' execsnoop
+  and biolatency, built from bench/libbpf-tools), cold (empty ebee cache) and warm, each
+  in a fresh process: ``bpftool prog loadall`` of the same object (libbpf, including the
+  kernel's verification);
 * JIT compile of one program, cold and warm (disk cache), in a fresh process;
 * ``prog.run(data=64-byte packet)`` per call (``Runner.run`` and ``Program.run``):
   BPF_PROG_TEST_RUN per call, wall time of the syscall;
@@ -216,24 +217,65 @@ def bpftool_loadall(obj: Path) -> float | None:
         shutil.rmtree(pin, ignore_errors=True)
 
 
-def load_rows(tmp: str) -> None:
-    cache_dir = os.path.join(tmp, "cache")
+LIBBPF_TOOLS = HERE / "libbpf-tools"
+
+
+def libbpf_tools_objects(tmp: str) -> tuple[list[Path], str | None]:
+    """execsnoop.bpf.o and biolatency.bpf.o built from bench/libbpf-tools as that
+    Makefile builds them, against this kernel's vmlinux.h; or why not."""
+    clang, bpftool = shutil.which("clang-19") or shutil.which("clang"), shutil.which("bpftool")
+    if clang is None or bpftool is None or not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return [], "needs clang, bpftool and /sys/kernel/btf/vmlinux"
+    out = Path(tmp) / "libbpf-tools"
+    out.mkdir(exist_ok=True)
+    with open(out / "vmlinux.h", "w") as f:
+        if subprocess.run([bpftool, "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format",
+                           "c"], stdout=f, stderr=subprocess.DEVNULL).returncode:
+            return [], "bpftool btf dump failed"
+    objs = []
+    for tool in ("execsnoop", "biolatency"):
+        o = out / f"{tool}.bpf.o"
+        r = subprocess.run([clang, "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
+                            f"-I{out}", f"-I{LIBBPF_TOOLS}", "-I/usr/include/x86_64-linux-gnu",
+                            "-c", str(LIBBPF_TOOLS / f"{tool}.bpf.c"), "-o", str(o)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            return objs, f"{tool}: {r.stderr.strip().splitlines()[-1] if r.stderr else 'failed'}"
+        objs.append(o)
+    return objs, None
+
+
+def load_row(tmp: str, obj: Path, with_verify: bool) -> None:
+    """``ebee.load()`` of one object in fresh processes: cold (an empty cache), then warm
+    (best of two), next to ``bpftool prog loadall``."""
+    cache_dir = os.path.join(tmp, f"cache-{obj.stem}")
     src = str(ROOT / "src")
-    code = CHILD_LOAD.format(src=src, obj=str(CORE_OBJ), pins=os.path.join(tmp, "pins"))
+    code = CHILD_LOAD.format(src=src, obj=str(obj), pins=os.path.join(tmp, f"pins-{obj.stem}"))
     cold, imp, vcold = map(float, child(code, cache_dir))
     warm, _, vwarm = map(float, child(code, cache_dir))
     again = child(code, cache_dir)
     warm, vwarm = min(warm, float(again[0])), min(vwarm, float(again[2]))
-    ref = bpftool_loadall(CORE_OBJ)
+    ref = bpftool_loadall(obj)
     rs = f"bpftool prog loadall {ms(ref)}" if ref else "-"
-    name = CORE_OBJ.name
+    name = obj.name
     add(f"ebee.load() CO-RE ({name}), cold cache", ms(cold), rs, cold / ref if ref else None,
         "<= 300 ms")
     add(f"ebee.load() CO-RE ({name}), warm cache", ms(warm), rs, warm / ref if ref else None,
         "<= 50 ms")
-    add("  (import ebee, not in the rows above)", ms(imp))
-    add(f"first verification of {name}'s programs, cold cache", ms(vcold))
-    add(f"first verification of {name}'s programs, warm cache", ms(vwarm))
+    if with_verify:
+        add("  (import ebee, not in the rows above)", ms(imp))
+        add(f"first verification of {name}'s programs, cold cache", ms(vcold))
+        add(f"first verification of {name}'s programs, warm cache", ms(vwarm))
+
+
+def load_rows(tmp: str) -> None:
+    load_row(tmp, CORE_OBJ, True)
+    objs, why = libbpf_tools_objects(tmp)
+    for obj in objs:
+        load_row(tmp, obj, False)
+    if why:
+        add("ebee.load() CO-RE (BCC libbpf-tools)", f"skipped ({why})")
+    src = str(ROOT / "src")
     code = CHILD_JIT.format(src=src, obj=str(XDP_OBJ), pins=os.path.join(tmp, "pins2"),
                             prog="xdp_firewall")
     jcold = child(code, os.path.join(tmp, "jitcache"))
@@ -327,6 +369,50 @@ def run_rows(tmp: str, packets: int) -> None:
         rate = len(frames) / s
         add(f"pcap replay, native batch, {what} ({len(frames):,} pkts)", f"{rate:,.0f} pkt/s",
             kref, (1 / rate) / kpp if kpp else None, target)
+
+
+SKB_REPLAYS = (("TC", "tc_classifier.o"), ("socket filter", "socket_bytes.o"),
+               ("cgroup_skb", "cgroup_skb_counter.o"))
+
+
+def skb_replay_rows(tmp: str, packets: int) -> None:
+    """TC, socket filter and cgroup_skb over the same capture: ``replay`` as `ebee run
+    --pcap` does it (one test run per packet unless the native batch path takes them),
+    next to the kernel's in-program time for the same packets."""
+    from ebee.packet import pcap
+    from ebee.testrun import Runner
+    from ebee.testrun.replay import native_batch_unavailable, replay
+    import make_pcaps
+    cap = os.path.join(tmp, "skb.pcap")
+    make_pcaps.write(cap, packets, seed=7)
+    frames = [pcap.Frame(k, 0.0, f.data, len(f.data)) for k, f in enumerate(pcap.read(cap))]
+    for what, name in SKB_REPLAYS:
+        obj = ebee.load(str(ROOT / "examples" / "c" / name),
+                        pin_root=os.path.join(tmp, f"pins-{name}"))
+        prog = next(iter(obj.programs.values()))
+        with Runner(prog) as r:
+            why = native_batch_unavailable(r)
+            replay(r, frames[:10])
+            s = replay(r, frames).seconds
+        kpp = None
+        if kernel_ok() is None:
+            pin_dir = Path("/sys/fs/bpf") / f"ebee-bench-skb-{os.getpid()}"
+            pin_dir.mkdir(exist_ok=True)
+            try:
+                kobj = obj.load_kernel(pin_root=str(pin_dir))
+                kp = kobj.programs[prog.name]
+                kpp = sum(kp.run(f.data, repeat=1).duration_ns for f in frames) / len(frames) / 1e9
+                kobj.close()
+            except OSError:
+                kpp = None
+            finally:
+                shutil.rmtree(pin_dir, ignore_errors=True)
+        obj.close()
+        rate = len(frames) / s
+        path = "native batch" if why is None else "one test run per packet"
+        add(f"pcap replay, {what} ({name}, {path}, {len(frames):,} pkts)", f"{rate:,.0f} pkt/s",
+            f"kernel {1 / kpp:,.0f} pkt/s in program ({kpp * 1e9:.0f} ns)" if kpp else "-",
+            (1 / rate) / kpp if kpp else None, "native batch as XDP's")
 
 
 # -- memory ------------------------------------------------------------------------------------
@@ -534,6 +620,8 @@ def main() -> int:
         section("1M limit", limit_row, args.full)
         section("load and compile", load_rows, tmp)
         section("runs", run_rows, tmp, 2_000 if args.quick else (100_000 if args.full else 20_000))
+        section("TC, socket filter, cgroup_skb replays", skb_replay_rows, tmp,
+                2_000 if args.quick else 10_000)
         section("LPM memory", lpm_row, 1_000_000 if args.full else (2_000 if args.quick else 100_000))
         section("interpreter", interp_rows, args.quick, args.repeat)
     why = kernel_ok()

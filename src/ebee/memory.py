@@ -15,6 +15,14 @@ import threading
 from typing import Iterator
 
 
+LAZY_ZERO = 1 << 20     # bytes from which a new region's zeroes are the kernel's, lazily
+
+
+def zeroed_pages(size: int) -> mmap.mmap:
+    """Private anonymous pages of at least one byte, zero until written."""
+    return mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+
 class Region:
     """A span of real memory a program may access."""
 
@@ -23,7 +31,11 @@ class Region:
     def __init__(self, size_or_data: int | bytes | bytearray | mmap.mmap, name: str = "", *,
                  writable: bool = True):
         if isinstance(size_or_data, int):
-            buf = bytearray(size_or_data)
+            # a large region is anonymous mmap pages: zero-filled by the kernel on first
+            # touch, so a big preallocated map costs nothing until it is used (bytearray
+            # would write every byte up front)
+            buf = (bytearray(size_or_data) if size_or_data < LAZY_ZERO
+                   else zeroed_pages(size_or_data))
         elif isinstance(size_or_data, (bytearray, mmap.mmap)):
             # an mmap: memory that may become shared with other processes (ebee.maps.shared)
             buf = size_or_data

@@ -30,6 +30,8 @@ import threading
 import weakref
 from typing import Callable
 
+from ..memory import zeroed_pages
+
 PAGE = mmap.PAGESIZE
 MAGIC = b"EBEESHM1"
 # magic, version, journal valid, journal offset, journal length, values size, stride
@@ -45,7 +47,7 @@ def round_page(n: int) -> int:
 def anonymous(size: int) -> mmap.mmap:
     """Page-aligned memory a pin can later replace with a file.  Private: a forked
     child gets its own copy of an unpinned map, as it would of a bytearray."""
-    return mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return zeroed_pages(size)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
