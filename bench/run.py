@@ -173,11 +173,13 @@ CHILD_LOAD = """
 import sys, time
 sys.path.insert(0, {src!r})
 t = time.perf_counter(); import ebee; imp = time.perf_counter() - t
-t = time.perf_counter(); obj = ebee.load({obj!r}, pin_root={pins!r}); dt = time.perf_counter() - t
+t = time.perf_counter(); c = time.process_time()
+obj = ebee.load({obj!r}, pin_root={pins!r})
+dt = time.perf_counter() - t; cpu = time.process_time() - c
 t = time.perf_counter()
 for p in obj.programs.values():
     p.verdict()
-print(dt, imp, time.perf_counter() - t)
+print(dt, imp, time.perf_counter() - t, cpu)
 """
 
 CHILD_JIT = """
@@ -251,17 +253,18 @@ def load_row(tmp: str, obj: Path, with_verify: bool) -> None:
     cache_dir = os.path.join(tmp, f"cache-{obj.stem}")
     src = str(ROOT / "src")
     code = CHILD_LOAD.format(src=src, obj=str(obj), pins=os.path.join(tmp, f"pins-{obj.stem}"))
-    cold, imp, vcold = map(float, child(code, cache_dir))
-    warm, _, vwarm = map(float, child(code, cache_dir))
+    cold, imp, vcold, ccold = map(float, child(code, cache_dir))
+    warm, _, vwarm, cwarm = map(float, child(code, cache_dir))
     again = child(code, cache_dir)
     warm, vwarm = min(warm, float(again[0])), min(vwarm, float(again[2]))
+    cwarm = min(cwarm, float(again[3]))
     ref = bpftool_loadall(obj)
     rs = f"bpftool prog loadall {ms(ref)}" if ref else "-"
     name = obj.name
-    add(f"ebee.load() CO-RE ({name}), cold cache", ms(cold), rs, cold / ref if ref else None,
-        "<= 300 ms")
-    add(f"ebee.load() CO-RE ({name}), warm cache", ms(warm), rs, warm / ref if ref else None,
-        "<= 50 ms")
+    add(f"ebee.load() CO-RE ({name}), cold cache", f"{ms(cold)} (cpu {ms(ccold)})", rs,
+        cold / ref if ref else None, "<= 300 ms")
+    add(f"ebee.load() CO-RE ({name}), warm cache", f"{ms(warm)} (cpu {ms(cwarm)})", rs,
+        warm / ref if ref else None, "<= 50 ms")
     if with_verify:
         add("  (import ebee, not in the rows above)", ms(imp))
         add(f"first verification of {name}'s programs, cold cache", ms(vcold))
@@ -400,10 +403,17 @@ def skb_replay_rows(tmp: str, packets: int) -> None:
             pin_dir.mkdir(exist_ok=True)
             try:
                 kobj = obj.load_kernel(pin_root=str(pin_dir))
-                kp = kobj.programs[prog.name]
-                kpp = sum(kp.run(f.data, repeat=1).duration_ns for f in frames) / len(frames) / 1e9
+                kp = next(iter(kobj.programs.values()))
+                ns = []
+                for f in frames:
+                    try:
+                        ns.append(kp.run(f.data, repeat=1).duration_ns)
+                    except OSError:       # a frame the kernel's test run refuses
+                        pass
+                kpp = sum(ns) / len(ns) / 1e9 if ns else None
                 kobj.close()
-            except OSError:
+            except OSError as e:
+                print(f"  {name} in the kernel: {e}", file=sys.stderr)
                 kpp = None
             finally:
                 shutil.rmtree(pin_dir, ignore_errors=True)
