@@ -5,6 +5,7 @@ kernel: the same text.  bpf_seq_printf's formats and errnos are compared with th
 through the iterator's output."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import ebee
+from ebee.helpers.task import Task, set_tasks
 from ebee.kernel.info import map_info
 from ebee.testrun import TestRunError
 from ebee.testrun.iter import read_iter
@@ -88,12 +90,35 @@ int dump_elems(struct bpf_iter__bpf_map_elem *ctx)
 	*val += 1;
 	return 0;
 }
+
+SEC("iter/task")
+int dump_tasks(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	if (!task) {
+		BPF_SEQ_PRINTF(seq, "-- %llu tasks\n", ctx->meta->seq_num);
+		return 0;
+	}
+	BPF_SEQ_PRINTF(seq, "%d %d %s ppid=%d\n", task->pid, task->tgid, task->comm,
+		       task->real_parent->tgid);
+	return 0;
+}
+
+/* ctx->task is NULL in the stop call: the kernel rejects a dereference without a check */
+SEC("iter/task")
+int task_unchecked(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%d\n", task->pid);
+	return 0;
+}
 '''
 
 
 # this kernel refuses iter/bpf_map_elem programs (EPERM with an empty log, as it does
 # programs needing a trampoline), so only the iter/bpf_map programs go into it
-KERNEL_PROGS = ["dump_maps", "bad_formats"]
+KERNEL_PROGS = ["dump_maps", "bad_formats", "dump_tasks"]
 
 
 def _clang(tmp: Path) -> Path:
@@ -187,7 +212,8 @@ def test_iter_bpf_map_elem_over_an_array_and_a_hash(iter_obj):
     for k in range(4):
         arr[k] = (k * 10).to_bytes(8, "little")
     res = read_iter(prog, map=arr)
-    assert res.text == b"0: 0\n1: 10\n2: 20\n3: 30\n4 elements of h19b_arr\n"
+    # the stop call's seq_num is the last element's (bpf_seq_read counts on finding a next)
+    assert res.text == b"0: 0\n1: 10\n2: 20\n3: 30\n3 elements of h19b_arr\n"
     # the program's writes go to the elements themselves
     assert read_iter(prog, map=arr).text.startswith(b"0: 1\n1: 11\n")
     h = ebee.Map(T.HASH, 4, 8, 8, name="h19b_h")
@@ -195,7 +221,7 @@ def test_iter_bpf_map_elem_over_an_array_and_a_hash(iter_obj):
     h[3] = (30).to_bytes(8, "little")
     text = read_iter(prog, map=h).text
     assert sorted(text.splitlines()[:2]) == [b"3: 30", b"7: 70"]
-    assert text.endswith(b"2 elements of h19b_h\n")
+    assert text.endswith(b"1 elements of h19b_h\n")
     assert int.from_bytes(h[7], "little") == 71
 
 
@@ -205,3 +231,63 @@ def test_iterator_misuse_is_a_clear_error(iter_obj):
         read_iter(obj.programs["dump_elems"])
     with pytest.raises(TestRunError, match="takes no map"):
         read_iter(obj.programs["dump_maps"], map=obj.maps["wanted"])
+
+
+def test_iter_task_over_a_modelled_task_list(iter_obj):
+    obj = ebee.load(iter_obj)
+    tasks = [Task(pid=42, tgid=40, comm="nginx"), Task(pid=40, tgid=40, comm="nginx"),
+             Task(pid=7, tgid=7, comm="sshd")]
+    set_tasks(tasks)
+    try:
+        res = read_iter(obj.programs["dump_tasks"])
+    finally:
+        set_tasks(None)
+    # pid order, threads beside processes; parents default to init; the stop call's
+    # seq_num is the last task's
+    assert res.text == (b"7 7 sshd ppid=1\n40 40 nginx ppid=1\n42 40 nginx ppid=1\n"
+                        b"-- 2 tasks\n")
+    assert res.objects == 3
+
+
+def _rows(text: bytes) -> dict[int, bytes]:
+    return {int(ln.split()[0]): ln for ln in text.splitlines() if not ln.startswith(b"--")}
+
+
+@pytest.mark.kernel
+def test_iter_task_rows_match_the_kernels(kernel, iter_obj):
+    from ebee.kernel import load_object
+    from ebee.kernel.iter import read_iter as kernel_read
+    obj = ebee.load(iter_obj)
+    ours = read_iter(obj.programs["dump_tasks"]).text
+    with load_object(ebee.load(iter_obj), programs=["dump_tasks"]) as ko:
+        theirs = kernel_read(ko.programs["dump_tasks"])
+    for text in (ours, theirs):
+        last = text.splitlines()[-1]
+        assert last.startswith(b"-- ") and last.endswith(b" tasks")
+        assert int(last.split()[1]) + 1 == len(_rows(text)) == text.count(b"\n") - 1
+    mine, kern = _rows(ours), _rows(theirs)
+    me = os.getpid()
+    # this host's kernel hides pid 1 (its supervisor) from the iterator, as it does
+    # /proc/1/ns from root; where it shows it, the rows agree
+    if 1 in kern:
+        assert mine[1] == kern[1] and kern[1].endswith(b"ppid=0")
+    assert mine[2] == kern[2] == b"2 2 kthreadd ppid=0"
+    assert mine[me] == kern[me]
+    assert kern[me].endswith(b"ppid=%d" % os.getppid())
+    assert list(kern) == sorted(kern) and list(mine) == sorted(mine)     # pid order
+    # tasks come and go between the two walks; those in both show the same row
+    both = set(mine) & set(kern)
+    same = sum(mine[p] == kern[p] for p in both)
+    assert len(both) >= 10 and same >= 0.9 * len(both), \
+        [(mine[p], kern[p]) for p in both if mine[p] != kern[p]][:5]
+
+
+@pytest.mark.kernel
+def test_iter_task_null_deref_is_rejected_as_the_kernel_does(kernel, iter_obj):
+    from ebee.kernel import KernelLoadError, load_object
+    ours = ebee.load(iter_obj).programs["task_unchecked"].verify()
+    assert not ours.accepted and ours.error == "R2 invalid mem access 'trusted_ptr_or_null_'"
+    with pytest.raises(KernelLoadError) as e:
+        load_object(ebee.load(iter_obj), programs=["task_unchecked"]).close()
+    assert ours.error in str(e.value) and e.value.errno == ours.errno
+    assert ebee.load(iter_obj).programs["dump_tasks"].verify().accepted
