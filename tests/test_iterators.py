@@ -291,3 +291,20 @@ def test_iter_task_null_deref_is_rejected_as_the_kernel_does(kernel, iter_obj):
         load_object(ebee.load(iter_obj), programs=["task_unchecked"]).close()
     assert ours.error in str(e.value) and e.value.errno == ours.errno
     assert ebee.load(iter_obj).programs["dump_tasks"].verify().accepted
+
+
+@pytest.mark.kernel
+def test_iter_task_of_one_thread_and_one_process_equals_the_kernels(kernel, iter_obj):
+    from ebee.kernel import load_object
+    from ebee.kernel.iter import read_iter as kernel_read
+    prog = ebee.load(iter_obj).programs["dump_tasks"]
+    me = os.getpid()
+    with load_object(ebee.load(iter_obj), programs=["dump_tasks"]) as ko:
+        kprog = ko.programs["dump_tasks"]
+        for kw in ({"tid": me}, {"pid": me}, {"tid": 2}, {"tid": 0x3FFFFFFF}):
+            ours = read_iter(prog, **kw).text
+            theirs = kernel_read(kprog, **kw)
+            assert ours == theirs, kw
+    assert read_iter(prog, tid=me).text.startswith(b"%d %d " % (me, me))
+    with pytest.raises(TestRunError, match="not both"):
+        read_iter(prog, tid=me, pid=me)

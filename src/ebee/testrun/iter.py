@@ -16,7 +16,8 @@ EAGAIN.  Targets:
 - ``task``: every task of ``ebee.helpers.task.all_tasks()`` (this machine's threads from
   /proc unless ``set_tasks()`` gave a list), in pid order; ``ctx->task`` is the task's
   ``struct task_struct`` laid out from the kernel's BTF, so CO-RE reads of pid, tgid,
-  comm, real_parent, cred, mm ... see the modelled values.
+  comm, real_parent, cred, mm ... see the modelled values.  ``tid=`` walks one thread,
+  ``pid=`` one process's threads (the link's ``iter_info.task``).
 
 ``read_iter(prog, map=m)`` returns what ``cat`` of the pinned iterator would print.
 """
@@ -73,10 +74,15 @@ def _target(prog: TestTarget) -> str:
     return t
 
 
-def read_iter(prog: TestTarget, *, map=None, engine: str | None = None) -> IterResult:
-    """Create the iterator (the link's ``iter_info`` names ``map`` for bpf_map_elem) and
-    read it to the end."""
+def read_iter(prog: TestTarget, *, map=None, tid: int | None = None, pid: int | None = None,
+              engine: str | None = None) -> IterResult:
+    """Create the iterator (the link's ``iter_info`` names ``map`` for bpf_map_elem, the
+    thread ``tid`` or the process ``pid`` for task) and read it to the end."""
     target = _target(prog)
+    if (tid is not None or pid is not None) and target != "task":
+        raise TestRunError(errno.EINVAL, f"iter/{target} takes no tid or pid")
+    if tid is not None and pid is not None:
+        raise TestRunError(errno.EINVAL, "a task iterator takes a tid or a pid, not both")
     if target == "bpf_map_elem" and map is None:
         raise TestRunError(errno.EINVAL, "iter/bpf_map_elem needs the map to iterate (map=)")
     if target != "bpf_map_elem" and map is not None:
@@ -123,6 +129,9 @@ def read_iter(prog: TestTarget, *, map=None, engine: str | None = None) -> IterR
                 show(0, stop=True)
             elif target == "task":
                 for task in all_tasks():
+                    if tid is not None and task.pid != tid or \
+                            pid is not None and task.tgid != pid:
+                        continue
                     show(task.addr)
                     shown += 1
                 show(0, stop=True)
