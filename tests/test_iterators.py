@@ -105,6 +105,62 @@ int dump_tasks(struct bpf_iter__task *ctx)
 	return 0;
 }
 
+/* targets ebee does not model in user space yet: verified, and read in the kernel */
+SEC("iter/bpf_prog")
+int dump_progs(struct bpf_iter__bpf_prog *ctx)
+{
+	struct bpf_prog *p = ctx->prog;
+	if (p)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", p->aux->id, p->aux->name);
+	return 0;
+}
+
+SEC("iter/tcp")
+int dump_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *sk = ctx->sk_common;
+	if (sk)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "tcp %u %u\n", sk->skc_num, sk->skc_state);
+	return 0;
+}
+
+SEC("iter/udp")
+int dump_udp(struct bpf_iter__udp *ctx)
+{
+	struct udp_sock *u = ctx->udp_sk;
+	if (u)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "udp %u\n", u->inet.sk.__sk_common.skc_num);
+	return 0;
+}
+
+SEC("iter/task_file")
+int dump_files(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	if (task && ctx->file)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "%d %u\n", task->tgid, ctx->fd);
+	return 0;
+}
+
+SEC("iter/task_vma")
+int dump_vmas(struct bpf_iter__task_vma *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct vm_area_struct *v = ctx->vma;
+	if (task && v)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "%d %lx-%lx\n", task->tgid, v->vm_start, v->vm_end);
+	return 0;
+}
+
+SEC("iter/ksym")
+int dump_ksyms(struct bpf_iter__ksym *ctx)
+{
+	struct kallsym_iter *k = ctx->ksym;
+	if (k && ctx->meta->seq_num < 3)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "%c %s\n", k->type, k->name);
+	return 0;
+}
+
 /* ctx->task is NULL in the stop call: the kernel rejects a dereference without a check */
 SEC("iter/task")
 int task_unchecked(struct bpf_iter__task *ctx)
@@ -308,3 +364,37 @@ def test_iter_task_of_one_thread_and_one_process_equals_the_kernels(kernel, iter
     assert read_iter(prog, tid=me).text.startswith(b"%d %d " % (me, me))
     with pytest.raises(TestRunError, match="not both"):
         read_iter(prog, tid=me, pid=me)
+
+
+OTHER_TARGETS = ["dump_progs", "dump_tcp", "dump_udp", "dump_files", "dump_vmas", "dump_ksyms"]
+
+
+@pytest.mark.kernel
+def test_other_targets_verify_as_in_the_kernel_and_read_there(kernel, iter_obj):
+    import socket
+    from ebee.kernel import load_object
+    from ebee.kernel.iter import read_iter as kernel_read
+    obj = ebee.load(iter_obj)
+    for name in OTHER_TARGETS:
+        assert obj.programs[name].verify().accepted, name
+        # not modelled in user space: a clear refusal naming what is
+        with pytest.raises(TestRunError, match="not modelled by ebee"):
+            read_iter(obj.programs[name])
+    tcp, udp = socket.socket(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        udp.bind(("127.0.0.1", 0))
+        tport, uport = tcp.getsockname()[1], udp.getsockname()[1]
+        with load_object(ebee.load(iter_obj), programs=OTHER_TARGETS) as ko:   # all load
+            out = {n: kernel_read(ko.programs[n]) for n in OTHER_TARGETS}
+    finally:
+        tcp.close()
+        udp.close()
+    me = os.getpid()
+    assert b"tcp %d 10\n" % tport in out["dump_tcp"]          # TCP_LISTEN
+    assert b"udp %d\n" % uport in out["dump_udp"]
+    assert b" dump_progs\n" in out["dump_progs"]
+    assert b"%d 0\n" % me in out["dump_files"] and b"%d 1\n" % me in out["dump_files"]
+    assert any(ln.startswith(b"%d " % me) for ln in out["dump_vmas"].splitlines())
+    assert len(out["dump_ksyms"].splitlines()) == 3
