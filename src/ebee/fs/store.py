@@ -29,7 +29,7 @@ builds a live map with the stored attributes and elements.  Within one
 process a path always gives the same live object, as an fd from
 ``BPF_OBJ_GET`` names the same kernel map.
 
-ARRAY and PERCPU_ARRAY maps are *shared* instead (:data:`SHARED_TYPES`): their values
+ARRAY, PERCPU_ARRAY, HASH and PERCPU_HASH maps are *shared* instead (:data:`SHARED_TYPES`): their values (and tables)
 live in a file under :attr:`PinStore.files`, mapped in place into every process that
 pins or opens them (:mod:`ebee.maps.shared`).  Their elements are not rows; programs and
 user space in all processes meet in the same bytes, and nothing is synced.

@@ -1,6 +1,6 @@
 """Map memory that several processes can share, as one kernel map is shared through bpffs.
 
-A mappable map (ARRAY, PERCPU_ARRAY) keeps its values in anonymous ``mmap`` pages
+A mappable map (ARRAY, PERCPU_ARRAY; HASH, PERCPU_HASH with their table) keeps its values in anonymous ``mmap`` pages
 from the start.  Pinning it (or opening its pin in another process) replaces those
 pages *in place* -- ``mmap(MAP_FIXED | MAP_SHARED)`` of the pin's file at the same
 address -- so every pointer a loaded program or a JIT image already holds stays
