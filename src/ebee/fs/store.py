@@ -219,7 +219,8 @@ class PinStore:
             if self.exists(p):
                 raise PinError(17, f"{p}: File exists")
             created = None
-            if m.shared is None and _shareable(m):
+            # a store in memory (":memory:") is one process's: nothing to share, no files
+            if m.shared is None and _shareable(m) and str(self.location) != ":memory:":
                 created = self._share(m)
             try:
                 self._insert_map(p, m, empty)
