@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define BPF_ANY 0
@@ -151,6 +152,12 @@ static ebee_map *map_new(ebee_obj *obj, const struct ebee_map_def *d)
             goto fail;
         for (uint32_t k = 0; k < m->max_entries; k++)
             m->progs[k] = -1;
+        /* the object's initial slots (a .maps initializer): one int32 program index each */
+        for (uint32_t k = 0; d->init && k < m->max_entries && 4 * (k + 1) <= d->init_len; k++) {
+            int32_t v;
+            memcpy(&v, d->init + 4 * k, 4);
+            m->progs[k] = v < (int32_t)obj->def->nprogs ? v : -1;
+        }
         break;
     default:
         goto fail;
