@@ -27,8 +27,12 @@ def compiler(name: str | None = None) -> str:
 
 
 def raw_unit(name: str, insns: list[Instruction], *, checked: bool = True) -> Unit:
-    """Raw instructions (no program type, no maps): r1 = memory block, r2 = its length."""
-    return Unit(name, list(insns), checked, 0)
+    """Raw instructions (no program type, no maps): r1 = memory block, r2 = its length.
+    Raises OffloadError for what the AOT runtime cannot run."""
+    insns = list(insns)
+    text = {i.pc: str(i) for i in insns}
+    offload.check(name, insns, lambda pc: text.get(pc, "?"), lambda i: -1, None)
+    return Unit(name, insns, checked, 0)
 
 
 def _is_global_data(mp) -> bool:

@@ -269,7 +269,7 @@ class FuncGen:
         name = offload.HELPERS.get(fid)
         if name is None:
             raise offload.OffloadError(f"{self.u.name}: pc {i.pc}: {offload.helper_name(fid)} is "
-                                       f"not implemented by the AOT runtime")
+                                       f"not supported by the AOT runtime")
         self.around(f"ebee_h_{name}(cx, r1, r2, r3, r4, r5)")
 
     def k_call_local(self, i: Instruction) -> None:
