@@ -1,6 +1,7 @@
 """From ebee's objects to C units, and from C to binaries with the system's compiler."""
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -213,6 +214,10 @@ def build_native(units: list[Unit], maps: list[MapDef], out: str | Path, *, obje
         base = [cc_path, opt, "-std=gnu11", "-fPIC", "-I", str(tmp)]
         if target:
             base += [f"--target={target}", "-ffreestanding", "-DEBEE_RT_FREESTANDING"]
+        elif "clang" in Path(cc_path).name and platform.machine() == "x86_64":
+            # as the JIT does (engines/jit/codegen.py): no SHLD for rotates, whose latency
+            # lengthens loop-carried chains
+            base += ["-Xclang", "-target-feature", "-Xclang", "+slow-shld"]
         srcs = [str(src)] + ([str(tmp / runtime_src.SOURCE)] if runtime else [])
         out.parent.mkdir(parents=True, exist_ok=True)
         if form == "shared":

@@ -36,6 +36,9 @@ _SIGS = {
     "ebee_map_max_entries": (C.c_uint32, [C.c_void_p]),
     "ebee_run_xdp": (C.c_int, [C.c_void_p, C.c_int, C.c_uint32, C.c_char_p, C.c_uint32,
                                C.c_char_p, C.c_uint32, C.POINTER(_Result)]),
+    "ebee_run_xdp_repeat": (C.c_int, [C.c_void_p, C.c_int, C.c_uint32, C.c_char_p, C.c_uint32,
+                                      C.c_char_p, C.c_uint32, C.c_uint32, C.POINTER(_Result),
+                                      C.POINTER(C.c_uint64)]),
     "ebee_run_mem": (C.c_int, [C.c_void_p, C.c_int, C.c_uint32, C.c_char_p, C.c_uint64,
                                C.POINTER(_Result)]),
     "ebee_set_seed": (None, [C.c_uint64]),
@@ -128,3 +131,13 @@ class NativeObject:
         if rc:
             raise ValueError(f"ebee_run_xdp: error {rc}")
         return NativeResult(res.retval, res.status, self._out.raw[:res.data_len], res.fault_pc)
+
+    def time_xdp(self, prog: int | str, data: bytes, repeat: int, *, cpu: int = 0) -> float:
+        """Average ns per run of ``repeat`` runs looped in C (BPF_PROG_TEST_RUN's repeat)."""
+        k = self.prog(prog) if isinstance(prog, str) else prog
+        res, ns = _Result(), C.c_uint64()
+        rc = self.lib.ebee_run_xdp_repeat(self.ptr, k, cpu, data, len(data), self._out,
+                                          len(self._out), repeat, C.byref(res), C.byref(ns))
+        if rc:
+            raise ValueError(f"ebee_run_xdp_repeat: error {rc}")
+        return ns.value / max(repeat, 1)

@@ -120,6 +120,11 @@ struct ebee_result {
  * data_out gets data_meta..data_end (at most out_cap bytes). */
 int ebee_run_xdp(ebee_obj *obj, int prog, uint32_t cpu, const void *data, uint32_t len,
                  void *data_out, uint32_t out_cap, struct ebee_result *res);
+/* The same, run `repeat` times on the same buffer as BPF_PROG_TEST_RUN's repeat does;
+ * *ns (if not NULL) gets the thread CPU time of the runs in ns; res is the last run's. */
+int ebee_run_xdp_repeat(ebee_obj *obj, int prog, uint32_t cpu, const void *data, uint32_t len,
+                        void *data_out, uint32_t out_cap, uint32_t repeat,
+                        struct ebee_result *res, uint64_t *ns);
 /* A program on a memory block: r1 = mem, r2 = len (the conformance suite's convention). */
 int ebee_run_mem(ebee_obj *obj, int prog, uint32_t cpu, void *mem, uint64_t len,
                  struct ebee_result *res);
