@@ -63,18 +63,23 @@ def _set(obj, mode, arg, vmode, varg, port) -> None:
     b.mode, b.arg, b.vmode, b.varg, b.only_port = mode, arg, vmode, varg, port
 
 
+def _pair(st, port: int):
+    """A listener on ``port``, a client connected to it and the accepted peer."""
+    srv = st.socket()
+    st.bind(srv, ("127.0.0.1", port))
+    st.listen(srv)
+    c = st.socket()
+    st.connect(c, ("127.0.0.1", port))
+    return c, st.accept(srv)
+
+
 def _ebee(mode, arg, vmode, varg, sends):
     obj = ebee.load(SO)
     st = sockets.stack()
     m = obj.maps["socks"]
     sockets.attach_sk_skb(obj.programs["strp_parse"], m)
     sockets.attach_sk_skb(obj.programs["strp_verdict"], m)
-    srv = st.socket()
-    st.bind(srv, ("127.0.0.1", 7200))
-    st.listen(srv)
-    c = st.socket()
-    st.connect(c, ("127.0.0.1", 7200))
-    p = st.accept(srv)
+    c, p = _pair(st, 7200)
     m.update(0, c)
     m.update(1, p)
     _set(obj, mode, arg, vmode, varg, 7200)
@@ -116,12 +121,7 @@ def test_stream_parser_alone_is_no_strparser():
     st = sockets.stack()
     m = obj.maps["socks"]
     sockets.attach_sk_skb(obj.programs["strp_parse"], m)
-    srv = st.socket()
-    st.bind(srv, ("127.0.0.1", 7201))
-    st.listen(srv)
-    c = st.socket()
-    st.connect(c, ("127.0.0.1", 7201))
-    p = st.accept(srv)
+    c, p = _pair(st, 7201)
     m.update(1, p)
     _set(obj, FIXED, 3, V_PASS, 0, 7201)
     st.send(c, b"abcdefg")
