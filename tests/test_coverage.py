@@ -3,6 +3,7 @@ example firewall over the shipped capture, checked against the interpreter's own
 instruction trace; both engines agree; xdist workers merge; lcov parses."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -197,3 +198,26 @@ def test_xdist_workers_merge(pytester):
     (fd,) = data.files.values()
     assert fd.functions["xdp_firewall"][1] == n         # 50 runs on one worker + the rest
     assert (d / "lcov.info").exists() and (d / "index.html").exists()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get "
+                    "install chromium)")
+def test_report_screenshot(ebee_object, counting, tmp_path):
+    """The HTML report in headless Chromium at a fixed size (EBEE_UPDATE_SCREENSHOTS=1
+    keeps it as docs/img/coverage-report.png)."""
+    prog, frames = _firewall(ebee_object)
+    _run(prog, frames, "interp")
+    page = tmp_path / "index.html"
+    coverage.write_html(coverage.collect(), page, search=[str(OBJ.parent)])
+    png = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1000,900", f"--screenshot={png}", page.as_uri()],
+                   capture_output=True, timeout=120)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (1000, 900)
+    if os.environ.get("EBEE_UPDATE_SCREENSHOTS") == "1":
+        (ROOT / "docs" / "img" / "coverage-report.png").write_bytes(data)
