@@ -28,6 +28,7 @@ from typing import Any, Iterable, NoReturn, Protocol
 from . import cache, uapi as U
 from .btf.ext import FuncInfo, LineInfo
 from .engines.blinding import blind, blinding_enabled, is_multi_function, jit_harden
+from .engines.probes import COVERAGE
 from .errors import EbeeError
 from .fs import PinStore, default_store, sync_maps
 from .helpers import RUNTIME
@@ -401,6 +402,7 @@ class Program(Runnable):
             ev = self.evidence() if evidence else None
         self._insns.seal(self.name)
         image = self._blinded_image() or self._ctx_rewritten()
+        COVERAGE.note(image[0], self)      # coverage reports find the program's source lines
         return Executable(tuple(image[0]), ev, self.name)
 
     def evidence(self) -> VerifierResult | None:
