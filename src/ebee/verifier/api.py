@@ -64,11 +64,13 @@ class Facts:
     def __init__(self, insns: Sequence[Insn]):
         self._insns = insns
         self._facts: dict[int, dict[int, tuple]] = {}
+        self._uses: list = [None] * len(insns)    # _operands per instruction, memoised
 
     def record(self, idx: int, state) -> None:
-        insn = self._insns[idx]
         regs = state.frames[state.curframe].regs
-        use = _operands(insn)
+        use = self._uses[idx]
+        if use is None:
+            use = self._uses[idx] = _operands(self._insns[idx])
         slot = self._facts.get(idx)
         if slot is None:
             self._facts[idx] = slot = {}
