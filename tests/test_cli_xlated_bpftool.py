@@ -24,6 +24,10 @@ OBJECTS = sorted(EX.glob("*.o"))
 KNOWN = {
     ("globals", "globals"): "the kernel removes branches its verifier proved dead "
                             "(opt_hard_wire_dead_code_branches, opt_remove_dead_code)",
+    ("trace_events", "on_openat"): "the kernel removes branches its verifier proved dead "
+                                   "(target_uid in .rodata is -1)",
+    ("trace_events", "on_readline"): "the kernel removes branches its verifier proved dead "
+                                     "(target_uid in .rodata is -1)",
     ("sockops_bypass", "bypass_sk_msg"): "sk_msg_md fields: the kernel reads them from its "
                                          "struct sk_msg (data at +640); ebee's modelled "
                                          "message keeps its own layout",
