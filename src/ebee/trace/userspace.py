@@ -22,14 +22,13 @@ from ..engines import Machine, select_engine
 from ..helpers import RUNTIME
 from ..helpers.calls import VirtualClock
 from ..helpers.task import Task
-from ..layouts.kernel import BPF_PERF_EVENT_DATA_KERN, PERF_SAMPLE_DATA
 from ..maps import Map
 from ..memory import SHARED, Region
 from ..program import Program
 from ..progtypes.tracing import pt_regs, u64_args
 from ..runtime import RunContext
 from ..testrun.events import EventBuilder
-from ..testrun.runner import default_net
+from ..testrun.runner import default_net, place_event
 from .codegen import CompiledProbe
 from .compiler import Script, program_btf
 from .errors import TraceError
@@ -187,22 +186,9 @@ class UserSpaceTrace(Session):
         m.task = task or self.task
         m.cpu = cpu
         pt = ld.probe.prog_type
-        regions = []
+        regions: list[Region] = []
         try:
-            data = SHARED.add(Region(bytes(ctx) or b"\0", "event", writable=False))
-            regions.append(data)
-            arg = data.start
-            if pt == U.ProgType.PERF_EVENT:
-                sample = SHARED.add(Region(PERF_SAMPLE_DATA.size, "perf_sample_data",
-                                           writable=False))
-                kern = SHARED.add(Region(BPF_PERF_EVENT_DATA_KERN.size,
-                                         "bpf_perf_event_data_kern", writable=False))
-                regions += [sample, kern]
-                struct.pack_into("<Q", kern.buf, BPF_PERF_EVENT_DATA_KERN.off("regs"),
-                                 data.start)
-                struct.pack_into("<Q", kern.buf, BPF_PERF_EVENT_DATA_KERN.off("data"),
-                                 sample.start)
-                arg = kern.start
+            arg = place_event(U.ProgType(pt), ctx, regions)
             m.progctx = RunContext(default_net(), pt)
             ex = ld.bound.run(arg)
         finally:
