@@ -51,7 +51,7 @@ from .verifier import VerifierError, VerifierResult, verify
 # anything else (other programs, module BTF, maps whose verifier-visible state is more
 # than their definition) are not cached.
 
-_VERDICT_FORMAT = 1
+_VERDICT_FORMAT = 2
 # maps whose definition (and frozen memory) is all the verifier sees of them: no owner
 # program (prog arrays), no inner-map templates, no sockets
 _PLAIN_MAPS = frozenset(int(t) for t in (
@@ -134,7 +134,7 @@ def load_verdict(key: str) -> VerifierResult | None:
         return None
     try:
         (fmt, accepted, log, error, processed, states, errno, peak, per_insn, depth, duration,
-         ctx_insns) = marshal.loads(payload)
+         ctx_insns, dead) = marshal.loads(payload)
     except Exception:
         return None
     if fmt != _VERDICT_FORMAT:
@@ -142,14 +142,15 @@ def load_verdict(key: str) -> VerifierResult | None:
     return VerifierResult(accepted=accepted, log=log, error=error, insns_processed=processed,
                           states=states, facts=None, errno=errno, peak_states=peak,
                           max_states_per_insn=per_insn, stack_depth=tuple(depth),
-                          duration=duration, ctx_insns=tuple(ctx_insns))
+                          duration=duration, ctx_insns=tuple(ctx_insns),
+                          dead_insns=tuple(dead))
 
 
 def store_verdict(key: str, r: VerifierResult) -> None:
     VERDICT_CACHE.put(key, marshal.dumps((
         _VERDICT_FORMAT, r.accepted, r.log, r.error, r.insns_processed, r.states, r.errno,
         r.peak_states, r.max_states_per_insn, tuple(r.stack_depth), r.duration,
-        tuple(r.ctx_insns))))
+        tuple(r.ctx_insns), tuple(r.dead_insns))))
 
 
 GPL_COMPATIBLE = ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL",

@@ -15,13 +15,14 @@ BTF); where they cannot be read the call keeps its helper number.  Map ids are e
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .. import uapi as U
 from ..asm import assemble
 from ..isa import Instruction, Kind
 from ..kernel.btf import vmlinux
 from ..kernel.kallsyms import text_symbols
+from ..runtime.deadcode import adjust_func_info, adjust_line_info, prune_dead_code
 from ..runtime.rewrite import relink
 
 _LOOKUP, _UPDATE, _DELETE = 1, 2, 3
@@ -143,9 +144,45 @@ def _fixup_call(i: Instruction, m, prog_type) -> list[Instruction]:
     return [replace(i, imm=imm)] if imm is not None else [i]
 
 
-def kernel_xlated(prog) -> tuple[list[Instruction], dict[int, int]]:
-    """The program as Linux's xlated image has it, and original pc -> its pc there."""
+@dataclass
+class Xlated:
+    """A program as Linux's xlated image has it: the instructions, original pc -> pc
+    there, and the BTF line and func info records at their pcs there."""
+    insns: list[Instruction]
+    moved: dict[int, int]
+    line_info: list[tuple[int, object]]
+    func_info: list[tuple[int, object]]
+
+
+def kernel_xlated(prog) -> Xlated:
+    """The program as Linux's xlated image has it: ebee's rewrites, the verifier's dead
+    code removed (or trapped, for an unprivileged loader), helper calls fixed up."""
     insns, moved = prog.xlated()
+    end = sum(i.slots for i in prog.insns)
+    try:
+        verdict = prog.verdict()
+    except Exception:           # the verifier cannot judge it: show it as rewritten
+        verdict = None
+    if verdict is not None and verdict.accepted:
+        pruned = prune_dead_code(insns, moved, verdict.dead_insns,
+                                 privileged=getattr(prog, "privileged", True))
+        insns, moved = pruned.insns, pruned.moved
+        line_info = adjust_line_info(list(prog.line_info), pruned, end)
+        func_info = adjust_func_info(list(prog.func_info), pruned, end)
+    else:
+        line_info = [(moved.get(li.insn, li.insn), li) for li in prog.line_info]
+        func_info = [(moved.get(fi.insn, fi.insn), fi) for fi in prog.func_info]
+    insns, again = _fixup_calls(prog, insns)
+    if again:
+        moved = {pc: again.get(p, p) for pc, p in moved.items()}
+        line_info = [(again.get(at, at), li) for at, li in line_info]
+        func_info = [(again.get(at, at), fi) for at, fi in func_info]
+    return Xlated(insns, moved, line_info, func_info)
+
+
+def _fixup_calls(prog, insns: list[Instruction]
+                 ) -> tuple[list[Instruction], dict[int, int]]:
+    """do_misc_fixups' helper call rewrites; the pc map is empty when nothing changed."""
     obj = getattr(prog, "object", None)
     by_id = {m.id: m for m in obj.maps.values()} if obj is not None else {}
     pieces: list[list[Instruction]] = []
@@ -165,9 +202,8 @@ def kernel_xlated(prog) -> tuple[list[Instruction], dict[int, int]]:
                                                              Kind.JA, Kind.EXIT):
             r1_map = None
     if not changed:
-        return insns, moved
-    out, again = relink(insns, pieces)
-    return out, {pc: again.get(p, p) for pc, p in moved.items()}
+        return insns, {}
+    return relink(insns, pieces)
 
 
-__all__ = ["call_imm", "kernel_xlated"]
+__all__ = ["Xlated", "call_imm", "kernel_xlated"]
