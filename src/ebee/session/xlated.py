@@ -42,6 +42,23 @@ _OPS = {
                          _DELETE: "trie_delete_elem"},
 }
 
+_P, _F = U.ProgType, U.FuncId
+_RAW_TP = {_F.perf_event_output: "bpf_perf_event_output_raw_tp",
+           _F.get_stackid: "bpf_get_stackid_raw_tp", _F.get_stack: "bpf_get_stack_raw_tp"}
+# helpers whose implementation the kernel picks by program type (the *_func_proto of
+# kernel/trace/bpf_trace.c and net/core/filter.c): program type -> helper -> symbol
+_BY_TYPE = {
+    _P.TRACEPOINT: {_F.perf_event_output: "bpf_perf_event_output_tp",
+                    _F.get_stackid: "bpf_get_stackid_tp", _F.get_stack: "bpf_get_stack_tp"},
+    _P.PERF_EVENT: {_F.perf_event_output: "bpf_perf_event_output_tp",
+                    _F.get_stackid: "bpf_get_stackid_pe", _F.get_stack: "bpf_get_stack_pe"},
+    _P.RAW_TRACEPOINT: _RAW_TP, _P.RAW_TRACEPOINT_WRITABLE: _RAW_TP, _P.TRACING: _RAW_TP,
+    _P.LSM: _RAW_TP,
+    _P.XDP: {_F.perf_event_output: "bpf_xdp_event_output"},
+    _P.SCHED_CLS: {_F.perf_event_output: "bpf_skb_event_output"},
+    _P.SCHED_ACT: {_F.perf_event_output: "bpf_skb_event_output"},
+}
+
 
 @functools.lru_cache(maxsize=1)
 def _symbols() -> tuple[int, dict[str, int]]:
@@ -100,7 +117,7 @@ def _array_lookup(m, i: Instruction, off: int) -> list[Instruction]:
                 f"{scale}\nr0 += r1\ngoto +1\nr0 = 0\n", i)
 
 
-def _fixup_call(i: Instruction, m) -> list[Instruction]:
+def _fixup_call(i: Instruction, m, prog_type) -> list[Instruction]:
     fid = i.imm
     offs = _offsets()
     if m is not None and fid in (_LOOKUP, _UPDATE, _DELETE):
@@ -119,9 +136,10 @@ def _fixup_call(i: Instruction, m) -> list[Instruction]:
     if fid == _TAIL_CALL:
         return [i]
     try:
-        name = "bpf_" + U.FuncId(fid).name.lower()
+        f = U.FuncId(fid)
     except ValueError:
         return [i]
+    name = _BY_TYPE.get(prog_type, {}).get(f) or "bpf_" + f.name.lower()
     imm = call_imm(name)
     return [replace(i, imm=imm)] if imm is not None else [i]
 
@@ -172,7 +190,7 @@ def _fixup_calls(prog, insns: list[Instruction]
     changed = False
     for i in insns:
         if i.kind is Kind.CALL and i.src == 0:
-            piece = _fixup_call(i, r1_map)
+            piece = _fixup_call(i, r1_map, prog.type)
             changed |= piece != [i]
             pieces.append(piece)
             r1_map = None
