@@ -16,7 +16,9 @@ Rows (the everyday paths users wait for), each with its reference:
 * pcap replay, counts only and with an outcome per packet (the native batch path): the
   kernel's in-program time per packet;
 * LPM trie memory per 1 M entries (100 k filled; ``--full``: 1 M): the kernel's memlock;
-* the interpreter's throughput on three loops: the same loop in plain Python.
+* the interpreter's throughput on three loops: the same loop in plain Python;
+* ring buffer records read per second (bench/ringbuf.py): ebee's reader on ebee's ring
+  and on the kernel's, next to libbpf's ring_buffer__poll on the kernel's.
 
     python bench/run.py [--quick] [--full]
 
@@ -49,6 +51,7 @@ sys.path.insert(0, str(HERE))
 
 import ebee  # noqa: E402
 from ebee.engines import Machine  # noqa: E402
+import ringbuf  # noqa: E402  (bench/ringbuf.py)
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "ebpf-samples"
 CORE_OBJ = ROOT / "examples" / "c" / "core_task.o"
@@ -589,6 +592,22 @@ def interp_rows(quick: bool, repeat: int) -> None:
         m.close()
 
 
+def ringbuf_rows(tmp: str, n: int) -> None:
+    d = Path(tmp) / "ringbuf"
+    d.mkdir()
+    obj, exe, no_exe = ringbuf.build(d)
+    rows = ringbuf.ebee_rows(obj, n, 1, d)
+    krows, why = ringbuf.kernel_rows(obj, exe, n, 1, d)
+    rows.update(krows)
+    ref = rows.get("kernel program -> kernel ring, libbpf ring_buffer__poll")
+    ref_s = f"{n / ref:,.0f} rec/s (libbpf)" if ref else (why or no_exe or "-")
+    for label in ("ebee program -> ebee ring, drain() Records",
+                  "kernel program -> kernel ring, ebee drain()"):
+        if label in rows:
+            add(f"ring buffer read, {label.split(',')[0].split(' -> ')[1]}",
+                f"{n / rows[label]:,.0f} rec/s", ref_s, rows[label] / ref if ref else None)
+
+
 # -- report --------------------------------------------------------------------------------------
 
 def cpu_model() -> str:
@@ -634,6 +653,7 @@ def main() -> int:
                 2_000 if args.quick else 10_000)
         section("LPM memory", lpm_row, 1_000_000 if args.full else (2_000 if args.quick else 100_000))
         section("interpreter", interp_rows, args.quick, args.repeat)
+        section("ring buffer", ringbuf_rows, tmp, 5_000 if args.quick else 200_000)
     why = kernel_ok()
     print(f"ebee {ebee.__version__} on {cpu_model()}, {os.cpu_count()} CPUs, "
           f"Linux {platform.release()}, Python {platform.python_version()}")

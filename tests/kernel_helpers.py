@@ -172,3 +172,28 @@ def released(id_list, obj_id: int, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+UNPRIV_SYSCTL = "/proc/sys/kernel/unprivileged_bpf_disabled"
+
+
+@contextlib.contextmanager
+def unprivileged_bpf():
+    """Unprivileged bpf() allowed while the block runs: lowers
+    kernel.unprivileged_bpf_disabled from 2 to 0 (and back) when EBEE_UNPRIV_SYSCTL=1,
+    skips with the reason otherwise."""
+    try:
+        old = Path(UNPRIV_SYSCTL).read_text().strip()
+    except OSError:
+        pytest.skip(f"{UNPRIV_SYSCTL} is not readable")
+    if old == "0":
+        yield
+        return
+    if old != "2" or os.environ.get("EBEE_UNPRIV_SYSCTL") != "1":
+        pytest.skip(f"unprivileged bpf() is disabled (kernel.unprivileged_bpf_disabled={old}); "
+                    f"EBEE_UNPRIV_SYSCTL=1 lets the test lower it from 2 while it runs")
+    Path(UNPRIV_SYSCTL).write_text("0")       # 2 (unlike 1) can be set back
+    try:
+        yield
+    finally:
+        Path(UNPRIV_SYSCTL).write_text(old)

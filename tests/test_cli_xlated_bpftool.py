@@ -22,8 +22,6 @@ OBJECTS = sorted(EX.glob("*.o"))
 
 # what ebee does not reproduce yet, with why (strict: a fix makes the test say so)
 KNOWN = {
-    ("globals", "globals"): "the kernel removes branches its verifier proved dead "
-                            "(opt_hard_wire_dead_code_branches, opt_remove_dead_code)",
     ("sockops_bypass", "bypass_sk_msg"): "sk_msg_md fields: the kernel reads them from its "
                                          "struct sk_msg (data at +640); ebee's modelled "
                                          "message keeps its own layout",

@@ -46,6 +46,8 @@ EXPECTED = {
                  {"per_tgid": "HASH", ".rodata": "ARRAY", ".bss": "ARRAY"}),
     "trace_events": ({"on_openat": "TRACEPOINT", "on_readline": "KPROBE"},
                      {"events": "RINGBUF", ".rodata": "ARRAY", ".bss": "ARRAY"}),
+    "perf_events": ({"on_openat": "TRACEPOINT"},
+                    {"events": "PERF_EVENT_ARRAY", "name_len": "ARRAY", ".bss": "ARRAY"}),
 }
 
 

@@ -5,6 +5,7 @@ kernel: the same text.  bpf_seq_printf's formats and errnos are compared with th
 through the iterator's output."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import ebee
+from ebee.helpers.task import Task, set_tasks
 from ebee.kernel.info import map_info
 from ebee.testrun import TestRunError
 from ebee.testrun.iter import read_iter
@@ -88,12 +90,91 @@ int dump_elems(struct bpf_iter__bpf_map_elem *ctx)
 	*val += 1;
 	return 0;
 }
+
+SEC("iter/task")
+int dump_tasks(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	if (!task) {
+		BPF_SEQ_PRINTF(seq, "-- %llu tasks\n", ctx->meta->seq_num);
+		return 0;
+	}
+	BPF_SEQ_PRINTF(seq, "%d %d %s ppid=%d\n", task->pid, task->tgid, task->comm,
+		       task->real_parent->tgid);
+	return 0;
+}
+
+/* targets ebee does not model in user space yet: verified, and read in the kernel */
+SEC("iter/bpf_prog")
+int dump_progs(struct bpf_iter__bpf_prog *ctx)
+{
+	struct bpf_prog *p = ctx->prog;
+	if (p)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "%u %s\n", p->aux->id, p->aux->name);
+	return 0;
+}
+
+SEC("iter/tcp")
+int dump_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *sk = ctx->sk_common;
+	if (sk)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "tcp %u %u\n", sk->skc_num, sk->skc_state);
+	return 0;
+}
+
+SEC("iter/udp")
+int dump_udp(struct bpf_iter__udp *ctx)
+{
+	struct udp_sock *u = ctx->udp_sk;
+	if (u)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "udp %u\n", u->inet.sk.__sk_common.skc_num);
+	return 0;
+}
+
+SEC("iter/task_file")
+int dump_files(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	if (task && ctx->file)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "%d %u\n", task->tgid, ctx->fd);
+	return 0;
+}
+
+SEC("iter/task_vma")
+int dump_vmas(struct bpf_iter__task_vma *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct vm_area_struct *v = ctx->vma;
+	if (task && v)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "%d %lx-%lx\n", task->tgid, v->vm_start, v->vm_end);
+	return 0;
+}
+
+SEC("iter/ksym")
+int dump_ksyms(struct bpf_iter__ksym *ctx)
+{
+	struct kallsym_iter *k = ctx->ksym;
+	if (k && ctx->meta->seq_num < 3)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "%c %s\n", k->type, k->name);
+	return 0;
+}
+
+/* ctx->task is NULL in the stop call: the kernel rejects a dereference without a check */
+SEC("iter/task")
+int task_unchecked(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%d\n", task->pid);
+	return 0;
+}
 '''
 
 
 # this kernel refuses iter/bpf_map_elem programs (EPERM with an empty log, as it does
 # programs needing a trampoline), so only the iter/bpf_map programs go into it
-KERNEL_PROGS = ["dump_maps", "bad_formats"]
+KERNEL_PROGS = ["dump_maps", "bad_formats", "dump_tasks"]
 
 
 def _clang(tmp: Path) -> Path:
@@ -187,7 +268,8 @@ def test_iter_bpf_map_elem_over_an_array_and_a_hash(iter_obj):
     for k in range(4):
         arr[k] = (k * 10).to_bytes(8, "little")
     res = read_iter(prog, map=arr)
-    assert res.text == b"0: 0\n1: 10\n2: 20\n3: 30\n4 elements of h19b_arr\n"
+    # the stop call's seq_num is the last element's (bpf_seq_read counts on finding a next)
+    assert res.text == b"0: 0\n1: 10\n2: 20\n3: 30\n3 elements of h19b_arr\n"
     # the program's writes go to the elements themselves
     assert read_iter(prog, map=arr).text.startswith(b"0: 1\n1: 11\n")
     h = ebee.Map(T.HASH, 4, 8, 8, name="h19b_h")
@@ -195,7 +277,7 @@ def test_iter_bpf_map_elem_over_an_array_and_a_hash(iter_obj):
     h[3] = (30).to_bytes(8, "little")
     text = read_iter(prog, map=h).text
     assert sorted(text.splitlines()[:2]) == [b"3: 30", b"7: 70"]
-    assert text.endswith(b"2 elements of h19b_h\n")
+    assert text.endswith(b"1 elements of h19b_h\n")
     assert int.from_bytes(h[7], "little") == 71
 
 
@@ -205,3 +287,114 @@ def test_iterator_misuse_is_a_clear_error(iter_obj):
         read_iter(obj.programs["dump_elems"])
     with pytest.raises(TestRunError, match="takes no map"):
         read_iter(obj.programs["dump_maps"], map=obj.maps["wanted"])
+
+
+def test_iter_task_over_a_modelled_task_list(iter_obj):
+    obj = ebee.load(iter_obj)
+    tasks = [Task(pid=42, tgid=40, comm="nginx"), Task(pid=40, tgid=40, comm="nginx"),
+             Task(pid=7, tgid=7, comm="sshd")]
+    set_tasks(tasks)
+    try:
+        res = read_iter(obj.programs["dump_tasks"])
+    finally:
+        set_tasks(None)
+    # pid order, threads beside processes; parents default to init; the stop call's
+    # seq_num is the last task's
+    assert res.text == (b"7 7 sshd ppid=1\n40 40 nginx ppid=1\n42 40 nginx ppid=1\n"
+                        b"-- 2 tasks\n")
+    assert res.objects == 3
+
+
+def _rows(text: bytes) -> dict[int, bytes]:
+    return {int(ln.split()[0]): ln for ln in text.splitlines() if not ln.startswith(b"--")}
+
+
+@pytest.mark.kernel
+def test_iter_task_rows_match_the_kernels(kernel, iter_obj):
+    from ebee.kernel import load_object
+    from ebee.kernel.iter import read_iter as kernel_read
+    obj = ebee.load(iter_obj)
+    ours = read_iter(obj.programs["dump_tasks"]).text
+    with load_object(ebee.load(iter_obj), programs=["dump_tasks"]) as ko:
+        theirs = kernel_read(ko.programs["dump_tasks"])
+    for text in (ours, theirs):
+        last = text.splitlines()[-1]
+        assert last.startswith(b"-- ") and last.endswith(b" tasks")
+        assert int(last.split()[1]) + 1 == len(_rows(text)) == text.count(b"\n") - 1
+    mine, kern = _rows(ours), _rows(theirs)
+    me = os.getpid()
+    # this host's kernel hides pid 1 (its supervisor) from the iterator, as it does
+    # /proc/1/ns from root; where it shows it, the rows agree
+    if 1 in kern:
+        assert mine[1] == kern[1] and kern[1].endswith(b"ppid=0")
+    assert mine[2] == kern[2] == b"2 2 kthreadd ppid=0"
+    assert mine[me] == kern[me]
+    assert kern[me].endswith(b"ppid=%d" % os.getppid())
+    assert list(kern) == sorted(kern) and list(mine) == sorted(mine)     # pid order
+    # tasks come and go between the two walks; those in both show the same row
+    both = set(mine) & set(kern)
+    same = sum(mine[p] == kern[p] for p in both)
+    assert len(both) >= 10 and same >= 0.9 * len(both), \
+        [(mine[p], kern[p]) for p in both if mine[p] != kern[p]][:5]
+
+
+@pytest.mark.kernel
+def test_iter_task_null_deref_is_rejected_as_the_kernel_does(kernel, iter_obj):
+    from ebee.kernel import KernelLoadError, load_object
+    ours = ebee.load(iter_obj).programs["task_unchecked"].verify()
+    assert not ours.accepted and ours.error == "R2 invalid mem access 'trusted_ptr_or_null_'"
+    with pytest.raises(KernelLoadError) as e:
+        load_object(ebee.load(iter_obj), programs=["task_unchecked"]).close()
+    assert ours.error in str(e.value) and e.value.errno == ours.errno
+    assert ebee.load(iter_obj).programs["dump_tasks"].verify().accepted
+
+
+@pytest.mark.kernel
+def test_iter_task_of_one_thread_and_one_process_equals_the_kernels(kernel, iter_obj):
+    from ebee.kernel import load_object
+    from ebee.kernel.iter import read_iter as kernel_read
+    prog = ebee.load(iter_obj).programs["dump_tasks"]
+    me = os.getpid()
+    with load_object(ebee.load(iter_obj), programs=["dump_tasks"]) as ko:
+        kprog = ko.programs["dump_tasks"]
+        for kw in ({"tid": me}, {"pid": me}, {"tid": 2}, {"tid": 0x3FFFFFFF}):
+            ours = read_iter(prog, **kw).text
+            theirs = kernel_read(kprog, **kw)
+            assert ours == theirs, kw
+    assert read_iter(prog, tid=me).text.startswith(b"%d %d " % (me, me))
+    with pytest.raises(TestRunError, match="not both"):
+        read_iter(prog, tid=me, pid=me)
+
+
+OTHER_TARGETS = ["dump_progs", "dump_tcp", "dump_udp", "dump_files", "dump_vmas", "dump_ksyms"]
+
+
+@pytest.mark.kernel
+def test_other_targets_verify_as_in_the_kernel_and_read_there(kernel, iter_obj):
+    import socket
+    from ebee.kernel import load_object
+    from ebee.kernel.iter import read_iter as kernel_read
+    obj = ebee.load(iter_obj)
+    for name in OTHER_TARGETS:
+        assert obj.programs[name].verify().accepted, name
+        # not modelled in user space: a clear refusal naming what is
+        with pytest.raises(TestRunError, match="not modelled by ebee"):
+            read_iter(obj.programs[name])
+    tcp, udp = socket.socket(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        udp.bind(("127.0.0.1", 0))
+        tport, uport = tcp.getsockname()[1], udp.getsockname()[1]
+        with load_object(ebee.load(iter_obj), programs=OTHER_TARGETS) as ko:   # all load
+            out = {n: kernel_read(ko.programs[n]) for n in OTHER_TARGETS}
+    finally:
+        tcp.close()
+        udp.close()
+    me = os.getpid()
+    assert b"tcp %d 10\n" % tport in out["dump_tcp"]          # TCP_LISTEN
+    assert b"udp %d\n" % uport in out["dump_udp"]
+    assert b" dump_progs\n" in out["dump_progs"]
+    assert b"%d 0\n" % me in out["dump_files"] and b"%d 1\n" % me in out["dump_files"]
+    assert any(ln.startswith(b"%d " % me) for ln in out["dump_vmas"].splitlines())
+    assert len(out["dump_ksyms"].splitlines()) == 3

@@ -1,6 +1,7 @@
 """The maps' memory layouts: docs/maps-layout.md, ebee.layouts.maps and the bytes maps write agree."""
 from __future__ import annotations
 
+import ctypes
 import re
 import struct
 import zlib
@@ -70,14 +71,16 @@ def test_a_hash_table_is_walkable_through_its_layouts(flags, kind):
         c = m.ctl.buf
         assert _read(m.handle.buf, MAP_HANDLE, "ctl") == m.ctl.start
         assert _read(c, HTAB_HEADER, "hash_kind") == kind and _read(c, HTAB_HEADER, "count") == 6
-        buckets = _read(c, HTAB_HEADER, "buckets") - m.ctl.start
-        entries = _read(c, HTAB_HEADER, "entries") - m.ctl.start
+        # the bucket heads and entries are in the table region (which a pin can share
+        # between processes), found by the header's absolute addresses
+        buckets = _read(c, HTAB_HEADER, "buckets")
+        entries = _read(c, HTAB_HEADER, "entries")
         esize, nb = _read(c, HTAB_HEADER, "entry_size"), _read(c, HTAB_HEADER, "n_buckets")
         key = struct.pack("<I", 4)
         h = htab_hash(key, 0) if kind == HASH_JHASH else zlib.crc32(key)
-        i = int.from_bytes(c[buckets + 4 * (h & (nb - 1)):][:4], "little")
+        i = int.from_bytes(ctypes.string_at(buckets + 4 * (h & (nb - 1)), 4), "little")
         while i:
-            e = c[entries + (i - 1) * esize:entries + i * esize]
+            e = ctypes.string_at(entries + (i - 1) * esize, esize)
             if bytes(e[HTAB_ENTRY.off("key"):][:4]) == key:
                 break
             i = _read(e, HTAB_ENTRY, "next")

@@ -35,6 +35,7 @@ from ebee.asm import assemble
 from ebee.uapi import MapType, ProgType
 from ebee.verifier import verify
 
+from kernel_helpers import unprivileged_bpf
 from verifier_kernel import comparable_log, ebee_object, kernel_object, last_error_line
 from verifier_strategies import verifier_programs
 
@@ -99,28 +100,6 @@ def test_generated_programs_match_kernel(kmaps, prog, level):
     r = verify(insns, prog_type=pt, log_level=level, maps={arr.fd: arr, hsh.fd: hsh},
                facts=False)
     assert_same(kacc, klog, r, text)
-
-
-UNPRIV_SYSCTL = "/proc/sys/kernel/unprivileged_bpf_disabled"
-
-
-@contextlib.contextmanager
-def unprivileged_bpf():
-    try:
-        old = Path(UNPRIV_SYSCTL).read_text().strip()
-    except OSError:
-        pytest.skip(f"{UNPRIV_SYSCTL} is not readable")
-    if old == "0":
-        yield
-        return
-    if old != "2" or os.environ.get("EBEE_UNPRIV_SYSCTL") != "1":
-        pytest.skip(f"unprivileged bpf() is disabled (kernel.unprivileged_bpf_disabled={old}); "
-                    f"EBEE_UNPRIV_SYSCTL=1 lets the test lower it from 2 while it runs")
-    Path(UNPRIV_SYSCTL).write_text("0")       # 2 (unlike 1) can be set back
-    try:
-        yield
-    finally:
-        Path(UNPRIV_SYSCTL).write_text(old)
 
 
 def test_unprivileged_generated_programs_match_kernel(kmaps):

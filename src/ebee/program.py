@@ -28,6 +28,7 @@ from typing import Any, Iterable, NoReturn, Protocol
 from . import cache, uapi as U
 from .btf.ext import FuncInfo, LineInfo
 from .engines.blinding import blind, blinding_enabled, is_multi_function, jit_harden
+from .engines.probes import COVERAGE
 from .errors import EbeeError
 from .fs import PinStore, default_store, sync_maps
 from .helpers import RUNTIME
@@ -51,7 +52,7 @@ from .verifier import VerifierError, VerifierResult, verify
 # anything else (other programs, module BTF, maps whose verifier-visible state is more
 # than their definition) are not cached.
 
-_VERDICT_FORMAT = 1
+_VERDICT_FORMAT = 2
 # maps whose definition (and frozen memory) is all the verifier sees of them: no owner
 # program (prog arrays), no inner-map templates, no sockets
 _PLAIN_MAPS = frozenset(int(t) for t in (
@@ -134,7 +135,7 @@ def load_verdict(key: str) -> VerifierResult | None:
         return None
     try:
         (fmt, accepted, log, error, processed, states, errno, peak, per_insn, depth, duration,
-         ctx_insns) = marshal.loads(payload)
+         ctx_insns, dead) = marshal.loads(payload)
     except Exception:
         return None
     if fmt != _VERDICT_FORMAT:
@@ -142,14 +143,15 @@ def load_verdict(key: str) -> VerifierResult | None:
     return VerifierResult(accepted=accepted, log=log, error=error, insns_processed=processed,
                           states=states, facts=None, errno=errno, peak_states=peak,
                           max_states_per_insn=per_insn, stack_depth=tuple(depth),
-                          duration=duration, ctx_insns=tuple(ctx_insns))
+                          duration=duration, ctx_insns=tuple(ctx_insns),
+                          dead_insns=tuple(dead))
 
 
 def store_verdict(key: str, r: VerifierResult) -> None:
     VERDICT_CACHE.put(key, marshal.dumps((
         _VERDICT_FORMAT, r.accepted, r.log, r.error, r.insns_processed, r.states, r.errno,
         r.peak_states, r.max_states_per_insn, tuple(r.stack_depth), r.duration,
-        tuple(r.ctx_insns))))
+        tuple(r.ctx_insns), tuple(r.dead_insns))))
 
 
 GPL_COMPATIBLE = ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL",
@@ -400,6 +402,7 @@ class Program(Runnable):
             ev = self.evidence() if evidence else None
         self._insns.seal(self.name)
         image = self._blinded_image() or self._ctx_rewritten()
+        COVERAGE.note(image[0], self)      # coverage reports find the program's source lines
         return Executable(tuple(image[0]), ev, self.name)
 
     def evidence(self) -> VerifierResult | None:

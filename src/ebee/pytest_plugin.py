@@ -54,7 +54,7 @@ from typing import Any, Iterable, Iterator
 
 import pytest
 
-from . import fs
+from . import coverage, fs
 from .maps import num_cpus, set_num_cpus, set_user_cpu, user_cpu
 from .packet import Network, as_bytes, icmp_packet, tcp_packet, udp_packet
 from .session import load as load_object
@@ -110,7 +110,15 @@ SHARED_MARK = "ebee_shared_pins"
 PINS_INI = "ebee_pins"
 
 
+COV_OPTION = "--ebee-cov"
+COV_DEFAULT = "ebee-cov"
+
+
 def pytest_addoption(parser) -> None:
+    parser.getgroup("ebee").addoption(
+        COV_OPTION, nargs="?", const=COV_DEFAULT, default=None, metavar="DIR", dest="ebee_cov",
+        help="record which instructions, branches and C lines of eBPF programs the tests ran "
+             f"(both engines); writes DIR/lcov.info and DIR/index.html (default {COV_DEFAULT})")
     parser.addini(PINS_INI, "ebee's pin store in tests: 'isolated' (default: a temporary store "
                             "per test) or 'shared' (the real one, $EBEE_PIN_STORE or "
                             "~/.local/state/ebee/bpffs.sqlite3)", default="isolated")
@@ -119,9 +127,65 @@ def pytest_addoption(parser) -> None:
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", f"{SHARED_MARK}: use the real ebee pin store instead of "
                                        "a temporary one for this test")
+    if config.getoption("ebee_cov", None):
+        coverage.enable()
     mode = config.getini(PINS_INI)
     if mode not in ("isolated", "shared"):
         raise pytest.UsageError(f"{PINS_INI} = {mode!r}: expected 'isolated' or 'shared'")
+
+
+# -- coverage: each process counts; pytest-xdist workers write a data file each and the
+# controller (which runs no test) merges them with its own into the reports
+
+def _cov_dir(config) -> Path | None:
+    d = config.getoption("ebee_cov", None)
+    return Path(d) if d else None
+
+
+@pytest.hookimpl(optionalhook=True)      # a pytest-xdist hook
+def pytest_testnodedown(node, error) -> None:
+    path = getattr(node, "workeroutput", {}).get("ebee_cov")
+    if path:
+        node.config.stash.setdefault(_COV_FILES, []).append(path)
+
+
+_COV_FILES = pytest.StashKey[list]()
+
+
+def pytest_sessionfinish(session) -> None:
+    config = session.config
+    d = _cov_dir(config)
+    if d is None:
+        return
+    d.mkdir(parents=True, exist_ok=True)
+    own = coverage.collect()
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        path = d / f".ebee-cov.{worker['workerid']}.json"
+        own.save(path)
+        config.workeroutput["ebee_cov"] = str(path)
+        return
+    files = config.stash.get(_COV_FILES, [])
+    data = coverage.merge_files(files, into=own)
+    for f in files:
+        Path(f).unlink(missing_ok=True)
+    data.save(d / "coverage.json")
+    coverage.write_lcov(data, d / "lcov.info")
+    coverage.write_html(data, d / "index.html", search=[str(config.rootpath)])
+    lines = sum(len(f.lines) for f in data.files.values())
+    hit = sum(1 for f in data.files.values() for n in f.lines.values() if n)
+    config.stash[_COV_SUMMARY] = (f"ebee coverage: {hit}/{lines} C lines ran in "
+                                  f"{len(data.files)} files; {d / 'lcov.info'}, "
+                                  f"{d / 'index.html'}")
+
+
+_COV_SUMMARY = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    line = config.stash.get(_COV_SUMMARY, None)
+    if line:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """From ebee's objects to C units, and from C to binaries with the system's compiler."""
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,12 +28,30 @@ def compiler(name: str | None = None) -> str:
 
 
 def raw_unit(name: str, insns: list[Instruction], *, checked: bool = True) -> Unit:
-    """Raw instructions (no program type, no maps): r1 = memory block, r2 = its length."""
-    return Unit(name, list(insns), checked, 0)
+    """Raw instructions (no program type, no maps): r1 = memory block, r2 = its length.
+    Raises OffloadError for what the AOT runtime cannot run."""
+    insns = list(insns)
+    text = {i.pc: str(i) for i in insns}
+    offload.check(name, insns, lambda pc: text.get(pc, "?"), lambda i: -1, None)
+    return Unit(name, insns, checked, 0)
 
 
 def _is_global_data(mp) -> bool:
     return mp.type == U.MapType.ARRAY and mp.max_entries == 1 and "." in (mp.name or "")
+
+
+def _prog_slots(mp, order: list[str]) -> bytes | None:
+    """A PROG_ARRAY's slots as int32 indices into ``order`` (-1: empty, or a program
+    that is not compiled with this one)."""
+    slots = [-1] * mp.max_entries
+    for key, target in mp.items():
+        name = getattr(target, "name", None)
+        idx = int.from_bytes(key, "little")
+        if name in order and idx < len(slots):
+            slots[idx] = order.index(name)
+    if all(v < 0 for v in slots):
+        return None
+    return b"".join(v.to_bytes(4, "little", signed=True) for v in slots)
 
 
 def object_units(obj, prog: str | None = None) -> tuple[list[Unit], list[MapDef]]:
@@ -67,11 +86,14 @@ def object_units(obj, prog: str | None = None) -> tuple[list[Unit], list[MapDef]
                 used.setdefault(i.imm & 0xFFFFFFFF, len(used))
         execs.append((name, info, insns))
     maps: list[MapDef] = []
+    order = [name for name, _i, _s in execs]
     for mid, _k in sorted(used.items(), key=lambda kv: kv[1]):
         mp = by_id[mid]
         init = None
         if _is_global_data(mp):
             init = mp.raw_lookup(bytes(4))
+        elif mp.type == U.MapType.PROG_ARRAY:
+            init = _prog_slots(mp, order)
         maps.append(MapDef(mp.name, int(mp.type), mp.key_size, mp.value_size, mp.max_entries,
                            int(mp.flags), init))
     for name, info, insns in execs:
@@ -143,3 +165,70 @@ def mem_driver(object_name: str, mems: list[bytes | None]) -> str:
         out.append(f"    printf(\"{k} %d %llu\\n\", res.status, (unsigned long long)res.retval);")
     out.append("    free(buf);\n    ebee_obj_free(o);\n    return 0;\n}")
     return "\n".join(out) + "\n"
+
+
+#: output suffix -> form (``ebee aot -o``)
+FORMS = {".c": "c", ".o": "object", ".so": "shared"}
+
+
+def native_compiler(cc: str | None = None) -> str:
+    """For .o/.so: clang (LLVM, the JIT's backend) when installed, else the system's cc."""
+    if cc:
+        return compiler(cc)
+    for cand in ("clang-19", "clang"):
+        if shutil.which(cand):
+            return shutil.which(cand)  # type: ignore[return-value]
+    return compiler()
+
+
+def build_native(units: list[Unit], maps: list[MapDef], out: str | Path, *, object_name: str,
+                 runtime: bool = False, cc: str | None = None, target: str | None = None,
+                 opt: str = "-O2") -> list[Path]:
+    """OUT.c, OUT.o or OUT.so (by suffix) from translated units; the files written.
+
+    ``runtime``: .c gets ebee_rt.c beside it, .o and .so get the runtime linked in (a
+    .so without it leaves the ebee_rt symbols to the application).  ``target``: a
+    clang target triple to cross-compile a .o (the program only: the runtime needs the
+    target's libc)."""
+    out = Path(out)
+    form = FORMS.get(out.suffix)
+    if form is None:
+        raise ValueError(f"{out}: the output's suffix picks the form: .c, .o or .so")
+    if target and form != "object":
+        raise ValueError("--target cross-compiles relocatable objects (.o) only")
+    if target and runtime:
+        raise ValueError("--target with --runtime: the runtime needs the target's C library")
+    if form == "c":
+        written = [write_c(units, maps, out, object_name=object_name),
+                   out.parent / runtime_src.HEADER]
+        if runtime:
+            written.append(out.parent / runtime_src.SOURCE)
+            (out.parent / runtime_src.SOURCE).write_text(runtime_src.source())
+        return written
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="ebee-aot-") as td:
+        tmp = Path(td)
+        src = write_c(units, maps, tmp / (cgen.ident(object_name) + ".c"), object_name=object_name)
+        runtime_src.write(tmp)
+        cc_path = native_compiler(cc)
+        base = [cc_path, opt, "-std=gnu11", "-fPIC", "-I", str(tmp)]
+        if target:
+            base += [f"--target={target}", "-ffreestanding", "-DEBEE_RT_FREESTANDING"]
+        elif "clang" in Path(cc_path).name and platform.machine() == "x86_64":
+            # as the JIT does (engines/jit/codegen.py): no SHLD for rotates, whose latency
+            # lengthens loop-carried chains
+            base += ["-Xclang", "-target-feature", "-Xclang", "+slow-shld"]
+        srcs = [str(src)] + ([str(tmp / runtime_src.SOURCE)] if runtime else [])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if form == "shared":
+            run_cc(base + ["-shared", *srcs, "-o", str(out)])
+        elif len(srcs) == 1:
+            run_cc(base + ["-c", srcs[0], "-o", str(out)])
+        else:
+            objs = []
+            for s in srcs:
+                o = tmp / (Path(s).stem + ".o")
+                run_cc(base + ["-c", s, "-o", str(o)])
+                objs.append(str(o))
+            run_cc([cc_path, "-r", "-nostdlib", *objs, "-o", str(out)])
+    return [out]

@@ -108,7 +108,7 @@ class FuncGen:
         self.emit(f"uint64_t r0 = 0, r6 = 0, r7 = 0, r8 = 0, r9 = 0, r11 = 0, "
                   f"r10 = (uint64_t)(uintptr_t)stk + {STACK};")
         self.emit(f"uint64_t mg = {U.BPF_MAX_LOOPS}ULL;")
-        self.emit("(void)r0; (void)r6; (void)r7; (void)r8; (void)r9; (void)r11; (void)mg; "
+        self.emit("(void)r0; (void)r6; (void)r7; (void)r8; (void)r9; (void)r10; (void)r11; (void)mg; "
                   "(void)r1; (void)r2; (void)r3; (void)r4; (void)r5;")
         if self.checked:
             self.emit("if (cx->depth >= EBEE_MAX_FRAMES) " +
@@ -269,7 +269,7 @@ class FuncGen:
         name = offload.HELPERS.get(fid)
         if name is None:
             raise offload.OffloadError(f"{self.u.name}: pc {i.pc}: {offload.helper_name(fid)} is "
-                                       f"not implemented by the AOT runtime")
+                                       f"not supported by the AOT runtime")
         self.around(f"ebee_h_{name}(cx, r1, r2, r3, r4, r5)")
 
     def k_call_local(self, i: Instruction) -> None:

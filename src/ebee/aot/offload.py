@@ -45,9 +45,16 @@ class OffloadError(EbeeError, ValueError):
 
 def helper_name(fid: int) -> str:
     try:
-        return f"bpf_{F(fid).name}#{fid}"
+        return f"helper bpf_{F(fid).name} (#{fid})"
     except ValueError:
         return f"helper #{fid}"
+
+
+def map_type_name(mt: int) -> str:
+    try:
+        return M(mt).name.lower()
+    except ValueError:
+        return f"#{mt}"
 
 
 def check(prog: str, insns: Iterable[Instruction], text, map_type_of, prog_type) -> None:
@@ -67,7 +74,7 @@ def check(prog: str, insns: Iterable[Instruction], text, map_type_of, prog_type)
             if fid == TAIL_CALL:
                 continue
             if fid not in HELPERS:
-                refuse(f"{helper_name(fid)} is not implemented by the AOT runtime")
+                refuse(f"{helper_name(fid)} is not supported by the AOT runtime")
             if fid in XDP_HELPERS and prog_type != U.ProgType.XDP:
                 refuse(f"{helper_name(fid)} needs an XDP context")
         elif k is Kind.CALL_KFUNC:
@@ -81,5 +88,5 @@ def check(prog: str, insns: Iterable[Instruction], text, map_type_of, prog_type)
                 refuse(f"lddw with src_reg {i.src} cannot be offloaded")
             mt = map_type_of(i)
             if mt not in MAP_TYPES:
-                refuse(f"map of type {M(mt).name.lower()} is not offloaded with the program "
+                refuse(f"map of type {map_type_name(mt)} is not offloaded with the program "
                        f"(the AOT runtime has {', '.join(t.name.lower() for t in MAP_TYPES)})")

@@ -29,7 +29,7 @@ KERNEL_REPLACES = {"prog_cmds", "map_cmds", "btf_cmds"}
 # Subcommand modules, each with register(subparsers).  Add yours here.
 COMMAND_MODULES = ["asm_cmds", "btf_cmds", "prog_cmds", "map_cmds", "run_cmds", "kernel_cmds",
                    "verify_cmds", "trace_cmds", "fs_cmds", "struct_ops_cmds", "completion",
-                   "debug_cmds"]
+                   "debug_cmds", "aot_cmds"]
 
 
 def _wants_kernel(argv: list[str] | None) -> bool:

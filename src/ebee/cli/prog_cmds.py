@@ -297,16 +297,18 @@ def xlated_lines(prog, *, linum: bool = False, opcodes: bool = False) -> list[st
     from ..kernel.xlated import call_name
     from ..session.xlated import kernel_xlated
     try:
-        insns, moved = kernel_xlated(prog)
+        x = kernel_xlated(prog)
+        insns, line_info, func_info = x.insns, x.line_info, x.func_info
     except (OSError, ValueError):
-        insns, moved = list(prog.insns), {}
+        insns = list(prog.insns)
+        line_info = [(li.insn, li) for li in prog.line_info]
+        func_info = [(fi.insn, fi) for fi in prog.func_info]
     body = format_xlated(insns, opcodes=opcodes, call=call_name)
     # body lines start with "%4d: " per instruction; opcodes add continuation lines
-    funcs = {moved.get(fi.insn, fi.insn): fi for fi in prog.func_info} \
-        if prog.btf is not None else {}
+    funcs = dict(func_info) if prog.btf is not None else {}
     lines_at: dict[int, list] = {}
-    for li in prog.line_info:
-        lines_at.setdefault(moved.get(li.insn, li.insn), []).append(li)
+    for at, li in line_info:
+        lines_at.setdefault(at, []).append(li)
     out: list[str] = []
     for line in body:
         head = line.split(":", 1)[0].strip()

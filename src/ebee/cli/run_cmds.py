@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import sys
 
 from ..maps import num_cpus, set_num_cpus
@@ -71,6 +72,10 @@ def register(sub) -> None:
                    help="run without verifying first (typed programs pass the verifier by "
                         "default, as in Linux); memory access stays checked")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--coverage", nargs="?", const="ebee-coverage.info", default=None,
+                   metavar="FILE", help="write the run's coverage (lines, branches, "
+                   "functions of the C source) as an lcov tracefile, FILE.html beside it "
+                   "(default ebee-coverage.info)")
     p.set_defaults(func=cmd_run)
 
 
@@ -91,6 +96,22 @@ def _read_ctx(args) -> bytes | None:
 
 
 def cmd_run(args) -> int:
+    if args.coverage is None:
+        return _cmd_run(args)
+    if args.kernel:
+        raise UsageError("error: --coverage counts ebee's engines; it cannot go with --kernel")
+    from .. import coverage
+    coverage.enable()
+    rc = _cmd_run(args)
+    data = coverage.collect()
+    coverage.write_lcov(data, args.coverage)
+    coverage.write_html(data, f"{args.coverage}.html",
+                        search=[os.path.dirname(os.path.abspath(args.file or "."))])
+    print(f"coverage: {args.coverage}, {args.coverage}.html", file=sys.stderr)
+    return rc
+
+
+def _cmd_run(args) -> int:
     if args.repeat < 0:
         raise UsageError("error: --repeat must not be negative")
     if args.budget <= 0:

@@ -30,6 +30,9 @@ def register(sub) -> None:
                    help="after the verdict, the program with what the verifier proved about "
                         "the registers each instruction reads (over every path)")
     p.add_argument("--json", action="store_true", help="one JSON object per program")
+    p.add_argument("--html", metavar="OUT", help="write the verifier explorer: one "
+                   "self-contained page with source, instructions, the CFG and every explored "
+                   "path's states (objects; one program)")
     p.set_defaults(func=cmd_verify)
 
 
@@ -42,6 +45,23 @@ def _prog_type(name: str | None):
         return by_name(name)
     except ValueError:
         return parse_prog_type(name)
+
+
+def _write_html(args, progs) -> int:
+    from ..explorer import explore, render
+    if len(progs) != 1:
+        raise UsageError(f"{args.file}: error: --html shows one program; choose it with --prog "
+                         f"({', '.join(progs)})")
+    (name, prog), = progs.items()
+    ex = explore(prog)
+    try:
+        with open(args.html, "w") as f:
+            f.write(render(ex))
+    except OSError as e:
+        raise UsageError(f"{args.html}: error: {e.strerror}") from None
+    print(f"{name}: {'accepted' if ex.accepted else 'rejected: ' + (ex.error or '')}; "
+          f"wrote {args.html}")
+    return 0 if ex.accepted else 1
 
 
 def cmd_verify(args) -> int:
@@ -65,6 +85,8 @@ def cmd_verify(args) -> int:
             if not progs:
                 raise UsageError(f"{args.file}: error: the object has no programs")
             obj.first_use()
+            if args.html:
+                return _write_html(args, progs)
             for name, prog in progs.items():
                 kw = {"prog_type": pt} if pt is not None else {}
                 results.append((name, verify(prog, log_level=level, unpriv=args.unpriv, **kw),
@@ -73,6 +95,8 @@ def cmd_verify(args) -> int:
             obj.close()
         many = len(results) > 1
     else:
+        if args.html:
+            raise UsageError(f"{args.file}: error: --html explores programs of ELF objects")
         if args.prog is not None:
             raise UsageError(f"{args.file}: error: --prog applies to ELF objects only")
         insns = load_program(args.file)
@@ -180,6 +204,8 @@ def _verify_kernel(args, data: bytes, pt, level: int) -> int:
         finally:
             obj.close()
     else:
+        if args.html:
+            raise UsageError(f"{args.file}: error: --html explores programs of ELF objects")
         if args.prog is not None:
             raise UsageError(f"{args.file}: error: --prog applies to ELF objects only")
         from ..uapi import ProgType

@@ -29,7 +29,7 @@ builds a live map with the stored attributes and elements.  Within one
 process a path always gives the same live object, as an fd from
 ``BPF_OBJ_GET`` names the same kernel map.
 
-ARRAY and PERCPU_ARRAY maps are *shared* instead (:data:`SHARED_TYPES`): their values
+ARRAY, PERCPU_ARRAY, HASH and PERCPU_HASH maps are *shared* instead (:data:`SHARED_TYPES`): their values (and tables)
 live in a file under :attr:`PinStore.files`, mapped in place into every process that
 pins or opens them (:mod:`ebee.maps.shared`).  Their elements are not rows; programs and
 user space in all processes meet in the same bytes, and nothing is synced.
@@ -123,7 +123,8 @@ _MEMORY_SNAPSHOT_MAX = 4 << 20     # bytes of map memory a store keeps a copy of
 
 #: map types whose values live in a file every process opening the pin maps (shared, as
 #: one kernel map behind a bpffs pin); the other types are copied in and synced
-SHARED_TYPES = frozenset({U.MapType.ARRAY, U.MapType.PERCPU_ARRAY})
+SHARED_TYPES = frozenset({U.MapType.ARRAY, U.MapType.PERCPU_ARRAY, U.MapType.HASH,
+                          U.MapType.PERCPU_HASH})
 
 
 def _meta_of(m) -> dict:
@@ -218,7 +219,8 @@ class PinStore:
             if self.exists(p):
                 raise PinError(17, f"{p}: File exists")
             created = None
-            if m.shared is None and _shareable(m):
+            # a store in memory (":memory:") is one process's: nothing to share, no files
+            if m.shared is None and _shareable(m) and str(self.location) != ":memory:":
                 created = self._share(m)
             try:
                 self._insert_map(p, m, empty)
@@ -237,10 +239,12 @@ class PinStore:
         try:
             self.files.mkdir(parents=True, exist_ok=True)
             f = str(self.files / f"{uuid.uuid4().hex}.map")
+            table = getattr(m, "table", None)
             with m.lock:
-                sv = SharedValues.create(f, bytes(m.value_region.buf), m.stride)
+                sv = SharedValues.create(f, bytes(m.value_region.buf), m.stride,
+                                         bytes(table.buf) if table is not None else b"")
                 try:
-                    sv.attach(m.value_region.buf)
+                    sv.attach(m.value_region.buf, table.buf if table is not None else None)
                 except OSError:
                     sv.close()
                     _unlink(f)
@@ -293,7 +297,8 @@ class PinStore:
             try:
                 sv = SharedValues.open(f)
                 try:
-                    sv.attach(m.value_region.buf)
+                    table = getattr(m, "table", None)
+                    sv.attach(m.value_region.buf, table.buf if table is not None else None)
                 except OSError:
                     sv.close()
                     raise

@@ -44,6 +44,7 @@ FALLBACK_TASK_SIZE = 4096
 M64 = (1 << 64) - 1
 # task->flags (include/linux/sched.h)
 PF_IDLE = 0x00000002
+PF_WQ_WORKER = 0x00000020
 PF_FORKNOEXEC = 0x00000040
 PF_KTHREAD = 0x00200000
 PF_RANDOMIZE = 0x00400000
@@ -186,6 +187,15 @@ def _stat(path: str) -> list[str] | None:
     head, _, rest = text.rpartition(")")
     pid, _, comm = head.partition(" (")
     return ["", pid, comm] + rest.split()
+
+
+def _task_comm(proc_comm: str, flags: int) -> str:
+    """task->comm of a task whose /proc comm is ``proc_comm``: /proc shows a workqueue
+    worker's current work after its name (wq_worker_comm: "kworker/0:1-events"), which
+    task->comm does not hold."""
+    if flags & PF_WQ_WORKER and not proc_comm.startswith("kworker/R-"):
+        proc_comm = re.split(r"[-+]", proc_comm, maxsplit=1)[0]
+    return proc_comm[:U.TASK_COMM_LEN - 1]
 
 
 def _ids(status: str | None, key: str) -> list[int] | None:
@@ -444,7 +454,7 @@ def proc_task(pid: int) -> Task:
             ppid = int(st[4])
             kthread = bool(flags & PF_KTHREAD)
             t = Task(pid=pid, tgid=pid, uid=uids[0], gid=gids[0],
-                     comm=st[2][:U.TASK_COMM_LEN - 1], euid=uids[1], egid=gids[1],
+                     comm=_task_comm(st[2], flags), euid=uids[1], egid=gids[1],
                      suid=uids[2], sgid=gids[2], flags=flags, prio=int(st[18]) + 100,
                      parent=proc_task(ppid) if ppid > 0 else idle_task(), kthread=kthread,
                      mm=None if kthread else {k: int(st[i]) for k, i in _MM_STAT.items()
@@ -471,6 +481,67 @@ def idle_task() -> Task:
             t._lay_out()               # real_parent: itself
             _idle.append(t)
         return _idle[0]
+
+
+# the tasks iter/task shows: None is every task of this machine (each thread, from /proc)
+_task_list: "list[Task] | None" = None
+_threads: dict[tuple[int, int], Task] = {}
+
+
+def set_tasks(tasks: "list[Task] | None") -> None:
+    """Make ``tasks`` the machine's task list (what iter/task walks); None: this
+    machine's own, read from /proc at each walk."""
+    global _task_list
+    _task_list = list(tasks) if tasks is not None else None
+
+
+def _thread(pid: int, tid: int) -> Task | None:
+    """Thread ``tid`` of process ``pid`` as a task (the leader is proc_task(pid))."""
+    if tid == pid and pid != os.getpid():
+        return proc_task(pid)
+    key = (pid, tid)
+    t = _threads.get(key)
+    if t is None:
+        base = f"/proc/{pid}/task/{tid}"
+        comm = (_read(f"{base}/comm") or "").strip()[:U.TASK_COMM_LEN - 1]
+        if pid == os.getpid():      # this process: Task() reads the host's values itself
+            t = current_task() if tid == threading.get_native_id() and _current is not None \
+                and _current.pid == tid else Task(pid=tid, tgid=pid, comm=comm)
+        else:
+            st = _stat(f"{base}/stat")
+            if st is None or len(st) < 20:
+                return None
+            leader = proc_task(pid)
+            t = Task(pid=tid, tgid=pid, uid=leader.uid, gid=leader.gid,
+                     comm=_task_comm(comm, int(st[9])),
+                     euid=leader.euid, egid=leader.egid, suid=leader.suid, sgid=leader.sgid,
+                     flags=int(st[9]), prio=int(st[18]) + 100, parent=leader.parent,
+                     leader=leader, kthread=leader.kthread, mm=leader.mm)
+        _threads[key] = t
+    return t
+
+
+def all_tasks() -> list[Task]:
+    """Every task, in pid order as the kernel's task iterator walks them (find_ge_pid):
+    the list set_tasks() gave, else each thread of this machine."""
+    if _task_list is not None:
+        return sorted(_task_list, key=lambda t: t.pid)
+    seen: list[Task] = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            tids = [int(x) for x in os.listdir(f"/proc/{d}/task") if x.isdigit()]
+        except OSError:
+            continue                 # gone meanwhile
+        for tid in tids:
+            t = _thread(int(d), tid)
+            if t is not None:
+                seen.append(t)
+    alive = {(t.tgid, t.pid) for t in seen}
+    for key in [k for k in _threads if k not in alive]:
+        del _threads[key]
+    return sorted(seen, key=lambda t: t.pid)
 
 
 _current: Task | None = None

@@ -42,6 +42,11 @@ ENTRY_META = HTAB_ENTRY.off("key")       # the bookkeeping before the key
 _KEY_TO_NEXT = _E_NEXT - ENTRY_META
 _NEXT_HASH = HTAB_ENTRY.packer("next", "hash")
 _U32 = struct.Struct("<I")               # a bucket head, a link, a value slot's map id
+# The table region (mappable: a pin maps its file over it, ebee.maps.shared) starts with the
+# state every process must see: a busy word (non-zero while a writer edits the chains), the
+# element count, the free list head, each CPU's spare slot; the bucket heads and entries
+# follow.  The header the handle points at holds absolute addresses, so it stays private.
+_T_BUSY, _T_COUNT, _T_FREE, _T_EXTRA = 0, 4, 8, 16
 HTAB_ELEM_SIZE = 48      # sizeof(struct htab_elem) in the kernel (bounds the key+value size)
 
 
@@ -50,6 +55,7 @@ class HashMap(Map):
 
     map_type = MapType.HASH
     lru = False
+    _staged: bytearray | None = None
     elements_in_regions = True
     create_flags = U.BPF_F_NO_PREALLOC | U.BPF_F_NO_COMMON_LRU | U.BPF_F_NUMA_NODE | ACCESS_MASK | \
         U.BPF_F_ZERO_SEED
@@ -95,15 +101,16 @@ class HashMap(Map):
         self.kstride = round_up(self.key_size, 8)
         self.esize = ENTRY_META + self.kstride
         self.stride = self.elem_size * (self.ncpus if self.percpu else 1)
-        self.boff = HTAB_HEADER.size
+        self.boff = round_up(_T_EXTRA + 4 * self.ncpus, 8)
         self.eoff = self.boff + round_up(HTAB_BUCKET_SIZE * self.n_buckets, 8)
-        ctl_size = self.eoff + nslots * self.esize
-        if ctl_size + nslots * self.stride > 1 << 34:
+        table_size = self.eoff + nslots * self.esize
+        if table_size + nslots * self.stride > 1 << 34:
             raise map_error(E.ENOMEM)
-        self.ctl = self._add_region(ctl_size, "table", shared=False)
-        self.value_region = self._add_region(nslots * self.stride, "values",
+        self.ctl = self._add_region(HTAB_HEADER.size, "header", shared=False)
+        self.table = self._add_region(table_size, "table", shared=False, mappable=True)
+        self.value_region = self._add_region(nslots * self.stride, "values", mappable=True,
                                        writable=not self.flags & U.BPF_F_RDONLY_PROG)
-        self.c = self.ctl.buf
+        self.c = self.table.buf
         self.vbuf = self.value_region.buf
         self.hash_kind = HASH_JHASH if self.flags & U.BPF_F_ZERO_SEED else HASH_CRC32
         self.count = 0
@@ -114,7 +121,10 @@ class HashMap(Map):
         for slot in range(extra_from - 1, -1, -1):
             _U32.pack_into(c, eoff + slot * esz + _E_NEXT, self.free_head)
             self.free_head = slot + 1
-        self.extra = [extra_from + cpu for cpu in range(self.ncpus)] if self.extra_elems else []
+        self.extra = memoryview(c)[_T_EXTRA:_T_EXTRA + 4 * self.ncpus].cast("I") \
+            if self.extra_elems else []
+        for cpu in range(len(self.extra)):
+            self.extra[cpu] = extra_from + cpu
         for slot in self.extra:
             c[eoff + slot * esz + _E_STATE] = STATE_EXTRA
         if self.lru:
@@ -124,9 +134,66 @@ class HashMap(Map):
         self._write_handle(self.value_region.start, self.ctl.start)
 
     def _sync_header(self) -> None:
-        HEADER.pack_into(self.c, 0, 0, self.count, self.n_buckets, self.nslots, self.key_size,
-                         self.esize, self.stride, self.free_head, self.hash_kind,
-                         self.ctl.start + self.boff, self.ctl.start + self.eoff, self.value_region.start)
+        HEADER.pack_into(self.ctl.buf, 0, 0, self.count, self.n_buckets, self.nslots,
+                         self.key_size, self.esize, self.stride, self.free_head, self.hash_kind,
+                         self.table.start + self.boff, self.table.start + self.eoff,
+                         self.value_region.start)
+
+    # the table's shared state
+    count = property(lambda s: _U32.unpack_from(s.c, _T_COUNT)[0],
+                     lambda s, v: _U32.pack_into(s.c, _T_COUNT, v))
+    free_head = property(lambda s: _U32.unpack_from(s.c, _T_FREE)[0],
+                         lambda s, v: _U32.pack_into(s.c, _T_FREE, v))
+
+    def _op(self, write: bool = False) -> "_SharedOp | _NoLock":
+        """The cross-process lock of a shared table (nothing for a private one)."""
+        return _NOLOCK if self.shared is None else _SharedOp(self, write)
+
+    def repair(self) -> None:
+        """Rebuild the chains' invariants after a writer was killed in the middle of an edit
+        (found by its busy word): every chain keeps each key once (the newest, nearest the
+        head), only live entries are linked, the spares are unlinked slots, the free list and
+        the count are what is left."""
+        c, eoff, esz, ks = self.c, self.eoff, self.esize, self.key_size
+        linked: set[int] = set()
+        for b in range(self.n_buckets):
+            boff = self.boff + b * HTAB_BUCKET_SIZE
+            prev, seen = boff, set()
+            i = _U32.unpack_from(c, boff)[0]
+            while i:
+                slot = i - 1
+                e = eoff + slot * esz
+                key = bytes(c[e + ENTRY_META:e + ENTRY_META + ks])
+                nxt = _U32.unpack_from(c, e + _E_NEXT)[0]
+                bad = slot >= self.nslots or slot in linked or key in seen or \
+                    c[e + _E_STATE] != STATE_USED or \
+                    (_U32.unpack_from(c, e + _E_HASH)[0] & (self.n_buckets - 1)) != b
+                if bad:
+                    if slot >= self.nslots or slot in linked:
+                        _U32.pack_into(c, prev, 0)      # a cycle or garbage: cut the chain
+                        break
+                    _U32.pack_into(c, prev, nxt)        # the older copy of a replaced key
+                    i = nxt
+                    continue
+                linked.add(slot)
+                seen.add(key)
+                prev = e + _E_NEXT
+                i = nxt
+        spares = []
+        for cpu in range(len(self.extra)):
+            s = self.extra[cpu]
+            if s >= self.nslots or s in linked or s in spares:
+                s = next(x for x in range(self.nslots) if x not in linked and x not in spares
+                         and x not in self.extra[cpu + 1:])
+                self.extra[cpu] = s
+            spares.append(s)
+            c[eoff + s * esz + _E_STATE] = STATE_EXTRA
+        self.free_head = 0
+        for slot in range(self.nslots - 1, -1, -1):
+            if slot not in linked and slot not in spares:
+                self._free_slot(slot)
+        self.count = len(linked)
+        _U32.pack_into(c, _T_BUSY, 0)
 
     # -- the table ---------------------------------------------------------------------------
 
@@ -193,6 +260,18 @@ class HashMap(Map):
         """Copy a value in: all CPUs from a syscall buffer (cpu None) or one CPU's slot."""
         off = slot * self.stride
         vs, es = self.value_size, self.elem_size
+        if self.shared is not None and self.vbuf is not self._staged:
+            # in place over a live element: through the file's journal, so a process killed
+            # in the middle leaves the old value or the new one
+            self._staged = staged = bytearray(self.vbuf[off:off + self.stride])
+            real, self.vbuf = self.vbuf, staged
+            try:
+                self._write_value(0, value, cpu)
+            finally:
+                self.vbuf = real
+                self._staged = None
+            self.shared.write(off, bytes(staged))
+            return
         if self.percpu:
             if cpu is None:
                 for k in range(self.ncpus):
@@ -398,24 +477,27 @@ class HashMap(Map):
     # -- syscall side ----------------------------------------------------------------------------
 
     def _sys_lookup(self, key: bytes, flags: int) -> bytes:
-        slot, _ = self._find(key, self._hash(key))
-        if slot < 0:
-            raise map_error(E.ENOENT)
-        return self._read_value(slot)
+        with self._op():
+            slot, _ = self._find(key, self._hash(key))
+            if slot < 0:
+                raise map_error(E.ENOENT)
+            return self._read_value(slot)
 
     def _sys_update(self, key: bytes, value: bytes, flags: int) -> None:
         # a user CPU above the map's count shares a lower CPU's spare element / LRU list
-        err = self._update(key, value, flags, None, cpus.user_cpu() % self.ncpus)
+        with self._op(True):
+            err = self._update(key, value, flags, None, cpus.user_cpu() % self.ncpus)
         if err:
             raise map_error(err)
         self._sync_count()
 
     def _sync_count(self) -> None:
-        _U32.pack_into(self.c, _H_COUNT, self.count)
-        _U32.pack_into(self.c, _H_FREE_HEAD, self.free_head)
+        _U32.pack_into(self.ctl.buf, _H_COUNT, self.count)
+        _U32.pack_into(self.ctl.buf, _H_FREE_HEAD, self.free_head)
 
     def _sys_delete(self, key: bytes) -> None:
-        err = self._delete(key)
+        with self._op(True):
+            err = self._delete(key)
         if err:
             raise map_error(err)
         self._sync_count()
@@ -424,11 +506,12 @@ class HashMap(Map):
         if self.percpu and flags & U.BPF_F_LOCK:
             raise map_error(E.EINVAL)
         h = self._hash(key)
-        slot, boff = self._find(key, h)
-        if slot < 0:
-            raise map_error(E.ENOENT)
-        v = self._read_value(slot)
-        self._remove(slot, boff)
+        with self._op(True):
+            slot, boff = self._find(key, h)
+            if slot < 0:
+                raise map_error(E.ENOENT)
+            v = self._read_value(slot)
+            self._remove(slot, boff)
         self._sync_count()
         return v
 
@@ -440,6 +523,10 @@ class HashMap(Map):
         return bytes(self.c[e:e + self.key_size])
 
     def _get_next_key(self, key: bytes | None) -> bytes:
+        with self._op():
+            return self._next_key(key)
+
+    def _next_key(self, key: bytes | None) -> bytes:
         i = 0
         if key is not None:
             h = self._hash(key)
@@ -458,13 +545,18 @@ class HashMap(Map):
     def _chain(self, bucket: int) -> list[int]:
         out = []
         i = self._first_in(bucket)
-        while i:
+        # bounded: for_each walks without the lock, while another process may edit
+        while i and len(out) <= self.nslots:
             out.append(i - 1)
             i = _U32.unpack_from(self.c, self.eoff + (i - 1) * self.esize + _E_NEXT)[0]
         return out
 
     def _lookup_batch(self, in_batch, count, elem_flags, delete):
         """__htab_map_lookup_and_delete_batch(): whole buckets at a time."""
+        with self._op(delete):
+            return self._lookup_batch_locked(in_batch, count, elem_flags, delete)
+
+    def _lookup_batch_locked(self, in_batch, count, elem_flags, delete):
         if elem_flags & ~U.BPF_F_LOCK or (elem_flags & U.BPF_F_LOCK and self.spin_lock_off < 0):
             return [], [], None, E.EINVAL
         if not count:
@@ -502,7 +594,8 @@ class HashMap(Map):
     # -- program side --------------------------------------------------------------------------
 
     def prog_lookup(self, key: bytes, cpu: int) -> int:
-        slot, _ = self._find(key, self._hash(key))
+        with self._op():
+            slot, _ = self._find(key, self._hash(key))
         if slot < 0:
             return 0
         if self.lru:
@@ -515,13 +608,13 @@ class HashMap(Map):
         return self.prog_lookup(key, cpu)
 
     def prog_update(self, key: bytes, value: bytes, flags: int, cpu: int) -> int:
-        with self.lock:
+        with self.lock, self._op(True):
             err = self._update(key, value, flags, cpu if self.percpu else None, cpu)
             self._sync_count()
         return -err
 
     def prog_delete(self, key: bytes, cpu: int) -> int:
-        with self.lock:
+        with self.lock, self._op(True):
             err = self._delete(key)
             self._sync_count()
         return -err
@@ -531,6 +624,43 @@ class HashMap(Map):
             for slot in self._chain(b):
                 yield self._key_of(slot), self.value_region.start + slot * self.stride + \
                     (cpu * self.elem_size if self.percpu else 0)
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+_NOLOCK = _NoLock()
+
+
+class _SharedOp:
+    """One operation on a shared table: the file's lock (flock: released by the kernel when
+    a holder dies, so a killed process wedges no one), then -- if the busy word says the last
+    writer died in the middle of an edit -- :meth:`HashMap.repair`; writers hold the busy
+    word for the edit."""
+
+    __slots__ = ("m", "write")
+
+    def __init__(self, m: HashMap, write: bool):
+        self.m, self.write = m, write
+
+    def __enter__(self) -> None:
+        m = self.m
+        m.shared.__enter__()
+        if _U32.unpack_from(m.c, _T_BUSY)[0]:
+            m.repair()
+        if self.write:
+            _U32.pack_into(m.c, _T_BUSY, 1)
+
+    def __exit__(self, *exc) -> None:
+        m = self.m
+        if self.write:
+            _U32.pack_into(m.c, _T_BUSY, 0)
+        m.shared.__exit__()
 
 
 class PercpuHashMap(HashMap):

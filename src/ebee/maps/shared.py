@@ -1,6 +1,6 @@
 """Map memory that several processes can share, as one kernel map is shared through bpffs.
 
-A mappable map (ARRAY, PERCPU_ARRAY) keeps its values in anonymous ``mmap`` pages
+A mappable map (ARRAY, PERCPU_ARRAY; HASH, PERCPU_HASH with their table) keeps its values in anonymous ``mmap`` pages
 from the start.  Pinning it (or opening its pin in another process) replaces those
 pages *in place* -- ``mmap(MAP_FIXED | MAP_SHARED)`` of the pin's file at the same
 address -- so every pointer a loaded program or a JIT image already holds stays
@@ -34,8 +34,10 @@ from ..memory import zeroed_pages
 
 PAGE = mmap.PAGESIZE
 MAGIC = b"EBEESHM1"
-# magic, version, journal valid, journal offset, journal length, values size, stride
-_HEADER = struct.Struct("<8sIIQQQQ")
+# magic, version, journal valid, journal offset, journal length, values size, stride, table
+# size (version 2: a hash table's chains and free list, between the journal and the values;
+# version 1 files, arrays', read it as 0)
+_HEADER = struct.Struct("<8sIIQQQQQ")
 _VALID_OFF = 12
 _J_VALID = struct.Struct("<I")
 
@@ -63,9 +65,12 @@ def _address(buf: mmap.mmap) -> int:
 class SharedValues:
     """The file behind one shared map's values, mapped over the map's own pages."""
 
-    def __init__(self, path: str, fd: int, head: mmap.mmap, jsize: int, stride: int):
+    def __init__(self, path: str, fd: int, head: mmap.mmap, jsize: int, stride: int,
+                 tsize: int = 0):
         self.path, self.fd, self.head, self.jsize, self.stride = path, fd, head, jsize, stride
-        self.voff = PAGE + jsize
+        self.tsize = tsize
+        self.toff = PAGE + jsize
+        self.voff = self.toff + (round_page(tsize) if tsize else 0)
         self.values: mmap.mmap | None = None
         # flock is per open file: threads of one process serialize here first
         self._tlock = threading.Lock()
@@ -74,15 +79,19 @@ class SharedValues:
     # -- creating and opening ------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str, data: bytes, stride: int) -> "SharedValues":
-        """Write a new file holding ``data`` as the values (by rename: whole or absent)."""
+    def create(cls, path: str, data: bytes, stride: int, table: bytes = b"") -> "SharedValues":
+        """Write a new file holding ``data`` as the values and ``table`` as the table (by
+        rename: whole or absent)."""
         jsize = round_page(stride)
+        tpart = round_page(len(table)) if table else 0
         tmp = f"{path}.tmp{os.getpid()}"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.ftruncate(fd, PAGE + jsize + round_page(len(data)))
-            os.pwrite(fd, _HEADER.pack(MAGIC, 1, 0, 0, 0, len(data), stride), 0)
-            os.pwrite(fd, data, PAGE + jsize)
+            os.ftruncate(fd, PAGE + jsize + tpart + round_page(len(data)))
+            os.pwrite(fd, _HEADER.pack(MAGIC, 2, 0, 0, 0, len(data), stride, len(table)), 0)
+            if table:
+                os.pwrite(fd, table, PAGE + jsize)
+            os.pwrite(fd, data, PAGE + jsize + tpart)
             os.fsync(fd)
             os.rename(tmp, path)
         except BaseException:
@@ -102,7 +111,7 @@ class SharedValues:
     def _from_fd(cls, path: str, fd: int) -> "SharedValues":
         try:
             head = mmap.mmap(fd, PAGE, flags=mmap.MAP_SHARED)
-            magic, _ver, _v, _o, _l, size, stride = _HEADER.unpack_from(head, 0)
+            magic, _ver, _v, _o, _l, size, stride, tsize = _HEADER.unpack_from(head, 0)
             if magic != MAGIC:
                 raise OSError(22, f"{path}: not an ebee shared map file")
             jsize = round_page(stride)
@@ -111,24 +120,31 @@ class SharedValues:
         except BaseException:
             os.close(fd)
             raise
-        sv = cls(path, fd, head, jsize, stride)
+        sv = cls(path, fd, head, jsize, stride, tsize)
         sv.size = size
         return sv
 
-    def attach(self, buf: mmap.mmap) -> None:
-        """Map the file's values over ``buf`` (same address, same length), replaying a
-        write a killed process left half done."""
+    def attach(self, buf: mmap.mmap, table: mmap.mmap | None = None) -> None:
+        """Map the file's values over ``buf`` (same address, same length) -- and its table
+        over ``table`` -- replaying a write a killed process left half done."""
         if len(buf) != self.size:
             raise OSError(22, f"{self.path}: holds {self.size} bytes of values, the map {len(buf)}")
-        addr = _address(buf)
-        got = _libc.mmap(addr, round_page(self.size), mmap.PROT_READ | mmap.PROT_WRITE,
-                         mmap.MAP_SHARED | 0x10, self.fd, self.voff)          # 0x10: MAP_FIXED
-        if got is None or got == ctypes.c_void_p(-1).value or got != addr:
-            err = ctypes.get_errno()
-            raise OSError(err, f"{self.path}: mmap: {os.strerror(err)}")
+        if (len(table) if table is not None else 0) != self.tsize:
+            raise OSError(22, f"{self.path}: holds a {self.tsize}-byte table, the map another")
+        if table is not None:
+            self._map_over(table, self.toff)
+        self._map_over(buf, self.voff)
         self.values = buf
         with self:
             pass
+
+    def _map_over(self, buf: mmap.mmap, off: int) -> None:
+        addr = _address(buf)
+        got = _libc.mmap(addr, round_page(len(buf)), mmap.PROT_READ | mmap.PROT_WRITE,
+                         mmap.MAP_SHARED | 0x10, self.fd, off)          # 0x10: MAP_FIXED
+        if got is None or got == ctypes.c_void_p(-1).value or got != addr:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{self.path}: mmap: {os.strerror(err)}")
 
     # -- the lock and the journal ------------------------------------------------------------
 
@@ -148,7 +164,7 @@ class SharedValues:
 
     def _replay(self) -> None:
         h = self.head
-        _m, _ver, valid, off, n, _s, _st = _HEADER.unpack_from(h, 0)
+        _m, _ver, valid, off, n, _s, _st, _t = _HEADER.unpack_from(h, 0)
         if valid and self.values is not None:
             self.values[off:off + n] = h[PAGE:PAGE + n]
             _J_VALID.pack_into(h, _VALID_OFF, 0)

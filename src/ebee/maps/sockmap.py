@@ -129,12 +129,16 @@ class _SockMapBase(Map):
 
     def alloc_progs(self) -> None:
         #: programs attached to the map (BPF_SK_MSG_VERDICT: "msg_verdict",
-        #: BPF_SK_SKB_VERDICT / BPF_SK_SKB_STREAM_VERDICT: "skb_verdict")
+        #: BPF_SK_SKB_VERDICT: "skb_verdict", BPF_SK_SKB_STREAM_VERDICT: "stream_verdict",
+        #: BPF_SK_SKB_STREAM_PARSER: "stream_parser")
         self.progs: dict[str, Any] = {}
 
     def _link(self, sk: Any) -> None:
         if isinstance(sk, Socket):
-            r = link_psock(sk, self.progs.get("msg_verdict"), self.progs.get("skb_verdict"))
+            p = self.progs
+            stream = p.get("stream_verdict")
+            r = link_psock(sk, p.get("msg_verdict"), stream or p.get("skb_verdict"),
+                           p.get("stream_parser"), stream is not None)
             if r:
                 raise map_error(-r, "the socket has an sk_msg or sk_skb program already")
 

@@ -15,13 +15,14 @@ BTF); where they cannot be read the call keeps its helper number.  Map ids are e
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .. import uapi as U
 from ..asm import assemble
 from ..isa import Instruction, Kind
 from ..kernel.btf import vmlinux
 from ..kernel.kallsyms import text_symbols
+from ..runtime.deadcode import adjust_func_info, adjust_line_info, prune_dead_code
 from ..runtime.rewrite import relink
 
 _LOOKUP, _UPDATE, _DELETE = 1, 2, 3
@@ -39,6 +40,23 @@ _OPS = {
                          _DELETE: "htab_lru_map_delete_elem"},
     U.MapType.LPM_TRIE: {_LOOKUP: "trie_lookup_elem", _UPDATE: "trie_update_elem",
                          _DELETE: "trie_delete_elem"},
+}
+
+_P, _F = U.ProgType, U.FuncId
+_RAW_TP = {_F.perf_event_output: "bpf_perf_event_output_raw_tp",
+           _F.get_stackid: "bpf_get_stackid_raw_tp", _F.get_stack: "bpf_get_stack_raw_tp"}
+# helpers whose implementation the kernel picks by program type (the *_func_proto of
+# kernel/trace/bpf_trace.c and net/core/filter.c): program type -> helper -> symbol
+_BY_TYPE = {
+    _P.TRACEPOINT: {_F.perf_event_output: "bpf_perf_event_output_tp",
+                    _F.get_stackid: "bpf_get_stackid_tp", _F.get_stack: "bpf_get_stack_tp"},
+    _P.PERF_EVENT: {_F.perf_event_output: "bpf_perf_event_output_tp",
+                    _F.get_stackid: "bpf_get_stackid_pe", _F.get_stack: "bpf_get_stack_pe"},
+    _P.RAW_TRACEPOINT: _RAW_TP, _P.RAW_TRACEPOINT_WRITABLE: _RAW_TP, _P.TRACING: _RAW_TP,
+    _P.LSM: _RAW_TP,
+    _P.XDP: {_F.perf_event_output: "bpf_xdp_event_output"},
+    _P.SCHED_CLS: {_F.perf_event_output: "bpf_skb_event_output"},
+    _P.SCHED_ACT: {_F.perf_event_output: "bpf_skb_event_output"},
 }
 
 
@@ -99,7 +117,7 @@ def _array_lookup(m, i: Instruction, off: int) -> list[Instruction]:
                 f"{scale}\nr0 += r1\ngoto +1\nr0 = 0\n", i)
 
 
-def _fixup_call(i: Instruction, m) -> list[Instruction]:
+def _fixup_call(i: Instruction, m, prog_type) -> list[Instruction]:
     fid = i.imm
     offs = _offsets()
     if m is not None and fid in (_LOOKUP, _UPDATE, _DELETE):
@@ -118,16 +136,53 @@ def _fixup_call(i: Instruction, m) -> list[Instruction]:
     if fid == _TAIL_CALL:
         return [i]
     try:
-        name = "bpf_" + U.FuncId(fid).name.lower()
+        f = U.FuncId(fid)
     except ValueError:
         return [i]
+    name = _BY_TYPE.get(prog_type, {}).get(f) or "bpf_" + f.name.lower()
     imm = call_imm(name)
     return [replace(i, imm=imm)] if imm is not None else [i]
 
 
-def kernel_xlated(prog) -> tuple[list[Instruction], dict[int, int]]:
-    """The program as Linux's xlated image has it, and original pc -> its pc there."""
+@dataclass
+class Xlated:
+    """A program as Linux's xlated image has it: the instructions, original pc -> pc
+    there, and the BTF line and func info records at their pcs there."""
+    insns: list[Instruction]
+    moved: dict[int, int]
+    line_info: list[tuple[int, object]]
+    func_info: list[tuple[int, object]]
+
+
+def kernel_xlated(prog) -> Xlated:
+    """The program as Linux's xlated image has it: ebee's rewrites, the verifier's dead
+    code removed (or trapped, for an unprivileged loader), helper calls fixed up."""
     insns, moved = prog.xlated()
+    end = sum(i.slots for i in prog.insns)
+    try:
+        verdict = prog.verdict()
+    except Exception:           # the verifier cannot judge it: show it as rewritten
+        verdict = None
+    if verdict is not None and verdict.accepted:
+        pruned = prune_dead_code(insns, moved, verdict.dead_insns,
+                                 privileged=getattr(prog, "privileged", True))
+        insns, moved = pruned.insns, pruned.moved
+        line_info = adjust_line_info(list(prog.line_info), pruned, end)
+        func_info = adjust_func_info(list(prog.func_info), pruned, end)
+    else:
+        line_info = [(moved.get(li.insn, li.insn), li) for li in prog.line_info]
+        func_info = [(moved.get(fi.insn, fi.insn), fi) for fi in prog.func_info]
+    insns, again = _fixup_calls(prog, insns)
+    if again:
+        moved = {pc: again.get(p, p) for pc, p in moved.items()}
+        line_info = [(again.get(at, at), li) for at, li in line_info]
+        func_info = [(again.get(at, at), fi) for at, fi in func_info]
+    return Xlated(insns, moved, line_info, func_info)
+
+
+def _fixup_calls(prog, insns: list[Instruction]
+                 ) -> tuple[list[Instruction], dict[int, int]]:
+    """do_misc_fixups' helper call rewrites; the pc map is empty when nothing changed."""
     obj = getattr(prog, "object", None)
     by_id = {m.id: m for m in obj.maps.values()} if obj is not None else {}
     pieces: list[list[Instruction]] = []
@@ -135,7 +190,7 @@ def kernel_xlated(prog) -> tuple[list[Instruction], dict[int, int]]:
     changed = False
     for i in insns:
         if i.kind is Kind.CALL and i.src == 0:
-            piece = _fixup_call(i, r1_map)
+            piece = _fixup_call(i, r1_map, prog.type)
             changed |= piece != [i]
             pieces.append(piece)
             r1_map = None
@@ -147,9 +202,8 @@ def kernel_xlated(prog) -> tuple[list[Instruction], dict[int, int]]:
                                                              Kind.JA, Kind.EXIT):
             r1_map = None
     if not changed:
-        return insns, moved
-    out, again = relink(insns, pieces)
-    return out, {pc: again.get(p, p) for pc, p in moved.items()}
+        return insns, {}
+    return relink(insns, pieces)
 
 
-__all__ = ["call_imm", "kernel_xlated"]
+__all__ = ["Xlated", "call_imm", "kernel_xlated"]

@@ -63,6 +63,7 @@ class Socket:
         self.snd_cwnd = 10                  # TCP_INIT_CWND; +1 per acked FIN (slow start)
         self.ack_pending = False            # a FIN received, its ACK delayed
         self.rx_dropped = 0                 # bytes an sk_skb verdict dropped
+        self.sk_err = 0                     # pending error (SO_ERROR), e.g. a stream parser's
         self.psock: Any = None              # sockmap state (ebee.sockets.psock.Psock)
         self._memory = memory
         self.region = memory.add(Region(SOCK.size, "sock"))

@@ -29,6 +29,7 @@ from ..uapi import (AF_INET, IPPROTO_TCP, IPPROTO_UDP,
                     BPF_SOCK_OPS_TCP_LISTEN_CB as TCP_LISTEN_CB,
                     BPF_SOCK_OPS_TIMEOUT_INIT as TIMEOUT_INIT)
 from .skmsg import SkMsgSg
+from .strparser import StrParser
 from .socket import (TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
                      TCP_LAST_ACK, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_SYN_SENT,
                      Delivery, Socket)
@@ -134,7 +135,10 @@ class Psock:
     """``struct sk_psock``: the sk_msg program a socket took from the map it joined, and the
     verdict state that outlives one sendmsg (apply_bytes, cork_bytes, the redirect)."""
     msg_prog: Any = None
-    skb_prog: Any = None        # SK_SKB_VERDICT / SK_SKB_STREAM_VERDICT (no parser)
+    skb_prog: Any = None        # SK_SKB_VERDICT / SK_SKB_STREAM_VERDICT
+    stream: bool = False        # skb_prog is a stream verdict (with a parser: strparser)
+    parser: Any = None          # SK_SKB_STREAM_PARSER
+    strp: StrParser | None = None
     links: int = 0
     eval: int = EVAL_NONE
     apply_bytes: int = 0
@@ -164,19 +168,23 @@ def redirect_allowed(sock: Socket) -> bool:
     return sock.state == TCP_ESTABLISHED
 
 
-def link_psock(sock: Socket, msg_prog: Any, skb_prog: Any = None) -> int:
-    """sock_map_link(): 0, or -EBUSY when both the socket and the map have an sk_msg
-    program, or both an sk_skb verdict program."""
+def link_psock(sock: Socket, msg_prog: Any, skb_prog: Any = None, parser: Any = None,
+               stream: bool = False) -> int:
+    """sock_map_link(): 0, or -EBUSY when the socket and the map both have an sk_msg
+    program, both an sk_skb verdict program (stream or not) or both a stream parser."""
     ps = sock.psock
     if ps is not None and ((msg_prog is not None and ps.msg_prog is not None) or
-                           (skb_prog is not None and ps.skb_prog is not None)):
+                           (skb_prog is not None and ps.skb_prog is not None) or
+                           (parser is not None and ps.parser is not None)):
         return -E.EBUSY
     if ps is None:
         ps = sock.psock = Psock()
     if msg_prog is not None:
         ps.msg_prog = msg_prog
     if skb_prog is not None:
-        ps.skb_prog = skb_prog
+        ps.skb_prog, ps.stream = skb_prog, stream
+    if parser is not None:
+        ps.parser = parser
     ps.links += 1
     return 0
 
@@ -360,13 +368,48 @@ class Stack:
             self._receive(peer, data, sock.cookie)
 
     def _receive(self, sock: Socket, data: bytes, src: int) -> None:
-        """Bytes arrive at ``sock``: through its sk_skb verdict program if it has one
-        (sk_psock_verdict_recv: one run per segment; the stack sends each send as one)."""
+        """Bytes arrive at ``sock``: through its stream parser and stream verdict when it
+        has both (strparser: one verdict run per message), else through its sk_skb
+        verdict program if it has one (sk_psock_verdict_recv: one run per segment; the
+        stack sends each send as one segment)."""
         ps = sock.psock
         if ps is None or ps.skb_prog is None or self.runner is None:
             sock.rx.append(Delivery(data, src, "tcp"))
             return
-        call = SkbCall(sock, data)
+        if ps.parser is not None and ps.stream:
+            if ps.strp is None:
+                ps.strp = self._strparser(sock, ps)
+            ps.strp.data_ready(data)
+            return
+        self._skb_verdict(sock, ps, data, data, src)
+
+    def _strparser(self, sock: Socket, ps: Psock) -> StrParser:
+        """sk_psock_init_strp(): the parser program decides message lengths, the verdict
+        runs on each message; an error is reported on the socket (SO_ERROR)."""
+        runner = self.runner
+        assert runner is not None
+
+        def parse(head: bytes) -> int:
+            ret = runner.skb(ps.parser, SkbCall(sock, head)) & 0xFFFFFFFF
+            ret -= (ret & 0x80000000) << 1
+            self.log.append(Event("sk_skb parser", sock.cookie, f"len {len(head)} -> {ret}"))
+            return ret
+
+        def rcv_msg(head: bytes, off: int, n: int) -> None:
+            src = sock.peer.cookie if sock.peer is not None else 0
+            self._skb_verdict(sock, ps, head, head[off:off + n], src)
+
+        def abort(err: int) -> None:
+            sock.sk_err = err
+            self.log.append(Event("strparser", sock.cookie, f"error {err}"))
+
+        return StrParser(parse, rcv_msg, abort)
+
+    def _skb_verdict(self, sock: Socket, ps: Psock, skb: bytes, data: bytes, src: int) -> None:
+        """Run the verdict program on ``skb``; its verdict applies to ``data`` (the message:
+        strparser's offset and full_len within the skb, sk_psock_verdict_apply)."""
+        assert self.runner is not None
+        call = SkbCall(sock, skb)
         ret = self.runner.skb(ps.skb_prog, call) & 0xFFFFFFFF
         redir = call.sk_redir if ret == SK_PASS else None
         self.log.append(Event("sk_skb", sock.cookie, f"verdict {ret} len {len(data)}"))
@@ -459,7 +502,14 @@ class Stack:
         return verdict, delta
 
     def recv(self, sock: Socket, n: int = 1 << 30) -> bytes:
-        """Take up to ``n`` bytes from the receive queue (b"" when empty)."""
+        """Take up to ``n`` bytes from the receive queue (b"" when empty).
+
+        A socket whose stream parser left bytes unread in the TCP receive queue (waiting
+        for the rest of a message, or stopped by an error) raises ``EAGAIN`` even when
+        messages are ready, as tcp_bpf_recvmsg_parser() does."""
+        ps = sock.psock
+        if ps is not None and ps.strp is not None and ps.strp.unread():
+            raise BlockingIOError(E.EAGAIN, "the stream parser holds unread bytes")
         out = bytearray()
         while sock.rx and len(out) < n:
             d = sock.rx[0]
@@ -483,6 +533,11 @@ class Stack:
         if dst is not None:
             dst.rx.append(Delivery(bytes(data), sock.cookie, "udp"))
         return len(data)
+
+    def so_error(self, sock: Socket) -> int:
+        """getsockopt(SO_ERROR): the socket's pending error (a stream parser's), cleared."""
+        err, sock.sk_err = sock.sk_err, 0
+        return err
 
     def close(self, sock: Socket) -> None:
         """close(): the socket leaves every map; a connected TCP socket runs the FIN

@@ -2,8 +2,9 @@
 bpf_seq_read() runs it over the kernel's, and the text it wrote.
 
 Linux calls the program once per object with ``ctx->meta->seq_num`` counting the
-objects shown so far, then once more with the object pointer(s) NULL (the stop call,
-where programs print trailers); a program that returns 1 makes the read fail with
+objects shown before it, then once more with the object pointer(s) NULL (the stop call,
+where programs print trailers; its seq_num is still the last object's, as bpf_seq_read()
+counts only on finding a next object); a program that returns 1 makes the read fail with
 EAGAIN.  Targets:
 
 - ``bpf_map``: every live ebee map, in id order; ``ctx->map`` is a ``struct bpf_map``
@@ -12,6 +13,11 @@ EAGAIN.  Targets:
   ``ctx->key`` a copy of the key and ``ctx->value`` the element itself (the program may
   write it, as the kernel's rdwr buffer allows); per-CPU maps show a copy of every
   CPU's value one after the other.
+- ``task``: every task of ``ebee.helpers.task.all_tasks()`` (this machine's threads from
+  /proc unless ``set_tasks()`` gave a list), in pid order; ``ctx->task`` is the task's
+  ``struct task_struct`` laid out from the kernel's BTF, so CO-RE reads of pid, tgid,
+  comm, real_parent, cred, mm ... see the modelled values.  ``tid=`` walks one thread,
+  ``pid=`` one process's threads (the link's ``iter_info.task``).
 
 ``read_iter(prog, map=m)`` returns what ``cat`` of the pinned iterator would print.
 """
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from ..engines import Machine, select_engine
 from ..helpers import RUNTIME
 from ..helpers.seq import SeqFile
+from ..helpers.task import all_tasks
 from ..idr import map_idr
 from ..layouts.kernel import BPF_ITER_META, BPF_MAP
 from ..memory import SHARED, Region
@@ -33,13 +40,13 @@ from ..runtime.trace_pipe import capture
 from ..uapi import AttachType as A, ProgType as P
 from .common import TestRunError, TestTarget
 
-TARGETS = ("bpf_map", "bpf_map_elem")
+TARGETS = ("bpf_map", "bpf_map_elem", "task")
 
 
 @dataclass
 class IterResult:
     text: bytes           # what read() of the iterator fd returns, to EOF
-    objects: int          # objects shown (the final seq_num)
+    objects: int          # objects shown
     trace_output: list[str]
 
 
@@ -67,10 +74,15 @@ def _target(prog: TestTarget) -> str:
     return t
 
 
-def read_iter(prog: TestTarget, *, map=None, engine: str | None = None) -> IterResult:
-    """Create the iterator (the link's ``iter_info`` names ``map`` for bpf_map_elem) and
-    read it to the end."""
+def read_iter(prog: TestTarget, *, map=None, tid: int | None = None, pid: int | None = None,
+              engine: str | None = None) -> IterResult:
+    """Create the iterator (the link's ``iter_info`` names ``map`` for bpf_map_elem, the
+    thread ``tid`` or the process ``pid`` for task) and read it to the end."""
     target = _target(prog)
+    if (tid is not None or pid is not None) and target != "task":
+        raise TestRunError(errno.EINVAL, f"iter/{target} takes no tid or pid")
+    if tid is not None and pid is not None:
+        raise TestRunError(errno.EINVAL, "a task iterator takes a tid or a pid, not both")
     if target == "bpf_map_elem" and map is None:
         raise TestRunError(errno.EINVAL, "iter/bpf_map_elem needs the map to iterate (map=)")
     if target != "bpf_map_elem" and map is not None:
@@ -99,8 +111,9 @@ def read_iter(prog: TestTarget, *, map=None, engine: str | None = None) -> IterR
         m.progctx = RunContext(Network(), P.TRACING)
         shown = 0
 
-        def show(*ptrs: int) -> None:
-            struct.pack_into("<Q", meta.buf, BPF_ITER_META.off("seq_num"), shown)
+        def show(*ptrs: int, stop: bool = False) -> None:
+            seq_num = max(shown - 1, 0) if stop else shown
+            struct.pack_into("<Q", meta.buf, BPF_ITER_META.off("seq_num"), seq_num)
             struct.pack_into(f"<{len(ptrs)}Q", ctx.buf, 8, *ptrs)
             seq.begin_object()
             if bound.run(ctx.start).retval & 0xFFFFFFFF:
@@ -113,7 +126,15 @@ def read_iter(prog: TestTarget, *, map=None, engine: str | None = None) -> IterR
                 for mp in map_idr.live():
                     show(region(map_struct(mp), f"struct bpf_map {mp.id}"))
                     shown += 1
-                show(0)
+                show(0, stop=True)
+            elif target == "task":
+                for task in all_tasks():
+                    if tid is not None and task.pid != tid or \
+                            pid is not None and task.tgid != pid:
+                        continue
+                    show(task.addr)
+                    shown += 1
+                show(0, stop=True)
             else:
                 mstruct = region(map_struct(map), f"struct bpf_map {map.id}")
                 for key in list(map.raw_keys()):
@@ -125,7 +146,7 @@ def read_iter(prog: TestTarget, *, map=None, engine: str | None = None) -> IterR
                         continue
                     show(mstruct, region(key, "iterator key"), value)
                     shown += 1
-                show(mstruct, 0, 0)
+                show(mstruct, 0, 0, stop=True)
         return IterResult(bytes(seq.out), shown, [ln.message for ln in lines])
     finally:
         m.progctx = None

@@ -197,6 +197,28 @@ def run(prog: TestTarget, data: bytes | None = None, *, ctx: bytes | None = None
                      cgroup=cgroup)
 
 
+def place_event(pt: P, ctx: bytes, regions: list[Region], *, sample_period: int = 0,
+                addr: int = 0) -> int:
+    """Put an event's context in read-only memory (appending the regions to
+    ``regions``, for the caller to remove after the run): the address the program's r1
+    gets -- for perf_event, a ``bpf_perf_event_data_kern`` pointing at ``ctx`` as its
+    ``pt_regs`` and at sample data with ``sample_period`` and ``addr``."""
+    data = SHARED.add(Region(bytes(ctx) or b"\0", "event", writable=False))
+    regions.append(data)
+    if pt is not P.PERF_EVENT:
+        return data.start
+    sample = SHARED.add(Region(PERF_SAMPLE_DATA.size, "perf_sample_data", writable=False))
+    regions.append(sample)
+    struct.pack_into("<Q", sample.buf, PERF_SAMPLE_DATA.off("period"), sample_period)
+    struct.pack_into("<Q", sample.buf, PERF_SAMPLE_DATA.off("addr"), addr)
+    kern = SHARED.add(Region(BPF_PERF_EVENT_DATA_KERN.size, "bpf_perf_event_data_kern",
+                             writable=False))
+    regions.append(kern)
+    struct.pack_into("<Q", kern.buf, BPF_PERF_EVENT_DATA_KERN.off("regs"), data.start)
+    struct.pack_into("<Q", kern.buf, BPF_PERF_EVENT_DATA_KERN.off("data"), sample.start)
+    return kern.start
+
+
 def run_event(prog: TestTarget, ctx: bytes, *, engine: str | None = None,
               sample_period: int = 0, addr: int = 0, task=None, cpu: int = 0) -> RunResult:
     """Run a tracing program on one synthetic event (Linux has no test run for these).
@@ -221,20 +243,7 @@ def run_event(prog: TestTarget, ctx: bytes, *, engine: str | None = None,
     try:
         bound = select_engine(engine, exe.evidence).compile(exe.insns, exe.evidence) \
             .bind(m, RUNTIME)
-        data = SHARED.add(Region(bytes(ctx) or b"\0", "event", writable=False))
-        regions.append(data)
-        arg = data.start
-        if pt is P.PERF_EVENT:
-            sample = SHARED.add(Region(PERF_SAMPLE_DATA.size, "perf_sample_data", writable=False))
-            regions.append(sample)
-            struct.pack_into("<Q", sample.buf, PERF_SAMPLE_DATA.off("period"), sample_period)
-            struct.pack_into("<Q", sample.buf, PERF_SAMPLE_DATA.off("addr"), addr)
-            kern = SHARED.add(Region(BPF_PERF_EVENT_DATA_KERN.size, "bpf_perf_event_data_kern",
-                                     writable=False))
-            regions.append(kern)
-            struct.pack_into("<Q", kern.buf, BPF_PERF_EVENT_DATA_KERN.off("regs"), data.start)
-            struct.pack_into("<Q", kern.buf, BPF_PERF_EVENT_DATA_KERN.off("data"), sample.start)
-            arg = kern.start
+        arg = place_event(pt, ctx, regions, sample_period=sample_period, addr=addr)
         m.progctx = RunContext(default_net(), pt)
         with capture() as lines:
             ex = bound.run(arg)

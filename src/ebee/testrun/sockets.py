@@ -28,7 +28,7 @@ from ..packet.net import Network
 from ..packet.skbuff import SkBuff
 from ..runtime import RunContext
 from ..sockets import SkbCall, Socket, Stack
-from ..uapi import ProgType as P
+from ..uapi import AttachType as A, ProgType as P
 
 
 class ProgramRunner:
@@ -121,11 +121,26 @@ def attach_sk_msg(prog: Any, sockmap: SockMap | SockHash) -> None:
     sockmap.progs["msg_verdict"] = prog
 
 
-def attach_sk_skb(prog: Any, sockmap: SockMap | SockHash) -> None:
-    """BPF_SK_SKB_VERDICT (or STREAM_VERDICT without a parser): sockets that join
-    ``sockmap`` from now on run ``prog`` on the bytes they receive."""
+#: the sk_skb attach types and the map's program slots they fill
+_SKB_SLOTS = {A.SK_SKB_VERDICT: "skb_verdict", A.SK_SKB_STREAM_VERDICT: "stream_verdict",
+              A.SK_SKB_STREAM_PARSER: "stream_parser"}
+
+
+def attach_sk_skb(prog: Any, sockmap: SockMap | SockHash,
+                  attach_type: A | None = None) -> None:
+    """Attach an sk_skb program to ``sockmap`` for the sockets that join it from now on:
+    BPF_SK_SKB_VERDICT (a run per received segment), BPF_SK_SKB_STREAM_PARSER and
+    BPF_SK_SKB_STREAM_VERDICT (with both, strparser: the parser frames the byte stream,
+    the verdict runs once per message; a stream verdict alone acts as a plain verdict).
+    ``attach_type`` defaults to the program's (its SEC()), else BPF_SK_SKB_VERDICT."""
     if prog.type is not P.SK_SKB:
         raise ValueError(f"{prog.name} is not an sk_skb program")
     if not isinstance(sockmap, (SockMap, SockHash)):
         raise ValueError("sk_skb programs attach to a SOCKMAP or SOCKHASH")
-    sockmap.progs["skb_verdict"] = prog
+    at = attach_type if attach_type is not None else prog.expected_attach_type
+    slot = _SKB_SLOTS.get(at, "skb_verdict") if at else "skb_verdict"
+    other = {"skb_verdict": "stream_verdict", "stream_verdict": "skb_verdict"}.get(slot)
+    if other is not None and sockmap.progs.get(other) is not None:
+        # sock_map_prog_link_lookup(): one kind of verdict per map
+        raise ValueError(f"EBUSY: the map has a {other.replace('_', ' ')} program")
+    sockmap.progs[slot] = prog

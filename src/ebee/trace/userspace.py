@@ -22,13 +22,13 @@ from ..engines import Machine, select_engine
 from ..helpers import RUNTIME
 from ..helpers.calls import VirtualClock
 from ..helpers.task import Task
-from ..layouts.kernel import BPF_PERF_EVENT_DATA_KERN, PERF_SAMPLE_DATA
 from ..maps import Map
 from ..memory import SHARED, Region
 from ..program import Program
-from ..progtypes.tracing import pt_regs, tracepoint_format, u64_args
+from ..progtypes.tracing import pt_regs, u64_args
 from ..runtime import RunContext
-from ..testrun.runner import default_net
+from ..testrun.events import EventBuilder
+from ..testrun.runner import default_net, place_event
 from .codegen import CompiledProbe
 from .compiler import Script, program_btf
 from .errors import TraceError
@@ -177,8 +177,7 @@ class UserSpaceTrace(Session):
                 self.timers.append((self.clock.now + period, period, ld))
         return self
 
-    def _run(self, ld: _Loaded, ctx: bytes, *, task: Task | None = None, cpu: int = 0,
-             keep: list[Region] | None = None) -> int:
+    def _run(self, ld: _Loaded, ctx: bytes, *, task: Task | None = None, cpu: int = 0) -> int:
         if self.stopped and ld.probe.targets[0].provider != "END":
             return 0
         if self.exit_requested and ld.probe.targets[0].provider not in ("END",):
@@ -187,27 +186,14 @@ class UserSpaceTrace(Session):
         m.task = task or self.task
         m.cpu = cpu
         pt = ld.probe.prog_type
-        regions = []
+        regions: list[Region] = []
         try:
-            data = SHARED.add(Region(bytes(ctx) or b"\0", "event", writable=False))
-            regions.append(data)
-            arg = data.start
-            if pt == U.ProgType.PERF_EVENT:
-                sample = SHARED.add(Region(PERF_SAMPLE_DATA.size, "perf_sample_data",
-                                           writable=False))
-                kern = SHARED.add(Region(BPF_PERF_EVENT_DATA_KERN.size,
-                                         "bpf_perf_event_data_kern", writable=False))
-                regions += [sample, kern]
-                struct.pack_into("<Q", kern.buf, BPF_PERF_EVENT_DATA_KERN.off("regs"),
-                                 data.start)
-                struct.pack_into("<Q", kern.buf, BPF_PERF_EVENT_DATA_KERN.off("data"),
-                                 sample.start)
-                arg = kern.start
+            arg = place_event(U.ProgType(pt), ctx, regions)
             m.progctx = RunContext(default_net(), pt)
             ex = ld.bound.run(arg)
         finally:
             m.progctx = None
-            for r in regions + (keep or []):
+            for r in regions:
                 SHARED.remove(r)
         self.drain()
         return ex.retval
@@ -246,57 +232,27 @@ class UserSpaceTrace(Session):
             raise KeyError(f"no probe in the script matches {probe!r} (probes: "
                            f"{', '.join(t.name for ld in self.loaded for t in ld.probe.targets)})")
         for ld, t in hits:
-            keep: list[Region] = []
-            ctx = self._context(t, task or self.task, retval, list(args), fields, keep)
-            self._run(ld, ctx, task=task, cpu=cpu, keep=keep)
+            ev = EventBuilder()
+            try:
+                ctx = self._context(t, task or self.task, retval, list(args), fields, ev)
+                self._run(ld, ctx, task=task, cpu=cpu)
+            finally:
+                ev.close()
         return len(hits)
 
-    def _string(self, v: Any, keep: list[Region]) -> int:
-        data = (v.encode() if isinstance(v, str) else bytes(v)) + b"\0"
-        r = SHARED.add(Region(data, "trace string", writable=False))
-        keep.append(r)
-        return r.start
-
-    def _value(self, v: Any, keep: list[Region]) -> int:
-        if isinstance(v, (str, bytes, bytearray)):
-            return self._string(v, keep)
-        if isinstance(v, (list, tuple)):
-            ptrs = [self._value(x, keep) for x in v] + [0]
-            r = SHARED.add(Region(struct.pack(f"<{len(ptrs)}Q", *ptrs), "trace argv",
-                                  writable=False))
-            keep.append(r)
-            return r.start
-        return int(v)
-
-    def _context(self, t: Target, task: Task, retval: int, args: list, fields: dict,
-                 keep: list[Region]) -> bytes:
+    @staticmethod
+    def _context(t: Target, task: Task, retval: int, args: list, fields: dict,
+                 ev: EventBuilder) -> bytes:
+        """The context bpftrace's probe ``t`` gets, built as ``prog.fire`` builds it."""
         p = t.provider
         if p == "tracepoint":
-            fmt = tracepoint_format(t.target, t.func)
-            plain: dict[str, Any] = {}
-            tail = b""
-            data_locs: dict[str, bytes] = {}
-            for k, v in fields.items():
-                f = fmt.field(k)
-                if f.ctype.startswith("__data_loc"):
-                    data_locs[k] = (v.encode() if isinstance(v, str) else bytes(v)) + b"\0"
-                elif "*" in f.ctype or isinstance(v, (list, tuple)):
-                    plain[k] = self._value(v, keep)
-                else:
-                    plain[k] = v
-            rec = bytearray(fmt.record(plain, pid=task.pid))
-            for k, raw in data_locs.items():
-                f = fmt.field(k)
-                off = len(rec) + len(tail)
-                struct.pack_into("<I", rec, f.offset, (len(raw) << 16) | off)
-                tail += raw
-            return bytes(rec) + tail
+            return ev.tracepoint(f"{t.target}/{t.func}", task, fields)
         if p in ("kprobe", "kretprobe", "uprobe", "uretprobe"):
-            vals = [self._value(a, keep) for a in args]
-            ip = t.offset if not t.func else fields.pop("ip", 0)
-            return pt_regs(*vals, ax=retval & ((1 << 64) - 1), ip=ip)
+            vals = [ev.value(a) for a in args]
+            ip = t.offset if not t.func else fields.get("ip", 0)
+            return pt_regs(*vals, ax=ev.value(retval) & ((1 << 64) - 1), ip=ip)
         if p == "rawtracepoint":
-            return u64_args(*[self._value(a, keep) for a in args])
+            return u64_args(*[ev.value(a) for a in args])
         if p in ("interval", "profile", "software", "hardware"):
             return pt_regs(ip=fields.get("ip", 0))
         return u64_args()

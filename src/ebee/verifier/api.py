@@ -64,11 +64,13 @@ class Facts:
     def __init__(self, insns: Sequence[Insn]):
         self._insns = insns
         self._facts: dict[int, dict[int, tuple]] = {}
+        self._uses: list = [None] * len(insns)    # _operands per instruction, memoised
 
     def record(self, idx: int, state) -> None:
-        insn = self._insns[idx]
         regs = state.frames[state.curframe].regs
-        use = _operands(insn)
+        use = self._uses[idx]
+        if use is None:
+            use = self._uses[idx] = _operands(self._insns[idx])
         slot = self._facts.get(idx)
         if slot is None:
             self._facts[idx] = slot = {}
@@ -170,6 +172,9 @@ class VerifierResult:
     stack_depth: tuple[int, ...] = ()
     duration: float = 0.0
     ctx_insns: tuple[int, ...] = ()
+    #: slots of an accepted program no path reached (bpf_insn_aux_data.seen unset): the
+    #: code the kernel removes, or traps for unprivileged loads, after verification
+    dead_insns: tuple[int, ...] = ()
 
     def __bool__(self) -> bool:
         return self.accepted
@@ -289,7 +294,9 @@ def verify(prog_or_insns, *, prog_type: U.ProgType | int | None = None,
                           duration=env.verification_time,
                           ctx_insns=tuple(i for i, a in enumerate(env.aux)
                                           if a.ptr_type is not None and a.ptr_type & 0xFF == 2
-                                          and insns[i].cls in (1, 2, 3)))
+                                          and insns[i].cls in (1, 2, 3)),
+                          dead_insns=tuple(i for i, a in enumerate(env.aux) if not a.seen)
+                          if accepted else ())
 
 
 def _license_is_gpl_compatible(lic: str) -> bool:

@@ -35,6 +35,12 @@ def s32(v: int) -> int:
     return v - (1 << 32) if v >> 31 else v
 
 
+# Bounds are immutable, so a constant's is shared: the first few thousand values met
+# (a process-wide memo, bounded so a program of many distinct constants cannot grow it)
+_CONSTS: dict = {}
+_CONSTS_MAX = 4096
+
+
 class Bounds:
     __slots__ = ("var_off", "smin_value", "smax_value", "umin_value", "umax_value",
                  "s32_min_value", "s32_max_value", "u32_min_value", "u32_max_value")
@@ -56,7 +62,12 @@ class Bounds:
     def const(v: int) -> "Bounds":
         """___mark_reg_known: exactly ``v`` (taken as a 64-bit value)."""
         u = v & U64
-        return Bounds(Tnum(u, 0), s64(u), s64(u), u, u, s32(u), s32(u), u & U32, u & U32)
+        b = _CONSTS.get(u)
+        if b is None:
+            b = Bounds(Tnum(u, 0), s64(u), s64(u), u, u, s32(u), s32(u), u & U32, u & U32)
+            if len(_CONSTS) < _CONSTS_MAX:
+                _CONSTS[u] = b
+        return b
 
     @staticmethod
     def unknown() -> "Bounds":

@@ -104,7 +104,10 @@ def do_check(env: Env) -> None:
                 log(line)
                 env.prev_insn_print_pos = len(line) if line.isascii() else len(line.encode())
                 env.prev_log_pos = log.end
-            a.seen = True
+            # sanitize_mark_insn_seen(): a path walked only under speculation leaves its
+            # instructions unseen, so that sanitize_dead_code() still traps them
+            if not state.speculative:
+                a.seen = True
             prev_insn_idx = idx
             if facts is not None:
                 facts.record(idx, state)
@@ -210,7 +213,8 @@ def do_check_insn(env: Env, insn) -> int:
         elif mode == U.BPF_IMM:
             memory.check_ld_imm(env, insn)
             env.insn_idx += 1
-            env.aux[env.insn_idx].seen = True
+            if not env.cur_state.speculative:
+                env.aux[env.insn_idx].seen = True
         else:
             raise env.reject("invalid BPF_LD mode", EINVAL)
     else:

@@ -123,6 +123,7 @@ class Env:
         self.prev_log_pos = 0
         self.prev_insn_print_pos = 0
         self.prev_linfo = None
+        self.linfo_at: list = []     # _find_linfo per instruction, memoised (_UNSEEN: not yet)
         self.seen_direct_write = False
         self.seen_exception = False
         self.exception_callback_subprog = 0
@@ -216,7 +217,14 @@ class Env:
         """Print the source line of ``insn_off`` once (BTF line_info), like the kernel."""
         if not self.log.level or not self.line_info:
             return
-        li = _find_linfo(self.line_info, insn_off, self.insn_cnt)
+        memo = self.linfo_at
+        if not memo:
+            memo.extend([_UNSEEN] * (self.insn_cnt + 1))
+        li = memo[insn_off] if 0 <= insn_off < len(memo) else _UNSEEN
+        if li is _UNSEEN:
+            li = _find_linfo(self.line_info, insn_off, self.insn_cnt)
+            if 0 <= insn_off < len(memo):
+                memo[insn_off] = li
         prev = self.prev_linfo
         if li is None or li is prev:
             return
@@ -291,6 +299,9 @@ def assign_scalar_id_before_mov(env: Env, src: RegState) -> None:
         src.clear_scalar_id()
     if not src.id and src.bounds.var_off.mask:
         src.id = env.new_id()
+
+
+_UNSEEN = object()
 
 
 def _find_linfo(linfo, insn_off: int, insn_cnt: int):

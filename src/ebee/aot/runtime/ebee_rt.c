@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define BPF_ANY 0
@@ -23,6 +24,8 @@
 #define ETH_HLEN 14
 #define NEG(e) ((uint64_t)(int64_t)-(e))
 #define ROUND8(x) (((x) + 7u) & ~7u)
+
+static uint64_t clock_ns(clockid_t id);
 
 /* -- maps ------------------------------------------------------------------------------ */
 
@@ -151,6 +154,12 @@ static ebee_map *map_new(ebee_obj *obj, const struct ebee_map_def *d)
             goto fail;
         for (uint32_t k = 0; k < m->max_entries; k++)
             m->progs[k] = -1;
+        /* the object's initial slots (a .maps initializer): one int32 program index each */
+        for (uint32_t k = 0; d->init && k < m->max_entries && 4 * (k + 1) <= d->init_len; k++) {
+            int32_t v;
+            memcpy(&v, d->init + 4 * k, 4);
+            m->progs[k] = v < (int32_t)obj->def->nprogs ? v : -1;
+        }
         break;
     default:
         goto fail;
@@ -753,6 +762,13 @@ static void put32(uint8_t *p, uint32_t off, uint32_t v) { memcpy(p + off, &v, 4)
 int ebee_run_xdp(ebee_obj *o, int prog, uint32_t cpu, const void *data, uint32_t len,
                  void *out, uint32_t cap, struct ebee_result *res)
 {
+    return ebee_run_xdp_repeat(o, prog, cpu, data, len, out, cap, 1, res, NULL);
+}
+
+int ebee_run_xdp_repeat(ebee_obj *o, int prog, uint32_t cpu, const void *data, uint32_t len,
+                        void *out, uint32_t cap, uint32_t repeat, struct ebee_result *res,
+                        uint64_t *ns)
+{
     ebee_cx cx;
     _Alignas(64) uint8_t frame[PAGE];
     _Alignas(8) uint8_t buff[EBEE_XDP_BUFF_SIZE];
@@ -780,7 +796,16 @@ int ebee_run_xdp(ebee_obj *o, int prog, uint32_t cpu, const void *data, uint32_t
     cx.xdp = buff;
     cx.ctx_lo = (uint64_t)(uintptr_t)buff;
     cx.ctx_hi = cx.ctx_lo + sizeof(buff);
-    uint64_t r0 = o->def->progs[prog].fn(&cx, (uint64_t)(uintptr_t)buff, 0, 0, 0, 0);
+    /* as BPF_PROG_TEST_RUN with repeat: the same buffer, run after run; timed on the
+     * thread's CPU clock, as the kernel's bpf_test_timer stops while it reschedules */
+    ebee_fn fn = o->def->progs[prog].fn;
+    uint64_t t0 = ns ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0, r0 = 0;
+    for (uint32_t k = 0; k < (repeat ? repeat : 1); k++) {
+        cx.tail_calls = 0;
+        r0 = fn(&cx, (uint64_t)(uintptr_t)buff, 0, 0, 0, 0);
+    }
+    if (ns)
+        *ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
     finish(&cx, r0 & 0xffffffffu, res);
     uint64_t meta = get64(buff, EBEE_XDP_BUFF_DATA_META), end = get64(buff, EBEE_XDP_BUFF_DATA_END);
     uint64_t n = end - meta;

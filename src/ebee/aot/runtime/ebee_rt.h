@@ -12,7 +12,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#ifndef EBEE_RT_FREESTANDING   /* cross-compiled programs need no C library headers */
 #include <string.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,7 +33,8 @@ typedef uint64_t (*ebee_fn)(ebee_cx *cx, uint64_t r1, uint64_t r2, uint64_t r3, 
 struct ebee_map_def {
     const char *name;
     uint32_t type, key_size, value_size, max_entries, flags;
-    const uint8_t *init;          /* initial contents of element 0 (.data/.rodata), or NULL */
+    const uint8_t *init;          /* element 0's initial contents (.data/.rodata), or PROG_ARRAY's
+                                   * initial slots (int32 program indices, -1 empty), or NULL */
     uint32_t init_len;
 };
 
@@ -117,6 +120,11 @@ struct ebee_result {
  * data_out gets data_meta..data_end (at most out_cap bytes). */
 int ebee_run_xdp(ebee_obj *obj, int prog, uint32_t cpu, const void *data, uint32_t len,
                  void *data_out, uint32_t out_cap, struct ebee_result *res);
+/* The same, run `repeat` times on the same buffer as BPF_PROG_TEST_RUN's repeat does;
+ * *ns (if not NULL) gets the thread CPU time of the runs in ns; res is the last run's. */
+int ebee_run_xdp_repeat(ebee_obj *obj, int prog, uint32_t cpu, const void *data, uint32_t len,
+                        void *data_out, uint32_t out_cap, uint32_t repeat,
+                        struct ebee_result *res, uint64_t *ns);
 /* A program on a memory block: r1 = mem, r2 = len (the conformance suite's convention). */
 int ebee_run_mem(ebee_obj *obj, int prog, uint32_t cpu, void *mem, uint64_t len,
                  struct ebee_result *res);
@@ -142,14 +150,14 @@ EBEE_HELPERS(EBEE_HELPER_DECL)
 #undef EBEE_HELPER_DECL
 
 /* Memory access of translated code: unaligned, alias-free (compiles to one move). */
-static inline uint64_t ebee_ld8(uint64_t a) { uint8_t v; memcpy(&v, (const void *)(uintptr_t)a, 1); return v; }
-static inline uint64_t ebee_ld16(uint64_t a) { uint16_t v; memcpy(&v, (const void *)(uintptr_t)a, 2); return v; }
-static inline uint64_t ebee_ld32(uint64_t a) { uint32_t v; memcpy(&v, (const void *)(uintptr_t)a, 4); return v; }
-static inline uint64_t ebee_ld64(uint64_t a) { uint64_t v; memcpy(&v, (const void *)(uintptr_t)a, 8); return v; }
-static inline void ebee_st8(uint64_t a, uint64_t v) { uint8_t x = (uint8_t)v; memcpy((void *)(uintptr_t)a, &x, 1); }
-static inline void ebee_st16(uint64_t a, uint64_t v) { uint16_t x = (uint16_t)v; memcpy((void *)(uintptr_t)a, &x, 2); }
-static inline void ebee_st32(uint64_t a, uint64_t v) { uint32_t x = (uint32_t)v; memcpy((void *)(uintptr_t)a, &x, 4); }
-static inline void ebee_st64(uint64_t a, uint64_t v) { memcpy((void *)(uintptr_t)a, &v, 8); }
+static inline uint64_t ebee_ld8(uint64_t a) { uint8_t v; __builtin_memcpy(&v, (const void *)(uintptr_t)a, 1); return v; }
+static inline uint64_t ebee_ld16(uint64_t a) { uint16_t v; __builtin_memcpy(&v, (const void *)(uintptr_t)a, 2); return v; }
+static inline uint64_t ebee_ld32(uint64_t a) { uint32_t v; __builtin_memcpy(&v, (const void *)(uintptr_t)a, 4); return v; }
+static inline uint64_t ebee_ld64(uint64_t a) { uint64_t v; __builtin_memcpy(&v, (const void *)(uintptr_t)a, 8); return v; }
+static inline void ebee_st8(uint64_t a, uint64_t v) { uint8_t x = (uint8_t)v; __builtin_memcpy((void *)(uintptr_t)a, &x, 1); }
+static inline void ebee_st16(uint64_t a, uint64_t v) { uint16_t x = (uint16_t)v; __builtin_memcpy((void *)(uintptr_t)a, &x, 2); }
+static inline void ebee_st32(uint64_t a, uint64_t v) { uint32_t x = (uint32_t)v; __builtin_memcpy((void *)(uintptr_t)a, &x, 4); }
+static inline void ebee_st64(uint64_t a, uint64_t v) { __builtin_memcpy((void *)(uintptr_t)a, &v, 8); }
 
 #ifdef __cplusplus
 }

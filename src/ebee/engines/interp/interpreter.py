@@ -106,7 +106,7 @@ class InterpEngine(Engine):
         key = (hashlib.sha256(encode(insns)).digest(), counters is not None)
         with self._lock:
             img = self._cache.get(key)
-        if img is None or img.insns != insns:
+        if img is None or img.insns != insns or img.counters is not counters:
             img = InterpImage(insns, counters=counters)
             with self._lock:
                 if len(self._cache) > 512:

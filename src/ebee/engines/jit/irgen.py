@@ -22,6 +22,13 @@ Two modes:
 * **unchecked** (verified programs only): loads and stores are plain, as in
   Linux's JIT.  Division by zero, shift masking and the other RFC 9669
   definitions are still honoured -- they are semantics, not checks.
+
+With ``count`` (coverage, :mod:`ebee.engines.probes`) every instruction adds one to
+its word of a hits array and every conditional jump that jumps to its word of a
+taken array, as the interpreter's counted translation does.  The arrays' addresses
+are program-table slots (``cov_hits``, ``cov_taken``) filled at bind time, so the
+code (and its disk-cached object) holds no address; without ``count`` nothing of
+this is emitted.
 """
 from __future__ import annotations
 
@@ -100,13 +107,14 @@ class ModuleGen:
     """Builds the module for one program; one instance per translation."""
 
     def __init__(self, insns: list[Instruction], *, checked: bool, name: str = "ebee",
-                 debug: bool = False, natives: bool = True):
+                 debug: bool = False, natives: bool = True, count: bool = False):
         if not insns:
             raise ValueError("empty program")
         self.insns = insns
         self.checked = checked
         self.debug = debug
         self.use_natives = natives
+        self.count = count
         self.t = Cfg(insns)                 # the CFG both engines compile (engines.blocks)
         self.opaque_pcs = blinded_moves(insns)
         self.module = ir.Module(name=name)
@@ -276,6 +284,8 @@ class ModuleGen:
                 b.branch(self.bail_bb)
         for i in blk:
             self.loc(i.pc)
+            if self.count:
+                self.bump("cov_hits", i.pc)
             getattr(self, "k_" + i.kind.name.lower())(i)
         last = blk[-1]
         if b.block.is_terminated:
@@ -289,6 +299,13 @@ class ModuleGen:
             self.static_fault(last.pc, f"fell off {where}")
         else:
             b.branch(self.bb[nxt])
+
+    def bump(self, array: str, pc: int) -> None:
+        """Coverage: add one to word ``pc`` of the counter array in slot ``array``
+        (atomically: CPUs running on other threads share the counters)."""
+        b = self.b
+        base = b.inttoptr(self.pt_load(b, self.layout.slot(array)), PTR)
+        b.atomic_rmw("add", b.gep(base, [c64(pc * 8)], source_etype=i8), c64(1), "monotonic")
 
     # -- faults -------------------------------------------------------------------
 
@@ -491,6 +508,12 @@ class ModuleGen:
             b.position_at_end(bad)
             self.static_fault(i.pc, f"jump to invalid target {i.jump_target()}")
             b.unreachable()
+        elif self.count:
+            taken = self.fn.append_basic_block("taken")
+            b.cbranch(cond, taken, cont)
+            b.position_at_end(taken)
+            self.bump("cov_taken", i.pc)
+            b.branch(tgt)
         else:
             b.cbranch(cond, tgt, cont)
         b.position_at_end(cont)
@@ -867,6 +890,8 @@ class ModuleGen:
 
 
 def generate(insns: list[Instruction], *, checked: bool, name: str = "ebee", debug: bool = False,
-             natives: bool = True) -> tuple[ir.Module, Layout]:
-    """The IR module and program-table layout of ``insns``."""
-    return ModuleGen(insns, checked=checked, name=name, debug=debug, natives=natives).build()
+             natives: bool = True, count: bool = False) -> tuple[ir.Module, Layout]:
+    """The IR module and program-table layout of ``insns`` (``count``: with coverage
+    counters)."""
+    return ModuleGen(insns, checked=checked, name=name, debug=debug, natives=natives,
+                     count=count).build()

@@ -37,6 +37,7 @@ from ...runtime.clock import Clock as HostClock
 from ...runtime.cpu import Cpu
 from ..base import Bound, Engine, Execution, Image, Services, is_verified
 from ..env import CallEnv, ProgramText
+from ..probes import COVERAGE, Counters
 from . import abi, irgen
 from .codegen import Codegen
 from .xdp_batch import FrameBatch
@@ -69,8 +70,9 @@ def image_cache() -> cache.Cache:
     return cache.Cache("jit", Path(env) if env else None)
 
 
-def image_key(codegen: Codegen, image: bytes, checked: bool) -> str:
+def image_key(codegen: Codegen, image: bytes, checked: bool, counted: bool = False) -> str:
     return cache.digest("jit image", str(_IMAGE_FORMAT), image, "checked" if checked else "",
+                        "counted" if counted else "",
                         cache.source_digest(*_SOURCES), str(llvm.llvm_version_info), codegen.triple,
                         codegen.cpu, codegen.features, str(codegen.opt))
 
@@ -98,23 +100,27 @@ def store_image(key: str, layout: "irgen.Layout", obj: bytes) -> None:
 class JitImage(Image):
     """A program translated to native code once; bound to CPUs on demand."""
 
-    def __init__(self, insns: list[Instruction], *, checked: bool):
+    def __init__(self, insns: list[Instruction], *, checked: bool,
+                 counters: Counters | None = None):
         t0 = time.perf_counter_ns()
         self.insns = list(insns)
         self.checked = checked
+        #: coverage counters the code increments (bound into its program table), or None
+        self.counters = counters
+        counted = counters is not None
         self.image = encode(self.insns)
         self.text_of = ProgramText(self.insns, self.image)
         self.by_pc = self.text_of.by_pc
         self.digest = hashlib.sha256(self.image).hexdigest()
         codegen = Codegen.get()
-        key = image_key(codegen, self.image, checked) if cache.enabled() else None
+        key = image_key(codegen, self.image, checked, counted) if cache.enabled() else None
         cached = load_image(codegen, key) if key else None
         self.from_cache = cached is not None
         if cached is not None:
             self.layout, self.library = cached
             self.irgen_ns = 0
         else:
-            module, self.layout = irgen.generate(self.insns, checked=checked,
+            module, self.layout = irgen.generate(self.insns, checked=checked, count=counted,
                                                  name=f"ebee_{self.digest[:16]}")
             self.irgen_ns = time.perf_counter_ns() - t0
             self.library = codegen.compile(module, keep_object=key is not None)
@@ -226,6 +232,10 @@ def cpu_state(cpu: Cpu) -> CpuState:
     return st
 
 
+#: program-table slots of coverage counters -> the Counters attribute holding the address
+_COUNTER_SLOTS = {"cov_hits": "hits_addr", "cov_taken": "taken_addr"}
+
+
 class JitBinding(Bound):
     """A compiled program bound to one CPU."""
 
@@ -246,6 +256,8 @@ class JitBinding(Bound):
         for k, (kind, key) in enumerate(layout.slots, abi.PT_CODE_ADDR + 1):
             if kind == "const":
                 self.pt[k] = self.env.ld_imm64(key) & M64
+            elif kind in _COUNTER_SLOTS:
+                self.pt[k] = getattr(image.counters, _COUNTER_SLOTS[kind])
             else:
                 cb = abi.CALLBACK(self._wrap(getattr(self, f"_cb_{kind}")(key)))
                 self._callbacks.append(cb)
@@ -478,7 +490,7 @@ class JitEngine(Engine):
     CACHE_SIZE = 128
 
     def __init__(self) -> None:
-        self._cache: "OrderedDict[tuple[bytes, bool], JitImage]" = OrderedDict()
+        self._cache: "OrderedDict[tuple[bytes, bool, bool], JitImage]" = OrderedDict()
         self._lock = threading.Lock()
 
     def compile(self, insns, evidence: Any = None) -> JitImage:
@@ -487,13 +499,14 @@ class JitEngine(Engine):
         regions and the instruction budget is enforced, exactly like the interpreter."""
         insns = list(insns)
         checked = not is_verified(evidence)
-        key = (hashlib.sha256(encode(insns)).digest(), checked)
+        counters = COVERAGE.counters(insns) if COVERAGE.active else None
+        key = (hashlib.sha256(encode(insns)).digest(), checked, counters is not None)
         with self._lock:
             img = self._cache.get(key)
-            if img is not None and img.insns == insns:
+            if img is not None and img.insns == insns and img.counters is counters:
                 self._cache.move_to_end(key)
                 return img
-        img = JitImage(insns, checked=checked)
+        img = JitImage(insns, checked=checked, counters=counters)
         with self._lock:
             self._cache[key] = img
             while len(self._cache) > self.CACHE_SIZE:
